@@ -16,4 +16,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/scripts/dev-requirements.txt" >&2
   printf '%s' "$want" > "$stamp"
 fi
+# uv alone on a PATH folder of its own: putting .venv/bin on PATH would also
+# shadow python3, which infsh uses to build app environments.
+mkdir -p "$root/.tools/bin"
+ln -sf "$venv/bin/uv" "$root/.tools/bin/uv"
 echo "$venv/bin/python"

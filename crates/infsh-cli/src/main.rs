@@ -1,1 +1,69 @@
-fn main() {}
+//! The `infsh` binary: parse the command line, run the command, turn the
+//! result into an exit status. Commands live in `commands/`; the mapping of
+//! failures to exit codes in `exit.rs` and `errors.rs`.
+
+mod cli;
+mod commands;
+mod errors;
+mod examples;
+mod exit;
+mod input;
+mod output;
+mod paths;
+mod session;
+mod ui;
+
+use clap::Parser;
+
+use crate::cli::{AppCommand, Cli, Command};
+use crate::exit::{ExitCode, Failure};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let json_mode = cli.global.json;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(dispatch(cli));
+    // Dropping the runtime ends every task (and with them any worker handle)
+    // before the process exits, so no worker outlives us.
+    drop(runtime);
+    let code = match result {
+        Ok(()) => ExitCode::Ok,
+        Err(err) => {
+            let failure = match err.downcast::<Failure>() {
+                Ok(failure) => failure,
+                Err(other) => Failure::new(ExitCode::Internal, format!("{other:#}")),
+            };
+            output::print_failure(&failure, json_mode);
+            failure.code
+        }
+    };
+    std::process::exit(code as i32);
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    let ui = ui::Ui::new(global.json, global.quiet);
+    match cli.command {
+        Command::App(command) => match command {
+            AppCommand::Init(args) => commands::init::init(args, &global),
+            AppCommand::Functions(args) => commands::inspect::functions(args, &global, ui).await,
+            AppCommand::Schema(args) => commands::inspect::schema(args, &global, ui).await,
+            AppCommand::Run(args) => commands::run::run(args, &global, ui).await,
+            AppCommand::Test(args) => commands::test::test(args, &global, ui).await,
+        },
+    }
+}
+
+/// `INFSH_LOG=debug` shows infsh's own tracing on stderr; quiet by default.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INFSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

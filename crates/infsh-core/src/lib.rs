@@ -1,1 +1,28 @@
-//! placeholder
+//! infsh-core: apps on disk and the rules around calling their functions.
+//!
+//! - [`manifest`]: `inf.yml`, tolerant of unknown fields;
+//! - [`app`]: an app folder ([`AppDir`]), its files and example inputs;
+//! - [`functions`]: the functions a worker reported, the default one, and name
+//!   resolution ([`FunctionSet`]);
+//! - [`validate`]: input validation against a function's schema before dispatch
+//!   ([`InputValidator`]), with readable per-field errors;
+//! - [`files`]: `File` inputs: finding them, resolving local paths;
+//! - [`schema`], [`pointer`]: helpers for pydantic schemas and JSON pointers.
+//!
+//! The function list comes from the worker's `ready` message
+//! ([`infsh_protocol::FunctionInfo`]); see `docs/protocol.md`.
+
+pub mod app;
+pub mod files;
+pub mod functions;
+pub mod manifest;
+pub mod pointer;
+pub mod schema;
+pub mod validate;
+
+pub use app::{AppDir, AppError, Example};
+pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};
+pub use functions::{FunctionSet, ResolveError};
+pub use infsh_protocol::FunctionInfo;
+pub use manifest::{Manifest, ManifestError, Quantity, Requirement};
+pub use validate::{describe_errors, FieldError, InputValidator, SchemaError};

@@ -1,1 +1,30 @@
-//! placeholder
+//! Wire types and framing shared by the infsh host (`infsh-worker`) and the
+//! Python worker runtime (`python/infsh_worker`).
+//!
+//! `docs/protocol.md` is the contract; this crate is its Rust half. The
+//! Python half lives in `python/infsh_worker` and must change together with
+//! this one: bump [`PROTOCOL_VERSION`] when a change is not backwards
+//! compatible.
+//!
+//! - [`messages`]: the JSON messages, as `#[serde(tag = "type")]` enums.
+//! - [`frame`]: length-prefixed frames, with spilling of big messages to files.
+
+pub mod frame;
+pub mod messages;
+
+pub use frame::{read_message, write_message, FrameError, SpillDir};
+pub use messages::{
+    CallFailed, CallId, FailureKind, FunctionInfo, HostMessage, InputErrorItem, LoadFailed,
+    LoadFailureKind, OutputFile, Ready, SetupFailed, SetupFailureKind, WorkerMessage,
+};
+
+/// Version of the worker protocol; the worker reports its own in `ready`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame body either side accepts (64 MiB). A larger length prefix is
+/// a protocol error and is refused before anything is allocated.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// Encoded messages larger than this (1 MiB) are written to a file in the
+/// spill folder and sent as a `spilled` message instead.
+pub const SPILL_THRESHOLD_BYTES: usize = 1024 * 1024;

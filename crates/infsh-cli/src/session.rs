@@ -1,0 +1,425 @@
+//! One app, loaded and ready to call: the app folder, its Python
+//! environment, one worker process that ran `setup` once, and the
+//! validators for its functions. Every `app` command that touches Python goes
+//! through here, so they all share the same phases, errors and exit codes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use infsh_core::app::AppDir;
+use infsh_core::functions::FunctionSet;
+use infsh_core::validate::InputValidator;
+use infsh_protocol::{CallId, FunctionInfo, Ready};
+use infsh_worker::{CallEvent, CallOutcome, CallRequest, LogLine, Worker, WorkerConfig};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::cli::EnvArgs;
+use crate::errors::{
+    app_error, env_error, file_input_error, invalid_input, resolve_error, worker_error,
+};
+use crate::exit::{ExitCode, Failure};
+use crate::input::JsonArg;
+use crate::paths::Paths;
+use crate::ui::Ui;
+
+/// A function's input or output schema. The worker always sends both (see
+/// docs/protocol.md); an entry without one validates nothing rather than
+/// refusing every input.
+pub fn input_schema(function: &FunctionInfo) -> &Value {
+    function.input_schema().unwrap_or(&EMPTY_SCHEMA)
+}
+
+pub fn output_schema(function: &FunctionInfo) -> &Value {
+    function.output_schema().unwrap_or(&EMPTY_SCHEMA)
+}
+
+static EMPTY_SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+
+/// How long a cancelled call or a shutting-down worker gets before it is killed.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+pub struct AppSession {
+    pub app: AppDir,
+    pub ready: Ready,
+    pub functions: FunctionSet,
+    worker: Worker,
+    ui: Arc<Ui>,
+    validators: Mutex<HashMap<String, Arc<InputValidator>>>,
+    next_call: AtomicU64,
+}
+
+/// Why a call did not produce an output, beyond the worker's own errors.
+enum Interruption {
+    Timeout(f64),
+    CtrlC,
+}
+
+impl AppSession {
+    /// Opens the app folder, prepares its interpreter and starts its worker
+    /// (which imports the app and reports its functions). Setup is separate.
+    pub async fn open(
+        app_path: &Path,
+        env: &EnvArgs,
+        paths: &Paths,
+        ui: &Arc<Ui>,
+    ) -> Result<AppSession> {
+        let app = AppDir::open(app_path).map_err(app_error)?;
+        for warning in &app.warnings {
+            ui.warn(warning);
+        }
+        report_apt_packages(&app, ui);
+
+        let python = match &env.python {
+            Some(python) => python.clone(),
+            None => prepare_env(&app, env, paths, ui).await?,
+        };
+
+        let phase = ui.phase("start");
+        let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LogLine>();
+        let log_ui = ui.clone();
+        tokio::spawn(async move {
+            while let Some(line) = idle_rx.recv().await {
+                log_ui.app_log(&line);
+            }
+        });
+        let config = WorkerConfig {
+            python: python.clone(),
+            app_dir: app.root.clone(),
+            state_dir: paths.state_dir(),
+            env: app
+                .manifest
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let started = tokio::select! {
+            started = Worker::start(config, idle_tx) => started,
+            _ = tokio::signal::ctrl_c() => return Err(Failure::new(ExitCode::Interrupted, "interrupted while starting the worker").into()),
+        };
+        let (worker, ready) = match started {
+            Ok(ok) => ok,
+            Err(err) => {
+                phase.fail("");
+                return Err(worker_error(err, &app).into());
+            }
+        };
+        let functions = FunctionSet::new(
+            ready.functions.clone(),
+            app.manifest.default_function.as_deref(),
+        );
+        phase.finish(&format!(
+            "{} function{} · python {}",
+            ready.functions.len(),
+            if ready.functions.len() == 1 { "" } else { "s" },
+            ready.python
+        ));
+        for warning in functions.warnings() {
+            ui.warn(&warning);
+        }
+        Ok(AppSession {
+            app,
+            ready,
+            functions,
+            worker,
+            ui: ui.clone(),
+            validators: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+        })
+    }
+
+    /// Runs the app's `setup` with `config` (validated against the setup schema first).
+    pub async fn setup(&self, config: Option<&JsonArg>, timeout: Option<f64>) -> Result<Duration> {
+        let config_value = config.map(|c| c.value.clone()).unwrap_or_else(|| json!({}));
+        let validator = InputValidator::compile(&self.ready.setup_schema).map_err(|e| {
+            Failure::new(
+                ExitCode::Internal,
+                format!("setup schema does not compile: {e}"),
+            )
+        })?;
+        if let Err(errors) = validator.validate(&config_value) {
+            return Err(invalid_input("setup config", &errors).into());
+        }
+        let phase = self.ui.phase("setup");
+        let (log_tx, log_rx) = mpsc::unbounded_channel::<LogLine>();
+        let forward = self.forward_logs(log_rx);
+        let metadata = json!({"app_id": self.app.display_name(), "worker_id": format!("local-{}", self.worker.pid())});
+        let result = self
+            .guard(self.worker.setup(config_value, metadata, log_tx), timeout)
+            .await;
+        let _ = forward.await;
+        match result {
+            Ok(Ok(_seconds)) => Ok(phase.finish("")),
+            Ok(Err(err)) => {
+                phase.fail("");
+                Err(worker_error(err, &self.app).into())
+            }
+            Err(interruption) => {
+                phase.fail("");
+                self.worker.kill(GRACE).await;
+                Err(interruption_failure(interruption, "setup").into())
+            }
+        }
+    }
+
+    /// Resolves a function name (None: the default function).
+    pub fn function(&self, name: Option<&str>) -> Result<&FunctionInfo> {
+        self.functions
+            .resolve(name)
+            .map_err(|e| resolve_error(e).into())
+    }
+
+    /// Anchors relative file paths and validates the input against the
+    /// function's schema, so bad input never reaches the worker.
+    pub fn prepare_input(&self, function: &FunctionInfo, input: &JsonArg) -> Result<Value> {
+        let mut value = input.value.clone();
+        infsh_core::files::resolve_local_paths(input_schema(function), &mut value, &input.base_dir)
+            .map_err(file_input_error)?;
+        let validator = self.validator(function)?;
+        if let Err(errors) = validator.validate(&value) {
+            return Err(invalid_input(
+                &format!("input for function \"{}\"", function.name),
+                &errors,
+            )
+            .into());
+        }
+        Ok(value)
+    }
+
+    fn validator(&self, function: &FunctionInfo) -> Result<Arc<InputValidator>> {
+        let mut cache = self.validators.lock().expect("validator cache");
+        if let Some(v) = cache.get(&function.name) {
+            return Ok(v.clone());
+        }
+        let compiled = InputValidator::compile(input_schema(function)).map_err(|e| {
+            Failure::new(
+                ExitCode::Internal,
+                format!(
+                    "input schema of \"{}\" does not compile: {e}",
+                    function.name
+                ),
+            )
+        })?;
+        let compiled = Arc::new(compiled);
+        cache.insert(function.name.clone(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Calls a function; snapshots of streaming functions go to `on_snapshot`.
+    /// Ctrl-C and `timeout` cancel the call and stop the worker.
+    pub async fn call(
+        &self,
+        function: &FunctionInfo,
+        input: Value,
+        timeout: Option<f64>,
+        mut on_snapshot: impl FnMut(&Value) + Send,
+    ) -> Result<CallOutcome> {
+        let phase = self.ui.phase(&format!("run {}", function.name));
+        let id = CallId(format!(
+            "call-{}-{}",
+            std::process::id(),
+            self.next_call.fetch_add(1, Ordering::Relaxed)
+        ));
+        let metadata = json!({
+            "app_id": self.app.display_name(),
+            "task_id": id.0,
+            "worker_id": format!("local-{}", self.worker.pid()),
+        });
+        let request = CallRequest {
+            id: id.clone(),
+            function: function.name.clone(),
+            input,
+            metadata,
+        };
+        let (event_tx, mut event_rx) = mpsc::unbounded_channel::<CallEvent>();
+        let call = self.worker.call(request, event_tx);
+        tokio::pin!(call);
+        let deadline =
+            timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+        let mut snapshots = 0usize;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(event) = event_rx.recv() => match event {
+                    CallEvent::Log(line) => self.ui.app_log(&line),
+                    CallEvent::Snapshot { output, .. } => {
+                        snapshots += 1;
+                        phase.set_detail(&format!("{snapshots} snapshot{}", if snapshots == 1 { "" } else { "s" }));
+                        on_snapshot(&output);
+                    }
+                },
+                result = &mut call => break Ok(result),
+                _ = sleep_until_opt(deadline) => break Err(Interruption::Timeout(timeout.unwrap_or_default())),
+                _ = tokio::signal::ctrl_c() => break Err(Interruption::CtrlC),
+            }
+        };
+        // Logs that arrived with the result are still queued: show them first.
+        while let Ok(event) = event_rx.try_recv() {
+            if let CallEvent::Log(line) = event {
+                self.ui.app_log(&line);
+            }
+        }
+        match outcome {
+            Ok(Ok(done)) => {
+                phase.finish("");
+                Ok(done)
+            }
+            Ok(Err(err)) => {
+                phase.fail("");
+                Err(worker_error(err, &self.app).into())
+            }
+            Err(interruption) => {
+                phase.fail("");
+                self.stop_call(&id, call).await;
+                Err(
+                    interruption_failure(interruption, &format!("function {}", function.name))
+                        .into(),
+                )
+            }
+        }
+    }
+
+    /// Cancels a call politely (the app's `on_cancel` runs), then stops the
+    /// worker's whole process group: a cancelled local run never leaves a
+    /// process behind.
+    async fn stop_call(
+        &self,
+        id: &CallId,
+        call: impl std::future::Future<Output = Result<CallOutcome, infsh_worker::WorkerError>>,
+    ) {
+        if self.worker.cancel(id).await.is_ok() {
+            let _ = tokio::time::timeout(GRACE, call).await;
+        }
+        self.worker.kill(GRACE).await;
+    }
+
+    /// Ends the worker: `unload` runs, then the process exits (killed after the grace period).
+    pub async fn close(self) {
+        let _ = self.worker.shutdown(GRACE).await;
+    }
+
+    /// Stops the worker at once (error paths).
+    pub async fn kill(self) {
+        self.worker.kill(GRACE).await;
+    }
+
+    fn forward_logs(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<LogLine>,
+    ) -> tokio::task::JoinHandle<()> {
+        let ui = self.ui.clone();
+        tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                ui.app_log(&line);
+            }
+        })
+    }
+
+    /// Runs `fut` unless Ctrl-C or the timeout comes first.
+    async fn guard<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+        timeout: Option<f64>,
+    ) -> Result<T, Interruption> {
+        let deadline =
+            timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+        tokio::select! {
+            out = fut => Ok(out),
+            _ = sleep_until_opt(deadline) => Err(Interruption::Timeout(timeout.unwrap_or_default())),
+            _ = tokio::signal::ctrl_c() => Err(Interruption::CtrlC),
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn interruption_failure(interruption: Interruption, what: &str) -> Failure {
+    match interruption {
+        Interruption::Timeout(secs) => Failure::new(
+            ExitCode::Timeout,
+            format!("{what} timed out after {secs}s; the worker was stopped"),
+        ),
+        Interruption::CtrlC => Failure::new(
+            ExitCode::Interrupted,
+            format!("interrupted during {what}; the worker was stopped"),
+        ),
+    }
+}
+
+/// Builds (or reuses) the app's virtual environment; returns its interpreter.
+async fn prepare_env(app: &AppDir, env: &EnvArgs, paths: &Paths, ui: &Arc<Ui>) -> Result<PathBuf> {
+    let phase = ui.phase("environment");
+    let spec = infsh_env::EnvSpec {
+        app_dir: app.root.clone(),
+        base_python: env.base_python.clone(),
+        cache_dir: paths.envs_dir(),
+        ..Default::default()
+    };
+    let progress_ui = ui.clone();
+    let detail = Arc::new(Mutex::new(String::new()));
+    let detail_for_progress = detail.clone();
+    let result = {
+        let phase_ref = &phase;
+        let prepare = infsh_env::prepare(&spec, move |event| match event {
+            infsh_env::EnvProgress::Installing { line } => {
+                *detail_for_progress.lock().expect("detail") = line;
+            }
+            infsh_env::EnvProgress::Creating { dir, .. } => {
+                progress_ui.info(&format!(
+                    "building the app's environment in {}",
+                    dir.display()
+                ));
+            }
+            _ => {}
+        });
+        tokio::pin!(prepare);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                result = &mut prepare => break result,
+                _ = tick.tick() => phase_ref.set_detail(&detail.lock().expect("detail")),
+                _ = tokio::signal::ctrl_c() => return Err(Failure::new(ExitCode::Interrupted, "interrupted while building the environment").into()),
+            }
+        }
+    };
+    match result {
+        Ok(prepared) => {
+            let how = if prepared.reused { "reused" } else { "built" };
+            phase.finish(&format!("{how} {}", prepared.dir.display()));
+            Ok(prepared.python)
+        }
+        Err(err) => {
+            phase.fail("");
+            Err(env_error(err).into())
+        }
+    }
+}
+
+fn report_apt_packages(app: &AppDir, ui: &Ui) {
+    let apt = infsh_env::apt_packages(&app.root);
+    if apt.declared.is_empty() {
+        return;
+    }
+    if apt.missing.is_empty() {
+        ui.info(&format!(
+            "packages.txt: {} (installed)",
+            apt.declared.join(", ")
+        ));
+    } else {
+        ui.warn(&format!(
+            "packages.txt lists system packages that are not installed: {}. infsh does not install them; run: sudo apt-get install {}",
+            apt.missing.join(", "),
+            apt.missing.join(" ")
+        ));
+    }
+}

@@ -1,0 +1,3 @@
+from .inference import App
+
+__all__ = ["App"]

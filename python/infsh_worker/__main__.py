@@ -1,0 +1,135 @@
+"""Entry point: ``python -u -m infsh_worker`` (docs/protocol.md, "Launching").
+
+Reads the environment the host sets, starts the protocol reader, imports the
+app, discovers its functions, sends ``ready`` (or ``load_failed`` and exits
+1) and hands over to the runtime's serve loop until ``shutdown``.
+
+Import order matters for start-up time: only the stdlib and this package's
+loader are imported before the app. pydantic and the SDK are imported after
+it (usually for free, since the app imported them already).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from infsh_worker.loader import LoadFailed, load
+from infsh_worker.protocol import Channel, HostGone, Reader
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _host_gone(reason: str) -> None:
+    # Called on the reader thread. Nobody is left to answer to; os._exit
+    # because app threads (and the call pool) must not keep the process up.
+    _flush()
+    os._exit(0)
+
+
+def _protocol_error(reason: str) -> None:
+    print(f"infsh worker: protocol error, exiting: {reason}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
+def _default_logging() -> None:
+    """INFO and above to stderr, unless the app configured logging itself.
+
+    Python's fallback handler shows only warnings, so an app's
+    ``logging.info`` would vanish. Done after the app's import so a module
+    level ``basicConfig`` or handler of the app wins. (An app that calls
+    ``basicConfig`` later, in setup, finds handlers installed and gets this
+    default; a known trade-off.)
+    """
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+
+
+def main() -> None:
+    fd = int(os.environ.get("INFSH_PROTOCOL_FD", "3"))
+    app_dir = os.environ.get("INFSH_APP_DIR") or os.getcwd()
+    spill_dir = os.environ.get("INFSH_SPILL_DIR")
+    try:
+        # Not inherited by processes the app starts: they must never hold
+        # the host's channel open (or write to it).
+        os.set_inheritable(fd, False)
+    except OSError as e:
+        print(f"infsh worker: protocol fd {fd} is not open: {e}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    channel = Channel(fd, spill_dir)
+    reader = Reader(channel, on_gone=_host_gone, on_error=_protocol_error)
+    reader.start()
+
+    try:
+        loaded = load(app_dir)
+        # Imported after the app: costs nothing if the app imported pydantic
+        # and the SDK already. A schema that cannot be built is reported as an
+        # import_error, the closest kind the protocol has.
+        from infsh_worker.discovery import DiscoveryError, discover_functions, discover_setup
+
+        try:
+            functions = discover_functions(loaded.app_class)
+            setup = discover_setup(loaded.app_class, loaded.module)
+            _ = setup.schema
+        except DiscoveryError as e:
+            raise LoadFailed("import_error", str(e), "") from None
+        except Exception as e:
+            from infsh_worker.loader import error_line, format_tb
+
+            raise LoadFailed("import_error", f"cannot inspect App: {error_line(e)}", format_tb(e)) from None
+    except LoadFailed as e:
+        _flush()
+        try:
+            channel.write({"type": "load_failed", "kind": e.kind, "error": e.error, "traceback": e.traceback})
+        except HostGone:
+            pass
+        if e.traceback:
+            sys.stderr.write(e.traceback)
+        else:
+            print(f"infsh worker: {e.error}", file=sys.stderr)
+        _flush()
+        os._exit(1)
+
+    _default_logging()
+
+    import asyncio
+
+    from infsh_worker.runtime import Runtime, flush_stdio
+
+    try:
+        import inferencesh
+
+        sdk_version = getattr(inferencesh, "__version__", None)
+    except Exception:
+        sdk_version = None
+
+    runtime = Runtime(channel, loaded, functions, setup, sdk_version)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(runtime.serve(reader.attach))
+    except BaseException:
+        import traceback
+
+        print("infsh worker: internal error", file=sys.stderr)
+        traceback.print_exc()
+        flush_stdio()
+        os._exit(3)
+    # bye was sent. os._exit, not sys.exit: interpreter shutdown would join
+    # pool threads of calls still running, and the host waits for the exit.
+    flush_stdio()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

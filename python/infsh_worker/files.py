@@ -1,0 +1,113 @@
+"""Turning a function's return value into the ``output`` and ``files`` of a
+``snapshot``/``done`` frame (docs/protocol.md, "files").
+
+``output`` is ``model_dump(mode="json")`` of the output model. ``files``
+lists every SDK ``File`` in it with an RFC 6901 pointer into ``output``, so
+the host can store local files and rewrite those places with URLs (SPEC §6).
+
+Pointers are found by walking the model instance and its dump side by side:
+a key is followed only where the dump has it, so excluded fields, extras,
+computed fields and renamed keys all end up with pointers that really
+resolve in ``output``; a ``File`` is reported only where the dump holds the
+SDK's serialized dict for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from typing import Any, Dict, List, Optional, Tuple
+
+from pydantic import BaseModel, RootModel
+
+try:
+    from inferencesh.models.file import File as _File
+except Exception:  # pragma: no cover - without the SDK there are no Files
+    _File = None
+
+_SEQUENCES = (list, tuple, set, frozenset, deque)
+_MISSING = object()
+
+
+class OutputError(Exception):
+    """The function returned something that is not its output model."""
+
+
+def escape(token: str) -> str:
+    """One RFC 6901 reference token."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def as_output_model(result: Any, output_model: type, function: str) -> BaseModel:
+    """The returned value as a model instance: any pydantic model is taken as
+    is; a dict is validated into the declared output model."""
+    if isinstance(result, BaseModel):
+        return result
+    if isinstance(result, dict):
+        try:
+            return output_model.model_validate(result)
+        except Exception as e:
+            raise OutputError(
+                f"function {function!r} returned a dict that is not a valid {output_model.__name__}: {e}"
+            ) from e
+    raise OutputError(
+        f"function {function!r} returned {type(result).__name__}, expected {output_model.__name__}"
+    )
+
+
+def _file_entry(f: Any, pointer: str) -> Dict[str, Any]:
+    return {
+        "pointer": pointer,
+        "path": getattr(f, "path", None),
+        "uri": getattr(f, "uri", None),
+        "filename": getattr(f, "filename", None),
+        "content_type": getattr(f, "content_type", None),
+        "size": getattr(f, "size", None),
+    }
+
+
+def _walk(obj: Any, dumped: Any, pointer: str, out: List[Dict[str, Any]], depth: int) -> None:
+    if depth > 200:  # self-referencing structures cannot be dumped anyway
+        return
+    if _File is not None and isinstance(obj, _File):
+        if isinstance(dumped, dict):
+            out.append(_file_entry(obj, pointer))
+        return
+    if isinstance(obj, RootModel):
+        _walk(obj.root, dumped, pointer, out, depth + 1)
+        return
+    if isinstance(obj, BaseModel) or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        if isinstance(dumped, dict):
+            for key, sub in dumped.items():
+                value = getattr(obj, key, _MISSING) if isinstance(key, str) else _MISSING
+                if value is not _MISSING:
+                    _walk(value, sub, f"{pointer}/{escape(key)}", out, depth + 1)
+        return
+    if isinstance(obj, dict):
+        # pydantic keeps a dict's order and stringifies its keys; pair them up
+        # by position so enum or int keys still map to the dumped key.
+        if isinstance(dumped, dict) and len(dumped) == len(obj):
+            for (_, value), (key, sub) in zip(obj.items(), dumped.items()):
+                _walk(value, sub, f"{pointer}/{escape(str(key))}", out, depth + 1)
+        return
+    if isinstance(obj, _SEQUENCES):
+        if isinstance(dumped, list) and len(dumped) == len(obj):
+            for i, (value, sub) in enumerate(zip(obj, dumped)):
+                _walk(value, sub, f"{pointer}/{i}", out, depth + 1)
+
+
+def serialize(model: BaseModel) -> Tuple[Any, List[Dict[str, Any]]]:
+    """``(output, files)`` for one output model instance."""
+    dumped = model.model_dump(mode="json")
+    files: List[Dict[str, Any]] = []
+    _walk(model, dumped, "", files, 0)
+    return dumped, files
+
+
+def find_files(model: Any, dumped: Optional[Any] = None) -> List[Dict[str, Any]]:
+    """The ``files`` list alone (used by tests and tools)."""
+    if dumped is None:
+        dumped = model.model_dump(mode="json")
+    files: List[Dict[str, Any]] = []
+    _walk(model, dumped, "", files, 0)
+    return files

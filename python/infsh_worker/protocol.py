@@ -1,0 +1,208 @@
+"""Frames on the protocol channel (docs/protocol.md, "Frames").
+
+Owns the byte level of the contract with the Rust host
+(crates/infsh-protocol): a 4-byte big-endian length, then that many bytes of
+UTF-8 JSON holding one object with a string ``"type"``. Messages larger than
+``SPILL_THRESHOLD_BYTES`` travel as a file in the spill folder, announced by a
+``{"type": "spilled", "path", "bytes"}`` frame; that works in both directions.
+
+The channel is a raw fd (one end of the host's socketpair, normally fd 3).
+It is read and written with ``os.readv``/``os.write`` loops rather than a
+``socket`` object so that partial reads and writes are handled in one place
+and any stream fd works. Reads happen on one thread (the runtime's reader);
+writes may come from any thread and are serialized by a lock so frames never
+interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+SPILL_THRESHOLD_BYTES = 1024 * 1024
+_HEADER_BYTES = 4
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing contract; the connection cannot continue."""
+
+
+class HostGone(Exception):
+    """The channel reached EOF or broke: the host is gone."""
+
+
+def _finite(value: Any) -> Any:
+    """A copy of ``value`` with NaN and infinities replaced by ``None``.
+
+    JSON has no spelling for them (the Rust side's serde_json rejects
+    ``NaN``), and ``None`` is what pydantic's own ``model_dump_json`` writes
+    for them by default, so an output that pydantic could serialize to JSON
+    reaches the host the same way.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode(msg: Dict[str, Any]) -> bytes:
+    """The JSON bytes of one message (compact, UTF-8, finite numbers only)."""
+    try:
+        text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        # Only non-finite floats make allow_nan=False fail; this path is rare,
+        # so the common case pays for no extra walk over the message.
+        text = json.dumps(_finite(msg), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
+def decode(data: bytes) -> Dict[str, Any]:
+    """One message from its JSON bytes; checks the object-with-type shape."""
+    try:
+        msg = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(f"frame is not UTF-8 JSON: {e}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise ProtocolError("frame is not a JSON object with a string 'type'")
+    return msg
+
+
+class Channel:
+    """Framed, spill-aware message transport over one fd."""
+
+    def __init__(self, fd: int, spill_dir: Optional[str]) -> None:
+        self.fd = fd
+        # Without a spill folder (only when run by hand) big messages still
+        # work: the temp folder is as good a place as any on this machine.
+        self.spill_dir = spill_dir or tempfile.gettempdir()
+        self._write_lock = threading.Lock()
+
+    # -- reading (one thread only) -------------------------------------------
+
+    def _read_exact(self, n: int, *, at_boundary: bool) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        pos = 0
+        while pos < n:
+            try:
+                got = os.readv(self.fd, [view[pos:]])
+            except (ConnectionResetError, BrokenPipeError):
+                got = 0
+            if got == 0:
+                if at_boundary and pos == 0:
+                    raise HostGone("protocol channel closed")
+                raise HostGone(f"protocol channel closed inside a frame ({pos} of {n} bytes)")
+            pos += got
+        return buf
+
+    def read(self) -> Dict[str, Any]:
+        """Blocks for the next message; a spilled one is loaded and its file deleted."""
+        header = self._read_exact(_HEADER_BYTES, at_boundary=True)
+        length = int.from_bytes(header, "big")
+        if length > MAX_FRAME_BYTES:
+            # Never allocate what a broken peer claims.
+            raise ProtocolError(f"frame of {length} bytes exceeds MAX_FRAME_BYTES ({MAX_FRAME_BYTES})")
+        msg = decode(bytes(self._read_exact(length, at_boundary=False)))
+        if msg["type"] == "spilled":
+            msg = self._load_spilled(msg)
+        return msg
+
+    @staticmethod
+    def _load_spilled(stub: Dict[str, Any]) -> Dict[str, Any]:
+        path = stub.get("path")
+        if not isinstance(path, str):
+            raise ProtocolError("spilled frame without a string 'path'")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ProtocolError(f"cannot read spilled frame {path}: {e}") from None
+        try:
+            os.unlink(path)
+        except OSError:
+            pass  # the host cleans its spill folder; a leftover is harmless
+        msg = decode(data)
+        if msg["type"] == "spilled":
+            raise ProtocolError("a spilled file may not itself be 'spilled'")
+        return msg
+
+    # -- writing (any thread) ------------------------------------------------
+
+    def write(self, msg: Dict[str, Any]) -> None:
+        """Sends one message, spilling it to a file when it is large."""
+        data = encode(msg)
+        if len(data) > SPILL_THRESHOLD_BYTES:
+            data = encode({"type": "spilled", "path": self._spill(data), "bytes": len(data)})
+        frame = len(data).to_bytes(_HEADER_BYTES, "big") + data
+        with self._write_lock:
+            view = memoryview(frame)
+            while view:
+                try:
+                    sent = os.write(self.fd, view)
+                except (BrokenPipeError, ConnectionResetError) as e:
+                    raise HostGone(f"protocol channel broke: {e}") from None
+                view = view[sent:]
+
+    def _spill(self, data: bytes) -> str:
+        # Written completely and closed before the stub is sent, so the host
+        # never sees a partial file.
+        fd, path = tempfile.mkstemp(prefix=f"worker-{os.getpid()}-", suffix=".json", dir=self.spill_dir)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        return os.path.abspath(path)
+
+
+class Reader(threading.Thread):
+    """Reads frames on its own thread for the whole life of the worker.
+
+    Started before the app is imported, so that a host that goes away while
+    a slow import (torch, ...) runs is noticed at once: ``on_gone`` is called
+    on EOF (it exits the process). Messages that arrive before the runtime
+    ``attach``es are kept in order and delivered then.
+    """
+
+    def __init__(self, channel: Channel, on_gone: Callable[[str], None], on_error: Callable[[str], None]) -> None:
+        super().__init__(name="infsh-protocol-reader", daemon=True)
+        self._channel = channel
+        self._on_gone = on_gone
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._pending: List[Dict[str, Any]] = []
+        self._deliver: Optional[Callable[[Dict[str, Any]], None]] = None
+
+    def attach(self, deliver: Callable[[Dict[str, Any]], None]) -> None:
+        """From now on every message goes to ``deliver`` (called on this
+        reader thread, so it must be thread-safe, e.g. call_soon_threadsafe)."""
+        with self._lock:
+            for msg in self._pending:
+                deliver(msg)
+            self._pending.clear()
+            self._deliver = deliver
+
+    def run(self) -> None:
+        while True:
+            try:
+                msg = self._channel.read()
+            except HostGone as e:
+                self._on_gone(str(e))
+                return
+            except Exception as e:  # ProtocolError, or a bug: the stream is unusable
+                self._on_error(f"{type(e).__name__}: {e}")
+                return
+            with self._lock:
+                if self._deliver is None:
+                    self._pending.append(msg)
+                else:
+                    self._deliver(msg)

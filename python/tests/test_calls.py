@@ -1,0 +1,253 @@
+"""Calling functions: sync, async, streaming, metadata, validation, errors,
+outputs and their File pointers."""
+
+from __future__ import annotations
+
+import pytest
+
+CALLS_APP = '''
+import asyncio
+import logging
+import threading
+from typing import AsyncGenerator, AsyncIterator, Dict, List, Optional
+
+from pydantic import BaseModel
+from inferencesh import BaseApp, BaseAppInput, BaseAppOutput, File, Metadata
+
+log = logging.getLogger("calls-app")
+
+
+class In(BaseAppInput):
+    text: str = ""
+    n: int = 3
+
+
+class Out(BaseAppOutput):
+    text: str
+
+
+class Item(BaseModel):
+    name: str
+    weight: float
+
+
+class Order(BaseModel):
+    items: List[Item]
+    note: Optional[str] = None
+
+
+class Total(BaseModel):
+    total: float
+
+
+class Sub(BaseModel):
+    file: File
+    label: str = "x"
+
+
+class Files(BaseAppOutput):
+    image: File
+    gallery: List[File]
+    by_name: Dict[str, File]
+    nested: Sub
+    maybe: Optional[File] = None
+    pairs: List[Sub] = []
+
+
+class App(BaseApp):
+    async def setup(self):
+        self.signal = asyncio.Event()
+
+    async def upper(self, input: In) -> Out:
+        print(f"upper got {input.text}")
+        log.info("logged %s", input.text)
+        return Out(text=input.text.upper())
+
+    def where(self, input: In) -> Out:
+        return Out(text=threading.current_thread().name)
+
+    async def weigh(self, order: Order) -> Total:
+        return Total(total=sum(i.weight for i in order.items))
+
+    async def gen(self, input: In) -> AsyncGenerator[Out, None]:
+        text = ""
+        for i in range(input.n):
+            text += str(i)
+            yield Out(text=text)
+
+    async def iter(self, input: In) -> AsyncIterator[Out]:
+        for i in range(input.n):
+            yield Out(text=f"step {i}")
+
+    async def empty_stream(self, input: In) -> AsyncIterator[Out]:
+        if False:
+            yield Out(text="never")
+
+    async def whoami(self, input: In, metadata: Metadata) -> Out:
+        return Out(text=f"{type(metadata).__name__} {metadata.task_id} {metadata.gpu_ids} {metadata.extra_key}")
+
+    async def boom(self, input: In) -> Out:
+        raise ValueError("bad thing happened")
+
+    def sync_boom(self, input: In) -> Out:
+        raise KeyError("missing")
+
+    async def as_dict(self, input: In) -> Out:
+        return {"text": input.text}
+
+    async def wrong_type(self, input: In) -> Out:
+        return 42
+
+    async def bad_dict(self, input: In) -> Out:
+        return {"nope": 1}
+
+    async def wait_signal(self, input: In) -> Out:
+        await self.signal.wait()
+        return Out(text="released")
+
+    async def send_signal(self, input: In) -> Out:
+        self.signal.set()
+        return Out(text="sent")
+
+    async def nan(self, input: In) -> Total:
+        return Total(total=float("nan"))
+
+    async def files(self, input: In) -> Files:
+        def make(name, body):
+            with open(name, "w") as f:
+                f.write(body)
+            return File(path=name)
+
+        return Files(
+            image=make("image.png", "png!"),
+            gallery=[make("g0.txt", "0"), make("g1.txt", "11")],
+            by_name={"a/b~c": make("k.txt", "kk")},
+            nested=Sub(file=make("n.txt", "nnn")),
+            pairs=[Sub(file=make("p.txt", "p"), label="y")],
+        )
+'''
+
+
+@pytest.fixture
+def worker(app, start):
+    w = start(app(CALLS_APP))
+    w.ready()
+    assert w.setup()["type"] == "setup_done"
+    yield w
+
+
+def test_async_function_and_its_logs(worker):
+    done = worker.call("upper", {"text": "hi"})
+    assert done["type"] == "done" and done["id"] == "c1"
+    assert done["output"] == {"output_meta": None, "text": "HI"}
+    assert done["files"] == [] and isinstance(done["seconds"], float)
+    # flushed before `done`: the call's logs are complete when it is seen
+    assert "upper got hi" in worker.stdout()
+    assert "INFO:calls-app:logged hi" in worker.stderr()
+
+
+def test_sync_function_runs_off_the_event_loop(worker):
+    done = worker.call("where", {})
+    assert done["output"]["text"].startswith("infsh-call")
+
+
+def test_plain_basemodel_input(worker):
+    done = worker.call("weigh", {"items": [{"name": "a", "weight": 1.5}, {"name": "b", "weight": 2}]})
+    assert done["output"] == {"total": 3.5}
+
+
+def test_validation_error_has_dotted_locations(worker):
+    failed = worker.call("weigh", {"items": [{"name": "a", "weight": 1}, {"name": "b", "weight": "heavy"}, {}]})
+    assert failed["type"] == "failed" and failed["kind"] == "input"
+    locs = [e["loc"] for e in failed["errors"]]
+    assert locs == ["items.1.weight", "items.2.name", "items.2.weight"]
+    assert all(e["msg"] for e in failed["errors"])
+    assert "items.1.weight" in failed["error"] and "\n" not in failed["error"]
+
+
+def test_async_generator_streams_snapshots_then_done(worker):
+    worker.send({"type": "call", "id": "s", "function": "gen", "input": {"n": 3}, "metadata": {}})
+    frames = worker.collect("s")
+    assert [f["type"] for f in frames] == ["snapshot", "snapshot", "snapshot", "done"]
+    assert [f["output"]["text"] for f in frames] == ["0", "01", "012", "012"]
+
+
+def test_async_iterator_streams(worker):
+    worker.send({"type": "call", "id": "i", "function": "iter", "input": {"n": 2}, "metadata": {}})
+    frames = worker.collect("i")
+    assert [(f["type"], f["output"]["text"]) for f in frames] == [
+        ("snapshot", "step 0"),
+        ("snapshot", "step 1"),
+        ("done", "step 1"),
+    ]
+
+
+def test_stream_that_yields_nothing_fails(worker):
+    failed = worker.call("empty_stream", {})
+    assert failed["kind"] == "app"
+    assert "without yielding any output" in failed["error"]
+
+
+def test_metadata_parameter(worker):
+    done = worker.call("whoami", {}, metadata={"task_id": "t-1", "gpu_ids": ["0"], "extra_key": "k"})
+    assert done["output"]["text"] == "Metadata t-1 ['0'] k"
+
+
+def test_app_exception(worker):
+    failed = worker.call("boom", {})
+    assert failed["kind"] == "app"
+    assert failed["error"] == "ValueError: bad thing happened"
+    assert failed["traceback"].startswith("Traceback (most recent call last)")
+    assert 'raise ValueError("bad thing happened")' in failed["traceback"]
+    sync_failed = worker.call("sync_boom", {})
+    assert sync_failed["error"] == "KeyError: 'missing'"
+    # the worker keeps serving
+    assert worker.call("upper", {"text": "x"})["type"] == "done"
+
+
+def test_unknown_function(worker):
+    failed = worker.call("nope", {})
+    assert failed["kind"] == "unknown_function"
+    assert "upper" in failed["error"]
+
+
+def test_outputs_dict_wrong_type_and_invalid_dict(worker):
+    assert worker.call("as_dict", {"text": "d"})["output"] == {"output_meta": None, "text": "d"}
+    wrong = worker.call("wrong_type", {})
+    assert wrong["kind"] == "app" and "returned int, expected Out" in wrong["error"]
+    bad = worker.call("bad_dict", {})
+    assert bad["kind"] == "app" and "not a valid Out" in bad["error"]
+
+
+def test_non_finite_numbers_become_null(worker):
+    assert worker.call("nan", {})["output"] == {"total": None}
+
+
+def test_calls_run_concurrently(worker):
+    worker.send({"type": "call", "id": "waiter", "function": "wait_signal", "input": {}, "metadata": {}})
+    worker.send({"type": "call", "id": "signaller", "function": "send_signal", "input": {}, "metadata": {}})
+    first = worker.expect("done")
+    second = worker.expect("done")
+    assert (first["id"], second["id"]) == ("signaller", "waiter")
+
+
+def test_file_outputs_are_listed_with_json_pointers(worker):
+    done = worker.call("files", {})
+    output = done["output"]
+    by_pointer = {f["pointer"]: f for f in done["files"]}
+    assert sorted(by_pointer) == sorted(
+        ["/image", "/gallery/0", "/gallery/1", "/by_name/a~1b~0c", "/nested/file", "/pairs/0/file"]
+    )
+    app_dir = worker.app_dir
+    for pointer, entry in by_pointer.items():
+        # the pointer resolves in `output` to the SDK's serialized File
+        node = output
+        for token in pointer.split("/")[1:]:
+            token = token.replace("~1", "/").replace("~0", "~")
+            node = node[int(token)] if isinstance(node, list) else node[token]
+        assert node["path"] == entry["path"]
+        assert entry["path"].startswith(str(app_dir))
+        assert set(entry) == {"pointer", "path", "uri", "filename", "content_type", "size"}
+    assert by_pointer["/gallery/1"]["size"] == 2 and by_pointer["/gallery/1"]["filename"] == "g1.txt"
+    assert by_pointer["/image"]["content_type"] == "image/png"
+    assert output["maybe"] is None

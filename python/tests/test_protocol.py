@@ -1,0 +1,214 @@
+"""Frames and spilling: the byte-level contract of docs/protocol.md.
+
+In-process tests drive ``infsh_worker.protocol.Channel`` over a socketpair;
+end-to-end ones check spilling in both directions and the channel's EOF and
+error handling against a real worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness import PYTHON_ROOT, SPILL_THRESHOLD
+
+sys.path.insert(0, str(PYTHON_ROOT))
+
+from infsh_worker.protocol import MAX_FRAME_BYTES, Channel, HostGone, ProtocolError  # noqa: E402
+
+
+def frame(obj) -> bytes:
+    data = json.dumps(obj).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+@pytest.fixture
+def pair(tmp_path):
+    a, b = socket.socketpair()
+    a.settimeout(10)
+    yield a, Channel(b.fileno(), str(tmp_path)), tmp_path
+    a.close()
+    b.close()
+
+
+def test_frame_layout_is_big_endian_length_then_json(pair):
+    a, ch, _ = pair
+    ch.write({"type": "ready", "x": "é"})
+    header = a.recv(4)
+    n = int.from_bytes(header, "big")
+    body = b""
+    while len(body) < n:
+        body += a.recv(n - len(body))
+    assert json.loads(body.decode("utf-8")) == {"type": "ready", "x": "é"}
+
+
+def test_partial_reads_are_reassembled(pair):
+    a, ch, _ = pair
+    data = frame({"type": "call", "id": "x" * 5000})
+
+    def trickle():
+        for i in range(0, len(data), 7):
+            a.sendall(data[i : i + 7])
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    assert ch.read() == {"type": "call", "id": "x" * 5000}
+    t.join(10)
+
+
+def test_oversized_frame_is_a_protocol_error_without_allocating(pair):
+    a, ch, _ = pair
+    a.sendall((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+    with pytest.raises(ProtocolError):
+        ch.read()
+
+
+def test_eof_at_a_frame_boundary_means_host_gone(pair):
+    a, ch, _ = pair
+    a.shutdown(socket.SHUT_WR)
+    with pytest.raises(HostGone):
+        ch.read()
+
+
+def test_frame_must_be_an_object_with_a_type(pair):
+    a, ch, _ = pair
+    a.sendall(frame([1, 2]))
+    with pytest.raises(ProtocolError):
+        ch.read()
+
+
+def test_large_message_is_spilled_to_a_file(pair):
+    a, ch, tmp = pair
+    big = {"type": "done", "id": "1", "output": {"s": "y" * (SPILL_THRESHOLD + 10)}}
+    ch.write(big)
+    n = int.from_bytes(a.recv(4), "big")
+    stub = json.loads(a.recv(n))
+    assert stub["type"] == "spilled"
+    path = Path(stub["path"])
+    assert path.is_absolute() and path.parent == tmp
+    assert path.stat().st_size == stub["bytes"]
+    assert json.loads(path.read_bytes()) == big
+
+
+def test_message_at_threshold_stays_inline(pair):
+    a, ch, _ = pair
+    msg = {"type": "x", "s": ""}
+    overhead = len(json.dumps(msg, separators=(",", ":")).encode())
+    msg["s"] = "z" * (SPILL_THRESHOLD - overhead)
+    ch.write(msg)
+    n = int.from_bytes(a.recv(4), "big")
+    assert n == SPILL_THRESHOLD
+
+
+def test_spilled_frame_from_host_is_read_and_deleted(pair):
+    a, ch, tmp = pair
+    path = tmp / "in.json"
+    path.write_text(json.dumps({"type": "call", "id": "7"}))
+    a.sendall(frame({"type": "spilled", "path": str(path), "bytes": path.stat().st_size}))
+    assert ch.read() == {"type": "call", "id": "7"}
+    assert not path.exists()
+
+
+def test_spilled_file_may_not_be_spilled_again(pair):
+    a, ch, tmp = pair
+    path = tmp / "in.json"
+    path.write_text(json.dumps({"type": "spilled", "path": "/nope", "bytes": 1}))
+    a.sendall(frame({"type": "spilled", "path": str(path), "bytes": 1}))
+    with pytest.raises(ProtocolError):
+        ch.read()
+
+
+def test_non_finite_floats_are_sent_as_null(pair):
+    a, ch, _ = pair
+    ch.write({"type": "done", "output": {"a": float("nan"), "b": [float("inf"), 1.5]}})
+    n = int.from_bytes(a.recv(4), "big")
+    assert json.loads(a.recv(n)) == {"type": "done", "output": {"a": None, "b": [None, 1.5]}}
+
+
+# -- end to end -------------------------------------------------------------------
+
+BIG_APP = """
+from inferencesh import BaseApp, BaseAppInput, BaseAppOutput
+
+class AppInput(BaseAppInput):
+    text: str
+    repeat: int = 1
+
+class AppOutput(BaseAppOutput):
+    text: str
+    length: int
+
+class App(BaseApp):
+    async def setup(self):
+        pass
+
+    async def run(self, input: AppInput) -> AppOutput:
+        text = input.text * input.repeat
+        return AppOutput(text=text, length=len(input.text))
+"""
+
+
+def test_big_output_is_spilled_by_the_worker(app, start):
+    w = start(app(BIG_APP))
+    w.ready()
+    assert w.setup()["type"] == "setup_done"
+    w.send({"type": "call", "id": "big", "function": "run", "input": {"text": "ab", "repeat": 600_000}, "metadata": {}})
+    stub = w.recv_raw()
+    assert stub["type"] == "spilled" and stub["bytes"] > SPILL_THRESHOLD
+    path = Path(stub["path"])
+    assert path.parent == w.spill_dir
+    done = json.loads(path.read_bytes())
+    path.unlink()
+    assert done["type"] == "done" and done["id"] == "big"
+    assert len(done["output"]["text"]) == 1_200_000
+
+
+def test_big_input_spilled_by_the_host_is_read_and_deleted(app, start):
+    w = start(app(BIG_APP))
+    w.ready()
+    w.setup()
+    text = "q" * (SPILL_THRESHOLD + 100)
+    path = w.send_spilled({"type": "call", "id": "in", "function": "run", "input": {"text": text}, "metadata": {}})
+    done = w.expect("done")
+    assert done["output"]["length"] == len(text)
+    assert not path.exists()
+
+
+def test_worker_exits_when_the_host_closes_the_channel(app, start):
+    w = start(app(BIG_APP))
+    w.ready()
+    w.sock.close()
+    assert w.wait(20) == 0
+
+
+def test_worker_exits_on_a_protocol_error(app, start):
+    w = start(app(BIG_APP))
+    w.ready()
+    w.sock.sendall((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+    assert w.wait(20) == 2
+    assert "protocol error" in w.stderr()
+
+
+def test_protocol_fd_from_env_when_not_3(app, start):
+    w = start(app(BIG_APP), fd=None)
+    ready = w.ready()
+    assert ready["protocol"] == 1
+    assert w.setup()["type"] == "setup_done"
+    assert w.call("run", {"text": "x"})["output"]["text"] == "x"
+    w.shutdown()
+
+
+def test_nothing_but_app_output_on_stdout(app, start):
+    w = start(app(BIG_APP.replace("pass", "print('hello from setup')")))
+    w.ready()
+    w.setup()
+    w.call("run", {"text": "x"})
+    w.shutdown()
+    assert w.stdout() == "hello from setup\n"
+    assert os.path.getsize(w.stdout_path) == len("hello from setup\n")

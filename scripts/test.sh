@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: sets up what it needs (Rust
+# components, the dev Python environment), then checks formatting and lints,
+# runs the Python worker's own tests and every Rust test tier (unit, crate
+# integration, end-to-end with the real binary and real Python workers).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+echo "==> setting up"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest >/dev/null
+fi
+export INFSH_TEST_PYTHON="$(scripts/dev-python.sh)"
+export PATH="$root/.tools/bin:$PATH"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> python worker tests"
+"$INFSH_TEST_PYTHON" -m pytest -q python/tests
+
+echo "==> rust tests"
+cargo nextest run --workspace --locked --no-fail-fast
