@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsRawFd;
 
 use tokio::net::unix::pipe;
 
@@ -84,6 +85,31 @@ impl LineSplitter {
     }
 }
 
+/// How [`LogPipe::read_once`] reads.
+#[derive(Clone, Copy)]
+enum ReadMode {
+    /// `try_read`: after `readable()`. It clears tokio's cached readiness
+    /// on would-block, so the next `readable()` really waits.
+    Tokio,
+    /// A plain `read(2)`. `try_read` answers would-block *without reading*
+    /// while tokio's cached readiness is empty, and that cache is only
+    /// refreshed when the reactor next polls, which may be after the frame
+    /// we are draining for. The drain must see what is in the pipe now.
+    Syscall,
+}
+
+/// One non-blocking `read(2)` (the fd is in non-blocking mode).
+fn read_now(rx: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writes; the fd is
+    // open for as long as `rx` is borrowed.
+    let n = unsafe { libc::read(rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// One of the worker's output pipes.
 pub struct LogPipe {
     stream: LogStream,
@@ -126,24 +152,28 @@ impl LogPipe {
     /// Used after [`LogPipe::readable`]: one read per wake-up keeps a
     /// flooding pipe from starving the actor's other work.
     pub fn read_some(&mut self, out: &mut Vec<LogLine>) {
-        self.read_once(out);
+        self.read_once(out, ReadMode::Tokio);
     }
 
     /// Reads until the pipe is empty (or closed), then also hands out a
     /// partial last line: the operation it belongs to is ending.
     pub fn drain(&mut self, out: &mut Vec<LogLine>) {
-        while let Read::Data = self.read_once(out) {}
+        while let Read::Data = self.read_once(out, ReadMode::Syscall) {}
         let mut lines = Vec::new();
         self.splitter.finish(&mut lines);
         self.collect(lines, out);
     }
 
-    fn read_once(&mut self, out: &mut Vec<LogLine>) -> Read {
+    fn read_once(&mut self, out: &mut Vec<LogLine>, mode: ReadMode) -> Read {
         let Some(rx) = &self.rx else {
             return Read::Closed;
         };
         let mut lines = Vec::new();
-        let result = match rx.try_read(&mut self.buf) {
+        let read = match mode {
+            ReadMode::Tokio => rx.try_read(&mut self.buf),
+            ReadMode::Syscall => read_now(rx, &mut self.buf),
+        };
+        let result = match read {
             Ok(0) => {
                 self.rx = None;
                 self.splitter.finish(&mut lines);
