@@ -1,0 +1,192 @@
+//! The engine's public surface: what the HTTP layer (and tests) may call.
+//! Everything the server does with apps and tasks goes through [`Engine`];
+//! the HTTP layer never touches workers or the store directly.
+//!
+//! CONTRACT NOTE: `crates/infsh-server` is written against exactly these
+//! names. Change them only together with it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use infsh_core::validate::FieldError;
+use infsh_store::{FileRecord, LogEntry, Page, TaskRecord, TaskStatus};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Everything `infsh serve` configures about running apps.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Folder scanned for apps (each sub-folder with an `inference.py`, at any depth up to 3).
+    pub apps_dir: PathBuf,
+    /// SQLite database, stored files, worker state live here.
+    pub data_dir: PathBuf,
+    /// Where app virtual environments are cached (shared with the CLI).
+    pub cache_dir: PathBuf,
+    /// Use this interpreter for every app instead of building environments.
+    pub python: Option<PathBuf>,
+    /// Start every app's workers at boot instead of at its first call.
+    pub preload: bool,
+    /// Worker processes per app (each runs `setup` once and serves every function).
+    pub replicas: usize,
+    /// Calls one worker runs at once (async apps can take more than one).
+    pub concurrency_per_replica: usize,
+    /// Tasks waiting per app beyond which runs are refused with 429.
+    pub queue_capacity: usize,
+    /// Default per-task timeout (None: no limit). A run's own `timeout` wins.
+    pub task_timeout: Option<Duration>,
+    /// Limit on an app's `setup`.
+    pub setup_timeout: Option<Duration>,
+    /// How long a cancelled task gets before its worker is killed and replaced.
+    pub cancel_grace: Duration,
+    /// The server's externally visible base URL, e.g. `http://127.0.0.1:8080`,
+    /// used to build file URIs returned in outputs.
+    pub public_url: String,
+    /// Secret values available to apps (`secrets`/`integrations` of inf.yml), by key.
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// A request to run a function, after the HTTP layer parsed the body.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// `ns/name`, `ns/name@version` or `ns/name:function` as the client sent it.
+    pub app: String,
+    pub function: Option<String>,
+    pub input: Value,
+    pub setup: Option<Value>,
+    pub webhook: Option<String>,
+    pub session: Option<String>,
+    pub metadata: Option<Value>,
+    /// Per-run timeout in seconds.
+    pub timeout_secs: Option<f64>,
+}
+
+/// A task as the API shows it: the record plus its logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskView {
+    pub record: TaskRecord,
+    pub logs: Vec<LogEntry>,
+}
+
+/// Why a request was refused. The HTTP layer maps each variant to one status
+/// code and problem type (see crates/infsh-server/src/problem.rs).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown app \"{app}\"; available apps: {}", available.join(", "))]
+    UnknownApp { app: String, available: Vec<String> },
+    #[error("unknown function \"{function}\" of app \"{app}\"; available functions: {}", available.join(", "))]
+    UnknownFunction {
+        app: String,
+        function: String,
+        available: Vec<String>,
+    },
+    #[error("app \"{app}\" has no default function; name one of: {}", available.join(", "))]
+    NoDefaultFunction { app: String, available: Vec<String> },
+    #[error("{what} is invalid: {}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    InvalidInput {
+        what: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("input file {field}: {reason}")]
+    InvalidFile { field: String, reason: String },
+    #[error("app \"{app}\" is busy: its queue holds {capacity} tasks; retry later")]
+    QueueFull {
+        app: String,
+        capacity: usize,
+        retry_after: Duration,
+    },
+    #[error("missing required secrets: {}", missing.iter().map(|m| m.key.as_str()).collect::<Vec<_>>().join(", "))]
+    MissingSecrets { missing: Vec<MissingSecret> },
+    /// The app could not be loaded (import error, no App class...), so its
+    /// functions are unknown.
+    #[error("app \"{app}\" failed to load: {message}")]
+    AppUnavailable {
+        app: String,
+        message: String,
+        traceback: Option<String>,
+    },
+    #[error("unknown task \"{0}\"")]
+    UnknownTask(String),
+    #[error("unknown file \"{0}\"")]
+    UnknownFile(String),
+    #[error("task \"{id}\" already ended with status {status:?}")]
+    TaskAlreadyEnded { id: String, status: TaskStatus },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("storage error: {0}")]
+    Store(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissingSecret {
+    /// `secret` or `integration`.
+    pub kind: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// One hosted app, for `GET /apps`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppSummary {
+    /// `namespace/name`.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub default_function: Option<String>,
+    /// None until the app's functions were discovered (first worker start).
+    pub functions: Option<Vec<String>>,
+    pub state: AppState,
+}
+
+/// One hosted app with its functions and schemas, for `GET /apps/{ns}/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppDetail {
+    pub summary: AppSummary,
+    /// Exactly `functions_schema.json`'s content.
+    pub functions: Value,
+    pub setup_schema: Value,
+}
+
+/// Worker state of an app, for `GET /ready`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppState {
+    /// No worker started yet (workers start at the first call).
+    Idle,
+    Starting,
+    Ready,
+    /// The last start or setup failed; `last_error` says why.
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppReadiness {
+    pub id: String,
+    pub state: AppState,
+    pub replicas: usize,
+    pub busy: usize,
+    pub queued: usize,
+    pub last_error: Option<String>,
+}
+
+/// Counters and gauges for `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    pub tasks_submitted: u64,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub tasks_cancelled: u64,
+    pub tasks_rejected_queue_full: u64,
+    pub tasks_queued: u64,
+    pub tasks_running: u64,
+    pub workers_started: u64,
+    pub workers_crashed: u64,
+    /// Per app: (app id, completed task durations in seconds: count and sum).
+    pub task_seconds: Vec<(String, u64, f64)>,
+}
+
+/// A file registered by `POST /files`, before or after its bytes arrived.
+pub type StoredFile = FileRecord;
+
+/// A page of tasks for `GET /tasks`.
+pub type TaskPage = Page<TaskRecord>;

@@ -1,0 +1,411 @@
+//! [`Engine`]: the handle the HTTP layer holds. Cheap to clone; the engine
+//! (its app actors, workers and runners) stops when the last clone is
+//! dropped, leaving the store as a crash would, or gracefully with
+//! [`Engine::shutdown`].
+//!
+//! CONTRACT NOTE: crates/infsh-server calls exactly these methods.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use infsh_store::{FileStore, SqliteStore, StoreError, TaskFilter, TaskStore};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::api::*;
+use crate::handle::{AppHandle, CancelReply};
+use crate::recovery::recover;
+use crate::registry::{parse_app_ref, scan};
+use crate::scheduler;
+use crate::shared::Shared;
+use crate::tracker::Tracker;
+use crate::webhook::Webhooks;
+
+/// How long each worker gets for `unload` at shutdown before it is killed.
+pub const UNLOAD_GRACE: Duration = Duration::from_secs(5);
+/// How long `cancel` waits for a running task to reach CANCELLING.
+const CANCEL_ACK_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub shared: Arc<Shared>,
+    /// By id; fixed at start.
+    pub apps: BTreeMap<String, AppHandle>,
+    pub shutting_down: AtomicBool,
+}
+
+/// Why the engine could not start (bad data dir, unreadable database...).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineStartError(pub String);
+
+pub(crate) fn store_error(e: StoreError) -> EngineError {
+    EngineError::Store(e.to_string())
+}
+
+impl Engine {
+    /// Opens the store under `data_dir`, scans `apps_dir`, re-queues tasks
+    /// that were queued when the server last stopped, marks interrupted
+    /// running ones failed, and (with `preload`) starts workers.
+    pub async fn start(config: EngineConfig) -> Result<Engine, EngineStartError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| EngineStartError(format!("{what}: {e}"));
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| fail(&format!("cannot create {}", config.data_dir.display()), &e))?;
+        let db = config.data_dir.join("infsh.db");
+        let store = SqliteStore::open_async(&db)
+            .await
+            .map_err(|e| fail(&format!("cannot open {}", db.display()), &e))?;
+        let store: Arc<dyn TaskStore> = Arc::new(store);
+        let files = FileStore::open(config.data_dir.join("files"), store.clone())
+            .map_err(|e| fail("cannot open the file store", &e))?;
+        let webhooks = Webhooks::new().map_err(EngineStartError)?;
+        let apps_dir = config.apps_dir.clone();
+        let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))
+            .await
+            .map_err(|e| fail("scanning apps", &e))?
+            .map_err(EngineStartError)?;
+        let shared = Shared::new(config, store, files, webhooks);
+        std::fs::create_dir_all(&shared.state_dir)
+            .map_err(|e| fail(&format!("cannot create {}", shared.state_dir.display()), &e))?;
+        let apps: BTreeMap<String, AppHandle> = entries
+            .into_iter()
+            .map(|entry| (entry.id.clone(), scheduler::spawn(shared.clone(), entry)))
+            .collect();
+        tracing::info!(apps = apps.len(), ids = ?apps.keys().collect::<Vec<_>>(), "hosting apps");
+        let recovered = recover(&shared, &apps)
+            .await
+            .map_err(|e| fail("recovering tasks", &e))?;
+        if recovered != Default::default() {
+            tracing::info!(?recovered, "recovered tasks from the last run");
+        }
+        if shared.config.preload {
+            for app in apps.values() {
+                app.preload();
+            }
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                shared,
+                apps,
+                shutting_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.shared.config
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The app an `app` string names: `ns/name` (any `@version` and
+    /// `:function` ignored here), or a bare name that one app has.
+    pub(crate) fn app_handle(&self, app: &str) -> Result<&AppHandle, EngineError> {
+        let wanted = parse_app_ref(app).id;
+        if let Some(handle) = self.inner.apps.get(&wanted) {
+            return Ok(handle);
+        }
+        if !wanted.contains('/') {
+            let mut by_name = self.inner.apps.values().filter(|h| h.entry.name == wanted);
+            if let (Some(only), None) = (by_name.next(), by_name.next()) {
+                return Ok(only);
+            }
+        }
+        Err(EngineError::UnknownApp {
+            app: app.to_string(),
+            available: self.inner.apps.keys().cloned().collect(),
+        })
+    }
+
+    fn summary(handle: &AppHandle) -> AppSummary {
+        Self::summary_with(handle, None)
+    }
+
+    /// `info`: the app's functions when the caller has them fresher than
+    /// the actor's last published status.
+    fn summary_with(handle: &AppHandle, info: Option<Arc<crate::app_info::AppInfo>>) -> AppSummary {
+        let mut status = handle.status();
+        if info.is_some() {
+            status.info = info;
+        }
+        let entry = &handle.entry;
+        let manifest = &entry.dir.manifest;
+        AppSummary {
+            id: entry.id.clone(),
+            namespace: entry.namespace.clone(),
+            name: entry.name.clone(),
+            description: manifest.description.clone(),
+            default_function: match &status.info {
+                Some(info) => info.functions.default_name().map(str::to_string),
+                None => manifest.default_function.clone(),
+            },
+            functions: status.info.as_ref().map(|i| i.names()),
+            state: status.state,
+        }
+    }
+
+    /// Every hosted app, sorted by id.
+    pub fn apps(&self) -> Vec<AppSummary> {
+        self.inner.apps.values().map(Self::summary).collect()
+    }
+
+    /// One app with its functions' schemas (starts a worker to discover them if none ran yet).
+    pub async fn app(&self, id: &str) -> Result<AppDetail, EngineError> {
+        let handle = self.app_handle(id)?;
+        let info = handle.discover().await?;
+        Ok(AppDetail {
+            summary: Self::summary_with(handle, Some(info.clone())),
+            functions: info.functions.functions_schema(),
+            setup_schema: info.ready.setup_schema.clone(),
+        })
+    }
+
+    pub fn readiness(&self) -> Vec<AppReadiness> {
+        self.inner
+            .apps
+            .values()
+            .map(|h| {
+                let status = h.status();
+                AppReadiness {
+                    id: h.entry.id.clone(),
+                    state: status.state,
+                    replicas: status.replicas,
+                    busy: status.busy,
+                    queued: h.queued(),
+                    last_error: status.last_error,
+                }
+            })
+            .collect()
+    }
+
+    /// Validates and stores the task (durably) and queues it; returns at once.
+    pub async fn submit(&self, request: RunRequest) -> Result<TaskView, EngineError> {
+        crate::submit::submit(self, request).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<TaskView, EngineError> {
+        if let Some(view) = self.shared().live.view(id) {
+            return Ok(view);
+        }
+        let store = &self.shared().store;
+        let record = store
+            .get_task(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| EngineError::UnknownTask(id.to_string()))?;
+        let logs = store.get_logs(id).await.map_err(store_error)?;
+        Ok(TaskView { record, logs })
+    }
+
+    /// Waits until the task ends (or `limit` passes) and returns it as it is then.
+    pub async fn wait(&self, id: &str, limit: Option<Duration>) -> Result<TaskView, EngineError> {
+        if let Some(live) = self.shared().live.get(id) {
+            let mut watch = live.subscribe();
+            drop(live);
+            let deadline = limit.map(|l| Instant::now() + l);
+            loop {
+                {
+                    let view = watch.borrow_and_update();
+                    if view.record.status.is_terminal() {
+                        return Ok(view.clone());
+                    }
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { break },
+                    () = sleep_until(deadline) => return Ok(watch.borrow().clone()),
+                }
+            }
+        }
+        self.get(id).await
+    }
+
+    /// Full snapshots of the task: the current one first, then one per
+    /// change (status, logs, streamed output); the channel closes after the
+    /// terminal snapshot.
+    pub async fn subscribe(&self, id: &str) -> Result<mpsc::Receiver<TaskView>, EngineError> {
+        let (tx, rx) = mpsc::channel(16);
+        let Some(live) = self.shared().live.get(id) else {
+            let view = self.get(id).await?;
+            let _ = tx.try_send(view);
+            return Ok(rx);
+        };
+        let mut watch = live.subscribe();
+        // The forwarder must not keep the task's sender alive.
+        drop(live);
+        tokio::spawn(async move {
+            loop {
+                let view = watch.borrow_and_update().clone();
+                let terminal = view.record.status.is_terminal();
+                if tx.send(view).await.is_err() || terminal {
+                    return;
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Moves the task to CANCELLING and cancels it (queued: at once).
+    pub async fn cancel(&self, id: &str) -> Result<TaskView, EngineError> {
+        let view = self.get(id).await?;
+        let ended = |view: TaskView| EngineError::TaskAlreadyEnded {
+            id: id.to_string(),
+            status: view.record.status,
+        };
+        if view.record.status.is_terminal() {
+            return Err(ended(view));
+        }
+        let handle = self.app_handle(&view.record.app)?;
+        match handle.cancel(id).await {
+            CancelReply::Dequeued(task) => {
+                // Out of the queue: it must be recorded even if the caller
+                // goes away, so in a task of its own.
+                let mut tracker = Tracker::new(self.shared().clone(), task.live);
+                tokio::spawn(async move {
+                    tracker
+                        .finish(infsh_store::TaskStatus::Cancelled, None, None)
+                        .await
+                })
+                .await
+                .map_err(|e| EngineError::Store(format!("recording the cancellation failed: {e}")))
+            }
+            CancelReply::Signalled(ack) => {
+                let _ = tokio::time::timeout(CANCEL_ACK_WAIT, ack).await;
+                self.get(id).await
+            }
+            CancelReply::NotHere => {
+                let view = self.get(id).await?;
+                if view.record.status.is_terminal() {
+                    Err(ended(view))
+                } else if self.inner.shutting_down.load(Ordering::SeqCst) {
+                    Err(EngineError::ShuttingDown)
+                } else {
+                    Ok(view)
+                }
+            }
+        }
+    }
+
+    /// Newest first. `cursor` comes from the previous page.
+    pub async fn list(
+        &self,
+        app: Option<&str>,
+        status: Option<infsh_store::TaskStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<TaskPage, EngineError> {
+        let filter = TaskFilter {
+            app: app.map(|a| parse_app_ref(a).id),
+            status,
+        };
+        self.shared()
+            .store
+            .list_tasks(&filter, limit, cursor)
+            .await
+            .map_err(|e| match e {
+                StoreError::InvalidCursor(c) => EngineError::InvalidInput {
+                    what: "cursor".into(),
+                    errors: vec![infsh_core::validate::FieldError {
+                        path: "cursor".into(),
+                        message: format!("\"{c}\" is not a cursor from a previous page"),
+                    }],
+                },
+                other => store_error(other),
+            })
+    }
+
+    /// Registers a file to be uploaded; its id is an unguessable random id.
+    pub async fn create_file(
+        &self,
+        filename: &str,
+        content_type: Option<&str>,
+        size: Option<u64>,
+    ) -> Result<StoredFile, EngineError> {
+        self.shared()
+            .files
+            .create(filename, content_type, size)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Stores the uploaded bytes of a registered file.
+    pub async fn write_file(&self, id: &str, body: Bytes) -> Result<StoredFile, EngineError> {
+        self.shared()
+            .files
+            .write(id, body)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } | StoreError::InvalidId => {
+                    EngineError::UnknownFile(id.to_string())
+                }
+                other => store_error(other),
+            })
+    }
+
+    /// A stored file and where its bytes are on disk. A registered file
+    /// whose bytes have not arrived yet has `uploaded: false` (its path
+    /// does not exist yet).
+    pub async fn file(&self, id: &str) -> Result<(StoredFile, PathBuf), EngineError> {
+        self.shared()
+            .files
+            .get(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| EngineError::UnknownFile(id.to_string()))
+    }
+
+    /// The URL clients and apps fetch a stored file from.
+    pub fn file_uri(&self, id: &str) -> String {
+        self.shared().file_uri(id)
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let queued = self.inner.apps.values().map(|h| h.queued() as u64).sum();
+        self.shared().metrics.snapshot(queued)
+    }
+
+    /// Stops taking runs, lets running tasks finish up to `grace`, unloads
+    /// and stops every worker. Tasks still queued stay queued in the store
+    /// (the next start runs them); tasks still running at the end of the
+    /// grace are FAILED as interrupted.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        for app in self.inner.apps.values() {
+            app.drain();
+        }
+        let deadline = Instant::now() + grace;
+        let running = || self.shared().metrics.running.load(Ordering::SeqCst);
+        while running() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared().set_stopping();
+        let stopped: Vec<_> = self
+            .inner
+            .apps
+            .values()
+            .filter_map(|app| app.shutdown(UNLOAD_GRACE))
+            .collect();
+        for answer in stopped {
+            let _ = answer.await;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,167 @@
+//! Output files: every `File` an app returned with a local `path` (the
+//! worker lists them in `done.files`, `docs/protocol.md`) is copied into the
+//! [`infsh_store::FileStore`] and the output rewritten at its JSON pointer to
+//! `{"uri", "filename", "content_type", "size"}`, the uri being the server's
+//! own `/files/{id}` URL. Local paths never reach a client.
+
+use std::path::Path;
+
+use infsh_protocol::OutputFile;
+use serde_json::{json, Value};
+
+use crate::shared::Shared;
+
+/// A content type from a file name's extension.
+pub(crate) fn guess_content_type(filename: &str) -> &'static str {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "svg" => "image/svg+xml",
+        "tif" | "tiff" => "image/tiff",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "flac" => "audio/flac",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mov" => "video/quicktime",
+        "txt" | "log" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "glb" => "model/gltf-binary",
+        "obj" => "model/obj",
+        _ => infsh_store::DEFAULT_CONTENT_TYPE,
+    }
+}
+
+/// Replaces the value at `pointer` (RFC 6901; `""` is the whole output).
+fn replace_at(output: &mut Value, pointer: &str, value: Value) -> bool {
+    if pointer.is_empty() {
+        *output = value;
+        return true;
+    }
+    match output.pointer_mut(pointer) {
+        Some(slot) => {
+            *slot = value;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Stores the output's local files and rewrites it. Fails (with a message
+/// for the task's error) when a file cannot be read or stored.
+pub(crate) async fn store_output_files(
+    shared: &Shared,
+    mut output: Value,
+    files: &[OutputFile],
+) -> Result<Value, String> {
+    for file in files {
+        let Some(path) = file.path.as_deref().filter(|p| !p.is_empty()) else {
+            // Already remote: only make sure no `path` key is left.
+            if let Some(Value::Object(map)) = output.pointer_mut(&file.pointer) {
+                map.remove("path");
+            }
+            continue;
+        };
+        let filename = file
+            .filename
+            .clone()
+            .filter(|f| !f.is_empty())
+            .or_else(|| {
+                Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "file".into());
+        let content_type = file
+            .content_type
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| guess_content_type(&filename).to_string());
+        let record = shared
+            .files
+            .import(Path::new(path), &filename, &content_type)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot store output file at {}: {e}",
+                    display_pointer(&file.pointer)
+                )
+            })?;
+        let value = json!({
+            "uri": shared.file_uri(&record.id),
+            "filename": record.filename,
+            "content_type": record.content_type,
+            "size": record.size,
+        });
+        if !replace_at(&mut output, &file.pointer, value) {
+            tracing::warn!(pointer = %file.pointer, "output file pointer does not exist in the output");
+        }
+    }
+    Ok(output)
+}
+
+/// For streamed snapshots (not copied: they are replaced by the next one):
+/// drops the local `path` of every file object.
+pub(crate) fn strip_local_paths(output: &mut Value, files: &[OutputFile]) {
+    for file in files {
+        if let Some(Value::Object(map)) = output.pointer_mut(&file.pointer) {
+            map.remove("path");
+        }
+    }
+}
+
+fn display_pointer(pointer: &str) -> &str {
+    if pointer.is_empty() {
+        "/"
+    } else {
+        pointer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(guess_content_type("a.PNG"), "image/png");
+        assert_eq!(guess_content_type("one.txt"), "text/plain");
+        assert_eq!(guess_content_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn pointers() {
+        let mut v =
+            json!({"files": [{"path": "/x"}, {"path": "/y"}], "nested": {"file": {"path": "/z"}}});
+        assert!(replace_at(&mut v, "/files/1", json!("B")));
+        assert!(!replace_at(&mut v, "/missing/0", json!("C")));
+        let files = vec![OutputFile {
+            pointer: "/nested/file".into(),
+            path: Some("/z".into()),
+            uri: None,
+            filename: None,
+            content_type: None,
+            size: None,
+        }];
+        strip_local_paths(&mut v, &files);
+        assert_eq!(
+            v,
+            json!({"files": [{"path": "/x"}, "B"], "nested": {"file": {}}})
+        );
+        assert!(replace_at(&mut v, "", json!(1)));
+        assert_eq!(v, json!(1));
+    }
+}

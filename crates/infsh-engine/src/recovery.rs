@@ -1,0 +1,84 @@
+//! What a start does with the tasks the last run left behind (the store is
+//! the only memory that survives a stop):
+//! - tasks that were running (DISPATCHED through UPLOADING) are FAILED with
+//!   [`INTERRUPTED`]: they may have had effects, so they are not re-run;
+//! - tasks that were waiting (RECEIVED, QUEUED) are queued again, oldest
+//!   first, on their app (FAILED if the app is no longer hosted).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use infsh_store::{now_ms, StoreError, TaskStatus};
+
+use crate::api::TaskView;
+use crate::handle::{AppHandle, QueuedTask};
+use crate::shared::{Shared, INTERRUPTED};
+
+/// What recovery did, for the start-up log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    pub requeued: usize,
+    pub interrupted: usize,
+    pub orphaned: usize,
+}
+
+pub(crate) async fn recover(
+    shared: &Arc<Shared>,
+    apps: &BTreeMap<String, AppHandle>,
+) -> Result<Recovered, StoreError> {
+    use TaskStatus::*;
+    let store = &shared.store;
+    let mut report = Recovered::default();
+
+    let running = [
+        Dispatched, Preparing, Serving, SettingUp, Running, Cancelling, Uploading,
+    ];
+    for mut task in store.tasks_with_status(&running).await? {
+        let at = now_ms();
+        store
+            .finish_task(
+                &task.id,
+                Failed,
+                task.output.as_ref(),
+                Some(INTERRUPTED),
+                at,
+            )
+            .await?;
+        task.status = Failed;
+        task.error = Some(INTERRUPTED.to_string());
+        task.updated_at_ms = at;
+        shared.webhooks.deliver(&task);
+        report.interrupted += 1;
+    }
+
+    for mut task in store.tasks_with_status(&[Received, Queued]).await? {
+        let Some(app) = apps.get(&task.app) else {
+            let at = now_ms();
+            let error = format!("app \"{}\" is no longer hosted", task.app);
+            store
+                .finish_task(&task.id, Failed, None, Some(&error), at)
+                .await?;
+            task.status = Failed;
+            task.error = Some(error);
+            task.updated_at_ms = at;
+            shared.webhooks.deliver(&task);
+            report.orphaned += 1;
+            continue;
+        };
+        if task.status == Received {
+            task.status = Queued;
+            task.updated_at_ms = now_ms();
+            store
+                .update_status(&task.id, Queued, task.updated_at_ms)
+                .await?;
+        }
+        let logs = store.get_logs(&task.id).await?;
+        let live = shared.live.insert(TaskView {
+            record: task.clone(),
+            logs,
+        });
+        app.enqueue_recovered(QueuedTask { record: task, live });
+        report.requeued += 1;
+    }
+    Ok(report)
+}

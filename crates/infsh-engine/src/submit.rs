@@ -1,0 +1,124 @@
+//! `Engine::submit`: a run request becomes a stored, queued task, or is
+//! refused with a precise [`EngineError`] and nothing stored. In order:
+//! app, function, secrets (before any worker starts), the app's functions
+//! (its first submit starts a worker to learn them), file inputs, input and
+//! setup against their schemas, a queue slot, the durable insert, the queue.
+
+use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use crate::api::{EngineError, RunRequest, TaskView};
+use crate::engine::{store_error, Engine};
+use crate::handle::QueuedTask;
+use crate::inputs::{check_file_inputs, missing_secrets, validate_input, validate_setup};
+use crate::metrics::inc;
+use crate::registry::parse_app_ref;
+
+pub(crate) async fn submit(engine: &Engine, request: RunRequest) -> Result<TaskView, EngineError> {
+    if engine
+        .inner
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(EngineError::ShuttingDown);
+    }
+    let shared = engine.shared().clone();
+    let handle = engine.app_handle(&request.app)?;
+    let app_id = handle.entry.id.clone();
+    let function = request
+        .function
+        .clone()
+        .filter(|f| !f.trim().is_empty())
+        .or_else(|| parse_app_ref(&request.app).function);
+
+    let missing = missing_secrets(&handle.entry.dir.manifest, &shared.config.secrets);
+    if !missing.is_empty() {
+        return Err(EngineError::MissingSecrets { missing });
+    }
+
+    let info = handle.discover().await?;
+    let resolved = info.functions.resolve(function.as_deref()).map_err(|e| {
+        use infsh_core::functions::ResolveError;
+        match e {
+            ResolveError::UnknownFunction { name, available } => EngineError::UnknownFunction {
+                app: app_id.clone(),
+                function: name,
+                available,
+            },
+            ResolveError::NoDefault { available } => EngineError::NoDefaultFunction {
+                app: app_id.clone(),
+                available,
+            },
+            ResolveError::NoFunctions => EngineError::AppUnavailable {
+                app: app_id.clone(),
+                message: e.to_string(),
+                traceback: None,
+            },
+        }
+    })?;
+
+    let input = match request.input {
+        Value::Null => json!({}),
+        other => other,
+    };
+    check_file_inputs(resolved, &input)?;
+    validate_input(&info, resolved, &input)?;
+    let setup = match request.setup {
+        None | Some(Value::Null) => json!({}),
+        Some(setup) => setup,
+    };
+    validate_setup(&info, &setup)?;
+
+    let capacity = shared.config.queue_capacity.max(1);
+    if !handle.try_reserve(capacity) {
+        inc(&shared.metrics.rejected_queue_full);
+        let mean = shared.metrics.mean_seconds(&app_id).unwrap_or(1.0);
+        let slots =
+            (shared.config.replicas.max(1) * shared.config.concurrency_per_replica.max(1)) as f64;
+        let estimate = (mean * (handle.queued() as f64 + 1.0) / slots).clamp(1.0, 300.0);
+        return Err(EngineError::QueueFull {
+            app: app_id,
+            capacity,
+            retry_after: Duration::from_secs(estimate.ceil() as u64),
+        });
+    }
+
+    let now = now_ms();
+    let record = TaskRecord {
+        id: new_id(),
+        app: app_id,
+        function: resolved.name.clone(),
+        input,
+        setup,
+        status: TaskStatus::Queued,
+        output: None,
+        error: None,
+        webhook: request.webhook.filter(|w| !w.trim().is_empty()),
+        session_id: request.session,
+        metadata: request.metadata.unwrap_or_else(|| json!({})),
+        timeout_secs: request.timeout_secs,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    // From here on the task is stored and must be queued even if the
+    // caller goes away (a client that disconnects drops this future): the
+    // rest runs in a task of its own.
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        if let Err(e) = shared.store.insert_task(&record).await {
+            handle.release();
+            return Err(store_error(e));
+        }
+        inc(&shared.metrics.submitted);
+        let view = TaskView {
+            record: record.clone(),
+            logs: Vec::new(),
+        };
+        let live = shared.live.insert(view.clone());
+        handle.enqueue(QueuedTask { record, live });
+        Ok(view)
+    })
+    .await
+    .map_err(|e| EngineError::Store(format!("storing the task failed: {e}")))?
+}

@@ -1,0 +1,162 @@
+//! [`Tracker`]: the one writer of a live task's state. Every change goes to
+//! the live view at once (subscribers see it) and to the store: status
+//! changes and the end right away (awaited, store first), logs and streamed
+//! output in batches ([`Tracker::flush`], called by the runner on a timer
+//! and before every status change).
+//!
+//! Ending a task ([`Tracker::finish`]) writes the terminal state, publishes
+//! it, drops the task from the live map, counts it and fires its webhook.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use infsh_store::{now_ms, LogEntry, LogType, TaskStatus};
+use serde_json::Value;
+
+use crate::api::TaskView;
+use crate::live::LiveTask;
+use crate::metrics::inc;
+use crate::shared::Shared;
+
+pub(crate) struct Tracker {
+    shared: Arc<Shared>,
+    live: LiveTask,
+    id: String,
+    /// Logs published but not stored yet.
+    pending_logs: Vec<LogEntry>,
+    /// The output was changed by a snapshot and not stored yet.
+    output_dirty: bool,
+    /// When the task started RUNNING (for the duration metric).
+    running_since: Option<Instant>,
+}
+
+pub(crate) fn log_entry(log_type: LogType, content: impl Into<String>) -> LogEntry {
+    LogEntry {
+        log_type,
+        content: content.into(),
+        at_ms: now_ms(),
+    }
+}
+
+impl Tracker {
+    pub fn new(shared: Arc<Shared>, live: LiveTask) -> Tracker {
+        let id = live.borrow().record.id.clone();
+        Tracker {
+            shared,
+            live,
+            id,
+            pending_logs: Vec::new(),
+            output_dirty: false,
+            running_since: None,
+        }
+    }
+
+    /// Publishes log entries (one notification for the batch).
+    pub fn logs(&mut self, entries: Vec<LogEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.live.send_modify(|view| {
+            view.logs.extend(entries.iter().cloned());
+            view.record.updated_at_ms = now_ms();
+        });
+        self.pending_logs.extend(entries);
+    }
+
+    pub fn log(&mut self, log_type: LogType, content: impl Into<String>) {
+        self.logs(vec![log_entry(log_type, content)]);
+    }
+
+    /// A streaming function's snapshot: the output so far.
+    pub fn snapshot(&mut self, output: Value) {
+        self.live.send_modify(|view| {
+            view.record.output = Some(output);
+            view.record.updated_at_ms = now_ms();
+        });
+        self.output_dirty = true;
+    }
+
+    /// Stores pending logs and a changed output.
+    pub async fn flush(&mut self) {
+        if !self.pending_logs.is_empty() {
+            let logs = std::mem::take(&mut self.pending_logs);
+            if let Err(e) = self.shared.store.append_logs(&self.id, &logs).await {
+                tracing::error!(task = %self.id, error = %e, "cannot store task logs");
+            }
+        }
+        if self.output_dirty {
+            self.output_dirty = false;
+            let (output, at) = {
+                let view = self.live.borrow();
+                (view.record.output.clone(), view.record.updated_at_ms)
+            };
+            if let Some(output) = output {
+                if let Err(e) = self.shared.store.update_output(&self.id, &output, at).await {
+                    tracing::error!(task = %self.id, error = %e, "cannot store task output");
+                }
+            }
+        }
+    }
+
+    /// Moves the task to a non-terminal status.
+    pub async fn set_status(&mut self, status: TaskStatus) {
+        debug_assert!(!status.is_terminal());
+        self.flush().await;
+        let at = now_ms();
+        if let Err(e) = self.shared.store.update_status(&self.id, status, at).await {
+            tracing::error!(task = %self.id, error = %e, "cannot store task status");
+        }
+        if status == TaskStatus::Running {
+            self.running_since = Some(Instant::now());
+        }
+        self.live.send_modify(|view| {
+            view.record.status = status;
+            view.record.updated_at_ms = at;
+        });
+    }
+
+    /// Ends the task. `output: None` keeps a streamed output for a task
+    /// that did not complete (a cancelled stream keeps what it produced).
+    pub async fn finish(
+        &mut self,
+        status: TaskStatus,
+        output: Option<Value>,
+        error: Option<String>,
+    ) -> TaskView {
+        debug_assert!(status.is_terminal());
+        self.output_dirty = false;
+        self.flush().await;
+        let at = now_ms();
+        let output = output.or_else(|| self.live.borrow().record.output.clone());
+        if let Err(e) = self
+            .shared
+            .store
+            .finish_task(&self.id, status, output.as_ref(), error.as_deref(), at)
+            .await
+        {
+            tracing::error!(task = %self.id, error = %e, "cannot store the end of a task");
+        }
+        self.live.send_modify(|view| {
+            view.record.status = status;
+            view.record.output = output;
+            view.record.error = error;
+            view.record.updated_at_ms = at;
+        });
+        self.shared.live.remove(&self.id);
+        let view = self.live.borrow().clone();
+        let metrics = &self.shared.metrics;
+        match status {
+            TaskStatus::Completed => {
+                inc(&metrics.completed);
+                if let Some(since) = self.running_since {
+                    metrics.record_duration(&view.record.app, since.elapsed().as_secs_f64());
+                }
+            }
+            TaskStatus::Cancelled => inc(&metrics.cancelled),
+            _ => inc(&metrics.failed),
+        }
+        tracing::debug!(task = %self.id, status = ?status, "task ended");
+        self.shared.webhooks.deliver(&view.record);
+        view
+    }
+}

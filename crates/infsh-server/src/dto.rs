@@ -1,0 +1,517 @@
+//! The JSON shapes of the HTTP API: request bodies as the official
+//! `inferencesh` client sends them, and the DTOs it reads back
+//! (docs/client-wire-notes.md §2, §4, §5). Every type here derives
+//! `ToSchema`, so docs/openapi.json is generated from exactly these.
+//!
+//! Conventions the client relies on:
+//! - every 2xx JSON body is the envelope `{"data": <dto>, "messages": []}`
+//!   ([`Envelope`]); stream lines are NOT wrapped (see routes/stream.rs);
+//! - `status` is a JSON integer (a float would read as UNKNOWN forever);
+//! - timestamps are ISO-8601 UTC strings with milliseconds;
+//! - request bodies ignore unknown keys (the client forwards the user's dict).
+
+use infsh_engine::{
+    AppDetail, AppReadiness, AppState as EngineAppState, AppSummary, StoredFile, TaskView,
+};
+use infsh_store::{LogEntry, TaskRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// The success envelope of every JSON response but `/stream` lines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope<T> {
+    pub data: T,
+    /// Always empty; the client passes it to its optional `on_message` hook.
+    pub messages: Vec<Value>,
+}
+
+impl<T> Envelope<T> {
+    pub fn new(data: T) -> Self {
+        Envelope {
+            data,
+            messages: Vec::new(),
+        }
+    }
+}
+
+/// Concrete envelope types for the OpenAPI document (utoipa names them).
+macro_rules! envelope_doc {
+    ($name:ident, $inner:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Serialize, ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            pub data: $inner,
+            /// Always empty.
+            pub messages: Vec<Value>,
+        }
+    };
+}
+
+envelope_doc!(
+    TaskEnvelope,
+    TaskDto,
+    "`{\"data\": Task, \"messages\": []}`"
+);
+envelope_doc!(
+    TaskPageEnvelope,
+    TaskPageDto,
+    "`{\"data\": TaskPage, \"messages\": []}`"
+);
+envelope_doc!(
+    FileListEnvelope,
+    Vec<FileDto>,
+    "`{\"data\": [File], \"messages\": []}`"
+);
+envelope_doc!(
+    FileEnvelope,
+    FileDto,
+    "`{\"data\": File, \"messages\": []}`"
+);
+envelope_doc!(
+    AppListEnvelope,
+    Vec<AppDto>,
+    "`{\"data\": [App], \"messages\": []}`"
+);
+envelope_doc!(
+    AppDetailEnvelope,
+    AppDetailDto,
+    "`{\"data\": AppDetail, \"messages\": []}`"
+);
+envelope_doc!(
+    ReadyEnvelope,
+    ReadyDto,
+    "`{\"data\": Ready, \"messages\": []}`"
+);
+envelope_doc!(
+    HealthEnvelope,
+    HealthDto,
+    "`{\"data\": Health, \"messages\": []}`"
+);
+envelope_doc!(
+    SessionEnvelope,
+    SessionDto,
+    "`{\"data\": Session, \"messages\": []}`"
+);
+
+// ---------------------------------------------------------------- requests
+
+/// Body of `POST /apps/run`, `POST /run` and `POST /v1/run`: the user's
+/// params dict as the client forwards it. Unknown keys are ignored.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct RunBody {
+    /// `namespace/name`, `namespace/name@version`,
+    /// `namespace/name:function` or `namespace/name@version:function`.
+    #[schema(example = "tests/multi-fn")]
+    pub app: String,
+    /// Function to call; default: the app's default function (or the one
+    /// named after `:` in `app`).
+    #[serde(default)]
+    pub function: Option<String>,
+    /// The function's input; `null` or missing means `{}`.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// Setup config for the app's `setup` (default `{}`).
+    #[serde(default)]
+    pub setup: Option<Value>,
+    /// URL POSTed the terminal task.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// `"new"` starts a session; a session id continues one.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Free-form metadata stored with the task.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// Block until the task ends and return it with its output
+    /// (same as `?wait=true`).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// Per-task timeout in seconds.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+/// Body of `POST /apps/{namespace}/{name}/functions/{function}/run`: a run
+/// body without `app` and `function` (they are in the path).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct FunctionRunBody {
+    #[serde(default)]
+    pub input: Option<Value>,
+    #[serde(default)]
+    pub setup: Option<Value>,
+    #[serde(default)]
+    pub webhook: Option<String>,
+    #[serde(default)]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub wait: Option<bool>,
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+/// Body of `POST /files`. The client always sends exactly one file.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct CreateFilesBody {
+    pub files: Vec<FileSpec>,
+}
+
+/// One file to register. `uri`, `path` and `public` are sent by the client
+/// (`""`, `null`, `null`) and ignored.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct FileSpec {
+    /// `null` for data URIs and base64 strings; the server makes a name up.
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Byte length the client will upload.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+// ---------------------------------------------------------------- tasks
+
+/// A task, as `GET /tasks/{id}` returns it and as every stream line shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TaskDto {
+    pub id: String,
+    /// 0 UNKNOWN, 1 RECEIVED, 2 QUEUED, 3 DISPATCHED, 4 PREPARING, 5 SERVING,
+    /// 6 SETTING_UP, 7 RUNNING, 8 CANCELLING, 9 UPLOADING, 10 COMPLETED,
+    /// 11 FAILED, 12 CANCELLED, 13 REJECTED. Terminal: 10-13.
+    #[schema(minimum = 0, maximum = 13)]
+    pub status: u8,
+    /// `namespace/name`.
+    pub app: String,
+    pub function: String,
+    pub input: Value,
+    /// The function's output; set on COMPLETED (and while a streaming
+    /// function yields). Output files are http URLs.
+    pub output: Option<Value>,
+    /// Why the task FAILED or was REJECTED; a plain string.
+    pub error: Option<String>,
+    /// The task's logs; omitted in `GET /tasks` listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Vec<LogDto>>,
+    pub session_id: Option<String>,
+    pub setup: Value,
+    pub metadata: Value,
+    pub webhook: Option<String>,
+    /// Per-task timeout in seconds, if the run set one.
+    pub timeout: Option<f64>,
+    /// ISO-8601 UTC.
+    pub created_at: String,
+    /// ISO-8601 UTC.
+    pub updated_at: String,
+}
+
+/// One log entry of a task (the official `TaskLog` names the type `log_type`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LogDto {
+    /// 0 BUILD, 1 RUN, 2 SERVE, 3 SETUP, 4 TASK.
+    #[schema(minimum = 0, maximum = 4)]
+    pub log_type: u8,
+    pub content: String,
+    /// ISO-8601 UTC.
+    pub created_at: String,
+}
+
+/// A page of `GET /tasks`, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskPageDto {
+    pub items: Vec<TaskDto>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl TaskDto {
+    /// A task without its logs (listings).
+    pub fn from_record(r: &TaskRecord) -> TaskDto {
+        TaskDto {
+            id: r.id.clone(),
+            status: r.status as u8,
+            app: r.app.clone(),
+            function: r.function.clone(),
+            input: r.input.clone(),
+            output: r.output.clone(),
+            error: r.error.clone(),
+            logs: None,
+            session_id: r.session_id.clone(),
+            setup: r.setup.clone(),
+            metadata: r.metadata.clone(),
+            webhook: r.webhook.clone(),
+            timeout: r.timeout_secs,
+            created_at: iso8601(r.created_at_ms),
+            updated_at: iso8601(r.updated_at_ms),
+        }
+    }
+
+    /// A task with its logs (get, run, cancel, stream).
+    pub fn from_view(v: &TaskView) -> TaskDto {
+        let mut dto = TaskDto::from_record(&v.record);
+        dto.logs = Some(v.logs.iter().map(LogDto::from_entry).collect());
+        dto
+    }
+}
+
+impl LogDto {
+    pub fn from_entry(e: &LogEntry) -> LogDto {
+        LogDto {
+            log_type: e.log_type as u8,
+            content: e.content.clone(),
+            created_at: iso8601(e.at_ms),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- files
+
+/// A registered file. `upload_url` is present only in `POST /files` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FileDto {
+    /// 32 lower-case hex characters; knowing it is what grants `GET /files/{id}`.
+    pub id: String,
+    /// Where the bytes can be fetched (no auth); pass it as a File input.
+    pub uri: String,
+    /// Signed URL to `PUT` the raw bytes to (no auth; expires).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    /// ISO-8601 UTC expiry of `upload_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_expires_at: Option<String>,
+    pub filename: String,
+    pub content_type: String,
+    /// Byte size once uploaded (the declared size before).
+    pub size: Option<u64>,
+    pub uploaded: bool,
+    /// ISO-8601 UTC.
+    pub created_at: String,
+}
+
+impl FileDto {
+    pub fn from_record(f: &StoredFile, uri: String) -> FileDto {
+        FileDto {
+            id: f.id.clone(),
+            uri,
+            upload_url: None,
+            upload_expires_at: None,
+            filename: f.filename.clone(),
+            content_type: f.content_type.clone(),
+            size: f.size,
+            uploaded: f.uploaded,
+            created_at: iso8601(f.created_at_ms),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- apps
+
+/// A hosted app, for `GET /apps`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AppDto {
+    /// `namespace/name`.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub default_function: Option<String>,
+    /// Function names; `null` until the app's first worker reported them.
+    pub functions: Option<Vec<String>>,
+    /// `idle`, `starting`, `ready` or `unhealthy`.
+    pub state: String,
+}
+
+/// A hosted app with its functions' schemas, for `GET /apps/{namespace}/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AppDetailDto {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub default_function: Option<String>,
+    pub state: String,
+    /// `functions_schema.json`: `{fn: {description, input_schema, output_schema}}`.
+    pub functions: Value,
+    /// JSON Schema of the app's setup config.
+    pub setup_schema: Value,
+}
+
+pub fn state_name(s: &EngineAppState) -> &'static str {
+    match s {
+        EngineAppState::Idle => "idle",
+        EngineAppState::Starting => "starting",
+        EngineAppState::Ready => "ready",
+        EngineAppState::Unhealthy => "unhealthy",
+    }
+}
+
+impl AppDto {
+    pub fn from_summary(s: &AppSummary) -> AppDto {
+        AppDto {
+            id: s.id.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            default_function: s.default_function.clone(),
+            functions: s.functions.clone(),
+            state: state_name(&s.state).to_string(),
+        }
+    }
+}
+
+impl AppDetailDto {
+    pub fn from_detail(d: &AppDetail) -> AppDetailDto {
+        let s = &d.summary;
+        AppDetailDto {
+            id: s.id.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            default_function: s.default_function.clone(),
+            state: state_name(&s.state).to_string(),
+            functions: d.functions.clone(),
+            setup_schema: d.setup_schema.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- ops
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthDto {
+    /// Always `ok` while the process serves.
+    pub status: String,
+}
+
+/// `GET /ready`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReadyDto {
+    /// `ready`, or `degraded` when some app is `unhealthy`.
+    pub status: String,
+    pub apps: Vec<AppReadinessDto>,
+}
+
+/// Worker state of one app.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AppReadinessDto {
+    pub id: String,
+    /// `idle` (workers start at the first call), `starting`, `ready`, `unhealthy`.
+    pub state: String,
+    pub replicas: usize,
+    pub busy: usize,
+    pub queued: usize,
+    pub last_error: Option<String>,
+}
+
+impl AppReadinessDto {
+    pub fn from_readiness(r: &AppReadiness) -> AppReadinessDto {
+        AppReadinessDto {
+            id: r.id.clone(),
+            state: state_name(&r.state).to_string(),
+            replicas: r.replicas,
+            busy: r.busy,
+            queued: r.queued,
+            last_error: r.last_error.clone(),
+        }
+    }
+}
+
+/// `DELETE /sessions/{id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionDto {
+    pub session_id: String,
+    /// Always `ended`.
+    pub status: String,
+}
+
+// ---------------------------------------------------------------- time
+
+/// Unix milliseconds → `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), the store's format.
+pub fn iso8601(ms: i64) -> String {
+    infsh_store::format_timestamp(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infsh_store::{LogType, TaskStatus};
+    use serde_json::json;
+
+    #[test]
+    fn iso8601_formats_known_instants() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(iso8601(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    fn record() -> TaskRecord {
+        TaskRecord {
+            id: "t1".into(),
+            app: "ns/app".into(),
+            function: "run".into(),
+            input: json!({"text": "hi"}),
+            setup: json!({}),
+            status: TaskStatus::Completed,
+            output: Some(json!({"echo": "hi"})),
+            error: None,
+            webhook: None,
+            session_id: Some("s1".into()),
+            metadata: json!({}),
+            timeout_secs: None,
+            created_at_ms: 0,
+            updated_at_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn task_dto_has_the_fields_the_client_reads() {
+        let view = TaskView {
+            record: record(),
+            logs: vec![LogEntry {
+                log_type: LogType::Task,
+                content: "working".into(),
+                at_ms: 500,
+            }],
+        };
+        let v = serde_json::to_value(TaskDto::from_view(&view)).unwrap();
+        assert_eq!(v["status"], json!(10));
+        assert!(v["status"].is_u64());
+        assert_eq!(v["id"], "t1");
+        assert_eq!(v["app"], "ns/app");
+        assert_eq!(v["function"], "run");
+        assert_eq!(v["output"], json!({"echo": "hi"}));
+        assert_eq!(v["error"], Value::Null);
+        assert_eq!(v["session_id"], "s1");
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["updated_at"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(
+            v["logs"],
+            json!([{"log_type": 4, "content": "working", "created_at": "1970-01-01T00:00:00.500Z"}])
+        );
+        // Listings leave logs out.
+        let listed = serde_json::to_value(TaskDto::from_record(&record())).unwrap();
+        assert!(listed.get("logs").is_none());
+    }
+
+    #[test]
+    fn run_body_ignores_unknown_keys_and_null_input() {
+        let b: RunBody = serde_json::from_value(json!({
+            "app": "ns/a@1:fn", "input": null, "surprise": 1, "session": "new"
+        }))
+        .unwrap();
+        assert_eq!(b.app, "ns/a@1:fn");
+        assert_eq!(b.input, None);
+        assert_eq!(b.session.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn envelope_shape() {
+        let v = serde_json::to_value(Envelope::new(json!({"id": "x"}))).unwrap();
+        assert_eq!(v, json!({"data": {"id": "x"}, "messages": []}));
+    }
+}

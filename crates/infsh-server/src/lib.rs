@@ -1,0 +1,232 @@
+//! infsh serve's HTTP API: routes → the engine. Compatible with the
+//! inference.sh API as its official Python client speaks it
+//! (docs/client-wire-notes.md); every endpoint, shape and error is listed in
+//! docs/http-api.md, and the OpenAPI document is docs/openapi.json.
+//!
+//! This file assembles the router and serves it:
+//! - path normalization BEFORE routing: repeated slashes collapse (`//apps/run`,
+//!   sent when a client's base URL ends in `/`), a trailing slash is dropped,
+//!   and a leading `/v1` is stripped, so every route also answers under
+//!   `/v1/` (the seed's `POST /v1/run` is `POST /run`);
+//! - authenticated routes behind auth.rs, public ones (`/health`,
+//!   `GET /files/{id}`, the signed upload `PUT`) outside it;
+//! - the body limit, problem-JSON fallbacks for unknown routes (404) and
+//!   methods (405), panics as 500 problems;
+//! - graceful shutdown that also ends streams and `wait=true` runs, which
+//!   would otherwise keep connections open forever.
+//!
+//! CONTRACT NOTE: the CLI's `serve` command calls exactly [`ServerConfig`]
+//! and [`serve`]; keep them stable.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Uri;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use infsh_engine::Engine;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+mod auth;
+mod dto;
+mod extract;
+mod openapi;
+mod problem;
+mod routes;
+mod state;
+mod tokens;
+
+pub use openapi::fixed_json as openapi_fixed_json;
+pub use state::StreamTiming;
+
+use routes::{apps, files, ops, runs, stream, tasks};
+use state::AppState;
+
+/// HTTP-level settings (the engine has its own).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Accepted Bearer keys. Empty: no auth (allowed on loopback binds only,
+    /// unless `insecure`).
+    pub api_keys: Vec<String>,
+    /// Allow serving without keys on a non-loopback bind.
+    pub insecure: bool,
+    /// Largest accepted request body (JSON and uploads).
+    pub max_body_bytes: usize,
+    /// How long a signed upload URL stays valid.
+    pub upload_token_ttl: Duration,
+    /// Key for signing upload tokens (persisted in the data dir by the CLI).
+    pub signing_key: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("refusing to serve without API keys on non-loopback address {0}; pass --api-key/INFSH_API_KEYS or --insecure")]
+    KeysRequired(std::net::SocketAddr),
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting and returns (the caller then shuts the engine down).
+///
+/// Open task streams and `wait=true` runs end when `shutdown` resolves (a
+/// stream just ends; the client reconciles with `GET /tasks/{id}`), so the
+/// graceful shutdown does not wait on tasks.
+pub async fn serve(
+    engine: Engine,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    if config.api_keys.is_empty() && !config.insecure && !addr.ip().is_loopback() {
+        return Err(ServerError::KeysRequired(addr));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = build(engine, config, StreamTiming::default(), stop_rx);
+    tracing::info!(%addr, "serving the HTTP API");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    Ok(())
+}
+
+/// The full router (for tests and embedding). Streams and waits it serves
+/// end only with their tasks: use [`serve`] for graceful shutdown.
+pub fn router(engine: Engine, config: ServerConfig) -> Router {
+    router_with_timing(engine, config, StreamTiming::default())
+}
+
+/// [`router`] with other stream heartbeat/snapshot intervals (tests).
+#[doc(hidden)]
+pub fn router_with_timing(engine: Engine, config: ServerConfig, timing: StreamTiming) -> Router {
+    // Nobody can send: routers built here never signal shutdown.
+    let (_tx, rx) = watch::channel(false);
+    build(engine, config, timing, rx)
+}
+
+fn build(
+    engine: Engine,
+    config: ServerConfig,
+    timing: StreamTiming,
+    shutdown: watch::Receiver<bool>,
+) -> Router {
+    let state = AppState {
+        engine,
+        keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
+        signer: Arc::new(tokens::UploadSigner::new(
+            &config.signing_key,
+            config.upload_token_ttl,
+        )),
+        timing,
+        shutdown,
+    };
+
+    let authenticated = Router::new()
+        .route("/apps/run", post(runs::run_app))
+        .route("/run", post(runs::run_alias))
+        .route(
+            "/apps/{namespace}/{name}/functions/{function}/run",
+            post(runs::run_function),
+        )
+        .route("/sessions/{id}", delete(runs::end_session))
+        .route("/tasks", get(tasks::list_tasks))
+        .route("/tasks/{id}", get(tasks::get_task))
+        .route("/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route("/tasks/{id}/stream", get(stream::stream_task))
+        .route("/files", post(files::create_files))
+        .route("/apps", get(apps::list_apps))
+        .route("/apps/{namespace}/{name}", get(apps::get_app))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+
+    // No API key: liveness, and files whose id or token is the capability.
+    let public = Router::new()
+        .route("/health", get(ops::health))
+        .route(
+            "/files/{id}",
+            get(files::download_file).put(files::upload_file),
+        )
+        .route("/files/{id}/{filename}", get(files::download_named_file));
+
+    let routes = authenticated
+        .merge(public)
+        .fallback(problem::route_not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(problem::panic_response))
+        .with_state(state);
+
+    // Routing happens inside `routes`, after the URI was normalized here
+    // (a layer on `routes` itself would run after routing).
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::map_request(normalize_request))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn normalize_request(mut req: Request) -> Request {
+    if let Some(path) = normalize_path(req.uri().path()) {
+        let mut parts = req.uri().clone().into_parts();
+        let pq = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}
+
+/// The routed form of `path`, or None when it is already normal:
+/// repeated slashes collapsed, trailing slash dropped, `/v1` prefix removed.
+pub fn normalize_path(path: &str) -> Option<String> {
+    let mut out = String::with_capacity(path.len() + 1);
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(seg);
+    }
+    let out = if out == "/v1" {
+        String::new()
+    } else if let Some(rest) = out.strip_prefix("/v1/") {
+        format!("/{rest}")
+    } else {
+        out
+    };
+    let out = if out.is_empty() { "/".to_string() } else { out };
+    (out != path).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize_path("/apps/run"), None);
+        assert_eq!(normalize_path("//apps/run").as_deref(), Some("/apps/run"));
+        assert_eq!(normalize_path("/apps//run/").as_deref(), Some("/apps/run"));
+        assert_eq!(normalize_path("/v1/run").as_deref(), Some("/run"));
+        assert_eq!(normalize_path("//v1//tasks/x").as_deref(), Some("/tasks/x"));
+        assert_eq!(normalize_path("/v1").as_deref(), Some("/"));
+        assert_eq!(normalize_path("/v1x/run"), None);
+        assert_eq!(normalize_path("/"), None);
+        assert_eq!(normalize_path("").as_deref(), Some("/"));
+    }
+}

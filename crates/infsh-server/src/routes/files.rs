@@ -1,0 +1,339 @@
+//! File uploads and downloads (docs/client-wire-notes.md §4):
+//!
+//! 1. `POST /files` (API key) with `{"files":[{filename, content_type, size}]}`
+//!    registers each file and answers a list of `{id, uri, upload_url, ...}`;
+//! 2. `PUT /files/{id}?token=…` (no API key: the client sends none) stores
+//!    the raw body; the token is the HMAC capability from tokens.rs, bound
+//!    to the id and expiring after `upload_token_ttl`; forged, missing or
+//!    expired → 403;
+//! 3. `GET /files/{id}` (no API key: the 32-hex-char random id is the
+//!    capability) serves the bytes. `GET /files/{id}/{filename}` is the same
+//!    file (the name is for humans and for apps guessing a type).
+//!
+//! Ids are validated strictly (exactly 32 lower-case hex characters) before
+//! the engine sees them, so nothing path-like ever reaches the file store.
+
+use std::time::SystemTime;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::dto::{iso8601, CreateFilesBody, Envelope, FileDto, FileEnvelope, FileListEnvelope};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Most files one `POST /files` may register.
+pub const MAX_FILES_PER_REQUEST: usize = 100;
+
+/// A file id is exactly 32 lower-case hex characters (the store's one gate
+/// on ids used as paths).
+pub fn valid_file_id(id: &str) -> bool {
+    infsh_store::is_valid_id(id)
+}
+
+fn unknown_file(id: &str) -> Problem {
+    Problem::not_found("file", format!("unknown file \"{id}\""))
+}
+
+/// A file name for uploads that came without one (data URIs, base64).
+pub fn made_up_filename(content_type: &str) -> String {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let ext = match essence.as_str() {
+        "image/png" => "png",
+        "image/jpeg" | "image/jpg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "image/svg+xml" => "svg",
+        "image/bmp" => "bmp",
+        "image/tiff" => "tiff",
+        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+        "audio/mpeg" => "mp3",
+        "audio/ogg" => "ogg",
+        "audio/flac" => "flac",
+        "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        "application/pdf" => "pdf",
+        "application/json" => "json",
+        "application/zip" => "zip",
+        "text/plain" => "txt",
+        "text/csv" => "csv",
+        "text/html" => "html",
+        "text/markdown" => "md",
+        _ => "bin",
+    };
+    format!("upload.{ext}")
+}
+
+/// Keeps only the last path component and drops control characters, so a
+/// client-chosen name can never point anywhere.
+pub fn clean_filename(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        None
+    } else {
+        Some(cleaned.chars().take(255).collect())
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn base_url(state: &AppState) -> String {
+    state
+        .engine
+        .config()
+        .public_url
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Register files to upload; answers each with a signed `upload_url`.
+#[utoipa::path(
+    post, path = "/files", tag = "files",
+    request_body(content = CreateFilesBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One entry per requested file, in order", body = FileListEnvelope),
+        crate::openapi::CreateFileErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_files(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateFilesBody>,
+) -> Result<Json<Envelope<Vec<FileDto>>>, Problem> {
+    if body.files.is_empty() {
+        return Err(Problem::bad_request("`files` must list at least one file"));
+    }
+    if body.files.len() > MAX_FILES_PER_REQUEST {
+        return Err(Problem::bad_request(format!(
+            "at most {MAX_FILES_PER_REQUEST} files per request"
+        )));
+    }
+    let base = base_url(&state);
+    let mut out = Vec::with_capacity(body.files.len());
+    for spec in body.files {
+        let content_type = spec
+            .content_type
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let filename = spec
+            .filename
+            .as_deref()
+            .and_then(clean_filename)
+            .unwrap_or_else(|| made_up_filename(&content_type));
+        let record = state
+            .engine
+            .create_file(&filename, Some(&content_type), spec.size)
+            .await?;
+        let now = SystemTime::now();
+        let (token, expires) = state.signer.sign(&record.id, now);
+        // `/files/{id}/{filename}`: apps that download the URI keep the
+        // name (and so the extension some libraries go by).
+        let uri = format!(
+            "{}/{}",
+            state.engine.file_uri(&record.id),
+            encode_segment(&record.filename)
+        );
+        let mut dto = FileDto::from_record(&record, uri);
+        dto.upload_url = Some(format!("{base}/files/{}?token={token}", record.id));
+        dto.upload_expires_at = Some(iso8601((expires as i64).saturating_mul(1000)));
+        out.push(dto);
+    }
+    Ok(Json(Envelope::new(out)))
+}
+
+/// `?token=` of the upload URL.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The signed token from `upload_url`.
+    pub token: Option<String>,
+}
+
+/// Upload a registered file's raw bytes to its signed URL (no API key).
+#[utoipa::path(
+    put, path = "/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "File id (32 hex characters)"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The raw bytes, any content type"),
+    responses(
+        (status = 200, description = "The stored file", body = FileEnvelope),
+        crate::openapi::UploadErrors,
+    )
+)]
+pub async fn upload_file(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    req: Request,
+) -> Result<Json<Envelope<FileDto>>, Problem> {
+    if !valid_file_id(&id) {
+        return Err(unknown_file(&id));
+    }
+    state
+        .signer
+        .verify(&id, q.token.as_deref(), SystemTime::now())
+        .map_err(|e| Problem::forbidden(e.to_string()))?;
+    // Read the body only after the token checked out.
+    let body = Bytes::from_request(req, &state).await?;
+    let record = state.engine.write_file(&id, body).await?;
+    let uri = state.engine.file_uri(&record.id);
+    Ok(Json(Envelope::new(FileDto::from_record(&record, uri))))
+}
+
+/// Download a stored file (no API key: the id is the capability).
+#[utoipa::path(
+    get, path = "/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "File id (32 hex characters)")),
+    responses(
+        (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
+        crate::openapi::DownloadErrors,
+    )
+)]
+pub async fn download_file(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    serve_file(&state, &id).await
+}
+
+/// The same file under a readable name (`/files/{id}/{filename}`).
+#[utoipa::path(
+    get, path = "/files/{id}/{filename}", tag = "files",
+    params(
+        ("id" = String, Path, description = "File id (32 hex characters)"),
+        ("filename" = String, Path, description = "Any name; ignored"),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
+        crate::openapi::DownloadErrors,
+    )
+)]
+pub async fn download_named_file(
+    State(state): State<AppState>,
+    Path((id, _filename)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    serve_file(&state, &id).await
+}
+
+async fn serve_file(state: &AppState, id: &str) -> Result<Response, Problem> {
+    if !valid_file_id(id) {
+        return Err(unknown_file(id));
+    }
+    let (record, path) = state.engine.file(id).await?;
+    if !record.uploaded {
+        return Err(Problem::not_found(
+            "file",
+            format!("file \"{id}\" has no content yet: PUT it to its upload_url first"),
+        ));
+    }
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(file = id, path = %path.display(), error = %e, "stored file unreadable");
+        unknown_file(id)
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let content_type = HeaderValue::from_str(&record.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    let ascii_name: String = record
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = HeaderValue::from_str(&format!("inline; filename=\"{ascii_name}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("inline"));
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            // Uploaded content is served from the API's origin: never let a
+            // browser run it.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("sandbox"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response();
+    if let Some(len) = len {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_ids_are_strict() {
+        assert!(valid_file_id("0123456789abcdef0123456789abcdef"));
+        assert!(!valid_file_id("0123456789ABCDEF0123456789abcdef"));
+        assert!(!valid_file_id("0123456789abcdef0123456789abcde"));
+        assert!(!valid_file_id("../../../../etc/passwd..........."));
+        assert!(!valid_file_id("0123456789abcdef0123456789abcdeg"));
+        assert!(!valid_file_id(""));
+    }
+
+    #[test]
+    fn filenames_are_cleaned() {
+        assert_eq!(clean_filename("pic.png").as_deref(), Some("pic.png"));
+        assert_eq!(clean_filename("/tmp/x/pic.png").as_deref(), Some("pic.png"));
+        assert_eq!(
+            clean_filename("..\\..\\evil.txt").as_deref(),
+            Some("evil.txt")
+        );
+        assert_eq!(clean_filename(".."), None);
+        assert_eq!(clean_filename("dir/"), None);
+        assert_eq!(clean_filename("a\nb").as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn encodes_path_segments() {
+        assert_eq!(encode_segment("pic.png"), "pic.png");
+        assert_eq!(encode_segment("a b/é?.png"), "a%20b%2F%C3%A9%3F.png");
+    }
+
+    #[test]
+    fn made_up_names_follow_the_type() {
+        assert_eq!(made_up_filename("image/png"), "upload.png");
+        assert_eq!(made_up_filename("text/plain; charset=utf-8"), "upload.txt");
+        assert_eq!(made_up_filename("application/octet-stream"), "upload.bin");
+    }
+}

@@ -1,0 +1,213 @@
+//! Creating tasks: `POST /apps/run` (what the official client sends),
+//! `POST /run` and the seed's `POST /v1/run` (the `/v1` prefix is stripped
+//! before routing, see lib.rs), and the per-function
+//! `POST /apps/{namespace}/{name}/functions/{function}/run`.
+//!
+//! A run answers at once with the new task (status RECEIVED/QUEUED), well
+//! inside the client's 30 s timeout; it never waits for the app to start.
+//! `"wait": true` in the body or `?wait=true` blocks until the task ends and
+//! returns it with its output (ended early, with the current snapshot, if
+//! the server shuts down).
+
+use axum::extract::{Path, State};
+use axum::Json;
+use infsh_engine::RunRequest;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
+
+use crate::dto::{
+    Envelope, FunctionRunBody, RunBody, SessionDto, SessionEnvelope, TaskDto, TaskEnvelope,
+};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// `?wait=true` blocks until the task ends.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Block until the task ends and return it with its output.
+    pub wait: Option<bool>,
+}
+
+fn input_or_empty(input: Option<Value>) -> Value {
+    match input {
+        None | Some(Value::Null) => json!({}),
+        Some(v) => v,
+    }
+}
+
+impl RunBody {
+    fn into_request(self) -> (RunRequest, bool) {
+        let wait = self.wait.unwrap_or(false);
+        let req = RunRequest {
+            app: self.app,
+            function: self.function,
+            input: input_or_empty(self.input),
+            setup: self.setup,
+            webhook: self.webhook,
+            session: self.session,
+            metadata: self.metadata,
+            timeout_secs: self.timeout,
+        };
+        (req, wait)
+    }
+}
+
+/// Submits, then (with `wait`) waits for the end.
+async fn submit(
+    state: &AppState,
+    req: RunRequest,
+    wait: bool,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    if req.app.trim().is_empty() {
+        return Err(Problem::bad_request(
+            "`app` must name an app (namespace/name)",
+        ));
+    }
+    if let Some(t) = req.timeout_secs {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Problem::bad_request(
+                "`timeout` must be a positive number of seconds",
+            ));
+        }
+    }
+    let view = state.engine.submit(req).await?;
+    let view = if wait && !view.record.status.is_terminal() {
+        let id = view.record.id.clone();
+        tokio::select! {
+            r = state.engine.wait(&id, None) => r?,
+            _ = state.shutting_down() => state.engine.get(&id).await.unwrap_or(view),
+        }
+    } else {
+        view
+    };
+    Ok(Json(Envelope::new(TaskDto::from_view(&view))))
+}
+
+/// Run a function of an app (the official client's endpoint).
+///
+/// Returns the new task at once; with `wait` it returns the ended task.
+#[utoipa::path(
+    post, path = "/apps/run", tag = "runs",
+    params(WaitQuery),
+    request_body(content = RunBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope),
+        crate::openapi::RunErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_app(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(body): ApiJson<RunBody>,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    let (req, wait) = body.into_request();
+    submit(&state, req, wait || q.wait.unwrap_or(false)).await
+}
+
+/// Run a function of an app (alias of `POST /apps/run`; `POST /v1/run` too).
+#[utoipa::path(
+    post, path = "/run", tag = "runs",
+    params(WaitQuery),
+    request_body(content = RunBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task", body = TaskEnvelope),
+        crate::openapi::RunErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_alias(
+    state: State<AppState>,
+    q: ApiQuery<WaitQuery>,
+    body: ApiJson<RunBody>,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    run_app(state, q, body).await
+}
+
+/// Run one named function; the body is a run body without `app`/`function`.
+///
+/// `GET /openapi.json` lists this path once per hosted function, with the
+/// function's own input schema.
+#[utoipa::path(
+    post, path = "/apps/{namespace}/{name}/functions/{function}/run", tag = "runs",
+    params(
+        ("namespace" = String, Path, description = "App namespace"),
+        ("name" = String, Path, description = "App name"),
+        ("function" = String, Path, description = "Function name"),
+        WaitQuery,
+    ),
+    request_body(content = FunctionRunBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task", body = TaskEnvelope),
+        crate::openapi::RunErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_function(
+    State(state): State<AppState>,
+    Path((namespace, name, function)): Path<(String, String, String)>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(body): ApiJson<FunctionRunBody>,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    let wait = body.wait.unwrap_or(false) || q.wait.unwrap_or(false);
+    let req = RunRequest {
+        app: format!("{namespace}/{name}"),
+        function: Some(function),
+        input: input_or_empty(body.input),
+        setup: body.setup,
+        webhook: body.webhook,
+        session: body.session,
+        metadata: body.metadata,
+        timeout_secs: body.timeout,
+    };
+    submit(&state, req, wait).await
+}
+
+/// End a session (sent by the client's `session()` helper on exit).
+///
+/// Sessions hold no worker or state of their own here (every worker serves
+/// every call of its app), so ending one always succeeds and changes
+/// nothing; later runs may still name the session id.
+#[utoipa::path(
+    delete, path = "/sessions/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session is ended", body = SessionEnvelope),
+        crate::openapi::AuthErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn end_session(Path(id): Path<String>) -> Json<Envelope<SessionDto>> {
+    Json(Envelope::new(SessionDto {
+        session_id: id,
+        status: "ended".into(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_input_is_empty_object() {
+        let b = RunBody {
+            app: "a/b".into(),
+            ..Default::default()
+        };
+        let (req, wait) = b.into_request();
+        assert_eq!(req.input, json!({}));
+        assert!(!wait);
+        let b = RunBody {
+            app: "a/b".into(),
+            input: Some(Value::Null),
+            wait: Some(true),
+            ..Default::default()
+        };
+        let (req, wait) = b.into_request();
+        assert_eq!(req.input, json!({}));
+        assert!(wait);
+    }
+}

@@ -1,0 +1,241 @@
+//! `GET /tasks/{id}/stream`: live task snapshots, exactly as the official
+//! client parses them (docs/client-wire-notes.md §3):
+//!
+//! - NDJSON (`application/x-ndjson`), one bare task DTO per line — never the
+//!   `{"data":…}` envelope, which the client would not unwrap;
+//! - chunked, each line its own chunk (hyper flushes while the stream waits
+//!   for the next event), no compression;
+//! - the first line is the current snapshot (even when already terminal);
+//! - `{"type":"heartbeat"}` every `StreamTiming::heartbeat` (5 s), and the
+//!   last snapshot repeated when none went out for `StreamTiming::snapshot`
+//!   (15 s), because the client leaves after 30 s without a snapshot;
+//! - the response ends right after the terminal snapshot, which carries
+//!   `output` or `error`.
+//!
+//! With `Accept: text/event-stream` (and no `application/x-ndjson`) the same
+//! objects are framed as SSE: `data: <json>\n\n`.
+//!
+//! An unknown task is a 404 problem. An existing task never gets an error
+//! body here (the client does not check the status of this response).
+//! The client hanging up after the terminal line just drops the body.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use infsh_engine::TaskView;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::dto::TaskDto;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Line framing of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Ndjson,
+    Sse,
+}
+
+impl Framing {
+    /// NDJSON unless the client asks for SSE and not for NDJSON.
+    pub fn from_accept(headers: &HeaderMap) -> Framing {
+        let accept = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",")
+            .to_ascii_lowercase();
+        if accept.contains("text/event-stream") && !accept.contains("application/x-ndjson") {
+            Framing::Sse
+        } else {
+            Framing::Ndjson
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Framing::Ndjson => "application/x-ndjson",
+            Framing::Sse => "text/event-stream",
+        }
+    }
+
+    /// One JSON object as one frame.
+    pub fn frame(self, json: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(json.len() + 8);
+        match self {
+            Framing::Ndjson => {
+                out.extend_from_slice(json);
+                out.push(b'\n');
+            }
+            Framing::Sse => {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(json);
+                out.extend_from_slice(b"\n\n");
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+pub const HEARTBEAT: &[u8] = br#"{"type":"heartbeat"}"#;
+
+fn snapshot_json(view: &TaskView) -> Vec<u8> {
+    serde_json::to_vec(&TaskDto::from_view(view)).unwrap_or_default()
+}
+
+/// Everything the body stream owns between two frames.
+struct StreamState {
+    state: AppState,
+    id: String,
+    rx: mpsc::Receiver<TaskView>,
+    framing: Framing,
+    ticks: Interval,
+    last: Option<TaskView>,
+    last_snapshot_at: Instant,
+    done: bool,
+}
+
+impl StreamState {
+    /// The next frame, or None when the response should end.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            msg = self.rx.recv() => match msg {
+                Some(view) => Some(self.snapshot(view)),
+                None => {
+                    // The engine closed the feed without a terminal snapshot
+                    // (engine stopping): show the final state if it is one,
+                    // else end and let the client reconcile with GET.
+                    self.done = true;
+                    match self.state.engine.get(&self.id).await {
+                        Ok(view) if view.record.status.is_terminal()
+                            && self.last.as_ref() != Some(&view) => Some(self.snapshot(view)),
+                        _ => None,
+                    }
+                }
+            },
+            _ = self.ticks.tick() => {
+                if self.last_snapshot_at.elapsed() >= self.state.timing.snapshot {
+                    if let Some(view) = self.last.take() {
+                        return Some(self.snapshot(view));
+                    }
+                }
+                Some(self.framing.frame(HEARTBEAT))
+            }
+            _ = self.state.shutting_down() => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    fn snapshot(&mut self, view: TaskView) -> Bytes {
+        self.done = self.done || view.record.status.is_terminal();
+        self.last_snapshot_at = Instant::now();
+        let frame = self.framing.frame(&snapshot_json(&view));
+        self.last = Some(view);
+        frame
+    }
+}
+
+/// Stream a task's snapshots (NDJSON, or SSE on request) until it ends.
+#[utoipa::path(
+    get, path = "/tasks/{id}/stream", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "One bare task DTO per line (no envelope), `{\"type\":\"heartbeat\"}` lines in between; ends after the terminal snapshot. With `Accept: text/event-stream`, the same objects as SSE `data:` frames.",
+         content(
+            (String = "application/x-ndjson"),
+            (String = "text/event-stream"),
+         )),
+        crate::openapi::TaskErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stream_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let rx = state.engine.subscribe(&id).await?;
+    let framing = Framing::from_accept(&headers);
+    let heartbeat = state.timing.heartbeat;
+    let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let st = StreamState {
+        state,
+        id,
+        rx,
+        framing,
+        ticks,
+        last: None,
+        last_snapshot_at: Instant::now(),
+        done: false,
+    };
+    let frames = futures_util::stream::unfold(st, |mut st| async move {
+        let frame = st.next_frame().await?;
+        Some((Ok::<Bytes, Infallible>(frame), st))
+    });
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(framing.content_type()),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn picks_framing_from_accept() {
+        assert_eq!(Framing::from_accept(&HeaderMap::new()), Framing::Ndjson);
+        assert_eq!(
+            Framing::from_accept(&accept("application/x-ndjson")),
+            Framing::Ndjson
+        );
+        assert_eq!(Framing::from_accept(&accept("*/*")), Framing::Ndjson);
+        assert_eq!(
+            Framing::from_accept(&accept("text/event-stream")),
+            Framing::Sse
+        );
+        assert_eq!(
+            Framing::from_accept(&accept("text/event-stream, application/x-ndjson")),
+            Framing::Ndjson
+        );
+    }
+
+    #[test]
+    fn frames() {
+        assert_eq!(
+            &Framing::Ndjson.frame(HEARTBEAT)[..],
+            b"{\"type\":\"heartbeat\"}\n"
+        );
+        assert_eq!(&Framing::Sse.frame(b"{}")[..], b"data: {}\n\n");
+    }
+}

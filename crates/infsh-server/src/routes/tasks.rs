@@ -1,0 +1,155 @@
+//! Reading and cancelling tasks: `GET /tasks/{id}`, `POST /tasks/{id}/cancel`
+//! (empty body, under `Content-Type: application/json` as the client sends
+//! it), and the paged listing `GET /tasks`.
+//!
+//! `GET /tasks/{id}` always shows the true current state: it is the
+//! client's fallback after a stream drops (docs/client-wire-notes.md §3.4).
+
+use axum::extract::{Path, State};
+use axum::Json;
+use infsh_store::TaskStatus;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::dto::{Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
+use crate::extract::ApiQuery;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// Default and largest page size of `GET /tasks`.
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+
+/// Get a task with its logs and, once it ended, its output or error.
+#[utoipa::path(
+    get, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = TaskEnvelope),
+        crate::openapi::TaskErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    let view = state.engine.get(&id).await?;
+    Ok(Json(Envelope::new(TaskDto::from_view(&view))))
+}
+
+/// Cancel a task. Queued tasks end CANCELLED at once; running ones move to
+/// CANCELLING and end CANCELLED when the app stops.
+#[utoipa::path(
+    post, path = "/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task as it is after the request (8 CANCELLING or 12 CANCELLED)", body = TaskEnvelope),
+        crate::openapi::CancelErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    let view = state.engine.cancel(&id).await?;
+    Ok(Json(Envelope::new(TaskDto::from_view(&view))))
+}
+
+/// Filters and paging of `GET /tasks`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only tasks of this app (`namespace/name`).
+    pub app: Option<String>,
+    /// Only tasks with this status: a number (10) or a name (`completed`).
+    pub status: Option<String>,
+}
+
+/// A status given as a number or a lower/upper-case name.
+pub fn parse_status(s: &str) -> Option<TaskStatus> {
+    if let Ok(n) = s.trim().parse::<u8>() {
+        return TaskStatus::try_from(n).ok();
+    }
+    let name = s.trim().to_ascii_lowercase().replace('-', "_");
+    (0u8..=13)
+        .filter_map(|n| TaskStatus::try_from(n).ok())
+        .find(|st| status_name(*st) == name)
+}
+
+/// The lower-case name the client's `parse_status` accepts.
+pub fn status_name(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Unknown => "unknown",
+        TaskStatus::Received => "received",
+        TaskStatus::Queued => "queued",
+        TaskStatus::Dispatched => "dispatched",
+        TaskStatus::Preparing => "preparing",
+        TaskStatus::Serving => "serving",
+        TaskStatus::SettingUp => "setting_up",
+        TaskStatus::Running => "running",
+        TaskStatus::Cancelling => "cancelling",
+        TaskStatus::Uploading => "uploading",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Rejected => "rejected",
+    }
+}
+
+/// List tasks, newest first, a page at a time (no logs in listings).
+#[utoipa::path(
+    get, path = "/tasks", tag = "tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskPageEnvelope),
+        crate::openapi::ListErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Envelope<TaskPageDto>>, Problem> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Problem::bad_request(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_status(s).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "unknown `status` {s:?}: use 0-13 or a name such as \"completed\""
+            ))
+        })?),
+    };
+    let app = q.app.as_deref().filter(|a| !a.is_empty());
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    let page = state.engine.list(app, status, limit, cursor).await?;
+    Ok(Json(Envelope::new(TaskPageDto {
+        items: page.items.iter().map(TaskDto::from_record).collect(),
+        next_cursor: page.next_cursor,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_numbers_and_names() {
+        assert_eq!(parse_status("10"), Some(TaskStatus::Completed));
+        assert_eq!(parse_status("completed"), Some(TaskStatus::Completed));
+        assert_eq!(parse_status("SETTING_UP"), Some(TaskStatus::SettingUp));
+        assert_eq!(parse_status("0"), Some(TaskStatus::Unknown));
+        assert_eq!(parse_status("14"), None);
+        assert_eq!(parse_status("done"), None);
+    }
+}

@@ -1,0 +1,56 @@
+//! What every handler shares: the engine handle, the key set, the upload
+//! signer, stream timing, and the shutdown signal that ends long-lived
+//! responses (streams, `wait=true` runs) so graceful shutdown can finish.
+//! Everything here is immutable or a cheap clone; no locks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infsh_engine::Engine;
+use tokio::sync::watch;
+
+use crate::auth::ApiKeys;
+use crate::tokens::UploadSigner;
+
+/// How often the task stream sends heartbeats and repeats the snapshot
+/// (docs/client-wire-notes.md §3.4: heartbeat every 5-15 s, a full snapshot
+/// at least every ~20 s, or the client leaves after 30 s).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTiming {
+    pub heartbeat: Duration,
+    pub snapshot: Duration,
+}
+
+impl Default for StreamTiming {
+    fn default() -> Self {
+        StreamTiming {
+            heartbeat: Duration::from_secs(5),
+            snapshot: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub keys: Arc<ApiKeys>,
+    pub signer: Arc<UploadSigner>,
+    pub timing: StreamTiming,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Resolves once shutdown starts; never, if nobody can signal it
+    /// (routers built by [`crate::router`] for tests).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown.clone();
+        loop {
+            if *rx.borrow_and_update() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! Router tier, failures: every error the API can answer, through the real
+//! router over a real engine, with its exact status and problem JSON.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request};
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_LIMIT, f)
+        .await
+        .expect("test took too long");
+}
+
+#[tokio::test]
+async fn auth_guards_every_route_but_the_public_ones() {
+    bounded(async {
+        let mut setup = Setup::new(&["multi-fn"]);
+        setup.server.api_keys = vec!["k1".into(), "k2".into()];
+        let s = start(setup).await;
+
+        for (method, uri) in [
+            (Method::GET, "/tasks"),
+            (Method::GET, "/tasks/x"),
+            (Method::GET, "/tasks/x/stream"),
+            (Method::POST, "/tasks/x/cancel"),
+            (Method::POST, "/apps/run"),
+            (Method::POST, "/run"),
+            (Method::POST, "/v1/run"),
+            (Method::POST, "/files"),
+            (Method::GET, "/apps"),
+            (Method::GET, "/apps/tests/multi-fn"),
+            (Method::GET, "/openapi.json"),
+            (Method::GET, "/ready"),
+            (Method::GET, "/metrics"),
+            (Method::DELETE, "/sessions/s"),
+        ] {
+            let (st, h, b) = s.json(method.clone(), uri, None).await;
+            assert_problem(st, &h, &b, 401, "unauthorized");
+            assert!(
+                h[header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Bearer"),
+                "{method} {uri}"
+            );
+        }
+
+        // Wrong key, wrong scheme.
+        for auth in ["Bearer nope", "Basic azE6", "Bearer"] {
+            let req = Request::get("/tasks")
+                .header(header::AUTHORIZATION, auth)
+                .body(Body::empty())
+                .unwrap();
+            let (st, h, b) = read_json(s.send(req).await).await;
+            assert_problem(st, &h, &b, 401, "unauthorized");
+        }
+
+        // Either configured key works.
+        for key in ["k1", "k2"] {
+            let req = Request::get("/apps")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(Body::empty())
+                .unwrap();
+            let (st, _, b) = read_json(s.send(req).await).await;
+            assert_eq!(st, 200, "{b}");
+        }
+
+        // Public: health, file download and the signed upload (they fail on
+        // their own terms, not with 401).
+        let (st, _, b) = s.get("/health").await;
+        assert_eq!(st, 200);
+        assert_eq!(b, json!({"data": {"status": "ok"}, "messages": []}));
+        let (st, h, b) = s.get("/files/0123456789abcdef0123456789abcdef").await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        let (st, h, b) = s
+            .json(Method::PUT, "/files/0123456789abcdef0123456789abcdef", None)
+            .await;
+        assert_problem(st, &h, &b, 403, "forbidden");
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problem_json() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn"])).await;
+        let (st, h, b) = s.get("/nope").await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        assert_eq!(b["resource"], "route");
+        let (st, h, b) = s.get("/v1/tasks/x/nope").await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        let (st, h, b) = s.get("/apps/run").await;
+        assert_problem(st, &h, &b, 405, "method_not_allowed");
+        let (st, h, b) = s.json(Method::DELETE, "/tasks/x", None).await;
+        assert_problem(st, &h, &b, 405, "method_not_allowed");
+        assert!(h[header::ALLOW].to_str().unwrap().contains("GET"), "{h:?}");
+        let (st, h, b) = s.json(Method::GET, "/files", None).await;
+        assert_problem(st, &h, &b, 405, "method_not_allowed");
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_413_415() {
+    bounded(async {
+        let mut setup = Setup::new(&["multi-fn"]);
+        setup.server.max_body_bytes = 2048;
+        let s = start(setup).await;
+
+        // Malformed JSON → 400.
+        let req = Request::post("/apps/run")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{\"app\": "))
+            .unwrap();
+        let (st, h, b) = read_json(s.send(req).await).await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert!(b["detail"].as_str().unwrap().contains("malformed JSON"), "{b}");
+
+        // Valid JSON, wrong shape (no app) → 400.
+        let (st, h, b) = s.post("/apps/run", json!({"input": {}})).await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        let (st, h, b) = s.post("/apps/run", json!([1, 2])).await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        let (st, h, b) = s.post("/files", json!({"files": []})).await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        let (st, h, b) = s.get("/tasks?limit=0").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        let (st, h, b) = s.get("/tasks?limit=abc").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        let (st, h, b) = s.get("/tasks?status=bogus").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+
+        // Empty body under a JSON content type where a body is needed → 400.
+        let req = Request::post("/apps/run")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap();
+        let (st, h, b) = read_json(s.send(req).await).await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+
+        // Wrong content type → 415.
+        for ct in [Some("text/plain"), None] {
+            let mut req = Request::post("/apps/run");
+            if let Some(ct) = ct {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            let req = req.body(Body::from(r#"{"app":"tests/multi-fn"}"#)).unwrap();
+            let (st, h, b) = read_json(s.send(req).await).await;
+            assert_problem(st, &h, &b, 415, "unsupported_media_type");
+        }
+
+        // Over the limit → 413, for JSON and for uploads.
+        let big = json!({"app": "tests/multi-fn", "input": {"text": "x".repeat(4096)}});
+        let (st, h, b) = s.post("/apps/run", big).await;
+        assert_problem(st, &h, &b, 413, "payload_too_large");
+        let (st, _, b) = s
+            .post(
+                "/files",
+                json!({"files": [{"filename": "a.bin", "content_type": "application/octet-stream", "size": 4096}]}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        let upload = b["data"][0]["upload_url"].as_str().unwrap();
+        let path = &upload[upload.find("/files/").unwrap()..];
+        let req = Request::put(path)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(vec![7u8; 4096]))
+            .unwrap();
+        let (st, h, b) = read_json(s.send(req).await).await;
+        assert_problem(st, &h, &b, 413, "payload_too_large");
+
+        // The client's bodyless cancel (JSON content type, empty body) is not
+        // a body error: it reaches the handler (unknown task → 404).
+        let req = Request::post("/tasks/nope/cancel")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, "0")
+            .body(Body::empty())
+            .unwrap();
+        let (st, h, b) = read_json(s.send(req).await).await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        // ... and GETs with a JSON content type are fine.
+        let req = Request::get("/apps")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap();
+        let (st, _, _) = read_json(s.send(req).await).await;
+        assert_eq!(st, 200);
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_app_function_and_invalid_input() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn", "validation-app"])).await;
+
+        let (st, h, b) = s
+            .post("/apps/run", json!({"app": "tests/nope", "input": {}}))
+            .await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        assert_eq!(b["resource"], "app");
+        assert_eq!(
+            b["available"],
+            json!(["tests/multi-fn", "tests/validation-app"])
+        );
+        assert!(b["detail"].as_str().unwrap().contains("tests/multi-fn"));
+
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "function": "nope", "input": {}}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        assert_eq!(b["resource"], "function");
+        let avail: Vec<&str> = b["available"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for f in ["generate", "run", "summarize", "upscale"] {
+            assert!(avail.contains(&f), "{b}");
+        }
+        // `ns/name:function` names the function too.
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn:nope", "input": {}}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 404, "not_found");
+
+        // Schema-invalid input → 422 with [{path, message}].
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/validation-app", "input": {"prompt": "p", "steps": 100}}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 422, "validation_error");
+        let errors = b["errors"].as_array().expect("errors list");
+        assert!(!errors.is_empty());
+        assert!(errors
+            .iter()
+            .all(|e| e["path"].is_string() && e["message"].is_string()));
+        assert!(errors.iter().any(|e| e["path"] == "steps"), "{b}");
+        // Missing required field.
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/validation-app", "input": null}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 422, "validation_error");
+        assert!(b["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "prompt"));
+        // The per-function path validates the same way.
+        let (st, h, b) = s
+            .post(
+                "/apps/tests/validation-app/functions/run/run",
+                json!({"input": {"prompt": "p", "mode": "warp"}}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 422, "validation_error");
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_secrets_are_412_in_the_client_shape() {
+    bounded(async {
+        let mut setup = Setup::new(&[]);
+        setup.tweak = Box::new(|config, _| {
+            let app = config.apps_dir.join("secret-app");
+            copy_dir(&repo_root().join("tests/fixtures/apps/multi-fn"), &app);
+            let yml = std::fs::read_to_string(app.join("inf.yml")).unwrap();
+            let yml = yml.replace("name: multi-fn", "name: secret-app");
+            std::fs::write(
+                app.join("inf.yml"),
+                format!("{yml}\nsecrets:\n  - key: HF_TOKEN\n    description: a token\n"),
+            )
+            .unwrap();
+        });
+        let s = start(setup).await;
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/secret-app", "input": {"text": "hi"}}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 412, "requirements_not_met");
+        let errors = b["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{b}");
+        assert_eq!(errors[0]["type"], "secret");
+        assert_eq!(errors[0]["key"], "HF_TOKEN");
+        assert!(errors[0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(errors[0]["action"]["type"], "add_secret");
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn full_queue_is_429_with_retry_after() {
+    bounded(async {
+        let mut setup = Setup::new(&["hangs"]);
+        setup.tweak = Box::new(|c, _| c.queue_capacity = 1);
+        let s = start(setup).await;
+        let mut ids = Vec::new();
+        let mut refused = None;
+        for _ in 0..4 {
+            let (st, h, b) = s
+                .post(
+                    "/apps/run",
+                    json!({"app": "tests/hangs", "function": "async_hang", "input": {}}),
+                )
+                .await;
+            if st == 200 {
+                ids.push(b["data"]["id"].as_str().unwrap().to_string());
+            } else {
+                refused = Some((st, h, b));
+                break;
+            }
+        }
+        let (st, h, b) = refused.expect("a run was refused");
+        assert_problem(st, &h, &b, 429, "rate_limited");
+        let secs: u64 = h[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!(secs >= 1);
+        assert_eq!(b["app"], "tests/hangs");
+        assert_eq!(b["capacity"], 1);
+        for id in ids {
+            let _ = s
+                .json(Method::POST, &format!("/tasks/{id}/cancel"), None)
+                .await;
+        }
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_task_and_ended_task_conflict() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn"])).await;
+        for (m, uri) in [
+            (Method::GET, "/tasks/nope"),
+            (Method::GET, "/tasks/nope/stream"),
+            (Method::POST, "/tasks/nope/cancel"),
+            (Method::GET, "/v1/tasks/nope"),
+        ] {
+            let (st, h, b) = s.json(m, uri, None).await;
+            assert_problem(st, &h, &b, 404, "not_found");
+            assert_eq!(b["resource"], "task");
+        }
+
+        let (st, _, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "input": {"text": "hi"}, "wait": true}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["status"], 10);
+        let id = b["data"]["id"].as_str().unwrap();
+        let (st, h, b) = s
+            .json(Method::POST, &format!("/tasks/{id}/cancel"), None)
+            .await;
+        assert_problem(st, &h, &b, 409, "conflict");
+        assert_eq!(b["task_status"], 10);
+        s.stop().await;
+    })
+    .await;
+}
+
+fn token(id: &str, expires: u64, key: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(b"infsh-upload\0");
+    mac.update(id.as_bytes());
+    mac.update(b"\0");
+    mac.update(expires.to_string().as_bytes());
+    format!("{expires}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn upload_tokens_are_checked_and_file_ids_validated() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn"])).await;
+        let (st, _, b) = s
+            .post(
+                "/files",
+                json!({"files": [{"uri": "", "filename": "a.txt", "content_type": "text/plain", "path": null, "size": 2, "public": null}]}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        let id = b["data"][0]["id"].as_str().unwrap().to_string();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+
+        let put = |query: String| {
+            Request::put(format!("/files/{id}{query}"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("hi"))
+                .unwrap()
+        };
+        let cases = [
+            String::new(),
+            "?token=".to_string(),
+            "?token=garbage".to_string(),
+            format!("?token={}", token(&id, now + 600, b"another key")),
+            format!("?token={}", token(&id, now - 10, SIGNING_KEY)),
+            format!(
+                "?token={}",
+                token("ffffffffffffffffffffffffffffffff", now + 600, SIGNING_KEY)
+            ),
+        ];
+        for q in cases {
+            let (st, h, b) = read_json(s.send(put(q.clone())).await).await;
+            assert_problem(st, &h, &b, 403, "forbidden");
+            assert!(
+                b["detail"].as_str().unwrap().contains("token"),
+                "{q}: {b}"
+            );
+        }
+        let (st, h, b) = s
+            .get(&format!("/files/{id}"))
+            .await;
+        // Registered, no bytes yet.
+        assert_problem(st, &h, &b, 404, "not_found");
+
+        // A correctly signed token (made here with the configured key) works.
+        let (st, _, b) = read_json(
+            s.send(put(format!("?token={}", token(&id, now + 600, SIGNING_KEY))))
+                .await,
+        )
+        .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["uploaded"], true);
+
+        // Malformed ids: 404 before any lookup.
+        for bad in [
+            "/files/nothex",
+            "/files/0123456789ABCDEF0123456789ABCDEF",
+            "/files/..%2F..%2Fetc%2Fpasswd",
+            "/files/0123456789abcdef0123456789abcdef0",
+            "/files/%2e%2e",
+        ] {
+            let (st, h, b) = s.get(bad).await;
+            assert_problem(st, &h, &b, 404, "not_found");
+        }
+        let (st, h, b) = s.json(Method::PUT, "/files/nothex?token=1.00", None).await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        // Unknown but well-formed id.
+        let (st, h, b) = s.get("/files/0123456789abcdef0123456789abcdef").await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn app_that_cannot_load_and_shutting_down_are_503() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn", "import-error"])).await;
+        let (st, h, b) = s.get("/apps/tests/import-error").await;
+        assert_problem(st, &h, &b, 503, "app_unavailable");
+        assert_eq!(b["app"], "tests/import-error");
+        let (st, h, b) = s.get("/apps/tests/nope").await;
+        assert_problem(st, &h, &b, 404, "not_found");
+
+        s.engine.shutdown(Duration::from_secs(5)).await;
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "input": {"text": "x"}}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 503, "shutting_down");
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn problem_bodies_never_leak_plain_text() {
+    // Everything above asserted problem JSON per status; here, a sweep of
+    // odd requests: each answer parses as JSON.
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn"])).await;
+        let odd: Vec<(Method, &str, Option<Value>)> = vec![
+            (Method::PATCH, "/apps/run", None),
+            (Method::POST, "/tasks", Some(json!({}))),
+            (Method::GET, "//", None),
+            (Method::GET, "/v1", None),
+            (Method::PUT, "/files", None),
+            (Method::POST, "/apps/tests/multi-fn", Some(json!({}))),
+        ];
+        for (m, uri, body) in odd {
+            let (st, h, b) = s.json(m.clone(), uri, body).await;
+            assert!(st.is_client_error(), "{m} {uri}: {st}");
+            assert_eq!(
+                h[header::CONTENT_TYPE],
+                "application/problem+json",
+                "{m} {uri}"
+            );
+            assert!(b["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://infsh.dev/errors/"));
+        }
+        s.stop().await;
+    })
+    .await;
+}

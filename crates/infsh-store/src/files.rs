@@ -1,0 +1,193 @@
+//! [`FileStore`]: stored files (uploads, and outputs moved out of workers).
+//! Bytes live in `<root>/<id>` (the engine uses `<data_dir>/files`), records
+//! in the [`TaskStore`]'s `files` table.
+//!
+//! An id is the only thing that ever becomes a path, and only after
+//! [`is_valid_id`] accepted it (32 lowercase hex characters), so no request
+//! can name a file outside `root`. Writes go to a temporary file in `root`
+//! first and are renamed into place, so a reader never sees half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::ids::{is_valid_id, new_id, now_ms};
+use crate::{FileRecord, StoreError, TaskStore};
+
+/// The content type of a file nobody described.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+#[derive(Clone)]
+pub struct FileStore {
+    root: PathBuf,
+    store: Arc<dyn TaskStore>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+/// The last component of a client-supplied name (never a path); `file` when
+/// nothing is left.
+pub fn clean_filename(name: &str) -> String {
+    let base = name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches(char::is_control);
+    if base.is_empty() || base == "." || base == ".." {
+        "file".to_string()
+    } else {
+        base.chars().filter(|c| !c.is_control()).collect()
+    }
+}
+
+impl FileStore {
+    /// Creates `root` if needed.
+    pub fn open(root: impl Into<PathBuf>, store: Arc<dyn TaskStore>) -> Result<Self, StoreError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io("cannot create", &root, e))?;
+        Ok(FileStore { root, store })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the bytes of file `id` are (or will be). Refuses any id that is
+    /// not exactly 32 lowercase hex characters.
+    pub fn path_of(&self, id: &str) -> Result<PathBuf, StoreError> {
+        if !is_valid_id(id) {
+            return Err(StoreError::InvalidId);
+        }
+        Ok(self.root.join(id))
+    }
+
+    /// Registers a file whose bytes will come later ([`FileStore::write`]).
+    pub async fn create(
+        &self,
+        filename: &str,
+        content_type: Option<&str>,
+        size: Option<u64>,
+    ) -> Result<FileRecord, StoreError> {
+        let record = FileRecord {
+            id: new_id(),
+            filename: clean_filename(filename),
+            content_type: content_type
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .unwrap_or(DEFAULT_CONTENT_TYPE)
+                .to_string(),
+            size,
+            uploaded: false,
+            created_at_ms: now_ms(),
+        };
+        self.store.insert_file(&record).await?;
+        Ok(record)
+    }
+
+    /// Stores the bytes of a registered file (replacing earlier ones).
+    pub async fn write<B>(&self, id: &str, body: B) -> Result<FileRecord, StoreError>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        let path = self.path_of(id)?;
+        if self.store.get_file(id).await?.is_none() {
+            return Err(StoreError::NotFound {
+                kind: "file",
+                id: id.to_string(),
+            });
+        }
+        let root = self.root.clone();
+        let size = tokio::task::spawn_blocking(move || {
+            write_atomically(&root, &path, |f| f.write_all(body.as_ref()))?;
+            Ok::<_, StoreError>(body.as_ref().len() as u64)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        self.store.mark_file_uploaded(id, size).await
+    }
+
+    /// Copies a local file (an app's output) into the store as a new,
+    /// uploaded file.
+    pub async fn import(
+        &self,
+        source: &Path,
+        filename: &str,
+        content_type: &str,
+    ) -> Result<FileRecord, StoreError> {
+        let id = new_id();
+        let path = self.path_of(&id)?;
+        let root = self.root.clone();
+        let src = source.to_path_buf();
+        let size = tokio::task::spawn_blocking(move || {
+            let mut input =
+                std::fs::File::open(&src).map_err(|e| StoreError::io("cannot open", &src, e))?;
+            write_atomically(&root, &path, |f| std::io::copy(&mut input, f).map(|_| ()))?;
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|e| StoreError::io("cannot stat", &path, e))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        let record = FileRecord {
+            id,
+            filename: clean_filename(filename),
+            content_type: content_type.to_string(),
+            size: Some(size),
+            uploaded: true,
+            created_at_ms: now_ms(),
+        };
+        self.store.insert_file(&record).await?;
+        Ok(record)
+    }
+
+    /// A file's record and where its bytes are. `None` for an unknown (or
+    /// malformed) id.
+    pub async fn get(&self, id: &str) -> Result<Option<(FileRecord, PathBuf)>, StoreError> {
+        let Ok(path) = self.path_of(id) else {
+            return Ok(None);
+        };
+        Ok(self.store.get_file(id).await?.map(|r| (r, path)))
+    }
+}
+
+/// Writes a temporary file in `root`, syncs it, renames it to `path`.
+fn write_atomically(
+    root: &Path,
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let tmp = root.join(format!(".tmp-{}", new_id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        fill(&mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StoreError::io("cannot write", path, e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_filename;
+
+    #[test]
+    fn filenames_lose_their_folders() {
+        assert_eq!(clean_filename("a.png"), "a.png");
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("C:\\x\\y.txt"), "y.txt");
+        assert_eq!(clean_filename("dir/"), "file");
+        assert_eq!(clean_filename(".."), "file");
+        assert_eq!(clean_filename(""), "file");
+    }
+}

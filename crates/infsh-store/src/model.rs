@@ -1,0 +1,145 @@
+//! The records the store keeps. Shared by the engine (which writes them) and
+//! the HTTP layer (which renders them as the platform's task DTO).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Task status numbers of the inference.sh API (SPEC §6). Terminal: 10-13.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(into = "u8", try_from = "u8")]
+#[repr(u8)]
+pub enum TaskStatus {
+    Unknown = 0,
+    Received = 1,
+    Queued = 2,
+    Dispatched = 3,
+    Preparing = 4,
+    Serving = 5,
+    SettingUp = 6,
+    Running = 7,
+    Cancelling = 8,
+    Uploading = 9,
+    Completed = 10,
+    Failed = 11,
+    Cancelled = 12,
+    Rejected = 13,
+}
+
+impl TaskStatus {
+    pub fn is_terminal(self) -> bool {
+        (self as u8) >= 10
+    }
+}
+
+impl From<TaskStatus> for u8 {
+    fn from(s: TaskStatus) -> u8 {
+        s as u8
+    }
+}
+
+impl TryFrom<u8> for TaskStatus {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Self, String> {
+        use TaskStatus::*;
+        Ok(match n {
+            0 => Unknown,
+            1 => Received,
+            2 => Queued,
+            3 => Dispatched,
+            4 => Preparing,
+            5 => Serving,
+            6 => SettingUp,
+            7 => Running,
+            8 => Cancelling,
+            9 => Uploading,
+            10 => Completed,
+            11 => Failed,
+            12 => Cancelled,
+            13 => Rejected,
+            other => return Err(format!("unknown task status {other}")),
+        })
+    }
+}
+
+/// Log types of the inference.sh API: 0 BUILD, 1 RUN, 2 SERVE, 3 SETUP, 4 TASK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+#[repr(u8)]
+pub enum LogType {
+    Build = 0,
+    Run = 1,
+    Serve = 2,
+    Setup = 3,
+    Task = 4,
+}
+
+impl From<LogType> for u8 {
+    fn from(t: LogType) -> u8 {
+        t as u8
+    }
+}
+
+impl TryFrom<u8> for LogType {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Self, String> {
+        Ok(match n {
+            0 => LogType::Build,
+            1 => LogType::Run,
+            2 => LogType::Serve,
+            3 => LogType::Setup,
+            4 => LogType::Task,
+            other => return Err(format!("unknown log type {other}")),
+        })
+    }
+}
+
+/// One line (or a batch of lines) of a task's logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub log_type: LogType,
+    pub content: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// A task as stored. Timestamps are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    /// `namespace/name`.
+    pub app: String,
+    pub function: String,
+    pub input: Value,
+    /// The setup config the run asked for (`{}` by default).
+    pub setup: Value,
+    pub status: TaskStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub webhook: Option<String>,
+    pub session_id: Option<String>,
+    pub metadata: Value,
+    /// Per-run timeout in seconds, if the run asked for one.
+    pub timeout_secs: Option<f64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A stored file (an upload, or an output moved out of a worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: String,
+    pub filename: String,
+    pub content_type: String,
+    /// None until the bytes are uploaded.
+    pub size: Option<u64>,
+    pub uploaded: bool,
+    pub created_at_ms: i64,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; None on the last page.
+    pub next_cursor: Option<String>,
+}

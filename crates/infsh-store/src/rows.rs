@@ -1,0 +1,102 @@
+//! Decoding rows of the `tasks` and `files` tables (`migrations/`) into
+//! [`TaskRecord`] and [`FileRecord`]: JSON columns are TEXT, statuses and
+//! log types small integers, booleans 0/1.
+
+use rusqlite::Row;
+use serde_json::Value;
+
+use crate::{FileRecord, StoreError, TaskRecord, TaskStatus};
+
+/// The columns [`RawTask::from_row`] reads, in its order.
+pub(crate) const TASK_COLUMNS: &str =
+    "seq, id, app, function_name, input, setup, status, output, error, \
+     webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms";
+
+/// A `tasks` row as stored, before its JSON and enums are decoded.
+pub(crate) struct RawTask {
+    pub seq: i64,
+    id: String,
+    app: String,
+    function: String,
+    input: String,
+    setup: String,
+    status: i64,
+    output: Option<String>,
+    error: Option<String>,
+    webhook: Option<String>,
+    session_id: Option<String>,
+    metadata: String,
+    timeout_secs: Option<f64>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+impl RawTask {
+    pub fn from_row(row: &Row<'_>) -> rusqlite::Result<RawTask> {
+        Ok(RawTask {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            app: row.get(2)?,
+            function: row.get(3)?,
+            input: row.get(4)?,
+            setup: row.get(5)?,
+            status: row.get(6)?,
+            output: row.get(7)?,
+            error: row.get(8)?,
+            webhook: row.get(9)?,
+            session_id: row.get(10)?,
+            metadata: row.get(11)?,
+            timeout_secs: row.get(12)?,
+            created_at_ms: row.get(13)?,
+            updated_at_ms: row.get(14)?,
+        })
+    }
+
+    pub fn decode(self) -> Result<(i64, TaskRecord), StoreError> {
+        let id = self.id;
+        let corrupt = |message: String| StoreError::Corrupt {
+            id: id.clone(),
+            message,
+        };
+        let json = |field: &str, s: &str| {
+            serde_json::from_str::<Value>(s).map_err(|e| corrupt(format!("{field}: {e}")))
+        };
+        let status = u8::try_from(self.status)
+            .map_err(|_| corrupt(format!("status {}", self.status)))
+            .and_then(|n| TaskStatus::try_from(n).map_err(corrupt))?;
+        let record = TaskRecord {
+            app: self.app,
+            function: self.function,
+            input: json("input", &self.input)?,
+            setup: json("setup", &self.setup)?,
+            status,
+            output: self
+                .output
+                .as_deref()
+                .map(|s| json("output", s))
+                .transpose()?,
+            error: self.error,
+            webhook: self.webhook,
+            session_id: self.session_id,
+            metadata: json("metadata", &self.metadata)?,
+            timeout_secs: self.timeout_secs,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            id: id.clone(),
+        };
+        Ok((self.seq, record))
+    }
+}
+
+pub(crate) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    let size: Option<i64> = row.get(3)?;
+    let uploaded: i64 = row.get(4)?;
+    Ok(FileRecord {
+        id: row.get(0)?,
+        filename: row.get(1)?,
+        content_type: row.get(2)?,
+        size: size.map(|s| s.max(0) as u64),
+        uploaded: uploaded != 0,
+        created_at_ms: row.get(5)?,
+    })
+}

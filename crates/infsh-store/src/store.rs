@@ -1,0 +1,76 @@
+//! [`TaskStore`]: what the engine needs from a database, as an object-safe
+//! async trait, so SQLite (one machine, [`crate::SqliteStore`]) and a later
+//! PostgreSQL store (many machines) are interchangeable behind
+//! `Arc<dyn TaskStore>`.
+//!
+//! Every write is durable when its future resolves: the engine acknowledges
+//! a run only after [`TaskStore::insert_task`] returned.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus};
+
+/// Which tasks a listing shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// `namespace/name`.
+    pub app: Option<String>,
+    pub status: Option<TaskStatus>,
+}
+
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Stores a new task. Fails if the id exists.
+    async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
+
+    /// Sets a task's status (and `updated_at_ms`). `NotFound` for an unknown id.
+    async fn update_status(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a task's output while it runs (a streaming function's snapshot).
+    async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError>;
+
+    /// Ends a task: a terminal status with its output or error.
+    async fn finish_task(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        output: Option<&Value>,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Appends log entries to a task, in order, in one transaction.
+    async fn append_logs(&self, id: &str, logs: &[LogEntry]) -> Result<(), StoreError>;
+
+    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// A task's logs, oldest first.
+    async fn get_logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Newest first; `cursor` is a previous page's `next_cursor`.
+    async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<TaskRecord>, StoreError>;
+
+    /// Every task in one of `statuses`, oldest first (for recovery at start).
+    async fn tasks_with_status(
+        &self,
+        statuses: &[TaskStatus],
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError>;
+
+    async fn get_file(&self, id: &str) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Records that a file's bytes (`size` of them) are stored.
+    async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError>;
+}

@@ -1,0 +1,330 @@
+//! The SQLite store on a real database file in a temporary folder: round
+//! trips of every record, paging, recovery queries, durability across a
+//! reopen, and the file store's id checks.
+
+use std::sync::Arc;
+
+use infsh_store::{
+    new_id, FileStore, LogEntry, LogType, SqliteStore, StoreError, TaskFilter, TaskRecord,
+    TaskStatus, TaskStore,
+};
+use serde_json::json;
+
+fn task(app: &str, created: i64) -> TaskRecord {
+    TaskRecord {
+        id: new_id(),
+        app: app.to_string(),
+        function: "run".into(),
+        input: json!({"text": "hi", "n": [1, 2]}),
+        setup: json!({}),
+        status: TaskStatus::Queued,
+        output: None,
+        error: None,
+        webhook: Some("http://127.0.0.1:1/hook".into()),
+        session_id: None,
+        metadata: json!({"user": "u"}),
+        timeout_secs: Some(1.5),
+        created_at_ms: created,
+        updated_at_ms: created,
+    }
+}
+
+fn log(t: LogType, s: &str, at: i64) -> LogEntry {
+    LogEntry {
+        log_type: t,
+        content: s.into(),
+        at_ms: at,
+    }
+}
+
+#[tokio::test]
+async fn task_round_trip_and_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("db/infsh.db"))
+        .await
+        .unwrap();
+    let t = task("tests/a", 1000);
+    store.insert_task(&t).await.unwrap();
+    assert_eq!(store.get_task(&t.id).await.unwrap().as_ref(), Some(&t));
+    assert!(store.insert_task(&t).await.is_err(), "duplicate id");
+
+    store
+        .update_status(&t.id, TaskStatus::Running, 1001)
+        .await
+        .unwrap();
+    store
+        .update_output(&t.id, &json!({"partial": true}), 1002)
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Running);
+    assert_eq!(got.output, Some(json!({"partial": true})));
+    assert_eq!(got.updated_at_ms, 1002);
+
+    store
+        .finish_task(&t.id, TaskStatus::Failed, None, Some("ValueError: x"), 1003)
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Failed);
+    assert_eq!(got.output, None);
+    assert_eq!(got.error.as_deref(), Some("ValueError: x"));
+
+    let missing = store.update_status("nope", TaskStatus::Running, 1).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert!(store.get_task("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn logs_append_in_order_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    let t = task("tests/a", 1);
+    store.insert_task(&t).await.unwrap();
+    store.append_logs(&t.id, &[]).await.unwrap();
+    store
+        .append_logs(
+            &t.id,
+            &[log(LogType::Build, "b1", 1), log(LogType::Setup, "s1", 2)],
+        )
+        .await
+        .unwrap();
+    let many: Vec<_> = (0..300)
+        .map(|i| log(LogType::Task, &format!("line {i}"), 3))
+        .collect();
+    store.append_logs(&t.id, &many).await.unwrap();
+    let logs = store.get_logs(&t.id).await.unwrap();
+    assert_eq!(logs.len(), 302);
+    assert_eq!(logs[0], log(LogType::Build, "b1", 1));
+    assert_eq!(logs[1], log(LogType::Setup, "s1", 2));
+    assert_eq!(logs[2].content, "line 0");
+    assert_eq!(logs[301].content, "line 299");
+    assert!(
+        store.append_logs("unknown", &many[..1]).await.is_err(),
+        "foreign key"
+    );
+}
+
+#[tokio::test]
+async fn list_is_newest_first_with_filters_and_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        // Same timestamps on purpose: order comes from insertion.
+        let t = task(
+            if i % 2 == 0 {
+                "tests/even"
+            } else {
+                "tests/odd"
+            },
+            5,
+        );
+        store.insert_task(&t).await.unwrap();
+        ids.push(t.id);
+    }
+    store
+        .update_status(&ids[6], TaskStatus::Running, 6)
+        .await
+        .unwrap();
+
+    let all = TaskFilter::default();
+    let p1 = store.list_tasks(&all, 3, None).await.unwrap();
+    let got: Vec<_> = p1.items.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(got, vec![ids[6].clone(), ids[5].clone(), ids[4].clone()]);
+    let p2 = store
+        .list_tasks(&all, 3, p1.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(p2.items[0].id, ids[3]);
+    let p3 = store
+        .list_tasks(&all, 3, p2.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(p3.items.len(), 1);
+    assert_eq!(p3.items[0].id, ids[0]);
+    assert_eq!(p3.next_cursor, None);
+
+    // Exactly a page full: no further cursor.
+    let exact = store.list_tasks(&all, 7, None).await.unwrap();
+    assert_eq!(exact.items.len(), 7);
+    assert_eq!(exact.next_cursor, None);
+
+    let even = TaskFilter {
+        app: Some("tests/even".into()),
+        status: None,
+    };
+    let page = store.list_tasks(&even, 10, None).await.unwrap();
+    assert_eq!(page.items.len(), 4);
+    assert!(page.items.iter().all(|t| t.app == "tests/even"));
+
+    let running = TaskFilter {
+        app: Some("tests/even".into()),
+        status: Some(TaskStatus::Running),
+    };
+    let page = store.list_tasks(&running, 10, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].id, ids[6]);
+
+    for bad in ["abc", "-1", "0"] {
+        assert!(matches!(
+            store.list_tasks(&all, 3, Some(bad)).await,
+            Err(StoreError::InvalidCursor(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn recovery_query_is_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (i, status) in [
+        TaskStatus::Queued,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Received,
+        TaskStatus::Queued,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = task("tests/a", 10 - i as i64);
+        t.status = status;
+        store.insert_task(&t).await.unwrap();
+        ids.push(t.id);
+    }
+    let waiting = store
+        .tasks_with_status(&[TaskStatus::Received, TaskStatus::Queued])
+        .await
+        .unwrap();
+    let got: Vec<_> = waiting.into_iter().map(|t| t.id).collect();
+    assert_eq!(got, vec![ids[0].clone(), ids[3].clone(), ids[4].clone()]);
+    assert!(store.tasks_with_status(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infsh.db");
+    let t = task("tests/a", 42);
+    let file_id;
+    {
+        let store = SqliteStore::open_async(&path).await.unwrap();
+        store.insert_task(&t).await.unwrap();
+        store
+            .append_logs(&t.id, &[log(LogType::Run, "hello", 43)])
+            .await
+            .unwrap();
+        let files = FileStore::open(dir.path().join("files"), Arc::new(store.clone())).unwrap();
+        let f = files
+            .create("a.txt", Some("text/plain"), Some(3))
+            .await
+            .unwrap();
+        files.write(&f.id, b"abc".to_vec()).await.unwrap();
+        file_id = f.id;
+        // Dropped here without any explicit close: the commits must be on disk.
+    }
+    let store = SqliteStore::open_async(&path).await.unwrap();
+    assert_eq!(store.get_task(&t.id).await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        store.get_logs(&t.id).await.unwrap(),
+        vec![log(LogType::Run, "hello", 43)]
+    );
+    let files = FileStore::open(dir.path().join("files"), Arc::new(store)).unwrap();
+    let (record, bytes_at) = files.get(&file_id).await.unwrap().unwrap();
+    assert!(record.uploaded);
+    assert_eq!(record.size, Some(3));
+    assert_eq!(std::fs::read(bytes_at).unwrap(), b"abc");
+}
+
+#[tokio::test]
+async fn database_is_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infsh.db");
+    let store = SqliteStore::open_async(&path).await.unwrap();
+    store.insert_task(&task("tests/a", 1)).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = conn
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, infsh_store::migrations::latest_version());
+}
+
+#[tokio::test]
+async fn file_store_records_and_refuses_bad_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn TaskStore> = Arc::new(
+        SqliteStore::open_async(dir.path().join("infsh.db"))
+            .await
+            .unwrap(),
+    );
+    let files = FileStore::open(dir.path().join("files"), store.clone()).unwrap();
+    let f = files.create("../evil/name.png", None, None).await.unwrap();
+    assert_eq!(f.filename, "name.png");
+    assert_eq!(f.content_type, "application/octet-stream");
+    assert!(!f.uploaded);
+    assert_eq!(f.size, None);
+    assert!(infsh_store::is_valid_id(&f.id));
+
+    let written = files.write(&f.id, vec![1u8, 2, 3, 4]).await.unwrap();
+    assert!(written.uploaded);
+    assert_eq!(written.size, Some(4));
+    let (got, path) = files.get(&f.id).await.unwrap().unwrap();
+    assert_eq!(got, written);
+    assert_eq!(path, dir.path().join("files").join(&f.id));
+
+    // Imports copy a local file in.
+    let src = dir.path().join("out.bin");
+    std::fs::write(&src, b"hello").unwrap();
+    let imported = files.import(&src, "out.bin", "text/plain").await.unwrap();
+    assert_eq!(imported.size, Some(5));
+    assert!(imported.uploaded);
+    let (_, path) = files.get(&imported.id).await.unwrap().unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), b"hello");
+    assert!(src.exists(), "the source stays");
+
+    for bad in [
+        "../infsh.db",
+        "..",
+        "",
+        "ABCDEF0123456789ABCDEF0123456789",
+        "x",
+    ] {
+        assert!(files.get(bad).await.unwrap().is_none(), "{bad}");
+        assert!(matches!(
+            files.write(bad, vec![1u8]).await,
+            Err(StoreError::InvalidId)
+        ));
+    }
+    let unknown = new_id();
+    assert!(files.get(&unknown).await.unwrap().is_none());
+    assert!(matches!(
+        files.write(&unknown, vec![1u8]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Nothing but the stored files in the folder (no temporary leftovers).
+    let mut names: Vec<_> = std::fs::read_dir(dir.path().join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want = vec![f.id.clone(), imported.id.clone()];
+    want.sort();
+    assert_eq!(names, want);
+}
