@@ -26,3 +26,6 @@ echo "==> python worker tests"
 
 echo "==> rust tests"
 cargo nextest run --workspace --locked --no-fail-fast
+
+echo "==> inferencesh client against infsh serve"
+INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client

@@ -7,6 +7,10 @@ app, discovers its functions, sends ``ready`` (or ``load_failed`` and exits
 Import order matters for start-up time: only the stdlib and this package's
 loader are imported before the app. pydantic and the SDK are imported after
 it (usually for free, since the app imported them already).
+
+Exit statuses (docs/protocol.md): 0 after ``bye`` (and when the host closes
+the channel: nobody is left to tell), 1 after ``load_failed``, 2 on a
+protocol error (a bad frame, no protocol fd), 3 on an internal error.
 """
 
 from __future__ import annotations
@@ -106,14 +110,9 @@ def main() -> None:
 
     from infsh_worker.runtime import Runtime, flush_stdio
 
-    try:
-        import inferencesh
+    from infsh_worker.sdk import VERSION
 
-        sdk_version = getattr(inferencesh, "__version__", None)
-    except Exception:
-        sdk_version = None
-
-    runtime = Runtime(channel, loaded, functions, setup, sdk_version)
+    runtime = Runtime(channel, loaded, functions, setup, VERSION)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

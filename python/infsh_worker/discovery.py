@@ -31,12 +31,7 @@ _STREAMING_ORIGINS = (collections.abc.AsyncGenerator, collections.abc.AsyncItera
 _FUNCTION_META_ATTR = "__inferencesh_function__"
 EMPTY_SETUP_SCHEMA: Dict[str, Any] = {"properties": {}, "title": "AppSetup", "type": "object"}
 
-try:  # the SDK is optional for the worker itself: a plain class App works too
-    from inferencesh.models.base import BaseApp as _SdkBaseApp
-    from inferencesh.models.base import Metadata as _SdkMetadata
-except Exception:  # pragma: no cover - exercised only without the SDK
-    _SdkBaseApp = None
-    _SdkMetadata = None
+from . import sdk
 
 
 class DiscoveryError(Exception):
@@ -172,7 +167,7 @@ def discover_functions(app_class: type) -> List[FunctionInfo]:
         owner = _owner(app_class, name)
         if owner is None:
             continue
-        if _SdkBaseApp is not None and owner is _SdkBaseApp:
+        if sdk.BaseApp is not None and owner is sdk.BaseApp:
             continue  # BaseApp's own run(), inherited and not overridden
         static = vars(owner)[name]
         if isinstance(static, (staticmethod, classmethod, property, type)):
@@ -275,7 +270,7 @@ def discover_setup(app_class: type, module: Any) -> SetupInfo:
         only = params[0]
         annotated = hints.get(only.name)
         is_metadata = only.name == "metadata" or (
-            _SdkMetadata is not None and isinstance(annotated, type) and issubclass(annotated, _SdkMetadata)
+            isinstance(annotated, type) and issubclass(annotated, sdk.Metadata)
         )
         if is_metadata:
             takes_metadata = True

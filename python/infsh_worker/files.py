@@ -15,15 +15,13 @@ SDK's serialized dict for it.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from pydantic import BaseModel, RootModel
 
-try:
-    from inferencesh.models.file import File as _File
-except Exception:  # pragma: no cover - without the SDK there are no Files
-    _File = None
+from . import sdk
 
 _SEQUENCES = (list, tuple, set, frozenset, deque)
 _MISSING = object()
@@ -56,20 +54,29 @@ def as_output_model(result: Any, output_model: type, function: str) -> BaseModel
 
 
 def _file_entry(f: Any, pointer: str) -> Dict[str, Any]:
+    path = getattr(f, "path", None)
+    size = getattr(f, "size", None)
+    if isinstance(path, str):
+        # The size on disk now: `File(path=...)` records it when built, and
+        # apps sometimes build it before they finish writing the file.
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            pass
     return {
         "pointer": pointer,
-        "path": getattr(f, "path", None),
+        "path": path,
         "uri": getattr(f, "uri", None),
         "filename": getattr(f, "filename", None),
         "content_type": getattr(f, "content_type", None),
-        "size": getattr(f, "size", None),
+        "size": size,
     }
 
 
 def _walk(obj: Any, dumped: Any, pointer: str, out: List[Dict[str, Any]], depth: int) -> None:
     if depth > 200:  # self-referencing structures cannot be dumped anyway
         return
-    if _File is not None and isinstance(obj, _File):
+    if sdk.File is not None and isinstance(obj, sdk.File):
         if isinstance(dumped, dict):
             out.append(_file_entry(obj, pointer))
         return
@@ -103,11 +110,3 @@ def serialize(model: BaseModel) -> Tuple[Any, List[Dict[str, Any]]]:
     _walk(model, dumped, "", files, 0)
     return dumped, files
 
-
-def find_files(model: Any, dumped: Optional[Any] = None) -> List[Dict[str, Any]]:
-    """The ``files`` list alone (used by tests and tools)."""
-    if dumped is None:
-        dumped = model.model_dump(mode="json")
-    files: List[Dict[str, Any]] = []
-    _walk(model, dumped, "", files, 0)
-    return files

@@ -26,7 +26,6 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-import traceback
 from types import ModuleType
 from typing import Any, Optional
 
@@ -63,6 +62,8 @@ def error_line(exc: BaseException) -> str:
 
 
 def format_tb(exc: BaseException) -> str:
+    import traceback  # deferred: only errors pay for it (and for linecache/tokenize)
+
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_FRAME_BYTES = 64 * 1024 * 1024  # inline frames only; a spilled file has no cap
 SPILL_THRESHOLD_BYTES = 1024 * 1024
 _HEADER_BYTES = 4
 
@@ -80,9 +79,13 @@ class Channel:
 
     def __init__(self, fd: int, spill_dir: Optional[str]) -> None:
         self.fd = fd
-        # Without a spill folder (only when run by hand) big messages still
-        # work: the temp folder is as good a place as any on this machine.
-        self.spill_dir = spill_dir or tempfile.gettempdir()
+        if not spill_dir:
+            # Without a spill folder (only when run by hand) big messages
+            # still work: the temp folder is as good a place as any.
+            import tempfile
+
+            spill_dir = tempfile.gettempdir()
+        self.spill_dir = spill_dir
         self._write_lock = threading.Lock()
 
     # -- reading (one thread only) -------------------------------------------
@@ -115,18 +118,24 @@ class Channel:
             msg = self._load_spilled(msg)
         return msg
 
-    @staticmethod
-    def _load_spilled(stub: Dict[str, Any]) -> Dict[str, Any]:
-        path = stub.get("path")
-        if not isinstance(path, str):
-            raise ProtocolError("spilled frame without a string 'path'")
+    def _load_spilled(self, stub: Dict[str, Any]) -> Dict[str, Any]:
+        path, size = stub.get("path"), stub.get("bytes")
+        if not isinstance(path, str) or not isinstance(size, int):
+            raise ProtocolError("spilled frame needs a string 'path' and an integer 'bytes'")
+        # Only a file directly inside our own spill folder: a broken or
+        # hostile peer must not make the worker read (and delete) anything else.
+        real = os.path.realpath(path)
+        if os.path.dirname(real) != os.path.realpath(self.spill_dir):
+            raise ProtocolError(f"spilled file {path} is not directly inside the spill folder {self.spill_dir}")
         try:
-            with open(path, "rb") as f:
+            with open(real, "rb") as f:
                 data = f.read()
         except OSError as e:
             raise ProtocolError(f"cannot read spilled frame {path}: {e}") from None
+        if len(data) != size:
+            raise ProtocolError(f"spilled file {path} has {len(data)} bytes, the frame said {size}")
         try:
-            os.unlink(path)
+            os.unlink(real)
         except OSError:
             pass  # the host cleans its spill folder; a leftover is harmless
         msg = decode(data)
@@ -153,7 +162,9 @@ class Channel:
 
     def _spill(self, data: bytes) -> str:
         # Written completely and closed before the stub is sent, so the host
-        # never sees a partial file.
+        # never sees a partial file. (tempfile is deferred: rarely needed.)
+        import tempfile
+
         fd, path = tempfile.mkstemp(prefix=f"worker-{os.getpid()}-", suffix=".json", dir=self.spill_dir)
         try:
             view = memoryview(data)

@@ -30,20 +30,14 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from . import Cancelled, PROTOCOL_VERSION
 from .discovery import FunctionInfo, SetupInfo, _is_async
 from .files import OutputError, as_output_model, serialize
 from .loader import LoadedApp, error_line, format_tb
 from .protocol import Channel, HostGone
-
-try:
-    from inferencesh.models.base import Metadata
-except Exception:  # pragma: no cover - an app without the SDK still gets metadata
-
-    class Metadata(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="allow")
+from .sdk import Metadata
 
 
 class SetupConfig(dict):
@@ -192,7 +186,8 @@ class Runtime:
             os._exit(0)
 
     def send_result(self, msg: Dict[str, Any]) -> None:
-        """Sends a frame after which the host drains the log pipes."""
+        """Sends a frame the host attributes logs by (results, snapshots):
+        the app's pending output is pushed into the pipes first."""
         flush_stdio()
         self.send(msg)
 
@@ -392,13 +387,14 @@ class Runtime:
                 result = await self._call_function(call, args)
                 output, files = serialize(as_output_model(result, info.output_model, info.name))
             self._done(call, output, files)
-        except (asyncio.CancelledError, Cancelled):
-            self._cancelled(call)
         except BaseException as e:
             if call.cancel_requested:
-                # Whatever the app raised while being cancelled is noise.
+                # CancelledError / Cancelled as asked, or whatever the app
+                # raised while being cancelled: the call was cancelled.
                 self._cancelled(call)
                 return
+            # Includes a CancelledError the app let escape from some inner
+            # task of its own: the host did not cancel, so it is a failure.
             if not isinstance(e, OutputError):
                 traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
             self._failed(call, "app", error_line(e), format_tb(e))
@@ -447,7 +443,9 @@ class Runtime:
                 output, files = serialize(as_output_model(item, info.output_model, info.name))
                 last = (output, files)
                 if not call.cancel_requested:
-                    self.send({"type": "snapshot", "id": call.id, "output": output, "files": files})
+                    # Flushed too: what was printed before a yield reaches
+                    # the host before that yield's snapshot.
+                    self.send_result({"type": "snapshot", "id": call.id, "output": output, "files": files})
         finally:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -10,6 +11,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Worker, write_app  # noqa: E402
+
+TEST_TIMEOUT_S = 120
+
+
+@pytest.fixture(autouse=True)
+def watchdog():
+    """Fails (instead of hanging) a test that blocks somewhere without a
+    timeout of its own, e.g. a blocking read in an in-process test."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"test exceeded {TEST_TIMEOUT_S}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ class App(BaseApp):
         text = ""
         for i in range(input.n):
             text += str(i)
+            print(f"before snapshot {text}")
             yield Out(text=text)
 
     async def iter(self, input: In) -> AsyncIterator[Out]:
@@ -167,7 +168,10 @@ def test_validation_error_has_dotted_locations(worker):
 
 def test_async_generator_streams_snapshots_then_done(worker):
     worker.send({"type": "call", "id": "s", "function": "gen", "input": {"n": 3}, "metadata": {}})
-    frames = worker.collect("s")
+    first = worker.expect("snapshot")
+    # printed before the yield, flushed before its snapshot
+    assert "before snapshot 0" in worker.stdout()
+    frames = [first] + worker.collect("s")
     assert [f["type"] for f in frames] == ["snapshot", "snapshot", "snapshot", "done"]
     assert [f["output"]["text"] for f in frames] == ["0", "01", "012", "012"]
 

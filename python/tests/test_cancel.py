@@ -45,11 +45,15 @@ class App(BaseApp):
 
     def spin(self, input: In) -> Out:
         mark(f"started-{input.tag}")
-        while True:
-            try:
-                time.sleep(0.005)
-            except Exception:  # an app's broad except must not swallow Cancelled
-                pass
+        try:
+            while True:
+                try:
+                    time.sleep(0.005)
+                except Exception:  # an app's broad except must not swallow Cancelled
+                    pass
+        except BaseException as e:
+            mark(f"raised-{type(e).__module__}.{type(e).__name__}")
+            raise
 
     async def ticks(self, input: In) -> AsyncIterator[Out]:
         i = 0
@@ -60,6 +64,12 @@ class App(BaseApp):
 
     async def quick(self, input: In) -> Out:
         return Out(text="quick")
+
+    async def inner_cancelled(self, input: In) -> Out:
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        task.cancel()
+        await task  # CancelledError escapes, but nobody cancelled this call
+        return Out(text="never")
 '''
 
 SYNC_ON_CANCEL = CANCEL_APP.replace(
@@ -104,6 +114,7 @@ def test_cancel_sync_function_injects_cancelled(app, start):
     failed = w.expect("failed")
     assert failed["id"] == "s" and failed["kind"] == "cancelled"
     assert (app_dir / "on_cancel_called").exists()
+    assert (app_dir / "raised-infsh_worker.Cancelled").exists()
     # the pool thread survived and serves the next plain-def call
     w.send({"type": "call", "id": "s2", "function": "spin", "input": {"tag": "s2"}, "metadata": {}})
     wait_for(app_dir / "started-s2")
@@ -148,3 +159,10 @@ def test_several_calls_cancel_only_the_one_named(app, start):
     assert not (app_dir / "cancelled-y").exists()
     w.send({"type": "cancel", "id": "y"})
     assert w.expect("failed")["id"] == "y"
+
+
+def test_a_cancelled_error_the_host_did_not_ask_for_is_an_app_failure(app, start):
+    w, _ = start_ready(app, start)
+    failed = w.call("inner_cancelled", {})
+    assert failed["kind"] == "app" and failed["error"].startswith("CancelledError")
+    assert w.call("quick", {}, id="after")["type"] == "done"

@@ -147,3 +147,40 @@ def test_package_init_importing_app_runs_once(app, start):
     assert ready["app_class"] == "App"
     w.shutdown()
     assert w.stdout().splitlines() == ["inference imported", "package imported"]
+
+
+def test_app_without_the_sdk(app, start, tmp_path):
+    """A plain class App with pydantic models runs where the SDK cannot be
+    imported: no sdk_version, a stand-in Metadata, no File collection."""
+    blocker = tmp_path / "no-sdk"
+    (blocker / "inferencesh").mkdir(parents=True)
+    (blocker / "inferencesh" / "__init__.py").write_text("raise ImportError('no SDK in this environment')\n")
+    src = """
+from pydantic import BaseModel
+
+class In(BaseModel):
+    text: str
+
+class Out(BaseModel):
+    text: str
+
+class App:
+    def setup(self, metadata):
+        self.worker = metadata.worker_id
+
+    async def run(self, input: In) -> Out:
+        return Out(text=f"{input.text} on {self.worker}")
+
+    def helper(self):
+        return 1
+"""
+    from harness import PYTHON_ROOT
+
+    w = start(app(src), env={"PYTHONPATH": f"{PYTHON_ROOT}:{blocker}"})
+    ready = w.ready()
+    assert ready["sdk_version"] is None
+    assert [f["name"] for f in ready["functions"]] == ["run"]
+    assert ready["setup_schema"] == {"properties": {}, "title": "AppSetup", "type": "object"}
+    assert w.setup(metadata={"worker_id": "w1"})["type"] == "setup_done"
+    assert w.call("run", {"text": "hi"})["output"] == {"text": "hi on w1"}
+    assert w.shutdown()["unload_error"] is None

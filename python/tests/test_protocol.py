@@ -28,6 +28,29 @@ def frame(obj) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
+def recv_exact(sock, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "peer closed"
+        buf += chunk
+    return buf
+
+
+def recv_frame(sock):
+    """(length, message) of the next frame; the socket has a timeout."""
+    n = int.from_bytes(recv_exact(sock, 4), "big")
+    return n, json.loads(recv_exact(sock, n))
+
+
+def write_in_thread(ch, msg):
+    """Writes without blocking the test: a frame bigger than the socket
+    buffer only completes while the test reads it."""
+    t = threading.Thread(target=ch.write, args=(msg,), daemon=True)
+    t.start()
+    return t
+
+
 @pytest.fixture
 def pair(tmp_path):
     a, b = socket.socketpair()
@@ -40,12 +63,8 @@ def pair(tmp_path):
 def test_frame_layout_is_big_endian_length_then_json(pair):
     a, ch, _ = pair
     ch.write({"type": "ready", "x": "é"})
-    header = a.recv(4)
-    n = int.from_bytes(header, "big")
-    body = b""
-    while len(body) < n:
-        body += a.recv(n - len(body))
-    assert json.loads(body.decode("utf-8")) == {"type": "ready", "x": "é"}
+    n = int.from_bytes(recv_exact(a, 4), "big")
+    assert json.loads(recv_exact(a, n).decode("utf-8")) == {"type": "ready", "x": "é"}
 
 
 def test_partial_reads_are_reassembled(pair):
@@ -86,9 +105,8 @@ def test_frame_must_be_an_object_with_a_type(pair):
 def test_large_message_is_spilled_to_a_file(pair):
     a, ch, tmp = pair
     big = {"type": "done", "id": "1", "output": {"s": "y" * (SPILL_THRESHOLD + 10)}}
-    ch.write(big)
-    n = int.from_bytes(a.recv(4), "big")
-    stub = json.loads(a.recv(n))
+    write_in_thread(ch, big)
+    _, stub = recv_frame(a)
     assert stub["type"] == "spilled"
     path = Path(stub["path"])
     assert path.is_absolute() and path.parent == tmp
@@ -101,9 +119,10 @@ def test_message_at_threshold_stays_inline(pair):
     msg = {"type": "x", "s": ""}
     overhead = len(json.dumps(msg, separators=(",", ":")).encode())
     msg["s"] = "z" * (SPILL_THRESHOLD - overhead)
-    ch.write(msg)
-    n = int.from_bytes(a.recv(4), "big")
-    assert n == SPILL_THRESHOLD
+    t = write_in_thread(ch, msg)
+    n, got = recv_frame(a)
+    assert n == SPILL_THRESHOLD and got == msg
+    t.join(10)
 
 
 def test_spilled_frame_from_host_is_read_and_deleted(pair):
@@ -119,16 +138,44 @@ def test_spilled_file_may_not_be_spilled_again(pair):
     a, ch, tmp = pair
     path = tmp / "in.json"
     path.write_text(json.dumps({"type": "spilled", "path": "/nope", "bytes": 1}))
-    a.sendall(frame({"type": "spilled", "path": str(path), "bytes": 1}))
-    with pytest.raises(ProtocolError):
+    a.sendall(frame({"type": "spilled", "path": str(path), "bytes": path.stat().st_size}))
+    with pytest.raises(ProtocolError, match="may not itself"):
+        ch.read()
+
+
+def test_spilled_file_outside_the_spill_folder_is_refused_and_kept(pair, tmp_path_factory):
+    a, ch, tmp = pair
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "x.json"
+    elsewhere.write_text(json.dumps({"type": "call"}))
+    a.sendall(frame({"type": "spilled", "path": str(elsewhere), "bytes": elsewhere.stat().st_size}))
+    with pytest.raises(ProtocolError, match="spill folder"):
+        ch.read()
+    assert elsewhere.exists()
+
+
+def test_spilled_file_in_a_subfolder_is_refused(pair):
+    a, ch, tmp = pair
+    (tmp / "sub").mkdir()
+    nested = tmp / "sub" / "x.json"
+    nested.write_text(json.dumps({"type": "call"}))
+    a.sendall(frame({"type": "spilled", "path": str(tmp / "sub" / ".." / "sub" / "x.json"), "bytes": 15}))
+    with pytest.raises(ProtocolError, match="spill folder"):
+        ch.read()
+
+
+def test_spilled_file_size_must_match(pair):
+    a, ch, tmp = pair
+    path = tmp / "in.json"
+    path.write_text(json.dumps({"type": "call", "id": "7"}))
+    a.sendall(frame({"type": "spilled", "path": str(path), "bytes": path.stat().st_size + 1}))
+    with pytest.raises(ProtocolError, match="bytes"):
         ch.read()
 
 
 def test_non_finite_floats_are_sent_as_null(pair):
     a, ch, _ = pair
     ch.write({"type": "done", "output": {"a": float("nan"), "b": [float("inf"), 1.5]}})
-    n = int.from_bytes(a.recv(4), "big")
-    assert json.loads(a.recv(n)) == {"type": "done", "output": {"a": None, "b": [None, 1.5]}}
+    assert recv_frame(a)[1] == {"type": "done", "output": {"a": None, "b": [None, 1.5]}}
 
 
 # -- end to end -------------------------------------------------------------------

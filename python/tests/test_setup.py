@@ -186,3 +186,48 @@ class App(BaseApp):
     w.ready()
     w.setup()
     assert w.shutdown()["unload_error"] == "ValueError: gpu is gone"
+
+
+def test_a_call_during_setup_waits_for_it(app, start):
+    src = HEADER + '''
+import asyncio
+
+class App(BaseApp):
+    async def setup(self):
+        await asyncio.sleep(0.3)  # a slow model load
+        self.got = "loaded"
+''' + REPORT
+    w = start(app(src))
+    w.ready()
+    w.send({"type": "setup", "config": {}, "metadata": {}})
+    w.send({"type": "call", "id": "early", "function": "report", "input": {}, "metadata": {}})
+    assert w.expect("setup_done", "setup_failed")["type"] == "setup_done"
+    done = w.expect("done", "failed")
+    assert done["type"] == "done" and done["output"]["text"] == "loaded"
+
+
+def test_unknown_message_types_are_ignored_with_a_warning(app, start):
+    src = HEADER + "\n\nclass App(BaseApp):\n" + VARIANTS["none"][1] + REPORT
+    w = start(app(src))
+    w.ready()
+    w.send({"type": "from_the_future", "x": 1})
+    assert w.setup()["type"] == "setup_done"
+    assert "ignoring a message of unknown type 'from_the_future'" in w.stderr()
+
+
+def test_shutdown_with_a_call_in_flight(app, start):
+    src = HEADER + '''
+import asyncio
+
+class App(BaseApp):
+    async def setup(self):
+        self.got = "ok"
+
+    async def hang(self, input: In) -> Out:
+        await asyncio.Event().wait()
+''' + REPORT
+    w = start(app(src))
+    w.ready()
+    w.setup()
+    w.send({"type": "call", "id": "stuck", "function": "hang", "input": {}, "metadata": {}})
+    assert w.shutdown() == {"type": "bye", "unload_error": None}

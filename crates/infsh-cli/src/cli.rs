@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// infsh: run multi-function inference apps (inference.sh style) locally.
+/// infsh: run multi-function inference apps (inference.sh style) locally,
+/// serve them over HTTP, and run them on a server.
 ///
 /// An app is a folder with `inference.py` (class App), `inf.yml` and
 /// `requirements.txt`. Its `setup` loads the model once; every function
@@ -37,6 +38,12 @@ pub enum Command {
     /// Create, inspect, run and test apps.
     #[command(subcommand)]
     App(AppCommand),
+    /// Serve a folder of apps over HTTP: the inference.sh API, so the official
+    /// `inferencesh` Python client and `infsh app run --api-url` work against it.
+    Serve(ServeArgs),
+    /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
+    #[command(subcommand)]
+    Task(TaskCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +54,7 @@ pub enum AppCommand {
     Functions(InspectArgs),
     /// Write functions_schema.json, input/output_schema.json and setup_schema.json into the app folder.
     Schema(InspectArgs),
-    /// Run one function of an app.
+    /// Run one function of an app, locally or (with --api-url) on a server.
     Run(RunArgs),
     /// Run the app's examples (input.json, input_<fn>.json) for every function, with one setup.
     Test(TestArgs),
@@ -84,7 +91,9 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The app folder.
+    /// The app folder. With --api-url: the app's id on the server,
+    /// `namespace/name` (`@version` and `:function` may follow), or a local
+    /// app folder whose inf.yml names it.
     #[arg(default_value = ".")]
     pub app: String,
     /// Function to call (default: inf.yml's default_function, else `run`).
@@ -107,8 +116,189 @@ pub struct RunArgs {
     /// Give up on setup after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub setup_timeout: Option<f64>,
+    /// With --api-url: submit the task, print its id and exit (follow it
+    /// later with `infsh task get ID --wait`).
+    #[arg(long, short = 'd')]
+    pub detach: bool,
     #[command(flatten)]
     pub env: EnvArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Where a command runs: locally, or on a server when a URL is given.
+#[derive(Debug, Args, Clone)]
+pub struct RemoteArgs {
+    /// Run on this server (`infsh serve`, or any inference.sh-compatible API)
+    /// instead of locally. Local file paths in the input are uploaded first.
+    #[arg(long, env = "INFSH_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// API key for the server, sent as `Authorization: Bearer KEY`.
+    #[arg(
+        long,
+        env = "INFSH_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+}
+
+/// The server a `task` command talks to (required).
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// The server's URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "INFSH_API_URL", value_name = "URL", required = true)]
+    pub api_url: Option<String>,
+    /// API key for the server, sent as `Authorization: Bearer KEY`.
+    #[arg(
+        long,
+        env = "INFSH_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+}
+
+impl From<ServerArgs> for RemoteArgs {
+    fn from(args: ServerArgs) -> RemoteArgs {
+        RemoteArgs {
+            api_url: args.api_url,
+            api_key: args.api_key,
+        }
+    }
+}
+
+/// `infsh serve`.
+#[derive(Debug, Args)]
+#[command(after_help = SERVE_AFTER_HELP)]
+pub struct ServeArgs {
+    /// Folder of apps to serve: every sub-folder (up to 3 levels deep) holding an inference.py.
+    #[arg(long, value_name = "DIR")]
+    pub apps: PathBuf,
+    /// Address to listen on. Anything but a loopback address needs API keys (or --insecure).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Where tasks, stored files and the signing key live (default: the user's data folder, e.g. ~/.local/share/infsh).
+    #[arg(long, env = "INFSH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Start every app's workers (and run their setup) at boot instead of at the first call.
+    #[arg(long)]
+    pub preload: bool,
+    /// Worker processes per app; each runs setup once and serves every function.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256), value_name = "N")]
+    pub replicas: u32,
+    /// Calls one worker runs at once (async apps can take more than one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
+    pub concurrency: u32,
+    /// Tasks waiting per app; beyond this, runs are refused with 429.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub queue_capacity: u32,
+    /// Default limit on one task, in seconds (a run's own timeout wins). Default: none.
+    #[arg(long, value_name = "SECS")]
+    pub task_timeout: Option<f64>,
+    /// Limit on an app's setup, in seconds. Default: none.
+    #[arg(long, value_name = "SECS")]
+    pub setup_timeout: Option<f64>,
+    /// How long a cancelled task gets (its on_cancel runs) before its worker is stopped and replaced.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub cancel_grace: f64,
+    /// On SIGINT/SIGTERM: how long running tasks get to finish before workers are stopped.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub shutdown_grace: f64,
+    /// Use this Python interpreter for every app as is (skip building app environments).
+    #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Accept this API key (repeatable). Also read from INFSH_API_KEYS (comma separated) and --api-keys-file.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// File of accepted API keys, one per line (blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Allow serving without API keys on a non-loopback address.
+    #[arg(long)]
+    pub insecure: bool,
+    /// The URL clients reach this server at (used in file URIs). Default: http://HOST:PORT as bound.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// A secret for apps that declare it in inf.yml (repeatable). Also INFSH_SECRET_<KEY> variables and --secrets-file.
+    #[arg(long = "secret", value_name = "KEY=VALUE")]
+    pub secrets: Vec<String>,
+    /// File of secrets, KEY=VALUE per line (blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Largest accepted request body (JSON and file uploads), in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_mib: u32,
+}
+
+const SERVE_AFTER_HELP: &str = "\
+Prints `infsh serving N apps on http://HOST:PORT` on stderr once it listens
+(with --json: one line {\"url\": ..., \"apps\": [...]} on stdout). SIGINT or
+SIGTERM stops taking requests, lets running tasks finish (--shutdown-grace),
+stops the workers and exits 0; tasks still queued are kept and run after the
+next start on the same --data-dir.
+
+Precedence: --api-key, INFSH_API_KEYS and --api-keys-file are all accepted
+together. Secrets: --secret wins over --secrets-file, which wins over
+INFSH_SECRET_<KEY>.";
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Show a task: its status and output or error (--wait: follow it until it ends).
+    Get(TaskGetArgs),
+    /// Cancel a task: a queued one at once; a running one gets its app's on_cancel, then its worker is stopped.
+    Cancel(TaskCancelArgs),
+    /// List tasks, newest first, one page at a time (--all: every page).
+    List(TaskListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskGetArgs {
+    /// The task id.
+    pub id: String,
+    /// Follow the task until it ends, showing its progress and logs; exits like `app run`.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: download File outputs into this folder.
+    #[arg(long, value_name = "DIR", requires = "wait")]
+    pub output_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskCancelArgs {
+    /// The task id.
+    pub id: String,
+    /// Wait until the task has really stopped (cancelled, or ended first).
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskListArgs {
+    /// Only tasks of this app (`namespace/name`).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only tasks in this status: a name (queued, running, completed, failed, cancelled...) or its number.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Tasks per page.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Start at this page (printed at the end of the previous one).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Fetch every page.
+    #[arg(long, conflicts_with = "cursor")]
+    pub all: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,9 @@ pub enum ExitCode {
     Ok = 0,
     /// Anything not covered below (an infsh bug, an I/O error).
     Internal = 1,
-    // 2: bad command line. clap prints the usage and exits with it itself.
+    /// Bad command line. clap prints the usage and exits with it itself;
+    /// infsh uses it for values clap cannot check (a malformed --api-url).
+    Usage = 2,
     /// The app could not be loaded: missing folder, no inference.py, no App class,
     /// an import error, a broken inf.yml.
     AppLoad = 3,
@@ -26,16 +28,26 @@ pub enum ExitCode {
     Timeout = 8,
     /// The app's virtual environment could not be built.
     Environment = 9,
+    /// Remote mode: the server could not be reached, or answered with
+    /// something that is not the API (a 5xx, a malformed body).
+    Server = 10,
+    /// Remote mode: the server refused the API key (401/403).
+    Auth = 11,
+    /// Remote mode: the server is busy (the app's queue is full, 429) or
+    /// shutting down (503); retry later.
+    Busy = 12,
     /// Interrupted by Ctrl-C / SIGINT.
     Interrupted = 130,
 }
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0 success            4 bad input           7 worker crashed
-  1 internal error     5 setup failed        8 timeout
-  2 usage error        6 function failed     9 environment build failed
-  3 app failed to load                       130 interrupted";
+  0 success            4 bad input           8 timeout
+  1 internal error     5 setup failed        9 environment build failed
+  2 usage error        6 function failed    10 server unreachable or failed
+  3 app failed to load 7 worker crashed     11 API key refused
+                                            12 server busy (retry later)
+                                           130 interrupted";
 
 impl ExitCode {
     /// Stable machine name, used in `--json` error output.
@@ -43,6 +55,7 @@ impl ExitCode {
         match self {
             ExitCode::Ok => "ok",
             ExitCode::Internal => "internal",
+            ExitCode::Usage => "usage",
             ExitCode::AppLoad => "app_load",
             ExitCode::Input => "input",
             ExitCode::Setup => "setup",
@@ -50,6 +63,9 @@ impl ExitCode {
             ExitCode::WorkerCrashed => "worker_crashed",
             ExitCode::Timeout => "timeout",
             ExitCode::Environment => "environment",
+            ExitCode::Server => "server",
+            ExitCode::Auth => "auth",
+            ExitCode::Busy => "busy",
             ExitCode::Interrupted => "interrupted",
         }
     }

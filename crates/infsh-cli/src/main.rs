@@ -10,12 +10,13 @@ mod exit;
 mod input;
 mod output;
 mod paths;
+mod remote;
 mod session;
 mod ui;
 
 use clap::Parser;
 
-use crate::cli::{AppCommand, Cli, Command};
+use crate::cli::{AppCommand, Cli, Command, TaskCommand};
 use crate::exit::{ExitCode, Failure};
 
 fn main() {
@@ -54,6 +55,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             AppCommand::Schema(args) => commands::inspect::schema(args, &global, ui).await,
             AppCommand::Run(args) => commands::run::run(args, &global, ui).await,
             AppCommand::Test(args) => commands::test::test(args, &global, ui).await,
+        },
+        Command::Serve(args) => commands::serve::serve(args, &global).await,
+        Command::Task(command) => match command {
+            TaskCommand::Get(args) => commands::task::get(args, &global, ui).await,
+            TaskCommand::Cancel(args) => commands::task::cancel(args, &global, ui).await,
+            TaskCommand::List(args) => commands::task::list(args, &global).await,
         },
     }
 }

@@ -29,6 +29,7 @@ pub fn print_run_human(report: &Value) {
             let place = file["copied_to"]
                 .as_str()
                 .or(file["path"].as_str())
+                .or(file["uri"].as_str())
                 .unwrap_or("?");
             eprintln!(
                 "{} {} {}",

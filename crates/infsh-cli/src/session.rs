@@ -120,7 +120,7 @@ impl AppSession {
             ready.python
         ));
         for warning in functions.warnings() {
-            ui.warn(&warning);
+            ui.warn(warning);
         }
         Ok(AppSession {
             app,

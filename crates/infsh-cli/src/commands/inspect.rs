@@ -32,7 +32,7 @@ pub async fn functions(args: InspectArgs, global: &GlobalArgs, ui: Arc<Ui>) -> R
                 "sync"
             }
             .to_string();
-            if default.as_deref() == Some(f.name.as_str()) {
+            if default == Some(f.name.as_str()) {
                 kind.push_str(", default");
             }
             let description = f.description().lines().next().unwrap_or("").to_string();

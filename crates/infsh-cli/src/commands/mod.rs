@@ -1,6 +1,8 @@
-//! One module per `infsh app` command; `main` dispatches here.
+//! One module per command; `main` dispatches here.
 
 pub mod init;
 pub mod inspect;
 pub mod run;
+pub mod serve;
+pub mod task;
 pub mod test;

@@ -17,6 +17,17 @@ use crate::session::AppSession;
 use crate::ui::Ui;
 
 pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
+    // --api-url / INFSH_API_URL: run on a server instead (src/remote/run.rs).
+    if let Some(remote) = crate::remote::connect(&args.remote)? {
+        return crate::remote::run::run(args, global, ui, remote).await;
+    }
+    if args.detach {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            "--detach needs a server: pass --api-url URL or set INFSH_API_URL",
+        )
+        .into());
+    }
     let (app_path, function_in_app) = split_app_function(&args.app);
     let function_name = args.function.clone().or(function_in_app);
     // Parse what the user typed before starting Python: a typo fails in milliseconds.
@@ -67,7 +78,7 @@ async fn call_once(
         None => default_input(
             &session.app,
             &function.name,
-            session.functions.default_name().as_deref(),
+            session.functions.default_name(),
         )?,
     };
     let input_value = session.prepare_input(function, &input)?;
@@ -177,7 +188,7 @@ fn copy_output_files(files: &[OutputFile], dir: &Path) -> Result<Vec<Option<Path
 }
 
 /// `out.png`, then `out-1.png`, `out-2.png`... so two outputs never overwrite each other.
-fn unique_target(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn unique_target(dir: &Path, name: &str) -> PathBuf {
     let candidate = dir.join(name);
     if !candidate.exists() {
         return candidate;

@@ -4,4 +4,4 @@
 
 mod progress;
 
-pub use progress::Ui;
+pub use progress::{Phase, Ui};

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -72,6 +74,8 @@ impl Sandbox {
         cmd.env("INFSH_CACHE_DIR", self.path().join("cache"))
             .env_remove("INFSH_PYTHON")
             .env_remove("INFSH_LOG")
+            .env_remove("INFSH_API_URL")
+            .env_remove("INFSH_API_KEY")
             .env("NO_COLOR", "1")
             .timeout(Duration::from_secs(120));
         cmd
@@ -82,6 +86,8 @@ impl Sandbox {
         cmd.env("INFSH_CACHE_DIR", self.path().join("cache"))
             .env("INFSH_PYTHON", python())
             .env_remove("INFSH_LOG")
+            .env_remove("INFSH_API_URL")
+            .env_remove("INFSH_API_KEY")
             .env("NO_COLOR", "1");
         cmd
     }

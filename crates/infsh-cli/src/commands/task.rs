@@ -1,0 +1,194 @@
+//! `infsh task get|cancel|list`: tasks on a server (remote only).
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::cli::{GlobalArgs, TaskCancelArgs, TaskGetArgs, TaskListArgs};
+use crate::exit::{ExitCode, Failure};
+use crate::output;
+use crate::remote::errors::RemoteError;
+use crate::remote::follow::follow;
+use crate::remote::run::{completed_report, describe_app};
+use crate::remote::{self, task, Remote};
+use crate::ui::Ui;
+
+/// Most pages `task list --all` fetches (a guard against a server that never ends).
+const MAX_PAGES: usize = 10_000;
+
+fn connect(args: crate::cli::ServerArgs) -> Result<Remote, Failure> {
+    remote::connect(&args.into())?.ok_or_else(|| {
+        Failure::new(
+            ExitCode::Usage,
+            "no server: pass --api-url URL or set INFSH_API_URL",
+        )
+    })
+}
+
+/// 404 on a task id is the user's mistake (exit 4), said plainly.
+fn task_error(id: &str, err: RemoteError) -> Failure {
+    match err {
+        RemoteError::Api { status: 404, .. } => {
+            Failure::new(ExitCode::Input, format!("unknown task \"{id}\""))
+        }
+        other => other.into_failure(),
+    }
+}
+
+pub async fn get(args: TaskGetArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
+    let remote = connect(args.server)?;
+    let current = remote
+        .task(&args.id)
+        .await
+        .map_err(|e| task_error(&args.id, e))?;
+    if !args.wait {
+        output::print_json_or(&current, global.json, || print_task_human(&current));
+        return Ok(());
+    }
+    let function = task::function(&current).unwrap_or("run").to_string();
+    let app = task::app(&current).unwrap_or_default();
+    let followed = follow(&remote, &args.id, &ui, &function, None).await?;
+    // The output schema finds File outputs exactly; without it they are found by shape.
+    let output_schema = match describe_app(&remote, &app).await {
+        Ok(described) => described
+            .functions
+            .get(&function)
+            .and_then(|f| f.output_schema().cloned()),
+        Err(_) => None,
+    };
+    let report = completed_report(
+        &remote,
+        &followed,
+        &app,
+        &function,
+        output_schema.as_ref(),
+        args.output_dir.as_deref(),
+    )
+    .await?;
+    output::print_json_or(&report, global.json, || output::print_run_human(&report));
+    Ok(())
+}
+
+pub async fn cancel(args: TaskCancelArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
+    let remote = connect(args.server)?;
+    let id = args.id.clone();
+    let mut after = match remote.cancel(&id).await {
+        Ok(task) => task,
+        Err(RemoteError::Api {
+            status: 409,
+            detail,
+            ..
+        }) => return Err(Failure::new(ExitCode::Input, detail).into()),
+        Err(err) => return Err(task_error(&id, err).into()),
+    };
+    // Some servers answer 204: fetch the task to report its status.
+    if !after.is_object() {
+        after = remote.task(&id).await.map_err(|e| task_error(&id, e))?;
+    }
+    if args.wait && !task::is_terminal(task::status(&after)) {
+        let function = task::function(&after).unwrap_or("run").to_string();
+        after = follow(&remote, &id, &ui, &function, None).await?.task;
+    }
+    output::print_json_or(&after, global.json, || {
+        println!("task {id}: {}", task::status_name(task::status(&after)));
+    });
+    Ok(())
+}
+
+pub async fn list(args: TaskListArgs, global: &GlobalArgs) -> Result<()> {
+    let status = match args.status.as_deref() {
+        Some(raw) => Some(task::status_from_name(raw).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Usage,
+                format!(
+                    "--status {raw:?}: expected a status name (queued, running, completed, failed, cancelled, ...) or number 0-13"
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let remote = connect(args.server)?;
+    let mut items = Vec::new();
+    let mut cursor = args.cursor.clone();
+    let mut pages = 0usize;
+    let next = loop {
+        let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+        if let Some(app) = &args.app {
+            query.push(("app", app.clone()));
+        }
+        if let Some(status) = status {
+            query.push(("status", status.to_string()));
+        }
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let (page, next) = remote.list(&query).await?;
+        items.extend(page);
+        pages += 1;
+        match next {
+            Some(next) if args.all && pages < MAX_PAGES => cursor = Some(next),
+            other => break other,
+        }
+    };
+    let doc = json!({"items": items, "next_cursor": next});
+    output::print_json_or(&doc, global.json, || {
+        print_list_human(&items, next.as_deref())
+    });
+    Ok(())
+}
+
+fn print_task_human(task: &Value) {
+    let field = |name: &str, value: String| println!("{name:<9} {value}");
+    field("task", task::id(task).to_string());
+    if let Some(app) = task::app(task) {
+        field("app", app);
+    }
+    if let Some(function) = task::function(task) {
+        field("function", function.to_string());
+    }
+    field("status", task::status_name(task::status(task)).to_string());
+    if let Some(created) = task::timestamp(task, "created_at") {
+        field("created", created);
+    }
+    if let Some(updated) = task::timestamp(task, "updated_at") {
+        field("updated", updated);
+    }
+    if let Some(error) = task::error(task) {
+        field("error", error);
+    }
+    let logs = task::log_texts(task);
+    if !logs.is_empty() {
+        field("logs", format!("{} entries", logs.len()));
+    }
+    match task.get("output") {
+        Some(output) if !output.is_null() => println!(
+            "output\n{}",
+            serde_json::to_string_pretty(output).expect("JSON values serialize")
+        ),
+        _ => {}
+    }
+}
+
+fn print_list_human(items: &[Value], next: Option<&str>) {
+    if items.is_empty() {
+        eprintln!("no tasks");
+    }
+    for item in items {
+        let app = task::app(item).unwrap_or_else(|| "?".into());
+        let target = match task::function(item) {
+            Some(f) => format!("{app}:{f}"),
+            None => app,
+        };
+        println!(
+            "{}  {:<10}  {}  {}",
+            task::id(item),
+            task::status_name(task::status(item)),
+            target,
+            task::timestamp(item, "created_at").unwrap_or_default()
+        );
+    }
+    if let Some(next) = next {
+        eprintln!("more: infsh task list --cursor {next}");
+    }
+}

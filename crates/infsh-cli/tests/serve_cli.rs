@@ -1,0 +1,194 @@
+//! The new commands' command line, without a working server: help texts,
+//! usage errors, an unreachable server, refusing an unsafe bind.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::*;
+
+fn infsh() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("infsh").unwrap();
+    cmd.env_remove("INFSH_API_URL")
+        .env_remove("INFSH_API_KEY")
+        .env_remove("INFSH_API_KEYS")
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn every_new_command_has_help() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["serve", "--help"],
+            &[
+                "--apps",
+                "--port",
+                "--data-dir",
+                "--replicas",
+                "--queue-capacity",
+                "--api-key",
+                "--api-keys-file",
+                "--insecure",
+                "--public-url",
+                "--secret",
+                "--secrets-file",
+                "INFSH_SECRET_",
+                "infsh serving N apps on",
+            ],
+        ),
+        (&["task", "--help"], &["get", "cancel", "list"]),
+        (
+            &["task", "get", "--help"],
+            &["--wait", "--api-url", "INFSH_API_URL"],
+        ),
+        (&["task", "cancel", "--help"], &["--wait", "--api-key"]),
+        (
+            &["task", "list", "--help"],
+            &["--status", "--limit", "--cursor", "--all"],
+        ),
+        (
+            &["app", "run", "--help"],
+            &["--api-url", "INFSH_API_URL", "--api-key", "--detach"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = infsh().args(*args).output().unwrap();
+        assert_code(&out, 0);
+        let text = stdout(&out);
+        for word in *expected {
+            assert!(
+                text.contains(word),
+                "`infsh {}` lacks {word}:\n{text}",
+                args.join(" ")
+            );
+        }
+    }
+    let out = infsh().arg("--help").output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("serve") && text.contains("task"), "{text}");
+    assert!(text.contains("10 server unreachable"), "{text}");
+}
+
+#[test]
+fn task_commands_need_a_server() {
+    let out = infsh().args(["task", "get", "abc"]).output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--api-url"), "{}", stderr(&out));
+}
+
+#[test]
+fn detach_needs_a_server() {
+    let out = infsh()
+        .args(["app", "run"])
+        .arg(fixture("multi-fn"))
+        .arg("--detach")
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("--detach needs a server"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_malformed_api_url_is_a_usage_error() {
+    let out = infsh()
+        .args([
+            "app",
+            "run",
+            "tests/multi-fn",
+            "--api-url",
+            "localhost:8080",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--api-url"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unreachable_server_exits_10() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let out = infsh()
+        .args(["--json", "app", "run", "tests/multi-fn", "--api-url", &url])
+        .output()
+        .unwrap();
+    assert_code(&out, 10);
+    let doc = json_stdout(&out);
+    assert_eq!(doc["error"]["code"], "server");
+    assert_eq!(doc["error"]["exit_code"], 10);
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cannot reach the server at {url}")),
+        "{doc}"
+    );
+    let out = infsh()
+        .args(["task", "list", "--api-url", &url])
+        .output()
+        .unwrap();
+    assert_code(&out, 10);
+}
+
+#[test]
+fn serve_refuses_a_missing_apps_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = infsh()
+        .args(["serve", "--port", "0", "--apps"])
+        .arg(dir.path().join("nope"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("no such folder"), "{}", stderr(&out));
+}
+
+#[test]
+fn serve_refuses_a_public_bind_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
+    let out = infsh()
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--apps"])
+        .arg(dir.path().join("apps"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("refusing to serve without API keys"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn serve_rejects_a_malformed_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
+    let out = infsh()
+        .args(["serve", "--port", "0", "--secret", "NOVALUE", "--apps"])
+        .arg(dir.path().join("apps"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("expected KEY=VALUE"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,142 @@
+"""The real `infsh serve`, driven by the official `inferencesh` client.
+
+The session fixture builds nothing: it runs the `infsh` binary from
+`target/debug/infsh` (or `$INFSH_BIN`) as `infsh serve --port 0` over copies
+of fixture apps, with `--api-key test-key`, and this interpreter (which has
+`inferencesh` and Pillow) as every app's Python. Teardown stops the server
+and fails if any process of the served apps (a worker, a child of one) is
+left behind.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from support import API_KEY, FIXTURES, REPO, app_processes
+
+SERVED = ["multi-fn", "files-app", "hangs", "fn-raises", "validation-app", "functions-variety"]
+
+
+def _binary() -> Path:
+    path = Path(os.environ.get("INFSH_BIN") or REPO / "target" / "debug" / "infsh")
+    if not path.is_file():
+        pytest.fail(f"no infsh binary at {path}: run `cargo build -p infsh-cli` (or set INFSH_BIN)")
+    return path
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path, apps: Path, listed):
+        self.url = url
+        self.proc = proc
+        self.log_path = log
+        self.apps_dir = apps
+        self.apps = listed
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cancel_count(self) -> int:
+        """How many times the hangs app's on_cancel ran (INFSH_TEST_CANCEL_LOG)."""
+        try:
+            return self.cancel_log.read_text().count("on_cancel")
+        except FileNotFoundError:
+            return 0
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    binary = _binary()
+    root = tmp_path_factory.mktemp("infsh-serve")
+    apps = root / "apps"
+    for name in SERVED:
+        shutil.copytree(FIXTURES / name, apps / name, ignore=shutil.ignore_patterns("__pycache__"))
+    apps = apps.resolve()
+    log = root / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFSH_API", "INFSH_SECRET_"))}
+    # The workers inherit the server's environment: the hangs app's on_cancel
+    # appends to INFSH_TEST_CANCEL_LOG.
+    env.update(
+        {
+            "INFSH_CACHE_DIR": str(root / "cache"),
+            "INFSH_LOG": "info",
+            "NO_COLOR": "1",
+            "INFSH_TEST_CANCEL_LOG": str(root / "cancel.log"),
+        }
+    )
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                str(binary), "--json", "serve",
+                "--apps", str(apps), "--host", "127.0.0.1", "--port", "0",
+                "--data-dir", str(root / "data"), "--python", sys.executable,
+                "--api-key", API_KEY, "--shutdown-grace", "2", "--cancel-grace", "2",
+            ],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, env=env,
+        )
+    first_line = {}
+
+    def read_first_line():
+        first_line["line"] = proc.stdout.readline().decode()
+        for _ in proc.stdout:  # keep draining
+            pass
+
+    threading.Thread(target=read_first_line, daemon=True).start()
+    deadline = time.monotonic() + 90
+    while "line" not in first_line:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"infsh serve printed no address line; log:\n{log.read_text()}")
+        time.sleep(0.02)
+    doc = json.loads(first_line["line"])
+    srv = Server(doc["url"], proc, log, apps, doc["apps"])
+    srv.cancel_log = root / "cancel.log"
+    while True:
+        try:
+            with urllib.request.urlopen(srv.url + "/health", timeout=5) as resp:
+                if resp.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"GET /health never answered; log:\n{srv.log()}")
+        time.sleep(0.05)
+    try:
+        yield srv
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        deadline = time.monotonic() + 15
+        left = app_processes(apps)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = app_processes(apps)
+        for pid, _ in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert code == 0, f"infsh serve exited with {code} on SIGTERM; log:\n{srv.log()}"
+        assert not left, f"processes of the served apps outlived the server: {left}"
+
+
+@pytest.fixture()
+def client(server):
+    from inferencesh import Inference
+
+    return Inference(api_key=API_KEY, base_url=server.url)
