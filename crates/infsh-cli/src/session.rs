@@ -242,27 +242,32 @@ impl AppSession {
         let deadline =
             timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
         let mut snapshots = 0usize;
+        let mut handle_event = |event: CallEvent| match event {
+            CallEvent::Log(line) => self.ui.app_log(&line),
+            CallEvent::Snapshot { output, .. } => {
+                snapshots += 1;
+                let plural = if snapshots == 1 { "" } else { "s" };
+                phase.set_detail(&format!("{snapshots} snapshot{plural}"));
+                on_snapshot(&output);
+            }
+        };
+        // One Ctrl-C listener for the whole call, so a signal that lands
+        // while an event is being handled is not missed.
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
         let outcome = loop {
             tokio::select! {
                 biased;
-                Some(event) = event_rx.recv() => match event {
-                    CallEvent::Log(line) => self.ui.app_log(&line),
-                    CallEvent::Snapshot { output, .. } => {
-                        snapshots += 1;
-                        phase.set_detail(&format!("{snapshots} snapshot{}", if snapshots == 1 { "" } else { "s" }));
-                        on_snapshot(&output);
-                    }
-                },
+                Some(event) = event_rx.recv() => handle_event(event),
                 result = &mut call => break Ok(result),
                 _ = sleep_until_opt(deadline) => break Err(Interruption::Timeout(timeout.unwrap_or_default())),
-                _ = tokio::signal::ctrl_c() => break Err(Interruption::CtrlC),
+                _ = &mut ctrl_c => break Err(Interruption::CtrlC),
             }
         };
-        // Logs that arrived with the result are still queued: show them first.
+        // Events sent just before the result may still be queued: handle them
+        // first, so logs and the snapshot count are complete.
         while let Ok(event) = event_rx.try_recv() {
-            if let CallEvent::Log(line) = event {
-                self.ui.app_log(&line);
-            }
+            handle_event(event);
         }
         match outcome {
             Ok(Ok(done)) => {
