@@ -604,7 +604,9 @@ class RunOutput(BaseAppOutput):
 
 class App(BaseApp):
     async def run(self, input_data: RunInput) -> RunOutput:
-        return RunOutput(token=os.environ.get("API_TOKEN"), other=os.environ.get("OTHER"))
+        # Upper-cased: a secret's own value would be redacted from the output.
+        upper = lambda key: os.environ[key].upper() if key in os.environ else None
+        return RunOutput(token=upper("API_TOKEN"), other=upper("OTHER"))
 "#,
             ),
         ],
@@ -652,6 +654,6 @@ fn secrets_reach_the_app_and_a_missing_one_exits_3() {
     assert_code(&out, 0);
     assert_eq!(
         json_stdout(&out)["output"],
-        json!({"output_meta": null, "token": "from-flag", "other": "other-from-env"})
+        json!({"output_meta": null, "token": "FROM-FLAG", "other": "OTHER-FROM-ENV"})
     );
 }

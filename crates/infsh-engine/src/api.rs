@@ -148,14 +148,16 @@ pub struct AppDetail {
 }
 
 /// Worker state of an app, for `GET /ready`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppState {
     /// No worker started yet (workers start at the first call).
     Idle,
     Starting,
     Ready,
-    /// The last start or setup failed; `last_error` says why.
+    /// A worker did not start, a setup failed or timed out, or a worker
+    /// died unexpectedly, and nothing has succeeded since; `last_error` says
+    /// why. Workers are restarted after a backoff (see [`AppHealth`]).
     Unhealthy,
 }
 
@@ -167,6 +169,51 @@ pub struct AppReadiness {
     pub busy: usize,
     pub queued: usize,
     pub last_error: Option<String>,
+}
+
+/// An app's health in detail: why it is unhealthy and when its next worker
+/// start is due (`Engine::health`, `Engine::app_health`).
+///
+/// An app whose worker fails to start, whose `setup` fails (or times out),
+/// or whose worker dies unexpectedly is `unhealthy`: no worker of it is
+/// started and no setup run for a backoff that doubles with every
+/// consecutive failure ([`RESTART_BACKOFF_FIRST`], capped at
+/// [`RESTART_BACKOFF_MAX`]). Tasks wait in the queue meanwhile. The failure
+/// is cleared (and the backoff reset) by the next success of what failed: a
+/// worker start after a load failure, a setup after a setup failure, a task
+/// that ends with its worker alive after a crash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppHealth {
+    pub id: String,
+    pub state: AppState,
+    /// The last failure's message while unhealthy (as `AppReadiness::last_error`).
+    pub last_error: Option<String>,
+    /// Its Python traceback (load, setup) or the worker's last stderr lines (crash).
+    pub traceback: Option<String>,
+    /// Consecutive failures; 0 when healthy.
+    pub failures: u32,
+    /// When the last failure happened (Unix milliseconds).
+    pub failed_at_ms: Option<i64>,
+    /// Seconds until the next worker start or setup is allowed; None when
+    /// not backing off.
+    pub retry_in_secs: Option<f64>,
+}
+
+/// The backoff after an app's first consecutive failure; it doubles with each
+/// further one, up to [`RESTART_BACKOFF_MAX`].
+pub const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// The longest backoff between two attempts to start an unhealthy app.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The backoff after `failures` consecutive failures (0: none).
+pub fn restart_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32 << (failures - 1).min(16);
+    RESTART_BACKOFF_FIRST
+        .saturating_mul(factor)
+        .min(RESTART_BACKOFF_MAX)
 }
 
 /// Counters and gauges for `GET /metrics`.

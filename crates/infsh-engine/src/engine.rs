@@ -188,6 +188,32 @@ impl Engine {
             .collect()
     }
 
+    /// Every app's health in detail (last error, traceback, backoff), by id.
+    pub fn health(&self) -> Vec<AppHealth> {
+        self.inner.apps.values().map(Self::health_of).collect()
+    }
+
+    /// One app's health in detail.
+    pub fn app_health(&self, id: &str) -> Result<AppHealth, EngineError> {
+        self.app_handle(id).map(Self::health_of)
+    }
+
+    fn health_of(handle: &AppHandle) -> AppHealth {
+        let status = handle.status();
+        AppHealth {
+            id: handle.entry.id.clone(),
+            state: status.state,
+            last_error: status.last_error,
+            traceback: status.traceback,
+            failures: status.failures,
+            failed_at_ms: status.failed_at_ms,
+            retry_in_secs: status
+                .retry_at
+                .map(crate::scheduler::secs_until)
+                .filter(|s| *s > 0.0),
+        }
+    }
+
     /// Validates and stores the task (durably) and queues it; returns at once.
     pub async fn submit(&self, request: RunRequest) -> Result<TaskView, EngineError> {
         crate::submit::submit(self, request).await

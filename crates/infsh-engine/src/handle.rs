@@ -5,7 +5,7 @@
 //! shared with the actor, so a full queue is refused before anything is
 //! stored.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,12 @@ pub(crate) struct AppStatus {
     /// Tasks running.
     pub busy: usize,
     pub last_error: Option<String>,
+    pub traceback: Option<String>,
+    /// Consecutive failures.
+    pub failures: u32,
+    pub failed_at_ms: Option<i64>,
+    /// No worker starts (and no setup runs) before this, while unhealthy.
+    pub retry_at: Option<tokio::time::Instant>,
     /// Known once a worker started.
     pub info: Option<Arc<AppInfo>>,
 }
@@ -72,6 +78,10 @@ impl Default for AppStatus {
             replicas: 0,
             busy: 0,
             last_error: None,
+            traceback: None,
+            failures: 0,
+            failed_at_ms: None,
+            retry_at: None,
             info: None,
         }
     }
@@ -84,6 +94,8 @@ pub(crate) struct AppHandle {
     pub(crate) status: watch::Receiver<AppStatus>,
     /// Tasks queued or reserved (being stored) for this app.
     pub(crate) queued: Arc<AtomicUsize>,
+    /// Shutdown began: the actor dispatches nothing more.
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 impl AppHandle {
@@ -161,6 +173,7 @@ impl AppHandle {
     }
 
     pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
         let _ = self.send(Command::Drain);
     }
 

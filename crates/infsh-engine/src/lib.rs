@@ -24,6 +24,7 @@ mod live;
 mod metrics;
 mod outputs;
 mod recovery;
+mod redact;
 mod registry;
 mod replica;
 mod runner;
@@ -35,6 +36,7 @@ mod webhook;
 
 pub use api::*;
 pub use engine::{Engine, EngineStartError, UNLOAD_GRACE};
+pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
 pub use shared::INTERRUPTED;
 pub use webhook::{

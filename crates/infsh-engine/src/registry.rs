@@ -9,8 +9,10 @@
 //! id wins (the first) does not depend on the file system.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use infsh_core::app::AppDir;
+use serde_json::Value;
 
 /// How deep below `apps_dir` app folders are looked for.
 pub const MAX_DEPTH: usize = 3;
@@ -25,6 +27,10 @@ pub(crate) struct AppEntry {
     pub namespace: String,
     pub name: String,
     pub dir: AppDir,
+    /// The app's own limit per task (`inf.yml`), over the server's default.
+    pub task_timeout: Option<Duration>,
+    /// The app's own limit on `setup` (`inf.yml`), over the server's default.
+    pub setup_timeout: Option<Duration>,
 }
 
 impl AppEntry {
@@ -38,13 +44,99 @@ impl AppEntry {
         };
         let namespace = clean(&m.namespace).unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         let name = clean(&m.name).unwrap_or_else(|| dir.folder_name());
+        let limits = AppLimits::from_extra(&m.extra);
+        for problem in &limits.problems {
+            tracing::warn!(folder = %dir.root.display(), "inf.yml: {problem}; ignored");
+        }
         AppEntry {
             id: format!("{namespace}/{name}"),
             namespace,
             name,
+            task_timeout: limits.task_timeout,
+            setup_timeout: limits.setup_timeout,
             dir,
         }
     }
+}
+
+/// An app's own time limits, from fields of `inf.yml` that infsh-core keeps
+/// in `Manifest::extra`:
+///
+/// ```yaml
+/// timeout: 30            # seconds per task
+/// infsh:
+///   task_timeout: 30     # the same (wins over `timeout`)
+///   setup_timeout: 120   # seconds for `setup`
+/// ```
+///
+/// A value is a positive number of seconds, or a string such as `"90"`,
+/// `"500ms"`, `"30s"`, `"2m"`, `"1h"`. Anything else is reported and ignored.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct AppLimits {
+    pub task_timeout: Option<Duration>,
+    pub setup_timeout: Option<Duration>,
+    pub problems: Vec<String>,
+}
+
+impl AppLimits {
+    pub fn from_extra(extra: &std::collections::BTreeMap<String, Value>) -> AppLimits {
+        let mut limits = AppLimits::default();
+        let mut read = |name: &str, value: Option<&Value>| -> Option<Duration> {
+            let value = value.filter(|v| !v.is_null())?;
+            match parse_duration(value) {
+                Some(d) => Some(d),
+                None => {
+                    limits.problems.push(format!(
+                        "{name}: {value} is not a positive number of seconds"
+                    ));
+                    None
+                }
+            }
+        };
+        let top = read("timeout", extra.get("timeout"));
+        let (task, setup) = match extra.get("infsh") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(block)) => (
+                read("infsh.task_timeout", block.get("task_timeout")),
+                read("infsh.setup_timeout", block.get("setup_timeout")),
+            ),
+            Some(other) => {
+                limits
+                    .problems
+                    .push(format!("infsh: expected a mapping, got {other}"));
+                (None, None)
+            }
+        };
+        limits.task_timeout = task.or(top);
+        limits.setup_timeout = setup;
+        limits
+    }
+}
+
+/// Seconds as a number, or a string with an optional `ms`/`s`/`m`/`h` unit.
+fn parse_duration(value: &Value) -> Option<Duration> {
+    let seconds = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => {
+            let s = s.trim();
+            let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+                (n, 0.001)
+            } else if let Some(n) = s.strip_suffix('s') {
+                (n, 1.0)
+            } else if let Some(n) = s.strip_suffix('m') {
+                (n, 60.0)
+            } else if let Some(n) = s.strip_suffix('h') {
+                (n, 3600.0)
+            } else {
+                (s, 1.0)
+            };
+            number.trim().parse::<f64>().ok()? * scale
+        }
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds > 0.0)
+        .then(|| Duration::try_from_secs_f64(seconds).ok())
+        .flatten()
 }
 
 /// Every app under `apps_dir`, in discovery order, duplicates dropped (with
@@ -198,5 +290,41 @@ mod tests {
             "the first of two duplicates wins"
         );
         assert!(scan(&r.join("missing")).is_err());
+    }
+
+    fn limits(yml: &str) -> AppLimits {
+        let m = infsh_core::manifest::Manifest::parse(yml, Path::new("inf.yml")).unwrap();
+        AppLimits::from_extra(&m.extra)
+    }
+
+    #[test]
+    fn time_limits_from_inf_yml() {
+        let secs = |s: f64| Some(Duration::from_secs_f64(s));
+        assert_eq!(limits("name: a\n"), AppLimits::default());
+        let l = limits("timeout: 30\n");
+        assert_eq!((l.task_timeout, l.setup_timeout), (secs(30.0), None));
+        let l = limits("timeout: 30\ninfsh:\n  task_timeout: 1.5\n  setup_timeout: 2m\n");
+        assert_eq!((l.task_timeout, l.setup_timeout), (secs(1.5), secs(120.0)));
+        assert!(l.problems.is_empty());
+        let l = limits("infsh:\n  setup_timeout: \"500ms\"\n  task_timeout: \"1h\"\n");
+        assert_eq!((l.task_timeout, l.setup_timeout), (secs(3600.0), secs(0.5)));
+        let l = limits("timeout: -1\ninfsh:\n  task_timeout: soon\n  setup_timeout: 0\n");
+        assert_eq!((l.task_timeout, l.setup_timeout), (None, None));
+        assert_eq!(l.problems.len(), 3, "{:?}", l.problems);
+        let l = limits("infsh: 5\n");
+        assert_eq!(l.problems.len(), 1);
+    }
+
+    #[test]
+    fn scan_reads_time_limits() {
+        let root = tempfile::tempdir().unwrap();
+        app(
+            root.path(),
+            "a",
+            Some("name: a\ninfsh:\n  task_timeout: 3\n  setup_timeout: 4\n"),
+        );
+        let apps = scan(root.path()).unwrap();
+        assert_eq!(apps[0].task_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(apps[0].setup_timeout, Some(Duration::from_secs(4)));
     }
 }

@@ -59,7 +59,14 @@ pub(crate) struct Up {
     /// Output of the environment build and preload setup, handed to the
     /// first task that runs here.
     pub pending_logs: Vec<LogEntry>,
+    /// Set by the runner that stops this worker on purpose (a timeout, a
+    /// cancel past its grace), so the other tasks running on it are not
+    /// taken for victims of a crash.
+    pub stop_reason: StopReason,
 }
+
+/// Why a worker was stopped on purpose; shared by the tasks running on it.
+pub(crate) type StopReason = Arc<Mutex<Option<String>>>;
 
 impl Replica {
     pub fn absent() -> Replica {
@@ -97,6 +104,9 @@ pub(crate) struct StartFailure {
     pub traceback: Option<String>,
     /// The worker itself did not start (vs. a preload setup that failed).
     pub load: bool,
+    /// What the worker reported before its setup failed (the app's functions
+    /// are known even though it is not usable).
+    pub ready: Option<Box<Ready>>,
 }
 
 impl StartFailure {
@@ -105,6 +115,7 @@ impl StartFailure {
             message,
             traceback: traceback.filter(|t| !t.is_empty()),
             load: true,
+            ready: None,
         }
     }
 }
@@ -132,10 +143,19 @@ fn start_error(e: WorkerError) -> StartFailure {
     }
 }
 
-/// `setup failed: <error>` and the traceback of a failed setup.
-fn setup_error(e: WorkerError) -> (String, Option<String>) {
+/// `setup failed: <error>` and the traceback of a failed setup (the
+/// worker's last stderr lines when it died during setup).
+pub(crate) fn setup_error(e: WorkerError) -> (String, Option<String>) {
     match e {
         WorkerError::SetupFailed(f) => (format!("setup failed: {}", f.error), Some(f.traceback)),
+        WorkerError::Exited {
+            status,
+            stderr_tail,
+            ..
+        } => (
+            format!("setup failed: the worker exited ({status}) during setup"),
+            Some(stderr_tail.join("\n")),
+        ),
         other => (format!("setup failed: {other}"), None),
     }
 }
@@ -195,9 +215,11 @@ pub(crate) async fn start_worker(
     };
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LogLine>();
     let app_id = entry.id.clone();
+    let idle_shared = shared.clone();
     tokio::spawn(async move {
         while let Some(line) = idle_rx.recv().await {
-            tracing::info!(app = %app_id, stream = ?line.stream, "{}", line.line);
+            let text = idle_shared.redactor.text(&line.line);
+            tracing::info!(app = %app_id, stream = ?line.stream, "{text}");
         }
     });
     let (worker, ready) =
@@ -223,7 +245,7 @@ pub(crate) async fn start_worker(
             let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
             let metadata = json!({"app_id": entry.id, "worker_id": worker_id(&worker)});
             let run = worker.setup(config.clone(), metadata, log_tx);
-            let result = match shared.config.setup_timeout {
+            let result = match entry.setup_timeout.or(shared.config.setup_timeout) {
                 Some(limit) => match tokio::time::timeout(limit, run).await {
                     Ok(result) => result.map_err(setup_error),
                     Err(_) => Err((
@@ -242,6 +264,7 @@ pub(crate) async fn start_worker(
                     message,
                     traceback: traceback.filter(|t| !t.is_empty()),
                     load: false,
+                    ready: Some(Box::new(ready)),
                 });
             }
             Some(config)

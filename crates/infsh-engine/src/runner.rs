@@ -19,9 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::handle::QueuedTask;
-use crate::metrics::inc;
 use crate::outputs::{store_output_files, strip_local_paths};
-use crate::replica::KILL_GRACE;
+use crate::replica::{setup_error, StopReason, KILL_GRACE};
 use crate::scheduler::{Event, ReplicaOutcome};
 use crate::shared::{Shared, INTERRUPTED};
 use crate::tracker::{log_entry, Tracker};
@@ -30,6 +29,8 @@ use crate::tracker::{log_entry, Tracker};
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Most events folded into one live update.
 const MAX_BATCH: usize = 1024;
+/// Longest wait for the scheduler to take note of a task's outcome.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) struct RunArgs {
     pub shared: Arc<Shared>,
@@ -40,8 +41,14 @@ pub(crate) struct RunArgs {
     pub generation: u64,
     pub task: QueuedTask,
     pub needs_setup: bool,
+    /// The app's (else the server's) default limit per task; a run's own wins.
+    pub task_timeout: Option<Duration>,
+    /// The app's (else the server's) limit on setup.
+    pub setup_timeout: Option<Duration>,
     /// Build and preload logs of the replica, for its first task.
     pub early_logs: Vec<LogEntry>,
+    /// Shared by the tasks on this worker: why one of them stopped it.
+    pub stop_reason: StopReason,
     /// Cancellation requests, each with an ack sent once CANCELLING.
     pub cancel: mpsc::Receiver<oneshot::Sender<()>>,
     pub events: mpsc::UnboundedSender<Event>,
@@ -85,12 +92,18 @@ pub(crate) async fn run(args: RunArgs) {
         worker_id: args.worker_id,
         cancel: args.cancel,
         cancel_requested: false,
+        task_timeout: args.task_timeout,
+        setup_timeout: args.setup_timeout,
+        replica: args.replica,
+        generation: args.generation,
+        events: args.events.clone(),
+        stop_reason: args.stop_reason,
     };
     runner.tracker.logs(args.early_logs);
     runner.tracker.set_status(TaskStatus::Dispatched).await;
     if args.needs_setup {
-        if let Err(error) = runner.setup().await {
-            guard.outcome = Some(ReplicaOutcome::SetupFailed(error));
+        if let Err(outcome) = runner.setup().await {
+            guard.outcome = Some(outcome);
             return;
         }
         let _ = args.events.send(Event::SetupDone {
@@ -110,6 +123,12 @@ struct Runner {
     record: infsh_store::TaskRecord,
     cancel: mpsc::Receiver<oneshot::Sender<()>>,
     cancel_requested: bool,
+    task_timeout: Option<Duration>,
+    setup_timeout: Option<Duration>,
+    replica: usize,
+    generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+    stop_reason: StopReason,
 }
 
 /// Why the runner itself stopped the call.
@@ -143,15 +162,16 @@ impl Runner {
     }
 
     /// Runs setup with the task's config. On failure the task is ended
-    /// (FAILED), the worker killed, and the error returned.
-    async fn setup(&mut self) -> Result<(), String> {
+    /// (FAILED, its traceback in the logs), the worker killed, and what that
+    /// says about the app returned.
+    async fn setup(&mut self) -> Result<(), ReplicaOutcome> {
         self.tracker.set_status(TaskStatus::SettingUp).await;
         let (log_tx, mut log_rx) = mpsc::unbounded_channel();
         let metadata = json!({"app_id": self.app_id, "worker_id": self.worker_id});
         let worker = self.worker.clone();
         let setup = worker.setup(self.record.setup.clone(), metadata, log_tx);
         tokio::pin!(setup);
-        let limit = self.shared.config.setup_timeout;
+        let limit = self.setup_timeout;
         let deadline = limit.map(|l| Instant::now() + l);
         let mut flush = flush_timer();
         let result = loop {
@@ -178,29 +198,49 @@ impl Runner {
             lines.push(log_entry(LogType::Setup, line.line));
         }
         self.tracker.logs(lines);
-        let error = match result {
+        let (error, traceback) = match result {
             Some(Ok(seconds)) => {
                 self.tracker
                     .log(LogType::Run, format!("setup done in {seconds:.2}s"));
                 return Ok(());
             }
-            Some(Err(WorkerError::SetupFailed(f))) => {
-                if !f.traceback.is_empty() {
-                    self.tracker.log(LogType::Setup, f.traceback);
+            Some(Err(e @ WorkerError::SetupFailed(_))) => {
+                let (error, traceback) = setup_error(e);
+                if let Some(traceback) = traceback.as_ref().filter(|t| !t.is_empty()) {
+                    self.tracker.log(LogType::Setup, traceback.clone());
                 }
-                format!("setup failed: {}", f.error)
+                (error, traceback)
             }
-            Some(Err(WorkerError::Exited { status, .. })) => {
-                format!("setup failed: the worker exited ({status}) during setup")
+            // The worker's last stderr lines are already in the logs.
+            Some(Err(e)) => setup_error(e),
+            None => {
+                let limit = secs(limit.unwrap_or_default());
+                self.tracker.log(
+                    LogType::Run,
+                    format!("setup timed out after {limit}s; stopping the worker"),
+                );
+                (format!("setup timed out after {limit}s"), None)
             }
-            Some(Err(other)) => format!("setup failed: {other}"),
-            None => format!("setup timed out after {}s", secs(limit.unwrap_or_default())),
         };
         self.worker.kill(KILL_GRACE).await;
+        let outcome = if self.shared.stopping() {
+            // The shutdown stopped the worker: the app is not at fault.
+            ReplicaOutcome::Replaced
+        } else {
+            ReplicaOutcome::SetupFailed {
+                message: error.clone(),
+                traceback,
+            }
+        };
+        let error = match outcome {
+            ReplicaOutcome::Replaced => INTERRUPTED.to_string(),
+            _ => error,
+        };
+        self.report(&outcome).await;
         self.tracker
-            .finish(TaskStatus::Failed, None, Some(error.clone()))
+            .finish(TaskStatus::Failed, None, Some(error))
             .await;
-        Err(error)
+        Err(outcome)
     }
 
     /// Runs the call and ends the task.
@@ -225,7 +265,7 @@ impl Runner {
             .record
             .timeout_secs
             .filter(|s| s.is_finite() && *s > 0.0)
-            .or(self.shared.config.task_timeout.map(secs));
+            .or(self.task_timeout.map(secs));
         let deadline = limit.map(|s| Instant::now() + Duration::from_secs_f64(s));
         let mut cancel_deadline = None;
         let mut stopped: Option<Stopped> = None;
@@ -246,11 +286,13 @@ impl Runner {
                     let limit = limit.unwrap_or_default();
                     self.tracker.log(LogType::Run, format!("timed out after {limit}s; stopping the worker"));
                     stopped = Some(Stopped::TimedOut(limit));
+                    self.stopping_worker(format!("timed out after {limit}s"));
                     self.worker.kill(KILL_GRACE).await;
                 }
                 () = sleep_until(cancel_deadline), if stopped.is_none() => {
                     self.tracker.log(LogType::Run, "the task did not stop after cancel; stopping the worker");
                     stopped = Some(Stopped::CancelGraceOver);
+                    self.stopping_worker("did not stop after cancel".to_string());
                     self.worker.kill(KILL_GRACE).await;
                 }
                 _ = flush.tick() => self.tracker.flush().await,
@@ -268,27 +310,18 @@ impl Runner {
         result: Result<CallOutcome, WorkerError>,
         stopped: Option<Stopped>,
     ) -> ReplicaOutcome {
-        let outcome = if stopped.is_some() {
-            ReplicaOutcome::Lost
+        let answered = if stopped.is_some() {
+            ReplicaOutcome::Replaced
         } else {
             ReplicaOutcome::Healthy
         };
-        match result {
+        let (status, output, error, outcome) = match result {
             Ok(done) => {
                 self.tracker.set_status(TaskStatus::Uploading).await;
                 match store_output_files(&self.shared, done.output, &done.files).await {
-                    Ok(output) => {
-                        self.tracker
-                            .finish(TaskStatus::Completed, Some(output), None)
-                            .await
-                    }
-                    Err(error) => {
-                        self.tracker
-                            .finish(TaskStatus::Failed, None, Some(error))
-                            .await
-                    }
-                };
-                outcome
+                    Ok(output) => (TaskStatus::Completed, Some(output), None, answered),
+                    Err(error) => (TaskStatus::Failed, None, Some(error), answered),
+                }
             }
             Err(WorkerError::CallFailed(failed)) => {
                 if !failed.traceback.is_empty() {
@@ -309,10 +342,10 @@ impl Runner {
                     }
                     _ => (TaskStatus::Failed, Some(failed.error)),
                 };
-                self.tracker.finish(status, None, error).await;
-                outcome
+                (status, None, error, answered)
             }
             Err(error) => {
+                let mut lost = ReplicaOutcome::Replaced;
                 let (status, message) = match stopped {
                     Some(Stopped::TimedOut(limit)) => (
                         TaskStatus::Failed,
@@ -323,19 +356,69 @@ impl Runner {
                     None if self.shared.stopping() => {
                         (TaskStatus::Failed, Some(INTERRUPTED.to_string()))
                     }
+                    None if self.stopped_by_another().is_some() => {
+                        let reason = self.stopped_by_another().unwrap_or_default();
+                        (
+                            TaskStatus::Failed,
+                            Some(format!(
+                                "the worker was stopped while running the task: another task on it {reason}"
+                            )),
+                        )
+                    }
                     None => {
-                        inc(&self.shared.metrics.workers_crashed);
-                        (TaskStatus::Failed, Some(describe_lost_worker(&error)))
+                        let message = describe_lost_worker(&error);
+                        lost = ReplicaOutcome::Crashed {
+                            message: message.clone(),
+                            traceback: match &error {
+                                WorkerError::Exited { stderr_tail, .. } => {
+                                    Some(stderr_tail.join("\n"))
+                                }
+                                _ => None,
+                            },
+                        };
+                        (TaskStatus::Failed, Some(message))
                     }
                 };
                 if matches!(error, WorkerError::DuplicateCallId(_)) {
-                    self.tracker.finish(status, None, message).await;
-                    return outcome;
+                    (status, None, message, answered)
+                } else {
+                    self.worker.kill(KILL_GRACE).await;
+                    (status, None, message, lost)
                 }
-                self.worker.kill(KILL_GRACE).await;
-                self.tracker.finish(status, None, message).await;
-                ReplicaOutcome::Lost
             }
+        };
+        self.report(&outcome).await;
+        self.tracker.finish(status, output, error).await;
+        outcome
+    }
+
+    /// Marks the worker as stopped on purpose, for the other tasks on it.
+    fn stopping_worker(&self, reason: String) {
+        let mut slot = self.stop_reason.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(reason);
+    }
+
+    fn stopped_by_another(&self) -> Option<String> {
+        self.stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tells the scheduler what became of the worker and waits until it
+    /// took note, so that whoever sees the task end also sees the app's
+    /// state that follows (unhealthy after a crash, healthy again after a
+    /// success).
+    async fn report(&self, outcome: &ReplicaOutcome) {
+        let (ack, acked) = oneshot::channel();
+        let sent = self.events.send(Event::WorkerOutcome {
+            replica: self.replica,
+            generation: self.generation,
+            outcome: outcome.clone(),
+            ack,
+        });
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(REPORT_WAIT, acked).await;
         }
     }
 

@@ -10,20 +10,36 @@
 //! replica runs setup nothing else goes there. Replicas start lazily, when
 //! tasks wait and none can take them (or at `Discover`, without setup).
 //!
+//! Failures and backoff: a worker that does not start (load), a setup that
+//! fails or times out, and a worker that dies unexpectedly (crash) make the
+//! app unhealthy ([`Failure`]) and start a backoff
+//! ([`crate::api::restart_backoff`]: 0.5 s doubling to 30 s per consecutive
+//! failure). While it runs, no replica is started and no setup is run: tasks
+//! wait in the queue (and are told so in their logs), replicas already set
+//! up keep serving, and a discovery (the first run of an app whose functions
+//! are unknown, `GET /apps/{id}`) is answered at once with the last error and
+//! "retrying in Ns" (one retry is then made when the backoff ends, so the app
+//! recovers by itself). When the backoff ends the next attempt is made for
+//! the waiting tasks; a failed setup fails the one task that ran it, a failed
+//! load fails every waiting task (nothing can run them). The failure is
+//! cleared, and the backoff reset, by the next success of what failed.
+//!
 //! Everything the actor spawns lives in its `JoinSet`: when the last engine
 //! handle is dropped the command channel closes, the actor returns, and the
 //! set aborts the runners and drops the workers (killed with their process
 //! groups), leaving the store as a crash would.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use infsh_store::{now_ms, LogType};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::api::EngineError;
+use crate::api::{restart_backoff, EngineError};
 use crate::app_info::AppInfo;
 use crate::handle::{AppHandle, AppStatus, CancelReply, Command, QueuedTask};
 use crate::registry::AppEntry;
@@ -45,6 +61,14 @@ pub(crate) enum Event {
         replica: usize,
         generation: u64,
     },
+    /// Sent by a runner before it ends its task; acknowledged once the
+    /// app's state reflects it.
+    WorkerOutcome {
+        replica: usize,
+        generation: u64,
+        outcome: ReplicaOutcome,
+        ack: oneshot::Sender<()>,
+    },
     TaskEnded {
         replica: usize,
         generation: u64,
@@ -57,11 +81,21 @@ pub(crate) enum Event {
 /// What a task's end says about its worker.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ReplicaOutcome {
+    /// The worker answered: it serves on.
     Healthy,
-    /// Dead or killed (crash, timeout, cancel past its grace).
-    Lost,
-    /// Setup failed; the worker was killed.
-    SetupFailed(String),
+    /// The runner killed it (timeout, cancel past its grace, shutdown):
+    /// replace it, the app is not at fault.
+    Replaced,
+    /// It died on its own while running the task.
+    Crashed {
+        message: String,
+        traceback: Option<String>,
+    },
+    /// Setup failed or timed out; the worker was killed.
+    SetupFailed {
+        message: String,
+        traceback: Option<String>,
+    },
     /// The runner stopped without ending its task (a bug): end it here.
     RunnerGone,
 }
@@ -70,10 +104,28 @@ struct Running {
     cancel: mpsc::Sender<oneshot::Sender<()>>,
 }
 
+/// What failed, in the order of a worker's life: a success at one stage
+/// clears failures of that stage and the earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stage {
+    /// The worker did not start (environment, import, no App class...).
+    Load,
+    /// Setup raised, timed out, or the worker died during it.
+    Setup,
+    /// The worker died while running a task.
+    Crash,
+}
+
+/// Why the app is unhealthy (secrets already redacted).
 struct Failure {
+    stage: Stage,
     message: String,
-    /// The worker did not start (vs. its setup failed).
-    load: bool,
+    traceback: Option<String>,
+    /// Consecutive failures, this one included.
+    count: u32,
+    at_ms: i64,
+    /// No replica starts and no setup runs before this.
+    retry_at: Instant,
 }
 
 struct Actor {
@@ -89,9 +141,13 @@ struct Actor {
     running: HashMap<String, Running>,
     info: Option<Arc<AppInfo>>,
     discover_waiters: Vec<oneshot::Sender<Result<Arc<AppInfo>, EngineError>>>,
-    /// The last start or setup failure, until a start or setup succeeds.
+    /// The last failure, until what failed succeeds.
     failure: Option<Failure>,
-    draining: bool,
+    /// A discovery was refused during the backoff: start a worker when it ends.
+    retry_wanted: bool,
+    /// Set by the engine itself at once when its shutdown begins (before
+    /// the `Drain` command arrives), so nothing is dispatched after it.
+    draining: Arc<AtomicBool>,
     shutdown: Option<(oneshot::Sender<()>, bool)>,
     tasks: JoinSet<()>,
 }
@@ -103,6 +159,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
     let (events_tx, events) = mpsc::unbounded_channel();
     let (status, status_rx) = watch::channel(AppStatus::default());
     let queued = Arc::new(AtomicUsize::new(0));
+    let draining = Arc::new(AtomicBool::new(false));
     let replicas = (0..shared.config.replicas.max(1))
         .map(|_| Replica::absent())
         .collect();
@@ -120,7 +177,8 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
         info: None,
         discover_waiters: Vec::new(),
         failure: None,
-        draining: false,
+        retry_wanted: false,
+        draining: draining.clone(),
         shutdown: None,
         tasks: JoinSet::new(),
     };
@@ -130,18 +188,21 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
         commands: commands_tx,
         status: status_rx,
         queued,
+        draining,
     }
 }
 
 impl Actor {
     async fn run(mut self) {
         loop {
+            let wake = self.wake_at();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
                 Some(event) = self.events.recv() => self.event(event),
+                () = sleep_until(wake), if wake.is_some() => self.schedule(),
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Err(e) = joined {
                         if e.is_panic() {
@@ -161,17 +222,114 @@ impl Actor {
         // drops the last worker handles, which kills the processes.
     }
 
+    pub(super) fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     fn concurrency(&self) -> usize {
         self.shared.config.concurrency_per_replica.max(1)
+    }
+
+    /// While true, no replica starts and no setup runs.
+    pub(super) fn in_backoff(&self) -> bool {
+        self.failure
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.retry_at)
+    }
+
+    /// When the backoff ends, if something then waits for a worker.
+    fn wake_at(&self) -> Option<Instant> {
+        let failure = self.failure.as_ref()?;
+        let wanted = !self.queue.is_empty()
+            || !self.discover_waiters.is_empty()
+            || self.retry_wanted
+            || self.shared.config.preload;
+        (wanted && !self.draining() && Instant::now() < failure.retry_at)
+            .then_some(failure.retry_at)
+    }
+
+    /// `<last error>; retrying in Ns`, for a discovery refused during the backoff.
+    fn unavailable(&self, failure: &Failure) -> EngineError {
+        let left = failure.retry_at.saturating_duration_since(Instant::now());
+        EngineError::AppUnavailable {
+            app: self.entry.id.clone(),
+            message: format!(
+                "{}; retrying in {}s",
+                failure.message,
+                left.as_secs_f64().ceil().max(1.0)
+            ),
+            traceback: failure.traceback.clone(),
+        }
+    }
+
+    /// Records a failure (secrets redacted) and starts its backoff.
+    pub(super) fn fail(&mut self, stage: Stage, message: String, traceback: Option<String>) {
+        let redactor = &self.shared.redactor;
+        let message = redactor.string(message);
+        let traceback = redactor.option(traceback).filter(|t| !t.trim().is_empty());
+        let count = self.failure.as_ref().map_or(0, |f| f.count) + 1;
+        let backoff = restart_backoff(count);
+        tracing::warn!(
+            app = %self.entry.id,
+            failures = count,
+            retry_in = ?backoff,
+            error = %message,
+            "app unhealthy; backing off before the next worker start"
+        );
+        self.failure = Some(Failure {
+            stage,
+            message,
+            traceback,
+            count,
+            at_ms: now_ms(),
+            retry_at: Instant::now() + backoff,
+        });
+    }
+
+    /// Tells the tasks that wait why, and for how long at least.
+    pub(super) fn note_waiting(&mut self) {
+        let Some(failure) = &self.failure else {
+            return;
+        };
+        let note = format!(
+            "the app is unhealthy ({}); its next attempt is in {:.1}s",
+            failure.message,
+            secs_until(failure.retry_at)
+        );
+        for task in &self.queue {
+            let mut tracker = Tracker::new(self.shared.clone(), task.live.clone());
+            let note = note.clone();
+            self.tasks.spawn(async move {
+                tracker.log(LogType::Serve, note);
+                tracker.flush().await;
+            });
+        }
+    }
+
+    /// A success at `stage`: clears a failure of that stage or an earlier one.
+    pub(super) fn succeeded(&mut self, stage: Stage) {
+        if self.failure.as_ref().is_some_and(|f| f.stage <= stage) {
+            tracing::info!(app = %self.entry.id, "app healthy again");
+            self.failure = None;
+        }
     }
 
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Discover(reply) => {
-                if self.draining {
+                if self.draining() {
                     let _ = reply.send(Err(EngineError::ShuttingDown));
                 } else if let Some(info) = &self.info {
                     let _ = reply.send(Ok(info.clone()));
+                } else if let Some(failure) = self.failure.as_ref().filter(|_| {
+                    self.in_backoff()
+                        && !self
+                            .replicas
+                            .iter()
+                            .any(|r| r.is_starting() || r.up().is_some())
+                }) {
+                    let _ = reply.send(Err(self.unavailable(failure)));
+                    self.retry_wanted = true;
                 } else {
                     self.discover_waiters.push(reply);
                     let any = self
@@ -185,7 +343,7 @@ impl Actor {
                 }
             }
             Command::Enqueue(task) => {
-                if self.draining {
+                if self.draining() {
                     // Stored as QUEUED: the next start runs it.
                     dec_usize(&self.queued);
                 } else {
@@ -210,14 +368,7 @@ impl Actor {
                 let _ = reply.send(answer);
                 self.publish();
             }
-            Command::Preload => {
-                for idx in 0..self.replicas.len() {
-                    if matches!(self.replicas[idx].state, ReplicaState::Absent { .. }) {
-                        self.start_replica(idx, Some(json!({})));
-                    }
-                }
-                self.publish();
-            }
+            Command::Preload => self.schedule(),
             Command::Drain => self.drain(),
             Command::Shutdown {
                 unload_grace,
@@ -255,7 +406,7 @@ impl Actor {
     }
 
     fn drain(&mut self) {
-        self.draining = true;
+        self.draining.store(true, Ordering::SeqCst);
         for waiter in self.discover_waiters.drain(..) {
             let _ = waiter.send(Err(EngineError::ShuttingDown));
         }
@@ -274,8 +425,19 @@ impl Actor {
             } => {
                 if let Some(up) = self.up_mut(replica, generation) {
                     up.setting_up = false;
-                    self.failure = None;
+                    self.succeeded(Stage::Setup);
                 }
+            }
+            Event::WorkerOutcome {
+                replica,
+                generation,
+                outcome,
+                ack,
+            } => {
+                self.worker_outcome(replica, generation, outcome);
+                // Published before the ack (schedule() publishes too).
+                self.publish();
+                let _ = ack.send(());
             }
             Event::TaskEnded {
                 replica,
@@ -300,7 +462,7 @@ impl Actor {
         }
     }
 
-    fn start_replica(&mut self, idx: usize, setup: Option<Value>) {
+    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) {
         let replica = &mut self.replicas[idx];
         replica.generation += 1;
         let generation = replica.generation;
@@ -336,9 +498,11 @@ impl Actor {
                     self.entry.dir.manifest.default_function.as_deref(),
                 ));
                 self.info = Some(info.clone());
-                if started.setup.is_some() || self.failure.as_ref().is_some_and(|f| f.load) {
-                    self.failure = None;
-                }
+                self.succeeded(if started.setup.is_some() {
+                    Stage::Setup
+                } else {
+                    Stage::Load
+                });
                 self.replicas[idx].state = ReplicaState::Up(Up {
                     worker_id: worker_id(&started.worker),
                     worker: started.worker,
@@ -346,6 +510,7 @@ impl Actor {
                     setting_up: false,
                     busy: 0,
                     pending_logs: started.logs,
+                    stop_reason: Default::default(),
                 });
                 // Published first, so a waiter reads a status that knows
                 // the functions.
@@ -355,41 +520,60 @@ impl Actor {
                 }
             }
             Err(failure) => {
-                tracing::warn!(app = %self.entry.id, error = %failure.message, "worker did not start");
                 self.replicas[idx].state = ReplicaState::Absent {
                     failed: failure.load,
                 };
-                self.failure = Some(Failure {
-                    message: failure.message.clone(),
-                    load: failure.load,
-                });
+                if let Some(ready) = failure.ready {
+                    // A preload whose setup failed: the functions are known.
+                    self.info = Some(Arc::new(AppInfo::new(
+                        *ready,
+                        self.entry.dir.manifest.default_function.as_deref(),
+                    )));
+                }
+                let stage = if failure.load {
+                    Stage::Load
+                } else {
+                    Stage::Setup
+                };
+                self.fail(stage, failure.message, failure.traceback);
+                let Some(recorded) = &self.failure else {
+                    unreachable!("a failure was just recorded");
+                };
+                let (message, traceback) = (recorded.message.clone(), recorded.traceback.clone());
+                let info = self.info.clone();
                 for waiter in self.discover_waiters.drain(..) {
-                    let _ = waiter.send(Err(EngineError::AppUnavailable {
-                        app: self.entry.id.clone(),
-                        message: failure.message.clone(),
-                        traceback: failure.traceback.clone(),
-                    }));
+                    let _ = waiter.send(match &info {
+                        Some(info) => Ok(info.clone()),
+                        None => Err(EngineError::AppUnavailable {
+                            app: self.entry.id.clone(),
+                            message: message.clone(),
+                            traceback: traceback.clone(),
+                        }),
+                    });
                 }
                 let others = self
                     .replicas
                     .iter()
                     .any(|r| r.is_starting() || r.up().is_some());
-                if failure.load && !others {
-                    // Nothing can run them: fail what waits rather than retry forever.
-                    let error = format!(
-                        "app \"{}\" failed to load: {}",
-                        self.entry.id, failure.message
-                    );
+                if stage == Stage::Load && !others {
+                    // Nothing can run them: fail what waits rather than let
+                    // it wait for a fix that may never come.
+                    let error = format!("app \"{}\" failed to load: {message}", self.entry.id);
                     for task in self.queue.drain(..) {
                         dec_usize(&self.queued);
                         let shared = self.shared.clone();
                         let error = error.clone();
+                        let traceback = traceback.clone();
                         self.tasks.spawn(async move {
-                            Tracker::new(shared, task.live)
-                                .finish(TaskStatus::Failed, None, Some(error))
-                                .await;
+                            let mut tracker = Tracker::new(shared, task.live);
+                            if let Some(traceback) = traceback {
+                                tracker.log(LogType::Serve, traceback);
+                            }
+                            tracker.finish(TaskStatus::Failed, None, Some(error)).await;
                         });
                     }
+                } else {
+                    self.note_waiting();
                 }
             }
         }
@@ -397,6 +581,18 @@ impl Actor {
 }
 
 mod dispatch;
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Seconds left until `at`, for display.
+pub(crate) fn secs_until(at: Instant) -> f64 {
+    at.saturating_duration_since(Instant::now()).as_secs_f64()
+}
 
 fn dec_usize(n: &AtomicUsize) {
     let _ = n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1));

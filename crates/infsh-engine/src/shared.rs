@@ -12,6 +12,7 @@ use infsh_store::{FileStore, TaskStore};
 use crate::api::EngineConfig;
 use crate::live::LiveTasks;
 use crate::metrics::Metrics;
+use crate::redact::Redactor;
 use crate::webhook::Webhooks;
 
 /// The error of tasks that were running when the server stopped. They are
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub live: LiveTasks,
     pub metrics: Metrics,
     pub webhooks: Webhooks,
+    /// Keeps secret values out of everything stored or logged.
+    pub redactor: Redactor,
     /// Workers' state folder (`<data_dir>/state`).
     pub state_dir: PathBuf,
     /// Set when the workers are being stopped at shutdown: a worker that
@@ -40,6 +43,7 @@ impl Shared {
         webhooks: Webhooks,
     ) -> Arc<Shared> {
         let state_dir = config.data_dir.join("state");
+        let redactor = Redactor::new(&config.secrets);
         Arc::new(Shared {
             config,
             store,
@@ -47,6 +51,7 @@ impl Shared {
             live: LiveTasks::default(),
             metrics: Metrics::default(),
             webhooks,
+            redactor,
             state_dir,
             stopping: AtomicBool::new(false),
         })

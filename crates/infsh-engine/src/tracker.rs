@@ -51,10 +51,16 @@ impl Tracker {
         }
     }
 
-    /// Publishes log entries (one notification for the batch).
-    pub fn logs(&mut self, entries: Vec<LogEntry>) {
+    /// Publishes log entries (one notification for the batch), secrets redacted.
+    pub fn logs(&mut self, mut entries: Vec<LogEntry>) {
         if entries.is_empty() {
             return;
+        }
+        for entry in &mut entries {
+            entry.content = self
+                .shared
+                .redactor
+                .string(std::mem::take(&mut entry.content));
         }
         self.live.send_modify(|view| {
             view.logs.extend(entries.iter().cloned());
@@ -68,7 +74,8 @@ impl Tracker {
     }
 
     /// A streaming function's snapshot: the output so far.
-    pub fn snapshot(&mut self, output: Value) {
+    pub fn snapshot(&mut self, mut output: Value) {
+        self.shared.redactor.json(&mut output);
         self.live.send_modify(|view| {
             view.record.output = Some(output);
             view.record.updated_at_ms = now_ms();
@@ -117,13 +124,18 @@ impl Tracker {
 
     /// Ends the task. `output: None` keeps a streamed output for a task
     /// that did not complete (a cancelled stream keeps what it produced).
+    /// Secrets are redacted from the output and the error.
     pub async fn finish(
         &mut self,
         status: TaskStatus,
-        output: Option<Value>,
+        mut output: Option<Value>,
         error: Option<String>,
     ) -> TaskView {
         debug_assert!(status.is_terminal());
+        if let Some(output) = &mut output {
+            self.shared.redactor.json(output);
+        }
+        let error = self.shared.redactor.option(error);
         self.output_dirty = false;
         self.flush().await;
         let at = now_ms();

@@ -23,11 +23,15 @@ class RunInput(BaseAppInput):
 
 class RunOutput(BaseAppOutput):
     value: str
+    length: int
 
 
 class App(BaseApp):
     async def run(self, input_data: RunInput) -> RunOutput:
-        return RunOutput(value=os.environ.get(input_data.key, "<unset>"))
+        value = os.environ.get(input_data.key)
+        if value is None:
+            return RunOutput(value="<unset>", length=-1)
+        return RunOutput(value=value, length=len(value))
 "#;
 
 #[tokio::test]
@@ -65,15 +69,22 @@ async fn missing_secrets_are_refused_before_a_worker_starts() {
         .insert("TEST_INTEGRATION".into(), "integrated".into());
     config.secrets.insert("UNDECLARED".into(), "leak".into());
     let engine = infsh_engine::Engine::start(config).await.unwrap();
-    for (key, want) in [
-        ("TEST_SECRET", "s3cret"),
-        ("TEST_INTEGRATION", "integrated"),
-        ("FROM_YML", "yml-value"),
-        ("UNDECLARED", "<unset>"),
+    // Secret values reach the worker, and never come back out of it: an
+    // output holding one is stored redacted.
+    for (key, want, length) in [
+        ("TEST_SECRET", "[redacted]", 6),
+        ("TEST_INTEGRATION", "[redacted]", 10),
+        ("FROM_YML", "yml-value", 9),
+        ("UNDECLARED", "<unset>", -1),
     ] {
         let task = submit(&engine, run("tests/env-echo", None, json!({"key": key}))).await;
         let done = finished(&engine, &task.record.id).await;
-        assert_eq!(done.record.output.unwrap()["value"], want, "{key}");
+        let output = done.record.output.unwrap();
+        assert_eq!(
+            (&output["value"], &output["length"]),
+            (&json!(want), &json!(length)),
+            "{key}"
+        );
     }
     shutdown(&engine).await;
     fx.assert_no_processes().await;

@@ -26,6 +26,8 @@ async fn after_a_stop_queued_tasks_run_and_running_ones_are_interrupted() {
         )
         .await;
         reach(&engine, &hang.record.id, TaskStatus::Running).await;
+        // The call itself runs (its child is up) before the stop.
+        wait_file(&pid_path).await;
         let mut queued = Vec::new();
         for _ in 0..3 {
             let task = submit(&engine, run("tests/hangs", Some("ok"), json!({}))).await;

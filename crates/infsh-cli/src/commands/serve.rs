@@ -147,20 +147,33 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         );
     }
 
-    let first_signal = wait_for_signals(signals.clone(), 1);
-    let served = infsh_server::serve(engine.clone(), server_config, listener, first_signal).await;
-    if !global.quiet {
-        eprintln!(
-            "infsh: shutting down (running tasks get {}s; a second Ctrl-C stops them now)",
-            shutdown_grace.as_secs_f64()
-        );
-    }
-    tokio::select! {
-        _ = engine.shutdown(shutdown_grace) => {}
-        _ = wait_for_signals(signals, 2) => {
-            eprintln!("infsh: stopping every worker now");
-            let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
+    // The HTTP API keeps answering through the shutdown grace: new runs get
+    // 503 `shutting_down` (the engine refuses them), running tasks and their
+    // streams go on, and it stops once the engine has stopped.
+    let stop_engine = {
+        let engine = engine.clone();
+        let quiet = global.quiet;
+        async move {
+            wait_for_signals(signals.clone(), 1).await;
+            if !quiet {
+                eprintln!(
+                    "infsh: shutting down (running tasks get {}s; a second Ctrl-C stops them now)",
+                    shutdown_grace.as_secs_f64()
+                );
+            }
+            tokio::select! {
+                _ = engine.shutdown(shutdown_grace) => {}
+                _ = wait_for_signals(signals, 2) => {
+                    eprintln!("infsh: stopping every worker now");
+                    let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
+                }
+            }
         }
+    };
+    let served = infsh_server::serve(engine.clone(), server_config, listener, stop_engine).await;
+    if served.is_err() {
+        // The server failed before any signal: stop the workers all the same.
+        let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
     }
     match served {
         Ok(()) => Ok(()),

@@ -3,9 +3,10 @@
 //! (`runner.rs`), and taking stock when they end.
 
 use infsh_store::TaskStatus;
+use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{dec_usize, Actor, ReplicaOutcome, Running};
+use super::{dec_usize, Actor, ReplicaOutcome, Running, Stage};
 use crate::api::AppState;
 use crate::handle::{AppStatus, QueuedTask};
 use crate::metrics::{dec, inc};
@@ -16,7 +17,7 @@ use crate::tracker::Tracker;
 impl Actor {
     /// Dispatches what can be, starts replicas for what waits, publishes.
     pub(super) fn schedule(&mut self) {
-        if !self.draining {
+        if !self.draining() {
             while let Some(head) = self.queue.front() {
                 let Some((idx, needs_setup)) = self.pick(&head.record.setup) else {
                     break;
@@ -25,14 +26,16 @@ impl Actor {
                 dec_usize(&self.queued);
                 self.dispatch(idx, task, needs_setup);
             }
-            self.start_for_queue();
+            self.start_wanted();
         }
         self.publish();
     }
 
     /// A replica for a task with this setup config: one already set up so
-    /// with a free slot (the least busy), else an idle one (setup re-runs).
+    /// with a free slot (the least busy), else an idle one (setup re-runs;
+    /// not during a backoff).
     fn pick(&self, setup: &serde_json::Value) -> Option<(usize, bool)> {
+        let may_set_up = !self.in_backoff();
         let concurrency = self.concurrency();
         let ready = self
             .replicas
@@ -47,11 +50,41 @@ impl Actor {
                 if best.is_none_or(|(_, b)| b > up.busy) {
                     best = Some((i, up.busy));
                 }
-            } else if up.busy == 0 && idle.is_none() {
+            } else if may_set_up && up.busy == 0 && idle.is_none() {
                 idle = Some(i);
             }
         }
         best.map(|(i, _)| (i, false)).or(idle.map(|i| (i, true)))
+    }
+
+    /// Starts what is wanted, unless backing off: with `preload`, every
+    /// absent replica (set up with `{}`); after a discovery refused during
+    /// the backoff, one replica; for the queue, see
+    /// [`Actor::start_for_queue`].
+    fn start_wanted(&mut self) {
+        if self.in_backoff() {
+            return;
+        }
+        let any = |a: &Actor| {
+            a.replicas
+                .iter()
+                .any(|r| r.is_starting() || r.up().is_some())
+        };
+        if self.shared.config.preload {
+            let any_up = any(self);
+            for idx in 0..self.replicas.len() {
+                if let ReplicaState::Absent { failed } = self.replicas[idx].state {
+                    if failed && any_up {
+                        continue;
+                    }
+                    self.start_replica(idx, Some(json!({})));
+                }
+            }
+        }
+        if std::mem::take(&mut self.retry_wanted) && !any(self) {
+            self.start_replica(0, None);
+        }
+        self.start_for_queue();
     }
 
     /// Starts absent replicas while the tasks waiting outnumber the slots
@@ -88,6 +121,11 @@ impl Actor {
             up.setting_up = true;
             up.setup = Some(task.record.setup.clone());
         }
+        let task_timeout = self.entry.task_timeout.or(self.shared.config.task_timeout);
+        let setup_timeout = self
+            .entry
+            .setup_timeout
+            .or(self.shared.config.setup_timeout);
         let (cancel_tx, cancel_rx) = mpsc::channel(4);
         self.running
             .insert(task.record.id.clone(), Running { cancel: cancel_tx });
@@ -101,7 +139,10 @@ impl Actor {
             generation,
             task,
             needs_setup,
+            task_timeout,
+            setup_timeout,
             early_logs: std::mem::take(&mut up.pending_logs),
+            stop_reason: up.stop_reason.clone(),
             cancel: cancel_rx,
             events: self.events_tx.clone(),
         };
@@ -130,14 +171,30 @@ impl Actor {
                 });
             }
         }
-        let Some(up) = self.up_mut(idx, generation) else {
-            return;
-        };
-        up.busy = up.busy.saturating_sub(1);
-        if outcome == ReplicaOutcome::Healthy {
+        if let Some(up) = self.up_mut(idx, generation) {
+            up.busy = up.busy.saturating_sub(1);
+        }
+        // A healthy end was reported already (and a later one must not
+        // clear a failure of another replica that came since).
+        if outcome != ReplicaOutcome::Healthy {
+            self.worker_outcome(idx, generation, outcome);
+        }
+    }
+
+    /// What a task's end says about its worker (reported before the task
+    /// ends, and again with [`Actor::task_ended`]: only the first report
+    /// about a worker counts, and several tasks may have run on one that
+    /// died).
+    pub(super) fn worker_outcome(&mut self, idx: usize, generation: u64, outcome: ReplicaOutcome) {
+        if self.up_mut(idx, generation).is_none() {
             return;
         }
-        // The worker is gone or unusable: replace it (lazily).
+        if outcome == ReplicaOutcome::Healthy {
+            self.succeeded(Stage::Crash);
+            return;
+        }
+        // The worker is gone or unusable: replace it (after the backoff,
+        // if the app is at fault).
         if let ReplicaState::Up(up) = std::mem::replace(
             &mut self.replicas[idx].state,
             ReplicaState::Absent { failed: false },
@@ -145,11 +202,17 @@ impl Actor {
             self.tasks
                 .spawn(async move { up.worker.kill(KILL_GRACE).await });
         }
-        if let ReplicaOutcome::SetupFailed(message) = outcome {
-            self.failure = Some(super::Failure {
-                message,
-                load: false,
-            });
+        match outcome {
+            ReplicaOutcome::Crashed { message, traceback } => {
+                inc(&self.shared.metrics.workers_crashed);
+                self.fail(Stage::Crash, message, traceback);
+                self.note_waiting();
+            }
+            ReplicaOutcome::SetupFailed { message, traceback } => {
+                self.fail(Stage::Setup, message, traceback);
+                self.note_waiting();
+            }
+            ReplicaOutcome::Healthy | ReplicaOutcome::Replaced | ReplicaOutcome::RunnerGone => {}
         }
     }
 
@@ -165,11 +228,16 @@ impl Actor {
         } else {
             AppState::Idle
         };
+        let failure = self.failure.as_ref();
         let status = AppStatus {
             state,
             replicas: up.len(),
             busy,
-            last_error: self.failure.as_ref().map(|f| f.message.clone()),
+            last_error: failure.map(|f| f.message.clone()),
+            traceback: failure.and_then(|f| f.traceback.clone()),
+            failures: failure.map_or(0, |f| f.count),
+            failed_at_ms: failure.map(|f| f.at_ms),
+            retry_at: failure.map(|f| f.retry_at),
             info: self.info.clone(),
         };
         self.status.send_replace(status);
