@@ -1,0 +1,1 @@
+from .inference import App  # noqa: F401
