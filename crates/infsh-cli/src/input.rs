@@ -43,6 +43,21 @@ pub fn parse_json_arg(raw: &str, what: &str) -> Result<JsonArg, Failure> {
     read_json_file(path, what)
 }
 
+/// `--input` and `--setup`, parsed before anything starts so a typo fails
+/// in milliseconds.
+pub fn parse_input_and_setup(
+    input: Option<&str>,
+    setup: Option<&str>,
+) -> Result<(Option<JsonArg>, Option<JsonArg>), Failure> {
+    let input = input
+        .map(|raw| parse_json_arg(raw, "--input"))
+        .transpose()?;
+    let setup = setup
+        .map(|raw| parse_json_arg(raw, "--setup"))
+        .transpose()?;
+    Ok((input, setup))
+}
+
 /// Reads and parses a JSON file (an example input, a setup config).
 pub fn read_json_file(path: &Path, what: &str) -> Result<JsonArg, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::exit::{ExitCode, Failure};
-use crate::input::{parse_json_arg, read_json_file, JsonArg};
+use crate::input::{parse_input_and_setup, read_json_file, JsonArg};
 use crate::output;
 use crate::paths::Paths;
 use crate::session::AppSession;
@@ -31,16 +31,8 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> 
     let (app_path, function_in_app) = split_app_function(&args.app);
     let function_name = args.function.clone().or(function_in_app);
     // Parse what the user typed before starting Python: a typo fails in milliseconds.
-    let explicit_input = args
-        .input
-        .as_deref()
-        .map(|raw| parse_json_arg(raw, "--input"))
-        .transpose()?;
-    let setup = args
-        .setup
-        .as_deref()
-        .map(|raw| parse_json_arg(raw, "--setup"))
-        .transpose()?;
+    let (explicit_input, setup) =
+        parse_input_and_setup(args.input.as_deref(), args.setup.as_deref())?;
     let paths = Paths::new(global.cache_dir.clone());
 
     let session = AppSession::open(&app_path, &args.env, &paths, &ui).await?;

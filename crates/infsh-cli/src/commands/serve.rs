@@ -173,7 +173,8 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     let served = infsh_server::serve(engine.clone(), server_config, listener, stop_engine).await;
     if served.is_err() {
         // The server failed before any signal: stop the workers all the same.
-        let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
     }
     match served {
         Ok(()) => Ok(()),

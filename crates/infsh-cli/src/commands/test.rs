@@ -14,7 +14,7 @@ use crate::cli::{GlobalArgs, TestArgs};
 use crate::commands::run::{default_input, example_path};
 use crate::examples::synthesize;
 use crate::exit::{ExitCode, Failure};
-use crate::input::{parse_json_arg, JsonArg};
+use crate::input::{parse_input_and_setup, JsonArg};
 use crate::output;
 use crate::paths::Paths;
 use crate::session::{input_schema, output_schema, AppSession};
@@ -31,16 +31,8 @@ struct Outcome {
 }
 
 pub async fn test(args: TestArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
-    let explicit_input = args
-        .input
-        .as_deref()
-        .map(|raw| parse_json_arg(raw, "--input"))
-        .transpose()?;
-    let setup = args
-        .setup
-        .as_deref()
-        .map(|raw| parse_json_arg(raw, "--setup"))
-        .transpose()?;
+    let (explicit_input, setup) =
+        parse_input_and_setup(args.input.as_deref(), args.setup.as_deref())?;
     let paths = Paths::new(global.cache_dir.clone());
     let session = AppSession::open(&args.app, &args.env, &paths, &ui).await?;
     let result = test_all(&session, &args, explicit_input, setup.as_ref(), &ui).await;

@@ -21,7 +21,7 @@ use super::task;
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::errors::{file_input_error, invalid_input, resolve_error};
 use crate::exit::{ExitCode, Failure};
-use crate::input::{parse_json_arg, JsonArg};
+use crate::input::{parse_input_and_setup, JsonArg};
 use crate::output;
 use crate::ui::Ui;
 
@@ -157,16 +157,8 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     let target = parse_app_ref(&args.app)?;
     let function_name = args.function.clone().or(target.function.clone());
     // Parse what the user typed before touching the network.
-    let explicit_input = args
-        .input
-        .as_deref()
-        .map(|raw| parse_json_arg(raw, "--input"))
-        .transpose()?;
-    let setup = args
-        .setup
-        .as_deref()
-        .map(|raw| parse_json_arg(raw, "--setup"))
-        .transpose()?;
+    let (explicit_input, setup) =
+        parse_input_and_setup(args.input.as_deref(), args.setup.as_deref())?;
     if args.setup_timeout.is_some() {
         ui.warn("--setup-timeout is ignored with --api-url: the server's --setup-timeout applies");
     }
