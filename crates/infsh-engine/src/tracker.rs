@@ -1,8 +1,16 @@
 //! [`Tracker`]: the one writer of a live task's state. Every change goes to
 //! the live view at once (subscribers see it) and to the store: status
-//! changes and the end right away (awaited, store first), logs and streamed
-//! output in batches ([`Tracker::flush`], called by the runner on a timer
-//! and before every status change).
+//! changes and the end right away (store first), logs and streamed output in
+//! batches ([`Tracker::flush`], called by the runner on a timer and before
+//! every status change).
+//!
+//! What is durable before the tracker goes on: DISPATCHED (recovery re-runs
+//! a QUEUED task but never one that may have reached its worker, so that
+//! must be on disk before the worker is called) and the end. The other
+//! intermediate statuses, logs and snapshots are deferred writes: queued in
+//! order and committed with the next durable write (of any task) or shortly
+//! after, so after a crash a task may show DISPATCHED instead of RUNNING,
+//! which recovery maps to interrupted all the same.
 //!
 //! Ending a task ([`Tracker::finish`]) writes the terminal state, publishes
 //! it, drops the task from the live map, counts it and fires its webhook.
@@ -87,7 +95,12 @@ impl Tracker {
     pub async fn flush(&mut self) {
         if !self.pending_logs.is_empty() {
             let logs = std::mem::take(&mut self.pending_logs);
-            if let Err(e) = self.shared.store.append_logs(&self.id, &logs).await {
+            if let Err(e) = self
+                .shared
+                .store
+                .append_logs_deferred(&self.id, &logs)
+                .await
+            {
                 tracing::error!(task = %self.id, error = %e, "cannot store task logs");
             }
         }
@@ -98,7 +111,12 @@ impl Tracker {
                 (view.record.output.clone(), view.record.updated_at_ms)
             };
             if let Some(output) = output {
-                if let Err(e) = self.shared.store.update_output(&self.id, &output, at).await {
+                if let Err(e) = self
+                    .shared
+                    .store
+                    .update_output_deferred(&self.id, &output, at)
+                    .await
+                {
                     tracing::error!(task = %self.id, error = %e, "cannot store task output");
                 }
             }
@@ -110,7 +128,13 @@ impl Tracker {
         debug_assert!(!status.is_terminal());
         self.flush().await;
         let at = now_ms();
-        if let Err(e) = self.shared.store.update_status(&self.id, status, at).await {
+        let store = &self.shared.store;
+        let stored = if status == TaskStatus::Dispatched {
+            store.update_status(&self.id, status, at).await
+        } else {
+            store.update_status_deferred(&self.id, status, at).await
+        };
+        if let Err(e) = stored {
             tracing::error!(task = %self.id, error = %e, "cannot store task status");
         }
         if status == TaskStatus::Running {

@@ -32,7 +32,8 @@ pub enum StoreError {
     /// A file id that is not 32 lowercase hex characters.
     #[error("invalid file id")]
     InvalidId,
-    /// The blocking worker thread panicked or was cancelled.
+    /// The blocking worker thread or the writer thread failed (panicked,
+    /// stopped), or a write's batch did not commit.
     #[error("store task failed: {0}")]
     Task(String),
 }

@@ -1,9 +1,9 @@
 //! Durable task and file records for `infsh serve`.
 //!
 //! - [`TaskStore`] (`store`): the async, object-safe interface the engine
-//!   uses; every write is durable when it returns.
+//!   uses; every write but the `*_deferred` ones is durable when it returns.
 //! - [`SqliteStore`] (`sqlite`): the default implementation, one SQLite file
-//!   in WAL mode, blocking work on `spawn_blocking` threads.
+//!   in WAL mode, writes group-committed by one writer thread.
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
 //! - [`FileStore`] (`files`): file bytes on disk under random ids.
 //! - `model`: the records; `ids`: random ids and timestamps.
@@ -21,5 +21,5 @@ pub use error::StoreError;
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use model::*;
-pub use sqlite::{SqliteStore, MAX_PAGE};
+pub use sqlite::{SqliteStore, DEFERRED_LINGER, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};

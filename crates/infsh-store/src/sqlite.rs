@@ -1,19 +1,39 @@
 //! [`SqliteStore`]: the default [`TaskStore`], one SQLite file in WAL mode.
 //!
-//! Two connections: one for writes and one for reads (WAL lets readers run
-//! beside the writer), each behind a std mutex that is only ever taken inside
-//! `spawn_blocking`, so no async thread blocks on SQLite and no lock is held
-//! across an `.await`. `synchronous=FULL`: a commit is on disk when the call
-//! returns, so a task is durable once `insert_task` resolved.
+//! Writes go through one writer thread that owns the write connection and
+//! does group commit: it takes every write queued since its last commit,
+//! applies them in ONE transaction (each in a savepoint, so one failing
+//! write fails alone), commits once and then answers each caller through a
+//! oneshot. Concurrent tasks share commits, and no async thread blocks on
+//! SQLite (no `spawn_blocking` hop per write).
+//!
+//! `synchronous=FULL`: a commit is on disk when it returns, so a durable
+//! write ([`TaskStore::insert_task`], [`TaskStore::update_status`],
+//! [`TaskStore::finish_task`], ...) is on disk when its future resolves.
+//! The `*_deferred` writes only queue: they are committed, in order, with
+//! the next durable write or at most [`DEFERRED_LINGER`] later. After a
+//! crash a task may therefore show an older intermediate status, output
+//! snapshot or fewer logs than it had (never an older *terminal* state, and
+//! never a lost task: inserts and finishes are durable).
+//!
+//! Reads use a second connection (WAL lets it read beside the writer) on a
+//! blocking thread; they see every write whose future resolved, and deferred
+//! writes once committed. Every statement is prepared once per connection
+//! (`prepare_cached`).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::migrations::migrate;
 use crate::rows::{file_from_row, RawTask, TASK_COLUMNS};
@@ -24,6 +44,25 @@ use crate::{FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord, TaskSta
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest page a listing returns.
 pub const MAX_PAGE: usize = 1000;
+/// Longest a deferred write waits for a durable one to share its commit.
+pub const DEFERRED_LINGER: Duration = Duration::from_millis(50);
+/// Most writes applied in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// Called once the batch holding a write committed (`None`) or failed.
+type Done = Box<dyn FnOnce(Option<&str>) + Send>;
+/// One write. Given the writer connection inside the batch's transaction
+/// (or why there is none), it runs and says whether it succeeded (a failed
+/// write's changes are rolled back alone) and what to do after the commit.
+type Op = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Done) + Send>;
+
+struct Msg {
+    op: Op,
+    /// Someone waits for the commit: do not linger.
+    durable: bool,
+}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -32,8 +71,23 @@ pub struct SqliteStore {
 
 struct Conns {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    sender: Mutex<Option<mpsc::Sender<Msg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Drop for Conns {
+    /// Closes the queue and waits for the writer to commit what is queued.
+    fn drop(&mut self) {
+        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -52,12 +106,103 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// The writer thread: group commit until every sender is gone.
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
+    while let Ok(first) = rx.recv() {
+        let mut durable = first.durable;
+        let mut batch = vec![first];
+        let deadline = Instant::now() + DEFERRED_LINGER;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        durable |= m.durable;
+                        batch.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if durable || batch.len() >= MAX_BATCH {
+                break;
+            }
+            // Only deferred writes so far: wait a little for a durable one
+            // to share the commit with.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(m) => {
+                    durable |= m.durable;
+                    batch.push(m);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        apply(&conn, batch, &commits);
+    }
+}
+
+/// Applies a batch in one transaction, each write in a savepoint, commits
+/// once, then answers every write.
+fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let message = format!("cannot begin a write transaction: {e}");
+        for m in batch {
+            let (_, done) = (m.op)(Err(&message));
+            done(Some(&message));
+        }
+        return;
+    }
+    let mut dones = Vec::with_capacity(batch.len());
+    for m in batch {
+        if let Err(e) = exec(conn, "SAVEPOINT op") {
+            let message = format!("cannot start a write: {e}");
+            let (_, done) = (m.op)(Err(&message));
+            dones.push(done);
+            continue;
+        }
+        let (ok, done) = match catch_unwind(AssertUnwindSafe(|| (m.op)(Ok(conn)))) {
+            Ok(r) => r,
+            // The waiter's oneshot was dropped while unwinding: it sees an error.
+            Err(_) => (false, Box::new(|_: Option<&str>| {}) as Done),
+        };
+        if !ok {
+            let _ = exec(conn, "ROLLBACK TO op");
+        }
+        let _ = exec(conn, "RELEASE op");
+        dones.push(done);
+    }
+    let message = match exec(conn, "COMMIT") {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Some(format!("commit failed: {e}"))
+        }
+    };
+    for done in dones {
+        done(message.as_deref());
+    }
+}
+
+/// A write's error, also for deferred ones nobody waits on.
+fn log_deferred_error(e: &str) {
+    tracing::error!(error = %e, "a deferred store write failed");
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies
-    /// pending migrations. Blocking: call it off the async threads.
+    /// Opens (creating if needed) the database at `path`, applies pending
+    /// migrations and starts the writer thread. Blocking: call it off the
+    /// async threads.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -69,11 +214,20 @@ impl SqliteStore {
         migrate(&mut writer)?;
         let reader = Connection::open(&path)?;
         configure(&reader)?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let thread_commits = commits.clone();
+        let handle = std::thread::Builder::new()
+            .name("infsh-store-writer".into())
+            .spawn(move || writer_loop(writer, rx, thread_commits))
+            .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Conns {
                 path,
-                writer: Mutex::new(writer),
+                sender: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
                 reader: Mutex::new(reader),
+                commits,
             }),
         })
     }
@@ -90,17 +244,67 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// How many write transactions the writer committed since this store
+    /// was opened (each is one WAL fsync): for tests and diagnostics.
+    pub fn commit_count(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
+        sender
+            .as_ref()
+            .ok_or_else(|| StoreError::Task("the store is closed".into()))?
+            .send(msg)
+            .map_err(|_| StoreError::Task("the store writer stopped".into()))
+    }
+
+    /// Queues a write and waits until it is committed (durable).
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn),
+                Err(e) => Err(StoreError::Task(e.to_string())),
+            };
+            let ok = result.is_ok();
+            let done: Done = Box::new(move |commit| {
+                let result = match commit {
+                    Some(e) if result.is_ok() => Err(StoreError::Task(e.to_string())),
+                    _ => result,
+                };
+                let _ = tx.send(result);
+            });
+            (ok, done)
+        });
+        self.send(Msg { op, durable: true })?;
+        rx.await
+            .map_err(|_| StoreError::Task("the store writer dropped a write".into()))?
+    }
+
+    /// Queues a write to be committed with the next batch; returns at once.
+    /// Its failure is logged.
+    fn write_deferred(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let op: Op = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let ok = result.is_ok();
+            let done: Done = Box::new(move |commit| match (result, commit) {
+                (Err(e), _) => log_deferred_error(&e),
+                (Ok(()), Some(e)) => log_deferred_error(e),
+                (Ok(()), None) => {}
+            });
+            (ok, done)
+        });
+        self.send(Msg { op, durable: false })
     }
 
     async fn read<T: Send + 'static>(
@@ -130,44 +334,90 @@ fn not_found(kind: &'static str, id: &str) -> StoreError {
 
 fn get_file(conn: &Connection, id: &str) -> Result<Option<FileRecord>, StoreError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, filename, content_type, size, uploaded, created_at_ms FROM files WHERE id = ?1",
-            [id],
-            file_from_row,
-        )
+        )?
+        .query_row([id], file_from_row)
         .optional()?)
+}
+
+fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
+         webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms) \
+         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), \
+         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        t.id,
+        t.app,
+        t.function,
+        to_json(&t.input),
+        to_json(&t.setup),
+        u8::from(t.status),
+        t.output.as_ref().map(to_json),
+        t.error,
+        t.webhook,
+        t.session_id,
+        to_json(&t.metadata),
+        t.timeout_secs,
+        t.created_at_ms,
+        t.updated_at_ms,
+    ])?;
+    Ok(())
+}
+
+fn update_status(
+    conn: &Connection,
+    id: &str,
+    status: TaskStatus,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE tasks SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+        .execute(params![id, u8::from(status), at_ms])?;
+    if n == 0 {
+        return Err(not_found("task", id));
+    }
+    Ok(())
+}
+
+fn update_output(conn: &Connection, id: &str, output: &str, at_ms: i64) -> Result<(), StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE tasks SET output = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+        .execute(params![id, output, at_ms])?;
+    if n == 0 {
+        return Err(not_found("task", id));
+    }
+    Ok(())
+}
+
+/// Appends in order after the task's last entry; the batch's savepoint
+/// makes the entries all-or-nothing.
+fn append_logs(conn: &Connection, id: &str, logs: &[LogEntry]) -> Result<(), StoreError> {
+    let last: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM task_logs WHERE task_id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO task_logs (task_id, seq, log_type, content, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (i, entry) in logs.iter().enumerate() {
+        insert.execute(params![
+            id,
+            last + 1 + i as i64,
+            u8::from(entry.log_type),
+            entry.content,
+            entry.at_ms
+        ])?;
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
         let t = task.clone();
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
-                 webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms) \
-                 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), \
-                 ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    t.id,
-                    t.app,
-                    t.function,
-                    to_json(&t.input),
-                    to_json(&t.setup),
-                    u8::from(t.status),
-                    t.output.as_ref().map(to_json),
-                    t.error,
-                    t.webhook,
-                    t.session_id,
-                    to_json(&t.metadata),
-                    t.timeout_secs,
-                    t.created_at_ms,
-                    t.updated_at_ms,
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| insert_task(conn, &t)).await
     }
 
     async fn update_status(
@@ -177,33 +427,36 @@ impl TaskStore for SqliteStore {
         at_ms: i64,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.write(move |conn| {
-            let n = conn.execute(
-                "UPDATE tasks SET status = ?2, updated_at_ms = ?3 WHERE id = ?1",
-                params![id, u8::from(status), at_ms],
-            )?;
-            if n == 0 {
-                return Err(not_found("task", &id));
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| update_status(conn, &id, status, at_ms))
+            .await
+    }
+
+    async fn update_status_deferred(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write_deferred(move |conn| update_status(conn, &id, status, at_ms))
     }
 
     async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError> {
         let id = id.to_string();
         let output = to_json(output);
-        self.write(move |conn| {
-            let n = conn.execute(
-                "UPDATE tasks SET output = ?2, updated_at_ms = ?3 WHERE id = ?1",
-                params![id, output, at_ms],
-            )?;
-            if n == 0 {
-                return Err(not_found("task", &id));
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| update_output(conn, &id, &output, at_ms))
+            .await
+    }
+
+    async fn update_output_deferred(
+        &self,
+        id: &str,
+        output: &Value,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let output = to_json(output);
+        self.write_deferred(move |conn| update_output(conn, &id, &output, at_ms))
     }
 
     async fn finish_task(
@@ -218,10 +471,11 @@ impl TaskStore for SqliteStore {
         let output = output.map(to_json);
         let error = error.map(str::to_string);
         self.write(move |conn| {
-            let n = conn.execute(
-                "UPDATE tasks SET status = ?2, output = ?3, error = ?4, updated_at_ms = ?5 WHERE id = ?1",
-                params![id, u8::from(status), output, error, at_ms],
-            )?;
+            let n = conn
+                .prepare_cached(
+                    "UPDATE tasks SET status = ?2, output = ?3, error = ?4, updated_at_ms = ?5 WHERE id = ?1",
+                )?
+                .execute(params![id, u8::from(status), output, error, at_ms])?;
             if n == 0 {
                 return Err(not_found("task", &id));
             }
@@ -236,42 +490,24 @@ impl TaskStore for SqliteStore {
         }
         let id = id.to_string();
         let logs = logs.to_vec();
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let last: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM task_logs WHERE task_id = ?1",
-                [&id],
-                |r| r.get(0),
-            )?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO task_logs (task_id, seq, log_type, content, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for (i, entry) in logs.iter().enumerate() {
-                    insert.execute(params![
-                        id,
-                        last + 1 + i as i64,
-                        u8::from(entry.log_type),
-                        entry.content,
-                        entry.at_ms
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| append_logs(conn, &id, &logs)).await
+    }
+
+    async fn append_logs_deferred(&self, id: &str, logs: &[LogEntry]) -> Result<(), StoreError> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let id = id.to_string();
+        let logs = logs.to_vec();
+        self.write_deferred(move |conn| append_logs(conn, &id, &logs))
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| {
             let raw = conn
-                .query_row(
-                    &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
-                    [&id],
-                    RawTask::from_row,
-                )
+                .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+                .query_row([&id], RawTask::from_row)
                 .optional()?;
             raw.map(|r| r.decode().map(|(_, t)| t)).transpose()
         })
@@ -354,7 +590,7 @@ impl TaskStore for SqliteStore {
                 "SELECT {TASK_COLUMNS} FROM tasks {filter_sql} ORDER BY seq DESC LIMIT ?{}",
                 args.len()
             );
-            let mut stmt = conn.prepare(&sql)?;
+            let mut stmt = conn.prepare_cached(&sql)?;
             let raws = stmt
                 .query_map(params_from_iter(args), RawTask::from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -389,7 +625,7 @@ impl TaskStore for SqliteStore {
             .collect::<Vec<_>>()
             .join(", ");
         self.read(move |conn| {
-            let mut stmt = conn.prepare(&format!(
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ({list}) ORDER BY seq"
             ))?;
             let raws = stmt
@@ -405,18 +641,18 @@ impl TaskStore for SqliteStore {
     async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError> {
         let f = file.clone();
         self.write(move |conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO files (id, filename, content_type, size, uploaded, created_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    f.id,
-                    f.filename,
-                    f.content_type,
-                    f.size.map(|s| s as i64),
-                    i64::from(f.uploaded),
-                    f.created_at_ms
-                ],
-            )?;
+            )?
+            .execute(params![
+                f.id,
+                f.filename,
+                f.content_type,
+                f.size.map(|s| s as i64),
+                i64::from(f.uploaded),
+                f.created_at_ms
+            ])?;
             Ok(())
         })
         .await
@@ -430,10 +666,9 @@ impl TaskStore for SqliteStore {
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
         let id = id.to_string();
         self.write(move |conn| {
-            let n = conn.execute(
-                "UPDATE files SET uploaded = 1, size = ?2 WHERE id = ?1",
-                params![id, size as i64],
-            )?;
+            let n = conn
+                .prepare_cached("UPDATE files SET uploaded = 1, size = ?2 WHERE id = ?1")?
+                .execute(params![id, size as i64])?;
             if n == 0 {
                 return Err(not_found("file", &id));
             }

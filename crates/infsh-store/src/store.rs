@@ -3,8 +3,13 @@
 //! PostgreSQL store (many machines) are interchangeable behind
 //! `Arc<dyn TaskStore>`.
 //!
-//! Every write is durable when its future resolves: the engine acknowledges
-//! a run only after [`TaskStore::insert_task`] returned.
+//! Every write is durable when its future resolves, except the `*_deferred`
+//! ones: the engine acknowledges a run only after [`TaskStore::insert_task`]
+//! returned, and a task's end ([`TaskStore::finish_task`]) is durable too.
+//! A deferred write is only queued: it is stored in order with the writes
+//! after it, at the latest with the next durable one (an implementation may
+//! also commit it on its own after a short delay), so after a crash a task
+//! may show an older intermediate status, output snapshot or fewer logs.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -32,8 +37,30 @@ pub trait TaskStore: Send + Sync + 'static {
         at_ms: i64,
     ) -> Result<(), StoreError>;
 
+    /// [`TaskStore::update_status`] that may return before the change is
+    /// durable (see the module docs). Only for non-terminal statuses whose
+    /// loss a restart handles (the default is the durable write).
+    async fn update_status_deferred(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.update_status(id, status, at_ms).await
+    }
+
     /// Sets a task's output while it runs (a streaming function's snapshot).
     async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError>;
+
+    /// [`TaskStore::update_output`] that may return before it is durable.
+    async fn update_output_deferred(
+        &self,
+        id: &str,
+        output: &Value,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.update_output(id, output, at_ms).await
+    }
 
     /// Ends a task: a terminal status with its output or error.
     async fn finish_task(
@@ -47,6 +74,11 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Appends log entries to a task, in order, in one transaction.
     async fn append_logs(&self, id: &str, logs: &[LogEntry]) -> Result<(), StoreError>;
+
+    /// [`TaskStore::append_logs`] that may return before it is durable.
+    async fn append_logs_deferred(&self, id: &str, logs: &[LogEntry]) -> Result<(), StoreError> {
+        self.append_logs(id, logs).await
+    }
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
 

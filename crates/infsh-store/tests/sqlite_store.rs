@@ -328,3 +328,117 @@ async fn file_store_records_and_refuses_bad_ids() {
     want.sort();
     assert_eq!(names, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open_async(dir.path().join("infsh.db"))
+            .await
+            .unwrap(),
+    );
+    let before = store.commit_count();
+    let n = 64;
+    let tasks: Vec<TaskRecord> = (0..n).map(|i| task("a/b", i)).collect();
+    let joins: Vec<_> = tasks
+        .iter()
+        .cloned()
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert_task(&t).await })
+        })
+        .collect();
+    for j in joins {
+        j.await.unwrap().unwrap();
+    }
+    let commits = store.commit_count() - before;
+    assert!(commits >= 1);
+    assert!(
+        commits < n as u64,
+        "{n} concurrent inserts took {commits} commits"
+    );
+    // Every insert is durable (visible to the reader) once it resolved.
+    for t in &tasks {
+        assert!(store.get_task(&t.id).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_failing_write_fails_alone_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    let t = task("a/b", 1);
+    store.insert_task(&t).await.unwrap();
+    let other = task("a/b", 2);
+    let (dup, fresh, missing) = tokio::join!(
+        store.insert_task(&t),
+        store.insert_task(&other),
+        store.update_status("nope", TaskStatus::Running, 3),
+    );
+    assert!(dup.is_err(), "a duplicate id is refused");
+    fresh.unwrap();
+    assert!(missing.unwrap_err().is_not_found());
+    assert!(store.get_task(&other.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn deferred_writes_are_stored_with_the_next_durable_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    let t = task("a/b", 1);
+    store.insert_task(&t).await.unwrap();
+    let before = store.commit_count();
+    store
+        .update_status_deferred(&t.id, TaskStatus::Running, 2)
+        .await
+        .unwrap();
+    store
+        .append_logs_deferred(&t.id, &[log(LogType::Build, "one", 2)])
+        .await
+        .unwrap();
+    store
+        .update_output_deferred(&t.id, &json!({"partial": 1}), 3)
+        .await
+        .unwrap();
+    // A durable write of another task carries them in the same commit.
+    let other = task("a/b", 2);
+    store.insert_task(&other).await.unwrap();
+    // Usually one commit for all four; two if the machine stalled past the
+    // deferred writes' linger before the insert was queued.
+    assert!(store.commit_count() - before <= 2);
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Running);
+    assert_eq!(got.output, Some(json!({"partial": 1})));
+    assert_eq!(got.updated_at_ms, 3);
+    assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 1);
+
+    // With no durable write after them they are committed shortly anyway.
+    store
+        .update_status_deferred(&t.id, TaskStatus::Uploading, 4)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = store.get_task(&t.id).await.unwrap().unwrap();
+        if got.status == TaskStatus::Uploading {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never committed");
+        tokio::time::sleep(infsh_store::DEFERRED_LINGER / 5).await;
+    }
+
+    // Dropping the store commits what is still queued.
+    store
+        .update_status_deferred(&t.id, TaskStatus::Cancelling, 5)
+        .await
+        .unwrap();
+    let path = store.path().to_path_buf();
+    drop(store);
+    let store = SqliteStore::open_async(&path).await.unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Cancelling);
+}
