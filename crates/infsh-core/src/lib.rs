@@ -16,6 +16,7 @@ pub mod app;
 pub mod files;
 pub mod functions;
 pub mod manifest;
+pub mod media;
 pub mod pointer;
 pub mod schema;
 pub mod validate;

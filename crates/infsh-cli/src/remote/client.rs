@@ -190,7 +190,7 @@ impl Remote {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "upload".into());
-        let content_type = guess_content_type(&filename);
+        let content_type = infsh_core::media::content_type_for(&filename);
         let request = json!({"files": [{
             "uri": "",
             "filename": filename,
@@ -369,37 +369,6 @@ pub fn snippet(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// The content type of an upload, from its extension.
-pub fn guess_content_type(filename: &str) -> &'static str {
-    let ext = filename
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "bmp" => "image/bmp",
-        "tif" | "tiff" => "image/tiff",
-        "svg" => "image/svg+xml",
-        "txt" | "md" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "pdf" => "application/pdf",
-        "zip" => "application/zip",
-        "wav" => "audio/wav",
-        "mp3" => "audio/mpeg",
-        "flac" => "audio/flac",
-        "ogg" => "audio/ogg",
-        "mp4" => "video/mp4",
-        "webm" => "video/webm",
-        "mov" => "video/quicktime",
-        _ => "application/octet-stream",
-    }
 }
 
 #[cfg(test)]
