@@ -102,9 +102,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_types() {}
-
-    #[test]
     fn pointers() {
         let mut v =
             json!({"files": [{"path": "/x"}, {"path": "/y"}], "nested": {"file": {"path": "/z"}}});
