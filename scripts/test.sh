@@ -30,5 +30,8 @@ cargo nextest run --workspace --locked --no-fail-fast
 echo "==> soak (short CI run: 1,500 tasks at concurrency 64)"
 bash scripts/soak.sh --ci
 
+echo "==> schemathesis against the served OpenAPI document (short run)"
+bash scripts/schemathesis.sh
+
 echo "==> inferencesh client against infsh serve"
 INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client

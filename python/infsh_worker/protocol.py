@@ -22,7 +22,7 @@ import os
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-MAX_FRAME_BYTES = 64 * 1024 * 1024  # inline frames only; a spilled file has no cap
+MAX_FRAME_BYTES = 64 * 1024 * 1024  # inline frames; the host also caps spilled messages at 64 MiB
 SPILL_THRESHOLD_BYTES = 1024 * 1024
 _HEADER_BYTES = 4
 

@@ -111,10 +111,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// Give up on the call after this many seconds (the worker is stopped).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub timeout: Option<f64>,
     /// Give up on setup after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub setup_timeout: Option<f64>,
     /// With --api-url: submit the task, print its id and exit (follow it
     /// later with `infsh task get ID --wait`).
@@ -197,10 +197,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub queue_capacity: u32,
     /// Default limit on one task, in seconds (a run's own timeout wins). Default: none.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub task_timeout: Option<f64>,
     /// Limit on an app's setup, in seconds. Default: none.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub setup_timeout: Option<f64>,
     /// How long a cancelled task gets (its on_cancel runs) before its worker is stopped and replaced.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
@@ -319,8 +319,35 @@ pub struct TestArgs {
     #[arg(long)]
     pub save_example: bool,
     /// Give up on each call after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub env: EnvArgs,
+}
+
+/// A duration in seconds: a finite number above zero.
+fn positive_seconds(raw: &str) -> Result<f64, String> {
+    let secs: f64 = raw
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 {
+        Ok(secs)
+    } else {
+        Err(format!("{raw:?}: expected a number of seconds above zero"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_must_be_finite_and_above_zero() {
+        assert_eq!(positive_seconds("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "inf", "NaN", "abc"] {
+            assert!(positive_seconds(bad).is_err(), "{bad}");
+        }
+        // Huge but finite is accepted; the deadline then simply never fires.
+        assert_eq!(positive_seconds("1e300"), Ok(1e300));
+    }
 }

@@ -239,8 +239,7 @@ impl AppSession {
         let (event_tx, mut event_rx) = mpsc::unbounded_channel::<CallEvent>();
         let call = self.worker.call(request, event_tx);
         tokio::pin!(call);
-        let deadline =
-            timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+        let deadline = deadline_after(timeout);
         let mut snapshots = 0usize;
         let mut handle_event = |event: CallEvent| match event {
             CallEvent::Log(line) => self.ui.app_log(&line),
@@ -331,14 +330,20 @@ impl AppSession {
         fut: impl std::future::Future<Output = T>,
         timeout: Option<f64>,
     ) -> Result<T, Interruption> {
-        let deadline =
-            timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+        let deadline = deadline_after(timeout);
         tokio::select! {
             out = fut => Ok(out),
             _ = sleep_until_opt(deadline) => Err(Interruption::Timeout(timeout.unwrap_or_default())),
             _ = tokio::signal::ctrl_c() => Err(Interruption::CtrlC),
         }
     }
+}
+
+/// `secs` from now; None (no deadline) when it does not fit an Instant
+/// (clap already refuses zero, negative and non-finite values).
+fn deadline_after(secs: Option<f64>) -> Option<tokio::time::Instant> {
+    let limit = Duration::try_from_secs_f64(secs?).ok()?;
+    tokio::time::Instant::now().checked_add(limit)
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

@@ -266,7 +266,10 @@ impl Runner {
             .timeout_secs
             .filter(|s| s.is_finite() && *s > 0.0)
             .or(self.task_timeout.map(secs));
-        let deadline = limit.map(|s| Instant::now() + Duration::from_secs_f64(s));
+        // A limit too large for a Duration or an Instant means no deadline.
+        let deadline = limit
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .and_then(|d| Instant::now().checked_add(d));
         let mut cancel_deadline = None;
         let mut stopped: Option<Stopped> = None;
         let mut flush = flush_timer();

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{MAX_FRAME_BYTES, SPILL_THRESHOLD_BYTES};
+use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, SPILL_THRESHOLD_BYTES};
 
 /// What can go wrong reading or writing a frame. Every variant except
 /// [`FrameError::Encode`] means the channel can no longer be trusted: the
@@ -52,6 +52,14 @@ pub enum FrameError {
     SpillOutsideDir { path: PathBuf, dir: PathBuf },
     #[error("spill file {path} holds another spilled message")]
     NestedSpill { path: PathBuf },
+    /// The message (an output, usually) is too large to load. The display
+    /// leaves the path out: it ends up in the task's error.
+    #[error("a message of {bytes} bytes is over the limit of {max} bytes (MAX_MESSAGE_BYTES)")]
+    SpillTooLarge {
+        path: PathBuf,
+        bytes: u64,
+        max: usize,
+    },
     #[error("spill file {path} has {actual} bytes but the message said {claimed}")]
     SpillSizeMismatch {
         path: PathBuf,
@@ -292,7 +300,22 @@ async fn read_spill_file(
     if parent != dir {
         return Err(outside());
     }
-    let content = tokio::fs::read(path).await.map_err(spill_io);
+    let too_large = |bytes: u64| FrameError::SpillTooLarge {
+        path: path.clone(),
+        bytes,
+        max: MAX_MESSAGE_BYTES,
+    };
+    // Size checks before reading: neither the note nor the file may make us
+    // load more than MAX_MESSAGE_BYTES.
+    let content = if note.bytes > MAX_MESSAGE_BYTES as u64 {
+        Err(too_large(note.bytes))
+    } else {
+        match read_capped(path, MAX_MESSAGE_BYTES as u64).await {
+            Ok(Ok(content)) => Ok(content),
+            Ok(Err(seen)) => Err(too_large(seen)),
+            Err(e) => Err(spill_io(e)),
+        }
+    };
     // Delete it whatever it holds: the file was handed over to us.
     let _ = tokio::fs::remove_file(path).await;
     let content = content?;
@@ -304,6 +327,22 @@ async fn read_spill_file(
         });
     }
     Ok(content)
+}
+
+/// The file's content, or `Err(bytes seen)` when it holds more than `max`
+/// bytes (read through a limit too: the file may still be growing).
+async fn read_capped(path: &Path, max: u64) -> io::Result<Result<Vec<u8>, u64>> {
+    let file = tokio::fs::File::open(path).await?;
+    let size = file.metadata().await?.len();
+    if size > max {
+        return Ok(Err(size));
+    }
+    let mut content = Vec::with_capacity(size as usize);
+    file.take(max + 1).read_to_end(&mut content).await?;
+    if content.len() as u64 > max {
+        return Ok(Err(content.len() as u64));
+    }
+    Ok(Ok(content))
 }
 
 /// Names are unique per process (pid, counter) and across restarts (time);

@@ -336,3 +336,40 @@ async fn spill_size_mismatch_and_missing_file() {
         .unwrap_err();
     assert!(matches!(err, FrameError::SpillIo { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn spilled_messages_over_the_limit_are_refused_unread_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = SpillDir::new(dir.path());
+    let limit = crate::MAX_MESSAGE_BYTES as u64;
+
+    // The note claims too much: refused without reading; the file goes.
+    let file = dir.path().join("claims.json");
+    std::fs::write(&file, br#"{"type":"shutdown"}"#).unwrap();
+    let note = json!({"type": "spilled", "path": file, "bytes": limit + 1});
+    let err = read_raw(raw_frame(note.to_string().as_bytes()), Some(&spill))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FrameError::SpillTooLarge { bytes, max, .. } if bytes == limit + 1 && max as u64 == limit),
+        "{err}"
+    );
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert!(!file.exists());
+
+    // The note lies small but the file is huge (sparse: nothing is written
+    // to disk): refused from its size, never loaded.
+    let file = dir.path().join("huge.json");
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(limit + 10).unwrap();
+    drop(f);
+    let note = json!({"type": "spilled", "path": file, "bytes": 19});
+    let err = read_raw(raw_frame(note.to_string().as_bytes()), Some(&spill))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FrameError::SpillTooLarge { bytes, .. } if bytes == limit + 10),
+        "{err}"
+    );
+    assert!(!file.exists());
+}

@@ -10,6 +10,8 @@
 //! - [`frame`]: length-prefixed frames, with spilling of big messages to files.
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod messages;
 
 pub use frame::{read_message, write_message, FrameError, SpillDir};
@@ -24,6 +26,13 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame body either side accepts (64 MiB). A larger length prefix is
 /// a protocol error and is refused before anything is allocated.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest message the host reads, inline or spilled (64 MiB of JSON): a
+/// `spilled` note announcing more (or whose file holds more) is refused
+/// before the file is read, so a worker cannot make the host load an
+/// arbitrarily large output. This is the largest output (or snapshot) a
+/// function can return.
+pub const MAX_MESSAGE_BYTES: usize = MAX_FRAME_BYTES;
 
 /// Encoded messages larger than this (1 MiB) are written to a file in the
 /// spill folder and sent as a `spilled` message instead.

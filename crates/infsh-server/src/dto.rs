@@ -249,12 +249,44 @@ impl TaskDto {
         }
     }
 
-    /// A task with its logs (get, run, cancel, stream).
+    /// A task with its logs (get, run, cancel, stream), at most
+    /// [`LOG_HEAD`] + 1 + [`LOG_TAIL`] entries (see [`capped_logs`]).
     pub fn from_view(v: &TaskView) -> TaskDto {
         let mut dto = TaskDto::from_record(&v.record);
-        dto.logs = Some(v.logs.iter().map(LogDto::from_entry).collect());
+        dto.logs = Some(capped_logs(&v.logs));
         dto
     }
+}
+
+/// Log entries a task answer shows from the start of its logs...
+pub const LOG_HEAD: usize = 1000;
+/// ...and from the end; the ones between are one marker entry.
+pub const LOG_TAIL: usize = 1000;
+
+/// The first [`LOG_HEAD`] and last [`LOG_TAIL`] entries, with one entry
+/// `[... K lines dropped ...]` (log type 1, RUN, dated like the first
+/// dropped line) standing for the K in between. An app that floods its
+/// stdout cannot make every task answer (and every stream snapshot)
+/// carry millions of lines.
+pub fn capped_logs(logs: &[LogEntry]) -> Vec<LogDto> {
+    if logs.len() <= LOG_HEAD + LOG_TAIL {
+        return logs.iter().map(LogDto::from_entry).collect();
+    }
+    let dropped = logs.len() - LOG_HEAD - LOG_TAIL;
+    let mut out = Vec::with_capacity(LOG_HEAD + 1 + LOG_TAIL);
+    out.extend(logs[..LOG_HEAD].iter().map(LogDto::from_entry));
+    out.push(LogDto {
+        log_type: infsh_store::LogType::Run as u8,
+        content: dropped_marker(dropped),
+        created_at: iso8601(logs[LOG_HEAD].at_ms),
+    });
+    out.extend(logs[logs.len() - LOG_TAIL..].iter().map(LogDto::from_entry));
+    out
+}
+
+/// `[... K lines dropped ...]`.
+pub fn dropped_marker(dropped: usize) -> String {
+    format!("[... {dropped} lines dropped ...]")
 }
 
 impl LogDto {
@@ -496,6 +528,33 @@ mod tests {
         // Listings leave logs out.
         let listed = serde_json::to_value(TaskDto::from_record(&record())).unwrap();
         assert!(listed.get("logs").is_none());
+    }
+
+    #[test]
+    fn logs_are_capped_head_and_tail_with_a_marker() {
+        let entry = |i: usize| LogEntry {
+            log_type: LogType::Task,
+            content: format!("line {i}"),
+            at_ms: i as i64,
+        };
+        let few: Vec<LogEntry> = (0..LOG_HEAD + LOG_TAIL).map(entry).collect();
+        assert_eq!(capped_logs(&few).len(), LOG_HEAD + LOG_TAIL);
+        let n = LOG_HEAD + LOG_TAIL + 12_345;
+        let many: Vec<LogEntry> = (0..n).map(entry).collect();
+        let capped = capped_logs(&many);
+        assert_eq!(capped.len(), LOG_HEAD + 1 + LOG_TAIL);
+        assert_eq!(capped[0].content, "line 0");
+        assert_eq!(
+            capped[LOG_HEAD - 1].content,
+            format!("line {}", LOG_HEAD - 1)
+        );
+        assert_eq!(capped[LOG_HEAD].content, "[... 12345 lines dropped ...]");
+        assert_eq!(capped[LOG_HEAD].log_type, 1);
+        assert_eq!(
+            capped[LOG_HEAD + 1].content,
+            format!("line {}", n - LOG_TAIL)
+        );
+        assert_eq!(capped.last().unwrap().content, format!("line {}", n - 1));
     }
 
     #[test]

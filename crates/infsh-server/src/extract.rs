@@ -1,8 +1,8 @@
 //! Extractors whose rejections are problem JSON (never axum's plain text):
-//! [`ApiJson`] for JSON bodies, [`ApiQuery`] for query strings. The mapping
-//! itself lives in problem.rs.
+//! [`ApiJson`] for JSON bodies, [`ApiQuery`] for query strings, [`ApiPath`]
+//! for path parameters. The mapping itself lives in problem.rs.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -39,5 +39,21 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         let Query(v) = Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(v))
+    }
+}
+
+/// Path parameters: 400 when one does not decode (`%FF` is not UTF-8).
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let Path(v) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(v))
     }
 }

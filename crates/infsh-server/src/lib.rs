@@ -34,6 +34,8 @@ use tower_http::trace::TraceLayer;
 mod auth;
 mod dto;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod openapi;
 mod problem;
 mod routes;
@@ -195,7 +197,9 @@ async fn normalize_request(mut req: Request) -> Request {
 }
 
 /// The routed form of `path`, or None when it is already normal:
+/// (Public for the fuzz targets; not an API.)
 /// repeated slashes collapsed, trailing slash dropped, `/v1` prefix removed.
+#[doc(hidden)]
 pub fn normalize_path(path: &str) -> Option<String> {
     let mut out = String::with_capacity(path.len() + 1);
     for seg in path.split('/').filter(|s| !s.is_empty()) {

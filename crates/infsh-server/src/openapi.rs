@@ -279,9 +279,55 @@ fn rewrite_refs(v: &mut Value, owner: &str) {
     }
 }
 
+/// What a `File` field carries on the wire. The SDK declares `File` as
+/// `{"type": "string", "format": "file"}`, but inputs may also be file
+/// objects (`{"uri": …}`) and outputs always are (`{"uri", "filename",
+/// "content_type", "size"}`, the local path replaced by a URL): the
+/// document says so, or every output with a file would contradict it.
+fn file_value_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A file: `uri` is where its bytes are (http(s) or data: URL).",
+        "properties": {
+            "uri": {"type": ["string", "null"]},
+            "path": {"type": ["string", "null"]},
+            "filename": {"type": ["string", "null"]},
+            "content_type": {"type": ["string", "null"]},
+            "size": {"type": ["integer", "null"]},
+        },
+    })
+}
+
+/// Replaces every `File` node (see [`file_value_schema`]) in an app's
+/// schema by "a URL string or a file object", keeping its annotations.
+fn widen_file_nodes(v: &mut Value) {
+    if infsh_core::schema::is_file_node(v) {
+        let Value::Object(node) = v else { return };
+        let nullable =
+            matches!(node.get("type"), Some(Value::Array(ts)) if ts.iter().any(|t| t == "null"));
+        node.remove("type");
+        node.remove("format");
+        let mut branches = vec![
+            json!({"type": "string", "format": "file"}),
+            file_value_schema(),
+        ];
+        if nullable {
+            branches.push(json!({"type": "null"}));
+        }
+        node.insert("anyOf".into(), Value::Array(branches));
+        return;
+    }
+    match v {
+        Value::Object(map) => map.values_mut().for_each(widen_file_nodes),
+        Value::Array(items) => items.iter_mut().for_each(widen_file_nodes),
+        _ => {}
+    }
+}
+
 /// Adds `schema` as component `owner` (its `$defs` as `<owner>.<Def>`).
 fn add_schema(schemas: &mut Map<String, Value>, owner: &str, schema: &Value) {
     let mut schema = schema.clone();
+    widen_file_nodes(&mut schema);
     if let Value::Object(map) = &mut schema {
         for key in ["$defs", "definitions"] {
             if let Some(Value::Object(defs)) = map.remove(key) {
@@ -535,5 +581,35 @@ mod tests {
         assert_eq!(doc["x-infsh-unavailable-apps"][0]["app"], "tests/broken");
         // The fixed part is untouched.
         assert!(doc["paths"][FUNCTION_RUN_TEMPLATE].is_object());
+    }
+
+    #[test]
+    fn file_fields_accept_urls_and_file_objects() {
+        let mut d = detail();
+        d.functions["run"]["output_schema"] = json!({
+            "type": "object",
+            "properties": {
+                "image": {"type": "string", "format": "file", "title": "Image"},
+                "maybe": {"type": ["string", "null"], "format": "file"},
+                "many": {"type": "array", "items": {"$ref": "#/$defs/Nested"}},
+            },
+            "$defs": {"Nested": {"type": "object", "properties": {"f": {"type": "string", "format": "file"}}}},
+        });
+        let doc = document_with_apps(&[d], &[]);
+        let schemas = &doc["components"]["schemas"];
+        let out = &schemas["tests.val.run.Output"]["properties"];
+        assert_eq!(out["image"]["title"], "Image");
+        assert!(out["image"].get("type").is_none());
+        assert_eq!(
+            out["image"]["anyOf"][0],
+            json!({"type": "string", "format": "file"})
+        );
+        assert_eq!(out["image"]["anyOf"][1]["type"], "object");
+        assert_eq!(out["maybe"]["anyOf"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            schemas["tests.val.run.Output.Nested"]["properties"]["f"]["anyOf"][1]["properties"]
+                ["uri"]["type"],
+            json!(["string", "null"])
+        );
     }
 }

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use infsh_engine::EngineError;
@@ -297,6 +297,12 @@ impl From<BytesRejection> for Problem {
 impl From<QueryRejection> for Problem {
     fn from(r: QueryRejection) -> Problem {
         Problem::bad_request(format!("invalid query string: {}", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for Problem {
+    fn from(r: PathRejection) -> Problem {
+        Problem::bad_request(format!("invalid path parameter: {}", r.body_text()))
     }
 }
 

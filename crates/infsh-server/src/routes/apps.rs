@@ -3,10 +3,11 @@
 //! output schemas, i.e. `functions_schema.json`, and its setup schema).
 //! The detail may start the app's first worker to discover its functions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 
 use crate::dto::{AppDetailDto, AppDetailEnvelope, AppDto, AppListEnvelope, Envelope};
+use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -45,7 +46,7 @@ pub async fn list_apps(State(state): State<AppState>) -> Json<Envelope<Vec<AppDt
 )]
 pub async fn get_app(
     State(state): State<AppState>,
-    Path((namespace, name)): Path<(String, String)>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
 ) -> Result<Json<Envelope<AppDetailDto>>, Problem> {
     let detail = state.engine.app(&format!("{namespace}/{name}")).await?;
     Ok(Json(Envelope::new(AppDetailDto::from_detail(&detail))))

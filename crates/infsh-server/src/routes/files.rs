@@ -16,7 +16,7 @@
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::dto::{iso8601, CreateFilesBody, Envelope, FileDto, FileEnvelope, FileListEnvelope};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -188,7 +188,7 @@ pub struct UploadQuery {
 )]
 pub async fn upload_file(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
 ) -> Result<Json<Envelope<FileDto>>, Problem> {
@@ -217,7 +217,7 @@ pub async fn upload_file(
 )]
 pub async fn download_file(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     serve_file(&state, &id).await
 }
@@ -236,7 +236,7 @@ pub async fn download_file(
 )]
 pub async fn download_named_file(
     State(state): State<AppState>,
-    Path((id, _filename)): Path<(String, String)>,
+    ApiPath((id, _filename)): ApiPath<(String, String)>,
 ) -> Result<Response, Problem> {
     serve_file(&state, &id).await
 }

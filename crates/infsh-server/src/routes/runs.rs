@@ -9,7 +9,7 @@
 //! returns it with its output (ended early, with the current snapshot, if
 //! the server shuts down).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use infsh_engine::RunRequest;
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use utoipa::IntoParams;
 use crate::dto::{
     Envelope, FunctionRunBody, RunBody, SessionDto, SessionEnvelope, TaskDto, TaskEnvelope,
 };
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -55,24 +55,83 @@ impl RunBody {
     }
 }
 
-/// Submits, then (with `wait`) waits for the end.
-async fn submit(
-    state: &AppState,
-    req: RunRequest,
-    wait: bool,
-) -> Result<Json<Envelope<TaskDto>>, Problem> {
+/// Largest per-task `timeout` (one year, in seconds): larger values are
+/// refused rather than overflowing a deadline.
+pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// The checks a run request passes before the engine sees it (400 if not).
+pub fn check_request(req: &RunRequest) -> Result<(), Problem> {
     if req.app.trim().is_empty() {
         return Err(Problem::bad_request(
             "`app` must name an app (namespace/name)",
         ));
     }
     if let Some(t) = req.timeout_secs {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(Problem::bad_request(
-                "`timeout` must be a positive number of seconds",
-            ));
+        if !(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECS) {
+            return Err(Problem::bad_request(format!(
+                "`timeout` must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"
+            )));
         }
     }
+    Ok(())
+}
+
+/// A run body (as JSON bytes) → the engine's request and `wait`, or the
+/// problem the endpoint answers. What `POST /apps/run` does before it
+/// submits (the fuzz target `run_request` drives it).
+pub fn parse_run_body(body: &[u8]) -> Result<(RunRequest, bool), Problem> {
+    let body: RunBody = serde_json::from_slice(body).map_err(json_problem)?;
+    let (req, wait) = body.into_request();
+    check_request(&req)?;
+    Ok((req, wait))
+}
+
+/// The same for `POST /apps/{namespace}/{name}/functions/{function}/run`.
+pub fn parse_function_run_body(
+    namespace: &str,
+    name: &str,
+    function: &str,
+    body: &[u8],
+) -> Result<(RunRequest, bool), Problem> {
+    let body: FunctionRunBody = serde_json::from_slice(body).map_err(json_problem)?;
+    let (req, wait) = body.into_request(namespace, name, function);
+    check_request(&req)?;
+    Ok((req, wait))
+}
+
+/// A body that does not deserialize, as `ApiJson` answers it.
+fn json_problem(e: serde_json::Error) -> Problem {
+    if e.is_data() {
+        Problem::bad_request(format!("invalid request body: {e}"))
+    } else {
+        Problem::bad_request(format!("malformed JSON: {e}"))
+    }
+}
+
+impl FunctionRunBody {
+    fn into_request(self, namespace: &str, name: &str, function: &str) -> (RunRequest, bool) {
+        let wait = self.wait.unwrap_or(false);
+        let req = RunRequest {
+            app: format!("{namespace}/{name}"),
+            function: Some(function.to_string()),
+            input: input_or_empty(self.input),
+            setup: self.setup,
+            webhook: self.webhook,
+            session: self.session,
+            metadata: self.metadata,
+            timeout_secs: self.timeout,
+        };
+        (req, wait)
+    }
+}
+
+/// Submits, then (with `wait`) waits for the end.
+async fn submit(
+    state: &AppState,
+    req: RunRequest,
+    wait: bool,
+) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    check_request(&req)?;
     let view = state.engine.submit(req).await?;
     let view = if wait && !view.record.status.is_terminal() {
         let id = view.record.id.clone();
@@ -148,22 +207,12 @@ pub async fn run_alias(
 )]
 pub async fn run_function(
     State(state): State<AppState>,
-    Path((namespace, name, function)): Path<(String, String, String)>,
+    ApiPath((namespace, name, function)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<FunctionRunBody>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
-    let wait = body.wait.unwrap_or(false) || q.wait.unwrap_or(false);
-    let req = RunRequest {
-        app: format!("{namespace}/{name}"),
-        function: Some(function),
-        input: input_or_empty(body.input),
-        setup: body.setup,
-        webhook: body.webhook,
-        session: body.session,
-        metadata: body.metadata,
-        timeout_secs: body.timeout,
-    };
-    submit(&state, req, wait).await
+    let (req, wait) = body.into_request(&namespace, &name, &function);
+    submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
 
 /// End a session (sent by the client's `session()` helper on exit).
@@ -180,7 +229,7 @@ pub async fn run_function(
     ),
     security(("bearer" = []))
 )]
-pub async fn end_session(Path(id): Path<String>) -> Json<Envelope<SessionDto>> {
+pub async fn end_session(ApiPath(id): ApiPath<String>) -> Json<Envelope<SessionDto>> {
     Json(Envelope::new(SessionDto {
         session_id: id,
         status: "ended".into(),

@@ -22,7 +22,7 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::dto::TaskDto;
+use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -163,7 +164,7 @@ impl StreamState {
 )]
 pub async fn stream_task(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let rx = state.engine.subscribe(&id).await?;

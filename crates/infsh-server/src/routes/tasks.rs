@@ -5,14 +5,14 @@
 //! `GET /tasks/{id}` always shows the true current state: it is the
 //! client's fallback after a stream drops (docs/client-wire-notes.md §3.4).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use infsh_store::TaskStatus;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::dto::{Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ pub const MAX_LIMIT: usize = 100;
 )]
 pub async fn get_task(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.get(&id).await?;
     Ok(Json(Envelope::new(TaskDto::from_view(&view))))
@@ -51,7 +51,7 @@ pub async fn get_task(
 )]
 pub async fn cancel_task(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.cancel(&id).await?;
     Ok(Json(Envelope::new(TaskDto::from_view(&view))))
@@ -132,6 +132,14 @@ pub async fn list_tasks(
     };
     let app = q.app.as_deref().filter(|a| !a.is_empty());
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    if let Some(c) = cursor {
+        // Cursors are what `next_cursor` hands out: positive integers.
+        if !c.parse::<i64>().is_ok_and(|n| n > 0) {
+            return Err(Problem::bad_request(format!(
+                "invalid `cursor` {c:?}: pass a previous page's next_cursor"
+            )));
+        }
+    }
     let page = state.engine.list(app, status, limit, cursor).await?;
     Ok(Json(Envelope::new(TaskPageDto {
         items: page.items.iter().map(TaskDto::from_record).collect(),
