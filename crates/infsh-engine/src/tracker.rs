@@ -32,6 +32,8 @@ pub(crate) struct Tracker {
     id: String,
     /// Logs published but not stored yet.
     pending_logs: Vec<LogEntry>,
+    /// How the task's log lines are kept within a bound (see [`LogCap`]).
+    cap: LogCap,
     /// The output was changed by a snapshot and not stored yet.
     output_dirty: bool,
     /// When the task started RUNNING (for the duration metric).
@@ -54,6 +56,7 @@ impl Tracker {
             live,
             id,
             pending_logs: Vec::new(),
+            cap: LogCap::default(),
             output_dirty: false,
             running_since: None,
         }
@@ -70,11 +73,17 @@ impl Tracker {
                 .redactor
                 .string(std::mem::take(&mut entry.content));
         }
+        let cap = &mut self.cap;
+        let mut stored = Vec::new();
         self.live.send_modify(|view| {
-            view.logs.extend(entries.iter().cloned());
+            for entry in entries {
+                if let Some(entry) = cap.push(&mut view.logs, entry) {
+                    stored.push(entry);
+                }
+            }
             view.record.updated_at_ms = now_ms();
         });
-        self.pending_logs.extend(entries);
+        self.pending_logs.extend(stored);
     }
 
     pub fn log(&mut self, log_type: LogType, content: impl Into<String>) {
@@ -161,6 +170,9 @@ impl Tracker {
         }
         let error = self.shared.redactor.option(error);
         self.output_dirty = false;
+        // Past the head, only the marker and the last lines are stored.
+        let capped_tail = self.cap.finish(&self.live);
+        self.pending_logs.extend(capped_tail);
         self.flush().await;
         let at = now_ms();
         let output = output.or_else(|| self.live.borrow().record.output.clone());
@@ -194,5 +206,155 @@ impl Tracker {
         tracing::debug!(task = %self.id, status = ?status, "task ended");
         self.shared.webhooks.deliver(&view.record);
         view
+    }
+}
+
+/// Lines kept from the start of a task's logs.
+pub(crate) const LOG_HEAD: usize = 1000;
+/// Lines kept from the end of a task's logs.
+pub(crate) const LOG_TAIL: usize = 1000;
+
+/// Keeps a task's logs bounded, so an app that floods stdout costs neither
+/// memory nor disk: the first [`LOG_HEAD`] lines, one
+/// `[... K lines dropped ...]` marker, then the last [`LOG_TAIL`] lines.
+/// Head lines are stored as they come; the marker and the tail at the end.
+#[derive(Default)]
+struct LogCap {
+    head: usize,
+    /// Index of the marker in the view's logs, once lines were dropped.
+    marker_at: Option<usize>,
+    dropped: u64,
+}
+
+impl LogCap {
+    /// Adds `entry` to the live `logs`; returns it when it is to be stored now.
+    fn push(&mut self, logs: &mut Vec<LogEntry>, entry: LogEntry) -> Option<LogEntry> {
+        if self.head < LOG_HEAD {
+            self.head += 1;
+            logs.push(entry.clone());
+            return Some(entry);
+        }
+        logs.push(entry);
+        // The tail lives after the head (and the marker): let it grow to
+        // twice its size, then cut it back, so trimming is amortised O(1).
+        let tail_start = self.marker_at.map(|m| m + 1).unwrap_or(self.head);
+        if logs.len() - tail_start > 2 * LOG_TAIL {
+            let excess = logs.len() - tail_start - LOG_TAIL;
+            logs.drain(tail_start..tail_start + excess);
+            self.dropped += excess as u64;
+            let marker = self.marker_at.get_or_insert_with(|| {
+                logs.insert(self.head, log_entry(LogType::Run, String::new()));
+                self.head
+            });
+            logs[*marker].content = format!("[... {} lines dropped ...]", self.dropped);
+        }
+        None
+    }
+
+    /// Trims the tail to its final size; returns what is left to store
+    /// (the marker and the tail), in order.
+    fn finish(&mut self, live: &LiveTask) -> Vec<LogEntry> {
+        let mut rest = Vec::new();
+        let (head, marker_at) = (self.head, &mut self.marker_at);
+        let dropped = &mut self.dropped;
+        live.send_modify(|view| {
+            let logs = &mut view.logs;
+            let tail_start = marker_at.map(|m| m + 1).unwrap_or(head);
+            if logs.len() - tail_start > LOG_TAIL {
+                let excess = logs.len() - tail_start - LOG_TAIL;
+                logs.drain(tail_start..tail_start + excess);
+                *dropped += excess as u64;
+                let marker = marker_at.get_or_insert_with(|| {
+                    logs.insert(head, log_entry(LogType::Run, String::new()));
+                    head
+                });
+                logs[*marker].content = format!("[... {dropped} lines dropped ...]");
+            }
+            rest = logs[head.min(logs.len())..].to_vec();
+        });
+        rest
+    }
+}
+
+#[cfg(test)]
+mod log_cap_tests {
+    use super::*;
+
+    fn line(i: usize) -> LogEntry {
+        log_entry(LogType::Run, format!("line {i}"))
+    }
+
+    #[test]
+    fn a_flood_keeps_head_marker_and_tail() {
+        let mut cap = LogCap::default();
+        let mut logs = Vec::new();
+        let mut stored = 0;
+        let total = LOG_HEAD + 5 * LOG_TAIL + 7;
+        for i in 0..total {
+            if cap.push(&mut logs, line(i)).is_some() {
+                stored += 1;
+            }
+            assert!(
+                logs.len() <= LOG_HEAD + 1 + 2 * LOG_TAIL + 1,
+                "bounded while running"
+            );
+        }
+        assert_eq!(stored, LOG_HEAD, "only the head is stored while running");
+        let (tx, _rx) = tokio::sync::watch::channel(crate::api::TaskView {
+            record: test_record(),
+            logs,
+        });
+        let live = Arc::new(tx);
+        let rest = cap.finish(&live);
+        let logs = live.borrow().logs.clone();
+        assert_eq!(logs.len(), LOG_HEAD + 1 + LOG_TAIL);
+        assert_eq!(logs[0].content, "line 0");
+        assert_eq!(logs[LOG_HEAD - 1].content, format!("line {}", LOG_HEAD - 1));
+        let dropped = total - LOG_HEAD - LOG_TAIL;
+        assert_eq!(
+            logs[LOG_HEAD].content,
+            format!("[... {dropped} lines dropped ...]")
+        );
+        assert_eq!(logs.last().unwrap().content, format!("line {}", total - 1));
+        assert_eq!(
+            rest.len(),
+            1 + LOG_TAIL,
+            "the marker and the tail are stored at the end"
+        );
+    }
+
+    #[test]
+    fn short_logs_are_kept_whole() {
+        let mut cap = LogCap::default();
+        let mut logs = Vec::new();
+        for i in 0..10 {
+            assert!(cap.push(&mut logs, line(i)).is_some());
+        }
+        let (tx, _rx) = tokio::sync::watch::channel(crate::api::TaskView {
+            record: test_record(),
+            logs,
+        });
+        let live = Arc::new(tx);
+        assert!(cap.finish(&live).is_empty());
+        assert_eq!(live.borrow().logs.len(), 10);
+    }
+
+    fn test_record() -> infsh_store::TaskRecord {
+        infsh_store::TaskRecord {
+            id: "t".into(),
+            app: "a/b".into(),
+            function: "run".into(),
+            input: serde_json::json!({}),
+            setup: serde_json::json!({}),
+            status: TaskStatus::Running,
+            output: None,
+            error: None,
+            webhook: None,
+            session_id: None,
+            metadata: serde_json::json!({}),
+            timeout_secs: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
     }
 }

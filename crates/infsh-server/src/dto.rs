@@ -268,11 +268,18 @@ pub const LOG_TAIL: usize = 1000;
 /// dropped line) standing for the K in between. An app that floods its
 /// stdout cannot make every task answer (and every stream snapshot)
 /// carry millions of lines.
+///
+/// The engine already bounds a task's logs the same way (its own marker at
+/// index [`LOG_HEAD`]); lines that marker stands for are added to the count.
 pub fn capped_logs(logs: &[LogEntry]) -> Vec<LogDto> {
-    if logs.len() <= LOG_HEAD + LOG_TAIL {
+    if logs.len() <= LOG_HEAD + 1 + LOG_TAIL {
         return logs.iter().map(LogDto::from_entry).collect();
     }
-    let dropped = logs.len() - LOG_HEAD - LOG_TAIL;
+    let dropped_before = logs
+        .get(LOG_HEAD)
+        .and_then(|entry| parse_dropped_marker(&entry.content))
+        .unwrap_or(0);
+    let dropped = logs.len() - LOG_HEAD - LOG_TAIL + dropped_before.saturating_sub(1);
     let mut out = Vec::with_capacity(LOG_HEAD + 1 + LOG_TAIL);
     out.extend(logs[..LOG_HEAD].iter().map(LogDto::from_entry));
     out.push(LogDto {
@@ -287,6 +294,15 @@ pub fn capped_logs(logs: &[LogEntry]) -> Vec<LogDto> {
 /// `[... K lines dropped ...]`.
 pub fn dropped_marker(dropped: usize) -> String {
     format!("[... {dropped} lines dropped ...]")
+}
+
+/// K of a `[... K lines dropped ...]` marker.
+fn parse_dropped_marker(content: &str) -> Option<usize> {
+    content
+        .strip_prefix("[... ")?
+        .strip_suffix(" lines dropped ...]")?
+        .parse()
+        .ok()
 }
 
 impl LogDto {
@@ -537,8 +553,8 @@ mod tests {
             content: format!("line {i}"),
             at_ms: i as i64,
         };
-        let few: Vec<LogEntry> = (0..LOG_HEAD + LOG_TAIL).map(entry).collect();
-        assert_eq!(capped_logs(&few).len(), LOG_HEAD + LOG_TAIL);
+        let few: Vec<LogEntry> = (0..LOG_HEAD + 1 + LOG_TAIL).map(entry).collect();
+        assert_eq!(capped_logs(&few).len(), LOG_HEAD + 1 + LOG_TAIL);
         let n = LOG_HEAD + LOG_TAIL + 12_345;
         let many: Vec<LogEntry> = (0..n).map(entry).collect();
         let capped = capped_logs(&many);
@@ -555,6 +571,19 @@ mod tests {
             format!("line {}", n - LOG_TAIL)
         );
         assert_eq!(capped.last().unwrap().content, format!("line {}", n - 1));
+
+        // A live view the engine already capped: its marker's count is kept.
+        let mut live: Vec<LogEntry> = (0..LOG_HEAD).map(entry).collect();
+        live.push(LogEntry {
+            log_type: LogType::Run,
+            content: dropped_marker(500),
+            at_ms: 0,
+        });
+        live.extend((0..LOG_TAIL + 10).map(|i| entry(10_000 + i)));
+        let capped = capped_logs(&live);
+        assert_eq!(capped.len(), LOG_HEAD + 1 + LOG_TAIL);
+        assert_eq!(capped[LOG_HEAD].content, "[... 510 lines dropped ...]");
+        assert_eq!(capped[LOG_HEAD + 1].content, "line 10010");
     }
 
     #[test]
