@@ -91,6 +91,13 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = build(engine, config, StreamTiming::default(), stop_rx);
     tracing::info!(%addr, "serving the HTTP API");
+    // Stream lines and small replies go out at once instead of waiting for
+    // Nagle's algorithm to coalesce them (it held NDJSON lines ~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
