@@ -390,15 +390,23 @@ async fn prepare_env(app: &AppDir, env: &EnvArgs, paths: &Paths, ui: &Arc<Ui>) -
                     dir.display()
                 ));
             }
+            infsh_env::EnvProgress::Waiting { dir } => {
+                progress_ui.info(&format!(
+                    "waiting for another infsh that is building {}",
+                    dir.display()
+                ));
+            }
             _ => {}
         });
         tokio::pin!(prepare);
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 result = &mut prepare => break result,
                 _ = tick.tick() => phase_ref.set_detail(&detail.lock().expect("detail")),
-                _ = tokio::signal::ctrl_c() => return Err(Failure::new(ExitCode::Interrupted, "interrupted while building the environment").into()),
+                _ = &mut ctrl_c => return Err(Failure::new(ExitCode::Interrupted, "interrupted while building the environment").into()),
             }
         }
     };
