@@ -50,6 +50,10 @@ class FunctionInfo:
         entry: Dict[str, Any],
     ) -> None:
         self.name = name
+        # Validated on the event loop (microseconds) unless validation may
+        # block: SDK ``File`` inputs download URLs, and app validators may
+        # do anything. Those go to a thread.
+        self.validate_inline = is_plain_data(input_model)
         self.input_model = input_model
         self.output_model = output_model
         self.streaming = streaming
@@ -84,6 +88,74 @@ class SetupInfo:
 
 def is_model_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _has_validators(model: type) -> bool:
+    decorators = getattr(model, "__pydantic_decorators__", None)
+    if decorators is None:
+        return False
+    return any(
+        getattr(decorators, kind, None)
+        for kind in ("validators", "field_validators", "root_validators", "model_validators")
+    )
+
+
+def is_plain_data(model: type, _seen: Optional[set] = None) -> bool:
+    """True when validating ``model`` runs no code that could block: no SDK
+    ``File`` (validation downloads URLs), no validator written by the app,
+    no custom ``__get_pydantic_core_schema__`` type, anywhere in its fields.
+    Unknown shapes answer False (validated off the loop, as before)."""
+    seen = set() if _seen is None else _seen
+    if model in seen:
+        return True
+    seen.add(model)
+    if _has_validators(model):
+        return False
+    fields = getattr(model, "model_fields", None)
+    if not isinstance(fields, dict):
+        return False
+    for field in fields.values():
+        if getattr(field, "metadata", None) and any(
+            callable(getattr(m, "func", None)) for m in field.metadata
+        ):
+            return False  # Annotated[..., AfterValidator(f)] and friends
+        if not _plain_annotation(field.annotation, seen, 0):
+            return False
+    return True
+
+
+_PLAIN_LEAVES = (str, int, float, bool, bytes, type(None))
+
+
+def _plain_annotation(tp: Any, seen: set, depth: int) -> bool:
+    if depth > 20:
+        return False
+    if tp is Any or tp in _PLAIN_LEAVES:
+        return True
+    if sdk.File is not None and isinstance(tp, type) and issubclass(tp, sdk.File):
+        return False
+    if is_model_class(tp):
+        return is_plain_data(tp, seen)
+    if isinstance(tp, type):
+        import enum
+
+        if issubclass(tp, enum.Enum):
+            return True
+        if hasattr(tp, "__get_pydantic_core_schema__"):
+            return False
+        # datetime, Decimal, UUID, Path, ...: pydantic's own, no I/O.
+        return tp.__module__ in ("datetime", "decimal", "uuid", "pathlib", "ipaddress")
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        args = typing.get_args(tp)
+        if any(callable(getattr(m, "func", None)) for m in args[1:]):
+            return False
+        return _plain_annotation(args[0], seen, depth + 1)
+    if origin is typing.Literal:
+        return True
+    if origin is None:
+        return False
+    return all(_plain_annotation(a, seen, depth + 1) for a in typing.get_args(tp) if a is not Ellipsis)
 
 
 def _is_async(fn: Any) -> bool:

@@ -7,11 +7,13 @@ UTF-8 JSON holding one object with a string ``"type"``. Messages larger than
 ``{"type": "spilled", "path", "bytes"}`` frame; that works in both directions.
 
 The channel is a raw fd (one end of the host's socketpair, normally fd 3).
-It is read and written with ``os.readv``/``os.write`` loops rather than a
-``socket`` object so that partial reads and writes are handled in one place
-and any stream fd works. Reads happen on one thread (the runtime's reader);
-writes may come from any thread and are serialized by a lock so frames never
-interleave.
+It is read and written with ``os.readv``/``os.read``/``os.write`` rather than
+a ``socket`` object so that partial reads and writes are handled in one place
+and any stream fd works. Reads happen in one place at a time: the ``Reader``
+thread while the app imports, then the runtime's event loop (``FrameDecoder``
+fed from ``loop.add_reader``: one wake-up per burst of frames, no thread
+hand-off per call). Writes may come from any thread and are serialized by a
+lock so frames never interleave.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -33,6 +36,18 @@ class ProtocolError(Exception):
 
 class HostGone(Exception):
     """The channel reached EOF or broke: the host is gone."""
+
+
+def exit_protocol_error(reason: str) -> None:
+    """The peer broke the framing contract: say so and exit 2 (docs/protocol.md)."""
+    import sys
+
+    print(f"infsh worker: protocol error, exiting: {reason}", file=sys.stderr, flush=True)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    os._exit(2)
 
 
 def _finite(value: Any) -> Any:
@@ -74,6 +89,40 @@ def decode(data: bytes) -> Dict[str, Any]:
     return msg
 
 
+def _frame_length(header: bytes) -> int:
+    length = int.from_bytes(header, "big")
+    if length > MAX_FRAME_BYTES:
+        # Never allocate what a broken peer claims.
+        raise ProtocolError(f"frame of {length} bytes exceeds MAX_FRAME_BYTES ({MAX_FRAME_BYTES})")
+    return length
+
+
+class FrameDecoder:
+    """Incremental frame parser for a reader that gets bytes as they come
+    (the event loop's): ``feed`` what one ``read`` returned, get every
+    message completed by it, in order; a partial frame waits for more."""
+
+    def __init__(self, channel: "Channel") -> None:
+        self._channel = channel
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> List[Dict[str, Any]]:
+        buf = self._buf
+        buf += data
+        out: List[Dict[str, Any]] = []
+        pos = 0
+        while len(buf) - pos >= _HEADER_BYTES:
+            length = _frame_length(buf[pos : pos + _HEADER_BYTES])
+            end = pos + _HEADER_BYTES + length
+            if len(buf) < end:
+                break
+            out.append(self._channel.message(bytes(buf[pos + _HEADER_BYTES : end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+
 class Channel:
     """Framed, spill-aware message transport over one fd."""
 
@@ -109,11 +158,12 @@ class Channel:
     def read(self) -> Dict[str, Any]:
         """Blocks for the next message; a spilled one is loaded and its file deleted."""
         header = self._read_exact(_HEADER_BYTES, at_boundary=True)
-        length = int.from_bytes(header, "big")
-        if length > MAX_FRAME_BYTES:
-            # Never allocate what a broken peer claims.
-            raise ProtocolError(f"frame of {length} bytes exceeds MAX_FRAME_BYTES ({MAX_FRAME_BYTES})")
-        msg = decode(bytes(self._read_exact(length, at_boundary=False)))
+        length = _frame_length(header)
+        return self.message(bytes(self._read_exact(length, at_boundary=False)))
+
+    def message(self, body: bytes) -> Dict[str, Any]:
+        """The message of one frame's body (a spilled one loaded and deleted)."""
+        msg = decode(body)
         if msg["type"] == "spilled":
             msg = self._load_spilled(msg)
         return msg
@@ -176,12 +226,14 @@ class Channel:
 
 
 class Reader(threading.Thread):
-    """Reads frames on its own thread for the whole life of the worker.
+    """Reads frames on its own thread while the app is imported.
 
     Started before the app is imported, so that a host that goes away while
     a slow import (torch, ...) runs is noticed at once: ``on_gone`` is called
     on EOF (it exits the process). Messages that arrive before the runtime
-    ``attach``es are kept in order and delivered then.
+    takes over are kept in order; ``handover`` stops the thread between two
+    frames and returns them, and from then on the runtime's event loop reads
+    the channel itself.
     """
 
     def __init__(self, channel: Channel, on_gone: Callable[[str], None], on_error: Callable[[str], None]) -> None:
@@ -189,31 +241,33 @@ class Reader(threading.Thread):
         self._channel = channel
         self._on_gone = on_gone
         self._on_error = on_error
-        self._lock = threading.Lock()
         self._pending: List[Dict[str, Any]] = []
-        self._deliver: Optional[Callable[[Dict[str, Any]], None]] = None
+        # Written once by handover: wakes the poll below, which then stops.
+        self._stop_r, self._stop_w = os.pipe()
 
-    def attach(self, deliver: Callable[[Dict[str, Any]], None]) -> None:
-        """From now on every message goes to ``deliver`` (called on this
-        reader thread, so it must be thread-safe, e.g. call_soon_threadsafe)."""
-        with self._lock:
-            for msg in self._pending:
-                deliver(msg)
-            self._pending.clear()
-            self._deliver = deliver
+    def handover(self) -> List[Dict[str, Any]]:
+        """Stops the thread (after the frame it may be reading) and returns
+        the messages read so far, oldest first."""
+        os.write(self._stop_w, b"x")
+        self.join()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+        pending, self._pending = self._pending, []
+        return pending
 
     def run(self) -> None:
+        poller = select.poll()
+        poller.register(self._channel.fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
         while True:
+            ready = dict(poller.poll())
+            if self._channel.fd not in ready:
+                return  # handover: the runtime reads from here on
             try:
-                msg = self._channel.read()
+                self._pending.append(self._channel.read())
             except HostGone as e:
                 self._on_gone(str(e))
                 return
             except Exception as e:  # ProtocolError, or a bug: the stream is unusable
                 self._on_error(f"{type(e).__name__}: {e}")
                 return
-            with self._lock:
-                if self._deliver is None:
-                    self._pending.append(msg)
-                else:
-                    self._deliver(msg)

@@ -1,14 +1,15 @@
 """The serve loop: setup, calls, cancellation, shutdown (docs/protocol.md).
 
-One asyncio event loop on the main thread owns all state. Frames come from
-the protocol ``Reader`` thread through an ``asyncio.Queue``; answers are
+One asyncio event loop on the main thread owns all state and reads the
+protocol channel itself once the app is loaded (``serve``); answers are
 written on the loop thread, so frames of one call keep their order.
 
 - ``setup``: the config is validated, then ``App.setup`` runs as a task (a
   plain ``def`` setup off the loop). Setups are serialized; a call that
   arrives while one runs waits for it.
-- ``call``: each call is a task. Its input is validated off the loop (the
-  SDK's ``File`` downloads URLs while validating). ``async`` functions run on
+- ``call``: each call is a task. Its input is validated on the loop when
+  the model is plain data, else off it (the SDK's ``File`` downloads URLs
+  while validating; app validators may block). ``async`` functions run on
   the loop, plain ``def`` ones in a thread pool, async generators send a
   ``snapshot`` per yield and then ``done`` with the last one.
 - ``cancel``: ``on_cancel()`` is awaited first, then the task is cancelled,
@@ -36,7 +37,7 @@ from . import Cancelled, PROTOCOL_VERSION
 from .discovery import FunctionInfo, SetupInfo, _is_async
 from .files import OutputError, as_output_model, serialize
 from .loader import LoadedApp, error_line, format_tb
-from .protocol import Channel, HostGone
+from .protocol import Channel, FrameDecoder, HostGone, exit_protocol_error
 from .sdk import Metadata
 
 
@@ -60,6 +61,10 @@ class SetupConfig(dict):
 
 
 # -- helpers ---------------------------------------------------------------
+
+# One read takes whatever the host sent, up to this; a bigger frame is
+# reassembled over several reads.
+_READ_CHUNK = 256 * 1024
 
 _fflush: Optional[Callable[[Any], Any]] = None
 
@@ -175,6 +180,8 @@ class Runtime:
             max_workers=max(32, (os.cpu_count() or 1) + 4), thread_name_prefix="infsh-call"
         )
         self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._finished: "asyncio.Future[None]"
+        self._shutdown_task: Optional[asyncio.Task] = None
 
     # -- frames ------------------------------------------------------------
 
@@ -206,27 +213,66 @@ class Runtime:
 
     # -- main loop ---------------------------------------------------------
 
-    async def serve(self, attach: Callable[[Callable[[Dict[str, Any]], None]], None]) -> None:
-        """Runs until ``shutdown`` was answered with ``bye``."""
-        self.loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue = asyncio.Queue()
-        loop = self.loop
+    async def serve(self, handover: Callable[[], List[Dict[str, Any]]], on_gone: Callable[[str], None]) -> None:
+        """Runs until ``shutdown`` was answered with ``bye``.
+
+        Takes the channel over from the start-up ``Reader`` thread and reads
+        it on the loop: each readable event is one ``os.read`` of whatever
+        arrived (never blocks), and every frame completed by it is handled
+        right there, without a queue or a thread hand-off.
+        """
+        self.loop = loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
         self.send(self.ready_message())
-        attach(lambda msg: loop.call_soon_threadsafe(inbox.put_nowait, msg))
-        while True:
-            msg = await inbox.get()
-            kind = msg.get("type")
-            if kind == "setup":
-                self._start_setup(msg)
-            elif kind == "call":
-                self._start_call(msg)
-            elif kind == "cancel":
-                self._start_cancel(msg)
-            elif kind == "shutdown":
-                await self._shutdown()
+        decoder = FrameDecoder(self.channel)
+        fd = self.channel.fd
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, _READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
                 return
+            except OSError as e:
+                data = b""
+                reason = f"protocol channel broke: {e}"
             else:
-                warn(f"ignoring a message of unknown type {kind!r}")
+                reason = "protocol channel closed"
+            if not data:
+                loop.remove_reader(fd)
+                on_gone(reason)
+                return
+            try:
+                messages = decoder.feed(data)
+            except Exception as e:  # ProtocolError (or a spill file problem)
+                loop.remove_reader(fd)
+                exit_protocol_error(f"{type(e).__name__}: {e}")
+                return
+            for msg in messages:
+                self._dispatch(msg)
+
+        for msg in handover():
+            self._dispatch(msg)
+        loop.add_reader(fd, readable)
+        try:
+            await self._finished
+        finally:
+            loop.remove_reader(fd)
+
+    def _dispatch(self, msg: Dict[str, Any]) -> None:
+        if self._finished.done():
+            return  # shutting down: nothing else is started
+        kind = msg.get("type")
+        if kind == "setup":
+            self._start_setup(msg)
+        elif kind == "call":
+            self._start_call(msg)
+        elif kind == "cancel":
+            self._start_cancel(msg)
+        elif kind == "shutdown":
+            assert self.loop is not None
+            self._shutdown_task = self.loop.create_task(self._shutdown())
+        else:
+            warn(f"ignoring a message of unknown type {kind!r}")
 
     async def _invoke(self, fn: Callable[..., Any], args: List[Any]) -> Any:
         """Calls a lifecycle hook: async ones on the loop, plain ones off it."""
@@ -349,7 +395,8 @@ class Runtime:
         self._failed(call, "cancelled", f"call {call.id} was cancelled")
 
     def _validate(self, info: FunctionInfo, msg: Dict[str, Any]) -> List[Any]:
-        """The positional arguments after self (runs in the default executor)."""
+        """The positional arguments after self (on the loop for plain-data
+        inputs, else in the default executor: see ``validate_inline``)."""
         raw = msg.get("input")
         try:
             value = info.input_model.model_validate({} if raw is None else raw)
@@ -377,7 +424,10 @@ class Runtime:
                 self._failed(call, "not_set_up", "the app is not set up: send a successful setup first")
                 return
             try:
-                args = await self.loop.run_in_executor(None, self._validate, info, msg)
+                if info.validate_inline:
+                    args = self._validate(info, msg)
+                else:
+                    args = await self.loop.run_in_executor(None, self._validate, info, msg)
             except _InputError as e:
                 self._failed(call, "input", e.error, e.traceback, errors=e.errors)
                 return
@@ -496,3 +546,5 @@ class Runtime:
                 traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
                 unload_error = error_line(e)
         self.send_result({"type": "bye", "unload_error": unload_error})
+        if not self._finished.done():
+            self._finished.set_result(None)

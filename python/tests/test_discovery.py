@@ -379,3 +379,53 @@ def test_write_app_helper_roundtrip(tmp_path):
     d = write_app(tmp_path, "x", "A = 1\n", {"sub/b.py": "B = 2\n"})
     assert (d / "inference.py").read_text() == "A = 1\n"
     assert (d / "sub" / "b.py").read_text() == "B = 2\n"
+
+
+def test_plain_data_inputs_are_validated_on_the_loop_others_in_a_thread():
+    """``validate_inline``: only models whose validation cannot block (no
+    SDK File, which downloads URLs; no app validators) skip the thread."""
+    from typing import Annotated, Dict, List, Literal, Optional
+
+    import inferencesh
+    from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+
+    from infsh_worker.discovery import is_plain_data
+
+    class Plain(BaseModel):
+        text: str
+        xs: List[Optional[int]] = []
+        d: Dict[str, float] = {}
+        mode: Literal["a", "b"] = "a"
+        n: Annotated[int, Field(ge=0)] = 0
+
+    class Nested(BaseModel):
+        inner: Plain
+        more: Optional[List[Plain]] = None
+
+    class WithFile(BaseModel):
+        image: inferencesh.File
+
+    class NestedFile(BaseModel):
+        items: List[WithFile]
+
+    class FieldValidated(BaseModel):
+        x: int
+
+        @field_validator("x")
+        @classmethod
+        def check(cls, v):
+            return v
+
+    class ModelValidated(BaseModel):
+        x: int
+
+        @model_validator(mode="after")
+        def check(self):
+            return self
+
+    class AnnotatedValidator(BaseModel):
+        x: Annotated[int, AfterValidator(lambda v: v)]
+
+    assert is_plain_data(Plain) and is_plain_data(Nested)
+    for model in (WithFile, NestedFile, FieldValidated, ModelValidated, AnnotatedValidator):
+        assert not is_plain_data(model), model.__name__

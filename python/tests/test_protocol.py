@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,55 @@ def test_nothing_but_app_output_on_stdout(app, start):
     w.shutdown()
     assert w.stdout() == "hello from setup\n"
     assert os.path.getsize(w.stdout_path) == len("hello from setup\n")
+
+
+# -- the event loop's incremental decoder and the start-up reader's handover --
+
+from infsh_worker.protocol import FrameDecoder, Reader  # noqa: E402
+
+
+def test_decoder_returns_every_frame_a_read_completes_in_order(pair):
+    _, ch, _ = pair
+    dec = FrameDecoder(ch)
+    data = frame({"type": "call", "id": 1}) + frame({"type": "call", "id": 2}) + frame({"type": "cancel", "id": 1})
+    assert dec.feed(data[:3]) == []  # inside the first header
+    assert dec.feed(data[3:10]) == []  # inside the first body
+    rest = data[10:]
+    split = len(frame({"type": "call", "id": 1})) - 10 + 5  # first done, second partial
+    assert dec.feed(rest[:split]) == [{"type": "call", "id": 1}]
+    assert dec.feed(rest[split:]) == [{"type": "call", "id": 2}, {"type": "cancel", "id": 1}]
+    assert dec.feed(b"") == []
+
+
+def test_decoder_refuses_an_oversized_frame_without_waiting_for_it(pair):
+    _, ch, _ = pair
+    with pytest.raises(ProtocolError, match="exceeds MAX_FRAME_BYTES"):
+        FrameDecoder(ch).feed((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+
+
+def test_decoder_loads_spilled_frames(pair):
+    _, ch, tmp = pair
+    body = json.dumps({"type": "call", "id": "big", "input": {"x": "y" * 100}}).encode()
+    path = tmp / "host-1.json"
+    path.write_bytes(body)
+    stub = frame({"type": "spilled", "path": str(path), "bytes": len(body)})
+    assert FrameDecoder(ch).feed(stub) == [json.loads(body)]
+    assert not path.exists()
+
+
+def test_reader_hands_over_what_it_read_and_stops_between_frames(pair):
+    a, ch, _ = pair
+    gone = []
+    reader = Reader(ch, on_gone=gone.append, on_error=gone.append)
+    reader.start()
+    a.sendall(frame({"type": "setup", "n": 1}) + frame({"type": "call", "n": 2}))
+    # Poll until the thread has read both, so the handover below finds them.
+    deadline = time.monotonic() + 10
+    while len(reader._pending) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert reader.handover() == [{"type": "setup", "n": 1}, {"type": "call", "n": 2}]
+    assert not reader.is_alive()
+    # Frames sent after the handover stay in the socket for the new reader.
+    a.sendall(frame({"type": "call", "n": 3}))
+    assert ch.read() == {"type": "call", "n": 3}
+    assert gone == []

@@ -216,7 +216,13 @@ where
     let mut header = [0u8; 4];
     let mut got = 0;
     while got < header.len() {
-        let n = reader.read(&mut header[got..]).await?;
+        let n = match reader.read(&mut header[got..]).await {
+            Ok(n) => n,
+            // A peer that died with frames of ours unread resets the
+            // connection; between two frames that is the same as EOF.
+            Err(e) if got == 0 && e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             if got == 0 {
                 return Ok(None);

@@ -373,3 +373,16 @@ async fn spilled_messages_over_the_limit_are_refused_unread_and_deleted() {
     );
     assert!(!file.exists());
 }
+
+#[tokio::test]
+async fn a_peer_that_died_with_our_frames_unread_is_eof_not_an_error() {
+    // Linux resets a Unix stream whose peer closed with data unread (a
+    // worker killed while its loop was blocked never read our `shutdown`).
+    let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    write_message(&mut ours, &json!({"type": "shutdown"}), None)
+        .await
+        .unwrap();
+    drop(theirs);
+    let got: Result<Option<Value>, FrameError> = read_message(&mut ours, None).await;
+    assert!(matches!(got, Ok(None)), "{got:?}");
+}
