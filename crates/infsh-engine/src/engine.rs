@@ -22,6 +22,7 @@ use crate::recovery::recover;
 use crate::registry::{parse_app_ref, scan};
 use crate::scheduler;
 use crate::shared::Shared;
+use crate::submit::Insert;
 use crate::tracker::Tracker;
 use crate::webhook::Webhooks;
 
@@ -216,7 +217,21 @@ impl Engine {
 
     /// Validates and stores the task (durably) and queues it; returns at once.
     pub async fn submit(&self, request: RunRequest) -> Result<TaskView, EngineError> {
-        crate::submit::submit(self, request).await
+        crate::submit::submit(self, request, Insert::Durable).await
+    }
+
+    /// [`Engine::submit`] for a caller that gives the task's id out only
+    /// with the task's end (an HTTP `wait` run), which is durable: the
+    /// insert is not waited for, so the task starts without a commit of its
+    /// own and one commit stores it whole. To give the id out before the
+    /// end, call [`Engine::sync`] first.
+    pub async fn submit_to_wait(&self, request: RunRequest) -> Result<TaskView, EngineError> {
+        crate::submit::submit(self, request, Insert::Deferred).await
+    }
+
+    /// Returns once everything stored so far is durable.
+    pub async fn sync(&self) -> Result<(), EngineError> {
+        self.shared().store.sync().await.map_err(store_error)
     }
 
     pub async fn get(&self, id: &str) -> Result<TaskView, EngineError> {

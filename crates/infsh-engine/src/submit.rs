@@ -2,7 +2,15 @@
 //! refused with a precise [`EngineError`] and nothing stored. In order:
 //! app, function, secrets (before any worker starts), the app's functions
 //! (its first submit starts a worker to learn them), file inputs, input and
-//! setup against their schemas, a queue slot, the durable insert, the queue.
+//! setup against their schemas, a queue slot, the insert, the queue.
+//!
+//! The insert is durable before `submit` returns, except for
+//! [`Insert::Deferred`]: the caller gives the task's id out only with its
+//! end (HTTP `wait`), which is durable and commits the insert with it, so
+//! the task runs without waiting for a commit of its own. A crash before
+//! that loses a task nobody was told about, never one that was
+//! acknowledged; and recovery never re-runs it, because it is stored as
+//! DISPATCHED once dispatched (see `Tracker::set_status`).
 
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
@@ -15,7 +23,20 @@ use crate::inputs::{check_file_inputs, missing_secrets, validate_input, validate
 use crate::metrics::inc;
 use crate::registry::parse_app_ref;
 
-pub(crate) async fn submit(engine: &Engine, request: RunRequest) -> Result<TaskView, EngineError> {
+/// How `submit` stores a new task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// On disk before `submit` returns: the caller gives out the id at once.
+    Durable,
+    /// Queued; durable at the latest with the task's end (see module docs).
+    Deferred,
+}
+
+pub(crate) async fn submit(
+    engine: &Engine,
+    request: RunRequest,
+    insert: Insert,
+) -> Result<TaskView, EngineError> {
     if engine
         .inner
         .shutting_down
@@ -106,7 +127,11 @@ pub(crate) async fn submit(engine: &Engine, request: RunRequest) -> Result<TaskV
     // rest runs in a task of its own.
     let handle = handle.clone();
     tokio::spawn(async move {
-        if let Err(e) = shared.store.insert_task(&record).await {
+        let stored = match insert {
+            Insert::Durable => shared.store.insert_task(&record).await,
+            Insert::Deferred => shared.store.insert_task_deferred(&record).await,
+        };
+        if let Err(e) = stored {
             handle.release();
             return Err(store_error(e));
         }

@@ -6,7 +6,10 @@
 //!
 //! What is durable before the tracker goes on: DISPATCHED (recovery re-runs
 //! a QUEUED task but never one that may have reached its worker, so that
-//! must be on disk before the worker is called) and the end. The other
+//! must be on disk before the worker is called) and the end. A task whose
+//! deferred insert (HTTP `wait` runs, `submit.rs`) is still queued gets its
+//! status amended in that insert instead: it is never on disk as QUEUED
+//! after this, so no commit is needed before the worker is called. The other
 //! intermediate statuses, logs and snapshots are deferred writes: queued in
 //! order and committed with the next durable write (of any task) or shortly
 //! after, so after a crash a task may show DISPATCHED instead of RUNNING,
@@ -138,7 +141,11 @@ impl Tracker {
         self.flush().await;
         let at = now_ms();
         let store = &self.shared.store;
-        let stored = if status == TaskStatus::Dispatched {
+        let stored = if store.amend_pending_insert(&self.id, status, at) {
+            // Its deferred insert was still queued and now says this
+            // status: never on disk as QUEUED once dispatched.
+            Ok(())
+        } else if status == TaskStatus::Dispatched {
             store.update_status(&self.id, status, at).await
         } else {
             store.update_status_deferred(&self.id, status, at).await

@@ -16,16 +16,22 @@
 //! snapshot or fewer logs than it had (never an older *terminal* state, and
 //! never a lost task: inserts and finishes are durable).
 //!
+//! A deferred insert ([`TaskStore::insert_task_deferred`]) waits in a map
+//! until the writer applies it, so its status can still be amended: a task
+//! dispatched before its insert was taken is stored as DISPATCHED, never as
+//! QUEUED, and one commit stores its insert and its end.
+//!
 //! Reads use a second connection (WAL lets it read beside the writer) on a
 //! blocking thread; they see every write whose future resolved, and deferred
 //! writes once committed. Every statement is prepared once per connection
 //! (`prepare_cached`).
 
+use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,6 +70,77 @@ struct Msg {
     durable: bool,
 }
 
+/// The writer's queue. Unlike a channel it does not wake the writer for
+/// every write: only for a durable one (someone waits for it) and for the
+/// first deferred one into an empty queue (which starts the linger). A
+/// request's three deferred writes and its durable end then cost the
+/// writer thread two wake-ups instead of four.
+#[derive(Default)]
+struct WriteQueue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    msgs: VecDeque<Msg>,
+    /// A durable write is queued: commit now.
+    durable: bool,
+    /// No more writes come (the store is being dropped).
+    closed: bool,
+}
+
+impl WriteQueue {
+    fn push(&self, msg: Msg) -> Result<(), StoreError> {
+        let mut q = lock(&self.state);
+        if q.closed {
+            return Err(StoreError::Task("the store is closed".into()));
+        }
+        let wake = msg.durable || q.msgs.is_empty();
+        q.durable |= msg.durable;
+        q.msgs.push_back(msg);
+        drop(q);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.wake.notify_one();
+    }
+
+    /// The next batch, in queue order: at once when a durable write is
+    /// queued (or MAX_BATCH are), else once the first deferred write has
+    /// lingered DEFERRED_LINGER. None once closed and empty.
+    fn next_batch(&self) -> Option<Vec<Msg>> {
+        let mut q = lock(&self.state);
+        while q.msgs.is_empty() {
+            if q.closed {
+                return None;
+            }
+            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        let deadline = Instant::now() + DEFERRED_LINGER;
+        while !q.durable && !q.closed && q.msgs.len() < MAX_BATCH {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = self
+                .wake
+                .wait_timeout(q, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let n = q.msgs.len().min(MAX_BATCH);
+        let batch: Vec<Msg> = q.msgs.drain(..n).collect();
+        q.durable = q.msgs.iter().any(|m| m.durable);
+        Some(batch)
+    }
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Conns>,
@@ -71,7 +148,10 @@ pub struct SqliteStore {
 
 struct Conns {
     path: PathBuf,
-    sender: Mutex<Option<mpsc::Sender<Msg>>>,
+    /// Deferred inserts not yet taken by the writer, by task id: their
+    /// status can still be amended ([`TaskStore::amend_pending_insert`]).
+    pending_inserts: Arc<Mutex<HashMap<String, TaskRecord>>>,
+    queue: Arc<WriteQueue>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
     commits: Arc<AtomicU64>,
@@ -80,8 +160,8 @@ struct Conns {
 impl Drop for Conns {
     /// Closes the queue and waits for the writer to commit what is queued.
     fn drop(&mut self) {
-        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.queue.close();
+        let handle = lock(&self.writer).take();
         if let Some(handle) = handle {
             if handle.thread().id() != std::thread::current().id() {
                 let _ = handle.join();
@@ -115,36 +195,9 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The writer thread: group commit until every sender is gone.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
-    while let Ok(first) = rx.recv() {
-        let mut durable = first.durable;
-        let mut batch = vec![first];
-        let deadline = Instant::now() + DEFERRED_LINGER;
-        loop {
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        durable |= m.durable;
-                        batch.push(m);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if durable || batch.len() >= MAX_BATCH {
-                break;
-            }
-            // Only deferred writes so far: wait a little for a durable one
-            // to share the commit with.
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(m) => {
-                    durable |= m.durable;
-                    batch.push(m);
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
-        }
+/// The writer thread: group commit until the queue is closed and empty.
+fn writer_loop(conn: Connection, queue: Arc<WriteQueue>, commits: Arc<AtomicU64>) {
+    while let Some(batch) = queue.next_batch() {
         apply(&conn, batch, &commits);
     }
 }
@@ -215,16 +268,18 @@ impl SqliteStore {
         let reader = Connection::open(&path)?;
         configure(&reader)?;
         let commits = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(WriteQueue::default());
+        let thread_queue = queue.clone();
         let thread_commits = commits.clone();
         let handle = std::thread::Builder::new()
             .name("infsh-store-writer".into())
-            .spawn(move || writer_loop(writer, rx, thread_commits))
+            .spawn(move || writer_loop(writer, thread_queue, thread_commits))
             .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Conns {
                 path,
-                sender: Mutex::new(Some(tx)),
+                pending_inserts: Arc::default(),
+                queue,
                 writer: Mutex::new(Some(handle)),
                 reader: Mutex::new(reader),
                 commits,
@@ -251,12 +306,7 @@ impl SqliteStore {
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        let sender = self.inner.sender.lock().unwrap_or_else(|p| p.into_inner());
-        sender
-            .as_ref()
-            .ok_or_else(|| StoreError::Task("the store is closed".into()))?
-            .send(msg)
-            .map_err(|_| StoreError::Task("the store writer stopped".into()))
+        self.inner.queue.push(msg)
     }
 
     /// Queues a write and waits until it is committed (durable).
@@ -313,12 +363,16 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = lock(&inner.reader);
             f(&conn)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn to_json(v: &Value) -> String {
@@ -418,6 +472,37 @@ impl TaskStore for SqliteStore {
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
         let t = task.clone();
         self.write(move |conn| insert_task(conn, &t)).await
+    }
+
+    async fn insert_task_deferred(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        let id = task.id.clone();
+        let pending = self.inner.pending_inserts.clone();
+        lock(&pending).insert(id.clone(), task.clone());
+        // The record is taken out of the map when the batch applies it, so
+        // an amendment either lands before that or reports it is too late.
+        let queued = self.write_deferred(move |conn| match lock(&pending).remove(&id) {
+            Some(task) => insert_task(conn, &task),
+            None => Ok(()),
+        });
+        if queued.is_err() {
+            lock(&self.inner.pending_inserts).remove(&task.id);
+        }
+        queued
+    }
+
+    fn amend_pending_insert(&self, id: &str, status: TaskStatus, at_ms: i64) -> bool {
+        match lock(&self.inner.pending_inserts).get_mut(id) {
+            Some(task) => {
+                task.status = status;
+                task.updated_at_ms = at_ms;
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(())).await
     }
 
     async fn update_status(

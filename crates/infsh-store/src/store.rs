@@ -4,8 +4,9 @@
 //! `Arc<dyn TaskStore>`.
 //!
 //! Every write is durable when its future resolves, except the `*_deferred`
-//! ones: the engine acknowledges a run only after [`TaskStore::insert_task`]
-//! returned, and a task's end ([`TaskStore::finish_task`]) is durable too.
+//! ones: the engine gives out a task's id only once its insert is durable
+//! ([`TaskStore::insert_task`], or a deferred insert followed by a durable
+//! write such as the task's end, [`TaskStore::finish_task`]).
 //! A deferred write is only queued: it is stored in order with the writes
 //! after it, at the latest with the next durable one (an implementation may
 //! also commit it on its own after a short delay), so after a crash a task
@@ -28,6 +29,31 @@ pub struct TaskFilter {
 pub trait TaskStore: Send + Sync + 'static {
     /// Stores a new task. Fails if the id exists.
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
+
+    /// Queues a new task's insert without waiting for it to be durable. Only
+    /// for a task nobody has been told about yet: its id is given out with
+    /// its durable end (an HTTP `wait` run), or after [`TaskStore::sync`].
+    /// Until the store takes the insert, [`TaskStore::amend_pending_insert`]
+    /// can still change the status it is stored with (the default is the
+    /// durable insert).
+    async fn insert_task_deferred(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        self.insert_task(task).await
+    }
+
+    /// If the deferred insert of task `id` is still queued, sets the status
+    /// (and `updated_at_ms`) it will be stored with and returns true: the
+    /// task is never on disk with its old status. Returns false when there
+    /// is no such insert left (it was taken for a commit): the caller writes
+    /// the status itself.
+    fn amend_pending_insert(&self, _id: &str, _status: TaskStatus, _at_ms: i64) -> bool {
+        false
+    }
+
+    /// Returns once every write queued before it is durable (deferred ones
+    /// included).
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Sets a task's status (and `updated_at_ms`). `NotFound` for an unknown id.
     async fn update_status(

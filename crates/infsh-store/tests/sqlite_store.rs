@@ -442,3 +442,72 @@ async fn deferred_writes_are_stored_with_the_next_durable_one() {
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Cancelling);
 }
+
+#[tokio::test]
+async fn a_deferred_insert_is_stored_with_its_amended_status_and_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    // Dispatched before the writer took the insert: the insert itself
+    // carries the new status, so the task is never on disk as QUEUED. The
+    // writer lingers DEFERRED_LINGER (50 ms) for a durable write before it
+    // takes a lone deferred one, so amending right after queueing lands;
+    // a machine that stalls longer than that gets another try.
+    let mut t = task("a/b", 1);
+    let mut tries = 0;
+    loop {
+        store.insert_task_deferred(&t).await.unwrap();
+        if store.amend_pending_insert(&t.id, TaskStatus::Dispatched, 2) {
+            break;
+        }
+        // Too late: it was stored as queued, and says so.
+        store.sync().await.unwrap();
+        let stored = store.get_task(&t.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, TaskStatus::Queued);
+        tries += 1;
+        assert!(tries < 20, "the writer never left a deferred insert queued");
+        t = task("a/b", 1);
+    }
+    store
+        .finish_task(
+            &t.id,
+            TaskStatus::Completed,
+            Some(&json!({"ok": 1})),
+            None,
+            3,
+        )
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Completed);
+    assert_eq!(got.output, Some(json!({"ok": 1})));
+    assert_eq!(got.created_at_ms, 1);
+    // Taken and committed: nothing is left to amend.
+    assert!(!store.amend_pending_insert(&t.id, TaskStatus::Running, 4));
+    assert!(!store.amend_pending_insert("no-such-task", TaskStatus::Running, 4));
+}
+
+#[tokio::test]
+async fn sync_makes_a_deferred_insert_durable_with_its_amendment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infsh.db");
+    let store = SqliteStore::open_async(&path).await.unwrap();
+    let t = task("a/b", 1);
+    store.insert_task_deferred(&t).await.unwrap();
+    assert!(store.amend_pending_insert(&t.id, TaskStatus::Running, 5));
+    store.sync().await.unwrap();
+    // On disk: a second connection (another process would see the same).
+    let other = SqliteStore::open_async(&path).await.unwrap();
+    let got = other.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Running);
+    assert_eq!(got.updated_at_ms, 5);
+    // A deferred insert of an existing id fails in the writer (logged) and
+    // does not touch the stored task.
+    let mut dup = t.clone();
+    dup.status = TaskStatus::Failed;
+    store.insert_task_deferred(&dup).await.unwrap();
+    store.sync().await.unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Running);
+}

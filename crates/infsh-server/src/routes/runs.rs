@@ -132,15 +132,21 @@ async fn submit(
     wait: bool,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     check_request(&req)?;
-    let view = state.engine.submit(req).await?;
-    let view = if wait && !view.record.status.is_terminal() {
-        let id = view.record.id.clone();
-        tokio::select! {
-            r = state.engine.wait(&id, None) => r?,
-            _ = state.shutting_down() => state.engine.get(&id).await.unwrap_or(view),
+    if !wait {
+        let view = state.engine.submit(req).await?;
+        return Ok(Json(Envelope::new(TaskDto::from_view(&view))));
+    }
+    // The id goes out with the end, which is durable: the insert need not
+    // be waited for (Engine::submit_to_wait).
+    let view = state.engine.submit_to_wait(req).await?;
+    let id = view.record.id.clone();
+    let view = tokio::select! {
+        r = state.engine.wait(&id, None) => r?,
+        _ = state.shutting_down() => {
+            // Given out before its end: it must be on disk first.
+            state.engine.sync().await?;
+            state.engine.get(&id).await.unwrap_or(view)
         }
-    } else {
-        view
     };
     Ok(Json(Envelope::new(TaskDto::from_view(&view))))
 }
