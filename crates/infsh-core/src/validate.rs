@@ -90,6 +90,9 @@ impl fmt::Debug for InputValidator {
 }
 
 fn build(schema: &Value) -> Result<Validator, SchemaError> {
+    // jsonschema >= 0.30 checks a schema against its draft's meta-schema
+    // only (0.26 compiled validators for all five drafts on first use:
+    // 11 MiB held for the life of the server).
     jsonschema::draft202012::options()
         .should_validate_formats(false)
         .should_ignore_unknown_formats(true)
@@ -168,7 +171,7 @@ impl InputValidator {
         depth: usize,
     ) {
         for err in validator.iter_errors(instance) {
-            let keyword_path = err.schema_path.as_str();
+            let keyword_path = err.evaluation_path().as_str();
             let (start, keyword_path) = match branch {
                 Some(b) => (
                     b,
@@ -178,7 +181,7 @@ impl InputValidator {
             };
             let owner_path = keyword_path.rsplit_once('/').map_or("", |(p, _)| p);
             let owner = schema::node_at_keyword_path(&self.schema, start, owner_path);
-            let at = format!("{base}{}", err.instance_path.as_str());
+            let at = format!("{base}{}", err.instance_path().as_str());
             self.map_error(&err, owner, &at, out, depth);
         }
     }
@@ -193,11 +196,11 @@ impl InputValidator {
         out: &mut Vec<Raw>,
         depth: usize,
     ) {
-        let value: &Value = &err.instance;
+        let value: &Value = err.instance();
         let mut push = |pointer: String, message: String| out.push(Raw { pointer, message });
         let got = describe_value(value);
         use ValidationErrorKind as K;
-        match &err.kind {
+        match err.kind() {
             K::Required { property } => {
                 let name = property
                     .as_str()
@@ -322,14 +325,14 @@ impl InputValidator {
             K::Format { format } => push(at.to_string(), format!("is not a valid {format}")),
             K::PropertyNames { error } => push(
                 at.to_string(),
-                format!("has an invalid field name {}", compact(&error.instance)),
+                format!("has an invalid field name {}", compact(error.instance())),
             ),
-            K::OneOfMultipleValid => push(
+            K::OneOfMultipleValid { .. } => push(
                 at.to_string(),
                 "matches more than one of the allowed variants".into(),
             ),
-            K::AnyOf | K::OneOfNotValid => {
-                let keyword = if matches!(err.kind, K::AnyOf) {
+            K::AnyOf { .. } | K::OneOfNotValid { .. } => {
+                let keyword = if matches!(err.kind(), K::AnyOf { .. }) {
                     "anyOf"
                 } else {
                     "oneOf"
@@ -344,7 +347,7 @@ impl InputValidator {
                     }),
                 }
             }
-            K::Custom { message } => push(at.to_string(), message.clone()),
+            K::Custom { message, .. } => push(at.to_string(), message.clone()),
             _ => push(at.to_string(), err.to_string()),
         }
     }
