@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 from infsh_worker.loader import LoadFailed, load
-from infsh_worker.protocol import Channel, HostGone, Reader
+from infsh_worker.protocol import Channel, HostGone, Reader, exit_protocol_error
 
 
 def _flush() -> None:
@@ -31,15 +32,10 @@ def _flush() -> None:
 
 
 def _host_gone(reason: str) -> None:
-    # Called on the reader thread. Nobody is left to answer to; os._exit
+    # Called on the start-up reader thread or the loop. Nobody is left to answer to; os._exit
     # because app threads (and the call pool) must not keep the process up.
     _flush()
     os._exit(0)
-
-
-def _protocol_error(reason: str) -> None:
-    print(f"infsh worker: protocol error, exiting: {reason}", file=sys.stderr, flush=True)
-    os._exit(2)
 
 
 def _default_logging() -> None:
@@ -71,8 +67,13 @@ def main() -> None:
         os._exit(2)
 
     channel = Channel(fd, spill_dir)
-    reader = Reader(channel, on_gone=_host_gone, on_error=_protocol_error)
-    reader.start()
+    zygote = os.environ.get("INFSH_ZYGOTE") == "1"
+    reader: Optional[Reader] = None
+    if not zygote:
+        # A zygote must stay single-threaded to fork; PR_SET_PDEATHSIG ends
+        # it with the host.
+        reader = Reader(channel, on_gone=_host_gone, on_error=exit_protocol_error)
+        reader.start()
 
     try:
         loaded = load(app_dir)
@@ -105,7 +106,20 @@ def main() -> None:
         os._exit(1)
 
     _default_logging()
+    if zygote:
+        # What every worker needs, imported once here instead of per child.
+        import asyncio  # noqa: F401
 
+        import infsh_worker.runtime  # noqa: F401
+        from infsh_worker import zygote as zygote_mod
+
+        zygote_mod.serve(fd, lambda child: _serve(child, loaded, functions, setup, lambda: []))
+    assert reader is not None
+    _serve(channel, loaded, functions, setup, reader.handover)
+
+
+def _serve(channel: Channel, loaded, functions, setup, handover) -> None:
+    """Runs the worker's serve loop until ``bye``, then exits the process."""
     import asyncio
 
     from infsh_worker.runtime import Runtime, flush_stdio
@@ -116,7 +130,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(runtime.serve(reader.attach))
+        loop.run_until_complete(runtime.serve(handover, _host_gone))
     except BaseException:
         import traceback
 
@@ -128,7 +142,6 @@ def main() -> None:
     # pool threads of calls still running, and the host waits for the exit.
     flush_stdio()
     os._exit(0)
-
 
 if __name__ == "__main__":
     main()

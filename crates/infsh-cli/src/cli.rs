@@ -187,6 +187,11 @@ pub struct ServeArgs {
     /// Start every app's workers (and run their setup) at boot instead of at the first call.
     #[arg(long)]
     pub preload: bool,
+    /// Start every worker as a new interpreter instead of forking it from the
+    /// app's zygote (an interpreter that imported the app once; apps whose
+    /// import starts threads or CUDA are never forked).
+    #[arg(long)]
+    pub no_fork: bool,
     /// Worker processes per app; each runs setup once and serves every function.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256), value_name = "N")]
     pub replicas: u32,

@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub public_url: String,
     /// Secret values available to apps (`secrets`/`integrations` of inf.yml), by key.
     pub secrets: std::collections::BTreeMap<String, String>,
+    /// Fork each app's workers from a zygote that imported the app once
+    /// (a second replica or a restart after a crash in milliseconds), where
+    /// that is safe; false starts every worker as a new interpreter.
+    pub fork_workers: bool,
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.

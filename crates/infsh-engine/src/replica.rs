@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use infsh_protocol::Ready;
 use infsh_store::{LogEntry, LogType};
-use infsh_worker::{LogLine, Worker, WorkerConfig, WorkerError};
+use infsh_worker::{LogLine, Worker, WorkerConfig, WorkerError, Zygote, ZygoteStart};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -160,10 +160,71 @@ pub(crate) fn setup_error(e: WorkerError) -> (String, Option<String>) {
     }
 }
 
-/// Prepares the environment, starts a worker, and with `setup` runs it.
+/// An app's zygote (`infsh_worker::Zygote`): started with the app's first
+/// worker, then every worker of the app (a second replica, a replacement
+/// after a crash) is forked from it in milliseconds. Apps it cannot fork
+/// safely, and `--no-fork`, get ordinary worker starts.
+#[derive(Default)]
+pub(crate) struct ZygoteSlot(tokio::sync::Mutex<ZygoteState>);
+
+#[derive(Default)]
+enum ZygoteState {
+    #[default]
+    None,
+    Ready(Zygote),
+    /// Forking this app is not safe (the reason was logged once).
+    Refused,
+}
+
+impl ZygoteSlot {
+    /// A worker forked from the app's zygote (started first if needed).
+    async fn worker(
+        &self,
+        app: &str,
+        cfg: WorkerConfig,
+        idle_logs: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<(Worker, Ready), WorkerError> {
+        let mut state = self.0.lock().await;
+        match &*state {
+            ZygoteState::Ready(zygote) if !zygote.is_gone() => {
+                let zygote = zygote.clone();
+                drop(state);
+                match zygote.fork(idle_logs.clone()).await {
+                    // It died under the fork: one more try with a new one.
+                    Err(_) if zygote.is_gone() => {}
+                    other => return other,
+                }
+                state = self.0.lock().await;
+            }
+            ZygoteState::Refused => {
+                drop(state);
+                return Worker::start(cfg, idle_logs).await;
+            }
+            _ => {}
+        }
+        match Zygote::start(cfg.clone(), idle_logs.clone()).await? {
+            ZygoteStart::Ready(zygote) => {
+                tracing::debug!(app, pid = zygote.pid(), "zygote started");
+                *state = ZygoteState::Ready(zygote.clone());
+                drop(state);
+                zygote.fork(idle_logs).await
+            }
+            ZygoteStart::NotForkable(reason) => {
+                tracing::info!(app, %reason, "workers of this app are started, not forked");
+                *state = ZygoteState::Refused;
+                drop(state);
+                Worker::start(cfg, idle_logs).await
+            }
+        }
+    }
+}
+
+/// Prepares the environment, starts a worker (forked from the app's
+/// zygote unless that is off), and with `setup` runs it.
 pub(crate) async fn start_worker(
     shared: Arc<Shared>,
     entry: Arc<AppEntry>,
+    zygote: Arc<ZygoteSlot>,
     setup: Option<Value>,
 ) -> Result<Started, StartFailure> {
     let logs = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
@@ -222,20 +283,26 @@ pub(crate) async fn start_worker(
             tracing::info!(app = %app_id, stream = ?line.stream, "{text}");
         }
     });
-    let (worker, ready) =
-        match tokio::time::timeout(START_TIMEOUT, Worker::start(cfg, idle_tx)).await {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => return Err(start_error(e)),
-            Err(_) => {
-                return Err(StartFailure::load(
-                    format!(
-                        "the worker did not start within {}s",
-                        START_TIMEOUT.as_secs()
-                    ),
-                    None,
-                ))
-            }
-        };
+    let start = async {
+        if shared.config.fork_workers {
+            zygote.worker(&entry.id, cfg, idle_tx).await
+        } else {
+            Worker::start(cfg, idle_tx).await
+        }
+    };
+    let (worker, ready) = match tokio::time::timeout(START_TIMEOUT, start).await {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => return Err(start_error(e)),
+        Err(_) => {
+            return Err(StartFailure::load(
+                format!(
+                    "the worker did not start within {}s",
+                    START_TIMEOUT.as_secs()
+                ),
+                None,
+            ))
+        }
+    };
     inc(&shared.metrics.workers_started);
     tracing::info!(app = %entry.id, pid = worker.pid(), functions = ready.functions.len(), "worker started");
 

@@ -44,7 +44,8 @@ use crate::app_info::AppInfo;
 use crate::handle::{AppHandle, AppStatus, CancelReply, Command, QueuedTask};
 use crate::registry::AppEntry;
 use crate::replica::{
-    start_worker, worker_id, Replica, ReplicaState, StartFailure, Started, Up, KILL_GRACE,
+    start_worker, worker_id, Replica, ReplicaState, StartFailure, Started, Up, ZygoteSlot,
+    KILL_GRACE,
 };
 use crate::shared::Shared;
 use crate::tracker::Tracker;
@@ -150,6 +151,8 @@ struct Actor {
     draining: Arc<AtomicBool>,
     shutdown: Option<(oneshot::Sender<()>, bool)>,
     tasks: JoinSet<()>,
+    /// The app's zygote, which its workers are forked from.
+    zygote: Arc<ZygoteSlot>,
 }
 
 /// Starts the actor of one app.
@@ -181,6 +184,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
         draining: draining.clone(),
         shutdown: None,
         tasks: JoinSet::new(),
+        zygote: Arc::default(),
     };
     tokio::spawn(actor.run());
     AppHandle {
@@ -466,7 +470,12 @@ impl Actor {
         let replica = &mut self.replicas[idx];
         replica.generation += 1;
         let generation = replica.generation;
-        let start = start_worker(self.shared.clone(), self.entry.clone(), setup);
+        let start = start_worker(
+            self.shared.clone(),
+            self.entry.clone(),
+            self.zygote.clone(),
+            setup,
+        );
         let events = self.events_tx.clone();
         let abort = self.tasks.spawn(async move {
             let result = start.await.map(Box::new);

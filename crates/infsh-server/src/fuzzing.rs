@@ -125,6 +125,7 @@ fn harness() -> &'static Harness {
             cancel_grace: Duration::from_secs(1),
             public_url: "http://127.0.0.1:9".into(),
             secrets: Default::default(),
+            fork_workers: true,
         };
         let engine = rt
             .block_on(Engine::start(config))

@@ -98,6 +98,7 @@ async fn refuses_non_loopback_without_keys() {
         cancel_grace: Duration::from_secs(1),
         public_url: "http://127.0.0.1:9".into(),
         secrets: Default::default(),
+        fork_workers: true,
     })
     .await
     .unwrap();

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::channel::{self, Inbound, Outgoing};
 use crate::logs::{LogPipe, StderrTail};
-use crate::spawn::{ProcessGroup, Spawned};
+use crate::spawn::{ExitSource, ProcessGroup, Spawned};
 use crate::{
     CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, LogStream, WorkerError,
 };
@@ -99,7 +99,7 @@ pub fn start(
     startup: Reply<Ready>,
 ) -> mpsc::UnboundedSender<Command> {
     let Spawned {
-        mut child,
+        exit,
         pid,
         socket,
         stdout,
@@ -110,9 +110,18 @@ pub fn start(
     // waited for even after the actor is gone.
     let (exit_tx, exit_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let status = child.wait().await;
-        let _ = exit_tx
-            .send(status.map_or_else(|_| ExitDescription::unknown(), ExitDescription::from_status));
+        let status = match exit {
+            ExitSource::Child(mut child) => child
+                .wait()
+                .await
+                .map_or_else(|_| ExitDescription::unknown(), ExitDescription::from_status),
+            ExitSource::Reported { status, guard } => {
+                let status = status.await.unwrap_or_else(|_| ExitDescription::unknown());
+                drop(guard);
+                status
+            }
+        };
+        let _ = exit_tx.send(status);
     });
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let actor = Actor {

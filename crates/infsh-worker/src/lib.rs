@@ -15,7 +15,9 @@
 //! Modules: `spawn` starts the process, `actor` supervises it, `channel`
 //! moves frames over the socket, `logs` splits the app's output into lines,
 //! `runtime_files` extracts the embedded Python runtime, `error` says what
-//! went wrong, `worker` is the public handle.
+//! went wrong, `worker` is the public handle, `zygote` keeps an imported app
+//! to fork workers from (a worker in milliseconds instead of an interpreter
+//! start).
 //!
 //! One caveat inherited from Linux: `PR_SET_PDEATHSIG` fires when the
 //! *thread* that spawned the child exits. Call [`Worker::start`] from a
@@ -29,6 +31,7 @@ mod logs;
 mod runtime_files;
 mod spawn;
 mod worker;
+mod zygote;
 
 use std::path::PathBuf;
 
@@ -39,6 +42,7 @@ pub use error::{ExitDescription, WorkerError};
 pub use infsh_protocol::{self as protocol, Ready};
 pub use logs::{MAX_LINE_BYTES, STDERR_TAIL_LINES};
 pub use worker::Worker;
+pub use zygote::{Zygote, ZygoteStart};
 
 /// How to start a worker.
 #[derive(Debug, Clone)]

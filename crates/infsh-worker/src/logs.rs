@@ -148,6 +148,11 @@ impl LogPipe {
         }
     }
 
+    /// The pipe reached EOF (or failed).
+    pub fn is_closed(&self) -> bool {
+        self.rx.is_none()
+    }
+
     /// One read (at most [`MAX_LINE_BYTES`]); complete lines go to `out`.
     /// Used after [`LogPipe::readable`]: one read per wake-up keeps a
     /// flooding pipe from starving the actor's other work.

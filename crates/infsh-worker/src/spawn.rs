@@ -20,7 +20,7 @@ use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-use crate::{WorkerConfig, WorkerError};
+use crate::{ExitDescription, WorkerConfig, WorkerError};
 
 /// The child's fd for the protocol channel (`INFSH_PROTOCOL_FD`).
 pub const PROTOCOL_FD: i32 = 3;
@@ -37,10 +37,31 @@ pub struct Paths {
     pub file_cache_dir: PathBuf,
 }
 
+/// How the host learns that a worker process ended, and how.
+pub enum ExitSource {
+    /// Our own child: waited for directly.
+    Child(Child),
+    /// Forked by a zygote, which reaps it and reports its wait status. The
+    /// guard keeps the zygote alive as long as the worker may run (its
+    /// workers die with it).
+    Reported {
+        status: tokio::sync::oneshot::Receiver<ExitDescription>,
+        guard: Box<dyn std::any::Any + Send>,
+    },
+}
+
 pub struct Spawned {
-    pub child: Child,
+    pub exit: ExitSource,
     pub pid: u32,
     pub socket: UnixStream,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+}
+
+/// A started interpreter, before its channel is wrapped.
+pub struct Process {
+    pub child: Child,
+    pub pid: u32,
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
 }
@@ -51,10 +72,43 @@ pub fn spawn(cfg: &WorkerConfig, paths: &Paths) -> Result<Spawned, WorkerError> 
         source,
     };
     let (parent_end, child_end) = StdUnixStream::pair().map_err(spawn_err)?;
+    let process = start_process(cfg, paths, child_end.into(), &[])?;
+    let socket = parent_end
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(parent_end));
+    match socket {
+        Ok(socket) => Ok(Spawned {
+            pid: process.pid,
+            exit: ExitSource::Child(process.child),
+            socket,
+            stdout: process.stdout,
+            stderr: process.stderr,
+        }),
+        Err(e) => {
+            signal_group(process.pid, Signal::SIGKILL);
+            Err(WorkerError::Protocol(format!(
+                "setting up the worker's channels: {e}"
+            )))
+        }
+    }
+}
+
+/// Starts `python -u -m infsh_worker` with `child_end` as its protocol fd,
+/// `extra_env` on top of the usual environment.
+pub fn start_process(
+    cfg: &WorkerConfig,
+    paths: &Paths,
+    child_end: OwnedFd,
+    extra_env: &[(&str, &str)],
+) -> Result<Process, WorkerError> {
+    let spawn_err = |source| WorkerError::Spawn {
+        python: cfg.python.clone(),
+        source,
+    };
     // Both ends are CLOEXEC, so no other child inherits them. The child end
     // must not be 0-2: the stdio set-up in the forked child would overwrite
     // it before `pre_exec` moves it to fd 3. `try_clone` dups to fd >= 3.
-    let mut child_end = OwnedFd::from(child_end);
+    let mut child_end = child_end;
     if child_end.as_raw_fd() < PROTOCOL_FD {
         child_end = child_end.try_clone().map_err(spawn_err)?;
     }
@@ -71,6 +125,9 @@ pub fn spawn(cfg: &WorkerConfig, paths: &Paths) -> Result<Spawned, WorkerError> 
         // The actor kills the whole group; this would only kill the leader.
         .kill_on_drop(false);
     for (key, value) in environment(cfg, paths) {
+        cmd.env(key, value);
+    }
+    for (key, value) in extra_env {
         cmd.env(key, value);
     }
     // SAFETY: runs in the forked child before exec. Only async-signal-safe
@@ -110,25 +167,21 @@ pub fn spawn(cfg: &WorkerConfig, paths: &Paths) -> Result<Spawned, WorkerError> 
     drop(child_end);
     let pid = child.id().expect("a just-spawned child has a pid");
 
-    let io_err =
-        |source| WorkerError::Protocol(format!("setting up the worker's channels: {source}"));
     let to_pipe = |fd: io::Result<OwnedFd>| fd.and_then(pipe::Receiver::from_owned_fd);
     let stdout = to_pipe(child.stdout.take().expect("piped").into_owned_fd());
     let stderr = to_pipe(child.stderr.take().expect("piped").into_owned_fd());
-    let socket = parent_end
-        .set_nonblocking(true)
-        .and_then(|()| UnixStream::from_std(parent_end));
-    match (stdout, stderr, socket) {
-        (Ok(stdout), Ok(stderr), Ok(socket)) => Ok(Spawned {
+    match (stdout, stderr) {
+        (Ok(stdout), Ok(stderr)) => Ok(Process {
             child,
             pid,
-            socket,
             stdout,
             stderr,
         }),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+        (Err(e), _) | (_, Err(e)) => {
             signal_group(pid, Signal::SIGKILL);
-            Err(io_err(e))
+            Err(WorkerError::Protocol(format!(
+                "setting up the worker's channels: {e}"
+            )))
         }
     }
 }

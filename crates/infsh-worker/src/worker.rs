@@ -2,6 +2,7 @@
 //! (`actor.rs`) and awaits its answer on a oneshot channel; no state is
 //! shared, so there is no lock to hold across an `.await`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use infsh_protocol::{CallId, Ready};
@@ -9,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{self, Command};
+use crate::spawn::Spawned;
 use crate::{
     spawn, CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, WorkerConfig, WorkerError,
 };
@@ -49,9 +51,18 @@ impl Worker {
                 return Err(e);
             }
         };
+        Worker::attach(spawned, paths.spill_dir, idle_logs).await
+    }
+
+    /// Supervises a started (or forked) process and waits for its `ready`.
+    pub(crate) async fn attach(
+        spawned: Spawned,
+        spill_dir: PathBuf,
+        idle_logs: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<(Worker, Ready), WorkerError> {
         let pid = spawned.pid;
         let (ready_tx, ready_rx) = oneshot::channel();
-        let commands = actor::start(spawned, paths.spill_dir, idle_logs, ready_tx);
+        let commands = actor::start(spawned, spill_dir, idle_logs, ready_tx);
         // Held while waiting: if this future is dropped, so is the last
         // handle, and the actor kills the process group.
         let worker = Worker { commands, pid };

@@ -116,6 +116,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         cancel_grace: seconds("--cancel-grace", args.cancel_grace)?,
         public_url,
         secrets,
+        fork_workers: !args.no_fork,
     };
     let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
     let server_config = ServerConfig {

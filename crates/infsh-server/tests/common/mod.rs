@@ -111,6 +111,7 @@ pub async fn start(setup: Setup) -> TestServer {
         cancel_grace: Duration::from_secs(2),
         public_url: setup.public_url.clone(),
         secrets: Default::default(),
+        fork_workers: true,
     };
     (setup.tweak)(&mut config, dir.path());
     let engine = Engine::start(config).await.expect("engine starts");
