@@ -233,6 +233,15 @@ def _warn(msg: str) -> None:
 def discover_functions(app_class: type) -> List[FunctionInfo]:
     """Every exposed function of ``app_class`` (SPEC §4), sorted by name."""
     found: List[FunctionInfo] = []
+    # Functions often share models (one input model for several functions);
+    # each model's schema is generated once: it is most of discovery's time.
+    schemas: Dict[type, Dict[str, Any]] = {}
+
+    def schema_of(model: type) -> Dict[str, Any]:
+        if model not in schemas:
+            schemas[model] = model.model_json_schema()
+        return schemas[model]
+
     for name in sorted(dir(app_class)):
         if name.startswith("_") or name in _LIFECYCLE or hasattr(BaseModel, name):
             continue
@@ -276,8 +285,8 @@ def discover_functions(app_class: type) -> List[FunctionInfo]:
         try:
             entry: Dict[str, Any] = {
                 "description": description(fn),
-                "input_schema": input_model.model_json_schema(),
-                "output_schema": output_model.model_json_schema(),
+                "input_schema": schema_of(input_model),
+                "output_schema": schema_of(output_model),
             }
         except Exception as e:
             raise DiscoveryError(f"cannot build the schema of function {name!r}: {type(e).__name__}: {e}") from e

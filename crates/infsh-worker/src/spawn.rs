@@ -272,6 +272,15 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// [`prepare_paths`] on a blocking thread.
+pub async fn prepare_paths_async(cfg: &WorkerConfig) -> Result<Paths, WorkerError> {
+    let cfg = cfg.clone();
+    match tokio::task::spawn_blocking(move || prepare_paths(&cfg)).await {
+        Ok(paths) => paths,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Makes the per-worker folders and returns them. Blocking: run it from
 /// `spawn_blocking`.
 pub fn prepare_paths(cfg: &WorkerConfig) -> Result<Paths, WorkerError> {

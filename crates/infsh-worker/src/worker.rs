@@ -37,13 +37,7 @@ impl Worker {
         cfg: WorkerConfig,
         idle_logs: mpsc::UnboundedSender<LogLine>,
     ) -> Result<(Worker, Ready), WorkerError> {
-        let paths = {
-            let cfg = cfg.clone();
-            match tokio::task::spawn_blocking(move || spawn::prepare_paths(&cfg)).await {
-                Ok(paths) => paths?,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        };
+        let paths = spawn::prepare_paths_async(&cfg).await?;
         let spawned = match spawn::spawn(&cfg, &paths) {
             Ok(spawned) => spawned,
             Err(e) => {

@@ -100,13 +100,7 @@ impl Zygote {
         cfg: WorkerConfig,
         idle_logs: mpsc::UnboundedSender<LogLine>,
     ) -> Result<ZygoteStart, WorkerError> {
-        let paths = {
-            let cfg = cfg.clone();
-            match tokio::task::spawn_blocking(move || spawn::prepare_paths(&cfg)).await {
-                Ok(paths) => paths?,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        };
+        let paths = spawn::prepare_paths_async(&cfg).await?;
         // The zygote itself never spills; its workers get folders of their own.
         let _ = std::fs::remove_dir(&paths.spill_dir);
         let (parent_end, child_end) = socketpair(
@@ -211,13 +205,7 @@ impl Zygote {
         idle_logs: mpsc::UnboundedSender<LogLine>,
     ) -> Result<(Worker, Ready), WorkerError> {
         let inner = &self.inner;
-        let paths = {
-            let cfg = inner.cfg.clone();
-            match tokio::task::spawn_blocking(move || spawn::prepare_paths(&cfg)).await {
-                Ok(paths) => paths?,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        };
+        let paths = spawn::prepare_paths_async(&inner.cfg).await?;
         let io = |e: std::io::Error| protocol(format!("preparing a forked worker: {e}"));
         let (host_end, worker_end) = std::os::unix::net::UnixStream::pair().map_err(io)?;
         let (stdout_rx, stdout_tx) = pipe_pair().map_err(io)?;
