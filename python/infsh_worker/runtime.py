@@ -259,7 +259,7 @@ class Runtime:
             loop.remove_reader(fd)
 
     def _dispatch(self, msg: Dict[str, Any]) -> None:
-        if self._finished.done():
+        if self._shutdown_task is not None:
             return  # shutting down: nothing else is started
         kind = msg.get("type")
         if kind == "setup":
