@@ -134,7 +134,13 @@ def serve(fd: int, become_worker: Callable[[Channel], None]) -> None:
                     stream.flush()  # or the child would write it again
                 except Exception:
                     pass
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as e:
+                # Out of memory or processes: the host sees the zygote go,
+                # fails this start and tries a new zygote (backed off).
+                print(f"infsh zygote: fork failed: {e}", file=sys.stderr, flush=True)
+                os._exit(1)
             if pid > 0:
                 try:
                     # Also here, so the group exists whichever runs first.
