@@ -113,7 +113,7 @@ def main() -> None:
         import infsh_worker.runtime  # noqa: F401
         from infsh_worker import zygote as zygote_mod
 
-        zygote_mod.serve(fd, lambda child: _serve(child, loaded, functions, setup, lambda: []))
+        zygote_mod.serve(channel, lambda child: _serve(child, loaded, functions, setup, lambda: []))
     assert reader is not None
     _serve(channel, loaded, functions, setup, reader.handover)
 

@@ -32,7 +32,7 @@ import socket
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from .protocol import Channel, decode, encode
+from .protocol import Channel, decode
 
 _MAX_MESSAGE = 64 * 1024
 _PR_SET_PDEATHSIG = 1
@@ -58,12 +58,7 @@ def unsafe_to_fork() -> Optional[str]:
     return None
 
 
-def _send(sock: socket.socket, msg: Dict[str, Any]) -> None:
-    data = encode(msg)
-    sock.send(len(data).to_bytes(4, "big") + data)
-
-
-def _reap(sock: socket.socket) -> None:
+def _reap(channel: Channel) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -71,17 +66,18 @@ def _reap(sock: socket.socket) -> None:
             return
         if pid == 0:
             return
-        _send(sock, {"type": "exited", "pid": pid, "status": status})
+        channel.write({"type": "exited", "pid": pid, "status": status})
 
 
-def serve(fd: int, become_worker: Callable[[Channel], None]) -> None:
+def serve(channel: Channel, become_worker: Callable[[Channel], None]) -> None:
     """Answers ``fork`` requests until the host closes the channel; never
     returns. In each forked child ``become_worker`` runs the worker (and
-    never returns either)."""
-    sock = socket.socket(fileno=fd)
+    never returns either). Frames go out with ``channel.write``: on a
+    SEQPACKET socket each frame is one message."""
+    sock = socket.socket(fileno=channel.fd)
     reason = unsafe_to_fork()
     if reason is not None:
-        _send(sock, {"type": "zygote_ready", "pid": os.getpid(), "forkable": False, "reason": reason})
+        channel.write({"type": "zygote_ready", "pid": os.getpid(), "forkable": False, "reason": reason})
         # The host starts ordinary workers; nothing is left to do here.
         sock.recv(1)
         os._exit(0)
@@ -94,7 +90,7 @@ def serve(fd: int, become_worker: Callable[[Channel], None]) -> None:
     # so copy) their pages in every child. (No gc.collect() first: it costs
     # 15-20 ms of cold start for the little garbage an import leaves.)
     gc.freeze()
-    _send(sock, {"type": "zygote_ready", "pid": os.getpid(), "forkable": True, "reason": None})
+    channel.write({"type": "zygote_ready", "pid": os.getpid(), "forkable": True, "reason": None})
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -111,7 +107,7 @@ def serve(fd: int, become_worker: Callable[[Channel], None]) -> None:
         for ready_fd, _ in events:
             if ready_fd == wake_r:
                 os.read(wake_r, 4096)
-                _reap(sock)
+                _reap(channel)
                 continue
             try:
                 data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 3)
@@ -151,7 +147,7 @@ def serve(fd: int, become_worker: Callable[[Channel], None]) -> None:
                 _child(fds, msg, zygote_pid, [sock.fileno(), wake_r, wake_w], libc, become_worker)
             for child_fd in fds:
                 os.close(child_fd)
-            _send(sock, {"type": "forked", "pid": pid})
+            channel.write({"type": "forked", "pid": pid})
 
 
 def _child(

@@ -197,8 +197,10 @@ where
 }
 
 /// The 4-byte header (filled in here) followed by the JSON, in one buffer so
-/// the frame goes out in one write.
-fn encode_frame<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, FrameError> {
+/// the frame goes out in one write (or one message on a transport that keeps
+/// message boundaries, as the zygote's channel does). No size check: that is
+/// [`write_message`]'s.
+pub fn encode_frame<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let mut frame = vec![0u8; 4];
     serde_json::to_writer(&mut frame, msg).map_err(FrameError::Encode)?;
     let len = frame.len() - 4;

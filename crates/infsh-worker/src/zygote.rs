@@ -27,6 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use infsh_protocol::frame::encode_frame;
 use infsh_protocol::Ready;
 use nix::sys::socket::{
     recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
@@ -262,11 +263,8 @@ fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// One frame (4-byte length, JSON) as one SEQPACKET message, with `fds`.
 fn send_frame(socket: RawFd, msg: &Value, fds: &[RawFd]) -> std::io::Result<()> {
-    let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    let len = u32::try_from(body.len())
-        .map_err(std::io::Error::other)?
-        .to_be_bytes();
-    let iov = [IoSlice::new(&len), IoSlice::new(&body)];
+    let frame = encode_frame(msg).map_err(std::io::Error::other)?;
+    let iov = [IoSlice::new(&frame)];
     let cmsg = [ControlMessage::ScmRights(fds)];
     sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
     Ok(())
@@ -283,7 +281,9 @@ fn read_loop(socket: OwnedFd, shared: Arc<Mutex<Shared>>, first: oneshot::Sender
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => 0,
         };
-        let msg: Option<Value> = (n > 4)
+        // One message is one whole frame: its header must say so.
+        let whole = n > 4 && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize == n - 4;
+        let msg: Option<Value> = whole
             .then(|| serde_json::from_slice(&buf[4..n]).ok())
             .flatten();
         let Some(msg) = msg else {

@@ -109,19 +109,21 @@ fn json_problem(e: serde_json::Error) -> Problem {
 }
 
 impl FunctionRunBody {
+    /// The same run as a [`RunBody`] naming the app and function of the
+    /// path: one mapping to the engine's request for both routes.
     fn into_request(self, namespace: &str, name: &str, function: &str) -> (RunRequest, bool) {
-        let wait = self.wait.unwrap_or(false);
-        let req = RunRequest {
+        RunBody {
             app: format!("{namespace}/{name}"),
             function: Some(function.to_string()),
-            input: input_or_empty(self.input),
+            input: self.input,
             setup: self.setup,
             webhook: self.webhook,
             session: self.session,
             metadata: self.metadata,
-            timeout_secs: self.timeout,
-        };
-        (req, wait)
+            wait: self.wait,
+            timeout: self.timeout,
+        }
+        .into_request()
     }
 }
 
