@@ -149,6 +149,20 @@ async fn four_functions_share_one_worker_and_one_setup() {
 async fn streaming_snapshots_reach_subscribers() {
     let fx = Fixture::new(&["functions-variety"]);
     let engine = fx.engine().await;
+    // One worker, one call at a time: this first task keeps the worker busy
+    // (three snapshots 0.4 s apart), so the task under test is still QUEUED
+    // when it is subscribed to. Without it, a warm (forked) worker could
+    // take the task before the subscription and the first snapshot would
+    // already say SETTING_UP.
+    let busy = submit(
+        &engine,
+        run(
+            "tests/functions-variety",
+            Some("stream_fn"),
+            json!({"delay": 0.4}),
+        ),
+    )
+    .await;
     let task = submit(
         &engine,
         run(
@@ -195,6 +209,10 @@ async fn streaming_snapshots_reach_subscribers() {
         TaskStatus::Completed
     );
     assert!(again.recv().await.is_none());
+    assert_eq!(
+        finished(&engine, &busy.record.id).await.record.status,
+        TaskStatus::Completed
+    );
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }
