@@ -298,6 +298,18 @@ def configs(p):
                                 launch=launch, req=infsh_run_req(fn), expect=INFSH_EXPECT,
                                 second=(infsh_run_req("lower", "HeLLo"), '"text":"hello"'),
                                 perf=(fn == "run" and conc == 64)))
+        # The store commits without waiting for the disk; flushed within a
+        # second (a crash of infsh loses nothing, a power loss that second).
+        for fn, label in (("run", "async def"), ("run_sync", "def")):
+            def launch(port, tmp):
+                apps = os.path.join(tmp, "apps")
+                shutil.copytree(os.path.join(APPS, "infsh"), apps)
+                return dict(cmd=infsh_cmd(p, apps, port, os.path.join(tmp, "data"), "--concurrency", "64",
+                                          "--durability", "relaxed"),
+                            env={"INFSH_CACHE_DIR": os.path.join(tmp, "cache")})
+            out.append(dict(system="infsh", config=f"{label}, --concurrency 64, --durability relaxed",
+                            launch=launch, req=infsh_run_req(fn), expect=INFSH_EXPECT,
+                            second=(infsh_run_req("lower", "HeLLo"), '"text":"hello"')))
         if p.tmpfs:
             # Not a config anyone should run: the task store on tmpfs, where
             # fsync costs nothing. It shows what the store's commits cost.
@@ -496,31 +508,40 @@ def ttfs(port, n):
             "note": "the app yields 3 snapshots, the first at once, then 10 ms apart"}
 
 
+# Stages of infsh's Server-Timing header, in the order a task meets them;
+# "outside" is added by loadgen: the client's latency less the server's total.
+STAGES = (
+    ("outside", "HTTP: request and reply parsing/writing, loopback, the client (client latency - server total)"),
+    ("accept", "accept: app/function lookup, input validation, the insert queued, the task queued"),
+    ("queue", "queue: until the scheduler dispatched it to the worker"),
+    ("dispatch", "dispatch: status writes, the call handed to the worker"),
+    ("ipc", "IPC: the worker round trip less the worker's own time (framing, socket, wake-ups)"),
+    ("python", "Python: the worker's own time (validate input, call, dump output)"),
+    ("store", "store: the durable end (commit)"),
+    ("wake", "wake: the waiting request reads the end"),
+    ("total", "server total (accept .. wake)"),
+)
+
+
 def breakdown(p):
-    """Overhead of the full path, estimated from outside (no tracing spans
-    time the stages): each row is one more stage than the row before."""
-    tree, port = start_infsh(p, os.path.join(APPS, "infsh"), "infsh-breakdown", "--queue-capacity", "1000000")
-    try:
-        first_correct(tree, port, infsh_run_req("run"), INFSH_EXPECT)
-        out = {}
-        out["health"] = loadgen(port, {"method": "GET", "path": "/health"}, '"ok"', "seq", p)
-        bad = {"method": "POST", "path": "/v1/run",
-               "body": {"app": "bench/upper", "function": "run", "input": {"text": 5}, "wait": True}}
-        out["rejected_422"] = loadgen(port, bad, "validation_error", "seq", p, extra=["--ok-status", "422"])
-        # Submissions return at once; their tasks still run after. Keep the
-        # queue short: a few hundred submissions, then let it drain.
-        sp = argparse.Namespace(**vars(p))
-        sp.n, sp.warmup = min(p.n, 300), 20
-        out["submit_no_wait"] = loadgen(port, infsh_run_req("run", wait=False), '"id"', "seq", sp)
-        drain_deadline = time.time() + 60
-        while time.time() < drain_deadline:
-            st, body = call_once(port, "GET", "/ready")
-            if st == 200 and '"queued":0' in body.decode().replace(" ", "") and '"busy":0' in body.decode().replace(" ", ""):
-                break
-            time.sleep(0.1)
-        out["full_wait_true"] = loadgen(port, infsh_run_req("run"), INFSH_EXPECT, "seq", p)
-    finally:
-        stop_infsh(tree)
+    """Where a sequential `wait` run's time goes, from the server's own
+    stage timestamps (`--server-timing`: a Server-Timing header on every
+    reply, collected by loadgen), for the best c1 config with each
+    durability; with the worker round trip alone and the Python call in
+    process for reference."""
+    out = {"stages": {}}
+    for durability in ("relaxed", "full"):
+        tree, port = start_infsh(p, os.path.join(APPS, "infsh"), f"infsh-breakdown-{durability}",
+                                 "--concurrency", "64", "--durability", durability, "--server-timing")
+        try:
+            first_correct(tree, port, infsh_run_req("run"), INFSH_EXPECT)
+            run = loadgen(port, infsh_run_req("run"), INFSH_EXPECT, "seq", p)
+        finally:
+            stop_infsh(tree)
+        if not run.get("server_timing"):
+            raise RuntimeError("no Server-Timing header in infsh's replies")
+        out["stages"][durability] = {"client_p50_ms": run["p50_ms"], "client_p99_ms": run["p99_ms"],
+                                     "stages": run["server_timing"]}
     ipc = subprocess.run([IPC, p.infsh_python, os.path.join(APPS, "infsh", "upper"), "run",
                           str(p.n), str(p.warmup), "32", str(min(p.duration, 5))],
                          capture_output=True, text=True, timeout=300)
@@ -533,21 +554,6 @@ def breakdown(p):
     if py.returncode != 0:
         raise RuntimeError(f"in-process bench failed: {py.stderr[-2000:]}")
     out["python_inproc"] = json.loads(py.stdout)
-    h = out["health"]["p50_ms"]
-    v = out["rejected_422"]["p50_ms"]
-    s = out["submit_no_wait"]["p50_ms"]
-    i = out["ipc"]["seq"]["p50_ms"]
-    y = out["python_inproc"]["p50_ms"]
-    f = out["full_wait_true"]["p50_ms"]
-    out["stages_p50_ms"] = [
-        ["HTTP (infsh's router: GET /health)", h],
-        ["+ body parse, app/function lookup, input validation (422 reply)", round(v - h, 3)],
-        ["+ task stored and queued (POST /v1/run without wait)", round(s - v, 3)],
-        ["+ worker IPC round trip (Worker API, no HTTP/store)", round(i - y, 3)],
-        ["+ Python: validate input, call, dump output (in-process)", round(y, 4)],
-        ["= remainder: dispatch, status/output writes, waking the waiting request", round(f - s - i, 3)],
-        ["total (POST /v1/run wait=true)", f],
-    ]
     return out
 
 
@@ -944,21 +950,30 @@ def markdown(doc):
             if "error" in ex.get(key, {}):
                 L.append(f"- {key}: **failed**: {ex[key]['error'][:300]}")
         b = ex.get("breakdown", {})
-        if "stages_p50_ms" in b:
+        if "stages" in b:
             L.append("")
-            L.append("Overhead breakdown at c1 (p50, ms), estimated from outside: each stage is the difference between "
-                     "two measured paths (there are no per-stage tracing spans in the server).")
+            L.append("Overhead breakdown at c1 (async def, --concurrency 64, `wait` runs), from the server's own stage "
+                     "timestamps (`infsh serve --server-timing`, one Server-Timing header per reply; p50 and p99 of each "
+                     "stage over the run, so the stages do not add up exactly to the total):")
             L.append("")
-            L.append("| stage | p50 ms |")
-            L.append("|---|---:|")
-            for name, v in b["stages_p50_ms"]:
-                L.append(f"| {name} | {fmt(v, 3)} |")
+            cols = list(b["stages"])
+            L.append("| stage | " + " | ".join(f"{c} p50 ms | {c} p99 ms" for c in cols) + " |")
+            L.append("|---|" + "---:|---:|" * len(cols))
+            for key, label in STAGES:
+                cells = []
+                for c in cols:
+                    st = b["stages"][c]["stages"].get(key, {})
+                    cells.append(f"{fmt(st.get('p50_ms'), 3)} | {fmt(st.get('p99_ms'), 3)}")
+                L.append(f"| {label} | " + " | ".join(cells) + " |")
+            L.append("| client latency | " + " | ".join(
+                f"{fmt(b['stages'][c]['client_p50_ms'], 3)} | {fmt(b['stages'][c]['client_p99_ms'], 3)}" for c in cols) + " |")
             ipc = b["ipc"]
             L.append("")
             L.append(f"Worker IPC alone: c1 p50 {ipc['seq']['p50_ms']} ms ({ipc['seq']['calls_per_s']:.0f} calls/s); "
                      f"{ipc['conc']['concurrency']} calls in flight: {ipc['conc']['calls_per_s']:.0f} calls/s, "
                      f"p50 {ipc['conc']['p50_ms']} ms, p99 {ipc['conc']['p99_ms']} ms. "
-                     f"Worker start (spawn -> ready) {ipc['worker_start_s'] * 1000:.0f} ms.")
+                     f"Worker start (spawn -> ready) {ipc['worker_start_s'] * 1000:.0f} ms. "
+                     f"The Python call in process (no IPC): p50 {b['python_inproc']['p50_ms']} ms.")
         m = ex.get("multi_function", {})
         if "one app, 4 functions" in m:
             L.append("")

@@ -237,6 +237,27 @@ pub struct ServeArgs {
     /// Largest accepted request body (JSON and file uploads), in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_body_mib: u32,
+    /// When a task's stored state is on the disk: `full` flushes every commit
+    /// before going on (survives a power loss); `relaxed` goes on once
+    /// committed and flushes within a second (survives a crash or kill of
+    /// infsh, not a power loss; about 0.5 ms less per call on a typical disk).
+    #[arg(long, value_enum, env = "INFSH_DURABILITY", default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+    /// Threads for HTTP and task handling (the Python workers are processes
+    /// of their own). Default: a quarter of the CPUs, 1 to 4.
+    #[arg(long, env = "INFSH_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Answer `wait` runs with a Server-Timing header: the task's time inside
+    /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
+    #[arg(long)]
+    pub server_timing: bool,
+}
+
+/// `infsh serve --durability` (see `infsh_store::Durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    Full,
+    Relaxed,
 }
 
 const SERVE_AFTER_HELP: &str = "\

@@ -1,7 +1,9 @@
 //! End to end: what survives the server. `kill -9` with one task running
 //! and several queued, then a restart on the same data folder: every
 //! acknowledged task is still there, the queued ones complete, the
-//! interrupted one ended. And a graceful SIGTERM: exit 0, nothing left.
+//! interrupted one ended; with either `--durability` (a kill is a crash of
+//! infsh, which `relaxed` survives too). And a graceful SIGTERM: exit 0,
+//! nothing left.
 
 mod common;
 
@@ -14,9 +16,26 @@ use serde_json::json;
 
 #[test]
 fn kill_9_keeps_every_acknowledged_task_and_the_queued_ones_run_after_restart() {
+    kill_9_then_restart("full");
+}
+
+#[test]
+fn kill_9_keeps_every_acknowledged_task_with_relaxed_durability() {
+    kill_9_then_restart("relaxed");
+}
+
+fn kill_9_then_restart(durability: &str) {
     let sb = ServeSandbox::new(&[]);
     sb.add_slow_app();
-    let mut server = sb.start(&["--replicas", "1", "--concurrency", "1"]);
+    let flags = [
+        "--replicas",
+        "1",
+        "--concurrency",
+        "1",
+        "--durability",
+        durability,
+    ];
+    let mut server = sb.start(&flags);
     let long = sb.submit(
         &server,
         "tests/slow",
@@ -45,7 +64,7 @@ fn kill_9_keeps_every_acknowledged_task_and_the_queued_ones_run_after_restart() 
     let left = server.wait_no_app_processes(Duration::from_secs(15));
     assert!(left.is_empty(), "app processes outlived kill -9: {left:?}");
 
-    let server = sb.start(&["--replicas", "1", "--concurrency", "1"]);
+    let server = sb.start(&flags);
     // The interrupted task ended (it cannot be resumed) with a reason.
     let interrupted = sb.wait_task(&server, &long, Duration::from_secs(30), |t| {
         t["status"].as_u64().unwrap() >= 10

@@ -47,6 +47,10 @@ pub struct EngineConfig {
     /// (a second replica or a restart after a crash in milliseconds), where
     /// that is safe; false starts every worker as a new interpreter.
     pub fork_workers: bool,
+    /// Whether a task's stored states are on the disk before infsh goes on
+    /// (`Full`) or up to a second later (`Relaxed`: safe against a crash of
+    /// infsh, not against a power loss). See [`infsh_store::Durability`].
+    pub durability: infsh_store::Durability,
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.

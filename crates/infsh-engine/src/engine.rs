@@ -23,6 +23,7 @@ use crate::registry::{parse_app_ref, scan};
 use crate::scheduler;
 use crate::shared::Shared;
 use crate::submit::Insert;
+use crate::timing::StageClock;
 use crate::tracker::Tracker;
 use crate::webhook::Webhooks;
 
@@ -61,7 +62,7 @@ impl Engine {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| fail(&format!("cannot create {}", config.data_dir.display()), &e))?;
         let db = config.data_dir.join("infsh.db");
-        let store = SqliteStore::open_async(&db)
+        let store = SqliteStore::open_with_async(&db, config.durability)
             .await
             .map_err(|e| fail(&format!("cannot open {}", db.display()), &e))?;
         let store: Arc<dyn TaskStore> = Arc::new(store);
@@ -217,15 +218,20 @@ impl Engine {
 
     /// Validates and stores the task (durably) and queues it; returns at once.
     pub async fn submit(&self, request: RunRequest) -> Result<TaskView, EngineError> {
-        crate::submit::submit(self, request, Insert::Durable).await
+        let (view, _clock) = crate::submit::submit(self, request, Insert::Durable).await?;
+        Ok(view)
     }
 
     /// [`Engine::submit`] for a caller that gives the task's id out only
     /// with the task's end (an HTTP `wait` run), which is durable: the
     /// insert is not waited for, so the task starts without a commit of its
     /// own and one commit stores it whole. To give the id out before the
-    /// end, call [`Engine::sync`] first.
-    pub async fn submit_to_wait(&self, request: RunRequest) -> Result<TaskView, EngineError> {
+    /// end, call [`Engine::sync`] first. The [`StageClock`] says, once the
+    /// task ended, where its time went.
+    pub async fn submit_to_wait(
+        &self,
+        request: RunRequest,
+    ) -> Result<(TaskView, Arc<StageClock>), EngineError> {
         crate::submit::submit(self, request, Insert::Deferred).await
     }
 

@@ -16,11 +16,14 @@ use crate::api::{AppState, EngineError};
 use crate::app_info::AppInfo;
 use crate::live::LiveTask;
 use crate::registry::AppEntry;
+use crate::timing::StageClock;
 
 /// A stored task waiting for a replica.
 pub(crate) struct QueuedTask {
     pub record: TaskRecord,
     pub live: LiveTask,
+    /// Where the task's time goes (read by whoever waits for it).
+    pub clock: Arc<StageClock>,
 }
 
 pub(crate) enum Command {

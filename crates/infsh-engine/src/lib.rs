@@ -31,6 +31,7 @@ mod runner;
 mod scheduler;
 mod shared;
 mod submit;
+mod timing;
 mod tracker;
 mod webhook;
 
@@ -39,6 +40,7 @@ pub use engine::{Engine, EngineStartError, UNLOAD_GRACE};
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
 pub use shared::INTERRUPTED;
+pub use timing::{StageClock, StageTimes};
 pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,
     FIRST_BACKOFF as WEBHOOK_FIRST_BACKOFF,

@@ -77,7 +77,11 @@ pub(crate) async fn recover(
             record: task.clone(),
             logs,
         });
-        app.enqueue_recovered(QueuedTask { record: task, live });
+        app.enqueue_recovered(QueuedTask {
+            record: task,
+            live,
+            clock: Default::default(),
+        });
         report.requeued += 1;
     }
     Ok(report)

@@ -23,6 +23,7 @@ use crate::outputs::{store_output_files, strip_local_paths};
 use crate::replica::{setup_error, StopReason, KILL_GRACE};
 use crate::scheduler::{Event, ReplicaOutcome};
 use crate::shared::{Shared, INTERRUPTED};
+use crate::timing::{Mark, StageClock};
 use crate::tracker::{log_entry, Tracker};
 
 /// How often batched logs and snapshots are written to the store.
@@ -83,8 +84,11 @@ pub(crate) async fn run(args: RunArgs) {
         task_id: args.task.record.id.clone(),
         outcome: None,
     };
+    let clock = args.task.clock;
+    clock.mark(Mark::Dispatched);
     let mut runner = Runner {
-        tracker: Tracker::new(args.shared.clone(), args.task.live),
+        tracker: Tracker::new(args.shared.clone(), args.task.live).with_clock(clock.clone()),
+        clock,
         record: args.task.record,
         shared: args.shared,
         app_id: args.app_id,
@@ -116,6 +120,7 @@ pub(crate) async fn run(args: RunArgs) {
 
 struct Runner {
     shared: Arc<Shared>,
+    clock: Arc<StageClock>,
     app_id: String,
     worker: Worker,
     worker_id: String,
@@ -259,6 +264,7 @@ impl Runner {
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let worker = self.worker.clone();
+        self.clock.mark(Mark::Sent);
         let call = worker.call(request, events_tx);
         tokio::pin!(call);
         let limit = self
@@ -276,7 +282,10 @@ impl Runner {
         let result = loop {
             tokio::select! {
                 biased;
-                result = &mut call => break result,
+                result = &mut call => {
+                    self.clock.mark(Mark::Answered);
+                    break result;
+                }
                 Some(event) = events.recv() => self.on_events(event, &mut events),
                 Some(ack) = self.cancel.recv(), if !self.cancel_requested => {
                     self.on_cancel_request(ack).await;
@@ -320,6 +329,7 @@ impl Runner {
         };
         let (status, output, error, outcome) = match result {
             Ok(done) => {
+                self.clock.worker_seconds(done.seconds);
                 self.tracker.set_status(TaskStatus::Uploading).await;
                 match store_output_files(&self.shared, done.output, &done.files).await {
                     Ok(output) => (TaskStatus::Completed, Some(output), None, answered),

@@ -22,6 +22,8 @@ use crate::handle::QueuedTask;
 use crate::inputs::{check_file_inputs, missing_secrets, validate_input, validate_setup};
 use crate::metrics::inc;
 use crate::registry::parse_app_ref;
+use crate::timing::{Mark, StageClock};
+use std::sync::Arc;
 
 /// How `submit` stores a new task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +34,13 @@ pub(crate) enum Insert {
     Deferred,
 }
 
+/// The stored task, and the clock of its stages.
 pub(crate) async fn submit(
     engine: &Engine,
     request: RunRequest,
     insert: Insert,
-) -> Result<TaskView, EngineError> {
+) -> Result<(TaskView, Arc<StageClock>), EngineError> {
+    let clock = Arc::new(StageClock::new());
     if engine
         .inner
         .shutting_down
@@ -141,8 +145,13 @@ pub(crate) async fn submit(
             logs: Vec::new(),
         };
         let live = shared.live.insert(view.clone());
-        handle.enqueue(QueuedTask { record, live });
-        Ok(view)
+        clock.mark(Mark::Queued);
+        handle.enqueue(QueuedTask {
+            record,
+            live,
+            clock: clock.clone(),
+        });
+        Ok((view, clock))
     })
     .await
     .map_err(|e| EngineError::Store(format!("storing the task failed: {e}")))?

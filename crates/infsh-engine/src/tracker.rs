@@ -28,6 +28,7 @@ use crate::api::TaskView;
 use crate::live::LiveTask;
 use crate::metrics::inc;
 use crate::shared::Shared;
+use crate::timing::{Mark, StageClock};
 
 pub(crate) struct Tracker {
     shared: Arc<Shared>,
@@ -41,6 +42,8 @@ pub(crate) struct Tracker {
     output_dirty: bool,
     /// When the task started RUNNING (for the duration metric).
     running_since: Option<Instant>,
+    /// Marked when the end is stored, before it is published.
+    clock: Option<Arc<StageClock>>,
 }
 
 pub(crate) fn log_entry(log_type: LogType, content: impl Into<String>) -> LogEntry {
@@ -62,7 +65,13 @@ impl Tracker {
             cap: LogCap::default(),
             output_dirty: false,
             running_since: None,
+            clock: None,
         }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<StageClock>) -> Tracker {
+        self.clock = Some(clock);
+        self
     }
 
     /// Publishes log entries (one notification for the batch), secrets redacted.
@@ -190,6 +199,9 @@ impl Tracker {
             .await
         {
             tracing::error!(task = %self.id, error = %e, "cannot store the end of a task");
+        }
+        if let Some(clock) = &self.clock {
+            clock.mark(Mark::Stored);
         }
         self.live.send_modify(|view| {
             view.record.status = status;

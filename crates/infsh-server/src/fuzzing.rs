@@ -126,6 +126,7 @@ fn harness() -> &'static Harness {
             public_url: "http://127.0.0.1:9".into(),
             secrets: Default::default(),
             fork_workers: true,
+            durability: Default::default(),
         };
         let engine = rt
             .block_on(Engine::start(config))
@@ -138,6 +139,7 @@ fn harness() -> &'static Harness {
                 max_body_bytes: 64 * 1024,
                 upload_token_ttl: Duration::from_secs(60),
                 signing_key: b"fuzz-signing-key".to_vec(),
+                server_timing: false,
             },
         );
         Harness { rt, router }

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub upload_token_ttl: Duration,
     /// Key for signing upload tokens (persisted in the data dir by the CLI).
     pub signing_key: Vec<u8>,
+    /// Answer `wait` runs with a `Server-Timing` header: where the task's
+    /// time went inside the server, stage by stage (`StageTimes`).
+    pub server_timing: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +139,7 @@ fn build(
         )),
         timing,
         shutdown,
+        server_timing: config.server_timing,
     };
 
     let authenticated = Router::new()

@@ -37,6 +37,8 @@ pub struct AppState {
     pub signer: Arc<UploadSigner>,
     pub timing: StreamTiming,
     pub shutdown: watch::Receiver<bool>,
+    /// Send `Server-Timing` on `wait` runs (`ServerConfig::server_timing`).
+    pub server_timing: bool,
 }
 
 impl AppState {

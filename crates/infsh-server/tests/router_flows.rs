@@ -74,13 +74,15 @@ async fn run_get_and_wait() {
         assert_eq!(done["error"], Value::Null);
 
         // wait in the body, the seed shape on /v1/run, `:function` in app.
-        let (st, _, b) = s
+        let (st, h, b) = s
             .post(
                 "/v1/run",
                 json!({"app": "tests/multi-fn", "function": "upscale", "input": {"value": 1.5}, "wait": true}),
             )
             .await;
         assert_eq!(st, 200, "{b}");
+        // Only a server started with --server-timing sends it.
+        assert!(h.get("server-timing").is_none(), "{h:?}");
         assert_eq!(b["data"]["status"], 10);
         assert_eq!(b["data"]["output"]["value"], json!(3.0));
         // ?wait=true on a double-slash path with `ns/name:function`.
@@ -117,6 +119,59 @@ async fn run_get_and_wait() {
         let (st, _, b) = s.get(&format!("/v1/tasks/{id}/")).await;
         assert_eq!(st, 200);
         assert_eq!(b["data"]["id"], id.as_str());
+        s.stop().await;
+    })
+    .await;
+}
+
+/// `Server-Timing` on `wait` runs (`--server-timing`), here with the
+/// relaxed store: every stage of the task's way through the server, in
+/// order, each within the whole.
+#[tokio::test]
+async fn server_timing_names_every_stage_of_a_waited_run() {
+    bounded(async {
+        let mut setup = Setup::new(&["multi-fn"]);
+        setup.server.server_timing = true;
+        setup.tweak = Box::new(|config, _| config.durability = infsh_store::Durability::Relaxed);
+        let s = start(setup).await;
+        for _ in 0..2 {
+            let (st, h, b) = s
+                .post(
+                    "/v1/run",
+                    json!({"app": "tests/multi-fn", "function": "upscale", "input": {"value": 2.0}, "wait": true}),
+                )
+                .await;
+            assert_eq!(st, 200, "{b}");
+            assert_eq!(b["data"]["output"]["value"], json!(4.0));
+            let value = h["server-timing"].to_str().unwrap();
+            let stages: Vec<(&str, f64)> = value
+                .split(", ")
+                .map(|entry| {
+                    let (name, dur) = entry.split_once(";dur=").expect(value);
+                    (name, dur.parse::<f64>().expect(value))
+                })
+                .collect();
+            let names: Vec<&str> = stages.iter().map(|(n, _)| *n).collect();
+            assert_eq!(
+                names,
+                ["accept", "queue", "dispatch", "ipc", "python", "store", "wake", "total"],
+                "{value}"
+            );
+            let total = stages.last().unwrap().1;
+            assert!(total > 0.0, "{value}");
+            for (name, ms) in &stages {
+                assert!(*ms >= 0.0 && *ms <= total, "{name} out of range: {value}");
+            }
+        }
+        // A run that is not waited for has none (its end is not known yet).
+        let (st, h, b) = s
+            .post(
+                "/v1/run",
+                json!({"app": "tests/multi-fn", "function": "upscale", "input": {"value": 1.0}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert!(h.get("server-timing").is_none(), "{h:?}");
         s.stop().await;
     })
     .await;

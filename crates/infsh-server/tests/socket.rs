@@ -99,6 +99,7 @@ async fn refuses_non_loopback_without_keys() {
         public_url: "http://127.0.0.1:9".into(),
         secrets: Default::default(),
         fork_workers: true,
+        durability: Default::default(),
     })
     .await
     .unwrap();

@@ -1,13 +1,19 @@
 //! Durable task and file records for `infsh serve`.
 //!
 //! - [`TaskStore`] (`store`): the async, object-safe interface the engine
-//!   uses; every write but the `*_deferred` ones is durable when it returns.
+//!   uses; every write but the `*_deferred` ones is committed when it
+//!   returns.
 //! - [`SqliteStore`] (`sqlite`): the default implementation, one SQLite file
-//!   in WAL mode, writes group-committed by one writer thread.
+//!   in WAL mode, writes group-committed by one writer thread (`writer`);
+//!   checkpoints and (under `Relaxed`) flushes of the log by a thread
+//!   beside it (`wal_keeper`).
+//! - [`Durability`] (`durability`): whether a durable write is flushed to
+//!   the disk before it returns (`Full`) or shortly after (`Relaxed`).
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
 //! - [`FileStore`] (`files`): file bytes on disk under random ids.
 //! - `model`: the records; `ids`: random ids and timestamps.
 
+mod durability;
 mod error;
 mod files;
 mod ids;
@@ -16,10 +22,14 @@ mod model;
 mod rows;
 mod sqlite;
 mod store;
+mod wal_keeper;
+mod writer;
 
+pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::StoreError;
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use model::*;
-pub use sqlite::{SqliteStore, DEFERRED_LINGER, MAX_PAGE};
+pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
+pub use writer::DEFERRED_LINGER;

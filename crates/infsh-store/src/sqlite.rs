@@ -1,17 +1,14 @@
 //! [`SqliteStore`]: the default [`TaskStore`], one SQLite file in WAL mode.
 //!
-//! Writes go through one writer thread that owns the write connection and
-//! does group commit: it takes every write queued since its last commit,
-//! applies them in ONE transaction (each in a savepoint, so one failing
-//! write fails alone), commits once and then answers each caller through a
-//! oneshot. Concurrent tasks share commits, and no async thread blocks on
-//! SQLite (no `spawn_blocking` hop per write).
+//! Writes go through one writer thread (`writer.rs`) that owns the write
+//! connection and group-commits: concurrent tasks share commits, and no
+//! async thread blocks on SQLite (no `spawn_blocking` hop per write).
 //!
-//! `synchronous=FULL`: a commit is on disk when it returns, so a durable
-//! write ([`TaskStore::insert_task`], [`TaskStore::update_status`],
-//! [`TaskStore::finish_task`], ...) is on disk when its future resolves.
-//! The `*_deferred` writes only queue: they are committed, in order, with
-//! the next durable write or at most [`DEFERRED_LINGER`] later. After a
+//! A durable write ([`TaskStore::insert_task`], [`TaskStore::update_status`],
+//! [`TaskStore::finish_task`], ...) is committed when its future resolves,
+//! and on the disk then or shortly after, as the store's [`Durability`]
+//! says. The `*_deferred` writes only queue: they are committed, in order,
+//! with the next durable write or at most [`crate::DEFERRED_LINGER`] later. After a
 //! crash a task may therefore show an older intermediate status, output
 //! snapshot or fewer logs than it had (never an older *terminal* state, and
 //! never a lost task: inserts and finishes are durable).
@@ -27,13 +24,11 @@
 //! (`prepare_cached`).
 
 use std::collections::HashMap;
-use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -41,105 +36,20 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::durability::Durability;
 use crate::migrations::migrate;
 use crate::rows::{file_from_row, RawTask, TASK_COLUMNS};
 use crate::store::{TaskFilter, TaskStore};
+use crate::wal_keeper::WRITER_AUTOCHECKPOINT_PAGES;
+use crate::writer::{lock, Done, Msg, Op, WriteQueue, Writer, WriterStats};
 use crate::{FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord, TaskStatus};
 
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest page a listing returns.
 pub const MAX_PAGE: usize = 1000;
-/// Longest a deferred write waits for a durable one to share its commit.
-pub const DEFERRED_LINGER: Duration = Duration::from_millis(50);
-/// Most writes applied in one transaction.
-const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
-
-/// Called once the batch holding a write committed (`None`) or failed.
-type Done = Box<dyn FnOnce(Option<&str>) + Send>;
-/// One write. Given the writer connection inside the batch's transaction
-/// (or why there is none), it runs and says whether it succeeded (a failed
-/// write's changes are rolled back alone) and what to do after the commit.
-type Op = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Done) + Send>;
-
-struct Msg {
-    op: Op,
-    /// Someone waits for the commit: do not linger.
-    durable: bool,
-}
-
-/// The writer's queue. Unlike a channel it does not wake the writer for
-/// every write: only for a durable one (someone waits for it) and for the
-/// first deferred one into an empty queue (which starts the linger). A
-/// request's three deferred writes and its durable end then cost the
-/// writer thread two wake-ups instead of four.
-#[derive(Default)]
-struct WriteQueue {
-    state: Mutex<QueueState>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct QueueState {
-    msgs: VecDeque<Msg>,
-    /// A durable write is queued: commit now.
-    durable: bool,
-    /// No more writes come (the store is being dropped).
-    closed: bool,
-}
-
-impl WriteQueue {
-    fn push(&self, msg: Msg) -> Result<(), StoreError> {
-        let mut q = lock(&self.state);
-        if q.closed {
-            return Err(StoreError::Task("the store is closed".into()));
-        }
-        let wake = msg.durable || q.msgs.is_empty();
-        q.durable |= msg.durable;
-        q.msgs.push_back(msg);
-        drop(q);
-        if wake {
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.wake.notify_one();
-    }
-
-    /// The next batch, in queue order: at once when a durable write is
-    /// queued (or MAX_BATCH are), else once the first deferred write has
-    /// lingered DEFERRED_LINGER. None once closed and empty.
-    fn next_batch(&self) -> Option<Vec<Msg>> {
-        let mut q = lock(&self.state);
-        while q.msgs.is_empty() {
-            if q.closed {
-                return None;
-            }
-            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-        }
-        let deadline = Instant::now() + DEFERRED_LINGER;
-        while !q.durable && !q.closed && q.msgs.len() < MAX_BATCH {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            q = self
-                .wake
-                .wait_timeout(q, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        let n = q.msgs.len().min(MAX_BATCH);
-        let batch: Vec<Msg> = q.msgs.drain(..n).collect();
-        q.durable = q.msgs.iter().any(|m| m.durable);
-        Some(batch)
-    }
-}
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -154,7 +64,8 @@ struct Conns {
     queue: Arc<WriteQueue>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
-    commits: Arc<AtomicU64>,
+    stats: Arc<WriterStats>,
+    durability: Durability,
 }
 
 impl Drop for Conns {
@@ -178,73 +89,17 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn configure(conn: &Connection) -> Result<(), StoreError> {
+fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(%mode, "SQLite did not switch to WAL mode");
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", durability.synchronous_pragma())?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
-}
-
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
-}
-
-/// The writer thread: group commit until the queue is closed and empty.
-fn writer_loop(conn: Connection, queue: Arc<WriteQueue>, commits: Arc<AtomicU64>) {
-    while let Some(batch) = queue.next_batch() {
-        apply(&conn, batch, &commits);
-    }
-}
-
-/// Applies a batch in one transaction, each write in a savepoint, commits
-/// once, then answers every write.
-fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        let message = format!("cannot begin a write transaction: {e}");
-        for m in batch {
-            let (_, done) = (m.op)(Err(&message));
-            done(Some(&message));
-        }
-        return;
-    }
-    let mut dones = Vec::with_capacity(batch.len());
-    for m in batch {
-        if let Err(e) = exec(conn, "SAVEPOINT op") {
-            let message = format!("cannot start a write: {e}");
-            let (_, done) = (m.op)(Err(&message));
-            dones.push(done);
-            continue;
-        }
-        let (ok, done) = match catch_unwind(AssertUnwindSafe(|| (m.op)(Ok(conn)))) {
-            Ok(r) => r,
-            // The waiter's oneshot was dropped while unwinding: it sees an error.
-            Err(_) => (false, Box::new(|_: Option<&str>| {}) as Done),
-        };
-        if !ok {
-            let _ = exec(conn, "ROLLBACK TO op");
-        }
-        let _ = exec(conn, "RELEASE op");
-        dones.push(done);
-    }
-    let message = match exec(conn, "COMMIT") {
-        Ok(()) => {
-            commits.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Some(format!("commit failed: {e}"))
-        }
-    };
-    for done in dones {
-        done(message.as_deref());
-    }
 }
 
 /// A write's error, also for deferred ones nobody waits on.
@@ -253,27 +108,39 @@ fn log_deferred_error(e: &str) {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, applies pending
-    /// migrations and starts the writer thread. Blocking: call it off the
-    /// async threads.
+    /// Opens (creating if needed) the database at `path` with
+    /// [`Durability::Full`], applies pending migrations and starts the
+    /// writer thread. Blocking: call it off the async threads.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, Durability::Full)
+    }
+
+    /// [`SqliteStore::open`] with the given [`Durability`].
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        durability: Durability,
+    ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::io("cannot create", parent, e))?;
         }
         let mut writer = Connection::open(&path)?;
-        configure(&writer)?;
+        configure(&writer, durability)?;
         migrate(&mut writer)?;
         let reader = Connection::open(&path)?;
-        configure(&reader)?;
-        let commits = Arc::new(AtomicU64::new(0));
+        configure(&reader, durability)?;
+        let keeper_conn = Connection::open(&path)?;
+        configure(&keeper_conn, durability)?;
+        let stats = Arc::new(WriterStats::default());
         let queue = Arc::new(WriteQueue::default());
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let thread = Writer::new(writer, stats.clone(), durability, wal.into(), keeper_conn);
         let thread_queue = queue.clone();
-        let thread_commits = commits.clone();
         let handle = std::thread::Builder::new()
             .name("infsh-store-writer".into())
-            .spawn(move || writer_loop(writer, thread_queue, thread_commits))
+            .spawn(move || thread.run(thread_queue))
             .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Conns {
@@ -282,15 +149,24 @@ impl SqliteStore {
                 queue,
                 writer: Mutex::new(Some(handle)),
                 reader: Mutex::new(reader),
-                commits,
+                stats,
+                durability,
             }),
         })
     }
 
     /// [`SqliteStore::open`] on a blocking thread.
     pub async fn open_async(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_async(path, Durability::Full).await
+    }
+
+    /// [`SqliteStore::open_with`] on a blocking thread.
+    pub async fn open_with_async(
+        path: impl AsRef<Path>,
+        durability: Durability,
+    ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || SqliteStore::open(path))
+        tokio::task::spawn_blocking(move || SqliteStore::open_with(path, durability))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
@@ -299,20 +175,50 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
     /// How many write transactions the writer committed since this store
-    /// was opened (each is one WAL fsync): for tests and diagnostics.
+    /// was opened (under [`Durability::Full`] each is one WAL fsync): for
+    /// tests and diagnostics.
     pub fn commit_count(&self) -> u64 {
-        self.inner.commits.load(Ordering::Relaxed)
+        self.inner.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many checkpoints the WAL keeper made (copies of the log into the
+    /// database, at most one per second of commits): for tests and
+    /// diagnostics.
+    pub fn checkpoint_count(&self) -> u64 {
+        self.inner.stats.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// How many times the store flushed the WAL to the disk itself (under
+    /// [`Durability::Relaxed`]; always 0 under `Full`, where every commit
+    /// flushes): for tests and diagnostics.
+    pub fn log_flush_count(&self) -> u64 {
+        self.inner.stats.log_flushes.load(Ordering::Relaxed)
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
         self.inner.queue.push(msg)
     }
 
-    /// Queues a write and waits until it is committed (durable).
+    /// Queues a write and waits until it is committed (durable as the
+    /// store's [`Durability`] says).
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_with(f, false).await
+    }
+
+    /// [`SqliteStore::write`]; with `fsync`, also on the disk when it
+    /// returns whatever the [`Durability`].
+    async fn write_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        fsync: bool,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
@@ -330,7 +236,11 @@ impl SqliteStore {
             });
             (ok, done)
         });
-        self.send(Msg { op, durable: true })?;
+        self.send(Msg {
+            op,
+            durable: true,
+            fsync,
+        })?;
         rx.await
             .map_err(|_| StoreError::Task("the store writer dropped a write".into()))?
     }
@@ -354,7 +264,11 @@ impl SqliteStore {
             });
             (ok, done)
         });
-        self.send(Msg { op, durable: false })
+        self.send(Msg {
+            op,
+            durable: false,
+            fsync: false,
+        })
     }
 
     async fn read<T: Send + 'static>(
@@ -369,10 +283,6 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn to_json(v: &Value) -> String {
@@ -502,7 +412,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.write(|_| Ok(())).await
+        self.write_with(|_| Ok(()), true).await
     }
 
     async fn update_status(

@@ -3,7 +3,9 @@
 //! PostgreSQL store (many machines) are interchangeable behind
 //! `Arc<dyn TaskStore>`.
 //!
-//! Every write is durable when its future resolves, except the `*_deferred`
+//! Every write is durable when its future resolves (committed: it survives
+//! a crash of the process; on the disk then or, under
+//! [`crate::Durability::Relaxed`], within a second), except the `*_deferred`
 //! ones: the engine gives out a task's id only once its insert is durable
 //! ([`TaskStore::insert_task`], or a deferred insert followed by a durable
 //! write such as the task's end, [`TaskStore::finish_task`]).
@@ -49,8 +51,8 @@ pub trait TaskStore: Send + Sync + 'static {
         false
     }
 
-    /// Returns once every write queued before it is durable (deferred ones
-    /// included).
+    /// Returns once every write queued before it is committed and on the
+    /// disk, whatever the durability (deferred ones included).
     async fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use infsh_store::{
-    new_id, FileStore, LogEntry, LogType, SqliteStore, StoreError, TaskFilter, TaskRecord,
-    TaskStatus, TaskStore,
+    new_id, Durability, FileStore, LogEntry, LogType, SqliteStore, StoreError, TaskFilter,
+    TaskRecord, TaskStatus, TaskStore, RELAXED_SYNC_WINDOW,
 };
 use serde_json::json;
 
@@ -331,9 +331,20 @@ async fn file_store_records_and_refuses_bad_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_share_commits() {
+    concurrent_writes_share_commits_with(Durability::Full).await;
+}
+
+/// Under `Relaxed` (commits do not wait for the disk) concurrent writes
+/// still share commits: the writer leaves a short gap after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits_with_relaxed_durability() {
+    concurrent_writes_share_commits_with(Durability::Relaxed).await;
+}
+
+async fn concurrent_writes_share_commits_with(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        SqliteStore::open_async(dir.path().join("infsh.db"))
+        SqliteStore::open_with_async(dir.path().join("infsh.db"), durability)
             .await
             .unwrap(),
     );
@@ -510,4 +521,78 @@ async fn sync_makes_a_deferred_insert_durable_with_its_amendment() {
     store.sync().await.unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Running);
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes.
+async fn eventually(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+#[tokio::test]
+async fn relaxed_durability_commits_each_write_and_flushes_the_log_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("infsh.db");
+    let store = SqliteStore::open_with_async(&path, Durability::Relaxed)
+        .await
+        .unwrap();
+    assert_eq!(store.durability(), Durability::Relaxed);
+    let before = store.commit_count();
+    let tasks: Vec<TaskRecord> = (0..50).map(|i| task("a/b", i)).collect();
+    for t in &tasks {
+        store.insert_task(t).await.unwrap();
+    }
+    // Each durable write is its own commit, visible at once to a second
+    // connection (what survives a crash of the process)...
+    assert_eq!(store.commit_count() - before, 50);
+    let other = SqliteStore::open_async(&path).await.unwrap();
+    for t in &tasks {
+        assert!(other.get_task(&t.id).await.unwrap().is_some());
+    }
+    drop(other);
+    // ...but the log is not flushed per commit: at most once per window
+    // (50 writes would need 5 s to earn 50 flushes).
+    let flushed = store.log_flush_count();
+    assert!(flushed < 50, "{flushed} flushes for 50 commits");
+    // With nothing more to do, the writer flushes within the window.
+    store.insert_task(&task("a/b", 99)).await.unwrap();
+    assert!(
+        eventually(RELAXED_SYNC_WINDOW * 50, || store.log_flush_count()
+            > flushed)
+        .await,
+        "the log was never flushed"
+    );
+    // `sync` flushes before it returns.
+    let n = store.log_flush_count();
+    store.insert_task_deferred(&task("a/b", 100)).await.unwrap();
+    store.sync().await.unwrap();
+    assert!(store.log_flush_count() > n);
+}
+
+#[tokio::test]
+async fn full_durability_never_flushes_on_its_own_but_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    assert_eq!(store.durability(), Durability::Full);
+    for i in 0..5 {
+        store.insert_task(&task("a/b", i)).await.unwrap();
+    }
+    store.sync().await.unwrap();
+    // Every commit was flushed by SQLite itself (synchronous=FULL).
+    assert_eq!(store.log_flush_count(), 0);
+    // The WAL keeper checkpoints the commits within its window, off the
+    // writer thread.
+    assert!(
+        eventually(RELAXED_SYNC_WINDOW * 50, || store.checkpoint_count() > 0).await,
+        "no checkpoint"
+    );
+    assert_eq!(store.log_flush_count(), 0);
 }

@@ -10,6 +10,11 @@
 //!         [--threads 1] [--timeout 30] [--ok-status CODE]   # CODE instead of any 2xx counts as success
 //! ```
 //!
+//! A reply's `Server-Timing` header (infsh's `--server-timing`), when there
+//! is one, is collected per stage; `outside` is the client's latency less
+//! the server's `total`: HTTP parsing and writing, loopback, the client.
+//! The JSON then has `server_timing: {stage: {p50_ms, p99_ms}}`.
+//!
 //! `conc` counts the replies that arrive within `duration` seconds after the
 //! warm-up; `ok_per_s` is successes / duration. A connection the server
 //! closes is reopened (and the request counted as an error).
@@ -49,6 +54,8 @@ struct Opts {
 #[derive(Default)]
 struct Tally {
     ok_us: Vec<u64>,
+    /// `Server-Timing` stages of successful replies, in ms.
+    stages: BTreeMap<String, Vec<f64>>,
     non_2xx: u64,
     wrong_body: u64,
     errors: u64,
@@ -60,6 +67,9 @@ struct Tally {
 impl Tally {
     fn merge(&mut self, o: Tally) {
         self.ok_us.extend(o.ok_us);
+        for (k, v) in o.stages {
+            self.stages.entry(k).or_default().extend(v);
+        }
         self.non_2xx += o.non_2xx;
         self.wrong_body += o.wrong_body;
         self.errors += o.errors;
@@ -72,7 +82,7 @@ impl Tally {
 }
 
 enum Outcome {
-    Ok(u16, u64),
+    Ok(u16, u64, Vec<(String, f64)>),
     Non2xx(u16),
     Wrong(u16, String),
     Error(String),
@@ -211,6 +221,12 @@ impl User {
             }
         };
         let status = resp.status().as_u16();
+        let timing = resp
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .map(parse_server_timing)
+            .unwrap_or_default();
         let body = match resp.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
@@ -231,15 +247,22 @@ impl User {
                 String::from_utf8_lossy(&body[..body.len().min(300)]).into(),
             )
         } else {
-            Outcome::Ok(status, us)
+            Outcome::Ok(status, us, timing)
         }
     }
 }
 
 fn record(t: &mut Tally, outcome: Outcome) {
     match outcome {
-        Outcome::Ok(s, us) => {
+        Outcome::Ok(s, us, timing) => {
             t.ok_us.push(us);
+            if let Some((_, total)) = timing.iter().find(|(k, _)| k == "total") {
+                let outside = us as f64 / 1000.0 - total;
+                t.stages.entry("outside".into()).or_default().push(outside);
+            }
+            for (k, v) in timing {
+                t.stages.entry(k).or_default().push(v);
+            }
             *t.statuses.entry(s).or_default() += 1;
         }
         Outcome::Non2xx(s) => {
@@ -310,6 +333,28 @@ async fn conc(o: Arc<Opts>) -> (Tally, f64) {
     (total, o.duration)
 }
 
+/// `a;dur=1.5, b;dur=2` -> [(a, 1.5), (b, 2.0)]; entries without `dur` are skipped.
+fn parse_server_timing(value: &str) -> Vec<(String, f64)> {
+    value
+        .split(',')
+        .filter_map(|entry| {
+            let mut parts = entry.split(';').map(str::trim);
+            let name = parts.next()?.to_string();
+            let dur = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
+            Some((name, dur))
+        })
+        .collect()
+}
+
+/// Nearest-rank percentile, as [`pct`].
+fn pct_f(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
 fn pct(sorted: &[u64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -366,6 +411,10 @@ fn main() {
         "ok_per_s": ok as f64 / elapsed,
         "first_error": t.first_error,
         "first_wrong_body": t.first_wrong,
+        "server_timing": t.stages.iter_mut().map(|(k, v)| {
+            v.sort_unstable_by(f64::total_cmp);
+            (k.clone(), json!({"p50_ms": pct_f(v, 50.0), "p99_ms": pct_f(v, 99.0), "n": v.len()}))
+        }).collect::<serde_json::Map<_, _>>(),
     });
     println!("{out}");
 }

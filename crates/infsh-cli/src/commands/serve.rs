@@ -16,7 +16,9 @@ use infsh_server::{ServerConfig, ServerError};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::cli::{GlobalArgs, ServeArgs};
+use infsh_store::Durability;
+
+use crate::cli::{DurabilityArg, GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
 
 /// Name of the upload-URL signing key in the data dir.
@@ -117,6 +119,10 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         public_url,
         secrets,
         fork_workers: !args.no_fork,
+        durability: match args.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Relaxed => Durability::Relaxed,
+        },
     };
     let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
     let server_config = ServerConfig {
@@ -125,6 +131,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         max_body_bytes: (args.max_body_mib as usize).saturating_mul(1024 * 1024),
         upload_token_ttl: UPLOAD_TOKEN_TTL,
         signing_key,
+        server_timing: args.server_timing,
     };
 
     // Signals are watched from before the engine starts, so a SIGTERM during

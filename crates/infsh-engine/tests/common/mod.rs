@@ -124,6 +124,7 @@ impl Fixture {
             public_url: "http://127.0.0.1:9".into(),
             secrets: BTreeMap::new(),
             fork_workers: true,
+            durability: Default::default(),
         }
     }
 

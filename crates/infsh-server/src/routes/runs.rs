@@ -10,8 +10,10 @@
 //! the server shuts down).
 
 use axum::extract::State;
+use axum::http::header::HeaderName;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use infsh_engine::RunRequest;
+use infsh_engine::{RunRequest, StageClock};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
@@ -127,20 +129,18 @@ impl FunctionRunBody {
     }
 }
 
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
 /// Submits, then (with `wait`) waits for the end.
-async fn submit(
-    state: &AppState,
-    req: RunRequest,
-    wait: bool,
-) -> Result<Json<Envelope<TaskDto>>, Problem> {
+async fn submit(state: &AppState, req: RunRequest, wait: bool) -> Result<Response, Problem> {
     check_request(&req)?;
     if !wait {
         let view = state.engine.submit(req).await?;
-        return Ok(Json(Envelope::new(TaskDto::from_view(&view))));
+        return Ok(Json(Envelope::new(TaskDto::from_view(&view))).into_response());
     }
     // The id goes out with the end, which is durable: the insert need not
     // be waited for (Engine::submit_to_wait).
-    let view = state.engine.submit_to_wait(req).await?;
+    let (view, clock) = state.engine.submit_to_wait(req).await?;
     let id = view.record.id.clone();
     let view = tokio::select! {
         r = state.engine.wait(&id, None) => r?,
@@ -150,7 +150,23 @@ async fn submit(
             state.engine.get(&id).await.unwrap_or(view)
         }
     };
-    Ok(Json(Envelope::new(TaskDto::from_view(&view))))
+    let body = Json(Envelope::new(TaskDto::from_view(&view)));
+    Ok(match stage_timing(state, &id, &clock) {
+        Some(value) => ([(SERVER_TIMING.clone(), value)], body).into_response(),
+        None => body.into_response(),
+    })
+}
+
+/// Where a waited-for task's time went: logged at debug level
+/// (`INFSH_LOG=infsh::timing=debug`), and returned as the `Server-Timing`
+/// header's value when the server sends it.
+fn stage_timing(state: &AppState, id: &str, clock: &StageClock) -> Option<String> {
+    if !state.server_timing && !tracing::enabled!(target: "infsh::timing", tracing::Level::DEBUG) {
+        return None;
+    }
+    let value = clock.times().server_timing();
+    tracing::debug!(target: "infsh::timing", task = %id, stages = %value, "task stages");
+    state.server_timing.then_some(value)
 }
 
 /// Run a function of an app (the official client's endpoint).
@@ -161,7 +177,8 @@ async fn submit(
     params(WaitQuery),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope),
+        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
+            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
         crate::openapi::RunErrors,
     ),
     security(("bearer" = []))
@@ -170,7 +187,7 @@ pub async fn run_app(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
-) -> Result<Json<Envelope<TaskDto>>, Problem> {
+) -> Result<Response, Problem> {
     let (req, wait) = body.into_request();
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
@@ -181,7 +198,8 @@ pub async fn run_app(
     params(WaitQuery),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task", body = TaskEnvelope),
+        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
+            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
         crate::openapi::RunErrors,
     ),
     security(("bearer" = []))
@@ -190,7 +208,7 @@ pub async fn run_alias(
     state: State<AppState>,
     q: ApiQuery<WaitQuery>,
     body: ApiJson<RunBody>,
-) -> Result<Json<Envelope<TaskDto>>, Problem> {
+) -> Result<Response, Problem> {
     run_app(state, q, body).await
 }
 
@@ -208,7 +226,8 @@ pub async fn run_alias(
     ),
     request_body(content = FunctionRunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task", body = TaskEnvelope),
+        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
+            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
         crate::openapi::RunErrors,
     ),
     security(("bearer" = []))
@@ -218,7 +237,7 @@ pub async fn run_function(
     ApiPath((namespace, name, function)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<FunctionRunBody>,
-) -> Result<Json<Envelope<TaskDto>>, Problem> {
+) -> Result<Response, Problem> {
     let (req, wait) = body.into_request(&namespace, &name, &function);
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }

@@ -54,6 +54,7 @@ pub fn server_config() -> ServerConfig {
         max_body_bytes: 1024 * 1024,
         upload_token_ttl: Duration::from_secs(600),
         signing_key: SIGNING_KEY.to_vec(),
+        server_timing: false,
     }
 }
 
@@ -112,6 +113,7 @@ pub async fn start(setup: Setup) -> TestServer {
         public_url: setup.public_url.clone(),
         secrets: Default::default(),
         fork_workers: true,
+        durability: Default::default(),
     };
     (setup.tweak)(&mut config, dir.path());
     let engine = Engine::start(config).await.expect("engine starts");
