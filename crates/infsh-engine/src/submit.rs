@@ -14,6 +14,7 @@
 
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{EngineError, RunRequest, TaskView};
@@ -23,7 +24,6 @@ use crate::inputs::{check_file_inputs, missing_secrets, validate_input, validate
 use crate::metrics::inc;
 use crate::registry::parse_app_ref;
 use crate::timing::{Mark, StageClock};
-use std::sync::Arc;
 
 /// How `submit` stores a new task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,12 +26,12 @@ pub enum Durability {
     Relaxed,
 }
 
-/// Longest a commit waits for its `fsync` under [`Durability::Relaxed`].
-/// Not shorter: while the log is being flushed, the writer's next writes to
-/// it wait (the kernel holds pages under writeback), so every flush is a
-/// stall of a few milliseconds for the calls committing then. At 100 ms the
-/// stalls showed in the p99 of 32 concurrent clients (24-26 ms against 18
-/// with `Full`, development VM); once a second they are rare enough not to.
+/// Longest a commit waits for its `fsync` under [`Durability::Relaxed`]
+/// (Redis's `everysec`). While the log is being flushed, the writer's next
+/// writes to it can wait for the kernel (strace: up to 25 ms at 32
+/// concurrent clients, before the writer left a gap between commits), so
+/// fewer flushes mean fewer such stalls; a second bounds what a power loss
+/// can take.
 pub const RELAXED_SYNC_WINDOW: Duration = Duration::from_secs(1);
 
 impl Durability {
