@@ -154,24 +154,15 @@ async fn streaming_snapshots_reach_subscribers() {
     // when it is subscribed to. Without it, a warm (forked) worker could
     // take the task before the subscription and the first snapshot would
     // already say SETTING_UP.
-    let busy = submit(
-        &engine,
+    let stream_run = || {
         run(
             "tests/functions-variety",
             Some("stream_fn"),
             json!({"delay": 0.4}),
-        ),
-    )
-    .await;
-    let task = submit(
-        &engine,
-        run(
-            "tests/functions-variety",
-            Some("stream_fn"),
-            json!({"delay": 0.4}),
-        ),
-    )
-    .await;
+        )
+    };
+    let busy = submit(&engine, stream_run()).await;
+    let task = submit(&engine, stream_run()).await;
     let mut rx = engine.subscribe(&task.record.id).await.unwrap();
     let mut outputs: Vec<Value> = Vec::new();
     let mut statuses = Vec::new();

@@ -84,7 +84,7 @@ impl WalKeeper {
             .name("infsh-store-wal".into())
             .spawn(move || runner.run(conn))
             .map_err(|e| {
-                tracing::error!(error = %e, "cannot start the store's WAL keeper; the writer checkpoints and flushes itself")
+                tracing::error!(error = %e, "cannot start the store's WAL keeper: the log is checkpointed only by the writer (every 20,000 pages) and, under relaxed durability, flushed only for `sync` and at close")
             })
             .ok();
         WalKeeper { shared, thread }

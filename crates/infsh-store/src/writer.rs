@@ -117,10 +117,12 @@ impl WriteQueue {
         }
         let linger_until = Instant::now() + DEFERRED_LINGER;
         loop {
-            let until = if q.durable || q.closed || q.msgs.len() >= MAX_BATCH {
+            let until = if q.closed || q.msgs.len() >= MAX_BATCH {
+                break;
+            } else if q.durable {
                 match not_before {
-                    Some(t) if !q.closed && q.msgs.len() < MAX_BATCH => t,
-                    _ => break,
+                    Some(t) => t,
+                    None => break,
                 }
             } else {
                 linger_until
