@@ -681,11 +681,14 @@ def second_replica(p):
         stop_infsh(tree)
 
 
-def coldbase(p, runs=3):
+def coldbase(p, runs=8):
     """Launch -> setup done of `pyapp.py coldbase` (interpreter start +
-    import of the app + setup), the floor of any cold start, interleaved
-    with infsh cold starts of the same app (launch -> first correct reply of
-    POST /v1/run wait=true), so both see the same machine load."""
+    import of the app + setup), the floor of any cold start, in pairs with
+    infsh cold starts of the same app (launch -> first correct reply of
+    POST /v1/run wait=true): each pair runs back to back, so both of its
+    starts see the same machine load. The app's import alone swings by
+    100-200 ms from one start to the next on the development VM, so the
+    overhead is judged on the pairs' median difference, not on one start."""
     walls, parts, infsh = [], [], []
     for _ in range(runs):
         tree, port = start_infsh(p, os.path.join(APPS, "infsh"), "infsh-cold")
@@ -701,9 +704,11 @@ def coldbase(p, runs=3):
         proc.wait()
         parts.append(json.loads(line))
     i = walls.index(min(walls))
+    diffs = [a - b for a, b in zip(infsh, walls)]
     return {"launch_to_setup_done_ms": round(min(walls), 1), "import_ms": round(parts[i]["import_s"] * 1000, 1),
             "setup_ms": round(parts[i]["setup_s"] * 1000, 2), "runs": runs, "all_ms": [round(w, 1) for w in walls],
-            "infsh_cold_ms": round(min(infsh), 1), "infsh_all_ms": [round(w, 1) for w in infsh]}
+            "infsh_cold_ms": round(min(infsh), 1), "infsh_all_ms": [round(w, 1) for w in infsh],
+            "pair_overhead_ms": [round(d, 1) for d in diffs]}
 
 
 def worker_phases(p, runs=3):
@@ -823,13 +828,16 @@ def targets(summary, extras_by_round, unavailable):
             f"infsh {i['idle_pss_mib']} MiB ({i['processes']} processes) vs coglet {cog_pss} MiB: "
             f"margin {cog_pss - i['idle_pss_mib']:+.1f} MiB")
     ex = [e for e in extras_by_round if e]
-    pairs = [e["cold_baseline"] for e in ex if "infsh_cold_ms" in e.get("cold_baseline", {})]
+    pairs = [e["cold_baseline"] for e in ex if "pair_overhead_ms" in e.get("cold_baseline", {})]
     if pairs:
+        diffs = [d for x in pairs for d in x["pair_overhead_ms"]]
+        over = statistics.median(diffs)
         b = min(x["launch_to_setup_done_ms"] for x in pairs)
         cold = min(x["infsh_cold_ms"] for x in pairs)
-        add("cold start <= app import + setup + 60 ms", cold <= b + 60,
-            f"infsh cold start {cold} ms vs interpreter start + app import + setup {b} ms (best of "
-            f"{sum(x['runs'] for x in pairs)} each, interleaved): overhead {cold - b:+.1f} ms (target <= 60 ms)")
+        add("cold start <= app import + setup + 60 ms", over <= 60,
+            f"infsh cold start minus interpreter start + app import + setup, each pair run back to back: median "
+            f"{over:+.1f} ms over {len(diffs)} pairs (target <= 60 ms; pairs' spread {min(diffs):+.1f} .. "
+            f"{max(diffs):+.1f} ms); fastest starts {cold} ms vs {b} ms")
     reps = [e["second_replica"]["first_call_on_second_replica_ms"] for e in ex
             if "first_call_on_second_replica_ms" in e.get("second_replica", {})]
     if reps:
@@ -942,10 +950,11 @@ def markdown(doc):
         L.append("")
         cb = ex.get("cold_baseline", {})
         if "launch_to_setup_done_ms" in cb:
-            L.append(f"- Cold start vs its floor (interleaved runs): infsh launch -> first correct reply {cb['infsh_cold_ms']} ms "
-                     f"(runs: {cb['infsh_all_ms']}); the same interpreter importing the app and running setup, no infsh: "
-                     f"{cb['launch_to_setup_done_ms']} ms (app import {cb['import_ms']} ms, setup {cb['setup_ms']} ms; "
-                     f"runs: {cb['all_ms']}).")
+            L.append(f"- Cold start vs its floor ({cb['runs']} pairs, each run back to back): infsh launch -> first correct "
+                     f"reply, fastest {cb['infsh_cold_ms']} ms (runs: {cb['infsh_all_ms']}); the same interpreter importing "
+                     f"the app and running setup, no infsh: fastest {cb['launch_to_setup_done_ms']} ms (app import "
+                     f"{cb['import_ms']} ms, setup {cb['setup_ms']} ms; runs: {cb['all_ms']}); infsh minus floor per pair: "
+                     f"{cb.get('pair_overhead_ms')}, median {statistics.median(cb['pair_overhead_ms']):+.1f} ms.")
         wp = ex.get("worker_phases", {})
         if "app_import_ms" in wp:
             L.append(f"- Worker start-up in one process (best of 3), interpreter start -> ready {wp['interpreter_to_ready_ms']} ms: "

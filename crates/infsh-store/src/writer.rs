@@ -59,23 +59,47 @@ pub(crate) struct Msg {
 }
 
 /// The writer's queue. Unlike a channel it does not wake the writer for
-/// every write: only for a durable one (someone waits for it) and for the
-/// first deferred one into an empty queue (which starts the linger). A
-/// request's three deferred writes and its durable end then cost the
-/// writer thread two wake-ups instead of four.
-#[derive(Default)]
+/// every write: a durable one (someone waits for it) always wakes it, a
+/// deferred one only when the writer is parked. While writes keep coming
+/// the writer never parks: between them it sleeps at most DEFERRED_LINGER,
+/// and each wake-up looks at the queue, so a deferred write is still
+/// committed DEFERRED_LINGER after it was queued. A request's deferred
+/// insert and its durable end then cost one wake-up of the writer thread,
+/// not two: on the development VM a cross-thread wake-up costs 15-35 µs of
+/// a sequential call (the accept stage went from 0.028 to 0.011 ms).
 pub(crate) struct WriteQueue {
     state: Mutex<QueueState>,
     wake: Condvar,
+    /// How long the writer sleeps with nothing queued before it parks. At
+    /// most DEFERRED_LINGER, or a deferred write queued meanwhile would
+    /// wait longer than that.
+    idle_tick: Duration,
+}
+
+impl Default for WriteQueue {
+    fn default() -> Self {
+        WriteQueue {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            idle_tick: DEFERRED_LINGER,
+        }
+    }
 }
 
 #[derive(Default)]
 struct QueueState {
     msgs: VecDeque<Msg>,
+    /// When the oldest queued write was queued (its linger starts then).
+    oldest_at: Option<Instant>,
     /// A durable write is queued: commit now.
     durable: bool,
     /// No more writes come (the store is being dropped).
     closed: bool,
+    /// The writer sleeps without a deadline (nothing was written for
+    /// DEFERRED_LINGER): the next write must wake it.
+    parked: bool,
+    /// How many times a push woke the writer (for tests).
+    wakes: u64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,7 +112,15 @@ impl WriteQueue {
         if q.closed {
             return Err(StoreError::Task("the store is closed".into()));
         }
-        let wake = msg.durable || q.msgs.is_empty();
+        if q.msgs.is_empty() {
+            q.oldest_at = Some(Instant::now());
+        }
+        let wake = msg.durable || q.parked;
+        if wake {
+            // Unparked now: further writes before the writer runs need not wake it again.
+            q.parked = false;
+            q.wakes += 1;
+        }
         q.durable |= msg.durable;
         q.msgs.push_back(msg);
         drop(q);
@@ -103,19 +135,39 @@ impl WriteQueue {
         self.wake.notify_one();
     }
 
+    /// How many pushes woke the writer so far.
+    #[cfg(test)]
+    fn wakes(&self) -> u64 {
+        lock(&self.state).wakes
+    }
+
     /// The next batch, in queue order: at once when a durable write is
     /// queued (or MAX_BATCH are), but not before `not_before`, else once
-    /// the first deferred write has lingered DEFERRED_LINGER. None once
+    /// the oldest deferred write has lingered DEFERRED_LINGER. None once
     /// closed and empty.
     fn next_batch(&self, not_before: Option<Instant>) -> Option<Vec<Msg>> {
         let mut q = lock(&self.state);
+        // Nothing queued: sleep one idle tick (deferred writes queued
+        // meanwhile do not wake us), then park until a push wakes us.
+        let mut idled = false;
         while q.msgs.is_empty() {
             if q.closed {
                 return None;
             }
-            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            if idled {
+                q.parked = true;
+                q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.parked = false;
+            } else {
+                let (guard, waited) = self
+                    .wake
+                    .wait_timeout(q, self.idle_tick)
+                    .unwrap_or_else(|p| p.into_inner());
+                q = guard;
+                idled = waited.timed_out();
+            }
         }
-        let linger_until = Instant::now() + DEFERRED_LINGER;
+        let linger_until = q.oldest_at.unwrap_or_else(Instant::now) + DEFERRED_LINGER;
         loop {
             let until = if q.closed || q.msgs.len() >= MAX_BATCH {
                 break;
@@ -140,6 +192,11 @@ impl WriteQueue {
         let n = q.msgs.len().min(MAX_BATCH);
         let batch: Vec<Msg> = q.msgs.drain(..n).collect();
         q.durable = q.msgs.iter().any(|m| m.durable);
+        if q.msgs.is_empty() {
+            // (What is left, past MAX_BATCH, keeps the earlier time: it is
+            // committed sooner, never later.)
+            q.oldest_at = None;
+        }
         Some(batch)
     }
 }
@@ -259,4 +316,85 @@ fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) -> (Vec<Done>,
         }
     };
     (dones, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(durable: bool) -> Msg {
+        Msg {
+            op: Box::new(|_| (true, Box::new(|_: Option<&str>| {}) as Done)),
+            durable,
+            fsync: false,
+        }
+    }
+
+    /// Takes batches on a thread of its own, as the writer does: each
+    /// batch's size and when it was taken.
+    fn take_batches(queue: &Arc<WriteQueue>) -> std::sync::mpsc::Receiver<(usize, Instant)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queue = queue.clone();
+        std::thread::spawn(move || {
+            while let Some(batch) = queue.next_batch(None) {
+                let _ = tx.send((batch.len(), Instant::now()));
+            }
+        });
+        rx
+    }
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_parked_writer_is_woken_by_a_deferred_write_which_still_lingers() {
+        let queue = Arc::new(WriteQueue::default());
+        let batches = take_batches(&queue);
+        let deadline = Instant::now() + PATIENCE;
+        while !lock(&queue.state).parked {
+            assert!(Instant::now() < deadline, "the idle writer never parked");
+            std::thread::yield_now();
+        }
+        let queued = Instant::now();
+        queue.push(msg(false)).unwrap();
+        assert_eq!(queue.wakes(), 1);
+        let (n, taken) = batches.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(n, 1);
+        assert!(
+            taken - queued >= DEFERRED_LINGER,
+            "taken after {:?}",
+            taken - queued
+        );
+        queue.close();
+    }
+
+    #[test]
+    fn deferred_writes_do_not_wake_a_writer_that_is_not_parked() {
+        // An idle tick far longer than the test: the writer cannot park.
+        let queue = Arc::new(WriteQueue {
+            idle_tick: Duration::from_secs(600),
+            ..WriteQueue::default()
+        });
+        let batches = take_batches(&queue);
+        queue.push(msg(true)).unwrap();
+        assert_eq!(batches.recv_timeout(PATIENCE).unwrap().0, 1);
+        for _ in 0..10 {
+            queue.push(msg(false)).unwrap();
+        }
+        assert_eq!(queue.wakes(), 1, "only the durable write woke the writer");
+        // The next durable write wakes it and takes the deferred ones along.
+        queue.push(msg(true)).unwrap();
+        assert_eq!(queue.wakes(), 2);
+        assert_eq!(batches.recv_timeout(PATIENCE).unwrap().0, 11);
+        queue.close();
+    }
+
+    #[test]
+    fn a_closed_queue_ends_the_writer_after_its_last_batch() {
+        let queue = Arc::new(WriteQueue::default());
+        queue.push(msg(false)).unwrap();
+        queue.close();
+        assert!(queue.push(msg(true)).is_err());
+        assert_eq!(queue.next_batch(None).map(|b| b.len()), Some(1));
+        assert!(queue.next_batch(None).is_none());
+    }
 }

@@ -52,6 +52,46 @@ async fn ready_lists_the_functions() {
         .unwrap();
 }
 
+/// Starting a worker compiles the runtime's bytecode beside it, in a process
+/// of its own, so the next worker of this state folder imports no source.
+#[tokio::test]
+async fn starting_a_worker_compiles_the_runtime_ahead() {
+    let app = TestApp::new(Some(APP));
+    let _s = app.start().await;
+    let runtime_root = app.state.path().join("runtime");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let dirs: Vec<_> = std::fs::read_dir(&runtime_root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let marked = std::fs::read_dir(&dirs[0]).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".bytecode-")
+        });
+        if marked {
+            let pyc = dirs[0].join("infsh_worker/__pycache__");
+            let names: Vec<String> = std::fs::read_dir(&pyc)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.starts_with("runtime.") && n.ends_with(".pyc")),
+                "{names:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the runtime was never compiled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn setup_then_calls() {
     let app = TestApp::new(Some(APP));
