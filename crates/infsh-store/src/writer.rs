@@ -70,9 +70,11 @@ pub(crate) struct Msg {
 pub(crate) struct WriteQueue {
     state: Mutex<QueueState>,
     wake: Condvar,
+    /// How long a deferred write waits for a durable one: DEFERRED_LINGER.
+    linger: Duration,
     /// How long the writer sleeps with nothing queued before it parks. At
-    /// most DEFERRED_LINGER, or a deferred write queued meanwhile would
-    /// wait longer than that.
+    /// most `linger`, or a deferred write queued meanwhile would wait
+    /// longer than that.
     idle_tick: Duration,
 }
 
@@ -81,6 +83,7 @@ impl Default for WriteQueue {
         WriteQueue {
             state: Mutex::default(),
             wake: Condvar::new(),
+            linger: DEFERRED_LINGER,
             idle_tick: DEFERRED_LINGER,
         }
     }
@@ -167,7 +170,7 @@ impl WriteQueue {
                 idled = waited.timed_out();
             }
         }
-        let linger_until = q.oldest_at.unwrap_or_else(Instant::now) + DEFERRED_LINGER;
+        let linger_until = q.oldest_at.unwrap_or_else(Instant::now) + self.linger;
         loop {
             let until = if q.closed || q.msgs.len() >= MAX_BATCH {
                 break;
@@ -369,8 +372,10 @@ mod tests {
 
     #[test]
     fn deferred_writes_do_not_wake_a_writer_that_is_not_parked() {
-        // An idle tick far longer than the test: the writer cannot park.
+        // A linger and an idle tick far longer than the test: the writer
+        // can neither park nor take the deferred writes on its own.
         let queue = Arc::new(WriteQueue {
+            linger: Duration::from_secs(600),
             idle_tick: Duration::from_secs(600),
             ..WriteQueue::default()
         });
