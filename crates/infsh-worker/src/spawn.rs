@@ -272,13 +272,17 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// [`prepare_paths`] on a blocking thread.
+/// [`prepare_paths`] on a blocking thread, then the runtime it extracted
+/// compiled to bytecode in the background (once per interpreter and folder:
+/// [`crate::runtime_files::compile_bytecode_in_background`]).
 pub async fn prepare_paths_async(cfg: &WorkerConfig) -> Result<Paths, WorkerError> {
-    let cfg = cfg.clone();
-    match tokio::task::spawn_blocking(move || prepare_paths(&cfg)).await {
-        Ok(paths) => paths,
+    let owned = cfg.clone();
+    let paths = match tokio::task::spawn_blocking(move || prepare_paths(&owned)).await {
+        Ok(paths) => paths?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+    };
+    crate::runtime_files::compile_bytecode_in_background(&cfg.python, &paths.runtime_dir);
+    Ok(paths)
 }
 
 /// Makes the per-worker folders and returns them. Blocking: run it from

@@ -38,7 +38,6 @@ impl Worker {
         idle_logs: mpsc::UnboundedSender<LogLine>,
     ) -> Result<(Worker, Ready), WorkerError> {
         let paths = spawn::prepare_paths_async(&cfg).await?;
-        crate::runtime_files::compile_bytecode_in_background(&cfg.python, &paths.runtime_dir);
         let spawned = match spawn::spawn(&cfg, &paths) {
             Ok(spawned) => spawned,
             Err(e) => {

@@ -102,7 +102,6 @@ impl Zygote {
         idle_logs: mpsc::UnboundedSender<LogLine>,
     ) -> Result<ZygoteStart, WorkerError> {
         let paths = spawn::prepare_paths_async(&cfg).await?;
-        crate::runtime_files::compile_bytecode_in_background(&cfg.python, &paths.runtime_dir);
         // The zygote itself never spills; its workers get folders of their own.
         let _ = std::fs::remove_dir(&paths.spill_dir);
         let (parent_end, child_end) = socketpair(
