@@ -7,9 +7,11 @@
 # Targets (fuzz/fuzz_targets/): frame_decode (bytes → infsh_protocol's
 # read_message), run_request (bytes → run-body parsing and the path
 # normaliser), http_request (bytes → a request through the whole router).
-# The target bodies live in infsh_protocol::fuzzing and infsh_server::fuzzing;
-# the same code runs on stable in every `cargo test` as deterministic
-# property tests (the CI-sized run): this script is the long run.
+# The target bodies live in infsh_protocol::fuzzing and infsh_server::fuzzing,
+# behind each crate's `fuzzing` feature (fuzz/Cargo.toml turns it on, and so
+# do the crates' dev-dependencies on themselves): the same code runs on
+# stable in every `cargo test` as deterministic property tests (the CI-sized
+# run); this script is the long run.
 #
 # Toolchain: cargo-fuzz needs nightly for -Zsanitizer. With a nightly
 # toolchain installed it is used; otherwise the stable one runs with

@@ -6,6 +6,10 @@
 //! (`vram: 24` and `vram: "24GB"`; `OMP_NUM_THREADS: 4` in `env`; a secret
 //! given as a bare key). Malformed YAML is an error naming the file, line and
 //! column.
+//!
+//! The YAML crate is `serde_norway`, the maintained fork of the deprecated
+//! `serde_yaml`: the same `Value` API (which the tolerant parsing below
+//! reads) and libyaml's own error messages and positions.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -155,7 +159,7 @@ pub enum Quantity {
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        use serde_yaml::Value as Y;
+        use serde_norway::Value as Y;
         match Y::deserialize(d)? {
             Y::Bool(b) => Ok(Quantity::Bool(b)),
             Y::String(s) => Ok(Quantity::Text(s)),
@@ -270,8 +274,8 @@ impl Manifest {
     /// Parses manifest text; `path` only names the source in errors. An empty
     /// (or comment-only) document is an empty manifest.
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| parse_error(path, &e))?;
+        let doc: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| parse_error(path, &e))?;
         if doc.is_null() {
             return Ok(Manifest::default());
         }
@@ -289,7 +293,7 @@ impl Manifest {
         // carry a line and column; `extra` is not flattened on the way in for
         // the same reason (serde buffers flattened structs and loses positions).
         let mut manifest: Manifest =
-            serde_yaml::from_str(text).map_err(|e| parse_error(path, &e))?;
+            serde_norway::from_str(text).map_err(|e| parse_error(path, &e))?;
         for (k, v) in doc.as_mapping().expect("checked").iter() {
             let Some(key) = k
                 .as_str()
@@ -322,12 +326,12 @@ impl Manifest {
     }
 }
 
-fn parse_error(path: &Path, e: &serde_yaml::Error) -> ManifestError {
+fn parse_error(path: &Path, e: &serde_norway::Error) -> ManifestError {
     let (line, column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    // serde_yaml puts " at line L column C" in its text; the location is reported separately.
+    // serde_norway puts " at line L column C" in its text; the location is reported separately.
     let message = strip_location(&e.to_string());
     ManifestError::Parse {
         path: path.to_path_buf(),
@@ -351,8 +355,8 @@ fn strip_location(message: &str) -> String {
     format!("{}{}", &message[..start], &after[m..])
 }
 
-fn scalar_to_string(v: serde_yaml::Value) -> Result<Option<String>, String> {
-    use serde_yaml::Value as Y;
+fn scalar_to_string(v: serde_norway::Value) -> Result<Option<String>, String> {
+    use serde_norway::Value as Y;
     match v {
         Y::Null => Ok(None),
         Y::Bool(b) => Ok(Some(b.to_string())),
@@ -365,7 +369,7 @@ fn scalar_to_string(v: serde_yaml::Value) -> Result<Option<String>, String> {
 }
 
 fn opt_scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    scalar_to_string(serde_yaml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    scalar_to_string(serde_norway::Value::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -394,7 +398,7 @@ fn requirement_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Requirement>,
     impl<'de> Deserialize<'de> for Item {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             use serde::de::Error;
-            use serde_yaml::Value as Y;
+            use serde_norway::Value as Y;
             match Y::deserialize(d)? {
                 Y::String(key) => Ok(Item(Requirement {
                     key,
@@ -407,7 +411,7 @@ fn requirement_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Requirement>,
                             "each entry needs a `key` (e.g. `- key: HF_TOKEN`)",
                         ));
                     }
-                    serde_yaml::from_value(v)
+                    serde_norway::from_value(v)
                         .map(Item)
                         .map_err(D::Error::custom)
                 }

@@ -1,6 +1,10 @@
 //! Fuzz entry points (not an API): the bodies of the cargo-fuzz targets in
 //! `fuzz/`, kept here so the stable property tests run exactly the same
 //! code on every `cargo test` (`tests/frame_fuzz.rs`).
+//!
+//! Compiled only with the crate's `fuzzing` feature, which the fuzz crate
+//! and this crate's own tests (through its dev-dependency on itself) turn
+//! on: nothing else builds it.
 
 use std::path::Path;
 use std::sync::OnceLock;

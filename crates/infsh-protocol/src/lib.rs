@@ -8,9 +8,11 @@
 //!
 //! - [`messages`]: the JSON messages, as `#[serde(tag = "type")]` enums.
 //! - [`frame`]: length-prefixed frames, with spilling of big messages to files.
+//! - `fuzzing` (feature `fuzzing` only): the bodies of the cargo-fuzz targets
+//!   in `fuzz/`, not an API.
 
 pub mod frame;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod messages;
 

@@ -5,6 +5,11 @@
 //!
 //! Each one panics (an assertion) when the server would misbehave: a 5xx, a
 //! panic, a non-problem error body, a normalised path that is not normal.
+//!
+//! Compiled only with the crate's `fuzzing` feature, which the fuzz crate
+//! and this crate's own tests (through its dev-dependency on itself) turn
+//! on: nothing else builds it, and the path normaliser it checks stays
+//! private to the crate.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -22,8 +27,8 @@ use crate::routes::runs::{parse_function_run_body, parse_run_body, MAX_TIMEOUT_S
 use crate::{normalize_path, ServerConfig};
 
 /// Bytes → run-body parsing and `RunRequest` conversion (both run
-/// endpoints), then the same bytes as a request path through
-/// [`normalize_path`].
+/// endpoints), then the same bytes as a request path through the
+/// server's path normaliser (`normalize_path`).
 pub fn run_request(data: &[u8]) {
     match parse_run_body(data) {
         Ok((req, _wait)) => {
@@ -50,7 +55,7 @@ pub fn run_request(data: &[u8]) {
     check_normalized(&String::from_utf8_lossy(data));
 }
 
-/// [`normalize_path`]'s promises: an absolute path without empty
+/// The promises of the server's path normaliser (`normalize_path`): an absolute path without empty
 /// segments, without a trailing slash (but `/`), the same segments less
 /// one leading `v1`, and still a valid URI path when the input was one.
 pub fn check_normalized(path: &str) {

@@ -34,7 +34,9 @@ use tower_http::trace::TraceLayer;
 mod auth;
 mod dto;
 mod extract;
-#[doc(hidden)]
+/// The bodies of the cargo-fuzz targets in `fuzz/` (feature `fuzzing`; not
+/// an API).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod openapi;
 mod problem;
@@ -208,10 +210,9 @@ async fn normalize_request(mut req: Request) -> Request {
 }
 
 /// The routed form of `path`, or None when it is already normal:
-/// (Public for the fuzz targets; not an API.)
 /// repeated slashes collapsed, trailing slash dropped, `/v1` prefix removed.
-#[doc(hidden)]
-pub fn normalize_path(path: &str) -> Option<String> {
+/// (`fuzzing::check_normalized` states its promises.)
+fn normalize_path(path: &str) -> Option<String> {
     let mut out = String::with_capacity(path.len() + 1);
     for seg in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');

@@ -6,17 +6,21 @@
 //! - [`SqliteStore`] (`sqlite`): the default implementation, one SQLite file
 //!   in WAL mode, writes group-committed by one writer thread (`writer`);
 //!   checkpoints and (under `Relaxed`) flushes of the log by a thread
-//!   beside it (`wal_keeper`).
+//!   beside it (`wal_keeper`). The writer starts and feeds the keeper;
+//!   what both use (how a write is answered, their counters) is in
+//!   `commit_outcome`, below both, and the poison-tolerant `lock` in `lock`.
 //! - [`Durability`] (`durability`): whether a durable write is flushed to
 //!   the disk before it returns (`Full`) or shortly after (`Relaxed`).
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
 //! - [`FileStore`] (`files`): file bytes on disk under random ids.
 //! - `model`: the records; `ids`: random ids and timestamps.
 
+mod commit_outcome;
 mod durability;
 mod error;
 mod files;
 mod ids;
+mod lock;
 pub mod migrations;
 mod model;
 mod rows;

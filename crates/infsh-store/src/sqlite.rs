@@ -36,12 +36,14 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::commit_outcome::{Done, WriterStats};
 use crate::durability::Durability;
+use crate::lock::lock;
 use crate::migrations::migrate;
 use crate::rows::{file_from_row, RawTask, TASK_COLUMNS};
 use crate::store::{TaskFilter, TaskStore};
 use crate::wal_keeper::WRITER_AUTOCHECKPOINT_PAGES;
-use crate::writer::{lock, Done, Msg, Op, WriteQueue, Writer, WriterStats};
+use crate::writer::{Msg, Op, WriteQueue, Writer};
 use crate::{FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord, TaskStatus};
 
 /// How long a connection waits for another process's lock before failing.

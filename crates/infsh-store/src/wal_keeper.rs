@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use crate::commit_outcome::{answer, Done, WriterStats};
 use crate::durability::{Durability, RELAXED_SYNC_WINDOW};
-use crate::writer::{answer, lock, Done, WriterStats};
+use crate::lock::lock;
 
 /// Longest the keeper lets commits pile up in the log before it
 /// checkpoints (and, under `Relaxed`, flushes) them.

@@ -12,7 +12,9 @@
 //!
 //! Checkpoints, and under `Relaxed` the flushes of the log to the disk, are
 //! the [`WalKeeper`]'s, a thread beside the writer, so that neither holds
-//! up the commits queued behind them.
+//! up the commits queued behind them. The writer starts and feeds the
+//! keeper; what both use to answer writes and count their work is in
+//! `commit_outcome`, so the keeper does not import the writer.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use crate::commit_outcome::{answer, Done, WriterStats};
 use crate::durability::Durability;
+use crate::lock::lock;
 use crate::wal_keeper::WalKeeper;
 use crate::StoreError;
 
@@ -42,8 +46,6 @@ const MAX_BATCH: usize = 1024;
 /// the commit's own `fsync` does the gathering.
 const RELAXED_COMMIT_GAP: Duration = Duration::from_micros(250);
 
-/// Called once the batch holding a write committed (`None`) or failed.
-pub(crate) type Done = Box<dyn FnOnce(Option<&str>) + Send>;
 /// One write. Given the writer connection inside the batch's transaction
 /// (or why there is none), it runs and says whether it succeeded (a failed
 /// write's changes are rolled back alone) and what to do after the commit.
@@ -103,10 +105,6 @@ struct QueueState {
     parked: bool,
     /// How many times a push woke the writer (for tests).
     wakes: u64,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl WriteQueue {
@@ -204,17 +202,6 @@ impl WriteQueue {
     }
 }
 
-/// Counters the store exposes for tests and diagnostics.
-#[derive(Default)]
-pub(crate) struct WriterStats {
-    /// Write transactions committed.
-    pub commits: AtomicU64,
-    /// WAL flushes the keeper did (only under `Relaxed`).
-    pub log_flushes: AtomicU64,
-    /// Checkpoints the keeper did.
-    pub checkpoints: AtomicU64,
-}
-
 /// The writer thread's state: the write connection and the keeper of its
 /// log.
 pub(crate) struct Writer {
@@ -267,12 +254,6 @@ impl Writer {
             self.keeper.committed(commit);
             answer(dones, None);
         }
-    }
-}
-
-pub(crate) fn answer(dones: Vec<Done>, message: Option<&str>) {
-    for done in dones {
-        done(message);
     }
 }
 

@@ -80,7 +80,8 @@ pub fn check_request(req: &RunRequest) -> Result<(), Problem> {
 
 /// A run body (as JSON bytes) → the engine's request and `wait`, or the
 /// problem the endpoint answers. What `POST /apps/run` does before it
-/// submits (the fuzz target `run_request` drives it).
+/// submits (the fuzz target `run_request` drives it; feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
 pub fn parse_run_body(body: &[u8]) -> Result<(RunRequest, bool), Problem> {
     let body: RunBody = serde_json::from_slice(body).map_err(json_problem)?;
     let (req, wait) = body.into_request();
@@ -89,6 +90,7 @@ pub fn parse_run_body(body: &[u8]) -> Result<(RunRequest, bool), Problem> {
 }
 
 /// The same for `POST /apps/{namespace}/{name}/functions/{function}/run`.
+#[cfg(feature = "fuzzing")]
 pub fn parse_function_run_body(
     namespace: &str,
     name: &str,
@@ -102,6 +104,7 @@ pub fn parse_function_run_body(
 }
 
 /// A body that does not deserialize, as `ApiJson` answers it.
+#[cfg(feature = "fuzzing")]
 fn json_problem(e: serde_json::Error) -> Problem {
     if e.is_data() {
         Problem::bad_request(format!("invalid request body: {e}"))
