@@ -40,6 +40,8 @@ mod runner;
 mod scheduler;
 mod shared;
 mod submit;
+#[cfg(test)]
+mod testing;
 mod time;
 mod timing;
 mod tracker;

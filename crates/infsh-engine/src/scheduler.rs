@@ -594,6 +594,8 @@ impl Actor {
 
 mod dispatch;
 mod start;
+#[cfg(test)]
+mod tests;
 
 /// Seconds left until `at`, for display.
 pub(crate) fn secs_until(at: Instant) -> f64 {
