@@ -168,6 +168,15 @@ impl Fake {
             .count()
     }
 
+    /// When the ops that match happened, in order.
+    pub fn times(&self, matches: impl Fn(&Op) -> bool) -> Vec<Duration> {
+        self.lock_records()
+            .iter()
+            .filter(|r| matches(&r.op))
+            .map(|r| r.at)
+            .collect()
+    }
+
     /// When the `n`th (from 0) op that matches happened.
     pub fn time_of(&self, n: usize, matches: impl Fn(&Op) -> bool) -> Duration {
         let records = self.records();

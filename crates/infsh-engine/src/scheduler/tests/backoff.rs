@@ -12,15 +12,6 @@ use crate::testing::{Harness, APP};
 
 const CRASHED: &str = "the worker exited (exit status 1) while running the task";
 
-fn launch_times(h: &Harness) -> Vec<Duration> {
-    h.fake
-        .records()
-        .iter()
-        .filter(|r| is_launch(&r.op))
-        .map(|r| r.at)
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_crash_loop_backs_off_from_half_a_second_doubling_to_thirty_and_a_success_resets_it() {
     let h = Harness::start(|_| {}).await;
@@ -33,7 +24,7 @@ async fn a_crash_loop_backs_off_from_half_a_second_doubling_to_thirty_and_a_succ
         let record = h.ended(&id).await;
         assert_eq!(record.status, TaskStatus::Failed);
         assert_eq!(record.error.as_deref(), Some(CRASHED));
-        let launches = launch_times(&h);
+        let launches = h.fake.times(is_launch);
         assert_eq!(launches.len(), n + 1, "one start per attempt");
         if let Some(last_crash) = last_crash {
             assert_eq!(
@@ -53,7 +44,7 @@ async fn a_crash_loop_backs_off_from_half_a_second_doubling_to_thirty_and_a_succ
     }
     let ok = h.submit(json!({})).await;
     assert_eq!(h.ended(&ok).await.status, TaskStatus::Completed);
-    let launches = launch_times(&h);
+    let launches = h.fake.times(is_launch);
     assert_eq!(launches.len(), backoffs.len() + 1);
     assert_eq!(launches[backoffs.len()] - last_crash.unwrap(), secs(30.0));
     let health = h.health();
@@ -110,7 +101,7 @@ async fn a_failed_setup_fails_its_task_backs_off_and_a_successful_setup_clears_i
 
     let next = h.submit(json!({})).await;
     assert_eq!(h.ended(&next).await.status, TaskStatus::Completed);
-    assert_eq!(launch_times(&h), vec![secs(0.0), secs(0.5)]);
+    assert_eq!(h.fake.times(is_launch), vec![secs(0.0), secs(0.5)]);
     let health = h.health();
     assert_eq!((health.state, health.failures), (AppState::Ready, 0));
 }
@@ -153,7 +144,10 @@ async fn no_setup_runs_during_the_backoff_even_on_an_idle_replica() {
     assert_eq!(setups, vec![(secs(0.5), survivor)]);
     assert_eq!(pid_of(&h.fake.ops(), &next), survivor);
     // Preload restarts the killed replica when the backoff ends.
-    assert_eq!(launch_times(&h), vec![secs(0.0), secs(0.0), secs(0.5)]);
+    assert_eq!(
+        h.fake.times(is_launch),
+        vec![secs(0.0), secs(0.0), secs(0.5)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -193,7 +187,7 @@ async fn an_app_that_cannot_load_is_refused_while_backing_off_and_retries_once_b
     // One retry when the backoff ends; it loads.
     h.status_until("ready", |s| s.state == AppState::Ready)
         .await;
-    assert_eq!(launch_times(&h), vec![secs(0.0), secs(0.5)]);
+    assert_eq!(h.fake.times(is_launch), vec![secs(0.0), secs(0.5)]);
     let health = h.health();
     assert_eq!((health.failures, health.retry_in_secs), (0, None));
     let id = h.submit(json!({})).await;
@@ -228,7 +222,10 @@ async fn a_load_failure_with_no_worker_up_fails_the_waiting_tasks() {
     // The functions are known, so a run is taken and waits for the retry.
     let next = h.submit(json!({})).await;
     assert_eq!(h.ended(&next).await.status, TaskStatus::Completed);
-    assert_eq!(launch_times(&h), vec![secs(0.0), secs(0.5), secs(1.5)]);
+    assert_eq!(
+        h.fake.times(is_launch),
+        vec![secs(0.0), secs(0.5), secs(1.5)]
+    );
     assert_eq!(h.health().failures, 0);
 }
 
@@ -248,7 +245,7 @@ async fn a_load_failure_while_another_replica_serves_leaves_the_tasks_waiting() 
     let note = "the app is unhealthy (ImportError: flaky); its next attempt is in 0.5s";
     assert!(h.logs(&waiting).await.iter().any(|l| l == note));
     assert_eq!(
-        launch_times(&h),
+        h.fake.times(is_launch),
         vec![secs(0.0), secs(1.0)],
         "the replica that failed to load is not retried while another serves"
     );

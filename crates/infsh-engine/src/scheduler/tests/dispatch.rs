@@ -204,14 +204,10 @@ async fn replicas_start_lazily_and_no_more_than_the_waiting_tasks_need() {
         waiting.push(h.submit(json!({"sleep": 100})).await);
     }
     h.at(4.0).await;
-    let launches: Vec<_> = h
-        .fake
-        .records()
-        .iter()
-        .filter(|r| is_launch(&r.op))
-        .map(|r| r.at)
-        .collect();
-    assert_eq!(launches, vec![secs(1.0), secs(3.0), secs(3.0)]);
+    assert_eq!(
+        h.fake.times(is_launch),
+        vec![secs(1.0), secs(3.0), secs(3.0)]
+    );
 
     for id in [&a, &b].into_iter().chain(&waiting) {
         assert_eq!(h.ended(id).await.status, TaskStatus::Completed);

@@ -145,17 +145,12 @@ async fn a_preload_setup_past_its_timeout_backs_off_and_recovers() {
 
     h.status_until("ready", |s| s.state == AppState::Ready && s.replicas == 1)
         .await;
-    let times = |matches: fn(&Op) -> bool| -> Vec<_> {
-        h.fake
-            .records()
-            .into_iter()
-            .filter(|r| matches(&r.op))
-            .map(|r| r.at)
-            .collect()
-    };
-    assert_eq!(times(is_launch), vec![secs(0.0), secs(1.5), secs(3.5)]);
     assert_eq!(
-        times(|op| matches!(op, Op::Kill { .. })),
+        h.fake.times(is_launch),
+        vec![secs(0.0), secs(1.5), secs(3.5)]
+    );
+    assert_eq!(
+        h.fake.times(|op| matches!(op, Op::Kill { .. })),
         vec![secs(1.0), secs(2.5)]
     );
     assert_eq!(h.health().failures, 0);
