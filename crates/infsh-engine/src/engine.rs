@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::api::*;
 use crate::handle::{AppHandle, CancelReply};
+use crate::python_launcher::PythonLauncher;
 use crate::recovery::recover;
 use crate::registry::{parse_app_ref, scan};
 use crate::scheduler;
@@ -26,6 +27,7 @@ use crate::submit::Insert;
 use crate::timing::StageClock;
 use crate::tracker::Tracker;
 use crate::webhook::Webhooks;
+use crate::worker_seam::WorkerLauncher;
 
 /// How long each worker gets for `unload` at shutdown before it is killed.
 pub const UNLOAD_GRACE: Duration = Duration::from_secs(5);
@@ -58,14 +60,30 @@ impl Engine {
     /// that were queued when the server last stopped, marks interrupted
     /// running ones failed, and (with `preload`) starts workers.
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineStartError> {
+        Engine::start_with(config, Arc::new(PythonLauncher), None).await
+    }
+
+    /// [`Engine::start`] with another worker launcher (the scheduler's unit
+    /// tests: a scripted fake) and, when given, another store than the
+    /// SQLite file under `data_dir`.
+    pub(crate) async fn start_with(
+        config: EngineConfig,
+        launcher: Arc<dyn WorkerLauncher>,
+        store: Option<Arc<dyn TaskStore>>,
+    ) -> Result<Engine, EngineStartError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| EngineStartError(format!("{what}: {e}"));
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| fail(&format!("cannot create {}", config.data_dir.display()), &e))?;
-        let db = config.data_dir.join("infsh.db");
-        let store = SqliteStore::open_with_async(&db, config.durability)
-            .await
-            .map_err(|e| fail(&format!("cannot open {}", db.display()), &e))?;
-        let store: Arc<dyn TaskStore> = Arc::new(store);
+        let store: Arc<dyn TaskStore> = match store {
+            Some(store) => store,
+            None => {
+                let db = config.data_dir.join("infsh.db");
+                let store = SqliteStore::open_with_async(&db, config.durability)
+                    .await
+                    .map_err(|e| fail(&format!("cannot open {}", db.display()), &e))?;
+                Arc::new(store)
+            }
+        };
         let files = FileStore::open(config.data_dir.join("files"), store.clone())
             .map_err(|e| fail("cannot open the file store", &e))?;
         let webhooks = Webhooks::new().map_err(EngineStartError)?;
@@ -74,7 +92,7 @@ impl Engine {
             .await
             .map_err(|e| fail("scanning apps", &e))?
             .map_err(EngineStartError)?;
-        let shared = Shared::new(config, store, files, webhooks);
+        let shared = Shared::new(config, store, files, webhooks, launcher);
         std::fs::create_dir_all(&shared.state_dir)
             .map_err(|e| fail(&format!("cannot create {}", shared.state_dir.display()), &e))?;
         let apps: BTreeMap<String, AppHandle> = entries

@@ -5,7 +5,8 @@
 //! ```text
 //!  Engine (engine.rs, submit.rs) ──commands──> one scheduler actor per app (scheduler.rs)
 //!     │  get/wait/subscribe                        │ owns queue + replicas (replica.rs)
-//!     └──> live tasks (live.rs) <── Tracker ◄── runner per task (runner.rs) ──> infsh_worker::Worker
+//!     │                                            │ starts workers: AppLauncher ─┐
+//!     └──> live tasks (live.rs) <── Tracker ◄── runner per task (runner.rs) ──> AppWorker
 //!                                     │                      └─ outputs.rs: files → FileStore
 //!                                     └──> TaskStore (durable), webhook.rs, metrics.rs
 //! ```
@@ -14,6 +15,13 @@
 //! - `registry`: app folders and `app` strings; `app_info`: a worker's
 //!   `ready` as functions and validators; `inputs`: checks before storing.
 //! - `recovery`: what a start does with the last run's tasks.
+//! - `worker_seam`: the worker seam. The scheduler and the runners see a
+//!   worker only as an `AppWorker` (setup, call, cancel, kill, shutdown)
+//!   started by an `AppLauncher`; `python_launcher` is the real one
+//!   (environment, zygote, `infsh_worker::Worker`), and the scheduler's unit
+//!   tests (`scheduler/tests/`) put a scripted fake worker and an in-memory
+//!   store (`testing/`) in its place, with tokio's paused clock.
+//! - `time`: the deadline helper of the actors' `select!` loops.
 
 pub mod api;
 mod app_info;
@@ -23,6 +31,7 @@ mod inputs;
 mod live;
 mod metrics;
 mod outputs;
+mod python_launcher;
 mod recovery;
 mod redact;
 mod registry;
@@ -31,9 +40,13 @@ mod runner;
 mod scheduler;
 mod shared;
 mod submit;
+#[cfg(test)]
+mod testing;
+mod time;
 mod timing;
 mod tracker;
 mod webhook;
+mod worker_seam;
 
 pub use api::*;
 pub use engine::{Engine, EngineStartError, UNLOAD_GRACE};

@@ -13,18 +13,20 @@ use std::time::Duration;
 
 use infsh_protocol::{CallId, FailureKind};
 use infsh_store::{LogEntry, LogType, TaskStatus};
-use infsh_worker::{CallEvent, CallOutcome, CallRequest, Worker, WorkerError};
+use infsh_worker::{CallEvent, CallOutcome, CallRequest, WorkerError};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::handle::QueuedTask;
 use crate::outputs::{store_output_files, strip_local_paths};
-use crate::replica::{setup_error, StopReason, KILL_GRACE};
+use crate::replica::StopReason;
 use crate::scheduler::{Event, ReplicaOutcome};
 use crate::shared::{Shared, INTERRUPTED};
+use crate::time::sleep_until;
 use crate::timing::{Mark, StageClock};
 use crate::tracker::{log_entry, Tracker};
+use crate::worker_seam::{setup_error, AppWorker, KILL_GRACE};
 
 /// How often batched logs and snapshots are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -36,7 +38,7 @@ const REPORT_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct RunArgs {
     pub shared: Arc<Shared>,
     pub app_id: String,
-    pub worker: Worker,
+    pub worker: Arc<dyn AppWorker>,
     pub worker_id: String,
     pub replica: usize,
     pub generation: u64,
@@ -122,7 +124,7 @@ struct Runner {
     shared: Arc<Shared>,
     clock: Arc<StageClock>,
     app_id: String,
-    worker: Worker,
+    worker: Arc<dyn AppWorker>,
     worker_id: String,
     tracker: Tracker,
     record: infsh_store::TaskRecord,
@@ -140,13 +142,6 @@ struct Runner {
 enum Stopped {
     TimedOut(f64),
     CancelGraceOver,
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn flush_timer() -> tokio::time::Interval {

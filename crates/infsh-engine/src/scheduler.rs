@@ -1,8 +1,10 @@
 //! One app's scheduler: an actor task that owns the app's queue (FIFO), its
 //! replicas (`replica.rs`) and the tasks running on them. Nothing here is
 //! shared or locked; the engine talks to it through an [`AppHandle`], and
-//! the futures it spawns (worker starts, task runners in `runner.rs`) report
-//! back on its event channel.
+//! the futures it spawns (worker starts in `scheduler/start.rs`, task
+//! runners in `runner.rs`) report back on its event channel. Workers are
+//! reached only through the seam of `worker_seam.rs`, so these rules have
+//! unit tests with a scripted fake worker (`scheduler/tests/`).
 //!
 //! Dispatch rule: the head of the queue goes to a replica whose setup config
 //! equals the task's with a free slot (`concurrency_per_replica`), else to an
@@ -43,13 +45,13 @@ use crate::api::{restart_backoff, EngineError};
 use crate::app_info::AppInfo;
 use crate::handle::{AppHandle, AppStatus, CancelReply, Command, QueuedTask};
 use crate::registry::AppEntry;
-use crate::replica::{
-    start_worker, worker_id, Replica, ReplicaState, StartFailure, Started, Up, ZygoteSlot,
-    KILL_GRACE,
-};
+use crate::replica::{Replica, ReplicaState, Up};
 use crate::shared::Shared;
+use crate::time::sleep_until;
 use crate::tracker::Tracker;
+use crate::worker_seam::{AppLauncher, StartFailure, KILL_GRACE};
 use infsh_store::TaskStatus;
+use start::{start_worker, Started};
 
 /// What the actor's spawned futures report.
 pub(crate) enum Event {
@@ -151,8 +153,8 @@ struct Actor {
     draining: Arc<AtomicBool>,
     shutdown: Option<(oneshot::Sender<()>, bool)>,
     tasks: JoinSet<()>,
-    /// The app's zygote, which its workers are forked from.
-    zygote: Arc<ZygoteSlot>,
+    /// Starts the app's workers (and keeps its zygote).
+    launcher: Arc<dyn AppLauncher>,
 }
 
 /// Starts the actor of one app.
@@ -166,6 +168,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
     let replicas = (0..shared.config.replicas.max(1))
         .map(|_| Replica::absent())
         .collect();
+    let launcher = shared.launcher.for_app(shared.clone(), entry.clone());
     let actor = Actor {
         shared,
         entry: entry.clone(),
@@ -184,7 +187,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
         draining: draining.clone(),
         shutdown: None,
         tasks: JoinSet::new(),
-        zygote: Arc::default(),
+        launcher,
     };
     tokio::spawn(actor.run());
     AppHandle {
@@ -473,7 +476,7 @@ impl Actor {
         let start = start_worker(
             self.shared.clone(),
             self.entry.clone(),
-            self.zygote.clone(),
+            self.launcher.clone(),
             setup,
         );
         let events = self.events_tx.clone();
@@ -513,7 +516,7 @@ impl Actor {
                     Stage::Load
                 });
                 self.replicas[idx].state = ReplicaState::Up(Up {
-                    worker_id: worker_id(&started.worker),
+                    worker_id: started.worker.id(),
                     worker: started.worker,
                     setup: started.setup,
                     setting_up: false,
@@ -590,13 +593,9 @@ impl Actor {
 }
 
 mod dispatch;
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
+mod start;
+#[cfg(test)]
+mod tests;
 
 /// Seconds left until `at`, for display.
 pub(crate) fn secs_until(at: Instant) -> f64 {

@@ -10,9 +10,10 @@ use super::{dec_usize, Actor, ReplicaOutcome, Running, Stage};
 use crate::api::AppState;
 use crate::handle::{AppStatus, QueuedTask};
 use crate::metrics::{dec, inc};
-use crate::replica::{ReplicaState, KILL_GRACE};
+use crate::replica::ReplicaState;
 use crate::runner::{self, RunArgs};
 use crate::tracker::Tracker;
+use crate::worker_seam::KILL_GRACE;
 
 impl Actor {
     /// Dispatches what can be, starts replicas for what waits, publishes.

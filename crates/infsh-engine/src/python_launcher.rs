@@ -1,0 +1,210 @@
+//! The real [`WorkerLauncher`]: how a worker of an app is started. The
+//! app's environment is prepared (or `config.python` used), then the worker
+//! is forked from the app's zygote (`infsh_worker::Zygote`, started with
+//! the app's first worker) or, where that is off or unsafe, started as
+//! `python -m infsh_worker`, and its `ready` awaited within
+//! [`START_TIMEOUT`]. What the scheduler does with it after that (a preload
+//! setup, tasks) goes through the [`AppWorker`] seam (`worker_seam.rs`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infsh_protocol::Ready;
+use infsh_store::{LogEntry, LogType};
+use infsh_worker::{LogLine, Worker, WorkerConfig, WorkerError, Zygote, ZygoteStart};
+use tokio::sync::mpsc;
+
+use crate::inputs::worker_env;
+use crate::registry::AppEntry;
+use crate::shared::Shared;
+use crate::tracker::log_entry;
+use crate::worker_seam::{AppLauncher, Launched, StartFailure, WorkerLauncher};
+
+/// Limit on a worker's start (spawn, import of the app, `ready`); building
+/// the environment before it is not limited.
+pub const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Starts Python workers (`infsh_worker`); what `Engine::start` uses.
+pub(crate) struct PythonLauncher;
+
+impl WorkerLauncher for PythonLauncher {
+    fn for_app(&self, shared: Arc<Shared>, entry: Arc<AppEntry>) -> Arc<dyn AppLauncher> {
+        Arc::new(PythonAppLauncher {
+            shared,
+            entry,
+            zygote: ZygoteSlot::default(),
+        })
+    }
+}
+
+/// Starts the workers of one app; keeps the app's zygote.
+struct PythonAppLauncher {
+    shared: Arc<Shared>,
+    entry: Arc<AppEntry>,
+    zygote: ZygoteSlot,
+}
+
+#[async_trait]
+impl AppLauncher for PythonAppLauncher {
+    /// Prepares the environment and starts a worker (forked from the app's
+    /// zygote unless that is off).
+    async fn launch(&self) -> Result<Launched, StartFailure> {
+        let (shared, entry) = (&self.shared, &self.entry);
+        let logs = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
+        let python = match &shared.config.python {
+            Some(python) => python.clone(),
+            None => prepare_environment(shared, entry, logs.clone()).await?,
+        };
+        let cfg = WorkerConfig {
+            python,
+            app_dir: entry.dir.root.clone(),
+            state_dir: shared.state_dir.clone(),
+            env: worker_env(&entry.dir.manifest, &shared.config.secrets),
+        };
+        let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LogLine>();
+        let app_id = entry.id.clone();
+        let idle_shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(line) = idle_rx.recv().await {
+                let text = idle_shared.redactor.text(&line.line);
+                tracing::info!(app = %app_id, stream = ?line.stream, "{text}");
+            }
+        });
+        let start = async {
+            if shared.config.fork_workers {
+                self.zygote.worker(&entry.id, cfg, idle_tx).await
+            } else {
+                Worker::start(cfg, idle_tx).await
+            }
+        };
+        let (worker, ready) = match tokio::time::timeout(START_TIMEOUT, start).await {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => return Err(start_error(e)),
+            Err(_) => {
+                return Err(StartFailure::load(
+                    format!(
+                        "the worker did not start within {}s",
+                        START_TIMEOUT.as_secs()
+                    ),
+                    None,
+                ))
+            }
+        };
+        let logs = std::mem::take(&mut *logs.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(Launched {
+            worker: Arc::new(worker),
+            ready,
+            logs,
+        })
+    }
+}
+
+/// Builds (or finds) the app's environment; its progress goes to `logs`.
+/// Returns its interpreter.
+async fn prepare_environment(
+    shared: &Shared,
+    entry: &AppEntry,
+    logs: Arc<Mutex<Vec<LogEntry>>>,
+) -> Result<std::path::PathBuf, StartFailure> {
+    let push = move |line: String| {
+        logs.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(log_entry(LogType::Build, line))
+    };
+    let spec = infsh_env::EnvSpec::new(&entry.dir.root, shared.config.cache_dir.join("envs"));
+    let prepared = infsh_env::prepare(&spec, move |event| match event {
+        infsh_env::EnvProgress::Installing { line } => push(line),
+        infsh_env::EnvProgress::Creating { installer, dir } => push(format!(
+            "building the app's environment with {installer} in {}",
+            dir.display()
+        )),
+        infsh_env::EnvProgress::Waiting { dir } => {
+            push(format!("waiting for another build of {}", dir.display()))
+        }
+        infsh_env::EnvProgress::Done { seconds } => {
+            push(format!("environment built in {seconds:.1}s"))
+        }
+        _ => {}
+    })
+    .await
+    .map_err(|e| StartFailure::load(format!("cannot prepare the app's environment: {e}"), None))?;
+    Ok(prepared.python)
+}
+
+/// Describes a worker that did not start.
+fn start_error(e: WorkerError) -> StartFailure {
+    match e {
+        WorkerError::LoadFailed(f) => {
+            StartFailure::load(format!("{} ({})", f.error, f.kind), Some(f.traceback))
+        }
+        WorkerError::Exited {
+            status,
+            stderr_tail,
+            ..
+        } => StartFailure::load(
+            format!("the worker exited ({status}) while starting"),
+            Some(stderr_tail.join("\n")),
+        ),
+        other => StartFailure::load(other.to_string(), None),
+    }
+}
+
+/// An app's zygote (`infsh_worker::Zygote`): started with the app's first
+/// worker, then every worker of the app (a second replica, a replacement
+/// after a crash) is forked from it in milliseconds. Apps it cannot fork
+/// safely, and `--no-fork`, get ordinary worker starts.
+#[derive(Default)]
+struct ZygoteSlot(tokio::sync::Mutex<ZygoteState>);
+
+#[derive(Default)]
+enum ZygoteState {
+    #[default]
+    None,
+    Ready(Zygote),
+    /// Forking this app is not safe (the reason was logged once).
+    Refused,
+}
+
+impl ZygoteSlot {
+    /// A worker forked from the app's zygote (started first if needed).
+    async fn worker(
+        &self,
+        app: &str,
+        cfg: WorkerConfig,
+        idle_logs: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<(Worker, Ready), WorkerError> {
+        let mut state = self.0.lock().await;
+        match &*state {
+            ZygoteState::Ready(zygote) if !zygote.is_gone() => {
+                let zygote = zygote.clone();
+                drop(state);
+                match zygote.fork(idle_logs.clone()).await {
+                    // It died under the fork: one more try with a new one.
+                    Err(_) if zygote.is_gone() => {}
+                    other => return other,
+                }
+                state = self.0.lock().await;
+            }
+            ZygoteState::Refused => {
+                drop(state);
+                return Worker::start(cfg, idle_logs).await;
+            }
+            _ => {}
+        }
+        match Zygote::start(cfg.clone(), idle_logs.clone()).await? {
+            ZygoteStart::Ready(zygote) => {
+                tracing::debug!(app, pid = zygote.pid(), "zygote started");
+                *state = ZygoteState::Ready(zygote.clone());
+                drop(state);
+                zygote.fork(idle_logs).await
+            }
+            ZygoteStart::NotForkable(reason) => {
+                tracing::info!(app, %reason, "workers of this app are started, not forked");
+                *state = ZygoteState::Refused;
+                drop(state);
+                Worker::start(cfg, idle_logs).await
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! [`MemoryStore`]: a [`TaskStore`] in a mutex, for the scheduler's unit
+//! tests. The SQLite store answers from its own writer thread, and while a
+//! test waits on that thread tokio's paused clock may jump to the next timer
+//! (a backoff, a timeout) before the answer comes; this one answers at once
+//! on the test's own thread, so the paused clock only moves when every task
+//! waits on a timer.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use infsh_store::{
+    FileRecord, LogEntry, Page, StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore,
+};
+use serde_json::Value;
+
+#[derive(Default)]
+pub(crate) struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// In insertion order: the position + 1 is the task's sequence number.
+    tasks: Vec<TaskRecord>,
+    logs: HashMap<String, Vec<LogEntry>>,
+    files: HashMap<String, FileRecord>,
+}
+
+fn not_found(kind: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}
+
+impl Inner {
+    fn task(&mut self, id: &str) -> Result<&mut TaskRecord, StoreError> {
+        self.tasks
+            .iter_mut()
+            .find(|t| t.id == id)
+            .ok_or_else(|| not_found("task", id))
+    }
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.tasks.iter().any(|t| t.id == task.id) {
+            return Err(StoreError::Task(format!("task {} exists", task.id)));
+        }
+        inner.tasks.push(task.clone());
+        Ok(())
+    }
+
+    async fn update_status(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let task = inner.task(id)?;
+        task.status = status;
+        task.updated_at_ms = at_ms;
+        Ok(())
+    }
+
+    async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let task = inner.task(id)?;
+        task.output = Some(output.clone());
+        task.updated_at_ms = at_ms;
+        Ok(())
+    }
+
+    async fn finish_task(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        output: Option<&Value>,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let task = inner.task(id)?;
+        task.status = status;
+        task.output = output.cloned();
+        task.error = error.map(str::to_string);
+        task.updated_at_ms = at_ms;
+        Ok(())
+    }
+
+    async fn append_logs(&self, id: &str, logs: &[LogEntry]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.task(id)?;
+        inner
+            .logs
+            .entry(id.to_string())
+            .or_default()
+            .extend_from_slice(logs);
+        Ok(())
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.lock().tasks.iter().find(|t| t.id == id).cloned())
+    }
+
+    async fn get_logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError> {
+        Ok(self.lock().logs.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<TaskRecord>, StoreError> {
+        let before = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| StoreError::InvalidCursor(c.to_string()))?,
+            None => usize::MAX,
+        };
+        let limit = limit.max(1);
+        let inner = self.lock();
+        let mut matching = inner
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, t))
+            .rev()
+            .filter(|(seq, t)| {
+                *seq < before
+                    && filter.app.as_ref().is_none_or(|a| *a == t.app)
+                    && filter.status.is_none_or(|s| s == t.status)
+            });
+        let items: Vec<(usize, &TaskRecord)> = matching.by_ref().take(limit).collect();
+        let next_cursor = match (matching.next(), items.last()) {
+            (Some(_), Some((seq, _))) => Some(seq.to_string()),
+            _ => None,
+        };
+        Ok(Page {
+            items: items.into_iter().map(|(_, t)| t.clone()).collect(),
+            next_cursor,
+        })
+    }
+
+    async fn tasks_with_status(
+        &self,
+        statuses: &[TaskStatus],
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .tasks
+            .iter()
+            .filter(|t| statuses.contains(&t.status))
+            .cloned()
+            .collect())
+    }
+
+    async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError> {
+        self.lock().files.insert(file.id.clone(), file.clone());
+        Ok(())
+    }
+
+    async fn get_file(&self, id: &str) -> Result<Option<FileRecord>, StoreError> {
+        Ok(self.lock().files.get(id).cloned())
+    }
+
+    async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
+        let mut inner = self.lock();
+        let file = inner
+            .files
+            .get_mut(id)
+            .ok_or_else(|| not_found("file", id))?;
+        file.size = Some(size);
+        file.uploaded = true;
+        Ok(file.clone())
+    }
+}

@@ -1,0 +1,180 @@
+//! The seam between the scheduler and worker processes: what a replica
+//! needs from a worker, as object-safe traits, so the scheduler's rules
+//! (dispatch, backoff, cancellation, timeouts) run the same against a real
+//! Python worker and against the scripted fake of its unit tests
+//! (`testing/fake_worker.rs`).
+//!
+//! - [`WorkerLauncher`]: held by [`crate::shared::Shared`]; gives each app's
+//!   scheduler its [`AppLauncher`], which starts that app's workers and
+//!   waits for their `ready`. The real one is
+//!   [`crate::python_launcher::PythonLauncher`] (environment, zygote,
+//!   `python -m infsh_worker`).
+//! - [`AppWorker`]: a started worker: setup, call, cancel, kill, shutdown
+//!   (`unload`), its pid. Implemented by [`infsh_worker::Worker`] itself.
+//!
+//! Errors stay [`WorkerError`]: the runner tells an app's failure
+//! (`SetupFailed`, `CallFailed`) from a worker that is gone (`Exited`,
+//! `Protocol`) by its variant, and the task errors are made of its parts
+//! (docs/reliability.md lists them). Each operation is one boxed future
+//! (`async_trait`) on top of the worker's own; no thread or channel is
+//! added.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infsh_protocol::{CallId, Ready};
+use infsh_store::LogEntry;
+use infsh_worker::{
+    CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, Worker, WorkerError,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::registry::AppEntry;
+use crate::shared::Shared;
+
+/// How long a worker gets to exit on SIGTERM before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Starts workers: one [`AppLauncher`] per hosted app.
+pub(crate) trait WorkerLauncher: Send + Sync {
+    /// The launcher of one app's workers. Its scheduler holds it, so what
+    /// it keeps between starts (the app's zygote) ends with the scheduler.
+    fn for_app(&self, shared: Arc<Shared>, entry: Arc<AppEntry>) -> Arc<dyn AppLauncher>;
+}
+
+/// Starts the workers of one app.
+#[async_trait]
+pub(crate) trait AppLauncher: Send + Sync {
+    /// Starts one worker and waits for its `ready`. Dropping the future
+    /// stops the worker it was starting.
+    async fn launch(&self) -> Result<Launched, StartFailure>;
+}
+
+/// A worker that started.
+pub(crate) struct Launched {
+    pub worker: Arc<dyn AppWorker>,
+    pub ready: Ready,
+    /// What preparing it wrote (the environment's build), for the first
+    /// task that runs on it.
+    pub logs: Vec<LogEntry>,
+}
+
+/// One started worker, serving every function of its app. Dropping the
+/// last handle kills it.
+#[async_trait]
+pub(crate) trait AppWorker: Send + Sync {
+    /// The worker's pid (its process group).
+    fn pid(&self) -> u32;
+
+    /// `local-<pid>`: the `worker_id` of the SDK's metadata.
+    fn id(&self) -> String {
+        format!("local-{}", self.pid())
+    }
+
+    /// Runs `setup` with `config`; returns how long it took, in seconds.
+    /// The app's output goes to `logs`, complete when this returns.
+    async fn setup(
+        &self,
+        config: Value,
+        metadata: Value,
+        logs: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<f64, WorkerError>;
+
+    /// Calls one function; its logs and snapshots arrive on `events`, all of
+    /// them before this returns.
+    async fn call(
+        &self,
+        request: CallRequest,
+        events: mpsc::UnboundedSender<CallEvent>,
+    ) -> Result<CallOutcome, WorkerError>;
+
+    /// Asks the worker to cancel a call in flight (it then fails with kind
+    /// `cancelled`); a call that does not stop is the caller's to kill.
+    async fn cancel(&self, id: &CallId) -> Result<(), WorkerError>;
+
+    /// SIGTERM, up to `grace`, then SIGKILL; returns once the worker is
+    /// gone. Pending operations fail with [`WorkerError::Exited`].
+    async fn kill(&self, grace: Duration);
+
+    /// Runs `unload` and lets the worker exit, killing it after `grace`.
+    async fn shutdown(&self, grace: Duration) -> Result<ExitDescription, WorkerError>;
+}
+
+#[async_trait]
+impl AppWorker for Worker {
+    fn pid(&self) -> u32 {
+        Worker::pid(self)
+    }
+
+    async fn setup(
+        &self,
+        config: Value,
+        metadata: Value,
+        logs: mpsc::UnboundedSender<LogLine>,
+    ) -> Result<f64, WorkerError> {
+        Worker::setup(self, config, metadata, logs).await
+    }
+
+    async fn call(
+        &self,
+        request: CallRequest,
+        events: mpsc::UnboundedSender<CallEvent>,
+    ) -> Result<CallOutcome, WorkerError> {
+        Worker::call(self, request, events).await
+    }
+
+    async fn cancel(&self, id: &CallId) -> Result<(), WorkerError> {
+        Worker::cancel(self, id).await
+    }
+
+    async fn kill(&self, grace: Duration) {
+        Worker::kill(self, grace).await
+    }
+
+    async fn shutdown(&self, grace: Duration) -> Result<ExitDescription, WorkerError> {
+        Worker::shutdown(self, grace).await
+    }
+}
+
+/// Why a replica did not start.
+#[derive(Debug, Clone)]
+pub(crate) struct StartFailure {
+    pub message: String,
+    pub traceback: Option<String>,
+    /// The worker itself did not start (vs. a preload setup that failed).
+    pub load: bool,
+    /// What the worker reported before its setup failed (the app's functions
+    /// are known even though it is not usable).
+    pub ready: Option<Box<Ready>>,
+}
+
+impl StartFailure {
+    /// The worker did not start (or not in time).
+    pub fn load(message: String, traceback: Option<String>) -> Self {
+        StartFailure {
+            message,
+            traceback: traceback.filter(|t| !t.is_empty()),
+            load: true,
+            ready: None,
+        }
+    }
+}
+
+/// `setup failed: <error>` and the traceback of a failed setup (the
+/// worker's last stderr lines when it died during setup).
+pub(crate) fn setup_error(e: WorkerError) -> (String, Option<String>) {
+    match e {
+        WorkerError::SetupFailed(f) => (format!("setup failed: {}", f.error), Some(f.traceback)),
+        WorkerError::Exited {
+            status,
+            stderr_tail,
+            ..
+        } => (
+            format!("setup failed: the worker exited ({status}) during setup"),
+            Some(stderr_tail.join("\n")),
+        ),
+        other => (format!("setup failed: {other}"), None),
+    }
+}
