@@ -7,6 +7,8 @@
 //! - [`validate`]: input validation against a function's schema before dispatch
 //!   ([`InputValidator`]), with readable per-field errors;
 //! - [`files`]: `File` inputs: finding them, resolving local paths;
+//! - [`task_status`]: the task statuses of the API ([`TaskStatus`]): numbers,
+//!   names and the aliases clients send;
 //! - [`schema`], [`pointer`]: helpers for pydantic schemas and JSON pointers.
 //!
 //! The function list comes from the worker's `ready` message
@@ -19,6 +21,7 @@ pub mod manifest;
 pub mod media;
 pub mod pointer;
 pub mod schema;
+pub mod task_status;
 pub mod validate;
 
 pub use app::{AppDir, AppError, Example};
@@ -26,4 +29,5 @@ pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};
 pub use functions::{FunctionSet, ResolveError};
 pub use infsh_protocol::FunctionInfo;
 pub use manifest::{Manifest, ManifestError, Quantity, Requirement};
+pub use task_status::{ParseStatusError, TaskStatus, UnknownStatusNumber};
 pub use validate::{describe_errors, FieldError, InputValidator, SchemaError};

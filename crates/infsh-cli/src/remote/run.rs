@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use infsh_core::app::AppDir;
 use infsh_core::functions::FunctionSet;
+use infsh_core::TaskStatus;
 use infsh_core::validate::InputValidator;
 use infsh_protocol::FunctionInfo;
 use serde_json::{json, Map, Value};
@@ -350,7 +351,7 @@ pub async fn completed_report(
     output_dir: Option<&Path>,
 ) -> Result<Value, Failure> {
     let terminal = &followed.task;
-    if task::status(terminal) != Some(task::COMPLETED) {
+    if task::status(terminal) != Some(TaskStatus::Completed) {
         let failure = task::failure(terminal);
         return Err(match &followed.traceback {
             Some(traceback) => failure.with_traceback(traceback.clone()),
