@@ -2,6 +2,8 @@
 //!
 //! - [`manifest`]: `inf.yml`, tolerant of unknown fields;
 //! - [`app`]: an app folder ([`AppDir`]), its files and example inputs;
+//! - [`app_ref`]: how a client names an app and function
+//!   (`namespace/name[@version][:function]`, [`AppRef`]);
 //! - [`functions`]: the functions a worker reported, the default one, and name
 //!   resolution ([`FunctionSet`]);
 //! - [`validate`]: input validation against a function's schema before dispatch
@@ -15,6 +17,7 @@
 //! ([`infsh_protocol::FunctionInfo`]); see `docs/protocol.md`.
 
 pub mod app;
+pub mod app_ref;
 pub mod files;
 pub mod functions;
 pub mod manifest;
@@ -25,6 +28,7 @@ pub mod task_status;
 pub mod validate;
 
 pub use app::{AppDir, AppError, Example};
+pub use app_ref::{split_function, AppRef, AppRefError};
 pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};
 pub use functions::{FunctionSet, ResolveError};
 pub use infsh_protocol::FunctionInfo;

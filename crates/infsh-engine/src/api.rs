@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use infsh_core::validate::FieldError;
+use infsh_core::AppRef;
 use infsh_store::{FileRecord, LogEntry, Page, TaskRecord, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
@@ -54,10 +55,13 @@ pub struct EngineConfig {
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// `ns/name`, `ns/name@version` or `ns/name:function` as the client sent it.
-    pub app: String,
+    /// The app, parsed from the client's `ns/name[@version][:function]`
+    /// (or a bare name) at the edge.
+    pub app: AppRef,
+    /// The function; wins over the reference's `:function`. Neither: the
+    /// app's default function.
     pub function: Option<String>,
     pub input: Value,
     pub setup: Option<Value>,
@@ -66,6 +70,23 @@ pub struct RunRequest {
     pub metadata: Option<Value>,
     /// Per-run timeout in seconds.
     pub timeout_secs: Option<f64>,
+}
+
+impl RunRequest {
+    /// A run of `app` (its `:function`, or the default one) with input `{}`
+    /// and nothing else set.
+    pub fn new(app: AppRef) -> RunRequest {
+        RunRequest {
+            app,
+            function: None,
+            input: Value::Object(Default::default()),
+            setup: None,
+            webhook: None,
+            session: None,
+            metadata: None,
+            timeout_secs: None,
+        }
+    }
 }
 
 /// A task as the API shows it: the record plus its logs.

@@ -22,7 +22,6 @@ use crate::engine::{store_error, Engine};
 use crate::handle::QueuedTask;
 use crate::inputs::{check_file_inputs, missing_secrets, validate_input, validate_setup};
 use crate::metrics::inc;
-use crate::registry::parse_app_ref;
 use crate::timing::{Mark, StageClock};
 
 /// How `submit` stores a new task.
@@ -55,7 +54,7 @@ pub(crate) async fn submit(
         .function
         .clone()
         .filter(|f| !f.trim().is_empty())
-        .or_else(|| parse_app_ref(&request.app).function);
+        .or_else(|| request.app.function().map(str::to_string));
 
     let missing = missing_secrets(&handle.entry.dir.manifest, &shared.config.secrets);
     if !missing.is_empty() {

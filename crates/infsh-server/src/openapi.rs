@@ -443,7 +443,8 @@ pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
     let lookups = summaries.iter().map(|s| {
         let engine = state.engine.clone();
         async move {
-            match tokio::time::timeout(APP_DISCOVERY_TIMEOUT, engine.app(&s.id)).await {
+            let app = s.id.parse().map_err(|e: infsh_core::AppRefError| (s.id.clone(), e.to_string()))?;
+            match tokio::time::timeout(APP_DISCOVERY_TIMEOUT, engine.app(&app)).await {
                 Ok(Ok(detail)) => Ok(detail),
                 Ok(Err(e)) => Err((s.id.clone(), e.to_string())),
                 Err(_) => Err((

@@ -528,3 +528,108 @@ async fn problem_bodies_never_leak_plain_text() {
     })
     .await;
 }
+
+/// A run's `app` is parsed at the edge (infsh-core's `AppRef`): a text no
+/// reference can spell is a 400 whose detail is the parser's message, for
+/// `POST /apps/run` and `GET /tasks?app=` alike; a path naming no possible
+/// app is, like any other unknown app, a 404.
+#[tokio::test]
+async fn malformed_app_references_are_400_with_the_parser_message() {
+    bounded(async {
+        let s = start(Setup::new(&[])).await;
+        let bad_request = |detail: &str| {
+            json!({"type": "https://infsh.dev/errors/invalid_request", "title": "Bad Request",
+                   "status": 400, "detail": detail})
+        };
+        for (app, detail) in [
+            (
+                "a/b/c",
+                "invalid app reference \"a/b/c\": more than one \"/\"; expected NAMESPACE/NAME[@VERSION][:FUNCTION]",
+            ),
+            (
+                "",
+                "the app reference is empty; expected NAMESPACE/NAME[@VERSION][:FUNCTION]",
+            ),
+            (
+                "ns/app:fn@2",
+                "invalid app reference \"ns/app:fn@2\": the function may not contain '@'; expected NAMESPACE/NAME[@VERSION][:FUNCTION]",
+            ),
+        ] {
+            for path in ["/apps/run", "/run", "/v1/run"] {
+                let (st, h, b) = s.post(path, json!({"app": app, "input": {}})).await;
+                assert_problem(st, &h, &b, 400, "invalid_request");
+                assert_eq!(b, bad_request(detail), "{path} {app:?}");
+            }
+        }
+        let (st, h, b) = s.get("/tasks?app=ns%2F").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b,
+            bad_request(
+                "`app`: invalid app reference \"ns/\": the name is empty; expected NAMESPACE/NAME[@VERSION][:FUNCTION]"
+            )
+        );
+        // Well-formed references of apps that are not hosted: 404, as before.
+        for app in ["tests/nope", "nope", "tests/nope@1:run"] {
+            let (st, h, b) = s.post("/apps/run", json!({"app": app})).await;
+            assert_problem(st, &h, &b, 404, "not_found");
+            assert_eq!(b["resource"], "app", "{app}");
+        }
+        let (st, _, b) = s.get("/tasks?app=tests/nope@1:run").await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["items"], json!([]));
+        for uri in ["/apps/tests/a%3Ab", "/apps/%2E/x"] {
+            let (st, h, b) = s.get(uri).await;
+            assert_problem(st, &h, &b, 404, "not_found");
+            assert_eq!(b["resource"], "app", "{uri}");
+            assert_eq!(b["available"], json!([]), "{uri}");
+        }
+        let (st, h, b) = s
+            .post("/apps/tests/a%40b/functions/run/run", json!({}))
+            .await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        assert_eq!(
+            b["detail"],
+            "unknown app \"tests/a@b\"; available apps: ",
+            "{b}"
+        );
+        s.stop().await;
+    })
+    .await;
+}
+
+/// `?status=` takes one table's spellings (infsh-core's `TaskStatus`); an
+/// unknown one is a 400 naming every accepted spelling.
+#[tokio::test]
+async fn unknown_task_status_is_400_listing_what_is_accepted() {
+    bounded(async {
+        let s = start(Setup::new(&[])).await;
+        let (st, h, b) = s.get("/tasks?status=done").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b,
+            json!({"type": "https://infsh.dev/errors/invalid_request", "title": "Bad Request",
+                   "status": 400,
+                   "detail": "`status`: unknown task status \"done\": use a number 0-13 or a name \
+                              (unknown, received, queued, dispatched, preparing, serving, \
+                              setting_up, running, cancelling, uploading, completed, failed, \
+                              cancelled, rejected, canceled, canceling, setup, settingup)"})
+        );
+        let (st, h, b) = s.get("/tasks?status=14").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert!(
+            b["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("`status`: unknown task status \"14\": use a number 0-13"),
+            "{b}"
+        );
+        for ok in ["canceled", "CANCELED", "canceling", "setup", "setting-up", "12"] {
+            let (st, _, b) = s.get(&format!("/tasks?status={ok}")).await;
+            assert_eq!(st, 200, "{ok}: {b}");
+            assert_eq!(b["data"]["items"], json!([]), "{ok}");
+        }
+        s.stop().await;
+    })
+    .await;
+}

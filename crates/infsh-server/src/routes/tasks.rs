@@ -7,6 +7,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use infsh_core::AppRef;
 use infsh_store::TaskStatus;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -99,7 +100,13 @@ pub async fn list_tasks(
                 .map_err(|e| Problem::bad_request(format!("`status`: {e}")))?,
         ),
     };
-    let app = q.app.as_deref().filter(|a| !a.is_empty());
+    let app = match q.app.as_deref().filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(
+            a.parse::<AppRef>()
+                .map_err(|e| Problem::bad_request(format!("`app`: {e}")))?,
+        ),
+    };
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
     if let Some(c) = cursor {
         // Cursors are what `next_cursor` hands out: positive integers.
@@ -109,7 +116,7 @@ pub async fn list_tasks(
             )));
         }
     }
-    let page = state.engine.list(app, status, limit, cursor).await?;
+    let page = state.engine.list(app.as_ref(), status, limit, cursor).await?;
     Ok(Json(Envelope::new(TaskPageDto {
         items: page.items.iter().map(TaskDto::from_record).collect(),
         next_cursor: page.next_cursor,
