@@ -176,7 +176,8 @@ pub struct AppDetail {
     pub setup_schema: Value,
 }
 
-/// Worker state of an app, for `GET /ready`.
+/// Worker state of an app, for `GET /apps` and `GET /ready`; serialised as
+/// its [`AppState::as_str`] name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppState {
@@ -188,6 +189,27 @@ pub enum AppState {
     /// died unexpectedly, and nothing has succeeded since; `last_error` says
     /// why. Workers are restarted after a backoff (see [`AppHealth`]).
     Unhealthy,
+}
+
+impl AppState {
+    /// Every state, in the order of a worker's life.
+    pub const ALL: [AppState; 4] = [
+        AppState::Idle,
+        AppState::Starting,
+        AppState::Ready,
+        AppState::Unhealthy,
+    ];
+
+    /// The name on the wire (the serialised form): `idle`, `starting`,
+    /// `ready`, `unhealthy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Idle => "idle",
+            AppState::Starting => "starting",
+            AppState::Ready => "ready",
+            AppState::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -266,3 +288,23 @@ pub type StoredFile = FileRecord;
 
 /// A page of tasks for `GET /tasks`.
 pub type TaskPage = Page<TaskRecord>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_state_names_are_its_serialised_form() {
+        let names: Vec<Value> = AppState::ALL
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["idle", "starting", "ready", "unhealthy"].map(Value::from)
+        );
+        for s in AppState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}
