@@ -71,7 +71,9 @@ pub enum AppRefError {
     EmptyPart { given: String, part: Part },
     #[error("invalid app reference {given:?}: the {part} may not be \".\" or \"..\"; {EXPECTED}")]
     DotPart { given: String, part: Part },
-    #[error("invalid app reference {given:?}: the {part} contains a control character; {EXPECTED}")]
+    #[error(
+        "invalid app reference {given:?}: the {part} contains a control character; {EXPECTED}"
+    )]
     ControlCharacter { given: String, part: Part },
     #[error("invalid app reference {given:?}: the {part} may not contain {found:?}; {EXPECTED}")]
     Reserved {

@@ -36,7 +36,10 @@ fn accepted_forms() {
     let ns = Some("tests");
     for (raw, expected) in [
         ("tests/multi-fn", want(ns, "multi-fn", None, None)),
-        (" tests/multi-fn@1.2.3 ", want(ns, "multi-fn", Some("1.2.3"), None)),
+        (
+            " tests/multi-fn@1.2.3 ",
+            want(ns, "multi-fn", Some("1.2.3"), None),
+        ),
         (
             "tests/multi-fn:generate",
             want(ns, "multi-fn", None, Some("generate")),
@@ -53,7 +56,10 @@ fn accepted_forms() {
         // An empty function or version means none.
         ("tests/multi-fn:", want(ns, "multi-fn", None, None)),
         ("tests/multi-fn@", want(ns, "multi-fn", None, None)),
-        ("tests/multi-fn@:run", want(ns, "multi-fn", None, Some("run"))),
+        (
+            "tests/multi-fn@:run",
+            want(ns, "multi-fn", None, Some("run")),
+        ),
         // Whitespace around the separators is ignored.
         (
             "tests/multi-fn @ 2 : run ",
@@ -62,12 +68,21 @@ fn accepted_forms() {
         // A bare name (the engine resolves it to the one app of that name).
         ("multi-fn", want(None, "multi-fn", None, None)),
         ("just-a-name", want(None, "just-a-name", None, None)),
-        ("multi-fn@1:run", want(None, "multi-fn", Some("1"), Some("run"))),
+        (
+            "multi-fn@1:run",
+            want(None, "multi-fn", Some("1"), Some("run")),
+        ),
         // Names as an inf.yml or a folder may spell them.
         ("local/My App", want(Some("local"), "My App", None, None)),
-        ("ns/flux.1-dev_v2", want(Some("ns"), "flux.1-dev_v2", None, None)),
+        (
+            "ns/flux.1-dev_v2",
+            want(Some("ns"), "flux.1-dev_v2", None, None),
+        ),
         // The version is kept as given.
-        ("ns/app@sha256-abc/def", want(Some("ns"), "app", Some("sha256-abc/def"), None)),
+        (
+            "ns/app@sha256-abc/def",
+            want(Some("ns"), "app", Some("sha256-abc/def"), None),
+        ),
     ] {
         assert_eq!(parts(raw), expected, "{raw:?}");
     }
@@ -77,7 +92,11 @@ fn accepted_forms() {
 fn display_is_canonical_and_parses_back() {
     for (raw, shown, id) in [
         ("tests/multi-fn", "tests/multi-fn", "tests/multi-fn"),
-        (" tests/multi-fn @ 1 : run", "tests/multi-fn@1:run", "tests/multi-fn"),
+        (
+            " tests/multi-fn @ 1 : run",
+            "tests/multi-fn@1:run",
+            "tests/multi-fn",
+        ),
         ("tests/multi-fn:", "tests/multi-fn", "tests/multi-fn"),
         ("multi-fn:run", "multi-fn:run", "multi-fn"),
     ] {
@@ -94,7 +113,10 @@ fn display_is_canonical_and_parses_back() {
             .to_string(),
         "tests/multi-fn@1.2:run"
     );
-    assert_eq!(AppRef::try_from("a/b").unwrap(), AppRef::new("a", "b").unwrap());
+    assert_eq!(
+        AppRef::try_from("a/b").unwrap(),
+        AppRef::new("a", "b").unwrap()
+    );
 }
 
 #[test]
@@ -204,10 +226,7 @@ fn split_function_keeps_paths_whole_where_it_must() {
     );
     assert_eq!(split_function(".").unwrap(), (".", None));
     assert_eq!(split_function("./app:").unwrap(), ("./app", None));
-    assert_eq!(
-        split_function("a:b/c:run").unwrap(),
-        ("a:b/c", Some("run"))
-    );
+    assert_eq!(split_function("a:b/c:run").unwrap(), ("a:b/c", Some("run")));
     assert!(matches!(
         split_function("./a:b/c"),
         Err(AppRefError::Reserved {

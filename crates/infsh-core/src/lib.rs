@@ -8,6 +8,8 @@
 //!   resolution ([`FunctionSet`]);
 //! - [`validate`]: input validation against a function's schema before dispatch
 //!   ([`InputValidator`]), with readable per-field errors;
+//! - [`validators`]: one compiled validator per function of an app, and the
+//!   one rule for a schema that does not compile ([`FunctionValidators`]);
 //! - [`files`]: `File` inputs: finding them, resolving local paths;
 //! - [`task_status`]: the task statuses of the API ([`TaskStatus`]): numbers,
 //!   names and the aliases clients send;
@@ -26,6 +28,7 @@ pub mod pointer;
 pub mod schema;
 pub mod task_status;
 pub mod validate;
+pub mod validators;
 
 pub use app::{AppDir, AppError, Example};
 pub use app_ref::{split_function, AppRef, AppRefError};
@@ -35,3 +38,4 @@ pub use infsh_protocol::FunctionInfo;
 pub use manifest::{Manifest, ManifestError, Quantity, Requirement};
 pub use task_status::{ParseStatusError, TaskStatus, UnknownStatusNumber};
 pub use validate::{describe_errors, FieldError, InputValidator, SchemaError};
+pub use validators::{FunctionValidators, InvalidSchema, SchemaKind};

@@ -129,7 +129,10 @@ impl TryFrom<u8> for TaskStatus {
 
 /// Text that names no task status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task status {given:?}: use a number 0-13 or a name ({})", names())]
+#[error(
+    "unknown task status {given:?}: use a number 0-13 or a name ({})",
+    names()
+)]
 pub struct ParseStatusError {
     /// The text as given.
     pub given: String,

@@ -133,6 +133,14 @@ pub enum EngineError {
         message: String,
         traceback: Option<String>,
     },
+    /// A schema the function needs (its input schema or the app's setup
+    /// schema) does not compile: the app's fault, so the function is
+    /// refused until the app is fixed.
+    #[error("{error}")]
+    InvalidSchema {
+        app: String,
+        error: infsh_core::InvalidSchema,
+    },
     #[error("unknown task \"{0}\"")]
     UnknownTask(String),
     #[error("unknown file \"{0}\"")]

@@ -119,7 +119,11 @@ impl Engine {
                 return Ok(handle);
             }
         } else {
-            let mut by_name = self.inner.apps.values().filter(|h| h.entry.name == app.name());
+            let mut by_name = self
+                .inner
+                .apps
+                .values()
+                .filter(|h| h.entry.name == app.name());
             if let (Some(only), None) = (by_name.next(), by_name.next()) {
                 return Ok(only);
             }

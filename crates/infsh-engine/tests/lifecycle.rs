@@ -59,7 +59,10 @@ async fn submit_then_wait_completes() {
             ][..]
         )
     );
-    let detail = engine.app(&"tests/multi-fn".parse().unwrap()).await.unwrap();
+    let detail = engine
+        .app(&"tests/multi-fn".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(detail.functions.as_object().unwrap().len(), 4);
     assert!(detail.functions["generate"]["input_schema"].is_object());
     let metrics = engine.metrics();

@@ -570,7 +570,10 @@ async fn a_failing_setup_is_backed_off_and_the_app_recovers_once_it_succeeds() {
         "GET /ready"
     );
     // GET /apps/{id} still answers (the functions are known), unhealthy.
-    let detail = engine.app(&"tests/flaky-setup".parse().unwrap()).await.unwrap();
+    let detail = engine
+        .app(&"tests/flaky-setup".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(detail.summary.state, AppState::Unhealthy);
 
     std::fs::write(&marker, "ok").unwrap();

@@ -624,11 +624,79 @@ async fn unknown_task_status_is_400_listing_what_is_accepted() {
                 .starts_with("`status`: unknown task status \"14\": use a number 0-13"),
             "{b}"
         );
-        for ok in ["canceled", "CANCELED", "canceling", "setup", "setting-up", "12"] {
+        for ok in [
+            "canceled",
+            "CANCELED",
+            "canceling",
+            "setup",
+            "setting-up",
+            "12",
+        ] {
             let (st, _, b) = s.get(&format!("/tasks?status={ok}")).await;
             assert_eq!(st, 200, "{ok}: {b}");
             assert_eq!(b["data"]["items"], json!([]), "{ok}");
         }
+        s.stop().await;
+    })
+    .await;
+}
+
+/// A function whose input schema does not compile (fixture invalid-schema:
+/// its type is 12) is refused with a 500 `invalid_schema` naming the app,
+/// the function and the compiler's complaint; the app's other function runs.
+#[tokio::test]
+async fn a_function_whose_schema_does_not_compile_is_refused_with_500() {
+    bounded(async {
+        let s = start(Setup::new(&["invalid-schema"])).await;
+        // The compiler's message for the schema the worker reports.
+        let (st, _, b) = s.get("/apps/tests/invalid-schema").await;
+        assert_eq!(st, 200, "{b}");
+        let schema = &b["data"]["functions"]["run"]["input_schema"];
+        assert_eq!(schema["type"], 12, "{schema}");
+        let problem = infsh_core::InputValidator::compile(schema)
+            .unwrap_err()
+            .message;
+        assert!(problem.starts_with("at /type: 12 "), "{problem}");
+        let want = json!({
+            "type": "https://infsh.dev/errors/invalid_schema",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": format!("function \"run\" is refused: its input schema does not compile: {problem}"),
+            "app": "tests/invalid-schema",
+            "function": "run",
+            "schema": "input",
+        });
+        for (path, body) in [
+            (
+                "/apps/run",
+                json!({"app": "tests/invalid-schema", "input": {"text": "x"}}),
+            ),
+            // Refused whatever the input: it is never looked at.
+            (
+                "/run",
+                json!({"app": "tests/invalid-schema:run", "input": {"nonsense": true}}),
+            ),
+            (
+                "/apps/tests/invalid-schema/functions/run/run",
+                json!({"input": {"text": "x"}}),
+            ),
+        ] {
+            let (st, h, b) = s.post(path, body).await;
+            assert_problem(st, &h, &b, 500, "invalid_schema");
+            assert_eq!(b, want, "{path}");
+        }
+        let (st, _, b) = s.get("/tasks").await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["items"], json!([]), "nothing was stored");
+        let (st, _, b) = s
+            .post(
+                "/apps/run?wait=true",
+                json!({"app": "tests/invalid-schema", "function": "fine", "input": {"text": "x"}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["status"], 10, "{b}");
+        assert_eq!(b["data"]["output"]["text"], "x", "{b}");
         s.stop().await;
     })
     .await;

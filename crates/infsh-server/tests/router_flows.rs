@@ -604,14 +604,20 @@ async fn list_tasks_by_status_accepts_the_client_spellings() {
         for spelling in ["canceled", "CANCELED", "cancelled", "Cancelled", "12"] {
             let (st, _, b) = s.get(&format!("/tasks?status={spelling}")).await;
             assert_eq!(st, 200, "{spelling}: {b}");
-            assert_eq!(ids(&b), [cancelled.clone()], "{spelling}");
+            assert_eq!(ids(&b), [cancelled.as_str()], "{spelling}");
         }
         for spelling in ["completed", "10"] {
             let (st, _, b) = s.get(&format!("/tasks?status={spelling}")).await;
             assert_eq!(st, 200, "{spelling}: {b}");
-            assert_eq!(ids(&b), [completed.clone()], "{spelling}");
+            assert_eq!(ids(&b), [completed.as_str()], "{spelling}");
         }
-        for spelling in ["canceling", "setup", "settingup", "setting-up", "SETTING_UP"] {
+        for spelling in [
+            "canceling",
+            "setup",
+            "settingup",
+            "setting-up",
+            "SETTING_UP",
+        ] {
             let (st, _, b) = s.get(&format!("/tasks?status={spelling}")).await;
             assert_eq!(st, 200, "{spelling}: {b}");
             assert!(ids(&b).is_empty(), "{spelling}: {b}");

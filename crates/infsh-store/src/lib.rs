@@ -28,9 +28,9 @@ mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::StoreError;
-pub use infsh_core::TaskStatus;
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
+pub use infsh_core::TaskStatus;
 pub use model::*;
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use infsh_core::app::AppDir;
 use infsh_core::functions::FunctionSet;
+use infsh_core::validators::input_schema;
+use infsh_core::FunctionValidators;
 use infsh_core::{AppRef, AppRefError, TaskStatus};
-use infsh_core::validate::InputValidator;
 use infsh_protocol::FunctionInfo;
 use serde_json::{json, Map, Value};
 
@@ -20,7 +21,7 @@ use super::errors::RemoteError;
 use super::follow::{follow, Followed};
 use super::task;
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::errors::{file_input_error, invalid_input, resolve_error};
+use crate::errors::{file_input_error, invalid_input, invalid_schema, resolve_error};
 use crate::exit::{ExitCode, Failure};
 use crate::input::{parse_input_and_setup, JsonArg};
 use crate::output;
@@ -87,7 +88,9 @@ pub fn parse_target(raw: &str) -> Result<RemoteTarget, Failure> {
             ),
         )
     };
-    let app: AppRef = raw.parse().map_err(|e: AppRefError| not_an_id(e.to_string()))?;
+    let app: AppRef = raw
+        .parse()
+        .map_err(|e: AppRefError| not_an_id(e.to_string()))?;
     if app.namespace().is_none() {
         return Err(not_an_id(format!(
             "\"{raw}\" is neither NAMESPACE/NAME nor an app folder"
@@ -96,9 +99,11 @@ pub fn parse_target(raw: &str) -> Result<RemoteTarget, Failure> {
     Ok(RemoteTarget { app, local: None })
 }
 
-/// An app as the server describes it: its functions and default.
+/// An app as the server describes it: its functions and default, and the
+/// validators of their input (as the server compiles them).
 pub struct RemoteApp {
     pub functions: FunctionSet,
+    pub validators: FunctionValidators,
 }
 
 /// `GET /v1/apps/{ns}/{name}` → the app's functions (from `functions`, the
@@ -143,8 +148,14 @@ pub async fn describe_app(remote: &Remote, id: &str) -> Result<RemoteApp, Failur
         .get("default_function")
         .or_else(|| detail.get("default_function"))
         .and_then(Value::as_str);
+    let setup_schema = detail
+        .get("setup_schema")
+        .filter(|s| !s.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     Ok(RemoteApp {
         functions: FunctionSet::new(infos, default),
+        validators: FunctionValidators::new(setup_schema),
     })
 }
 
@@ -181,15 +192,22 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
         Some(input) => input,
         None => default_input(&target, &function.name, app.functions.default_name())?,
     };
+    // The same validators and rules as a local run and the server: a
+    // function whose schema does not compile is refused here (exit 3).
+    let validator = app.validators.function(&function).map_err(invalid_schema)?;
     let mut input_value = input.value.clone();
-    let schema = function
-        .input_schema()
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let local_files =
-        infsh_core::files::resolve_local_paths(&schema, &mut input_value, &input.base_dir)
-            .map_err(file_input_error)?;
-    validate(&schema, &input_value, &function.name)?;
+    let local_files = infsh_core::files::resolve_local_paths(
+        input_schema(&function),
+        &mut input_value,
+        &input.base_dir,
+    )
+    .map_err(file_input_error)?;
+    validator.validate(&input_value).map_err(|errors| {
+        invalid_input(
+            &format!("input for function \"{}\"", function.name),
+            &errors,
+        )
+    })?;
     if !local_files.is_empty() {
         upload_local_files(&remote, &ui, &mut input_value, &local_files).await?;
     }
@@ -267,18 +285,6 @@ fn default_input(
         base_dir: cwd,
         origin: "empty input".into(),
     })
-}
-
-fn validate(schema: &Value, input: &Value, function: &str) -> Result<(), Failure> {
-    let validator = InputValidator::compile(schema).map_err(|e| {
-        Failure::new(
-            ExitCode::Server,
-            format!("the server's input schema of \"{function}\" does not compile: {e}"),
-        )
-    })?;
-    validator
-        .validate(input)
-        .map_err(|errors| invalid_input(&format!("input for function \"{function}\""), &errors))
 }
 
 /// Uploads every local-path `File` value and puts its `uri` in its place.
@@ -560,14 +566,18 @@ mod tests {
         assert_eq!(r.id(), "me/thing");
         assert!(r.local.is_some());
         let r = parse_target(&format!("{}:go", dir.path().display())).unwrap();
-        assert_eq!((r.id().as_str(), r.app.function()), ("me/thing", Some("go")));
+        assert_eq!(
+            (r.id().as_str(), r.app.function()),
+            ("me/thing", Some("go"))
+        );
         assert_eq!(r.request_app(), "me/thing");
         std::fs::write(dir.path().join("inf.yml"), "name: thing\n").unwrap();
         let err = parse_target(dir.path().to_str().unwrap()).unwrap_err();
         assert_eq!(err.code, ExitCode::Input);
         assert!(
-            err.message
-                .contains(" has no namespace in inf.yml, so it has no id on a server; run it as NAMESPACE/"),
+            err.message.contains(
+                " has no namespace in inf.yml, so it has no id on a server; run it as NAMESPACE/"
+            ),
             "{}",
             err.message
         );

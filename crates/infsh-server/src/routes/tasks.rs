@@ -116,7 +116,10 @@ pub async fn list_tasks(
             )));
         }
     }
-    let page = state.engine.list(app.as_ref(), status, limit, cursor).await?;
+    let page = state
+        .engine
+        .list(app.as_ref(), status, limit, cursor)
+        .await?;
     Ok(Json(Envelope::new(TaskPageDto {
         items: page.items.iter().map(TaskDto::from_record).collect(),
         next_cursor: page.next_cursor,
