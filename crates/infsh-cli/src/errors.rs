@@ -6,6 +6,7 @@ use infsh_core::app::{AppDir, AppError};
 use infsh_core::files::FileInputError;
 use infsh_core::functions::ResolveError;
 use infsh_core::validate::FieldError;
+use infsh_core::InvalidSchema;
 use infsh_env::EnvError;
 use infsh_protocol::{FailureKind, LoadFailureKind, SetupFailureKind};
 use infsh_worker::WorkerError;
@@ -13,6 +14,12 @@ use infsh_worker::WorkerError;
 use crate::exit::{ExitCode, Failure};
 
 pub fn app_error(err: AppError) -> Failure {
+    Failure::new(ExitCode::AppLoad, err.to_string())
+}
+
+/// A function whose schema does not compile cannot be called: the app is
+/// broken, as when it fails to load (exit 3), locally and remotely.
+pub fn invalid_schema(err: InvalidSchema) -> Failure {
     Failure::new(ExitCode::AppLoad, err.to_string())
 }
 

@@ -3,7 +3,6 @@
 //! validators for its functions. Every `app` command that touches Python goes
 //! through here, so they all share the same phases, errors and exit codes.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use infsh_core::app::AppDir;
 use infsh_core::functions::FunctionSet;
-use infsh_core::validate::InputValidator;
+use infsh_core::FunctionValidators;
 use infsh_protocol::{CallId, FunctionInfo, Ready};
 use infsh_worker::{CallEvent, CallOutcome, CallRequest, LogLine, Worker, WorkerConfig};
 use serde_json::{json, Value};
@@ -20,20 +19,20 @@ use tokio::sync::mpsc;
 
 use crate::cli::EnvArgs;
 use crate::errors::{
-    app_error, env_error, file_input_error, invalid_input, resolve_error, worker_error,
+    app_error, env_error, file_input_error, invalid_input, invalid_schema, resolve_error,
+    worker_error,
 };
 use crate::exit::{ExitCode, Failure};
 use crate::input::JsonArg;
 use crate::paths::Paths;
 use crate::ui::Ui;
 
-/// A function's input or output schema. The worker always sends both (see
-/// docs/protocol.md); an entry without one validates nothing rather than
-/// refusing every input.
-pub fn input_schema(function: &FunctionInfo) -> &Value {
-    function.input_schema().unwrap_or(&EMPTY_SCHEMA)
-}
+/// A function's input schema (infsh-core's rule: `{}` when it has none).
+pub use infsh_core::validators::input_schema;
 
+/// A function's output schema. The worker always sends one (see
+/// docs/protocol.md); an entry without one validates nothing rather than
+/// refusing every output.
 pub fn output_schema(function: &FunctionInfo) -> &Value {
     function.output_schema().unwrap_or(&EMPTY_SCHEMA)
 }
@@ -49,7 +48,9 @@ pub struct AppSession {
     pub functions: FunctionSet,
     worker: Worker,
     ui: Arc<Ui>,
-    validators: Mutex<HashMap<String, Arc<InputValidator>>>,
+    /// infsh-core's validators, as the server holds them: a function whose
+    /// schema does not compile is refused the same way.
+    validators: FunctionValidators,
     next_call: AtomicU64,
 }
 
@@ -123,12 +124,12 @@ impl AppSession {
             ui.warn(warning);
         }
         Ok(AppSession {
+            validators: FunctionValidators::new(ready.setup_schema.clone()),
             app,
             ready,
             functions,
             worker,
             ui: ui.clone(),
-            validators: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
         })
     }
@@ -136,12 +137,7 @@ impl AppSession {
     /// Runs the app's `setup` with `config` (validated against the setup schema first).
     pub async fn setup(&self, config: Option<&JsonArg>, timeout: Option<f64>) -> Result<Duration> {
         let config_value = config.map(|c| c.value.clone()).unwrap_or_else(|| json!({}));
-        let validator = InputValidator::compile(&self.ready.setup_schema).map_err(|e| {
-            Failure::new(
-                ExitCode::Internal,
-                format!("setup schema does not compile: {e}"),
-            )
-        })?;
+        let validator = self.validators.setup().map_err(invalid_schema)?;
         if let Err(errors) = validator.validate(&config_value) {
             return Err(invalid_input("setup config", &errors).into());
         }
@@ -175,12 +171,13 @@ impl AppSession {
     }
 
     /// Anchors relative file paths and validates the input against the
-    /// function's schema, so bad input never reaches the worker.
+    /// function's schema, so bad input never reaches the worker. A function
+    /// whose input schema or the setup schema does not compile is refused.
     pub fn prepare_input(&self, function: &FunctionInfo, input: &JsonArg) -> Result<Value> {
+        let validator = self.validators.function(function).map_err(invalid_schema)?;
         let mut value = input.value.clone();
         infsh_core::files::resolve_local_paths(input_schema(function), &mut value, &input.base_dir)
             .map_err(file_input_error)?;
-        let validator = self.validator(function)?;
         if let Err(errors) = validator.validate(&value) {
             return Err(invalid_input(
                 &format!("input for function \"{}\"", function.name),
@@ -189,25 +186,6 @@ impl AppSession {
             .into());
         }
         Ok(value)
-    }
-
-    fn validator(&self, function: &FunctionInfo) -> Result<Arc<InputValidator>> {
-        let mut cache = self.validators.lock().expect("validator cache");
-        if let Some(v) = cache.get(&function.name) {
-            return Ok(v.clone());
-        }
-        let compiled = InputValidator::compile(input_schema(function)).map_err(|e| {
-            Failure::new(
-                ExitCode::Internal,
-                format!(
-                    "input schema of \"{}\" does not compile: {e}",
-                    function.name
-                ),
-            )
-        })?;
-        let compiled = Arc::new(compiled);
-        cache.insert(function.name.clone(), compiled.clone());
-        Ok(compiled)
     }
 
     /// Calls a function; snapshots of streaming functions go to `on_snapshot`.

@@ -217,6 +217,68 @@ fn a_failing_setup_exits_5() {
     assert!(stderr(&out).contains("setup exploded"), "{}", stderr(&out));
 }
 
+/// The `error: ` line of a failed run.
+fn error_line(out: &std::process::Output) -> String {
+    let err = stderr(out);
+    err.lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{err}"))
+        .to_string()
+}
+
+#[test]
+fn a_function_whose_schema_does_not_compile_exits_3_locally_and_remotely() {
+    let sb = ServeSandbox::new(&["invalid-schema"]);
+    let server = sb.start(&[]);
+    let remote = sb
+        .infsh(&server)
+        .args([
+            "app",
+            "run",
+            "tests/invalid-schema",
+            "--input",
+            r#"{"text": "x"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_code(&remote, 3);
+    let local = Sandbox::new()
+        .infsh()
+        .args(["app", "run"])
+        .arg(fixture("invalid-schema"))
+        .args(["--input", r#"{"text": "x"}"#])
+        .output()
+        .unwrap();
+    assert_code(&local, 3);
+    // One rule and one message: infsh-core's, in both places.
+    let line = error_line(&local);
+    assert!(
+        line.starts_with("error: function \"run\" is refused: its input schema does not compile: ")
+            && line.contains(": at /type: 12 "),
+        "{line}"
+    );
+    assert_eq!(error_line(&remote), line);
+    // Nothing was submitted; the app's other function runs.
+    let (status, body) = http_get(&server.url, "/tasks", server.key).expect("the server answers");
+    assert_eq!(status, 200, "{body}");
+    let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tasks["data"]["items"], json!([]), "{body}");
+    let out = sb
+        .infsh(&server)
+        .args([
+            "--json",
+            "app",
+            "run",
+            "tests/invalid-schema:fine",
+            "--input",
+        ])
+        .arg(r#"{"text": "x"}"#)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert_eq!(json_stdout(&out)["output"]["text"], "x");
+}
+
 #[test]
 fn app_logs_stream_to_stderr_and_json_stays_clean() {
     let sb = ServeSandbox::new(&["logs-app"]);

@@ -156,6 +156,34 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
         .unwrap();
     let done: BTreeSet<String> = ids(&json_stdout(&out)).into_iter().collect();
     assert_eq!(done, queued.iter().cloned().collect());
+    // The client's spelling of CANCELLED (one status table with the server).
+    let out = sb
+        .infsh(&server)
+        .args(["--json", "task", "list", "--status", "canceled"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert_eq!(ids(&json_stdout(&out)), vec![long.clone()]);
+}
+
+#[test]
+fn an_unknown_status_is_a_usage_error_before_any_request() {
+    let sb = Sandbox::new();
+    let out = sb
+        .infsh()
+        // Nothing listens there: the status is refused before any request.
+        .args(["task", "list", "--api-url", "http://127.0.0.1:9"])
+        .args(["--status", "done"])
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains(
+            "error: --status: unknown task status \"done\": use a number 0-13 or a name (unknown, received, queued, dispatched, preparing, serving, setting_up, running, cancelling, uploading, completed, failed, cancelled, rejected, canceled, canceling, setup, settingup)"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -2,28 +2,40 @@
 //!
 //! - [`manifest`]: `inf.yml`, tolerant of unknown fields;
 //! - [`app`]: an app folder ([`AppDir`]), its files and example inputs;
+//! - [`app_ref`]: how a client names an app and function
+//!   (`namespace/name[@version][:function]`, [`AppRef`]);
 //! - [`functions`]: the functions a worker reported, the default one, and name
 //!   resolution ([`FunctionSet`]);
 //! - [`validate`]: input validation against a function's schema before dispatch
 //!   ([`InputValidator`]), with readable per-field errors;
+//! - [`validators`]: one compiled validator per function of an app, and the
+//!   one rule for a schema that does not compile ([`FunctionValidators`]);
 //! - [`files`]: `File` inputs: finding them, resolving local paths;
+//! - [`task_status`]: the task statuses of the API ([`TaskStatus`]): numbers,
+//!   names and the aliases clients send;
 //! - [`schema`], [`pointer`]: helpers for pydantic schemas and JSON pointers.
 //!
 //! The function list comes from the worker's `ready` message
 //! ([`infsh_protocol::FunctionInfo`]); see `docs/protocol.md`.
 
 pub mod app;
+pub mod app_ref;
 pub mod files;
 pub mod functions;
 pub mod manifest;
 pub mod media;
 pub mod pointer;
 pub mod schema;
+pub mod task_status;
 pub mod validate;
+pub mod validators;
 
 pub use app::{AppDir, AppError, Example};
+pub use app_ref::{split_function, AppRef, AppRefError};
 pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};
 pub use functions::{FunctionSet, ResolveError};
 pub use infsh_protocol::FunctionInfo;
 pub use manifest::{Manifest, ManifestError, Quantity, Requirement};
+pub use task_status::{ParseStatusError, TaskStatus, UnknownStatusNumber};
 pub use validate::{describe_errors, FieldError, InputValidator, SchemaError};
+pub use validators::{FunctionValidators, InvalidSchema, SchemaKind};

@@ -98,7 +98,12 @@ fn build(schema: &Value) -> Result<Validator, SchemaError> {
         .should_ignore_unknown_formats(true)
         .build(schema)
         .map_err(|e| SchemaError {
-            message: e.to_string(),
+            // Where in the schema, when the meta-schema says so
+            // (`at /type: 12 is not valid ...`).
+            message: match e.instance_path().as_str() {
+                "" => e.to_string(),
+                at => format!("at {at}: {e}"),
+            },
         })
 }
 

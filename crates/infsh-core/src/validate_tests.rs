@@ -352,6 +352,13 @@ fn display_and_describe() {
 fn bad_schemas_fail_to_compile() {
     let err = InputValidator::compile(&json!({"type": 5})).unwrap_err();
     assert!(err.to_string().starts_with("invalid input schema"), "{err}");
+    // The message says where in the schema the problem is.
+    let err = InputValidator::compile(&json!({"properties": {"n": {"minimum": "x"}}})).unwrap_err();
+    assert!(
+        err.message.starts_with("at /properties/n/minimum: "),
+        "{err}"
+    );
+    assert!(err.message.contains("\"x\""), "{err}");
     assert!(InputValidator::compile(&json!({"$ref": "https://example.com/s.json"})).is_err());
 }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use infsh_core::validate::FieldError;
+use infsh_core::AppRef;
 use infsh_store::{FileRecord, LogEntry, Page, TaskRecord, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
@@ -54,10 +55,13 @@ pub struct EngineConfig {
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// `ns/name`, `ns/name@version` or `ns/name:function` as the client sent it.
-    pub app: String,
+    /// The app, parsed from the client's `ns/name[@version][:function]`
+    /// (or a bare name) at the edge.
+    pub app: AppRef,
+    /// The function; wins over the reference's `:function`. Neither: the
+    /// app's default function.
     pub function: Option<String>,
     pub input: Value,
     pub setup: Option<Value>,
@@ -66,6 +70,23 @@ pub struct RunRequest {
     pub metadata: Option<Value>,
     /// Per-run timeout in seconds.
     pub timeout_secs: Option<f64>,
+}
+
+impl RunRequest {
+    /// A run of `app` (its `:function`, or the default one) with input `{}`
+    /// and nothing else set.
+    pub fn new(app: AppRef) -> RunRequest {
+        RunRequest {
+            app,
+            function: None,
+            input: Value::Object(Default::default()),
+            setup: None,
+            webhook: None,
+            session: None,
+            metadata: None,
+            timeout_secs: None,
+        }
+    }
 }
 
 /// A task as the API shows it: the record plus its logs.
@@ -112,6 +133,14 @@ pub enum EngineError {
         message: String,
         traceback: Option<String>,
     },
+    /// A schema the function needs (its input schema or the app's setup
+    /// schema) does not compile: the app's fault, so the function is
+    /// refused until the app is fixed.
+    #[error("{error}")]
+    InvalidSchema {
+        app: String,
+        error: infsh_core::InvalidSchema,
+    },
     #[error("unknown task \"{0}\"")]
     UnknownTask(String),
     #[error("unknown file \"{0}\"")]
@@ -155,7 +184,8 @@ pub struct AppDetail {
     pub setup_schema: Value,
 }
 
-/// Worker state of an app, for `GET /ready`.
+/// Worker state of an app, for `GET /apps` and `GET /ready`; serialised as
+/// its [`AppState::as_str`] name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppState {
@@ -167,6 +197,27 @@ pub enum AppState {
     /// died unexpectedly, and nothing has succeeded since; `last_error` says
     /// why. Workers are restarted after a backoff (see [`AppHealth`]).
     Unhealthy,
+}
+
+impl AppState {
+    /// Every state, in the order of a worker's life.
+    pub const ALL: [AppState; 4] = [
+        AppState::Idle,
+        AppState::Starting,
+        AppState::Ready,
+        AppState::Unhealthy,
+    ];
+
+    /// The name on the wire (the serialised form): `idle`, `starting`,
+    /// `ready`, `unhealthy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Idle => "idle",
+            AppState::Starting => "starting",
+            AppState::Ready => "ready",
+            AppState::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -245,3 +296,23 @@ pub type StoredFile = FileRecord;
 
 /// A page of tasks for `GET /tasks`.
 pub type TaskPage = Page<TaskRecord>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_state_names_are_its_serialised_form() {
+        let names: Vec<Value> = AppState::ALL
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["idle", "starting", "ready", "unhealthy"].map(Value::from)
+        );
+        for s in AppState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use infsh_core::AppRef;
 use infsh_store::{FileStore, SqliteStore, StoreError, TaskFilter, TaskStore};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,7 +21,7 @@ use crate::api::*;
 use crate::handle::{AppHandle, CancelReply};
 use crate::python_launcher::PythonLauncher;
 use crate::recovery::recover;
-use crate::registry::{parse_app_ref, scan};
+use crate::registry::scan;
 use crate::scheduler;
 use crate::shared::Shared;
 use crate::submit::Insert;
@@ -128,15 +129,19 @@ impl Engine {
         &self.inner.shared
     }
 
-    /// The app an `app` string names: `ns/name` (any `@version` and
+    /// The app a reference names: `ns/name` (any `@version` and
     /// `:function` ignored here), or a bare name that one app has.
-    pub(crate) fn app_handle(&self, app: &str) -> Result<&AppHandle, EngineError> {
-        let wanted = parse_app_ref(app).id;
-        if let Some(handle) = self.inner.apps.get(&wanted) {
-            return Ok(handle);
-        }
-        if !wanted.contains('/') {
-            let mut by_name = self.inner.apps.values().filter(|h| h.entry.name == wanted);
+    pub(crate) fn app_handle(&self, app: &AppRef) -> Result<&AppHandle, EngineError> {
+        if app.namespace().is_some() {
+            if let Some(handle) = self.inner.apps.get(&app.id()) {
+                return Ok(handle);
+            }
+        } else {
+            let mut by_name = self
+                .inner
+                .apps
+                .values()
+                .filter(|h| h.entry.name == app.name());
             if let (Some(only), None) = (by_name.next(), by_name.next()) {
                 return Ok(only);
             }
@@ -145,6 +150,17 @@ impl Engine {
             app: app.to_string(),
             available: self.inner.apps.keys().cloned().collect(),
         })
+    }
+
+    /// A hosted app by its id (`ns/name`, as stored with its tasks).
+    fn hosted(&self, id: &str) -> Result<&AppHandle, EngineError> {
+        self.inner
+            .apps
+            .get(id)
+            .ok_or_else(|| EngineError::UnknownApp {
+                app: id.to_string(),
+                available: self.inner.apps.keys().cloned().collect(),
+            })
     }
 
     fn summary(handle: &AppHandle) -> AppSummary {
@@ -180,8 +196,8 @@ impl Engine {
     }
 
     /// One app with its functions' schemas (starts a worker to discover them if none ran yet).
-    pub async fn app(&self, id: &str) -> Result<AppDetail, EngineError> {
-        let handle = self.app_handle(id)?;
+    pub async fn app(&self, app: &AppRef) -> Result<AppDetail, EngineError> {
+        let handle = self.app_handle(app)?;
         let info = handle.discover().await?;
         Ok(AppDetail {
             summary: Self::summary_with(handle, Some(info.clone())),
@@ -214,8 +230,8 @@ impl Engine {
     }
 
     /// One app's health in detail.
-    pub fn app_health(&self, id: &str) -> Result<AppHealth, EngineError> {
-        self.app_handle(id).map(Self::health_of)
+    pub fn app_health(&self, app: &AppRef) -> Result<AppHealth, EngineError> {
+        self.app_handle(app).map(Self::health_of)
     }
 
     fn health_of(handle: &AppHandle) -> AppHealth {
@@ -332,7 +348,7 @@ impl Engine {
         if view.record.status.is_terminal() {
             return Err(ended(view));
         }
-        let handle = self.app_handle(&view.record.app)?;
+        let handle = self.hosted(&view.record.app)?;
         match handle.cancel(id).await {
             CancelReply::Dequeued(task) => {
                 // Out of the queue: it must be recorded even if the caller
@@ -363,16 +379,17 @@ impl Engine {
         }
     }
 
-    /// Newest first. `cursor` comes from the previous page.
+    /// Newest first. `cursor` comes from the previous page. `app`: only
+    /// the tasks of this `ns/name` (its version and function do not matter).
     pub async fn list(
         &self,
-        app: Option<&str>,
+        app: Option<&AppRef>,
         status: Option<infsh_store::TaskStatus>,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<TaskPage, EngineError> {
         let filter = TaskFilter {
-            app: app.map(|a| parse_app_ref(a).id),
+            app: app.map(AppRef::id),
             status,
         };
         self.shared()

@@ -1,18 +1,22 @@
 //! Checks on a run request before anything is stored: required secrets,
 //! `File` inputs a remote client may send, and the input and setup config
 //! against their schemas. Every refusal is an [`EngineError`] the HTTP layer
-//! maps to a 4xx answer.
+//! maps to a 4xx answer, but a schema of the app that does not compile (the
+//! app's fault, a 500).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use infsh_core::files::{file_fields, is_remote};
 use infsh_core::manifest::{Manifest, Requirement};
 use infsh_core::pointer::human_path;
+use infsh_core::validate::InputValidator;
+use infsh_core::validators::input_schema;
 use infsh_protocol::FunctionInfo;
 use serde_json::Value;
 
 use crate::api::{EngineError, MissingSecret};
-use crate::app_info::{input_schema, AppInfo};
+use crate::app_info::AppInfo;
 
 /// The app's required (not optional) secrets and integrations that
 /// `secrets` lacks (or holds empty).
@@ -64,7 +68,7 @@ pub(crate) fn worker_env(
 /// server's machine, which a client has no business reading.
 pub(crate) fn check_file_inputs(function: &FunctionInfo, input: &Value) -> Result<(), EngineError> {
     let schema = input_schema(function);
-    for field in file_fields(&schema, input) {
+    for field in file_fields(schema, input) {
         let name = human_path(input, &field.pointer);
         let refuse = |reason: String| EngineError::InvalidFile {
             field: name.clone(),
@@ -106,34 +110,35 @@ pub(crate) fn check_file_inputs(function: &FunctionInfo, input: &Value) -> Resul
     Ok(())
 }
 
-/// Validates a function's input against its schema.
-pub(crate) fn validate_input(
+/// The validators of a call of `function`: its input's and the setup
+/// config's. A function whose input schema or the app's setup schema does
+/// not compile is refused ([`EngineError::InvalidSchema`]).
+pub(crate) fn call_validators(
+    app: &str,
     info: &AppInfo,
     function: &FunctionInfo,
-    input: &Value,
-) -> Result<(), EngineError> {
-    if let Some(validator) = info.input_validator(function) {
-        validator
-            .validate(input)
-            .map_err(|errors| EngineError::InvalidInput {
-                what: format!("input for function \"{}\"", function.name),
-                errors,
-            })?;
-    }
-    Ok(())
+) -> Result<(Arc<InputValidator>, Arc<InputValidator>), EngineError> {
+    let invalid_schema = |error| EngineError::InvalidSchema {
+        app: app.to_string(),
+        error,
+    };
+    let input = info.validators.function(function).map_err(invalid_schema)?;
+    let setup = info.validators.setup().map_err(invalid_schema)?;
+    Ok((input, setup))
 }
 
-/// Validates a setup config against the app's setup schema.
-pub(crate) fn validate_setup(info: &AppInfo, setup: &Value) -> Result<(), EngineError> {
-    if let Some(validator) = info.setup_validator() {
-        validator
-            .validate(setup)
-            .map_err(|errors| EngineError::InvalidInput {
-                what: "setup config".into(),
-                errors,
-            })?;
-    }
-    Ok(())
+/// Validates `value` (`what`: `input for function "f"`, `setup config`).
+pub(crate) fn validate(
+    validator: &InputValidator,
+    value: &Value,
+    what: impl FnOnce() -> String,
+) -> Result<(), EngineError> {
+    validator
+        .validate(value)
+        .map_err(|errors| EngineError::InvalidInput {
+            what: what(),
+            errors,
+        })
 }
 
 #[cfg(test)]

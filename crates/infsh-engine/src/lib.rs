@@ -12,8 +12,9 @@
 //! ```
 //!
 //! - `api`: the public types; `engine`: the [`Engine`] handle.
-//! - `registry`: app folders and `app` strings; `app_info`: a worker's
-//!   `ready` as functions and validators; `inputs`: checks before storing.
+//! - `registry`: app folders and their ids (requests name apps with
+//!   infsh-core's `AppRef`); `app_info`: a worker's `ready` as functions and
+//!   infsh-core's validators; `inputs`: checks before storing.
 //! - `recovery`: what a start does with the last run's tasks.
 //! - `worker_seam`: the worker seam. The scheduler and the runners see a
 //!   worker only as an `AppWorker` (setup, call, cancel, kill, shutdown)

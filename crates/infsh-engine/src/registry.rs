@@ -1,5 +1,7 @@
-//! The hosted apps: finding app folders under `apps_dir`, naming them
-//! (`namespace/name`), and parsing the `app` string of a run request.
+//! The hosted apps: finding app folders under `apps_dir` and naming them
+//! (`namespace/name`). A request names an app with an
+//! [`infsh_core::AppRef`]; an app whose name no reference can spell is
+//! skipped (with a warning).
 //!
 //! An app folder is one holding `inference.py`, at most three levels below
 //! `apps_dir` (or `apps_dir` itself). App folders are not searched further
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use infsh_core::app::AppDir;
+use infsh_core::AppRef;
 use serde_json::Value;
 
 /// How deep below `apps_dir` app folders are looked for.
@@ -161,6 +164,10 @@ pub(crate) fn scan(apps_dir: &Path) -> Result<Vec<AppEntry>, String> {
             tracing::info!(folder = %folder.display(), "{warning}");
         }
         let entry = AppEntry::new(dir);
+        if let Err(e) = AppRef::new(&entry.namespace, &entry.name) {
+            tracing::warn!(folder = %folder.display(), error = %e, "skipping app folder: no request could name this app");
+            continue;
+        }
         if let Some(first) = apps.iter().find(|a| a.id == entry.id) {
             tracing::warn!(
                 app = %entry.id,
@@ -206,55 +213,9 @@ fn find_app_folders(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// A request's `app`: `ns/name`, `ns/name@version` (the version is ignored:
-/// one version of each app is hosted), `ns/name:function`, or a bare `name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AppRef {
-    /// `ns/name`, or a bare name.
-    pub id: String,
-    pub function: Option<String>,
-}
-
-pub(crate) fn parse_app_ref(s: &str) -> AppRef {
-    let s = s.trim();
-    let (rest, function) = match s.rsplit_once(':') {
-        Some((rest, f)) if !f.trim().is_empty() => (rest, Some(f.trim().to_string())),
-        Some((rest, _)) => (rest, None),
-        None => (s, None),
-    };
-    let id = rest.split_once('@').map_or(rest, |(id, _)| id).trim();
-    AppRef {
-        id: id.to_string(),
-        function,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn app_refs() {
-        let r = |id: &str, f: Option<&str>| AppRef {
-            id: id.into(),
-            function: f.map(Into::into),
-        };
-        assert_eq!(parse_app_ref("tests/multi-fn"), r("tests/multi-fn", None));
-        assert_eq!(
-            parse_app_ref(" tests/multi-fn@1.2.3 "),
-            r("tests/multi-fn", None)
-        );
-        assert_eq!(
-            parse_app_ref("tests/multi-fn:generate"),
-            r("tests/multi-fn", Some("generate"))
-        );
-        assert_eq!(
-            parse_app_ref("tests/multi-fn@abc:generate"),
-            r("tests/multi-fn", Some("generate"))
-        );
-        assert_eq!(parse_app_ref("tests/multi-fn:"), r("tests/multi-fn", None));
-        assert_eq!(parse_app_ref("multi-fn"), r("multi-fn", None));
-    }
 
     fn app(root: &Path, rel: &str, yml: Option<&str>) {
         let dir = root.join(rel);
@@ -281,6 +242,9 @@ mod tests {
         std::fs::create_dir_all(r.join("venv/lib")).unwrap();
         std::fs::write(r.join("venv/pyvenv.cfg"), "").unwrap();
         app(r, "venv/lib/app", None);
+        // Names no app reference can spell.
+        app(r, "colon", Some("namespace: ns\nname: \"a:b\"\n"));
+        app(r, "has@at", None);
 
         let apps = scan(r).unwrap();
         let ids: Vec<_> = apps.iter().map(|a| a.id.as_str()).collect();

@@ -1,8 +1,9 @@
 //! `Engine::submit`: a run request becomes a stored, queued task, or is
 //! refused with a precise [`EngineError`] and nothing stored. In order:
 //! app, function, secrets (before any worker starts), the app's functions
-//! (its first submit starts a worker to learn them), file inputs, input and
-//! setup against their schemas, a queue slot, the insert, the queue.
+//! (its first submit starts a worker to learn them), the function's schemas
+//! (refused if they do not compile), file inputs, input and setup against
+//! their schemas, a queue slot, the insert, the queue.
 //!
 //! The insert is durable before `submit` returns, except for
 //! [`Insert::Deferred`]: the caller gives the task's id out only with its
@@ -20,9 +21,8 @@ use std::time::Duration;
 use crate::api::{EngineError, RunRequest, TaskView};
 use crate::engine::{store_error, Engine};
 use crate::handle::QueuedTask;
-use crate::inputs::{check_file_inputs, missing_secrets, validate_input, validate_setup};
+use crate::inputs::{call_validators, check_file_inputs, missing_secrets, validate};
 use crate::metrics::inc;
-use crate::registry::parse_app_ref;
 use crate::timing::{Mark, StageClock};
 
 /// How `submit` stores a new task.
@@ -55,7 +55,7 @@ pub(crate) async fn submit(
         .function
         .clone()
         .filter(|f| !f.trim().is_empty())
-        .or_else(|| parse_app_ref(&request.app).function);
+        .or_else(|| request.app.function().map(str::to_string));
 
     let missing = missing_secrets(&handle.entry.dir.manifest, &shared.config.secrets);
     if !missing.is_empty() {
@@ -87,13 +87,18 @@ pub(crate) async fn submit(
         Value::Null => json!({}),
         other => other,
     };
-    check_file_inputs(resolved, &input)?;
-    validate_input(&info, resolved, &input)?;
     let setup = match request.setup {
         None | Some(Value::Null) => json!({}),
         Some(setup) => setup,
     };
-    validate_setup(&info, &setup)?;
+    // A function whose schemas do not compile is refused before its input
+    // is looked at.
+    let (input_validator, setup_validator) = call_validators(&app_id, &info, resolved)?;
+    check_file_inputs(resolved, &input)?;
+    validate(&input_validator, &input, || {
+        format!("input for function \"{}\"", resolved.name)
+    })?;
+    validate(&setup_validator, &setup, || "setup config".into())?;
 
     let capacity = shared.config.queue_capacity.max(1);
     if !handle.try_reserve(capacity) {

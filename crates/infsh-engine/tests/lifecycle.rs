@@ -41,7 +41,7 @@ async fn submit_then_wait_completes() {
     assert_eq!(engine.get(&task.record.id).await.unwrap(), done);
 
     let page = engine
-        .list(Some("tests/multi-fn"), None, 10, None)
+        .list(Some(&"tests/multi-fn".parse().unwrap()), None, 10, None)
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
@@ -59,7 +59,10 @@ async fn submit_then_wait_completes() {
             ][..]
         )
     );
-    let detail = engine.app("tests/multi-fn").await.unwrap();
+    let detail = engine
+        .app(&"tests/multi-fn".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(detail.functions.as_object().unwrap().len(), 4);
     assert!(detail.functions["generate"]["input_schema"].is_object());
     let metrics = engine.metrics();
@@ -357,7 +360,7 @@ async fn bad_requests_are_refused_and_nothing_is_stored() {
         .as_deref()
         .unwrap()
         .contains("boom at import"));
-    match engine.app("tests/import-error").await {
+    match engine.app(&"tests/import-error".parse().unwrap()).await {
         Err(EngineError::AppUnavailable { .. }) => {}
         other => panic!("{other:?}"),
     }

@@ -33,7 +33,7 @@ async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 fn health(engine: &Engine, app: &str) -> AppHealth {
-    engine.app_health(app).unwrap()
+    engine.app_health(&app.parse().unwrap()).unwrap()
 }
 
 /// The lines of a file the apps append to (empty while it does not exist).
@@ -570,7 +570,10 @@ async fn a_failing_setup_is_backed_off_and_the_app_recovers_once_it_succeeds() {
         "GET /ready"
     );
     // GET /apps/{id} still answers (the functions are known), unhealthy.
-    let detail = engine.app("tests/flaky-setup").await.unwrap();
+    let detail = engine
+        .app(&"tests/flaky-setup".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(detail.summary.state, AppState::Unhealthy);
 
     std::fs::write(&marker, "ok").unwrap();
@@ -676,7 +679,7 @@ async fn an_app_that_cannot_load_is_refused_at_once_while_backing_off_and_recove
     .await;
 
     std::fs::write(&marker, "").unwrap();
-    let _ = engine.app("tests/late-import").await;
+    let _ = engine.app(&"tests/late-import".parse().unwrap()).await;
     until("recovery", || {
         (health(&engine, "tests/late-import").state == AppState::Ready).then_some(())
     })

@@ -368,8 +368,8 @@ pub struct AppDto {
     pub default_function: Option<String>,
     /// Function names; `null` until the app's first worker reported them.
     pub functions: Option<Vec<String>>,
-    /// `idle`, `starting`, `ready` or `unhealthy`.
-    pub state: String,
+    #[schema(schema_with = app_state_schema)]
+    pub state: EngineAppState,
 }
 
 /// A hosted app with its functions' schemas, for `GET /apps/{namespace}/{name}`.
@@ -380,20 +380,25 @@ pub struct AppDetailDto {
     pub name: String,
     pub description: Option<String>,
     pub default_function: Option<String>,
-    pub state: String,
+    #[schema(schema_with = app_state_schema)]
+    pub state: EngineAppState,
     /// `functions_schema.json`: `{fn: {description, input_schema, output_schema}}`.
     pub functions: Value,
     /// JSON Schema of the app's setup config.
     pub setup_schema: Value,
 }
 
-pub fn state_name(s: &EngineAppState) -> &'static str {
-    match s {
-        EngineAppState::Idle => "idle",
-        EngineAppState::Starting => "starting",
-        EngineAppState::Ready => "ready",
-        EngineAppState::Unhealthy => "unhealthy",
-    }
+/// The engine's [`EngineAppState`] is serialised as is; the document says
+/// which strings it takes (derived from [`EngineAppState::ALL`], so the two
+/// cannot drift).
+fn app_state_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(EngineAppState::ALL.iter().map(|s| s.as_str())))
+        .description(Some(
+            "Worker state: `idle` (workers start at the first call), `starting`, `ready` or `unhealthy`.",
+        ))
+        .build()
 }
 
 impl AppDto {
@@ -405,7 +410,7 @@ impl AppDto {
             description: s.description.clone(),
             default_function: s.default_function.clone(),
             functions: s.functions.clone(),
-            state: state_name(&s.state).to_string(),
+            state: s.state,
         }
     }
 }
@@ -419,7 +424,7 @@ impl AppDetailDto {
             name: s.name.clone(),
             description: s.description.clone(),
             default_function: s.default_function.clone(),
-            state: state_name(&s.state).to_string(),
+            state: s.state,
             functions: d.functions.clone(),
             setup_schema: d.setup_schema.clone(),
         }
@@ -447,8 +452,8 @@ pub struct ReadyDto {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AppReadinessDto {
     pub id: String,
-    /// `idle` (workers start at the first call), `starting`, `ready`, `unhealthy`.
-    pub state: String,
+    #[schema(schema_with = app_state_schema)]
+    pub state: EngineAppState,
     pub replicas: usize,
     pub busy: usize,
     pub queued: usize,
@@ -459,7 +464,7 @@ impl AppReadinessDto {
     pub fn from_readiness(r: &AppReadiness) -> AppReadinessDto {
         AppReadinessDto {
             id: r.id.clone(),
-            state: state_name(&r.state).to_string(),
+            state: r.state,
             replicas: r.replicas,
             busy: r.busy,
             queued: r.queued,
@@ -595,6 +600,30 @@ mod tests {
         assert_eq!(b.app, "ns/a@1:fn");
         assert_eq!(b.input, None);
         assert_eq!(b.session.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn app_state_is_the_engine_enum_by_name() {
+        let summary = AppSummary {
+            id: "ns/a".into(),
+            namespace: "ns".into(),
+            name: "a".into(),
+            description: None,
+            default_function: None,
+            functions: None,
+            state: EngineAppState::Unhealthy,
+        };
+        let v = serde_json::to_value(AppDto::from_summary(&summary)).unwrap();
+        assert_eq!(v["state"], "unhealthy");
+        // The document lists exactly the enum's names for every DTO.
+        let doc = crate::openapi::fixed_document();
+        for dto in ["AppDto", "AppDetailDto", "AppReadinessDto"] {
+            assert_eq!(
+                doc["components"]["schemas"][dto]["properties"]["state"]["enum"],
+                json!(["idle", "starting", "ready", "unhealthy"]),
+                "{dto}"
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::{normalize_path, ServerConfig};
 pub fn run_request(data: &[u8]) {
     match parse_run_body(data) {
         Ok((req, _wait)) => {
-            assert!(!req.app.trim().is_empty(), "an empty app got through");
+            assert!(!req.app.name().is_empty(), "an empty app got through");
             assert!(!req.input.is_null(), "input null is {{}}");
             if let Some(t) = req.timeout_secs {
                 assert!(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECS, "{t}");
@@ -46,7 +46,7 @@ pub fn run_request(data: &[u8]) {
     }
     match parse_function_run_body("ns", "name", "fn", data) {
         Ok((req, _)) => {
-            assert_eq!(req.app, "ns/name");
+            assert_eq!(req.app.to_string(), "ns/name");
             assert_eq!(req.function.as_deref(), Some("fn"));
             assert!(!req.input.is_null());
         }

@@ -128,6 +128,11 @@ pub enum RunErrors {
     /// The app's queue is full (`Retry-After`).
     #[response(status = 429, content_type = "application/problem+json")]
     QueueFull(ProblemDoc),
+    /// `invalid_schema`: the function's input schema or the app's setup
+    /// schema does not compile (the app's fault; `app`, `function`,
+    /// `schema`); or a storage failure.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(ProblemDoc),
     /// The app failed to load, or the server is shutting down.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemDoc),
@@ -443,7 +448,10 @@ pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
     let lookups = summaries.iter().map(|s| {
         let engine = state.engine.clone();
         async move {
-            match tokio::time::timeout(APP_DISCOVERY_TIMEOUT, engine.app(&s.id)).await {
+            let app =
+                s.id.parse()
+                    .map_err(|e: infsh_core::AppRefError| (s.id.clone(), e.to_string()))?;
+            match tokio::time::timeout(APP_DISCOVERY_TIMEOUT, engine.app(&app)).await {
                 Ok(Ok(detail)) => Ok(detail),
                 Ok(Err(e)) => Err((s.id.clone(), e.to_string())),
                 Err(_) => Err((

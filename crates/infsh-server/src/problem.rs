@@ -248,6 +248,18 @@ impl From<EngineError> for Problem {
                     "traceback",
                     traceback.map(Value::from).unwrap_or(Value::Null),
                 ),
+            // 500, not 4xx: the app's schema is broken, not the request;
+            // nothing the client changes helps, and the operator sees it
+            // logged as an error. Not 503: retrying will not help either.
+            EngineError::InvalidSchema { app, error } => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_schema", detail)
+                    .with("app", app)
+                    .with(
+                        "function",
+                        error.function.map(Value::from).unwrap_or(Value::Null),
+                    )
+                    .with("schema", error.schema.as_str())
+            }
             EngineError::UnknownTask(_) => Problem::not_found("task", detail),
             EngineError::UnknownFile(_) => Problem::not_found("file", detail),
             EngineError::TaskAlreadyEnded { status, .. } => {
@@ -440,6 +452,14 @@ mod tests {
                 503,
                 "app_unavailable",
             ),
+            (
+                EngineError::InvalidSchema {
+                    app: "a/b".into(),
+                    error: invalid_schema(),
+                },
+                500,
+                "invalid_schema",
+            ),
             (EngineError::UnknownTask("t".into()), 404, "not_found"),
             (EngineError::UnknownFile("f".into()), 404, "not_found"),
             (
@@ -485,6 +505,33 @@ mod tests {
             body["errors"],
             json!([{"path": "steps", "message": "must be at most 50"}])
         );
+    }
+
+    fn invalid_schema() -> infsh_core::InvalidSchema {
+        infsh_core::InvalidSchema {
+            function: Some("run".into()),
+            schema: infsh_core::SchemaKind::Input,
+            problem: infsh_core::SchemaError {
+                message: "12 is not valid".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn invalid_schema_names_the_app_function_and_schema() {
+        let (status, body, headers) = parts(Problem::from(EngineError::InvalidSchema {
+            app: "a/b".into(),
+            error: invalid_schema(),
+        }));
+        assert_eq!(status, 500);
+        assert_eq!(
+            body,
+            json!({"type": "https://infsh.dev/errors/invalid_schema",
+                   "title": "Internal Server Error", "status": 500,
+                   "detail": "function \"run\" is refused: its input schema does not compile: 12 is not valid",
+                   "app": "a/b", "function": "run", "schema": "input"})
+        );
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
     }
 
     #[test]

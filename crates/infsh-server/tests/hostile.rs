@@ -296,7 +296,7 @@ async fn wrong_content_types_are_415_on_every_body_route() {
 }
 
 #[tokio::test]
-async fn path_traversal_in_app_and_function_names_is_404() {
+async fn path_traversal_in_app_and_function_names_is_refused() {
     bounded(async {
         let s = start(Setup::new(&["multi-fn"])).await;
         // App names in the path: encoded, double-encoded, dotted.
@@ -323,19 +323,30 @@ async fn path_traversal_in_app_and_function_names_is_404() {
             assert_problem(st, &h, &b, 404, "not_found");
             assert_eq!(b["resource"], "route", "{uri}: {b}");
         }
-        // App names in run bodies.
+        // App names in run bodies: a name no app reference can spell is a
+        // 400 with the parser's message; one it can is an unknown app.
         for app in [
             "../../etc",
             "../../etc/passwd",
-            "..%2F..%2Fetc",
-            "..%252F..%252Fetc",
             "/etc/passwd",
             "tests/../../etc",
             "tests/multi-fn/../../../etc",
-            "tests\\..\\..\\etc",
             "tests/multi-fn\u{0}",
             "~/.ssh/id_rsa",
             "file:///etc/passwd",
+        ] {
+            let (st, h, b) = s
+                .post("/apps/run", json!({"app": app, "input": {"text": "x"}}))
+                .await;
+            assert_problem(st, &h, &b, 400, "invalid_request");
+            let why = app.parse::<infsh_core::AppRef>().unwrap_err();
+            assert_eq!(b["detail"], why.to_string(), "{app}: {b}");
+        }
+        for app in [
+            "..%2F..%2Fetc",
+            "..%252F..%252Fetc",
+            "tests\\..\\..\\etc",
+            "tests/..%2F..%2Fetc",
         ] {
             let (st, h, b) = s
                 .post("/apps/run", json!({"app": app, "input": {"text": "x"}}))

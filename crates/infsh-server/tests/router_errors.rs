@@ -528,3 +528,176 @@ async fn problem_bodies_never_leak_plain_text() {
     })
     .await;
 }
+
+/// A run's `app` is parsed at the edge (infsh-core's `AppRef`): a text no
+/// reference can spell is a 400 whose detail is the parser's message, for
+/// `POST /apps/run` and `GET /tasks?app=` alike; a path naming no possible
+/// app is, like any other unknown app, a 404.
+#[tokio::test]
+async fn malformed_app_references_are_400_with_the_parser_message() {
+    bounded(async {
+        let s = start(Setup::new(&[])).await;
+        let bad_request = |detail: &str| {
+            json!({"type": "https://infsh.dev/errors/invalid_request", "title": "Bad Request",
+                   "status": 400, "detail": detail})
+        };
+        for (app, detail) in [
+            (
+                "a/b/c",
+                "invalid app reference \"a/b/c\": more than one \"/\"; expected NAMESPACE/NAME[@VERSION][:FUNCTION]",
+            ),
+            (
+                "",
+                "the app reference is empty; expected NAMESPACE/NAME[@VERSION][:FUNCTION]",
+            ),
+            (
+                "ns/app:fn@2",
+                "invalid app reference \"ns/app:fn@2\": the function may not contain '@'; expected NAMESPACE/NAME[@VERSION][:FUNCTION]",
+            ),
+        ] {
+            for path in ["/apps/run", "/run", "/v1/run"] {
+                let (st, h, b) = s.post(path, json!({"app": app, "input": {}})).await;
+                assert_problem(st, &h, &b, 400, "invalid_request");
+                assert_eq!(b, bad_request(detail), "{path} {app:?}");
+            }
+        }
+        let (st, h, b) = s.get("/tasks?app=ns%2F").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b,
+            bad_request(
+                "`app`: invalid app reference \"ns/\": the name is empty; expected NAMESPACE/NAME[@VERSION][:FUNCTION]"
+            )
+        );
+        // Well-formed references of apps that are not hosted: 404, as before.
+        for app in ["tests/nope", "nope", "tests/nope@1:run"] {
+            let (st, h, b) = s.post("/apps/run", json!({"app": app})).await;
+            assert_problem(st, &h, &b, 404, "not_found");
+            assert_eq!(b["resource"], "app", "{app}");
+        }
+        let (st, _, b) = s.get("/tasks?app=tests/nope@1:run").await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["items"], json!([]));
+        for uri in ["/apps/tests/a%3Ab", "/apps/%2E/x"] {
+            let (st, h, b) = s.get(uri).await;
+            assert_problem(st, &h, &b, 404, "not_found");
+            assert_eq!(b["resource"], "app", "{uri}");
+            assert_eq!(b["available"], json!([]), "{uri}");
+        }
+        let (st, h, b) = s
+            .post("/apps/tests/a%40b/functions/run/run", json!({}))
+            .await;
+        assert_problem(st, &h, &b, 404, "not_found");
+        assert_eq!(
+            b["detail"],
+            "unknown app \"tests/a@b\"; available apps: ",
+            "{b}"
+        );
+        s.stop().await;
+    })
+    .await;
+}
+
+/// `?status=` takes one table's spellings (infsh-core's `TaskStatus`); an
+/// unknown one is a 400 naming every accepted spelling.
+#[tokio::test]
+async fn unknown_task_status_is_400_listing_what_is_accepted() {
+    bounded(async {
+        let s = start(Setup::new(&[])).await;
+        let (st, h, b) = s.get("/tasks?status=done").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b,
+            json!({"type": "https://infsh.dev/errors/invalid_request", "title": "Bad Request",
+                   "status": 400,
+                   "detail": "`status`: unknown task status \"done\": use a number 0-13 or a name \
+                              (unknown, received, queued, dispatched, preparing, serving, \
+                              setting_up, running, cancelling, uploading, completed, failed, \
+                              cancelled, rejected, canceled, canceling, setup, settingup)"})
+        );
+        let (st, h, b) = s.get("/tasks?status=14").await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert!(
+            b["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("`status`: unknown task status \"14\": use a number 0-13"),
+            "{b}"
+        );
+        for ok in [
+            "canceled",
+            "CANCELED",
+            "canceling",
+            "setup",
+            "setting-up",
+            "12",
+        ] {
+            let (st, _, b) = s.get(&format!("/tasks?status={ok}")).await;
+            assert_eq!(st, 200, "{ok}: {b}");
+            assert_eq!(b["data"]["items"], json!([]), "{ok}");
+        }
+        s.stop().await;
+    })
+    .await;
+}
+
+/// A function whose input schema does not compile (fixture invalid-schema:
+/// its type is 12) is refused with a 500 `invalid_schema` naming the app,
+/// the function and the compiler's complaint; the app's other function runs.
+#[tokio::test]
+async fn a_function_whose_schema_does_not_compile_is_refused_with_500() {
+    bounded(async {
+        let s = start(Setup::new(&["invalid-schema"])).await;
+        // The compiler's message for the schema the worker reports.
+        let (st, _, b) = s.get("/apps/tests/invalid-schema").await;
+        assert_eq!(st, 200, "{b}");
+        let schema = &b["data"]["functions"]["run"]["input_schema"];
+        assert_eq!(schema["type"], 12, "{schema}");
+        let problem = infsh_core::InputValidator::compile(schema)
+            .unwrap_err()
+            .message;
+        assert!(problem.starts_with("at /type: 12 "), "{problem}");
+        let want = json!({
+            "type": "https://infsh.dev/errors/invalid_schema",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": format!("function \"run\" is refused: its input schema does not compile: {problem}"),
+            "app": "tests/invalid-schema",
+            "function": "run",
+            "schema": "input",
+        });
+        for (path, body) in [
+            (
+                "/apps/run",
+                json!({"app": "tests/invalid-schema", "input": {"text": "x"}}),
+            ),
+            // Refused whatever the input: it is never looked at.
+            (
+                "/run",
+                json!({"app": "tests/invalid-schema:run", "input": {"nonsense": true}}),
+            ),
+            (
+                "/apps/tests/invalid-schema/functions/run/run",
+                json!({"input": {"text": "x"}}),
+            ),
+        ] {
+            let (st, h, b) = s.post(path, body).await;
+            assert_problem(st, &h, &b, 500, "invalid_schema");
+            assert_eq!(b, want, "{path}");
+        }
+        let (st, _, b) = s.get("/tasks").await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["items"], json!([]), "nothing was stored");
+        let (st, _, b) = s
+            .post(
+                "/apps/run?wait=true",
+                json!({"app": "tests/invalid-schema", "function": "fine", "input": {"text": "x"}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["status"], 10, "{b}");
+        assert_eq!(b["data"]["output"]["text"], "x", "{b}");
+        s.stop().await;
+    })
+    .await;
+}

@@ -563,3 +563,66 @@ async fn apps_openapi_ready_metrics_listing_sessions() {
     })
     .await;
 }
+
+/// `?status=` accepts what the CLI accepts (one `TaskStatus` table): the
+/// client's `canceled` finds a cancelled task.
+#[tokio::test]
+async fn list_tasks_by_status_accepts_the_client_spellings() {
+    bounded(async {
+        let s = start(Setup::new(&["hangs"])).await;
+        let (st, _, b) = s
+            .post(
+                "/apps/run?wait=true",
+                json!({"app": "tests/hangs", "function": "ok", "input": {}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["status"], 10, "{b}");
+        let completed = b["data"]["id"].as_str().unwrap().to_string();
+        let (st, _, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/hangs", "function": "async_hang", "input": {}}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        let cancelled = b["data"]["id"].as_str().unwrap().to_string();
+        let (st, _, b) = s
+            .json(Method::POST, &format!("/tasks/{cancelled}/cancel"), None)
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(s.wait_terminal(&cancelled).await["status"], 12);
+
+        let ids = |b: &Value| -> Vec<String> {
+            b["data"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for spelling in ["canceled", "CANCELED", "cancelled", "Cancelled", "12"] {
+            let (st, _, b) = s.get(&format!("/tasks?status={spelling}")).await;
+            assert_eq!(st, 200, "{spelling}: {b}");
+            assert_eq!(ids(&b), [cancelled.as_str()], "{spelling}");
+        }
+        for spelling in ["completed", "10"] {
+            let (st, _, b) = s.get(&format!("/tasks?status={spelling}")).await;
+            assert_eq!(st, 200, "{spelling}: {b}");
+            assert_eq!(ids(&b), [completed.as_str()], "{spelling}");
+        }
+        for spelling in [
+            "canceling",
+            "setup",
+            "settingup",
+            "setting-up",
+            "SETTING_UP",
+        ] {
+            let (st, _, b) = s.get(&format!("/tasks?status={spelling}")).await;
+            assert_eq!(st, 200, "{spelling}: {b}");
+            assert!(ids(&b).is_empty(), "{spelling}: {b}");
+        }
+        s.stop().await;
+    })
+    .await;
+}

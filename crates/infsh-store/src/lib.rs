@@ -13,7 +13,8 @@
 //!   the disk before it returns (`Full`) or shortly after (`Relaxed`).
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
 //! - [`FileStore`] (`files`): file bytes on disk under random ids.
-//! - `model`: the records; `ids`: random ids and timestamps.
+//! - `model`: the records; `ids`: random ids and timestamps. A task's status
+//!   is infsh-core's [`TaskStatus`], re-exported here.
 
 mod commit_outcome;
 mod durability;
@@ -33,6 +34,7 @@ pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::StoreError;
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
+pub use infsh_core::TaskStatus;
 pub use model::*;
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};

@@ -1,65 +1,10 @@
 //! The records the store keeps. Shared by the engine (which writes them) and
-//! the HTTP layer (which renders them as the platform's task DTO).
+//! the HTTP layer (which renders them as the platform's task DTO). A task's
+//! status is infsh-core's [`TaskStatus`] (the one table of statuses).
 
+use infsh_core::TaskStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// Task status numbers of the inference.sh API (SPEC §6). Terminal: 10-13.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(into = "u8", try_from = "u8")]
-#[repr(u8)]
-pub enum TaskStatus {
-    Unknown = 0,
-    Received = 1,
-    Queued = 2,
-    Dispatched = 3,
-    Preparing = 4,
-    Serving = 5,
-    SettingUp = 6,
-    Running = 7,
-    Cancelling = 8,
-    Uploading = 9,
-    Completed = 10,
-    Failed = 11,
-    Cancelled = 12,
-    Rejected = 13,
-}
-
-impl TaskStatus {
-    pub fn is_terminal(self) -> bool {
-        (self as u8) >= 10
-    }
-}
-
-impl From<TaskStatus> for u8 {
-    fn from(s: TaskStatus) -> u8 {
-        s as u8
-    }
-}
-
-impl TryFrom<u8> for TaskStatus {
-    type Error = String;
-    fn try_from(n: u8) -> Result<Self, String> {
-        use TaskStatus::*;
-        Ok(match n {
-            0 => Unknown,
-            1 => Received,
-            2 => Queued,
-            3 => Dispatched,
-            4 => Preparing,
-            5 => Serving,
-            6 => SettingUp,
-            7 => Running,
-            8 => Cancelling,
-            9 => Uploading,
-            10 => Completed,
-            11 => Failed,
-            12 => Cancelled,
-            13 => Rejected,
-            other => return Err(format!("unknown task status {other}")),
-        })
-    }
-}
 
 /// Log types of the inference.sh API: 0 BUILD, 1 RUN, 2 SERVE, 3 SETUP, 4 TASK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,7 +63,7 @@ impl RawTask {
         };
         let status = u8::try_from(self.status)
             .map_err(|_| corrupt(format!("status {}", self.status)))
-            .and_then(|n| TaskStatus::try_from(n).map_err(corrupt))?;
+            .and_then(|n| TaskStatus::try_from(n).map_err(|e| corrupt(e.to_string())))?;
         let record = TaskRecord {
             app: self.app,
             function: self.function,

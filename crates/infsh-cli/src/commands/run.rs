@@ -96,15 +96,15 @@ async fn call_once(
     }))
 }
 
-/// `./app:upscale` names a function; a path that exists as written is never split.
-fn split_app_function(raw: &str) -> (PathBuf, Option<String>) {
+/// `./app:upscale` names a function (split by infsh-core's rule for
+/// `:function`, [`infsh_core::split_function`]); a path that exists as
+/// written is never split, nor is one whose `:` could not start a function.
+pub(crate) fn split_app_function(raw: &str) -> (PathBuf, Option<String>) {
     if Path::new(raw).exists() {
         return (PathBuf::from(raw), None);
     }
-    match raw.rsplit_once(':') {
-        Some((app, function)) if !function.is_empty() && !function.contains('/') => {
-            (PathBuf::from(app), Some(function.to_string()))
-        }
+    match infsh_core::split_function(raw) {
+        Ok((app, Some(function))) => (PathBuf::from(app), Some(function.to_string())),
         _ => (PathBuf::from(raw), None),
     }
 }
@@ -228,6 +228,10 @@ mod tests {
             (PathBuf::from("./nope"), Some("upscale".into()))
         );
         assert_eq!(split_app_function("."), (PathBuf::from("."), None));
+        assert_eq!(
+            split_app_function("./nope:sub/dir"),
+            (PathBuf::from("./nope:sub/dir"), None)
+        );
     }
 
     #[test]

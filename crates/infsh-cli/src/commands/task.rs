@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use infsh_core::TaskStatus;
 use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, TaskCancelArgs, TaskGetArgs, TaskListArgs};
@@ -98,14 +99,10 @@ pub async fn cancel(args: TaskCancelArgs, global: &GlobalArgs, ui: Arc<Ui>) -> R
 
 pub async fn list(args: TaskListArgs, global: &GlobalArgs) -> Result<()> {
     let status = match args.status.as_deref() {
-        Some(raw) => Some(task::status_from_name(raw).ok_or_else(|| {
-            Failure::new(
-                ExitCode::Usage,
-                format!(
-                    "--status {raw:?}: expected a status name (queued, running, completed, failed, cancelled, ...) or number 0-13"
-                ),
-            )
-        })?),
+        Some(raw) => Some(
+            raw.parse::<TaskStatus>()
+                .map_err(|e| Failure::new(ExitCode::Usage, format!("--status: {e}")))?,
+        ),
         None => None,
     };
     let remote = connect(args.server)?;
@@ -118,7 +115,7 @@ pub async fn list(args: TaskListArgs, global: &GlobalArgs) -> Result<()> {
             query.push(("app", app.clone()));
         }
         if let Some(status) = status {
-            query.push(("status", status.to_string()));
+            query.push(("status", status.number().to_string()));
         }
         if let Some(cursor) = &cursor {
             query.push(("cursor", cursor.clone()));

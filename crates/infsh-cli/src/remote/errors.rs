@@ -169,8 +169,11 @@ impl From<RemoteError> for anyhow::Error {
 pub fn exit_code_for(status: u16, code: Option<&str>) -> ExitCode {
     if let Some(code) = code {
         match code {
-            // 503 app_unavailable: the app failed to load; 412: missing secrets.
-            "app_unavailable" | "requirements_not_met" => return ExitCode::AppLoad,
+            // 503 app_unavailable: the app failed to load; 412: missing
+            // secrets; 500 invalid_schema: a schema of the app does not compile.
+            "app_unavailable" | "requirements_not_met" | "invalid_schema" => {
+                return ExitCode::AppLoad
+            }
             "unauthorized" | "forbidden" => return ExitCode::Auth,
             "rate_limited" | "shutting_down" => return ExitCode::Busy,
             _ => {}
@@ -261,6 +264,18 @@ mod tests {
             ExitCode::Busy
         );
         assert_eq!(api(500, json!({"detail": "kaboom"})).code, ExitCode::Server);
+        let schema = api(
+            500,
+            json!({"type": "https://infsh.dev/errors/invalid_schema", "status": 500,
+                   "detail": "function \"run\" is refused: its input schema does not compile: x"}),
+        );
+        assert_eq!(
+            (schema.code, schema.message.as_str()),
+            (
+                ExitCode::AppLoad,
+                "function \"run\" is refused: its input schema does not compile: x"
+            )
+        );
         let secrets = api(
             412,
             json!({"errors": [{"type": "secret", "key": "HF_TOKEN", "message": "missing secret HF_TOKEN"}]}),

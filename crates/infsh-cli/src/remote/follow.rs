@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use infsh_core::TaskStatus;
 use infsh_worker::{LogLine, LogStream};
 use serde_json::Value;
 
@@ -212,15 +213,16 @@ fn parse_line(line: &str) -> Option<Value> {
 }
 
 /// What the display shows for a status.
-fn phase_label(status: u64, function: &str) -> Option<String> {
+fn phase_label(status: TaskStatus, function: &str) -> Option<String> {
+    use TaskStatus::*;
     match status {
-        0..=2 => Some("queued".into()),
-        3..=5 => Some("start".into()),
-        6 => Some("setup".into()),
-        7 => Some(format!("run {function}")),
-        8 => Some("cancelling".into()),
-        9 => Some("upload".into()),
-        _ => None,
+        Unknown | Received | Queued => Some("queued".into()),
+        Dispatched | Preparing | Serving => Some("start".into()),
+        SettingUp => Some("setup".into()),
+        Running => Some(format!("run {function}")),
+        Cancelling => Some("cancelling".into()),
+        Uploading => Some("upload".into()),
+        Completed | Failed | Cancelled | Rejected => None,
     }
 }
 
@@ -264,7 +266,10 @@ impl Tracker {
         // The stream carries the latest state, so a quick call can go from
         // setup to UPLOADING/COMPLETED without a RUNNING snapshot: it ran all
         // the same, and the display says so.
-        let ran = matches!(status, 7 | 9 | 10);
+        let ran = matches!(
+            status,
+            TaskStatus::Running | TaskStatus::Uploading | TaskStatus::Completed
+        );
         if ran && self.running_since.is_none() {
             self.running_since = Some(Instant::now());
             self.queued_seconds = Some(self.started.elapsed().as_secs_f64());
@@ -273,7 +278,7 @@ impl Tracker {
         if let Some(label) = phase_label(status, &self.function) {
             self.enter_phase(label);
         }
-        if status == 7 {
+        if status == TaskStatus::Running {
             let output = snapshot.get("output").filter(|o| !o.is_null());
             if let Some(output) = output {
                 if self.last_output.as_ref() != Some(output) {
@@ -332,7 +337,7 @@ impl Tracker {
     /// The terminal snapshot arrived: close the display.
     fn end(&mut self, terminal: &Value) {
         self.ended_at = Some(Instant::now());
-        let completed = task::status(terminal) == Some(task::COMPLETED);
+        let completed = task::status(terminal) == Some(TaskStatus::Completed);
         if let Some((_, phase)) = self.phase.take() {
             if completed {
                 phase.finish("");
@@ -418,10 +423,14 @@ mod tests {
 
     #[test]
     fn statuses_map_to_phases() {
-        assert_eq!(phase_label(2, "f").as_deref(), Some("queued"));
-        assert_eq!(phase_label(6, "f").as_deref(), Some("setup"));
-        assert_eq!(phase_label(7, "upscale").as_deref(), Some("run upscale"));
-        assert_eq!(phase_label(10, "f"), None);
+        use TaskStatus::*;
+        assert_eq!(phase_label(Queued, "f").as_deref(), Some("queued"));
+        assert_eq!(phase_label(SettingUp, "f").as_deref(), Some("setup"));
+        assert_eq!(
+            phase_label(Running, "upscale").as_deref(),
+            Some("run upscale")
+        );
+        assert_eq!(phase_label(Completed, "f"), None);
     }
 
     #[test]

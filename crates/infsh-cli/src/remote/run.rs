@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use infsh_core::app::AppDir;
 use infsh_core::functions::FunctionSet;
-use infsh_core::validate::InputValidator;
+use infsh_core::validators::input_schema;
+use infsh_core::FunctionValidators;
+use infsh_core::{AppRef, AppRefError, TaskStatus};
 use infsh_protocol::FunctionInfo;
 use serde_json::{json, Map, Value};
 
@@ -19,7 +21,7 @@ use super::errors::RemoteError;
 use super::follow::{follow, Followed};
 use super::task;
 use crate::cli::{GlobalArgs, RunArgs};
-use crate::errors::{file_input_error, invalid_input, resolve_error};
+use crate::errors::{file_input_error, invalid_input, invalid_schema, resolve_error};
 use crate::exit::{ExitCode, Failure};
 use crate::input::{parse_input_and_setup, JsonArg};
 use crate::output;
@@ -27,40 +29,44 @@ use crate::ui::Ui;
 
 /// Which app (and maybe function) APP names on the server.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AppRef {
-    /// `ns/name`.
-    pub id: String,
-    /// `@version` as given (sent along in `app`).
-    pub version: Option<String>,
-    pub function: Option<String>,
+pub struct RemoteTarget {
+    /// `ns/name[@version][:function]`, parsed by infsh-core's rules.
+    pub app: AppRef,
     /// A local app folder APP pointed at (for its examples).
     pub local: Option<PathBuf>,
 }
 
-impl AppRef {
+impl RemoteTarget {
+    /// `ns/name`: the app's id on the server.
+    pub fn id(&self) -> String {
+        self.app.id()
+    }
+
     /// What `app` in the run request says: `ns/name[@version]`.
     pub fn request_app(&self) -> String {
-        match &self.version {
-            Some(v) => format!("{}@{v}", self.id),
-            None => self.id.clone(),
-        }
+        self.app.without_function().to_string()
     }
 }
 
-/// `ns/name`, `ns/name@version`, `ns/name:function`, `ns/name@version:function`,
-/// or a local app folder (optionally `folder:function`) whose inf.yml names the app.
-pub fn parse_app_ref(raw: &str) -> Result<AppRef, Failure> {
-    let (path_part, function) = match raw.rsplit_once(':') {
-        Some((left, f)) if !Path::new(raw).exists() && !f.is_empty() && !f.contains('/') => {
-            (left, Some(f.to_string()))
-        }
-        _ => (raw, None),
-    };
-    let path = Path::new(path_part);
+/// `ns/name`, `ns/name@version`, `ns/name:function`, `ns/name@version:function`
+/// ([`AppRef`]), or a local app folder (optionally `folder:function`) whose
+/// inf.yml names the app. A server is asked for `GET /apps/{ns}/{name}`,
+/// so the namespace is needed.
+pub fn parse_target(raw: &str) -> Result<RemoteTarget, Failure> {
+    let (path, function) = crate::commands::run::split_app_function(raw);
     if path.join("inference.py").is_file() || path.join("inf.yml").is_file() {
-        let app = AppDir::open(path).map_err(crate::errors::app_error)?;
+        let app = AppDir::open(&path).map_err(crate::errors::app_error)?;
         let id = app.display_name();
-        if !id.contains('/') {
+        let named: AppRef = id.parse().map_err(|e| {
+            Failure::new(
+                ExitCode::Input,
+                format!(
+                    "{} names its app {id:?}, which a server cannot host: {e}",
+                    app.root.display()
+                ),
+            )
+        })?;
+        if named.namespace().is_none() {
             return Err(Failure::new(
                 ExitCode::Input,
                 format!(
@@ -69,41 +75,35 @@ pub fn parse_app_ref(raw: &str) -> Result<AppRef, Failure> {
                 ),
             ));
         }
-        return Ok(AppRef {
-            id,
-            version: None,
-            function,
+        return Ok(RemoteTarget {
+            app: named.with_function(function),
             local: Some(app.root),
         });
     }
-    let (id, version) = match path_part.split_once('@') {
-        Some((id, v)) if !v.is_empty() => (id, Some(v.to_string())),
-        _ => (path_part, None),
-    };
-    let parts: Vec<&str> = id.split('/').collect();
-    if parts.len() != 2
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || *p == "." || *p == "..")
-    {
-        return Err(Failure::new(
+    let not_an_id = |why: String| {
+        Failure::new(
             ExitCode::Input,
             format!(
-                "with --api-url, APP is the app's id on the server: NAMESPACE/NAME (optionally @VERSION and :FUNCTION), or a local app folder; got \"{raw}\""
+                "{why}; with --api-url, APP is the app's id on the server (NAMESPACE/NAME, optionally @VERSION and :FUNCTION) or a local app folder"
             ),
-        ));
+        )
+    };
+    let app: AppRef = raw
+        .parse()
+        .map_err(|e: AppRefError| not_an_id(e.to_string()))?;
+    if app.namespace().is_none() {
+        return Err(not_an_id(format!(
+            "\"{raw}\" is neither NAMESPACE/NAME nor an app folder"
+        )));
     }
-    Ok(AppRef {
-        id: id.to_string(),
-        version,
-        function,
-        local: None,
-    })
+    Ok(RemoteTarget { app, local: None })
 }
 
-/// An app as the server describes it: its functions and default.
+/// An app as the server describes it: its functions and default, and the
+/// validators of their input (as the server compiles them).
 pub struct RemoteApp {
     pub functions: FunctionSet,
+    pub validators: FunctionValidators,
 }
 
 /// `GET /v1/apps/{ns}/{name}` → the app's functions (from `functions`, the
@@ -148,14 +148,23 @@ pub async fn describe_app(remote: &Remote, id: &str) -> Result<RemoteApp, Failur
         .get("default_function")
         .or_else(|| detail.get("default_function"))
         .and_then(Value::as_str);
+    let setup_schema = detail
+        .get("setup_schema")
+        .filter(|s| !s.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     Ok(RemoteApp {
         functions: FunctionSet::new(infos, default),
+        validators: FunctionValidators::new(setup_schema),
     })
 }
 
 pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote) -> Result<()> {
-    let target = parse_app_ref(&args.app)?;
-    let function_name = args.function.clone().or(target.function.clone());
+    let target = parse_target(&args.app)?;
+    let function_name = args
+        .function
+        .clone()
+        .or(target.app.function().map(str::to_string));
     // Parse what the user typed before touching the network.
     let (explicit_input, setup) =
         parse_input_and_setup(args.input.as_deref(), args.setup.as_deref())?;
@@ -164,9 +173,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     }
 
     let phase = ui.phase("connect");
-    let app = match describe_app(&remote, &target.id).await {
+    let app = match describe_app(&remote, &target.id()).await {
         Ok(app) => {
-            phase.finish(&format!("{} · {}", target.id, remote.base()));
+            phase.finish(&format!("{} · {}", target.id(), remote.base()));
             app
         }
         Err(err) => {
@@ -183,15 +192,22 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
         Some(input) => input,
         None => default_input(&target, &function.name, app.functions.default_name())?,
     };
+    // The same validators and rules as a local run and the server: a
+    // function whose schema does not compile is refused here (exit 3).
+    let validator = app.validators.function(&function).map_err(invalid_schema)?;
     let mut input_value = input.value.clone();
-    let schema = function
-        .input_schema()
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let local_files =
-        infsh_core::files::resolve_local_paths(&schema, &mut input_value, &input.base_dir)
-            .map_err(file_input_error)?;
-    validate(&schema, &input_value, &function.name)?;
+    let local_files = infsh_core::files::resolve_local_paths(
+        input_schema(&function),
+        &mut input_value,
+        &input.base_dir,
+    )
+    .map_err(file_input_error)?;
+    validator.validate(&input_value).map_err(|errors| {
+        invalid_input(
+            &format!("input for function \"{}\"", function.name),
+            &errors,
+        )
+    })?;
     if !local_files.is_empty() {
         upload_local_files(&remote, &ui, &mut input_value, &local_files).await?;
     }
@@ -243,7 +259,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     let report = completed_report(
         &remote,
         &followed,
-        &target.id,
+        &target.id(),
         &function.name,
         function.output_schema(),
         args.output_dir.as_deref(),
@@ -255,7 +271,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
 
 /// The local app folder's example for the function, else `{}`.
 fn default_input(
-    target: &AppRef,
+    target: &RemoteTarget,
     function: &str,
     default_function: Option<&str>,
 ) -> Result<JsonArg, Failure> {
@@ -269,18 +285,6 @@ fn default_input(
         base_dir: cwd,
         origin: "empty input".into(),
     })
-}
-
-fn validate(schema: &Value, input: &Value, function: &str) -> Result<(), Failure> {
-    let validator = InputValidator::compile(schema).map_err(|e| {
-        Failure::new(
-            ExitCode::Server,
-            format!("the server's input schema of \"{function}\" does not compile: {e}"),
-        )
-    })?;
-    validator
-        .validate(input)
-        .map_err(|errors| invalid_input(&format!("input for function \"{function}\""), &errors))
 }
 
 /// Uploads every local-path `File` value and puts its `uri` in its place.
@@ -350,7 +354,7 @@ pub async fn completed_report(
     output_dir: Option<&Path>,
 ) -> Result<Value, Failure> {
     let terminal = &followed.task;
-    if task::status(terminal) != Some(task::COMPLETED) {
+    if task::status(terminal) != Some(TaskStatus::Completed) {
         let failure = task::failure(terminal);
         return Err(match &followed.traceback {
             Some(traceback) => failure.with_traceback(traceback.clone()),
@@ -523,26 +527,34 @@ mod tests {
 
     #[test]
     fn app_ids_are_parsed() {
-        let r = parse_app_ref("tests/multi-fn").unwrap();
+        let r = parse_target("tests/multi-fn").unwrap();
         assert_eq!(
-            (r.id.as_str(), r.version, r.function),
+            (r.id().as_str(), r.app.version(), r.app.function()),
             ("tests/multi-fn", None, None)
         );
-        let r = parse_app_ref("tests/multi-fn@1.2:upscale").unwrap();
-        assert_eq!(r.id, "tests/multi-fn");
-        assert_eq!(r.version.as_deref(), Some("1.2"));
-        assert_eq!(r.function.as_deref(), Some("upscale"));
+        let r = parse_target("tests/multi-fn@1.2:upscale").unwrap();
+        assert_eq!(r.id(), "tests/multi-fn");
+        assert_eq!(r.app.version(), Some("1.2"));
+        assert_eq!(r.app.function(), Some("upscale"));
         assert_eq!(r.request_app(), "tests/multi-fn@1.2");
-        let r = parse_app_ref("ns/app:run").unwrap();
+        let r = parse_target("ns/app:run").unwrap();
+        assert_eq!((r.id().as_str(), r.app.function()), ("ns/app", Some("run")));
+        let err = parse_target("just-a-name").unwrap_err();
+        assert_eq!(err.code, ExitCode::Input);
         assert_eq!(
-            (r.id.as_str(), r.function.as_deref()),
-            ("ns/app", Some("run"))
+            err.message,
+            "\"just-a-name\" is neither NAMESPACE/NAME nor an app folder; with --api-url, APP is the app's id on the server (NAMESPACE/NAME, optionally @VERSION and :FUNCTION) or a local app folder"
         );
+        let err = parse_target("a/b/c").unwrap_err();
+        assert_eq!(err.code, ExitCode::Input);
+        // The message is infsh-core's, with the CLI's alternative.
         assert_eq!(
-            parse_app_ref("just-a-name").unwrap_err().code,
-            ExitCode::Input
+            err.message,
+            format!(
+                "{}; with --api-url, APP is the app's id on the server (NAMESPACE/NAME, optionally @VERSION and :FUNCTION) or a local app folder",
+                "a/b/c".parse::<AppRef>().unwrap_err()
+            )
         );
-        assert_eq!(parse_app_ref("a/b/c").unwrap_err().code, ExitCode::Input);
     }
 
     #[test]
@@ -550,9 +562,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inference.py"), "").unwrap();
         std::fs::write(dir.path().join("inf.yml"), "namespace: me\nname: thing\n").unwrap();
-        let r = parse_app_ref(dir.path().to_str().unwrap()).unwrap();
-        assert_eq!(r.id, "me/thing");
+        let r = parse_target(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(r.id(), "me/thing");
         assert!(r.local.is_some());
+        let r = parse_target(&format!("{}:go", dir.path().display())).unwrap();
+        assert_eq!(
+            (r.id().as_str(), r.app.function()),
+            ("me/thing", Some("go"))
+        );
+        assert_eq!(r.request_app(), "me/thing");
+        std::fs::write(dir.path().join("inf.yml"), "name: thing\n").unwrap();
+        let err = parse_target(dir.path().to_str().unwrap()).unwrap_err();
+        assert_eq!(err.code, ExitCode::Input);
+        assert!(
+            err.message.contains(
+                " has no namespace in inf.yml, so it has no id on a server; run it as NAMESPACE/"
+            ),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

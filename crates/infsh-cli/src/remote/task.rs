@@ -1,68 +1,30 @@
 //! Reading task snapshots as the API renders them (`{id, status, app,
-//! function, input, output, error, logs, created_at, updated_at}`), status
-//! numbers and names, and turning a task that ended badly into the CLI's
+//! function, input, output, error, logs, created_at, updated_at}`; statuses
+//! are infsh-core's [`TaskStatus`]), and turning a task that ended badly into the CLI's
 //! failure and exit code.
 
+use infsh_core::TaskStatus;
 use serde_json::Value;
 
 use crate::exit::{ExitCode, Failure};
 
-pub const COMPLETED: u64 = 10;
-pub const CANCELLED: u64 = 12;
-pub const REJECTED: u64 = 13;
-
-const STATUS_NAMES: [&str; 14] = [
-    "unknown",
-    "received",
-    "queued",
-    "dispatched",
-    "preparing",
-    "serving",
-    "setting_up",
-    "running",
-    "cancelling",
-    "uploading",
-    "completed",
-    "failed",
-    "cancelled",
-    "rejected",
-];
-
-/// The status number of a snapshot (integers, or the lower-case names the
-/// official client also accepts).
-pub fn status(task: &Value) -> Option<u64> {
+/// The status of a snapshot: its number, or a name as some servers send it
+/// (the one table: [`TaskStatus`]).
+pub fn status(task: &Value) -> Option<TaskStatus> {
     match task.get("status")? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => status_from_name(s),
+        Value::Number(n) => TaskStatus::from_number(n.as_u64()?),
+        Value::String(s) => s.parse().ok(),
         _ => None,
     }
 }
 
-pub fn status_from_name(name: &str) -> Option<u64> {
-    let lower = name.trim().to_ascii_lowercase().replace(['-', ' '], "_");
-    if let Ok(n) = lower.parse::<u64>() {
-        return (n < STATUS_NAMES.len() as u64).then_some(n);
-    }
-    let lower = match lower.as_str() {
-        "setup" | "settingup" => "setting_up",
-        "canceled" => "cancelled",
-        "canceling" => "cancelling",
-        other => other,
-    };
-    STATUS_NAMES
-        .iter()
-        .position(|n| *n == lower)
-        .map(|i| i as u64)
+/// The lower-case name of a snapshot's status (`unknown` when it has none).
+pub fn status_name(status: Option<TaskStatus>) -> &'static str {
+    status.unwrap_or(TaskStatus::Unknown).as_str()
 }
 
-pub fn status_name(status: Option<u64>) -> &'static str {
-    status
-        .and_then(|s| STATUS_NAMES.get(s as usize).copied())
-        .unwrap_or("unknown")
-}
-
-pub fn is_terminal(status: Option<u64>) -> bool {
-    matches!(status, Some(s) if (COMPLETED..=REJECTED).contains(&s))
+pub fn is_terminal(status: Option<TaskStatus>) -> bool {
+    status.is_some_and(TaskStatus::is_terminal)
 }
 
 pub fn id(task: &Value) -> &str {
@@ -153,11 +115,11 @@ pub fn failure(task: &Value) -> Failure {
     let status = status(task);
     let error = error(task);
     match status {
-        Some(CANCELLED) => Failure::new(
+        Some(TaskStatus::Cancelled) => Failure::new(
             ExitCode::Function,
             format!("task {id} was cancelled{}", suffix(&error)),
         ),
-        Some(REJECTED) => Failure::new(
+        Some(TaskStatus::Rejected) => Failure::new(
             ExitCode::Input,
             format!("task {id} was rejected{}", suffix(&error)),
         ),
@@ -215,15 +177,19 @@ mod tests {
 
     #[test]
     fn statuses_are_numbers_or_names() {
-        assert_eq!(status(&json!({"status": 7})), Some(7));
-        assert_eq!(status(&json!({"status": "completed"})), Some(10));
-        assert_eq!(status(&json!({"status": "CANCELED"})), Some(12));
+        use TaskStatus::*;
+        assert_eq!(status(&json!({"status": 7})), Some(Running));
+        assert_eq!(status(&json!({"status": "completed"})), Some(Completed));
+        assert_eq!(status(&json!({"status": "CANCELED"})), Some(Cancelled));
+        assert_eq!(status(&json!({"status": "setting-up"})), Some(SettingUp));
+        assert_eq!(status(&json!({"status": "2"})), Some(Queued));
+        assert_eq!(status(&json!({"status": "99"})), None);
+        assert_eq!(status(&json!({"status": 99})), None);
         assert_eq!(status(&json!({"status": 10.5})), None);
-        assert_eq!(status_from_name("setting-up"), Some(6));
-        assert_eq!(status_from_name("2"), Some(2));
-        assert_eq!(status_from_name("99"), None);
-        assert_eq!(status_name(Some(11)), "failed");
-        assert!(is_terminal(Some(13)) && !is_terminal(Some(9)) && !is_terminal(None));
+        assert_eq!(status(&json!({})), None);
+        assert_eq!(status_name(Some(Failed)), "failed");
+        assert_eq!(status_name(None), "unknown");
+        assert!(is_terminal(Some(Rejected)) && !is_terminal(Some(Uploading)) && !is_terminal(None));
     }
 
     #[test]

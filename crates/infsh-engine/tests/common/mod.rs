@@ -215,10 +215,9 @@ pub async fn within<F: Future>(limit: Duration, fut: F) -> F::Output {
 
 pub fn run(app: &str, function: Option<&str>, input: Value) -> RunRequest {
     RunRequest {
-        app: app.into(),
         function: function.map(Into::into),
         input,
-        ..Default::default()
+        ..RunRequest::new(app.parse().expect("an app reference"))
     }
 }
 

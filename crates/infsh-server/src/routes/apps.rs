@@ -5,6 +5,8 @@
 
 use axum::extract::State;
 use axum::Json;
+use infsh_core::AppRef;
+use infsh_engine::EngineError;
 
 use crate::dto::{AppDetailDto, AppDetailEnvelope, AppDto, AppListEnvelope, Envelope};
 use crate::extract::ApiPath;
@@ -48,6 +50,19 @@ pub async fn get_app(
     State(state): State<AppState>,
     ApiPath((namespace, name)): ApiPath<(String, String)>,
 ) -> Result<Json<Envelope<AppDetailDto>>, Problem> {
-    let detail = state.engine.app(&format!("{namespace}/{name}")).await?;
+    // A path naming no possible app is an app that does not exist.
+    let app = AppRef::new(&namespace, &name).map_err(|_| unknown_app(&state, &namespace, &name))?;
+    let detail = state.engine.app(&app).await?;
     Ok(Json(Envelope::new(AppDetailDto::from_detail(&detail))))
+}
+
+/// The 404 of a path `/apps/{namespace}/{name}...` that no app reference
+/// can spell (`..`, a control character...): no such app, as for any other
+/// name that is not hosted, rather than a 400 about the name's spelling.
+pub(crate) fn unknown_app(state: &AppState, namespace: &str, name: &str) -> Problem {
+    EngineError::UnknownApp {
+        app: format!("{namespace}/{name}"),
+        available: state.engine.apps().into_iter().map(|a| a.id).collect(),
+    }
+    .into()
 }

@@ -201,17 +201,12 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
         "1 for the app's current worker state, 0 for the others.",
     );
     for a in apps {
-        for s in [
-            EngineAppState::Idle,
-            EngineAppState::Starting,
-            EngineAppState::Ready,
-            EngineAppState::Unhealthy,
-        ] {
+        for s in EngineAppState::ALL {
             let _ = writeln!(
                 out,
                 "infsh_app_state{{app=\"{}\",state=\"{}\"}} {}",
                 label(&a.id),
-                crate::dto::state_name(&s),
+                s.as_str(),
                 u8::from(a.state == s)
             );
         }

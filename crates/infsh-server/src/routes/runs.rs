@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::header::HeaderName;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use infsh_core::{AppRef, AppRefError};
 use infsh_engine::{RunRequest, StageClock};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,10 +42,21 @@ fn input_or_empty(input: Option<Value>) -> Value {
 }
 
 impl RunBody {
-    fn into_request(self) -> (RunRequest, bool) {
+    /// The engine's request and `wait`; a malformed `app` is a 400 whose
+    /// detail is the [`AppRef`] parser's message.
+    fn into_request(self) -> Result<(RunRequest, bool), Problem> {
+        let app: AppRef = self
+            .app
+            .parse()
+            .map_err(|e: AppRefError| Problem::bad_request(e.to_string()))?;
+        Ok(self.into_request_for(app))
+    }
+
+    /// The same with the app already parsed (`self.app` is not read).
+    fn into_request_for(self, app: AppRef) -> (RunRequest, bool) {
         let wait = self.wait.unwrap_or(false);
         let req = RunRequest {
-            app: self.app,
+            app,
             function: self.function,
             input: input_or_empty(self.input),
             setup: self.setup,
@@ -61,13 +73,9 @@ impl RunBody {
 /// refused rather than overflowing a deadline.
 pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
-/// The checks a run request passes before the engine sees it (400 if not).
+/// The checks a run request passes before the engine sees it (400 if not;
+/// its `app` was checked when it was parsed).
 pub fn check_request(req: &RunRequest) -> Result<(), Problem> {
-    if req.app.trim().is_empty() {
-        return Err(Problem::bad_request(
-            "`app` must name an app (namespace/name)",
-        ));
-    }
     if let Some(t) = req.timeout_secs {
         if !(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECS) {
             return Err(Problem::bad_request(format!(
@@ -84,7 +92,7 @@ pub fn check_request(req: &RunRequest) -> Result<(), Problem> {
 #[cfg(feature = "fuzzing")]
 pub fn parse_run_body(body: &[u8]) -> Result<(RunRequest, bool), Problem> {
     let body: RunBody = serde_json::from_slice(body).map_err(json_problem)?;
-    let (req, wait) = body.into_request();
+    let (req, wait) = body.into_request()?;
     check_request(&req)?;
     Ok((req, wait))
 }
@@ -98,7 +106,8 @@ pub fn parse_function_run_body(
     body: &[u8],
 ) -> Result<(RunRequest, bool), Problem> {
     let body: FunctionRunBody = serde_json::from_slice(body).map_err(json_problem)?;
-    let (req, wait) = body.into_request(namespace, name, function);
+    let app = AppRef::new(namespace, name).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let (req, wait) = body.into_request(app, function);
     check_request(&req)?;
     Ok((req, wait))
 }
@@ -116,9 +125,9 @@ fn json_problem(e: serde_json::Error) -> Problem {
 impl FunctionRunBody {
     /// The same run as a [`RunBody`] naming the app and function of the
     /// path: one mapping to the engine's request for both routes.
-    fn into_request(self, namespace: &str, name: &str, function: &str) -> (RunRequest, bool) {
+    fn into_request(self, app: AppRef, function: &str) -> (RunRequest, bool) {
         RunBody {
-            app: format!("{namespace}/{name}"),
+            app: String::new(),
             function: Some(function.to_string()),
             input: self.input,
             setup: self.setup,
@@ -128,7 +137,7 @@ impl FunctionRunBody {
             wait: self.wait,
             timeout: self.timeout,
         }
-        .into_request()
+        .into_request_for(app)
     }
 }
 
@@ -191,7 +200,7 @@ pub async fn run_app(
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
-    let (req, wait) = body.into_request();
+    let (req, wait) = body.into_request()?;
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
 
@@ -241,7 +250,10 @@ pub async fn run_function(
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<FunctionRunBody>,
 ) -> Result<Response, Problem> {
-    let (req, wait) = body.into_request(&namespace, &name, &function);
+    // A path naming no possible app is an app that does not exist.
+    let app = AppRef::new(&namespace, &name)
+        .map_err(|_| crate::routes::apps::unknown_app(&state, &namespace, &name))?;
+    let (req, wait) = body.into_request(app, &function);
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
 
@@ -276,7 +288,7 @@ mod tests {
             app: "a/b".into(),
             ..Default::default()
         };
-        let (req, wait) = b.into_request();
+        let (req, wait) = b.into_request().unwrap();
         assert_eq!(req.input, json!({}));
         assert!(!wait);
         let b = RunBody {
@@ -285,7 +297,7 @@ mod tests {
             wait: Some(true),
             ..Default::default()
         };
-        let (req, wait) = b.into_request();
+        let (req, wait) = b.into_request().unwrap();
         assert_eq!(req.input, json!({}));
         assert!(wait);
     }

@@ -7,6 +7,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use infsh_core::AppRef;
 use infsh_store::TaskStatus;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -67,39 +68,9 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// Only tasks of this app (`namespace/name`).
     pub app: Option<String>,
-    /// Only tasks with this status: a number (10) or a name (`completed`).
+    /// Only tasks with this status: a number (10) or a name (`completed`,
+    /// `setting_up`; also `canceled`, `canceling`, `setup`).
     pub status: Option<String>,
-}
-
-/// A status given as a number or a lower/upper-case name.
-pub fn parse_status(s: &str) -> Option<TaskStatus> {
-    if let Ok(n) = s.trim().parse::<u8>() {
-        return TaskStatus::try_from(n).ok();
-    }
-    let name = s.trim().to_ascii_lowercase().replace('-', "_");
-    (0u8..=13)
-        .filter_map(|n| TaskStatus::try_from(n).ok())
-        .find(|st| status_name(*st) == name)
-}
-
-/// The lower-case name the client's `parse_status` accepts.
-pub fn status_name(s: TaskStatus) -> &'static str {
-    match s {
-        TaskStatus::Unknown => "unknown",
-        TaskStatus::Received => "received",
-        TaskStatus::Queued => "queued",
-        TaskStatus::Dispatched => "dispatched",
-        TaskStatus::Preparing => "preparing",
-        TaskStatus::Serving => "serving",
-        TaskStatus::SettingUp => "setting_up",
-        TaskStatus::Running => "running",
-        TaskStatus::Cancelling => "cancelling",
-        TaskStatus::Uploading => "uploading",
-        TaskStatus::Completed => "completed",
-        TaskStatus::Failed => "failed",
-        TaskStatus::Cancelled => "cancelled",
-        TaskStatus::Rejected => "rejected",
-    }
 }
 
 /// List tasks, newest first, a page at a time (no logs in listings).
@@ -124,13 +95,18 @@ pub async fn list_tasks(
     }
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(parse_status(s).ok_or_else(|| {
-            Problem::bad_request(format!(
-                "unknown `status` {s:?}: use 0-13 or a name such as \"completed\""
-            ))
-        })?),
+        Some(s) => Some(
+            s.parse::<TaskStatus>()
+                .map_err(|e| Problem::bad_request(format!("`status`: {e}")))?,
+        ),
     };
-    let app = q.app.as_deref().filter(|a| !a.is_empty());
+    let app = match q.app.as_deref().filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(
+            a.parse::<AppRef>()
+                .map_err(|e| Problem::bad_request(format!("`app`: {e}")))?,
+        ),
+    };
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
     if let Some(c) = cursor {
         // Cursors are what `next_cursor` hands out: positive integers.
@@ -140,24 +116,12 @@ pub async fn list_tasks(
             )));
         }
     }
-    let page = state.engine.list(app, status, limit, cursor).await?;
+    let page = state
+        .engine
+        .list(app.as_ref(), status, limit, cursor)
+        .await?;
     Ok(Json(Envelope::new(TaskPageDto {
         items: page.items.iter().map(TaskDto::from_record).collect(),
         next_cursor: page.next_cursor,
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_status_numbers_and_names() {
-        assert_eq!(parse_status("10"), Some(TaskStatus::Completed));
-        assert_eq!(parse_status("completed"), Some(TaskStatus::Completed));
-        assert_eq!(parse_status("SETTING_UP"), Some(TaskStatus::SettingUp));
-        assert_eq!(parse_status("0"), Some(TaskStatus::Unknown));
-        assert_eq!(parse_status("14"), None);
-        assert_eq!(parse_status("done"), None);
-    }
 }
