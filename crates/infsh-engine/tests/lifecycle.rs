@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use infsh_engine::{AppState, EngineError, RunRequest};
 use infsh_store::{LogType, TaskStatus};
@@ -429,10 +427,8 @@ async fn preload_starts_and_sets_up_workers_at_boot() {
     config.preload = true;
     config.replicas = 2;
     let engine = infsh_engine::Engine::start(config).await.unwrap();
-    within(LIMIT, async {
-        while engine.readiness()[0].replicas < 2 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    until(LIMIT, "two replicas", || {
+        (engine.readiness()[0].replicas >= 2).then_some(())
     })
     .await;
     assert_eq!(engine.readiness()[0].state, AppState::Ready);
