@@ -24,7 +24,7 @@ pub mod poll;
 pub mod process;
 mod python;
 
-pub use paths::{copy_dir, copy_fixture_as, copy_fixtures, example, fixture, repo_root};
+pub use paths::{add_env, copy_dir, copy_fixture_as, copy_fixtures, example, fixture, repo_root};
 pub use poll::{eventually, poll, until, wait_for, within};
 pub use process::{alive, group_gone, pid_gone, process_gone, processes_in, wait_dead};
 pub use python::python;

@@ -71,6 +71,20 @@ pub fn copy_fixture_as(apps_dir: &Path, fixture: &str, folder: &str, inf_yml: &s
     dir
 }
 
+/// Appends an `env:` block with these variables to the inf.yml of the app
+/// in `app_dir` (which has none): how a test hands an app the paths of the
+/// files it records into.
+pub fn add_env(app_dir: &Path, vars: &[(&str, &Path)]) {
+    let path = app_dir.join("inf.yml");
+    let mut yml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    yml.push_str("\nenv:\n");
+    for (key, value) in vars {
+        yml.push_str(&format!("  {key}: \"{}\"\n", value.display()));
+    }
+    std::fs::write(path, yml).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +116,12 @@ mod tests {
         assert_eq!(dir, apps.join("renamed"));
         assert_eq!(std::fs::read_to_string(dir.join("inf.yml")).unwrap(), yml);
         assert!(dir.join("inference.py").is_file());
+
+        add_env(&dir, &[("A", Path::new("/x y")), ("B", Path::new("/z"))]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("inf.yml")).unwrap(),
+            format!("{yml}\nenv:\n  A: \"/x y\"\n  B: \"/z\"\n")
+        );
     }
 
     #[test]

@@ -96,24 +96,38 @@ pub fn processes_in(dir: &Path) -> Vec<(u32, String)> {
 mod tests {
     use super::*;
 
+    /// Kills the child if the test fails before it does.
+    struct Reap(std::process::Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[tokio::test]
     async fn a_child_is_alive_then_a_zombie_then_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .current_dir(dir.path())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
+        let mut child = Reap(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .current_dir(dir.path())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id();
         assert!(alive(pid) && !process_gone(pid) && !pid_gone(pid));
-        let found = processes_in(dir.path());
-        assert_eq!(found, vec![(pid, "sleep 30".to_string())]);
-        child.kill().unwrap();
+        // The command line shows once the child has exec'd.
+        let want = vec![(pid, "sleep 30".to_string())];
+        let seen = crate::eventually(Duration::from_secs(10), || processes_in(dir.path()) == want);
+        assert!(seen.await, "{:?}", processes_in(dir.path()));
+        child.0.kill().unwrap();
         // Exited but not reaped: gone for /proc, not for kill(pid, 0).
         wait_dead(pid).await;
         assert!(!pid_gone(pid));
         assert!(processes_in(dir.path()).is_empty());
-        child.wait().unwrap();
+        child.0.wait().unwrap();
         assert!(pid_gone(pid));
         assert!(group_gone(pid), "sleep had no group of its own");
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use infsh_engine::{Engine, EngineConfig, RunRequest, TaskView};
 use infsh_store::TaskStatus;
 pub use infsh_testkit::{
-    alive, copy_fixture_as, copy_fixtures, eventually, processes_in, python, until, wait_dead,
-    within,
+    add_env, alive, copy_fixture_as, copy_fixtures, eventually, processes_in, python, until,
+    wait_dead, within,
 };
 use serde_json::Value;
 use tempfile::TempDir;
@@ -52,18 +52,7 @@ impl Fixture {
 
     /// Adds `env:` entries to an app's inf.yml (which has none).
     pub fn add_env(&self, app: &str, vars: &[(&str, &Path)]) {
-        let mut yml = String::from("\nenv:\n");
-        for (k, v) in vars {
-            yml.push_str(&format!("  {k}: \"{}\"\n", v.display()));
-        }
-        self.append_yml(app, &yml);
-    }
-
-    pub fn append_yml(&self, app: &str, text: &str) {
-        let path = self.apps_dir().join(app).join("inf.yml");
-        let mut yml = std::fs::read_to_string(&path).unwrap_or_default();
-        yml.push_str(text);
-        std::fs::write(path, yml).unwrap();
+        add_env(&self.apps_dir().join(app), vars);
     }
 
     /// Serves the fixture app `fixture` again as `folder`, with `yml` as its
