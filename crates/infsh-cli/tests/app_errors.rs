@@ -297,7 +297,7 @@ fn timeout_stops_a_hung_sync_function_and_its_children() {
         "{}",
         stderr(&out)
     );
-    let child: i32 = std::fs::read_to_string(&pid_file)
+    let child: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
@@ -363,7 +363,7 @@ fn ctrl_c_cancels_a_hung_async_function_and_leaves_no_process() {
             .contains("on_cancel"),
         "on_cancel was not called"
     );
-    let grandchild: i32 = std::fs::read_to_string(&pid_file)
+    let grandchild: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()

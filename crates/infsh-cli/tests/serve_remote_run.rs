@@ -386,7 +386,7 @@ fn a_streaming_function_ends_with_its_last_snapshot() {
 }
 
 /// Reads a pid the hangs fixture wrote, waiting for the file.
-fn read_pid(path: &std::path::Path) -> i32 {
+fn read_pid(path: &std::path::Path) -> u32 {
     assert!(
         wait_for(Duration::from_secs(60), || path.exists()),
         "the function never started (no {})",
@@ -445,7 +445,7 @@ fn timeout_cancels_the_remote_task_and_exits_8() {
     let items = json_stdout(&out)["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1);
     let id = items[0]["id"].as_str().unwrap().to_string();
-    let task = sb.wait_task(&server, &id, Duration::from_secs(20), |t| {
+    let task = server.wait_task(&id, Duration::from_secs(20), |t| {
         t["status"].as_u64().unwrap() >= 10
     });
     assert!(
@@ -501,7 +501,7 @@ fn ctrl_c_cancels_the_remote_task_and_exits_130() {
         .as_str()
         .unwrap()
         .to_string();
-    let task = sb.wait_task(&server, &id, Duration::from_secs(20), |t| t["status"] == 12);
+    let task = server.wait_task(&id, Duration::from_secs(20), |t| t["status"] == 12);
     assert_eq!(task["status"], 12);
     assert_eq!(
         std::fs::read_to_string(&cancel_log).unwrap_or_default(),

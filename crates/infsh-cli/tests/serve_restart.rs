@@ -25,8 +25,7 @@ fn kill_9_keeps_every_acknowledged_task_with_relaxed_durability() {
 }
 
 fn kill_9_then_restart(durability: &str) {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let flags = [
         "--replicas",
         "1",
@@ -41,9 +40,7 @@ fn kill_9_then_restart(durability: &str) {
         "tests/slow",
         &["--input", r#"{"seconds": 120, "label": "long"}"#],
     );
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let queued: Vec<(String, String)> = (1..=4)
         .map(|n| {
             let label = format!("q{n}");
@@ -66,7 +63,7 @@ fn kill_9_then_restart(durability: &str) {
 
     let server = sb.start(&flags);
     // The interrupted task ended (it cannot be resumed) with a reason.
-    let interrupted = sb.wait_task(&server, &long, Duration::from_secs(30), |t| {
+    let interrupted = server.wait_task(&long, Duration::from_secs(30), |t| {
         t["status"].as_u64().unwrap() >= 10
     });
     assert_eq!(interrupted["status"], 11, "{interrupted:#}");

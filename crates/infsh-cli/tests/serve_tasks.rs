@@ -23,8 +23,7 @@ fn ids(doc: &Value) -> Vec<String> {
 
 #[test]
 fn tasks_are_listed_paged_fetched_and_cancelled() {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let server = sb.start(ONE_AT_A_TIME);
     assert_eq!(server.apps, vec!["tests/slow"]);
 
@@ -33,9 +32,7 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
         "tests/slow",
         &["--input", r#"{"seconds": 60, "label": "long"}"#],
     );
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let queued: Vec<String> = ["a", "b", "c"]
         .iter()
         .map(|label| {
@@ -160,13 +157,10 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
 
 #[test]
 fn a_queued_task_is_cancelled_at_once_and_unknown_ids_exit_4() {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let server = sb.start(ONE_AT_A_TIME);
     let long = sb.submit(&server, "tests/slow", &["--input", r#"{"seconds": 60}"#]);
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let waiting = sb.submit(&server, "tests/slow", &["--input", r#"{"label": "w"}"#]);
     let out = sb
         .infsh(&server)
@@ -215,8 +209,7 @@ fn a_queued_task_is_cancelled_at_once_and_unknown_ids_exit_4() {
 
 #[test]
 fn a_full_queue_exits_12() {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let server = sb.start(&[
         "--replicas",
         "1",
@@ -226,9 +219,7 @@ fn a_full_queue_exits_12() {
         "1",
     ]);
     let long = sb.submit(&server, "tests/slow", &["--input", r#"{"seconds": 60}"#]);
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let waiting = sb.submit(&server, "tests/slow", &[]);
     let out = sb
         .infsh(&server)
