@@ -77,24 +77,14 @@ fn kill_9_then_restart(durability: &str) {
     );
     // The queued ones run, each with its own input.
     for (id, label) in &queued {
-        let out = sb
-            .infsh(&server)
-            .args(["--json", "task", "get", id, "--wait"])
-            .output()
-            .unwrap();
-        assert_code(&out, 0);
-        let doc = json_stdout(&out);
+        let doc = sb.run_json(&server, &["--json", "task", "get", id, "--wait"], 0);
         assert_eq!(
             doc["output"],
             json!({"output_meta": null, "label": label, "slept": 0.05}),
             "{doc:#}"
         );
     }
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--all"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "task", "list", "--all"]);
     assert_code(&out, 0);
     let listed: Vec<String> = json_stdout(&out)["items"]
         .as_array()
@@ -118,18 +108,17 @@ fn sigterm_stops_the_server_gracefully_and_the_signing_key_persists() {
         std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "--json",
             "app",
             "run",
             "tests/multi-fn",
             "--input",
             r#"{"text": "a"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 0);
     let id = json_stdout(&out)["task_id"].as_str().unwrap().to_string();
     assert!(!server.app_processes().is_empty(), "a worker should be up");

@@ -148,14 +148,7 @@ async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_wo
         assert_eq!(h.state, AppState::Unhealthy, "{function}");
         assert_eq!(h.last_error.as_deref(), Some(error.as_str()));
 
-        let next = submit(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
-        let done = finished(&engine, &next.record.id).await;
-        assert_eq!(
-            done.record.status,
-            TaskStatus::Completed,
-            "{:?}",
-            done.record.error
-        );
+        let done = completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
         let output = done.record.output.unwrap();
         assert_eq!(output["setups"], 1, "a new process ran setup once");
         let pid = output["pid"].as_u64().unwrap();
@@ -206,11 +199,7 @@ async fn every_task_on_a_worker_that_dies_fails_with_the_same_error() {
     let h = health(&engine, "tests/worker-dies");
     assert_eq!((h.state, h.failures), (AppState::Unhealthy, 1));
     assert_eq!(engine.metrics().workers_crashed, 1);
-    let ok = submit(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }
@@ -278,11 +267,7 @@ async fn other_apps_keep_serving_while_one_app_crashes() {
         assert_eq!(done.record.output.unwrap()["pid"], pid, "same worker");
     }
     // And the crashed app recovers on its own worker.
-    let ok = submit(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     let h = health(&engine, "tests/steady");
     assert_eq!((h.state, h.failures), (AppState::Ready, 0));
     assert_eq!(
@@ -353,11 +338,7 @@ async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
     assert_eq!(engine.metrics().workers_crashed, 4);
 
     // A task that succeeds ends the loop and resets the backoff.
-    let ok = submit(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     let h = health(&engine, "tests/worker-dies");
     assert_eq!(
         (h.state, h.failures, h.last_error),
@@ -370,6 +351,17 @@ async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
     assert!(h.retry_in_secs.unwrap_or(0.0) <= 0.5, "{h:?}");
     shutdown(&engine).await;
     fx.assert_no_processes().await;
+}
+
+/// Writes the app `tests/<name>` from `source`, which records its attempts
+/// in the file `TEST_LOG` and fails until the file `TEST_MARKER` exists;
+/// returns both paths.
+fn failing_until_marker(fx: &Fixture, name: &str, source: &str) -> (PathBuf, PathBuf) {
+    let log = fx.path().join(format!("{name}.log"));
+    let marker = fx.path().join(format!("{name}.ready"));
+    fx.write_app(name, &format!("namespace: tests\nname: {name}\n"), source);
+    fx.add_env(name, &[("TEST_LOG", &log), ("TEST_MARKER", &marker)]);
+    (log, marker)
 }
 
 const FLAKY_SETUP_PY: &str = r#"
@@ -409,17 +401,7 @@ class App(BaseApp):
 #[tokio::test]
 async fn a_failing_setup_is_backed_off_and_the_app_recovers_once_it_succeeds() {
     let fx = Fixture::new(&[]);
-    let log = fx.path().join("setups.log");
-    let marker = fx.path().join("weights.ready");
-    fx.write_app(
-        "flaky-setup",
-        "namespace: tests\nname: flaky-setup\n",
-        FLAKY_SETUP_PY,
-    );
-    fx.add_env(
-        "flaky-setup",
-        &[("TEST_LOG", &log), ("TEST_MARKER", &marker)],
-    );
+    let (log, marker) = failing_until_marker(&fx, "flaky-setup", FLAKY_SETUP_PY);
     let engine = fx.engine().await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -470,14 +452,7 @@ async fn a_failing_setup_is_backed_off_and_the_app_recovers_once_it_succeeds() {
     assert_eq!(detail.summary.state, AppState::Unhealthy);
 
     std::fs::write(&marker, "ok").unwrap();
-    let task = submit(&engine, run("tests/flaky-setup", None, json!({}))).await;
-    let done = finished(&engine, &task.record.id).await;
-    assert_eq!(
-        done.record.status,
-        TaskStatus::Completed,
-        "{:?}",
-        done.record.error
-    );
+    completed(&engine, run("tests/flaky-setup", None, json!({}))).await;
     let h = health(&engine, "tests/flaky-setup");
     assert_eq!(
         (h.state, h.failures, h.last_error),
@@ -519,17 +494,7 @@ class App(BaseApp):
 #[tokio::test]
 async fn an_app_that_cannot_load_is_refused_at_once_while_backing_off_and_recovers() {
     let fx = Fixture::new(&[]);
-    let log = fx.path().join("imports.log");
-    let marker = fx.path().join("installed");
-    fx.write_app(
-        "late-import",
-        "namespace: tests\nname: late-import\n",
-        LATE_IMPORT_PY,
-    );
-    fx.add_env(
-        "late-import",
-        &[("TEST_LOG", &log), ("TEST_MARKER", &marker)],
-    );
+    let (log, marker) = failing_until_marker(&fx, "late-import", LATE_IMPORT_PY);
     let engine = fx.engine().await;
     let refused = |result: Result<_, EngineError>| match result {
         Err(EngineError::AppUnavailable {
@@ -577,11 +542,7 @@ async fn an_app_that_cannot_load_is_refused_at_once_while_backing_off_and_recove
         (health(&engine, "tests/late-import").state == AppState::Ready).then_some(())
     })
     .await;
-    let task = submit(&engine, run("tests/late-import", None, json!({}))).await;
-    assert_eq!(
-        finished(&engine, &task.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/late-import", None, json!({}))).await;
     assert_eq!(health(&engine, "tests/late-import").failures, 0);
     shutdown(&engine).await;
     fx.assert_no_processes().await;
@@ -626,11 +587,7 @@ async fn a_setup_past_the_apps_setup_timeout_fails_and_the_stuck_worker_is_repla
         (AppState::Unhealthy, Some("setup timed out after 2s"))
     );
 
-    let ok = submit(&engine, run("tests/slow-setup", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/slow-setup", Some("ok"), json!({}))).await;
     assert_eq!(engine.metrics().workers_started, 2);
     assert_eq!(health(&engine, "tests/slow-setup").state, AppState::Ready);
     shutdown(&engine).await;
@@ -683,11 +640,7 @@ async fn task_timeouts_come_from_the_run_then_inf_yml_then_the_server() {
         child_gone(pid_file).await;
     }
     for app in ["tests/t-top", "tests/t-block", "tests/t-none"] {
-        let ok = submit(&engine, run(app, Some("ok"), json!({}))).await;
-        assert_eq!(
-            finished(&engine, &ok.record.id).await.record.status,
-            TaskStatus::Completed
-        );
+        completed(&engine, run(app, Some("ok"), json!({}))).await;
         let h = health(&engine, app);
         assert_eq!(
             (h.state, h.failures),
@@ -750,11 +703,7 @@ async fn a_timeout_on_a_shared_worker_fails_the_other_task_without_blaming_the_a
     assert_eq!(h.failures, 0, "{h:?}");
     assert_ne!(h.state, AppState::Unhealthy);
     assert_eq!(engine.metrics().workers_crashed, 0);
-    let ok = submit(&engine, run("tests/shared", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/shared", Some("ok"), json!({}))).await;
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }

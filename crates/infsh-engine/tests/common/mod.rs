@@ -143,6 +143,20 @@ pub async fn finished(engine: &Engine, id: &str) -> TaskView {
     view
 }
 
+/// Submits `req`, waits for its end and asserts that it completed (its
+/// error shown if not).
+pub async fn completed(engine: &Engine, req: RunRequest) -> TaskView {
+    let task = submit(engine, req).await;
+    let done = finished(engine, &task.record.id).await;
+    assert_eq!(
+        done.record.status,
+        TaskStatus::Completed,
+        "{:?}",
+        done.record.error
+    );
+    done
+}
+
 /// Waits (through `subscribe`) until the task has `status`.
 pub async fn reach(engine: &Engine, id: &str, status: TaskStatus) -> TaskView {
     let mut rx = engine.subscribe(id).await.unwrap();
