@@ -10,13 +10,10 @@ use common::*;
 #[test]
 fn unknown_function_lists_the_available_ones() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("multi-fn"))
-        .args(["--function", "nope", "--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(
+        fixture("multi-fn"),
+        &["--function", "nope", "--input", "{}"],
+    );
     assert_code(&out, 4);
     assert!(
         stderr(&out).contains(r#"error: unknown function "nope"; available functions: generate, run, summarize, upscale"#),
@@ -28,16 +25,13 @@ fn unknown_function_lists_the_available_ones() {
 #[test]
 fn schema_invalid_input_names_each_field() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("validation-app"))
-        .args([
+    let out = sb.app_run(
+        fixture("validation-app"),
+        &[
             "--input",
             r#"{"steps": 99, "mode": "medium", "options": {"seed": "x"}}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 4);
     let err = stderr(&out);
     assert!(
@@ -53,13 +47,7 @@ fn schema_invalid_input_names_each_field() {
 #[test]
 fn schema_invalid_input_as_json_carries_the_error_code() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("validation-app"))
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run_json(fixture("validation-app"), &["--input", "{}"]);
     assert_code(&out, 4);
     let doc = json_stdout(&out);
     assert_eq!(doc["status"], "failed");
@@ -74,13 +62,7 @@ fn schema_invalid_input_as_json_carries_the_error_code() {
 #[test]
 fn malformed_json_input_is_refused_before_python_starts() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("multi-fn"))
-        .args(["--input", r#"{"text": "#])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("multi-fn"), &["--input", r#"{"text": "#]);
     assert_code(&out, 4);
     assert!(
         stderr(&out).contains("error: --input: malformed JSON in inline JSON at line 1, column 9"),
@@ -119,13 +101,7 @@ fn malformed_json_file_names_the_file() {
 fn a_folder_without_inference_py_is_refused() {
     let sb = Sandbox::new();
     let app = fixture("no-inference-py");
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(&app)
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(&app, &["--input", "{}"]);
     assert_code(&out, 3);
     assert!(stderr(&out).contains("inference.py"), "{}", stderr(&out));
 }
@@ -149,13 +125,7 @@ fn a_missing_app_folder_is_refused() {
 #[test]
 fn an_inference_py_without_app_class_is_refused() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("no-app-class"))
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("no-app-class"), &["--input", "{}"]);
     assert_code(&out, 3);
     assert!(
         stderr(&out).contains("error: inference.py defines no `App` class"),
@@ -167,13 +137,7 @@ fn an_inference_py_without_app_class_is_refused() {
 #[test]
 fn an_import_error_shows_the_traceback() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("import-error"))
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("import-error"), &["--input", "{}"]);
     assert_code(&out, 3);
     let err = stderr(&out);
     assert!(err.contains("Traceback (most recent call last)"), "{err}");
@@ -189,13 +153,7 @@ fn an_import_error_shows_the_traceback() {
 #[test]
 fn a_raising_setup_has_its_own_exit_code_and_traceback() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("setup-raises"))
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("setup-raises"), &["--input", "{}"]);
     assert_code(&out, 5);
     let err = stderr(&out);
     assert!(err.contains("Traceback (most recent call last)"), "{err}");
@@ -208,13 +166,7 @@ fn a_raising_setup_has_its_own_exit_code_and_traceback() {
 #[test]
 fn a_raising_function_shows_the_traceback() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("fn-raises"))
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("fn-raises"), &["--input", "{}"]);
     assert_code(&out, 6);
     let err = stderr(&out);
     assert!(err.contains("Traceback (most recent call last)"), "{err}");
@@ -227,13 +179,10 @@ fn a_raising_function_shows_the_traceback() {
 #[test]
 fn a_worker_that_exits_mid_call_is_reported_with_its_status() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("worker-dies"))
-        .args(["--function", "exit3", "--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(
+        fixture("worker-dies"),
+        &["--function", "exit3", "--input", "{}"],
+    );
     assert_code(&out, 7);
     let err = stderr(&out);
     assert!(
@@ -253,13 +202,10 @@ fn a_worker_killed_by_a_signal_is_reported_with_the_signal() {
         ("sigkill", "signal 9 (SIGKILL)"),
         ("segfault", "signal 11 (SIGSEGV)"),
     ] {
-        let out = sb
-            .infsh()
-            .args(["app", "run"])
-            .arg(fixture("worker-dies"))
-            .args(["--function", function, "--input", "{}"])
-            .output()
-            .unwrap();
+        let out = sb.app_run(
+            fixture("worker-dies"),
+            &["--function", function, "--input", "{}"],
+        );
         assert_code(&out, 7);
         let err = stderr(&out);
         assert!(
@@ -276,20 +222,17 @@ fn timeout_stops_a_hung_sync_function_and_its_children() {
     let sb = Sandbox::new();
     let pid_file = sb.path().join("child.pid");
     let input = serde_json::json!({"pid_file": pid_file}).to_string();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("hangs"))
-        .args([
+    let out = sb.app_run(
+        fixture("hangs"),
+        &[
             "--function",
             "sync_hang",
             "--timeout",
             "2",
             "--input",
             &input,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 8);
     assert!(
         stderr(&out)
@@ -297,7 +240,7 @@ fn timeout_stops_a_hung_sync_function_and_its_children() {
         "{}",
         stderr(&out)
     );
-    let child: i32 = std::fs::read_to_string(&pid_file)
+    let child: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
@@ -363,7 +306,7 @@ fn ctrl_c_cancels_a_hung_async_function_and_leaves_no_process() {
             .contains("on_cancel"),
         "on_cancel was not called"
     );
-    let grandchild: i32 = std::fs::read_to_string(&pid_file)
+    let grandchild: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
@@ -377,18 +320,15 @@ fn ctrl_c_cancels_a_hung_async_function_and_leaves_no_process() {
 #[test]
 fn input_files_that_do_not_exist_are_named() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("files-app"))
-        .args([
+    let out = sb.app_run(
+        fixture("files-app"),
+        &[
             "--function",
             "describe",
             "--input",
             r#"{"file": "no/such/file.png"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 4);
     assert!(
         stderr(&out).contains("no/such/file.png"),

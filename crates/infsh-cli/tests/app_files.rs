@@ -40,13 +40,10 @@ fn a_data_uri_is_decoded() {
         base64::engine::general_purpose::STANDARD.encode(b"hello infsh")
     );
     let input = json!({"file": uri}).to_string();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("files-app"))
-        .args(["--function", "describe", "--input", &input])
-        .output()
-        .unwrap();
+    let out = sb.app_run_json(
+        fixture("files-app"),
+        &["--function", "describe", "--input", &input],
+    );
     assert_code(&out, 0);
     let doc = json_stdout(&out);
     assert_eq!(doc["output"]["size"], 11);
@@ -71,13 +68,10 @@ fn an_http_url_is_downloaded() {
         stream.write_all(body).unwrap();
     });
     let input = json!({"file": format!("http://127.0.0.1:{port}/note.txt")}).to_string();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("files-app"))
-        .args(["--function", "describe", "--input", &input])
-        .output()
-        .unwrap();
+    let out = sb.app_run_json(
+        fixture("files-app"),
+        &["--function", "describe", "--input", &input],
+    );
     server.join().unwrap();
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["output"]["size"], 20);

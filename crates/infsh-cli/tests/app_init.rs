@@ -33,20 +33,17 @@ fn init_scaffolds_an_app_that_passes_its_own_tests() {
     let doc = json_stdout(&out);
     assert_eq!(doc["passed"], 3, "{doc}");
 
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(&app)
-        .args([
+    let out = sb.app_run_json(
+        &app,
+        &[
             "--function",
             "run",
             "--input",
             r#"{"name": "Ada"}"#,
             "--setup",
             r#"{"greeting": "Hi"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["output"]["text"], "Hi, Ada!");
 }

@@ -8,13 +8,7 @@ use serde_json::json;
 #[test]
 fn runs_the_default_function_with_inline_json() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("default-fn"))
-        .args(["--input", r#"{"name": "Ada"}"#])
-        .output()
-        .unwrap();
+    let out = sb.app_run_json(fixture("default-fn"), &["--input", r#"{"name": "Ada"}"#]);
     assert_code(&out, 0);
     let doc = json_stdout(&out);
     assert_eq!(doc["status"], "completed");
@@ -59,13 +53,7 @@ fn app_colon_function_names_the_function() {
 #[test]
 fn the_example_file_is_the_default_input() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("multi-fn"))
-        .args(["--function", "generate"])
-        .output()
-        .unwrap();
+    let out = sb.app_run_json(fixture("multi-fn"), &["--function", "generate"]);
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["function"], "generate");
 }
@@ -101,13 +89,10 @@ fn every_setup_signature_gets_what_it_asks_for() {
     ];
     for (variant, config, config_type, metadata_type) in cases {
         let sb = Sandbox::new();
-        let out = sb
-            .infsh()
-            .args(["--json", "app", "run"])
-            .arg(fixture(variant))
-            .args(["--input", "{}", "--setup", r#"{"model": "large"}"#])
-            .output()
-            .unwrap();
+        let out = sb.app_run_json(
+            fixture(variant),
+            &["--input", "{}", "--setup", r#"{"model": "large"}"#],
+        );
         assert_code(&out, 0);
         let output = &json_stdout(&out)["output"];
         assert_eq!(output["variant"], variant, "{variant}");
@@ -122,13 +107,7 @@ fn sync_async_streaming_metadata_and_plain_model_functions_all_run() {
     let sb = Sandbox::new();
     let app = fixture("functions-variety");
     let run = |function: &str, input: &str| {
-        let out = sb
-            .infsh()
-            .args(["--json", "app", "run"])
-            .arg(&app)
-            .args(["--function", function, "--input", input])
-            .output()
-            .unwrap();
+        let out = sb.app_run_json(&app, &["--function", function, "--input", input]);
         assert_code(&out, 0);
         json_stdout(&out)
     };
@@ -163,13 +142,10 @@ fn sync_async_streaming_metadata_and_plain_model_functions_all_run() {
 #[test]
 fn relative_imports_work_in_a_folder_with_dashes() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("my-app-with-dashes"))
-        .args(["--input", r#"{"text": "hi"}"#])
-        .output()
-        .unwrap();
+    let out = sb.app_run_json(
+        fixture("my-app-with-dashes"),
+        &["--input", r#"{"text": "hi"}"#],
+    );
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["output"]["result"], "HI!HI!");
 }
@@ -177,18 +153,15 @@ fn relative_imports_work_in_a_folder_with_dashes() {
 #[test]
 fn from_future_annotations_apps_are_discovered() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["--json", "app", "run"])
-        .arg(fixture("future-annotations"))
-        .args([
+    let out = sb.app_run_json(
+        fixture("future-annotations"),
+        &[
             "--input",
             r#"{"text": "hi"}"#,
             "--setup",
             r#"{"prefix": "pre"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["output"]["text"], "pre:hi");
 }
@@ -196,13 +169,7 @@ fn from_future_annotations_apps_are_discovered() {
 #[test]
 fn human_output_prints_the_output_json_and_phases() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("default-fn"))
-        .args(["--input", r#"{"name": "Ada"}"#])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("default-fn"), &["--input", r#"{"name": "Ada"}"#]);
     assert_code(&out, 0);
     let printed: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("stdout is the output JSON");
@@ -216,13 +183,7 @@ fn human_output_prints_the_output_json_and_phases() {
 #[test]
 fn app_logs_are_complete_and_in_order_before_the_result() {
     let sb = Sandbox::new();
-    let out = sb
-        .infsh()
-        .args(["app", "run"])
-        .arg(fixture("logs-app"))
-        .args(["--input", "{}"])
-        .output()
-        .unwrap();
+    let out = sb.app_run(fixture("logs-app"), &["--input", "{}"]);
     assert_code(&out, 0);
     let err = stderr(&out);
     assert!(err.contains("native stderr line"), "{err}");

@@ -141,31 +141,35 @@ fn an_unreachable_server_exits_10() {
     assert_code(&out, 10);
 }
 
-#[test]
-fn serve_refuses_a_missing_apps_folder() {
+/// `infsh serve FLAGS --apps DIR/apps --data-dir DIR/data` in a fresh
+/// folder, `apps/` made only when `with_apps`: its output.
+fn serve_in_a_fresh_folder(flags: &[&str], with_apps: bool) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    let out = infsh()
-        .args(["serve", "--port", "0", "--apps"])
-        .arg(dir.path().join("nope"))
+    let apps = dir.path().join("apps");
+    if with_apps {
+        std::fs::create_dir_all(&apps).unwrap();
+    }
+    infsh()
+        .arg("serve")
+        .args(flags)
+        .arg("--apps")
+        .arg(apps)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn serve_refuses_a_missing_apps_folder() {
+    let out = serve_in_a_fresh_folder(&["--port", "0"], false);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("no such folder"), "{}", stderr(&out));
 }
 
 #[test]
 fn serve_refuses_a_public_bind_without_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
-    let out = infsh()
-        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--apps"])
-        .arg(dir.path().join("apps"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
+    let out = serve_in_a_fresh_folder(&["--host", "0.0.0.0", "--port", "0"], true);
     assert_code(&out, 2);
     assert!(
         stderr(&out).contains("refusing to serve without API keys"),
@@ -176,15 +180,7 @@ fn serve_refuses_a_public_bind_without_keys() {
 
 #[test]
 fn serve_rejects_a_malformed_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
-    let out = infsh()
-        .args(["serve", "--port", "0", "--secret", "NOVALUE", "--apps"])
-        .arg(dir.path().join("apps"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
+    let out = serve_in_a_fresh_folder(&["--port", "0", "--secret", "NOVALUE"], true);
     assert_code(&out, 2);
     assert!(
         stderr(&out).contains("expected KEY=VALUE"),

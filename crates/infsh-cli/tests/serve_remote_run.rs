@@ -22,9 +22,9 @@ fn a_remote_run_reports_like_a_local_run_and_setup_runs_once() {
     assert_eq!(server.apps, vec!["tests/multi-fn"]);
     let app_dir = sb.apps_dir().join("multi-fn");
 
-    let out = sb
-        .infsh(&server)
-        .args([
+    let doc = sb.run_json(
+        &server,
+        &[
             "--json",
             "app",
             "run",
@@ -32,12 +32,10 @@ fn a_remote_run_reports_like_a_local_run_and_setup_runs_once() {
             "--function",
             "upscale",
             "--input",
-        ])
-        .arg(app_dir.join("input_upscale.json"))
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let doc = json_stdout(&out);
+            app_dir.join("input_upscale.json").to_str().unwrap(),
+        ],
+        0,
+    );
     assert_eq!(doc["status"], "completed");
     assert_eq!(doc["app"], "tests/multi-fn");
     assert_eq!(doc["function"], "upscale");
@@ -49,18 +47,17 @@ fn a_remote_run_reports_like_a_local_run_and_setup_runs_once() {
     assert!(!doc["task_id"].as_str().unwrap().is_empty());
 
     // `ns/name:function` and inline JSON; the same worker, so still one setup.
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "--json",
             "app",
             "run",
             "tests/multi-fn:summarize",
             "--input",
-        ])
-        .arg(r#"{"text": "one two three four", "max_words": 2}"#)
-        .output()
-        .unwrap();
+            r#"{"text": "one two three four", "max_words": 2}"#,
+        ],
+    );
     assert_code(&out, 0);
     assert_eq!(
         json_stdout(&out)["output"],
@@ -68,13 +65,17 @@ fn a_remote_run_reports_like_a_local_run_and_setup_runs_once() {
     );
 
     // A local app folder names the app (inf.yml) and gives its example input.
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run"])
-        .arg(&app_dir)
-        .args(["--function", "generate"])
-        .output()
-        .unwrap();
+    let out = sb.run(
+        &server,
+        &[
+            "--json",
+            "app",
+            "run",
+            app_dir.to_str().unwrap(),
+            "--function",
+            "generate",
+        ],
+    );
     assert_code(&out, 0);
     assert_eq!(
         json_stdout(&out)["output"]["items"],
@@ -82,17 +83,16 @@ fn a_remote_run_reports_like_a_local_run_and_setup_runs_once() {
     );
 
     // People get the output JSON on stdout and the phases on stderr.
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "app",
             "run",
             "tests/multi-fn",
             "--input",
             r#"{"text": "hey"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 0);
     let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -109,21 +109,16 @@ fn unknown_apps_functions_and_bad_input_exit_4() {
     let sb = ServeSandbox::new(&["multi-fn", "validation-app"]);
     let server = sb.start(&[]);
 
-    let out = sb
-        .infsh(&server)
-        .args(["app", "run", "tests/nope"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["app", "run", "tests/nope"]);
     assert_code(&out, 4);
     let err = stderr(&out);
     assert!(err.contains("unknown app \"tests/nope\""), "{err}");
     assert!(err.contains("tests/multi-fn"), "{err}");
 
-    let out = sb
-        .infsh(&server)
-        .args(["app", "run", "tests/multi-fn", "--function", "nope"])
-        .output()
-        .unwrap();
+    let out = sb.run(
+        &server,
+        &["app", "run", "tests/multi-fn", "--function", "nope"],
+    );
     assert_code(&out, 4);
     assert!(
         stderr(&out).contains(
@@ -133,14 +128,18 @@ fn unknown_apps_functions_and_bad_input_exit_4() {
         stderr(&out)
     );
 
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run", "tests/validation-app", "--input"])
-        .arg(r#"{"prompt": "x", "steps": 99, "mode": "medium"}"#)
-        .output()
-        .unwrap();
-    assert_code(&out, 4);
-    let doc = json_stdout(&out);
+    let doc = sb.run_json(
+        &server,
+        &[
+            "--json",
+            "app",
+            "run",
+            "tests/validation-app",
+            "--input",
+            r#"{"prompt": "x", "steps": 99, "mode": "medium"}"#,
+        ],
+        4,
+    );
     assert_eq!(doc["error"]["code"], "input");
     let message = doc["error"]["message"].as_str().unwrap();
     assert!(
@@ -150,11 +149,7 @@ fn unknown_apps_functions_and_bad_input_exit_4() {
     assert!(message.contains("steps"), "{message}");
     assert!(message.contains("mode"), "{message}");
 
-    let out = sb
-        .infsh(&server)
-        .args(["app", "run", "not-an-id"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["app", "run", "not-an-id"]);
     assert_code(&out, 4);
     assert!(stderr(&out).contains("NAMESPACE/NAME"), "{}", stderr(&out));
 }
@@ -163,11 +158,7 @@ fn unknown_apps_functions_and_bad_input_exit_4() {
 fn a_raising_function_exits_6_and_its_logs_are_shown() {
     let sb = ServeSandbox::new(&["fn-raises"]);
     let server = sb.start(&[]);
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run", "tests/fn-raises"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "app", "run", "tests/fn-raises"]);
     assert_code(&out, 6);
     let doc = json_stdout(&out);
     assert_eq!(doc["status"], "failed");
@@ -192,11 +183,7 @@ fn a_raising_function_exits_6_and_its_logs_are_shown() {
     );
 
     // The other function of the same app still works.
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run", "tests/fn-raises:ok"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "app", "run", "tests/fn-raises:ok"]);
     assert_code(&out, 0);
     assert_eq!(
         json_stdout(&out)["output"],
@@ -208,11 +195,7 @@ fn a_raising_function_exits_6_and_its_logs_are_shown() {
 fn a_failing_setup_exits_5() {
     let sb = ServeSandbox::new(&["setup-raises"]);
     let server = sb.start(&[]);
-    let out = sb
-        .infsh(&server)
-        .args(["app", "run", "tests/setup-raises"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["app", "run", "tests/setup-raises"]);
     assert_code(&out, 5);
     assert!(stderr(&out).contains("setup exploded"), "{}", stderr(&out));
 }
@@ -283,11 +266,7 @@ fn a_function_whose_schema_does_not_compile_exits_3_locally_and_remotely() {
 fn app_logs_stream_to_stderr_and_json_stays_clean() {
     let sb = ServeSandbox::new(&["logs-app"]);
     let server = sb.start(&[]);
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run", "tests/logs-app"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "app", "run", "tests/logs-app"]);
     assert_code(&out, 0);
     assert_eq!(
         json_stdout(&out)["output"],
@@ -318,9 +297,9 @@ fn local_files_are_uploaded_and_output_files_downloaded() {
     std::fs::create_dir_all(&inputs).unwrap();
     std::fs::copy(&sample, inputs.join("dot.png")).unwrap();
     std::fs::write(inputs.join("in.json"), r#"{"file": "dot.png"}"#).unwrap();
-    let out = sb
-        .infsh(&server)
-        .args([
+    let doc = sb.run_json(
+        &server,
+        &[
             "--json",
             "app",
             "run",
@@ -328,38 +307,35 @@ fn local_files_are_uploaded_and_output_files_downloaded() {
             "--function",
             "describe",
             "--input",
-        ])
-        .arg(inputs.join("in.json"))
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let doc = json_stdout(&out);
+            inputs.join("in.json").to_str().unwrap(),
+        ],
+        0,
+    );
     assert_eq!(doc["output"]["size"], png.len());
     assert_eq!(doc["output"]["first_bytes_hex"], "89504e470d0a1a0a");
     assert_eq!(doc["output"]["filename"], "dot.png");
 
     // A missing local file fails before anything is sent.
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "app",
             "run",
             "tests/files-app",
             "--function",
             "describe",
             "--input",
-        ])
-        .arg(r#"{"file": "/nonexistent/x.png"}"#)
-        .output()
-        .unwrap();
+            r#"{"file": "/nonexistent/x.png"}"#,
+        ],
+    );
     assert_code(&out, 4);
     assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
 
     // An image out, downloaded from its URI into --output-dir.
     let out_dir = sb.path().join("out");
-    let out = sb
-        .infsh(&server)
-        .args([
+    let doc = sb.run_json(
+        &server,
+        &[
             "--json",
             "app",
             "run",
@@ -367,14 +343,12 @@ fn local_files_are_uploaded_and_output_files_downloaded() {
             "--function",
             "invert",
             "--input",
-        ])
-        .arg(json!({"image": sample}).to_string())
-        .arg("--output-dir")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let doc = json_stdout(&out);
+            &json!({"image": sample}).to_string(),
+            "--output-dir",
+            out_dir.to_str().unwrap(),
+        ],
+        0,
+    );
     let file = &doc["files"][0];
     assert_eq!(file["pointer"], "/image");
     assert!(
@@ -389,20 +363,18 @@ fn local_files_are_uploaded_and_output_files_downloaded() {
 
     // Several files, nested, each downloaded under its own name.
     let many = sb.path().join("many");
-    let out = sb
-        .infsh(&server)
-        .args([
+    let doc = sb.run_json(
+        &server,
+        &[
             "--json",
             "app",
             "run",
             "tests/files-app:make_files",
             "--output-dir",
-        ])
-        .arg(&many)
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let doc = json_stdout(&out);
+            many.to_str().unwrap(),
+        ],
+        0,
+    );
     let pointers: Vec<&str> = doc["files"]
         .as_array()
         .unwrap()
@@ -429,26 +401,24 @@ fn local_files_are_uploaded_and_output_files_downloaded() {
 fn a_streaming_function_ends_with_its_last_snapshot() {
     let sb = ServeSandbox::new(&["functions-variety"]);
     let server = sb.start(&[]);
-    let out = sb
-        .infsh(&server)
-        .args([
+    let doc = sb.run_json(
+        &server,
+        &[
             "--json",
             "app",
             "run",
             "tests/functions-variety:stream_fn",
             "--input",
-        ])
-        .arg(r#"{"delay": 0.3}"#)
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let doc = json_stdout(&out);
+            r#"{"delay": 0.3}"#,
+        ],
+        0,
+    );
     assert_eq!(doc["output"], json!({"output_meta": null, "text": "abc"}));
     assert!(doc["snapshots"].as_u64().unwrap() >= 1, "{doc:#}");
 }
 
 /// Reads a pid the hangs fixture wrote, waiting for the file.
-fn read_pid(path: &std::path::Path) -> i32 {
+fn read_pid(path: &std::path::Path) -> u32 {
     assert!(
         wait_for(Duration::from_secs(60), || path.exists()),
         "the function never started (no {})",
@@ -466,9 +436,9 @@ fn timeout_cancels_the_remote_task_and_exits_8() {
     let sb = ServeSandbox::new(&["hangs"]);
     let server = sb.start(&[]);
     let pid_file = sb.path().join("child.pid");
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "--json",
             "app",
             "run",
@@ -476,10 +446,9 @@ fn timeout_cancels_the_remote_task_and_exits_8() {
             "--timeout",
             "2",
             "--input",
-        ])
-        .arg(json!({"pid_file": pid_file}).to_string())
-        .output()
-        .unwrap();
+            &json!({"pid_file": pid_file}).to_string(),
+        ],
+    );
     assert_code(&out, 8);
     let doc = json_stdout(&out);
     assert_eq!(doc["error"]["code"], "timeout");
@@ -498,16 +467,12 @@ fn timeout_cancels_the_remote_task_and_exits_8() {
         server.log()
     );
     // The task ended on the server too.
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--app", "tests/hangs"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "task", "list", "--app", "tests/hangs"]);
     assert_code(&out, 0);
     let items = json_stdout(&out)["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1);
     let id = items[0]["id"].as_str().unwrap().to_string();
-    let task = sb.wait_task(&server, &id, Duration::from_secs(20), |t| {
+    let task = server.wait_task(&id, Duration::from_secs(20), |t| {
         t["status"].as_u64().unwrap() >= 10
     });
     assert!(
@@ -554,16 +519,12 @@ fn ctrl_c_cancels_the_remote_task_and_exits_130() {
     );
     assert!(err.contains("cancel"), "{err}");
 
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--app", "tests/hangs"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "task", "list", "--app", "tests/hangs"]);
     let id = json_stdout(&out)["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let task = sb.wait_task(&server, &id, Duration::from_secs(20), |t| t["status"] == 12);
+    let task = server.wait_task(&id, Duration::from_secs(20), |t| t["status"] == 12);
     assert_eq!(task["status"], 12);
     assert_eq!(
         std::fs::read_to_string(&cancel_log).unwrap_or_default(),
@@ -597,11 +558,10 @@ fn api_keys_are_required_when_configured() {
         "{doc:#}"
     );
 
-    let out = sb
-        .infsh(&server)
-        .args(["app", "run", "tests/multi-fn", "--api-key", "wrong"])
-        .output()
-        .unwrap();
+    let out = sb.run(
+        &server,
+        &["app", "run", "tests/multi-fn", "--api-key", "wrong"],
+    );
     assert_code(&out, 11);
 
     let out = sb
@@ -612,18 +572,17 @@ fn api_keys_are_required_when_configured() {
         .unwrap();
     assert_code(&out, 11);
 
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "--json",
             "app",
             "run",
             "tests/multi-fn",
             "--input",
             r#"{"text": "k"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["output"]["echo"], "k");
     // /health needs no key, the API does.
@@ -681,11 +640,7 @@ fn secrets_reach_the_app_and_a_missing_one_exits_3() {
     add_secret_app(&sb);
     {
         let server = sb.start(&[]);
-        let out = sb
-            .infsh(&server)
-            .args(["--json", "app", "run", "tests/secret-app"])
-            .output()
-            .unwrap();
+        let out = sb.run(&server, &["--json", "app", "run", "tests/secret-app"]);
         assert_code(&out, 3);
         let message = json_stdout(&out)["error"]["message"]
             .as_str()
@@ -708,11 +663,7 @@ fn secrets_reach_the_app_and_a_missing_one_exits_3() {
             ("INFSH_SECRET_OTHER", "other-from-env".to_string()),
         ],
     );
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run", "tests/secret-app"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "app", "run", "tests/secret-app"]);
     assert_code(&out, 0);
     assert_eq!(
         json_stdout(&out)["output"],

@@ -25,8 +25,7 @@ fn kill_9_keeps_every_acknowledged_task_with_relaxed_durability() {
 }
 
 fn kill_9_then_restart(durability: &str) {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let flags = [
         "--replicas",
         "1",
@@ -41,9 +40,7 @@ fn kill_9_then_restart(durability: &str) {
         "tests/slow",
         &["--input", r#"{"seconds": 120, "label": "long"}"#],
     );
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let queued: Vec<(String, String)> = (1..=4)
         .map(|n| {
             let label = format!("q{n}");
@@ -66,7 +63,7 @@ fn kill_9_then_restart(durability: &str) {
 
     let server = sb.start(&flags);
     // The interrupted task ended (it cannot be resumed) with a reason.
-    let interrupted = sb.wait_task(&server, &long, Duration::from_secs(30), |t| {
+    let interrupted = server.wait_task(&long, Duration::from_secs(30), |t| {
         t["status"].as_u64().unwrap() >= 10
     });
     assert_eq!(interrupted["status"], 11, "{interrupted:#}");
@@ -80,24 +77,14 @@ fn kill_9_then_restart(durability: &str) {
     );
     // The queued ones run, each with its own input.
     for (id, label) in &queued {
-        let out = sb
-            .infsh(&server)
-            .args(["--json", "task", "get", id, "--wait"])
-            .output()
-            .unwrap();
-        assert_code(&out, 0);
-        let doc = json_stdout(&out);
+        let doc = sb.run_json(&server, &["--json", "task", "get", id, "--wait"], 0);
         assert_eq!(
             doc["output"],
             json!({"output_meta": null, "label": label, "slept": 0.05}),
             "{doc:#}"
         );
     }
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--all"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "task", "list", "--all"]);
     assert_code(&out, 0);
     let listed: Vec<String> = json_stdout(&out)["items"]
         .as_array()
@@ -121,18 +108,17 @@ fn sigterm_stops_the_server_gracefully_and_the_signing_key_persists() {
         std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let out = sb
-        .infsh(&server)
-        .args([
+    let out = sb.run(
+        &server,
+        &[
             "--json",
             "app",
             "run",
             "tests/multi-fn",
             "--input",
             r#"{"text": "a"}"#,
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_code(&out, 0);
     let id = json_stdout(&out)["task_id"].as_str().unwrap().to_string();
     assert!(!server.app_processes().is_empty(), "a worker should be up");

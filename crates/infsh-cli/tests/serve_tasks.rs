@@ -23,8 +23,7 @@ fn ids(doc: &Value) -> Vec<String> {
 
 #[test]
 fn tasks_are_listed_paged_fetched_and_cancelled() {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let server = sb.start(ONE_AT_A_TIME);
     assert_eq!(server.apps, vec!["tests/slow"]);
 
@@ -33,9 +32,7 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
         "tests/slow",
         &["--input", r#"{"seconds": 60, "label": "long"}"#],
     );
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let queued: Vec<String> = ["a", "b", "c"]
         .iter()
         .map(|label| {
@@ -51,11 +48,7 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
     assert_eq!(task["function"], "nap");
     assert_eq!(task["status"], 7);
     assert_eq!(task["input"], json!({"seconds": 60, "label": "long"}));
-    let out = sb
-        .infsh(&server)
-        .args(["task", "get", &long])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "get", &long]);
     assert_code(&out, 0);
     let text = stdout(&out);
     assert!(text.contains(&format!("task      {long}")), "{text}");
@@ -63,48 +56,30 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
     assert!(text.contains("function  nap"), "{text}");
 
     // list: newest first, a page at a time.
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--limit", "2"])
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let first = json_stdout(&out);
+    let first = sb.run_json(&server, &["--json", "task", "list", "--limit", "2"], 0);
     assert_eq!(ids(&first), vec![queued[2].clone(), queued[1].clone()]);
     let cursor = first["next_cursor"]
         .as_str()
         .expect("a next page")
         .to_string();
-    let out = sb
-        .infsh(&server)
-        .args([
+    let second = sb.run_json(
+        &server,
+        &[
             "--json", "task", "list", "--limit", "2", "--cursor", &cursor,
-        ])
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let second = json_stdout(&out);
+        ],
+        0,
+    );
     assert_eq!(ids(&second), vec![queued[0].clone(), long.clone()]);
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--limit", "1", "--all"])
-        .output()
-        .unwrap();
-    assert_code(&out, 0);
-    let all = json_stdout(&out);
+    let all = sb.run_json(
+        &server,
+        &["--json", "task", "list", "--limit", "1", "--all"],
+        0,
+    );
     assert_eq!(ids(&all).len(), 4);
     assert_eq!(all["next_cursor"], Value::Null);
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--status", "running"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "task", "list", "--status", "running"]);
     assert_eq!(ids(&json_stdout(&out)), vec![long.clone()]);
-    let out = sb
-        .infsh(&server)
-        .args(["task", "list", "--limit", "2"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "list", "--limit", "2"]);
     assert_code(&out, 0);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -116,22 +91,12 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
     );
 
     // cancel: the running one ends CANCELLED; then the queue moves on.
-    let out = sb
-        .infsh(&server)
-        .args(["task", "cancel", &long, "--wait"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "cancel", &long, "--wait"]);
     assert_code(&out, 0);
     assert_eq!(stdout(&out).trim(), format!("task {long}: cancelled"));
     assert_eq!(sb.task(&server, &long)["status"], 12);
     for (id, label) in queued.iter().zip(["a", "b", "c"]) {
-        let out = sb
-            .infsh(&server)
-            .args(["--json", "task", "get", id, "--wait"])
-            .output()
-            .unwrap();
-        assert_code(&out, 0);
-        let doc = json_stdout(&out);
+        let doc = sb.run_json(&server, &["--json", "task", "get", id, "--wait"], 0);
         assert_eq!(doc["status"], "completed");
         assert_eq!(
             doc["output"],
@@ -141,19 +106,14 @@ fn tasks_are_listed_paged_fetched_and_cancelled() {
     }
 
     // Cancelling a task that already ended is refused.
-    let out = sb
-        .infsh(&server)
-        .args(["task", "cancel", &queued[0]])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "cancel", &queued[0]]);
     assert_code(&out, 4);
     assert!(stderr(&out).contains("already ended"), "{}", stderr(&out));
 
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "list", "--status", "completed"])
-        .output()
-        .unwrap();
+    let out = sb.run(
+        &server,
+        &["--json", "task", "list", "--status", "completed"],
+    );
     let done: BTreeSet<String> = ids(&json_stdout(&out)).into_iter().collect();
     assert_eq!(done, queued.iter().cloned().collect());
     // The client's spelling of CANCELLED (one status table with the server).
@@ -188,27 +148,16 @@ fn an_unknown_status_is_a_usage_error_before_any_request() {
 
 #[test]
 fn a_queued_task_is_cancelled_at_once_and_unknown_ids_exit_4() {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let server = sb.start(ONE_AT_A_TIME);
     let long = sb.submit(&server, "tests/slow", &["--input", r#"{"seconds": 60}"#]);
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let waiting = sb.submit(&server, "tests/slow", &["--input", r#"{"label": "w"}"#]);
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "task", "cancel", &waiting])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["--json", "task", "cancel", &waiting]);
     assert_code(&out, 0);
     assert_eq!(json_stdout(&out)["status"], 12);
     // `task get --wait` on a cancelled task exits like the run would.
-    let out = sb
-        .infsh(&server)
-        .args(["task", "get", &waiting, "--wait"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "get", &waiting, "--wait"]);
     assert_code(&out, 6);
     assert!(
         stderr(&out).contains(&format!("task {waiting} was cancelled")),
@@ -216,35 +165,22 @@ fn a_queued_task_is_cancelled_at_once_and_unknown_ids_exit_4() {
         stderr(&out)
     );
 
-    let out = sb
-        .infsh(&server)
-        .args(["task", "get", "no-such-task"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "get", "no-such-task"]);
     assert_code(&out, 4);
     assert!(
         stderr(&out).contains("unknown task \"no-such-task\""),
         "{}",
         stderr(&out)
     );
-    let out = sb
-        .infsh(&server)
-        .args(["task", "cancel", "no-such-task"])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "cancel", "no-such-task"]);
     assert_code(&out, 4);
-    let out = sb
-        .infsh(&server)
-        .args(["task", "cancel", &long])
-        .output()
-        .unwrap();
+    let out = sb.run(&server, &["task", "cancel", &long]);
     assert_code(&out, 0);
 }
 
 #[test]
 fn a_full_queue_exits_12() {
-    let sb = ServeSandbox::new(&[]);
-    sb.add_slow_app();
+    let sb = ServeSandbox::new(&["slow"]);
     let server = sb.start(&[
         "--replicas",
         "1",
@@ -254,17 +190,9 @@ fn a_full_queue_exits_12() {
         "1",
     ]);
     let long = sb.submit(&server, "tests/slow", &["--input", r#"{"seconds": 60}"#]);
-    sb.wait_task(&server, &long, Duration::from_secs(60), |t| {
-        t["status"] == 7
-    });
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
     let waiting = sb.submit(&server, "tests/slow", &[]);
-    let out = sb
-        .infsh(&server)
-        .args(["--json", "app", "run", "tests/slow"])
-        .output()
-        .unwrap();
-    assert_code(&out, 12);
-    let doc = json_stdout(&out);
+    let doc = sb.run_json(&server, &["--json", "app", "run", "tests/slow"], 12);
     assert_eq!(doc["error"]["code"], "busy");
     assert!(
         doc["error"]["message"]
@@ -274,11 +202,7 @@ fn a_full_queue_exits_12() {
         "{doc:#}"
     );
     for id in [&waiting, &long] {
-        let out = sb
-            .infsh(&server)
-            .args(["task", "cancel", id])
-            .output()
-            .unwrap();
+        let out = sb.run(&server, &["task", "cancel", id]);
         assert_code(&out, 0);
     }
 }

@@ -113,11 +113,7 @@ async fn cancel_queued_and_running_tasks() {
     );
 
     // Cancellation did not cost the worker: the next call runs on it.
-    let after = submit(&engine, run("tests/hangs", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &after.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/hangs", Some("ok"), json!({}))).await;
     assert_eq!(engine.metrics().workers_started, 1);
     assert_eq!(engine.metrics().tasks_cancelled, 3);
     shutdown(&engine).await;
@@ -181,11 +177,7 @@ async fn a_call_ignoring_cancel_is_killed_after_the_grace() {
     let logs = log_text(&done);
     assert!(logs.contains("ignoring cancel"), "{logs}");
     assert!(logs.contains("did not stop after cancel"), "{logs}");
-    let next = submit(&engine, run("tests/stubborn", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &next.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/stubborn", Some("ok"), json!({}))).await;
     assert_eq!(
         engine.metrics().workers_started,
         2,
@@ -254,11 +246,7 @@ async fn a_task_past_its_timeout_fails_and_its_worker_is_replaced() {
     let done = finished(&engine, &task.record.id).await;
     assert_eq!(done.record.error.as_deref(), Some("timed out after 1s"));
 
-    let ok = submit(&engine, run("tests/hangs", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/hangs", Some("ok"), json!({}))).await;
     assert_eq!(engine.metrics().workers_started, 3);
     assert_eq!(
         engine.metrics().workers_crashed,
@@ -288,11 +276,7 @@ async fn app_exceptions_fail_the_task_with_a_traceback() {
             && l.content.contains("_divide")),
         "{logs}"
     );
-    let ok = submit(&engine, run("tests/fn-raises", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/fn-raises", Some("ok"), json!({}))).await;
     assert_eq!(
         engine.metrics().workers_started,
         1,

@@ -78,14 +78,10 @@ async fn a_crashed_worker_is_replaced_by_a_fork_of_the_same_zygote() {
     // Polled, like the check above: a process on its way out has released
     // its cwd (so that check no longer sees it) a moment before it becomes
     // a zombie, and a busy machine can stretch that moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while alive(zygote as u32) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the zygote outlived the engine"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    assert!(
+        eventually(std::time::Duration::from_secs(15), || !alive(zygote as u32)).await,
+        "the zygote outlived the engine"
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use infsh_engine::{AppState, EngineError, RunRequest};
 use infsh_store::{LogType, TaskStatus};
@@ -432,10 +430,8 @@ async fn preload_starts_and_sets_up_workers_at_boot() {
     config.preload = true;
     config.replicas = 2;
     let engine = infsh_engine::Engine::start(config).await.unwrap();
-    within(LIMIT, async {
-        while engine.readiness()[0].replicas < 2 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    until(LIMIT, "two replicas", || {
+        (engine.readiness()[0].replicas >= 2).then_some(())
     })
     .await;
     assert_eq!(engine.readiness()[0].state, AppState::Ready);
@@ -478,11 +474,7 @@ async fn concurrent_calls_share_a_worker_and_more_replicas_start_on_demand() {
     assert_eq!(engine.readiness()[0].busy, 2);
 
     // The first worker is full: a third task gets the second replica.
-    let third = submit(&engine, run("tests/hangs", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &third.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/hangs", Some("ok"), json!({}))).await;
     assert_eq!(engine.metrics().workers_started, 2);
     assert_eq!(engine.readiness()[0].replicas, 2);
 

@@ -17,21 +17,6 @@ use infsh_engine::{
 use infsh_store::{LogType, TaskStatus};
 use serde_json::json;
 
-/// Polls `check` every 20 ms until it gives a value (bounded).
-async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn health(engine: &Engine, app: &str) -> AppHealth {
     engine.app_health(&app.parse().unwrap()).unwrap()
 }
@@ -89,62 +74,6 @@ fn backoff_doubles_from_half_a_second_to_thirty() {
     assert_eq!(restart_backoff(u32::MAX), Duration::from_secs(30));
 }
 
-const CRASHY_PY: &str = r#"
-import asyncio
-import ctypes
-import os
-import signal
-import sys
-
-from inferencesh import BaseApp, BaseAppInput, BaseAppOutput
-
-
-class Empty(BaseAppInput):
-    pass
-
-
-class Out(BaseAppOutput):
-    pid: int
-    setups: int
-
-
-SETUPS = 0
-
-
-def _log(line):
-    with open(os.environ["TEST_LOG"], "a") as f:
-        f.write(line + "\n")
-
-
-class App(BaseApp):
-    async def setup(self):
-        global SETUPS
-        SETUPS += 1
-        _log(f"setup {os.getpid()}")
-
-    async def segfault(self, input_data: Empty) -> Out:
-        print("about to segfault", flush=True)
-        ctypes.string_at(0)
-        return Out(pid=0, setups=0)
-
-    async def sigkill(self, input_data: Empty) -> Out:
-        os.kill(os.getpid(), signal.SIGKILL)
-        return Out(pid=0, setups=0)
-
-    async def exit7(self, input_data: Empty) -> Out:
-        sys.stderr.write("giving up with status 7\n")
-        sys.stderr.flush()
-        os._exit(7)
-
-    async def linger(self, input_data: Empty) -> Out:
-        print("lingering", flush=True)
-        while True:
-            await asyncio.sleep(3600)
-
-    async def ok(self, input_data: Empty) -> Out:
-        return Out(pid=os.getpid(), setups=SETUPS)
-"#;
-
 const STEADY_PY: &str = r#"
 import asyncio
 import os
@@ -176,16 +105,10 @@ class App(BaseApp):
         return Out(pid=os.getpid())
 "#;
 
-fn crashy_app(fx: &Fixture) -> PathBuf {
-    let log = fx.path().join("crashy.log");
-    fx.write_app(
-        "crashy",
-        &format!(
-            "namespace: tests\nname: crashy\nenv:\n  TEST_LOG: \"{}\"\n",
-            log.display()
-        ),
-        CRASHY_PY,
-    );
+/// Has `tests/worker-dies` log its setups and calls; returns the log.
+fn worker_dies_log(fx: &Fixture) -> PathBuf {
+    let log = fx.path().join("worker-dies.log");
+    fx.add_env("worker-dies", &[("WORKER_DIES_LOG", &log)]);
     log
 }
 
@@ -194,10 +117,10 @@ fn crashy_app(fx: &Fixture) -> PathBuf {
 /// worker, with setup run again.
 #[tokio::test]
 async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_worker() {
-    let fx = Fixture::new(&[]);
-    let log = crashy_app(&fx);
+    let fx = Fixture::new(&["worker-dies"]);
+    let log = worker_dies_log(&fx);
     let engine = fx.engine().await;
-    let first = submit(&engine, run("tests/crashy", Some("ok"), json!({}))).await;
+    let first = submit(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     let first = finished(&engine, &first.record.id)
         .await
         .record
@@ -209,9 +132,9 @@ async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_wo
     for (function, needle) in [
         ("segfault", "signal 11 (SIGSEGV)"),
         ("sigkill", "signal 9 (SIGKILL)"),
-        ("exit7", "exit status 7"),
+        ("exit3", "exit status 3"),
     ] {
-        let crash = submit(&engine, run("tests/crashy", Some(function), json!({}))).await;
+        let crash = submit(&engine, run("tests/worker-dies", Some(function), json!({}))).await;
         let done = finished(&engine, &crash.record.id).await;
         assert_eq!(done.record.status, TaskStatus::Failed, "{function}");
         let error = done.record.error.clone().unwrap();
@@ -221,28 +144,24 @@ async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_wo
             "{function}"
         );
         // Whoever sees the task fail sees the app unhealthy with that error.
-        let h = health(&engine, "tests/crashy");
+        let h = health(&engine, "tests/worker-dies");
         assert_eq!(h.state, AppState::Unhealthy, "{function}");
         assert_eq!(h.last_error.as_deref(), Some(error.as_str()));
 
-        let next = submit(&engine, run("tests/crashy", Some("ok"), json!({}))).await;
-        let done = finished(&engine, &next.record.id).await;
-        assert_eq!(
-            done.record.status,
-            TaskStatus::Completed,
-            "{:?}",
-            done.record.error
-        );
+        let done = completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
         let output = done.record.output.unwrap();
         assert_eq!(output["setups"], 1, "a new process ran setup once");
         let pid = output["pid"].as_u64().unwrap();
         assert!(!pids.contains(&pid), "a new worker after {function}");
         pids.push(pid);
-        let h = health(&engine, "tests/crashy");
+        let h = health(&engine, "tests/worker-dies");
         assert_eq!((h.state, h.failures), (AppState::Ready, 0), "{h:?}");
         assert_eq!(h.last_error, None);
     }
-    let setups = lines(&log);
+    let setups: Vec<String> = lines(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("setup "))
+        .collect();
     assert_eq!(setups.len(), 4, "setup ran once per worker: {setups:?}");
     let metrics = engine.metrics();
     assert_eq!(metrics.workers_crashed, 3);
@@ -255,12 +174,11 @@ async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_wo
 /// dies fails with the same error; the death counts once.
 #[tokio::test]
 async fn every_task_on_a_worker_that_dies_fails_with_the_same_error() {
-    let fx = Fixture::new(&[]);
-    crashy_app(&fx);
+    let fx = Fixture::new(&["worker-dies"]);
     let mut config = fx.config();
     config.concurrency_per_replica = 2;
     let engine = Engine::start(config).await.unwrap();
-    let linger = submit(&engine, run("tests/crashy", Some("linger"), json!({}))).await;
+    let linger = submit(&engine, run("tests/worker-dies", Some("linger"), json!({}))).await;
     let mut rx = engine.subscribe(&linger.record.id).await.unwrap();
     within(LIMIT, async {
         while let Some(view) = rx.recv().await {
@@ -271,21 +189,17 @@ async fn every_task_on_a_worker_that_dies_fails_with_the_same_error() {
         panic!("the call never started");
     })
     .await;
-    let exit = submit(&engine, run("tests/crashy", Some("exit7"), json!({}))).await;
-    let error = "the worker exited (exit status 7) while running the task";
+    let exit = submit(&engine, run("tests/worker-dies", Some("exit3"), json!({}))).await;
+    let error = "the worker exited (exit status 3) while running the task";
     for id in [&exit.record.id, &linger.record.id] {
         let done = finished(&engine, id).await;
         assert_eq!(done.record.status, TaskStatus::Failed);
         assert_eq!(done.record.error.as_deref(), Some(error));
     }
-    let h = health(&engine, "tests/crashy");
+    let h = health(&engine, "tests/worker-dies");
     assert_eq!((h.state, h.failures), (AppState::Unhealthy, 1));
     assert_eq!(engine.metrics().workers_crashed, 1);
-    let ok = submit(&engine, run("tests/crashy", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }
@@ -294,8 +208,7 @@ async fn every_task_on_a_worker_that_dies_fails_with_the_same_error() {
 /// on the same worker.
 #[tokio::test]
 async fn other_apps_keep_serving_while_one_app_crashes() {
-    let fx = Fixture::new(&[]);
-    crashy_app(&fx);
+    let fx = Fixture::new(&["worker-dies"]);
     fx.write_app("steady", "namespace: tests\nname: steady\n", STEADY_PY);
     let engine = fx.engine().await;
     let release = fx.path().join("release");
@@ -310,7 +223,11 @@ async fn other_apps_keep_serving_while_one_app_crashes() {
     .await;
     reach(&engine, &gate.record.id, TaskStatus::Running).await;
 
-    let crash = submit(&engine, run("tests/crashy", Some("segfault"), json!({}))).await;
+    let crash = submit(
+        &engine,
+        run("tests/worker-dies", Some("segfault"), json!({})),
+    )
+    .await;
     let crashed = finished(&engine, &crash.record.id).await;
     assert!(crashed.record.error.unwrap().contains("SIGSEGV"));
     // Queued behind the running one, while the other app is unhealthy.
@@ -350,45 +267,17 @@ async fn other_apps_keep_serving_while_one_app_crashes() {
         assert_eq!(done.record.output.unwrap()["pid"], pid, "same worker");
     }
     // And the crashed app recovers on its own worker.
-    let ok = submit(&engine, run("tests/crashy", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     let h = health(&engine, "tests/steady");
     assert_eq!((h.state, h.failures), (AppState::Ready, 0));
-    assert_eq!(engine.metrics().workers_started, 3, "steady: 1, crashy: 2");
+    assert_eq!(
+        engine.metrics().workers_started,
+        3,
+        "steady: 1, worker-dies: 2"
+    );
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }
-
-const CRASH_LOOP_PY: &str = r#"
-import os
-import sys
-import time
-
-from inferencesh import BaseApp, BaseAppInput, BaseAppOutput
-
-
-class Empty(BaseAppInput):
-    pass
-
-
-class Out(BaseAppOutput):
-    ok: bool
-
-
-class App(BaseApp):
-    async def die(self, input_data: Empty) -> Out:
-        with open(os.environ["TEST_LOG"], "a") as f:
-            f.write(f"call {time.time()}\n")
-        sys.stderr.write("dying on purpose\n")
-        sys.stderr.flush()
-        os._exit(3)
-
-    async def ok(self, input_data: Empty) -> Out:
-        return Out(ok=True)
-"#;
 
 /// Item 2: a worker that dies at every task is restarted only after a
 /// backoff that doubles; tasks wait in the queue meanwhile; the app is
@@ -396,21 +285,13 @@ class App(BaseApp):
 /// task succeeds, which resets the backoff.
 #[tokio::test]
 async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
-    let fx = Fixture::new(&[]);
-    let log = fx.path().join("calls.log");
-    fx.write_app(
-        "crash-loop",
-        &format!(
-            "namespace: tests\nname: crash-loop\nenv:\n  TEST_LOG: \"{}\"\n",
-            log.display()
-        ),
-        CRASH_LOOP_PY,
-    );
+    let fx = Fixture::new(&["worker-dies"]);
+    let log = worker_dies_log(&fx);
     let engine = fx.engine().await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(
-            submit(&engine, run("tests/crash-loop", Some("die"), json!({})))
+            submit(&engine, run("tests/worker-dies", Some("exit3"), json!({})))
                 .await
                 .record
                 .id,
@@ -421,7 +302,7 @@ async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
         let done = finished(&engine, id).await;
         assert_eq!(done.record.status, TaskStatus::Failed);
         assert_eq!(done.record.error.as_deref(), Some(error));
-        assert!(log_text(&done).contains("dying on purpose"));
+        assert!(log_text(&done).contains("about to exit"));
     }
     // Each waiting task was told why it waits.
     let last = engine.get(&ids[3]).await.unwrap();
@@ -432,11 +313,11 @@ async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
         "{}",
         log_text(&last)
     );
-    let calls = times(&log, "call");
+    let calls = times(&log, "exit3");
     assert_eq!(calls.len(), 4, "one worker per task, no more: {calls:?}");
     assert_backed_off(&calls);
 
-    let h = health(&engine, "tests/crash-loop");
+    let h = health(&engine, "tests/worker-dies");
     assert_eq!(h.state, AppState::Unhealthy);
     assert_eq!(h.failures, 4);
     assert_eq!(h.last_error.as_deref(), Some(error));
@@ -444,7 +325,7 @@ async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
         h.traceback
             .as_deref()
             .unwrap_or("")
-            .contains("dying on purpose"),
+            .contains("about to exit"),
         "{h:?}"
     );
     assert!(h.failed_at_ms.is_some());
@@ -457,23 +338,30 @@ async fn a_crash_loop_is_backed_off_exponentially_and_a_success_resets_it() {
     assert_eq!(engine.metrics().workers_crashed, 4);
 
     // A task that succeeds ends the loop and resets the backoff.
-    let ok = submit(&engine, run("tests/crash-loop", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
-    let h = health(&engine, "tests/crash-loop");
+    completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
+    let h = health(&engine, "tests/worker-dies");
     assert_eq!(
         (h.state, h.failures, h.last_error),
         (AppState::Ready, 0, None)
     );
-    let die = submit(&engine, run("tests/crash-loop", Some("die"), json!({}))).await;
+    let die = submit(&engine, run("tests/worker-dies", Some("exit3"), json!({}))).await;
     finished(&engine, &die.record.id).await;
-    let h = health(&engine, "tests/crash-loop");
+    let h = health(&engine, "tests/worker-dies");
     assert_eq!(h.failures, 1, "counted afresh");
     assert!(h.retry_in_secs.unwrap_or(0.0) <= 0.5, "{h:?}");
     shutdown(&engine).await;
     fx.assert_no_processes().await;
+}
+
+/// Writes the app `tests/<name>` from `source`, which records its attempts
+/// in the file `TEST_LOG` and fails until the file `TEST_MARKER` exists;
+/// returns both paths.
+fn failing_until_marker(fx: &Fixture, name: &str, source: &str) -> (PathBuf, PathBuf) {
+    let log = fx.path().join(format!("{name}.log"));
+    let marker = fx.path().join(format!("{name}.ready"));
+    fx.write_app(name, &format!("namespace: tests\nname: {name}\n"), source);
+    fx.add_env(name, &[("TEST_LOG", &log), ("TEST_MARKER", &marker)]);
+    (log, marker)
 }
 
 const FLAKY_SETUP_PY: &str = r#"
@@ -513,17 +401,7 @@ class App(BaseApp):
 #[tokio::test]
 async fn a_failing_setup_is_backed_off_and_the_app_recovers_once_it_succeeds() {
     let fx = Fixture::new(&[]);
-    let log = fx.path().join("setups.log");
-    let marker = fx.path().join("weights.ready");
-    fx.write_app(
-        "flaky-setup",
-        &format!(
-            "namespace: tests\nname: flaky-setup\nenv:\n  TEST_LOG: \"{}\"\n  TEST_MARKER: \"{}\"\n",
-            log.display(),
-            marker.display()
-        ),
-        FLAKY_SETUP_PY,
-    );
+    let (log, marker) = failing_until_marker(&fx, "flaky-setup", FLAKY_SETUP_PY);
     let engine = fx.engine().await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -577,14 +455,7 @@ async fn a_failing_setup_is_backed_off_and_the_app_recovers_once_it_succeeds() {
     assert_eq!(detail.summary.state, AppState::Unhealthy);
 
     std::fs::write(&marker, "ok").unwrap();
-    let task = submit(&engine, run("tests/flaky-setup", None, json!({}))).await;
-    let done = finished(&engine, &task.record.id).await;
-    assert_eq!(
-        done.record.status,
-        TaskStatus::Completed,
-        "{:?}",
-        done.record.error
-    );
+    completed(&engine, run("tests/flaky-setup", None, json!({}))).await;
     let h = health(&engine, "tests/flaky-setup");
     assert_eq!(
         (h.state, h.failures, h.last_error),
@@ -626,17 +497,7 @@ class App(BaseApp):
 #[tokio::test]
 async fn an_app_that_cannot_load_is_refused_at_once_while_backing_off_and_recovers() {
     let fx = Fixture::new(&[]);
-    let log = fx.path().join("imports.log");
-    let marker = fx.path().join("installed");
-    fx.write_app(
-        "late-import",
-        &format!(
-            "namespace: tests\nname: late-import\nenv:\n  TEST_LOG: \"{}\"\n  TEST_MARKER: \"{}\"\n",
-            log.display(),
-            marker.display()
-        ),
-        LATE_IMPORT_PY,
-    );
+    let (log, marker) = failing_until_marker(&fx, "late-import", LATE_IMPORT_PY);
     let engine = fx.engine().await;
     let refused = |result: Result<_, EngineError>| match result {
         Err(EngineError::AppUnavailable {
@@ -668,75 +529,27 @@ async fn an_app_that_cannot_load_is_refused_at_once_while_backing_off_and_recove
     assert_eq!((h.state, h.failures), (AppState::Unhealthy, 1));
 
     // The promised retry comes by itself, after the backoff.
-    until("the retry", || {
+    until(LIMIT, "the retry", || {
         (times(&log, "import").len() == 2).then_some(())
     })
     .await;
     assert_backed_off(&times(&log, "import"));
-    until("the retry's failure", || {
+    until(LIMIT, "the retry's failure", || {
         (health(&engine, "tests/late-import").failures == 2).then_some(())
     })
     .await;
 
     std::fs::write(&marker, "").unwrap();
     let _ = engine.app(&"tests/late-import".parse().unwrap()).await;
-    until("recovery", || {
+    until(LIMIT, "recovery", || {
         (health(&engine, "tests/late-import").state == AppState::Ready).then_some(())
     })
     .await;
-    let task = submit(&engine, run("tests/late-import", None, json!({}))).await;
-    assert_eq!(
-        finished(&engine, &task.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/late-import", None, json!({}))).await;
     assert_eq!(health(&engine, "tests/late-import").failures, 0);
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }
-
-const SLOW_PY: &str = r#"
-import asyncio
-import os
-import subprocess
-import time
-
-from inferencesh import BaseApp, BaseAppInput, BaseAppOutput, BaseAppSetup
-
-
-class AppSetup(BaseAppSetup):
-    hang_pid_file: str = ""
-
-
-class HangInput(BaseAppInput):
-    pid_file: str = ""
-
-
-class Out(BaseAppOutput):
-    ok: bool
-
-
-def _child(pid_file):
-    child = subprocess.Popen(["sleep", "1000"])
-    with open(pid_file + ".tmp", "w") as f:
-        f.write(f"{child.pid}\n")
-    os.replace(pid_file + ".tmp", pid_file)
-
-
-class App(BaseApp):
-    async def setup(self, config: AppSetup):
-        if config.hang_pid_file:
-            print("setup hangs", flush=True)
-            _child(config.hang_pid_file)
-            time.sleep(3600)
-
-    async def hang(self, input_data: HangInput) -> Out:
-        _child(input_data.pid_file)
-        while True:
-            await asyncio.sleep(3600)
-
-    async def ok(self, input_data: HangInput) -> Out:
-        return Out(ok=True)
-"#;
 
 /// Item 3: `infsh: {setup_timeout}` in inf.yml limits setup (over the
 /// server's default): the task fails with a timeout, the stuck worker and
@@ -744,10 +557,10 @@ class App(BaseApp):
 #[tokio::test]
 async fn a_setup_past_the_apps_setup_timeout_fails_and_the_stuck_worker_is_replaced() {
     let fx = Fixture::new(&[]);
-    fx.write_app(
+    fx.add_fixture_as(
+        "hangs",
         "slow-setup",
         "namespace: tests\nname: slow-setup\ninfsh:\n  setup_timeout: 2\n",
-        SLOW_PY,
     );
     let mut config = fx.config();
     config.setup_timeout = Some(Duration::from_secs(120));
@@ -777,11 +590,7 @@ async fn a_setup_past_the_apps_setup_timeout_fails_and_the_stuck_worker_is_repla
         (AppState::Unhealthy, Some("setup timed out after 2s"))
     );
 
-    let ok = submit(&engine, run("tests/slow-setup", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/slow-setup", Some("ok"), json!({}))).await;
     assert_eq!(engine.metrics().workers_started, 2);
     assert_eq!(health(&engine, "tests/slow-setup").state, AppState::Ready);
     shutdown(&engine).await;
@@ -794,17 +603,17 @@ async fn a_setup_past_the_apps_setup_timeout_fails_and_the_stuck_worker_is_repla
 #[tokio::test]
 async fn task_timeouts_come_from_the_run_then_inf_yml_then_the_server() {
     let fx = Fixture::new(&[]);
-    fx.write_app(
+    fx.add_fixture_as(
+        "hangs",
         "t-top",
         "namespace: tests\nname: t-top\ntimeout: 1\n",
-        SLOW_PY,
     );
-    fx.write_app(
+    fx.add_fixture_as(
+        "hangs",
         "t-block",
         "namespace: tests\nname: t-block\ninfsh:\n  task_timeout: \"1.5s\"\n",
-        SLOW_PY,
     );
-    fx.write_app("t-none", "namespace: tests\nname: t-none\n", SLOW_PY);
+    fx.add_fixture_as("hangs", "t-none", "namespace: tests\nname: t-none\n");
     let mut config = fx.config();
     config.task_timeout = Some(Duration::from_millis(1200));
     let engine = Engine::start(config).await.unwrap();
@@ -821,7 +630,7 @@ async fn task_timeouts_come_from_the_run_then_inf_yml_then_the_server() {
             timeout_secs: *timeout,
             ..run(
                 app,
-                Some("hang"),
+                Some("async_hang"),
                 json!({"pid_file": pid_file.to_string_lossy()}),
             )
         };
@@ -834,11 +643,7 @@ async fn task_timeouts_come_from_the_run_then_inf_yml_then_the_server() {
         child_gone(pid_file).await;
     }
     for app in ["tests/t-top", "tests/t-block", "tests/t-none"] {
-        let ok = submit(&engine, run(app, Some("ok"), json!({}))).await;
-        assert_eq!(
-            finished(&engine, &ok.record.id).await.record.status,
-            TaskStatus::Completed
-        );
+        completed(&engine, run(app, Some("ok"), json!({}))).await;
         let h = health(&engine, app);
         assert_eq!(
             (h.state, h.failures),
@@ -862,7 +667,7 @@ async fn task_timeouts_come_from_the_run_then_inf_yml_then_the_server() {
 #[tokio::test]
 async fn a_timeout_on_a_shared_worker_fails_the_other_task_without_blaming_the_app() {
     let fx = Fixture::new(&[]);
-    fx.write_app("shared", "namespace: tests\nname: shared\n", SLOW_PY);
+    fx.add_fixture_as("hangs", "shared", "namespace: tests\nname: shared\n");
     let mut config = fx.config();
     config.concurrency_per_replica = 2;
     let engine = Engine::start(config).await.unwrap();
@@ -871,7 +676,7 @@ async fn a_timeout_on_a_shared_worker_fails_the_other_task_without_blaming_the_a
         &engine,
         run(
             "tests/shared",
-            Some("hang"),
+            Some("async_hang"),
             json!({"pid_file": other_pid.to_string_lossy()}),
         ),
     )
@@ -881,7 +686,7 @@ async fn a_timeout_on_a_shared_worker_fails_the_other_task_without_blaming_the_a
         timeout_secs: Some(1.0),
         ..run(
             "tests/shared",
-            Some("hang"),
+            Some("async_hang"),
             json!({"pid_file": fx.path().join("late.pid").to_string_lossy()}),
         )
     };
@@ -901,52 +706,10 @@ async fn a_timeout_on_a_shared_worker_fails_the_other_task_without_blaming_the_a
     assert_eq!(h.failures, 0, "{h:?}");
     assert_ne!(h.state, AppState::Unhealthy);
     assert_eq!(engine.metrics().workers_crashed, 0);
-    let ok = submit(&engine, run("tests/shared", Some("ok"), json!({}))).await;
-    assert_eq!(
-        finished(&engine, &ok.record.id).await.record.status,
-        TaskStatus::Completed
-    );
+    completed(&engine, run("tests/shared", Some("ok"), json!({}))).await;
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }
-
-const LEAKY_PY: &str = r#"
-import logging
-import os
-import sys
-
-from inferencesh import BaseApp, BaseAppInput, BaseAppOutput
-
-SECRET = os.environ["LEAKY_TOKEN"]
-print(f"importing with {SECRET}", flush=True)
-
-
-class LeakInput(BaseAppInput):
-    stream: bool = False
-
-
-class Out(BaseAppOutput):
-    text: str
-    nested: dict
-
-
-class App(BaseApp):
-    async def setup(self):
-        print(f"setup sees {SECRET}", flush=True)
-
-    async def leak(self, input_data: LeakInput) -> Out:
-        print(f"stdout {SECRET}", flush=True)
-        sys.stderr.write(f"stderr {SECRET}\n")
-        sys.stderr.flush()
-        logging.getLogger("leaky").warning("logging %s", SECRET)
-        return Out(text=f"the token is {SECRET}", nested={SECRET: [SECRET]})
-
-    async def boom(self, input_data: LeakInput) -> Out:
-        raise ValueError(f"bad token {SECRET}")
-
-    async def unload(self):
-        print(f"unloading {SECRET}", flush=True)
-"#;
 
 /// Item 7: a secret an app prints, logs, returns or raises is stored and
 /// shown as `[redacted]`: not in the task records, their logs, the app's
@@ -954,20 +717,11 @@ class App(BaseApp):
 #[tokio::test]
 async fn secrets_never_reach_task_records_logs_or_the_database() {
     let secret = "tok-9f8e7d6c5b4a-very-secret";
-    let fx = Fixture::new(&[]);
-    fx.write_app(
+    let fx = Fixture::new(&["leaky"]);
+    fx.add_fixture_as(
         "leaky",
-        "namespace: tests\nname: leaky\nsecrets:\n  - key: LEAKY_TOKEN\n",
-        LEAKY_PY,
-    );
-    let setup_fails = LEAKY_PY.replace(
-        "print(f\"setup sees {SECRET}\", flush=True)",
-        "raise RuntimeError(f\"cannot log in with {SECRET}\")",
-    );
-    fx.write_app(
         "leaky-setup",
-        "namespace: tests\nname: leaky-setup\nsecrets:\n  - key: LEAKY_TOKEN\n",
-        &setup_fails,
+        "namespace: tests\nname: leaky-setup\nsecrets:\n  - key: LEAKY_TOKEN\nenv:\n  LEAKY_SETUP_FAILS: \"1\"\n",
     );
     let mut config = fx.config();
     config.secrets.insert("LEAKY_TOKEN".into(), secret.into());
@@ -1037,58 +791,20 @@ async fn secrets_never_reach_task_records_logs_or_the_database() {
     fx.assert_no_processes().await;
 }
 
-const UNLOADS_PY: &str = r#"
-import os
-import time
-
-from inferencesh import BaseApp, BaseAppInput, BaseAppOutput
-
-
-class NapInput(BaseAppInput):
-    seconds: float
-    started_file: str = ""
-
-
-class Out(BaseAppOutput):
-    slept: float
-
-
-class App(BaseApp):
-    async def setup(self):
-        pass
-
-    def nap(self, input_data: NapInput) -> Out:
-        if input_data.started_file:
-            open(input_data.started_file, "w").close()
-        time.sleep(input_data.seconds)
-        return Out(slept=input_data.seconds)
-
-    async def unload(self):
-        with open(os.environ["UNLOAD_MARKER"], "a") as f:
-            f.write(f"unload {os.getpid()}\n")
-"#;
-
 /// Item 8 (engine side): a shutdown refuses new runs at once, lets the
 /// running task finish within the grace, keeps the queued one queued, runs
 /// `unload`, and leaves no process.
 #[tokio::test]
 async fn shutdown_refuses_runs_lets_running_tasks_finish_and_unloads() {
-    let fx = Fixture::new(&[]);
+    let fx = Fixture::new(&["slow"]);
     let marker = fx.path().join("unloaded");
-    fx.write_app(
-        "unloads",
-        &format!(
-            "namespace: tests\nname: unloads\nenv:\n  UNLOAD_MARKER: \"{}\"\n",
-            marker.display()
-        ),
-        UNLOADS_PY,
-    );
+    fx.add_env("slow", &[("UNLOAD_MARKER", &marker)]);
     let engine = fx.engine().await;
     let started = fx.path().join("started");
     let running = submit(
         &engine,
         run(
-            "tests/unloads",
+            "tests/slow",
             Some("nap"),
             json!({"seconds": 1.5, "started_file": started.to_string_lossy()}),
         ),
@@ -1096,10 +812,10 @@ async fn shutdown_refuses_runs_lets_running_tasks_finish_and_unloads() {
     .await;
     let queued = submit(
         &engine,
-        run("tests/unloads", Some("nap"), json!({"seconds": 0})),
+        run("tests/slow", Some("nap"), json!({"seconds": 0})),
     )
     .await;
-    until("the nap to start", || started.exists().then_some(())).await;
+    until(LIMIT, "the nap to start", || started.exists().then_some(())).await;
     let stopping = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.shutdown(Duration::from_secs(30)).await })
@@ -1118,7 +834,7 @@ async fn shutdown_refuses_runs_lets_running_tasks_finish_and_unloads() {
     .await;
     assert!(matches!(
         engine
-            .submit(run("tests/unloads", Some("nap"), json!({"seconds": 0})))
+            .submit(run("tests/slow", Some("nap"), json!({"seconds": 0})))
             .await,
         Err(EngineError::ShuttingDown)
     ));

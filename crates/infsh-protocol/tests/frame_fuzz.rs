@@ -4,25 +4,11 @@
 //! them, and every input under `fuzz/seeds/frame_decode/` and
 //! `fuzz/regressions/frame_decode/` (inputs the fuzzer once failed on). Runs in a few seconds on every `cargo test`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use infsh_protocol::fuzzing::{frame_decode, frame_decode_input};
+use infsh_testkit::fuzz::{fuzz_inputs, iterations, Rng};
 use serde_json::json;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const INTERESTING: &[&[u8]] = &[
     b"\xff\xff\xff\xff",
@@ -135,18 +121,6 @@ fn seeds(spill: &Path) -> Vec<Vec<u8>> {
     out
 }
 
-/// The fuzzer's seeds and the inputs it once failed on (first byte: mode).
-fn fuzz_inputs() -> Vec<PathBuf> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut out = Vec::new();
-    for dir in ["seeds/frame_decode", "regressions/frame_decode"] {
-        if let Ok(entries) = std::fs::read_dir(fuzz.join(dir)) {
-            out.extend(entries.map(|e| e.unwrap().path()));
-        }
-    }
-    out
-}
-
 #[test]
 fn frame_decoder_survives_seeded_mutations() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,17 +132,13 @@ fn frame_decoder_survives_seeded_mutations() {
         frame_decode(s, Some(spill));
         frame_decode(s, None);
     }
-    let inputs = fuzz_inputs();
+    let inputs = fuzz_inputs("frame_decode");
     assert!(!inputs.is_empty(), "fuzz/seeds/frame_decode is missing");
     for path in inputs {
         frame_decode_input(&std::fs::read(&path).unwrap(), spill);
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let iterations: usize = std::env::var("INFSH_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    for i in 0..iterations {
+    for i in 0..iterations(50_000) {
         let mut data = seeds[rng.below(seeds.len())].clone();
         mutate(&mut rng, &mut data, &seeds);
         if i % 64 == 0 {

@@ -46,6 +46,8 @@ mod tokens;
 
 pub use openapi::fixed_json as openapi_fixed_json;
 pub use state::StreamTiming;
+#[doc(hidden)]
+pub use tokens::upload_token;
 
 use routes::{apps, files, ops, runs, stream, tasks};
 use state::AppState;

@@ -47,6 +47,24 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
+fn mac(key: &[u8], id: &str, expires: u64) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"infsh-upload\0");
+    mac.update(id.as_bytes());
+    mac.update(b"\0");
+    mac.update(expires.to_string().as_bytes());
+    mac
+}
+
+/// The token for `id` under `key` until `expires` (unix seconds): what
+/// [`UploadSigner::sign`] hands out. Public (hidden) so that tests forge
+/// tokens (expired, other keys, other expiries) with the real signer.
+#[doc(hidden)]
+pub fn upload_token(key: &[u8], id: &str, expires: u64) -> String {
+    let sig = mac(key, id, expires).finalize().into_bytes();
+    format!("{expires}.{}", hex::encode(sig))
+}
+
 impl UploadSigner {
     /// An empty key is replaced by a random one (tokens then die with the
     /// process, which is the safe failure).
@@ -61,21 +79,11 @@ impl UploadSigner {
         UploadSigner { key, ttl }
     }
 
-    fn mac(&self, id: &str, expires: u64) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(b"infsh-upload\0");
-        mac.update(id.as_bytes());
-        mac.update(b"\0");
-        mac.update(expires.to_string().as_bytes());
-        mac
-    }
-
     /// A token for `id` valid until `now + ttl`; returns it with the expiry
     /// (unix seconds).
     pub fn sign(&self, id: &str, now: SystemTime) -> (String, u64) {
         let expires = unix_secs(now) + self.ttl.as_secs().max(1);
-        let sig = self.mac(id, expires).finalize().into_bytes();
-        (format!("{expires}.{}", hex::encode(sig)), expires)
+        (upload_token(&self.key, id, expires), expires)
     }
 
     pub fn verify(&self, id: &str, token: Option<&str>, now: SystemTime) -> Result<(), TokenError> {
@@ -86,7 +94,7 @@ impl UploadSigner {
         }
         let expires: u64 = exp.parse().map_err(|_| TokenError::Malformed)?;
         let sig = hex::decode(sig).map_err(|_| TokenError::Malformed)?;
-        self.mac(id, expires)
+        mac(&self.key, id, expires)
             .verify_slice(&sig)
             .map_err(|_| TokenError::BadSignature)?;
         if unix_secs(now) > expires {
@@ -112,6 +120,7 @@ mod tests {
         let now = SystemTime::now();
         let (tok, exp) = s.sign(ID, now);
         assert_eq!(exp, unix_secs(now) + 60);
+        assert_eq!(upload_token(b"secret", ID, exp), tok);
         assert_eq!(s.verify(ID, Some(&tok), now), Ok(()));
         assert_eq!(
             s.verify(ID, Some(&tok), now + Duration::from_secs(60)),

@@ -15,15 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request};
 use common::*;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
-
-async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test took too long");
-}
 
 /// A request with raw body bytes and an optional content type.
 fn raw(method: Method, uri: &str, ct: Option<&[u8]>, body: impl Into<Body>) -> Request<Body> {
@@ -486,15 +478,6 @@ async fn path_traversal_in_file_ids_names_and_file_inputs() {
     .await;
 }
 
-fn token(id: &str, expires: u64, key: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(b"infsh-upload\0");
-    mac.update(id.as_bytes());
-    mac.update(b"\0");
-    mac.update(expires.to_string().as_bytes());
-    format!("{expires}.{}", hex::encode(mac.finalize().into_bytes()))
-}
-
 #[tokio::test]
 async fn forged_expired_and_malformed_upload_tokens() {
     bounded(async {
@@ -514,7 +497,7 @@ async fn forged_expired_and_malformed_upload_tokens() {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let good = token(&id, now + 600, SIGNING_KEY);
+        let good = upload_token(SIGNING_KEY, &id, now + 600);
         let (exp, sig) = good.split_once('.').unwrap();
         let forged: Vec<(String, &str)> = vec![
             (String::new(), "missing"),
@@ -532,15 +515,21 @@ async fn forged_expired_and_malformed_upload_tokens() {
             (format!("?token=99999999999999999999.{sig}"), "malformed"),
             (format!("?token=999999999999999999999.{sig}"), "malformed"),
             (
-                format!("?token={}", token(&id, u64::MAX, b"guess")),
+                format!("?token={}", upload_token(b"guess", &id, u64::MAX)),
                 "invalid",
             ),
-            (format!("?token={}", token(&id, now + 600, b"")), "invalid"),
             (
-                format!("?token={}", token(&id, now - 1, SIGNING_KEY)),
+                format!("?token={}", upload_token(b"", &id, now + 600)),
+                "invalid",
+            ),
+            (
+                format!("?token={}", upload_token(SIGNING_KEY, &id, now - 1)),
                 "expired",
             ),
-            (format!("?token={}", token(&id, 0, SIGNING_KEY)), "expired"),
+            (
+                format!("?token={}", upload_token(SIGNING_KEY, &id, 0)),
+                "expired",
+            ),
             // Another file's genuine token.
             (format!("?token={other_token}"), "invalid"),
             (format!("?token={}", "0".repeat(20_000)), "malformed"),

@@ -5,24 +5,8 @@
 //! fuzzer once failed on). A few
 //! seconds on every `cargo test`; `INFSH_FUZZ_ITERATIONS` runs more.
 
-use std::path::{Path, PathBuf};
-
 use infsh_server::fuzzing::{http_request, http_scratch_dir, run_request};
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use infsh_testkit::fuzz::{drive, Rng};
 
 const INTERESTING: &[&[u8]] = &[
     b"%2F",
@@ -100,26 +84,6 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
     }
 }
 
-/// The fuzzer's seeds and the inputs it once failed on.
-fn fuzz_inputs(target: &str) -> Vec<PathBuf> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut out = Vec::new();
-    for dir in ["seeds", "regressions"] {
-        if let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) {
-            out.extend(entries.map(|e| e.unwrap().path()));
-        }
-    }
-    assert!(!out.is_empty(), "fuzz/seeds/{target} is missing");
-    out
-}
-
-fn iterations(default: usize) -> usize {
-    std::env::var("INFSH_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn run_seeds() -> Vec<Vec<u8>> {
     [
         &br#"{"app": "tests/multi-fn", "function": "generate", "input": {"prompt": "cat", "n": 2}}"#[..],
@@ -141,19 +105,14 @@ fn run_seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn run_body_parsing_and_path_normalisation_survive_mutations() {
-    let seeds = run_seeds();
-    for s in &seeds {
-        run_request(s);
-    }
-    for path in fuzz_inputs("run_request") {
-        run_request(&std::fs::read(path).unwrap());
-    }
-    let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
-    for _ in 0..iterations(50_000) {
-        let mut data = seeds[rng.below(seeds.len())].clone();
-        mutate(&mut rng, &mut data, &seeds);
-        run_request(&data);
-    }
+    drive(
+        "run_request",
+        &run_seeds(),
+        0x0DDB_1A5E_5BAD_5EED,
+        50_000,
+        mutate,
+        run_request,
+    );
 }
 
 /// `[method][flags][path]\n[body]` (see `infsh_server::fuzzing::http_request`).
@@ -211,18 +170,13 @@ fn http_seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn every_route_answers_hostile_requests_without_5xx() {
-    let seeds = http_seeds();
-    for s in &seeds {
-        http_request(s);
-    }
-    for path in fuzz_inputs("http_request") {
-        http_request(&std::fs::read(path).unwrap());
-    }
-    let mut rng = Rng(0xC0FF_EE00_1234_5678);
-    for _ in 0..iterations(20_000) {
-        let mut data = seeds[rng.below(seeds.len())].clone();
-        mutate(&mut rng, &mut data, &seeds);
-        http_request(&data);
-    }
+    drive(
+        "http_request",
+        &http_seeds(),
+        0xC0FF_EE00_1234_5678,
+        20_000,
+        mutate,
+        http_request,
+    );
     let _ = std::fs::remove_dir_all(http_scratch_dir());
 }

@@ -8,15 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{header, Method, Request};
 use common::*;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
-
-async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test took too long");
-}
 
 #[tokio::test]
 async fn auth_guards_every_route_but_the_public_ones() {
@@ -285,17 +277,7 @@ async fn unknown_app_function_and_invalid_input() {
 async fn missing_secrets_are_412_in_the_client_shape() {
     bounded(async {
         let mut setup = Setup::new(&[]);
-        setup.tweak = Box::new(|config, _| {
-            let app = config.apps_dir.join("secret-app");
-            copy_dir(&repo_root().join("tests/fixtures/apps/multi-fn"), &app);
-            let yml = std::fs::read_to_string(app.join("inf.yml")).unwrap();
-            let yml = yml.replace("name: multi-fn", "name: secret-app");
-            std::fs::write(
-                app.join("inf.yml"),
-                format!("{yml}\nsecrets:\n  - key: HF_TOKEN\n    description: a token\n"),
-            )
-            .unwrap();
-        });
+        setup.tweak = Box::new(|config, _| add_secret_app(config));
         let s = start(setup).await;
         let (st, h, b) = s
             .post(
@@ -387,15 +369,6 @@ async fn unknown_task_and_ended_task_conflict() {
     .await;
 }
 
-fn token(id: &str, expires: u64, key: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(b"infsh-upload\0");
-    mac.update(id.as_bytes());
-    mac.update(b"\0");
-    mac.update(expires.to_string().as_bytes());
-    format!("{expires}.{}", hex::encode(mac.finalize().into_bytes()))
-}
-
 #[tokio::test]
 async fn upload_tokens_are_checked_and_file_ids_validated() {
     bounded(async {
@@ -423,11 +396,11 @@ async fn upload_tokens_are_checked_and_file_ids_validated() {
             String::new(),
             "?token=".to_string(),
             "?token=garbage".to_string(),
-            format!("?token={}", token(&id, now + 600, b"another key")),
-            format!("?token={}", token(&id, now - 10, SIGNING_KEY)),
+            format!("?token={}", upload_token(b"another key", &id, now + 600)),
+            format!("?token={}", upload_token(SIGNING_KEY, &id, now - 10)),
             format!(
                 "?token={}",
-                token("ffffffffffffffffffffffffffffffff", now + 600, SIGNING_KEY)
+                upload_token(SIGNING_KEY, "ffffffffffffffffffffffffffffffff", now + 600)
             ),
         ];
         for q in cases {
@@ -446,7 +419,7 @@ async fn upload_tokens_are_checked_and_file_ids_validated() {
 
         // A correctly signed token (made here with the configured key) works.
         let (st, _, b) = read_json(
-            s.send(put(format!("?token={}", token(&id, now + 600, SIGNING_KEY))))
+            s.send(put(format!("?token={}", upload_token(SIGNING_KEY, &id, now + 600))))
                 .await,
         )
         .await;

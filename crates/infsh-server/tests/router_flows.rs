@@ -12,12 +12,6 @@ use common::*;
 use infsh_server::StreamTiming;
 use serde_json::{json, Value};
 
-async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test took too long");
-}
-
 fn assert_task_shape(t: &Value) {
     for key in [
         "id",
@@ -317,9 +311,10 @@ async fn stream_heartbeats_repeats_snapshots_and_sse_framing_and_cancel() {
         assert!(snapshots >= 3, "{seen:?}");
 
         // Wait until the app runs (its child's pid appears), then cancel.
-        while !pid_file.exists() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            eventually(TEST_LIMIT, || pid_file.exists()).await,
+            "the app never ran"
+        );
         let (st, _, b) = s
             .json(Method::POST, &format!("/tasks/{id}/cancel"), None)
             .await;

@@ -27,19 +27,7 @@ async fn live(apps: &[&'static str], keys: Vec<String>) -> Live {
     let mut setup = Setup::new(apps);
     setup.public_url = format!("http://{addr}");
     setup.server.api_keys = keys;
-    setup.tweak = Box::new(|config, _| {
-        let app = config.apps_dir.join("secret-app");
-        copy_dir(&repo_root().join("tests/fixtures/apps/multi-fn"), &app);
-        let yml = std::fs::read_to_string(app.join("inf.yml")).unwrap();
-        std::fs::write(
-            app.join("inf.yml"),
-            format!(
-                "{}\nsecrets:\n  - key: HF_TOKEN\n    description: a token\n",
-                yml.replace("name: multi-fn", "name: secret-app")
-            ),
-        )
-        .unwrap();
-    });
+    setup.tweak = Box::new(|config, _| add_secret_app(config));
     let server_config = setup.server.clone();
     let s = start(setup).await;
     let (tx, rx) = oneshot::channel::<()>();

@@ -156,6 +156,7 @@ fn write_tree(tmp: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use infsh_testkit::python;
 
     #[test]
     fn extracts_once_and_concurrently() {
@@ -184,16 +185,6 @@ mod tests {
         assert!(leftovers.is_empty(), "{leftovers:?}");
         // Present: a second call does nothing and returns the same folder.
         assert_eq!(extract(state.path()).unwrap(), dirs[0]);
-    }
-
-    fn python() -> PathBuf {
-        match std::env::var_os("INFSH_TEST_PYTHON") {
-            Some(p) => PathBuf::from(p),
-            None => PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../.venv/bin/python"
-            )),
-        }
     }
 
     /// The runtime's modules that have bytecode in `__pycache__`.

@@ -287,7 +287,7 @@ async fn exit_mid_call_fails_every_pending_call() {
         s.worker.cancel(&"y".into()).await,
         Err(WorkerError::Exited { .. })
     ));
-    assert!(wait_gone(s.worker.pid(), true).await);
+    assert!(wait_group_gone(s.worker.pid()).await);
 }
 
 #[tokio::test]
@@ -335,7 +335,7 @@ async fn garbage_on_the_channel_is_a_protocol_error() {
             other => panic!("{how}: expected a protocol error, got {other:?}"),
         }
         // The worker was killed; later operations get the same error.
-        assert!(wait_gone(s.worker.pid(), true).await, "{how}");
+        assert!(wait_group_gone(s.worker.pid()).await, "{how}");
         match s.worker.call(req("h", "echo", json!({})), events).await {
             Err(WorkerError::Protocol(_)) => {}
             other => panic!("{how}: expected a protocol error, got {other:?}"),

@@ -59,8 +59,7 @@ async fn starting_a_worker_compiles_the_runtime_ahead() {
     let app = TestApp::new(Some(APP));
     let _s = app.start().await;
     let runtime_root = app.state.path().join("runtime");
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
+    let dir = until(START_TIMEOUT, "the runtime's bytecode", || {
         let dirs: Vec<_> = std::fs::read_dir(&runtime_root)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -73,23 +72,20 @@ async fn starting_a_worker_compiles_the_runtime_ahead() {
                 .to_string_lossy()
                 .starts_with(".bytecode-")
         });
-        if marked {
-            let pyc = dirs[0].join("infsh_worker/__pycache__");
-            let names: Vec<String> = std::fs::read_dir(&pyc)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            assert!(
-                names
-                    .iter()
-                    .any(|n| n.starts_with("runtime.") && n.ends_with(".pyc")),
-                "{names:?}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "the runtime was never compiled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        marked.then(|| dirs[0].clone())
+    })
+    .await;
+    let pyc = dir.join("infsh_worker/__pycache__");
+    let names: Vec<String> = std::fs::read_dir(&pyc)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("runtime.") && n.ends_with(".pyc")),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +172,7 @@ async fn setup_then_calls() {
         .await
         .unwrap();
     assert_eq!(status.to_string(), "exit status 0");
-    assert!(wait_gone(s.worker.pid(), true).await);
+    assert!(wait_group_gone(s.worker.pid()).await);
 }
 
 #[tokio::test]

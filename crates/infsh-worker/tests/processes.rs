@@ -77,7 +77,7 @@ async fn kill_takes_the_whole_group_grandchildren_included() {
     .await
     .unwrap();
     let grandchild = out.output["pid"].as_u64().unwrap() as u32;
-    assert!(!gone(grandchild, false));
+    assert!(!pid_gone(grandchild));
 
     let worker = s.worker.clone();
     let pending = tokio::spawn(async move {
@@ -98,11 +98,11 @@ async fn kill_takes_the_whole_group_grandchildren_included() {
         other => panic!("expected Exited, got {other:?}"),
     }
     assert!(
-        wait_gone(pgid, true).await,
+        wait_group_gone(pgid).await,
         "process group {pgid} still has members"
     );
     assert!(
-        wait_gone(grandchild, false).await,
+        wait_pid_gone(grandchild).await,
         "grandchild {grandchild} survived"
     );
     // Idempotent.
@@ -125,7 +125,7 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(450), "{waited:?}");
     assert!(waited < Duration::from_secs(10), "{waited:?}");
-    assert!(wait_gone(s.worker.pid(), true).await);
+    assert!(wait_group_gone(s.worker.pid()).await);
     let (logs, _) = mpsc::unbounded_channel();
     match s.worker.setup(json!({}), json!({}), logs).await {
         Err(WorkerError::Exited { status, .. }) => {
@@ -164,7 +164,7 @@ async fn shutdown_of_a_stuck_worker_kills_it_after_the_grace() {
         }
         other => panic!("expected Exited, got {other:?}"),
     }
-    assert!(wait_gone(s.worker.pid(), true).await);
+    assert!(wait_group_gone(s.worker.pid()).await);
 }
 
 #[tokio::test]
@@ -183,13 +183,13 @@ async fn dropping_the_last_handle_kills_the_group() {
     let clone = s.worker.clone();
     drop(s.worker);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!gone(pgid, true), "a clone still holds it");
+    assert!(!group_gone(pgid), "a clone still holds it");
     drop(clone);
     assert!(
-        wait_gone(pgid, true).await,
+        wait_group_gone(pgid).await,
         "process group {pgid} survived its last handle"
     );
-    assert!(wait_gone(grandchild, false).await);
+    assert!(wait_pid_gone(grandchild).await);
 }
 
 #[tokio::test]
@@ -208,7 +208,7 @@ async fn dropping_a_start_in_progress_kills_the_worker() {
         .parse()
         .unwrap();
     assert!(
-        wait_gone(pid, true).await,
+        wait_group_gone(pid).await,
         "worker {pid} outlived its start"
     );
 }

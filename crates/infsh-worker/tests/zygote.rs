@@ -121,7 +121,7 @@ async fn a_forked_worker_that_dies_reports_its_exit_status_and_the_zygote_forks_
             }
             other => panic!("expected Exited, got {other:?}"),
         }
-        assert!(wait_gone(worker.pid(), false).await);
+        assert!(wait_pid_gone(worker.pid()).await);
     }
     // The other worker and the zygote are unaffected.
     let (events, _rx) = mpsc::unbounded_channel();
@@ -148,7 +148,7 @@ async fn dropping_the_zygote_and_its_workers_leaves_no_process() {
     // The worker keeps the zygote alive (its workers die with it).
     drop(zygote);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!gone(zygote_pid, false), "the zygote died under its worker");
+    assert!(!pid_gone(zygote_pid), "the zygote died under its worker");
     let (events, _rx) = mpsc::unbounded_channel();
     let (logs, _) = mpsc::unbounded_channel();
     within(OP_TIMEOUT, worker.setup(json!({}), json!({}), logs))
@@ -162,11 +162,11 @@ async fn dropping_the_zygote_and_its_workers_leaves_no_process() {
     .expect("call");
     drop(worker);
     assert!(
-        wait_gone(worker_pid, true).await,
+        wait_group_gone(worker_pid).await,
         "worker {worker_pid} left"
     );
     assert!(
-        wait_gone(zygote_pid, true).await,
+        wait_group_gone(zygote_pid).await,
         "zygote {zygote_pid} left"
     );
 }

@@ -1,49 +1,20 @@
 //! Shared helpers for the end-to-end tests: they run the real `infsh`
 //! binary against the fixture apps in `tests/fixtures/apps/` with a real
-//! Python interpreter (the one `scripts/dev-python.sh` builds, or
-//! `INFSH_TEST_PYTHON`).
+//! Python interpreter. The interpreter, fixture paths, waits and process
+//! checks come from `infsh-testkit`, re-exported here.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 pub mod server;
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::Command;
+pub use infsh_testkit::{copy_dir, example, fixture, process_gone, python, wait_for};
 use serde_json::Value;
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
-}
-
-/// The interpreter with `inferencesh` and Pillow installed.
-pub fn python() -> PathBuf {
-    if let Ok(python) = std::env::var("INFSH_TEST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let python = repo_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "no test interpreter at {}: run scripts/dev-python.sh (or set INFSH_TEST_PYTHON)",
-        python.display()
-    );
-    python
-}
-
-pub fn fixture(name: &str) -> PathBuf {
-    let path = repo_root().join("tests/fixtures/apps").join(name);
-    assert!(path.is_dir(), "missing fixture app {}", path.display());
-    path
-}
-
-pub fn example(name: &str) -> PathBuf {
-    repo_root().join("examples").join(name)
-}
 
 /// A sandbox for one test: its own cache folder, so tests never share state.
 pub struct Sandbox {
@@ -79,6 +50,26 @@ impl Sandbox {
             .env("NO_COLOR", "1")
             .timeout(Duration::from_secs(120));
         cmd
+    }
+
+    /// `infsh app run APP ARGS...`, run to its end.
+    pub fn app_run(&self, app: impl AsRef<OsStr>, args: &[&str]) -> Output {
+        self.infsh()
+            .args(["app", "run"])
+            .arg(app)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `infsh --json app run APP ARGS...`, run to its end.
+    pub fn app_run_json(&self, app: impl AsRef<OsStr>, args: &[&str]) -> Output {
+        self.infsh()
+            .args(["--json", "app", "run"])
+            .arg(app)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     pub fn std_infsh(&self) -> std::process::Command {
@@ -121,28 +112,4 @@ pub fn assert_code(output: &Output, code: i32) {
         stdout(output),
         stderr(output)
     );
-}
-
-/// True once `pid` is gone (or a zombie nobody reaped yet).
-pub fn process_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .map(|rest| rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds or `limit` passes.
-pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
 }

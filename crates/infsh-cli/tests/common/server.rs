@@ -1,24 +1,28 @@
 //! `infsh serve` for end-to-end tests: a sandbox holding copies of fixture
 //! apps, a data folder and a cache; a [`Server`] guard that starts the real
 //! binary on port 0, reads its address from the `--json` line, waits for
-//! `GET /health`, and on drop stops it and checks that no process of the
-//! apps (workers, their children) is left behind.
+//! `GET /health`, speaks HTTP to it, and on drop stops it and checks that no
+//! process of the apps (workers, their children) is left behind.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use infsh_testkit::{copy_fixture_as, copy_fixtures, processes_in};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::{fixture, json_stdout, python, stderr, wait_for};
+use super::{json_stdout, python, wait_for};
 
 /// The shared test key of servers started with [`ServeSandbox::start_with_key`].
 pub const TEST_KEY: &str = "test-key";
+
+/// Short graces, so that stopping a server does not hold up a test.
+const SHORT_GRACES: [&str; 4] = ["--shutdown-grace", "2", "--cancel-grace", "2"];
 
 /// A folder with `apps/` (copies of fixture apps), `data/` and `cache/`.
 pub struct ServeSandbox {
@@ -31,10 +35,7 @@ impl ServeSandbox {
         let sb = ServeSandbox {
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        std::fs::create_dir_all(sb.apps_dir()).unwrap();
-        for name in fixtures {
-            copy_dir(&fixture(name), &sb.apps_dir().join(name));
-        }
+        copy_fixtures(&sb.apps_dir(), fixtures);
         sb
     }
 
@@ -59,62 +60,36 @@ impl ServeSandbox {
         }
     }
 
-    /// `tests/slow`: `nap` sleeps `seconds` (plain def, so one worker runs
-    /// one at a time) and returns its `label`.
-    pub fn add_slow_app(&self) {
-        self.add_app(
-            "slow",
-            &[
-                (
-                    "inf.yml",
-                    "namespace: tests\nname: slow\ndescription: sleeps\ndefault_function: nap\n",
-                ),
-                ("requirements.txt", "inferencesh\n"),
-                (
-                    "inference.py",
-                    r#"import time
-
-from inferencesh import BaseApp, BaseAppInput, BaseAppOutput
-
-
-class NapInput(BaseAppInput):
-    seconds: float = 0.1
-    label: str = ""
-
-
-class NapOutput(BaseAppOutput):
-    label: str
-    slept: float
-
-
-class App(BaseApp):
-    async def setup(self):
-        pass
-
-    def nap(self, input_data: NapInput) -> NapOutput:
-        """Sleep, then return the label."""
-        print(f"napping {input_data.label}", flush=True)
-        time.sleep(input_data.seconds)
-        return NapOutput(label=input_data.label, slept=input_data.seconds)
-"#,
-                ),
-            ],
-        );
+    /// Serves the fixture app `fixture` again as `folder`, with `yml` as its
+    /// inf.yml (another name, other settings).
+    pub fn add_fixture_as(&self, fixture: &str, folder: &str, yml: &str) {
+        copy_fixture_as(&self.apps_dir(), fixture, folder, yml);
     }
 
-    /// Starts `infsh serve` (no API keys) with `extra` flags.
+    /// Starts `infsh serve` (no API keys, short graces) with `extra` flags.
     pub fn start(&self, extra: &[&str]) -> Server {
-        Server::start(self, extra, None, &[])
+        Server::start(self, &[&SHORT_GRACES[..], extra].concat(), None, &[])
+    }
+
+    /// Starts `infsh serve` with exactly these flags (the defaults of every
+    /// other one): for tests of the graces themselves.
+    pub fn start_exact(&self, flags: &[&str]) -> Server {
+        Server::start(self, flags, None, &[])
     }
 
     /// Starts `infsh serve --api-key test-key` with `extra` flags.
     pub fn start_with_key(&self, extra: &[&str]) -> Server {
-        Server::start(self, extra, Some(TEST_KEY), &[])
+        Server::start(
+            self,
+            &[&SHORT_GRACES[..], extra].concat(),
+            Some(TEST_KEY),
+            &[],
+        )
     }
 
     /// Starts `infsh serve` with extra environment variables (its workers inherit them).
     pub fn start_with_env(&self, extra: &[&str], env: &[(&str, String)]) -> Server {
-        Server::start(self, extra, None, env)
+        Server::start(self, &[&SHORT_GRACES[..], extra].concat(), None, env)
     }
 
     /// `infsh` pointed at `server` (`INFSH_API_URL`, and its key if it has one).
@@ -132,6 +107,19 @@ class App(BaseApp):
             None => cmd.env_remove("INFSH_API_KEY"),
         };
         cmd
+    }
+
+    /// `infsh ARGS...` pointed at `server`, run to its end.
+    pub fn run(&self, server: &Server, args: &[&str]) -> Output {
+        self.infsh(server).args(args).output().unwrap()
+    }
+
+    /// `infsh ARGS...` pointed at `server`: asserts its exit status, returns
+    /// its stdout as JSON.
+    pub fn run_json(&self, server: &Server, args: &[&str], code: i32) -> Value {
+        let out = self.run(server, args);
+        super::assert_code(&out, code);
+        json_stdout(&out)
     }
 
     /// `infsh` pointed at `server`, as a std Command (for signals).
@@ -152,49 +140,14 @@ class App(BaseApp):
 
     /// `infsh app run APP --detach --json ...`: the submitted task's id.
     pub fn submit(&self, server: &Server, app: &str, args: &[&str]) -> String {
-        let out = self
-            .infsh(server)
-            .args(["--json", "app", "run", app, "--detach"])
-            .args(args)
-            .output()
-            .unwrap();
-        super::assert_code(&out, 0);
-        let task = json_stdout(&out);
+        let args = [&["--json", "app", "run", app, "--detach"][..], args].concat();
+        let task = self.run_json(server, &args, 0);
         task["id"].as_str().expect("task id").to_string()
     }
 
     /// `infsh task get ID --json`.
     pub fn task(&self, server: &Server, id: &str) -> Value {
-        let out = self
-            .infsh(server)
-            .args(["--json", "task", "get", id])
-            .output()
-            .unwrap();
-        super::assert_code(&out, 0);
-        json_stdout(&out)
-    }
-
-    /// Polls the task until `pred` holds for it; returns it.
-    pub fn wait_task(
-        &self,
-        server: &Server,
-        id: &str,
-        limit: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let start = Instant::now();
-        loop {
-            let task = self.task(server, id);
-            if pred(&task) {
-                return task;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "task {id} never reached the expected state; last: {task:#}\nserver log:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.run_json(server, &["--json", "task", "get", id], 0)
     }
 }
 
@@ -212,7 +165,7 @@ pub struct Server {
 impl Server {
     fn start(
         sb: &ServeSandbox,
-        extra: &[&str],
+        flags: &[&str],
         key: Option<&'static str>,
         env: &[(&str, String)],
     ) -> Server {
@@ -226,8 +179,7 @@ impl Server {
             .arg(sb.data_dir())
             .arg("--python")
             .arg(python())
-            .args(["--shutdown-grace", "2", "--cancel-grace", "2"])
-            .args(extra)
+            .args(flags)
             .env("INFSH_CACHE_DIR", sb.path().join("cache"))
             .env("INFSH_LOG", "info")
             .env("NO_COLOR", "1")
@@ -306,38 +258,123 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then waits for the exit (SIGKILL after `limit`).
+    /// SIGTERM, then waits for the exit (SIGKILL after `limit`, and None).
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let _ = kill(
+            Pid::from_raw(self.child.as_ref()?.id() as i32),
+            Signal::SIGTERM,
+        );
+        let status = self.wait_exit(limit);
+        if status.is_none() {
+            self.kill9();
         }
+        status
+    }
+
+    /// The exit status once the server exits by itself (None: still
+    /// running after `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_for(limit, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
     }
 
     /// Processes whose working folder is in the served apps folder
     /// (workers run in their app's folder, and so do their children).
-    pub fn app_processes(&self) -> Vec<(i32, String)> {
-        app_processes(&self.apps_dir)
+    pub fn app_processes(&self) -> Vec<(u32, String)> {
+        processes_in(&self.apps_dir)
     }
 
     /// Waits until no app process is left; returns the ones that stayed.
-    pub fn wait_no_app_processes(&self, limit: Duration) -> Vec<(i32, String)> {
+    pub fn wait_no_app_processes(&self, limit: Duration) -> Vec<(u32, String)> {
         let mut left = Vec::new();
         wait_for(limit, || {
             left = self.app_processes();
             left.is_empty()
         });
         left
+    }
+
+    /// One HTTP request with a JSON body (and the server's key): `(status,
+    /// body)`, None when nothing answers. `path` may be a full URL of this
+    /// server.
+    pub fn request(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, String)> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.raw(method, path, body.as_deref(), "application/json")
+    }
+
+    /// One HTTP request with raw body bytes of this content type.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> Option<(u16, String)> {
+        let path = path.strip_prefix(self.url.as_str()).unwrap_or(path);
+        http(
+            &self.url,
+            method,
+            path,
+            self.key,
+            body.map(|b| (b, content_type)),
+        )
+    }
+
+    /// The answer to a JSON request, which must have this status: its
+    /// `data` for a success, the whole document (a problem) otherwise.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
+        let (got, text) = self
+            .request(method, path, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        if (200..300).contains(&got) {
+            doc["data"].clone()
+        } else {
+            doc
+        }
+    }
+
+    /// `GET /tasks/{id}`.
+    pub fn task(&self, id: &str) -> Value {
+        self.api("GET", &format!("/tasks/{id}"), None, 200)
+    }
+
+    /// `POST /apps/run` with this body: the task's id.
+    pub fn submit(&self, body: Value) -> String {
+        self.api("POST", "/apps/run", Some(body), 200)["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Polls the task until `pred` holds for it (bounded by `limit`);
+    /// returns it.
+    pub fn wait_task(&self, id: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut task = Value::Null;
+        let reached = wait_for(limit, || {
+            task = self.task(id);
+            pred(&task)
+        });
+        assert!(
+            reached,
+            "task {id} never reached the expected state; last: {task:#}\nserver log:\n{}",
+            self.log()
+        );
+        task
+    }
+
+    /// Polls the task until it ended (bounded by `limit`); returns it.
+    pub fn wait_end(&self, id: &str, limit: Duration) -> Value {
+        self.wait_task(id, limit, |t| t["status"].as_u64().unwrap() >= 10)
     }
 }
 
@@ -348,7 +385,7 @@ impl Drop for Server {
         }
         let left = self.wait_no_app_processes(Duration::from_secs(15));
         for (pid, _) in &left {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
         }
         if !left.is_empty() && !std::thread::panicking() {
             panic!(
@@ -366,49 +403,41 @@ fn unique_log_path(dir: &Path) -> PathBuf {
         .unwrap()
 }
 
-/// Every live process whose cwd is inside `dir`: `(pid, command line)`.
-pub fn app_processes(dir: &Path) -> Vec<(i32, String)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
-            continue;
-        };
-        if !cwd.starts_with(dir) || super::process_gone(pid) {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
-        found.push((pid, cmdline.trim().to_string()));
-    }
-    found
-}
-
 /// A plain HTTP/1.1 GET on loopback: `(status, body)`, None when nothing answers.
 pub fn http_get(base: &str, path: &str, key: Option<&str>) -> Option<(u16, String)> {
+    http(base, "GET", path, key, None)
+}
+
+/// One HTTP/1.1 request on loopback, `body` with its content type:
+/// `(status, body)`, None when nothing answers.
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<(&[u8], &str)>,
+) -> Option<(u16, String)> {
     let authority = base.strip_prefix("http://")?.trim_end_matches('/');
     let mut stream = TcpStream::connect(authority).ok()?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
-    let auth = key
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    if let Some(key) = key {
+        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    if let Some((bytes, content_type)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    if let Some((bytes, _)) = body {
+        stream.write_all(bytes).ok()?;
+    }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -418,29 +447,4 @@ pub fn http_get(base: &str, path: &str, key: Option<&str>) -> Option<(u16, Strin
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() == "__pycache__" {
-                continue;
-            }
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Stderr of a finished command, for assertion messages.
-pub fn both(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    )
 }

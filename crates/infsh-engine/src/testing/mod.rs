@@ -163,7 +163,9 @@ impl Harness {
     }
 
     pub fn health(&self) -> AppHealth {
-        self.engine.app_health(APP).expect("the app is hosted")
+        self.engine
+            .app_health(&APP.parse().expect("APP is an app reference"))
+            .expect("the app is hosted")
     }
 
     fn handle(&self) -> &crate::handle::AppHandle {
@@ -174,8 +176,7 @@ impl Harness {
 /// A run of the app's default function (`run`) with this input.
 pub(crate) fn request(input: Value) -> RunRequest {
     RunRequest {
-        app: APP.into(),
         input,
-        ..Default::default()
+        ..RunRequest::new(APP.parse().expect("APP is an app reference"))
     }
 }

@@ -1,56 +1,26 @@
 //! Helpers for the engine's integration tests: fixture apps copied into a
-//! temporary apps folder, an engine configured with the repo's test
-//! interpreter (`INFSH_TEST_PYTHON`, else `.venv/bin/python`), bounded waits,
-//! and a check that no process is left running in the test's folders.
+//! temporary apps folder, an engine configured with the test interpreter,
+//! and a check that no process is left running in the test's folders. The
+//! interpreter, fixture copies, bounded waits and process checks come from
+//! `infsh-testkit`, re-exported here.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use infsh_engine::{Engine, EngineConfig, RunRequest, TaskView};
 use infsh_store::TaskStatus;
+pub use infsh_testkit::{
+    add_env, alive, copy_fixture_as, copy_fixtures, eventually, processes_in, python, until,
+    wait_dead, within,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
 /// Generous: cold Python starts on a busy 2-core machine.
 pub const LIMIT: Duration = Duration::from_secs(90);
-
-pub fn python() -> PathBuf {
-    match std::env::var_os("INFSH_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../.venv/bin/python"
-        )),
-    }
-}
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/apps"
-    ))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A temporary root with `apps/` (fixture copies), `data/` and `cache/`.
 pub struct Fixture {
@@ -64,10 +34,7 @@ impl Fixture {
             .tempdir()
             .unwrap();
         let fixture = Fixture { root };
-        std::fs::create_dir_all(fixture.apps_dir()).unwrap();
-        for app in apps {
-            copy_dir(&fixtures().join(app), &fixture.apps_dir().join(app));
-        }
+        copy_fixtures(&fixture.apps_dir(), apps);
         fixture
     }
 
@@ -85,18 +52,13 @@ impl Fixture {
 
     /// Adds `env:` entries to an app's inf.yml (which has none).
     pub fn add_env(&self, app: &str, vars: &[(&str, &Path)]) {
-        let mut yml = String::from("\nenv:\n");
-        for (k, v) in vars {
-            yml.push_str(&format!("  {k}: \"{}\"\n", v.display()));
-        }
-        self.append_yml(app, &yml);
+        add_env(&self.apps_dir().join(app), vars);
     }
 
-    pub fn append_yml(&self, app: &str, text: &str) {
-        let path = self.apps_dir().join(app).join("inf.yml");
-        let mut yml = std::fs::read_to_string(&path).unwrap_or_default();
-        yml.push_str(text);
-        std::fs::write(path, yml).unwrap();
+    /// Serves the fixture app `fixture` again as `folder`, with `yml` as its
+    /// inf.yml (another name, other settings).
+    pub fn add_fixture_as(&self, fixture: &str, folder: &str, yml: &str) {
+        copy_fixture_as(&self.apps_dir(), fixture, folder, yml);
     }
 
     /// Writes an app of our own: `inference.py` and `inf.yml`.
@@ -133,84 +95,28 @@ impl Fixture {
     }
 
     /// After a shutdown (or drop): no process runs with its cwd in our
-    /// folders (workers run in their app folder).
+    /// folders (workers run in their app folder), within 15 s.
     pub async fn assert_no_processes(&self) {
-        let root = std::fs::canonicalize(self.root.path()).unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = processes_in(&root);
-            if left.is_empty() {
-                return;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("processes left running in {}: {left:?}", root.display());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Pids of live processes whose cwd is under `root`.
-fn processes_in(root: &Path) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
-            if cwd.starts_with(root) && !is_zombie(pid) {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        let mut left = Vec::new();
+        let gone = eventually(Duration::from_secs(15), || {
+            left = processes_in(self.root.path());
+            left.is_empty()
         })
-        .unwrap_or(true)
-}
-
-/// Whether a process is alive (not a zombie).
-pub fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
-}
-
-/// Polls until `pid` is gone.
-pub async fn wait_dead(pid: u32) {
-    within(Duration::from_secs(15), async {
-        while alive(pid) {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await
-}
-
-/// Polls until `path` exists, then reads it.
-pub async fn wait_file(path: &Path) -> String {
-    within(LIMIT, async {
-        loop {
-            if let Ok(s) = std::fs::read_to_string(path) {
-                if !s.is_empty() {
-                    return s;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await
-}
-
-/// `fut`, or a panic naming the limit.
-pub async fn within<F: Future>(limit: Duration, fut: F) -> F::Output {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {limit:?}"),
+        .await;
+        assert!(
+            gone,
+            "processes left running in {}: {left:?}",
+            self.root.path().display()
+        );
     }
+}
+
+/// Polls until `path` exists with some content, then reads it.
+pub async fn wait_file(path: &Path) -> String {
+    until(LIMIT, &format!("{}", path.display()), || {
+        std::fs::read_to_string(path).ok().filter(|s| !s.is_empty())
+    })
+    .await
 }
 
 pub fn run(app: &str, function: Option<&str>, input: Value) -> RunRequest {
@@ -234,6 +140,20 @@ pub async fn finished(engine: &Engine, id: &str) -> TaskView {
         view.record
     );
     view
+}
+
+/// Submits `req`, waits for its end and asserts that it completed (its
+/// error shown if not).
+pub async fn completed(engine: &Engine, req: RunRequest) -> TaskView {
+    let task = submit(engine, req).await;
+    let done = finished(engine, &task.record.id).await;
+    assert_eq!(
+        done.record.status,
+        TaskStatus::Completed,
+        "{:?}",
+        done.record.error
+    );
+    done
 }
 
 /// Waits (through `subscribe`) until the task has `status`.

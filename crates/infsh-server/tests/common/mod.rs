@@ -1,10 +1,13 @@
 //! Test harness: a REAL engine over copies of tests/fixtures/apps, its
 //! router, and helpers to send requests through `tower::ServiceExt::oneshot`
-//! and read JSON / streamed bodies.
+//! and read JSON / streamed bodies. The interpreter, fixture copies and
+//! bounded waits come from `infsh-testkit`; forged upload tokens from the
+//! server's own signer (`infsh_server::upload_token`).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,7 +15,9 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
 use infsh_engine::{Engine, EngineConfig};
+pub use infsh_server::upload_token;
 use infsh_server::{ServerConfig, StreamTiming};
+pub use infsh_testkit::{copy_fixture_as, copy_fixtures, eventually, fixture, python, within};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -20,31 +25,20 @@ pub const SIGNING_KEY: &[u8] = b"test-signing-key";
 /// Every test body runs under this limit.
 pub const TEST_LIMIT: Duration = Duration::from_secs(120);
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The test body, bounded by [`TEST_LIMIT`].
+pub async fn bounded<F: Future<Output = ()>>(f: F) {
+    within(TEST_LIMIT, f).await
 }
 
-pub fn python() -> PathBuf {
-    std::env::var_os("INFSH_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+/// Adds `tests/secret-app`: multi-fn's code under another name, requiring
+/// the secret `HF_TOKEN` (which no test configures).
+pub fn add_secret_app(config: &mut EngineConfig) {
+    let yml = std::fs::read_to_string(fixture("multi-fn").join("inf.yml")).unwrap();
+    let yml = format!(
+        "{}\nsecrets:\n  - key: HF_TOKEN\n    description: a token\n",
+        yml.replace("name: multi-fn", "name: secret-app")
+    );
+    copy_fixture_as(&config.apps_dir, "multi-fn", "secret-app", &yml);
 }
 
 pub fn server_config() -> ServerConfig {
@@ -91,13 +85,7 @@ pub struct TestServer {
 pub async fn start(setup: Setup) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let apps_dir = dir.path().join("apps");
-    std::fs::create_dir_all(&apps_dir).unwrap();
-    for app in &setup.apps {
-        copy_dir(
-            &repo_root().join("tests/fixtures/apps").join(app),
-            &apps_dir.join(app),
-        );
-    }
+    copy_fixtures(&apps_dir, &setup.apps);
     let mut config = EngineConfig {
         apps_dir,
         data_dir: dir.path().join("data"),

@@ -1,18 +1,14 @@
-//! Helpers for the integration tests: tiny apps in temporary folders, real
-//! Python workers (interpreter from `INFSH_TEST_PYTHON`, else the repo's
-//! `.venv`), and bounded waits so a broken worker fails a test instead of
-//! hanging it.
+//! Helpers for the integration tests: tiny apps in temporary folders and
+//! real Python workers. The interpreter, bounded waits and process checks
+//! come from `infsh-testkit`, re-exported here.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use infsh_testkit::{eventually, group_gone, pid_gone, python, until, within};
 use infsh_worker::{CallEvent, CallRequest, LogLine, Ready, Worker, WorkerConfig};
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
@@ -20,16 +16,8 @@ use tokio::sync::mpsc;
 /// Generous: a cold Python import of pydantic on a busy 2-core machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub fn python() -> PathBuf {
-    match std::env::var_os("INFSH_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../.venv/bin/python"
-        )),
-    }
-}
+/// How long a killed worker (or its group) may take to be reaped.
+pub const REAP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An app folder holding `inference.py` (unless `source` is `None`), and a
 /// state folder of its own.
@@ -100,14 +88,6 @@ pub struct Started {
     pub idle: mpsc::UnboundedReceiver<LogLine>,
 }
 
-/// `fut`, or a panic naming the timeout.
-pub async fn within<F: Future>(limit: Duration, fut: F) -> F::Output {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {limit:?}"),
-    }
-}
-
 pub fn req(id: &str, function: &str, input: Value) -> CallRequest {
     CallRequest {
         id: id.into(),
@@ -136,26 +116,16 @@ pub fn log_lines(events: &[CallEvent]) -> Vec<&LogLine> {
         .collect()
 }
 
-/// Whether no process is left with this pid (`group`: in this group).
-pub fn gone(pid: u32, group: bool) -> bool {
-    let target = if group { -(pid as i32) } else { pid as i32 };
-    match kill(Pid::from_raw(target), None) {
-        Err(Errno::ESRCH) => true,
-        Ok(()) => false,
-        Err(e) => panic!("kill({target}, 0): {e}"),
-    }
+/// Polls until no process has this pid, not even a zombie (the worker
+/// must reap what it started), for up to [`REAP_TIMEOUT`].
+pub async fn wait_pid_gone(pid: u32) -> bool {
+    eventually(REAP_TIMEOUT, || pid_gone(pid)).await
 }
 
-/// Polls [`gone`] for up to 10 s (SIGKILLed processes take a moment to be
-/// reaped).
-pub async fn wait_gone(pid: u32, group: bool) -> bool {
-    for _ in 0..200 {
-        if gone(pid, group) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+/// Polls until no process is left in the group `pgid` (a worker leads its
+/// own), for up to [`REAP_TIMEOUT`].
+pub async fn wait_group_gone(pgid: u32) -> bool {
+    eventually(REAP_TIMEOUT, || group_gone(pgid)).await
 }
 
 /// The app most tests use: one function per behaviour under test.
