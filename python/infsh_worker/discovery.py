@@ -1,9 +1,9 @@
-"""Which methods of ``App`` are functions, and how setup is called (SPEC §3-§5).
+"""Which methods of ``App`` are functions, and how setup is called (docs/writing-apps.md, "setup" and "Functions").
 
 Reads the app class only (never calls app code) and produces:
 
 - one ``FunctionInfo`` per exposed function, including its entry of
-  ``functions_schema.json`` exactly as SPEC §5 describes it: the cleaned
+  ``functions_schema.json`` exactly as docs/cli.md ("infsh app schema") describes it: the cleaned
   docstring, the input and output models' own ``model_json_schema()`` (the
   SDK's ``OrderedSchemaModel`` reorders properties itself; nothing here
   touches a schema), then any keys the SDK's ``@function`` decorator set;
@@ -231,7 +231,7 @@ def _warn(msg: str) -> None:
 
 
 def discover_functions(app_class: type) -> List[FunctionInfo]:
-    """Every exposed function of ``app_class`` (SPEC §4), sorted by name."""
+    """Every exposed function of ``app_class`` (docs/writing-apps.md, "Functions"), sorted by name."""
     found: List[FunctionInfo] = []
     # Functions often share models (one input model for several functions);
     # each model's schema is generated once: it is most of discovery's time.
@@ -318,7 +318,7 @@ def _module_app_setup(*modules: Any) -> Optional[type]:
 
 
 def discover_setup(app_class: type, module: Any) -> SetupInfo:
-    """How to call ``setup`` (SPEC §3) and with which config model.
+    """How to call ``setup`` (docs/writing-apps.md, "setup") and with which config model.
 
     Signatures: ``setup(self)``, ``setup(self, metadata)``,
     ``setup(self, config)``, ``setup(self, config, metadata)``. With one

@@ -3,7 +3,7 @@
 
 ``output`` is ``model_dump(mode="json")`` of the output model. ``files``
 lists every SDK ``File`` in it with an RFC 6901 pointer into ``output``, so
-the host can store local files and rewrite those places with URLs (SPEC §6).
+the host can store local files and rewrite those places with URLs (docs/writing-apps.md, "Files").
 
 Pointers are found by walking the model instance and its dump side by side:
 a key is followed only where the dump has it, so excluded fields, extras,

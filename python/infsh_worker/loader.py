@@ -1,4 +1,4 @@
-"""Importing the app folder and building its ``App`` (SPEC §1, §2).
+"""Importing the app folder and building its ``App`` (docs/writing-apps.md, "Layout" and "inf.yml").
 
 The folder is imported AS A PACKAGE under a fixed synthetic name
 (``APP_PACKAGE``) and then ``<package>.inference`` is imported, so that:

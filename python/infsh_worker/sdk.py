@@ -5,7 +5,7 @@ app pinned, or none at all (an ``App`` may be a plain class using pydantic
 only). Each name is looked up on its own, so one missing from an old SDK does
 not take the others down:
 
-- ``BaseApp``: its own ``run`` is not a function (SPEC §4);
+- ``BaseApp``: its own ``run`` is not a function (docs/writing-apps.md, "Functions");
 - ``Metadata``: passed to ``setup``/functions (a permissive stand-in without
   the SDK);
 - ``File``: collected from outputs (none without the SDK);

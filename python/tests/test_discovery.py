@@ -1,4 +1,5 @@
-"""Which methods are functions (SPEC §4) and what ``ready`` says about them (§5)."""
+"""Which methods are functions (docs/writing-apps.md, "Functions") and what
+``ready`` says about them (docs/protocol.md, "Messages")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Setup signatures and config (SPEC §3), re-setup, and shutdown/unload."""
+"""Setup signatures and config (docs/writing-apps.md, "setup"), re-setup, and shutdown/unload."""
 
 from __future__ import annotations
 
