@@ -227,7 +227,7 @@ async fn app_exceptions_and_bad_input_fail_only_the_call() {
 async fn exit_mid_call_fails_every_pending_call() {
     let app = TestApp::new(Some(APP));
     let s = app.start_set_up().await;
-    let (events, _rx) = mpsc::unbounded_channel();
+    let (events, mut rx) = mpsc::unbounded_channel();
     let worker = s.worker.clone();
     let bystander_events = events.clone();
     let bystander = tokio::spawn(async move {
@@ -238,7 +238,7 @@ async fn exit_mid_call_fails_every_pending_call() {
             )
             .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_line(&mut rx, "started sleep").await;
 
     let err = within(
         OP_TIMEOUT,

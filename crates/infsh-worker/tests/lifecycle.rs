@@ -284,7 +284,7 @@ async fn concurrent_calls_are_routed_by_id() {
     );
 
     // An id already in flight is refused without disturbing the first call.
-    let (events, _rx) = mpsc::unbounded_channel();
+    let (events, mut rx) = mpsc::unbounded_channel();
     let worker = s.worker.clone();
     let first = tokio::spawn(async move {
         worker
@@ -294,7 +294,7 @@ async fn concurrent_calls_are_routed_by_id() {
             )
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_line(&mut rx, "started echo").await;
     let (events, _rx2) = mpsc::unbounded_channel();
     let err = s
         .worker

@@ -27,7 +27,7 @@ async fn cancel_async_and_plain_calls() {
                     .await
             }
         });
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut before = wait_for_line(&mut rx, &format!("started {function}")).await;
         let started = Instant::now();
         within(OP_TIMEOUT, s.worker.cancel(&id.as_str().into()))
             .await
@@ -41,7 +41,8 @@ async fn cancel_async_and_plain_calls() {
         }
         assert!(started.elapsed() < Duration::from_secs(10));
         // on_cancel ran while the call was in flight: its output is the call's.
-        let lines: Vec<_> = log_lines(&drain(&mut rx))
+        before.extend(drain(&mut rx));
+        let lines: Vec<_> = log_lines(&before)
             .into_iter()
             .map(|l| l.line.clone())
             .collect();
@@ -69,7 +70,7 @@ async fn kill_takes_the_whole_group_grandchildren_included() {
     let app = TestApp::new(Some(APP));
     let s = app.start_set_up().await;
     let pgid = s.worker.pid();
-    let (events, _rx) = mpsc::unbounded_channel();
+    let (events, mut rx) = mpsc::unbounded_channel();
     let out = within(
         OP_TIMEOUT,
         s.worker.call(req("sp", "spawn", json!({})), events.clone()),
@@ -85,7 +86,7 @@ async fn kill_takes_the_whole_group_grandchildren_included() {
             .call(req("hang", "busy", json!({"seconds": 60})), events)
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_line(&mut rx, "started busy").await;
 
     within(OP_TIMEOUT, s.worker.kill(Duration::from_secs(5))).await;
     match within(OP_TIMEOUT, pending).await.unwrap() {
@@ -139,14 +140,14 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
 async fn shutdown_of_a_stuck_worker_kills_it_after_the_grace() {
     let app = TestApp::new(Some(APP));
     let s = app.start_set_up().await;
-    let (events, _rx) = mpsc::unbounded_channel();
+    let (events, mut rx) = mpsc::unbounded_channel();
     let worker = s.worker.clone();
     let pending = tokio::spawn(async move {
         worker
             .call(req("hang", "block", json!({"seconds": 60})), events)
             .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_line(&mut rx, "started block").await;
     let started = Instant::now();
     let status = within(OP_TIMEOUT, s.worker.shutdown(Duration::from_secs(1)))
         .await

@@ -106,6 +106,33 @@ pub fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
     out
 }
 
+/// Waits until the app writes `line` (the test app's functions that run a
+/// while print "started <function>" first), so a test acts on a call that is
+/// really in flight in the worker. Returns every event received until then.
+pub async fn wait_for_line(
+    rx: &mut mpsc::UnboundedReceiver<CallEvent>,
+    line: &str,
+) -> Vec<CallEvent> {
+    let mut seen = Vec::new();
+    let found = within(OP_TIMEOUT, async {
+        while let Some(event) = rx.recv().await {
+            let hit = matches!(&event, CallEvent::Log(l) if l.line == line);
+            seen.push(event);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        found,
+        "the app never wrote {line:?}; it wrote {:?}",
+        log_lines(&seen)
+    );
+    seen
+}
+
 pub fn log_lines(events: &[CallEvent]) -> Vec<&LogLine> {
     events
         .iter()
@@ -210,6 +237,7 @@ class App(BaseApp):
     async def echo(self, input: TextInput) -> TextOutput:
         """Echo the text."""
         if input.delay:
+            print("started echo", flush=True)
             await asyncio.sleep(input.delay)
         return TextOutput(text=input.text)
 
@@ -242,10 +270,12 @@ class App(BaseApp):
         await asyncio.sleep(60)
 
     async def sleep(self, input: SleepInput) -> TextOutput:
+        print("started sleep", flush=True)
         await asyncio.sleep(input.seconds)
         return TextOutput(text="slept")
 
     def busy(self, input: SleepInput) -> TextOutput:
+        print("started busy", flush=True)
         end = time.monotonic() + input.seconds
         while time.monotonic() < end:
             time.sleep(0.01)
@@ -253,6 +283,7 @@ class App(BaseApp):
 
     async def block(self, input: SleepInput) -> TextOutput:
         # Blocks the worker's event loop: it cannot even answer shutdown.
+        print("started block", flush=True)
         time.sleep(input.seconds)
         return TextOutput(text="unblocked")
 
