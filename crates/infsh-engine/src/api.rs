@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use infsh_core::validate::FieldError;
 use infsh_core::AppRef;
-use infsh_store::{FileRecord, LogEntry, Page, TaskRecord, TaskStatus};
+use infsh_store::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -150,7 +150,31 @@ pub enum EngineError {
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage error: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    /// A step the request waited on, run in a task of its own so that it
+    /// completes even if the caller goes away (storing a new task,
+    /// recording a cancellation), did not finish: that task panicked or was
+    /// aborted.
+    #[error("storage error: {what} failed: {source}")]
+    Background {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl EngineError {
+    /// The request named something that does not exist (an app, one of its
+    /// functions, a task, a file): the HTTP layer answers 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            EngineError::UnknownApp { .. }
+                | EngineError::UnknownFunction { .. }
+                | EngineError::UnknownTask(_)
+                | EngineError::UnknownFile(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

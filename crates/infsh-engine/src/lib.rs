@@ -11,7 +11,10 @@
 //!                                     └──> TaskStore (durable), webhook.rs, metrics.rs
 //! ```
 //!
-//! - `api`: the public types; `engine`: the [`Engine`] handle.
+//! - `api`: the public types; `engine`: the [`Engine`] handle; `hosted`:
+//!   the table of hosted apps (the engine and `submit` both look apps up in
+//!   it); `lifecycle`: the one phase (running, draining, stopping) every
+//!   part reads at shutdown.
 //! - `registry`: app folders and their ids (requests name apps with
 //!   infsh-core's `AppRef`); `app_info`: a worker's `ready` as functions and
 //!   infsh-core's validators; `inputs`: checks before storing.
@@ -28,7 +31,9 @@ pub mod api;
 mod app_info;
 mod engine;
 mod handle;
+mod hosted;
 mod inputs;
+mod lifecycle;
 mod live;
 mod metrics;
 mod outputs;
