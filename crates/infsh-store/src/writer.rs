@@ -27,6 +27,7 @@ use rusqlite::Connection;
 
 use crate::commit_outcome::{answer, Done, WriterStats};
 use crate::durability::Durability;
+use crate::error::CommitError;
 use crate::lock::lock;
 use crate::wal_keeper::WalKeeper;
 use crate::StoreError;
@@ -49,7 +50,7 @@ const RELAXED_COMMIT_GAP: Duration = Duration::from_micros(250);
 /// One write. Given the writer connection inside the batch's transaction
 /// (or why there is none), it runs and says whether it succeeded (a failed
 /// write's changes are rolled back alone) and what to do after the commit.
-pub(crate) type Op = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Done) + Send>;
+pub(crate) type Op = Box<dyn FnOnce(Result<&Connection, &CommitError>) -> (bool, Done) + Send>;
 
 pub(crate) struct Msg {
     pub op: Op,
@@ -111,7 +112,7 @@ impl WriteQueue {
     pub fn push(&self, msg: Msg) -> Result<(), StoreError> {
         let mut q = lock(&self.state);
         if q.closed {
-            return Err(StoreError::Task("the store is closed".into()));
+            return Err(StoreError::Closed);
         }
         if q.msgs.is_empty() {
             q.oldest_at = Some(Instant::now());
@@ -243,9 +244,9 @@ impl Writer {
     /// (the ones that asked for it once the commit is on the disk).
     fn commit(&self, batch: Vec<Msg>) {
         let wants_fsync = batch.iter().any(|m| m.fsync);
-        let (dones, message) = apply(&self.conn, batch, &self.stats.commits);
-        if message.is_some() {
-            return answer(dones, message.as_deref());
+        let (dones, failed) = apply(&self.conn, batch, &self.stats.commits);
+        if failed.is_some() {
+            return answer(dones, failed.as_ref());
         }
         let commit = self.stats.commits.load(Ordering::Relaxed);
         if wants_fsync {
@@ -264,24 +265,28 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Applies a batch in one transaction, each write in a savepoint, and
 /// commits once. Returns what answers each write and the batch's error.
-fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) -> (Vec<Done>, Option<String>) {
+fn apply(
+    conn: &Connection,
+    batch: Vec<Msg>,
+    commits: &AtomicU64,
+) -> (Vec<Done>, Option<CommitError>) {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        let message = format!("cannot begin a write transaction: {e}");
-        let dones = batch.into_iter().map(|m| (m.op)(Err(&message)).1).collect();
-        return (dones, Some(message));
+        let error = CommitError::Begin(Arc::new(e));
+        let dones = batch.into_iter().map(|m| (m.op)(Err(&error)).1).collect();
+        return (dones, Some(error));
     }
     let mut dones = Vec::with_capacity(batch.len());
     for m in batch {
         if let Err(e) = exec(conn, "SAVEPOINT op") {
-            let message = format!("cannot start a write: {e}");
-            let (_, done) = (m.op)(Err(&message));
+            let error = CommitError::Savepoint(Arc::new(e));
+            let (_, done) = (m.op)(Err(&error));
             dones.push(done);
             continue;
         }
         let (ok, done) = match catch_unwind(AssertUnwindSafe(|| (m.op)(Ok(conn)))) {
             Ok(r) => r,
             // The waiter's oneshot was dropped while unwinding: it sees an error.
-            Err(_) => (false, Box::new(|_: Option<&str>| {}) as Done),
+            Err(_) => (false, Box::new(|_: Option<&CommitError>| {}) as Done),
         };
         if !ok {
             let _ = exec(conn, "ROLLBACK TO op");
@@ -289,17 +294,17 @@ fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) -> (Vec<Done>,
         let _ = exec(conn, "RELEASE op");
         dones.push(done);
     }
-    let message = match exec(conn, "COMMIT") {
+    let failed = match exec(conn, "COMMIT") {
         Ok(()) => {
             commits.fetch_add(1, Ordering::Relaxed);
             None
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            Some(format!("commit failed: {e}"))
+            Some(CommitError::Commit(Arc::new(e)))
         }
     };
-    (dones, message)
+    (dones, failed)
 }
 
 #[cfg(test)]
@@ -308,7 +313,7 @@ mod tests {
 
     fn msg(durable: bool) -> Msg {
         Msg {
-            op: Box::new(|_| (true, Box::new(|_: Option<&str>| {}) as Done)),
+            op: Box::new(|_| (true, Box::new(|_: Option<&CommitError>| {}) as Done)),
             durable,
             fsync: false,
         }
@@ -379,7 +384,7 @@ mod tests {
         let queue = Arc::new(WriteQueue::default());
         queue.push(msg(false)).unwrap();
         queue.close();
-        assert!(queue.push(msg(true)).is_err());
+        assert!(matches!(queue.push(msg(true)), Err(StoreError::Closed)));
         assert_eq!(queue.next_batch(None).map(|b| b.len()), Some(1));
         assert!(queue.next_batch(None).is_none());
     }
