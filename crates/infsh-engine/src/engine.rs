@@ -26,6 +26,7 @@ use crate::recovery::recover;
 use crate::registry::scan;
 use crate::scheduler;
 use crate::shared::Shared;
+use crate::start_error::EngineStartError;
 use crate::submit::Insert;
 use crate::time::sleep_until;
 use crate::timing::StageClock;
@@ -49,11 +50,6 @@ pub(crate) struct Inner {
     pub apps: HostedApps,
 }
 
-/// Why the engine could not start (bad data dir, unreadable database...).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EngineStartError(pub String);
-
 impl Engine {
     /// Opens the store under `data_dir`, scans `apps_dir`, re-queues tasks
     /// that were queued when the server last stopped, marks interrupted
@@ -70,30 +66,34 @@ impl Engine {
         launcher: Arc<dyn WorkerLauncher>,
         store: Option<Arc<dyn TaskStore>>,
     ) -> Result<Engine, EngineStartError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| EngineStartError(format!("{what}: {e}"));
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| fail(&format!("cannot create {}", config.data_dir.display()), &e))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| EngineStartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let store: Arc<dyn TaskStore> = match store {
             Some(store) => store,
             None => {
                 let db = config.data_dir.join("infsh.db");
                 let store = SqliteStore::open_with_async(&db, config.durability)
                     .await
-                    .map_err(|e| fail(&format!("cannot open {}", db.display()), &e))?;
+                    .map_err(|source| EngineStartError::OpenStore { path: db, source })?;
                 Arc::new(store)
             }
         };
         let files = FileStore::open(config.data_dir.join("files"), store.clone())
-            .map_err(|e| fail("cannot open the file store", &e))?;
-        let webhooks = Webhooks::new().map_err(EngineStartError)?;
+            .map_err(EngineStartError::OpenFileStore)?;
+        let webhooks = Webhooks::new()?;
         let apps_dir = config.apps_dir.clone();
         let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))
             .await
-            .map_err(|e| fail("scanning apps", &e))?
-            .map_err(EngineStartError)?;
+            .map_err(EngineStartError::ScanTask)??;
         let shared = Shared::new(config, store, files, webhooks);
-        std::fs::create_dir_all(&shared.state_dir)
-            .map_err(|e| fail(&format!("cannot create {}", shared.state_dir.display()), &e))?;
+        std::fs::create_dir_all(&shared.state_dir).map_err(|source| {
+            EngineStartError::StateDir {
+                path: shared.state_dir.clone(),
+                source,
+            }
+        })?;
         let apps: BTreeMap<String, AppHandle> = entries
             .into_iter()
             .map(|entry| {
@@ -105,7 +105,7 @@ impl Engine {
         tracing::info!(apps = apps.len(), ids = ?apps.ids().collect::<Vec<_>>(), "hosting apps");
         let recovered = recover(&shared, &apps)
             .await
-            .map_err(|e| fail("recovering tasks", &e))?;
+            .map_err(EngineStartError::Recovery)?;
         if recovered != Default::default() {
             tracing::info!(?recovered, "recovered tasks from the last run");
         }

@@ -45,6 +45,7 @@ mod replica;
 mod runner;
 mod scheduler;
 mod shared;
+mod start_error;
 mod submit;
 #[cfg(test)]
 mod testing;
@@ -55,11 +56,14 @@ mod webhook;
 mod worker_seam;
 
 pub use api::*;
-pub use engine::{Engine, EngineStartError, UNLOAD_GRACE};
+pub use engine::{Engine, UNLOAD_GRACE};
 pub use redact::{MIN_SECRET_LEN, REDACTED};
+pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
 pub use shared::INTERRUPTED;
+pub use start_error::EngineStartError;
 pub use timing::{StageClock, StageTimes};
+pub use webhook::WebhookClientError;
 pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,
     FIRST_BACKOFF as WEBHOOK_FIRST_BACKOFF,

@@ -328,7 +328,7 @@ impl Runner {
                 self.tracker.set_status(TaskStatus::Uploading).await;
                 match store_output_files(&self.shared, done.output, &done.files).await {
                     Ok(output) => (TaskStatus::Completed, Some(output), None, answered),
-                    Err(error) => (TaskStatus::Failed, None, Some(error), answered),
+                    Err(error) => (TaskStatus::Failed, None, Some(error.to_string()), answered),
                 }
             }
             Err(WorkerError::CallFailed(failed)) => {
