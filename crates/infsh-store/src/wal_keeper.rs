@@ -4,10 +4,11 @@
 //!
 //! - **Checkpoints** (both durabilities). SQLite's automatic checkpoint runs
 //!   inside a commit, on the writer thread: it copies the log into the
-//!   database and `fsync`s both, up to 20 ms on the development VM, and
-//!   every write queued meanwhile waits (that was the p99 of 32 concurrent
-//!   clients). The keeper checkpoints on a connection of its own instead,
-//!   `PASSIVE` (it never blocks the writer), at most [`KEEP_EVERY`] after
+//!   database and `fsync`s both, which is slow (docs/performance.md,
+//!   "Figures behind the engine's code"), and every write queued meanwhile
+//!   waits (that was the p99 under many concurrent clients). The keeper
+//!   checkpoints on a connection of its own instead, `PASSIVE` (it never
+//!   blocks the writer), at most [`KEEP_EVERY`] after
 //!   the first commit since the last one. The writer's own automatic
 //!   checkpoint stays as a safety net, at a size the keeper never lets the
 //!   log reach ([`WRITER_AUTOCHECKPOINT_PAGES`]).

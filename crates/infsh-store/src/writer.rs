@@ -4,11 +4,12 @@
 //! answers each caller.
 //!
 //! Every write goes through this thread, also under [`Durability::Relaxed`]
-//! where a commit takes microseconds: committing on the caller's (async)
-//! thread instead saved 0.02 ms of a sequential call on the development VM,
-//! but a write to the log can stall for milliseconds while the kernel
-//! writes it out, and with one async thread that stalled every request (the
-//! p99 of 32 concurrent clients went to 27-31 ms).
+//! where a commit is cheap: committing on the caller's (async) thread
+//! instead saved little of a sequential call, but a write to the log can
+//! stall while the kernel writes it out, and with one async thread that
+//! stalled every request (the p99 under many concurrent clients rose
+//! several-fold; measured in docs/performance.md, "Figures behind the
+//! engine's code").
 //!
 //! Checkpoints, and under `Relaxed` the flushes of the log to the disk, are
 //! the [`WalKeeper`]'s, a thread beside the writer, so that neither holds
@@ -38,13 +39,13 @@ pub const DEFERRED_LINGER: Duration = Duration::from_millis(50);
 const MAX_BATCH: usize = 1024;
 /// Under [`Durability::Relaxed`], the shortest time between the end of one
 /// commit and the start of the next. A commit that need not wait for the
-/// disk takes microseconds, so under load every durable write became a
-/// commit of its own, each rewriting the same few pages into the log: at 32
-/// concurrent clients the log grew by ~40 MB/s and its flushes stalled the
-/// writer for up to 25 ms. Waiting this long after a commit gathers the
-/// writes of a burst into one; a lone write (a sequential client) comes
-/// more than this after the last commit and does not wait. Under `Full`
-/// the commit's own `fsync` does the gathering.
+/// disk is quick, so under load every durable write became a commit of its
+/// own, each rewriting the same few pages into the log, which grew fast and
+/// whose flushes stalled the writer (figures in docs/performance.md,
+/// "Figures behind the engine's code"). Waiting this long after a commit
+/// gathers the writes of a burst into one; a lone write (a sequential
+/// client) comes more than this after the last commit and does not wait.
+/// Under `Full` the commit's own `fsync` does the gathering.
 const RELAXED_COMMIT_GAP: Duration = Duration::from_micros(250);
 
 /// One write. Given the writer connection inside the batch's transaction
@@ -68,8 +69,8 @@ pub(crate) struct Msg {
 /// and each wake-up looks at the queue, so a deferred write is still
 /// committed DEFERRED_LINGER after it was queued. A request's deferred
 /// insert and its durable end then cost one wake-up of the writer thread,
-/// not two: on the development VM a cross-thread wake-up costs 15-35 µs of
-/// a sequential call (the accept stage went from 0.028 to 0.011 ms).
+/// not two: a cross-thread wake-up is a measurable share of a sequential
+/// call (docs/performance.md, "Figures behind the engine's code").
 pub(crate) struct WriteQueue {
     state: Mutex<QueueState>,
     wake: Condvar,
