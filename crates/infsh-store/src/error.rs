@@ -16,9 +16,18 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// A stored value that does not decode (bad JSON, unknown status).
+    /// A stored value that does not decode (an unknown status or log type).
     #[error("corrupt record {id}: {message}")]
     Corrupt { id: String, message: String },
+    /// A stored JSON column (input, setup, output, metadata) that does not
+    /// parse.
+    #[error("corrupt record {id}: {field}: {source}")]
+    CorruptJson {
+        id: String,
+        field: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The database was written by a newer infsh (it has migrations this
     /// build does not know).
     #[error(
