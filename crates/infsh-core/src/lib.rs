@@ -13,13 +13,16 @@
 //! - [`files`]: `File` inputs: finding them, resolving local paths;
 //! - [`task_status`]: the task statuses of the API ([`TaskStatus`]): numbers,
 //!   names and the aliases clients send;
-//! - [`schema`], [`pointer`]: helpers for pydantic schemas and JSON pointers.
+//! - [`schema`], [`pointer`]: helpers for pydantic schemas and JSON pointers;
+//! - [`error_chain`]: an error with its causes on one line, for logs
+//!   ([`ErrorChain`]).
 //!
 //! The function list comes from the worker's `ready` message
 //! ([`infsh_protocol::FunctionInfo`]); see `docs/protocol.md`.
 
 pub mod app;
 pub mod app_ref;
+pub mod error_chain;
 pub mod files;
 pub mod functions;
 pub mod manifest;
@@ -32,6 +35,7 @@ pub mod validators;
 
 pub use app::{AppDir, AppError, Example};
 pub use app_ref::{split_function, AppRef, AppRefError};
+pub use error_chain::ErrorChain;
 pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};
 pub use functions::{FunctionSet, ResolveError};
 pub use infsh_protocol::FunctionInfo;

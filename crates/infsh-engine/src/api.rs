@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use infsh_core::validate::FieldError;
 use infsh_core::AppRef;
-use infsh_store::{FileRecord, LogEntry, Page, TaskRecord, TaskStatus};
+use infsh_store::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -150,7 +150,31 @@ pub enum EngineError {
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage error: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    /// A step the request waited on, run in a task of its own so that it
+    /// completes even if the caller goes away (storing a new task,
+    /// recording a cancellation), did not finish: that task panicked or was
+    /// aborted.
+    #[error("storage error: {what} failed: {source}")]
+    Background {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl EngineError {
+    /// The request named something that does not exist (an app, one of its
+    /// functions, a task, a file): the HTTP layer answers 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            EngineError::UnknownApp { .. }
+                | EngineError::UnknownFunction { .. }
+                | EngineError::UnknownTask(_)
+                | EngineError::UnknownFile(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -314,5 +338,57 @@ mod tests {
         for s in AppState::ALL {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use infsh_core::ErrorChain;
+    use std::error::Error;
+
+    #[test]
+    fn unknown_apps_functions_tasks_and_files_are_not_found() {
+        let unknown = [
+            EngineError::UnknownApp {
+                app: "a/b".into(),
+                available: vec![],
+            },
+            EngineError::UnknownFunction {
+                app: "a/b".into(),
+                function: "f".into(),
+                available: vec![],
+            },
+            EngineError::UnknownTask("t".into()),
+            EngineError::UnknownFile("f".into()),
+        ];
+        assert!(unknown.iter().all(EngineError::is_not_found));
+        assert!(!EngineError::ShuttingDown.is_not_found());
+        assert!(!EngineError::Store(StoreError::InvalidId).is_not_found());
+    }
+
+    #[test]
+    fn a_store_error_is_kept_as_the_cause() {
+        let e = EngineError::from(StoreError::InvalidCursor("c".into()));
+        let cause = e.source().and_then(|s| s.downcast_ref::<StoreError>());
+        assert!(matches!(cause, Some(StoreError::InvalidCursor(_))));
+        assert_eq!(e.to_string(), "storage error: invalid cursor \"c\"");
+        assert_eq!(ErrorChain(&e).to_string(), e.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_background_step_that_panicked_keeps_the_join_error() {
+        let join = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = EngineError::Background {
+            what: "storing the task",
+            source: join,
+        };
+        let cause = e
+            .source()
+            .and_then(|s| s.downcast_ref::<tokio::task::JoinError>());
+        assert!(cause.is_some_and(tokio::task::JoinError::is_panic));
+        assert!(e
+            .to_string()
+            .starts_with("storage error: storing the task failed: task "));
     }
 }

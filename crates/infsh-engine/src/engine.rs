@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +19,16 @@ use tokio::time::Instant;
 
 use crate::api::*;
 use crate::handle::{AppHandle, CancelReply};
+use crate::hosted::HostedApps;
+use crate::lifecycle::Phase;
 use crate::python_launcher::PythonLauncher;
 use crate::recovery::recover;
 use crate::registry::scan;
 use crate::scheduler;
 use crate::shared::Shared;
+use crate::start_error::EngineStartError;
 use crate::submit::Insert;
+use crate::time::sleep_until;
 use crate::timing::StageClock;
 use crate::tracker::Tracker;
 use crate::webhook::Webhooks;
@@ -42,18 +46,8 @@ pub struct Engine {
 
 pub(crate) struct Inner {
     pub shared: Arc<Shared>,
-    /// By id; fixed at start.
-    pub apps: BTreeMap<String, AppHandle>,
-    pub shutting_down: AtomicBool,
-}
-
-/// Why the engine could not start (bad data dir, unreadable database...).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EngineStartError(pub String);
-
-pub(crate) fn store_error(e: StoreError) -> EngineError {
-    EngineError::Store(e.to_string())
+    /// Fixed at start.
+    pub apps: HostedApps,
 }
 
 impl Engine {
@@ -72,52 +66,56 @@ impl Engine {
         launcher: Arc<dyn WorkerLauncher>,
         store: Option<Arc<dyn TaskStore>>,
     ) -> Result<Engine, EngineStartError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| EngineStartError(format!("{what}: {e}"));
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| fail(&format!("cannot create {}", config.data_dir.display()), &e))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| EngineStartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let store: Arc<dyn TaskStore> = match store {
             Some(store) => store,
             None => {
                 let db = config.data_dir.join("infsh.db");
                 let store = SqliteStore::open_with_async(&db, config.durability)
                     .await
-                    .map_err(|e| fail(&format!("cannot open {}", db.display()), &e))?;
+                    .map_err(|source| EngineStartError::OpenStore { path: db, source })?;
                 Arc::new(store)
             }
         };
         let files = FileStore::open(config.data_dir.join("files"), store.clone())
-            .map_err(|e| fail("cannot open the file store", &e))?;
-        let webhooks = Webhooks::new().map_err(EngineStartError)?;
+            .map_err(EngineStartError::OpenFileStore)?;
+        let webhooks = Webhooks::new()?;
         let apps_dir = config.apps_dir.clone();
         let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))
             .await
-            .map_err(|e| fail("scanning apps", &e))?
-            .map_err(EngineStartError)?;
-        let shared = Shared::new(config, store, files, webhooks, launcher);
-        std::fs::create_dir_all(&shared.state_dir)
-            .map_err(|e| fail(&format!("cannot create {}", shared.state_dir.display()), &e))?;
+            .map_err(EngineStartError::ScanTask)??;
+        let shared = Shared::new(config, store, files, webhooks);
+        std::fs::create_dir_all(&shared.state_dir).map_err(|source| {
+            EngineStartError::StateDir {
+                path: shared.state_dir.clone(),
+                source,
+            }
+        })?;
         let apps: BTreeMap<String, AppHandle> = entries
             .into_iter()
-            .map(|entry| (entry.id.clone(), scheduler::spawn(shared.clone(), entry)))
+            .map(|entry| {
+                let id = entry.id.clone();
+                (id, scheduler::spawn(shared.clone(), entry, &*launcher))
+            })
             .collect();
-        tracing::info!(apps = apps.len(), ids = ?apps.keys().collect::<Vec<_>>(), "hosting apps");
+        let apps = HostedApps::new(apps);
+        tracing::info!(apps = apps.len(), ids = ?apps.ids().collect::<Vec<_>>(), "hosting apps");
         let recovered = recover(&shared, &apps)
             .await
-            .map_err(|e| fail("recovering tasks", &e))?;
+            .map_err(EngineStartError::Recovery)?;
         if recovered != Default::default() {
             tracing::info!(?recovered, "recovered tasks from the last run");
         }
         if shared.config.preload {
-            for app in apps.values() {
+            for app in apps.iter() {
                 app.preload();
             }
         }
         Ok(Engine {
-            inner: Arc::new(Inner {
-                shared,
-                apps,
-                shutting_down: AtomicBool::new(false),
-            }),
+            inner: Arc::new(Inner { shared, apps }),
         })
     }
 
@@ -129,38 +127,9 @@ impl Engine {
         &self.inner.shared
     }
 
-    /// The app a reference names: `ns/name` (any `@version` and
-    /// `:function` ignored here), or a bare name that one app has.
-    pub(crate) fn app_handle(&self, app: &AppRef) -> Result<&AppHandle, EngineError> {
-        if app.namespace().is_some() {
-            if let Some(handle) = self.inner.apps.get(&app.id()) {
-                return Ok(handle);
-            }
-        } else {
-            let mut by_name = self
-                .inner
-                .apps
-                .values()
-                .filter(|h| h.entry.name == app.name());
-            if let (Some(only), None) = (by_name.next(), by_name.next()) {
-                return Ok(only);
-            }
-        }
-        Err(EngineError::UnknownApp {
-            app: app.to_string(),
-            available: self.inner.apps.keys().cloned().collect(),
-        })
-    }
-
-    /// A hosted app by its id (`ns/name`, as stored with its tasks).
-    fn hosted(&self, id: &str) -> Result<&AppHandle, EngineError> {
-        self.inner
-            .apps
-            .get(id)
-            .ok_or_else(|| EngineError::UnknownApp {
-                app: id.to_string(),
-                available: self.inner.apps.keys().cloned().collect(),
-            })
+    /// The app a reference names (see [`HostedApps::resolve`]).
+    fn app_handle(&self, app: &AppRef) -> Result<&AppHandle, EngineError> {
+        self.inner.apps.resolve(app)
     }
 
     fn summary(handle: &AppHandle) -> AppSummary {
@@ -192,7 +161,7 @@ impl Engine {
 
     /// Every hosted app, sorted by id.
     pub fn apps(&self) -> Vec<AppSummary> {
-        self.inner.apps.values().map(Self::summary).collect()
+        self.inner.apps.iter().map(Self::summary).collect()
     }
 
     /// One app with its functions' schemas (starts a worker to discover them if none ran yet).
@@ -209,7 +178,7 @@ impl Engine {
     pub fn readiness(&self) -> Vec<AppReadiness> {
         self.inner
             .apps
-            .values()
+            .iter()
             .map(|h| {
                 let status = h.status();
                 AppReadiness {
@@ -226,7 +195,7 @@ impl Engine {
 
     /// Every app's health in detail (last error, traceback, backoff), by id.
     pub fn health(&self) -> Vec<AppHealth> {
-        self.inner.apps.values().map(Self::health_of).collect()
+        self.inner.apps.iter().map(Self::health_of).collect()
     }
 
     /// One app's health in detail.
@@ -252,7 +221,9 @@ impl Engine {
 
     /// Validates and stores the task (durably) and queues it; returns at once.
     pub async fn submit(&self, request: RunRequest) -> Result<TaskView, EngineError> {
-        let (view, _clock) = crate::submit::submit(self, request, Insert::Durable).await?;
+        let (view, _clock) =
+            crate::submit::submit(self.shared(), &self.inner.apps, request, Insert::Durable)
+                .await?;
         Ok(view)
     }
 
@@ -266,12 +237,12 @@ impl Engine {
         &self,
         request: RunRequest,
     ) -> Result<(TaskView, Arc<StageClock>), EngineError> {
-        crate::submit::submit(self, request, Insert::Deferred).await
+        crate::submit::submit(self.shared(), &self.inner.apps, request, Insert::Deferred).await
     }
 
     /// Returns once everything stored so far is durable.
     pub async fn sync(&self) -> Result<(), EngineError> {
-        self.shared().store.sync().await.map_err(store_error)
+        self.shared().store.sync().await.map_err(EngineError::from)
     }
 
     pub async fn get(&self, id: &str) -> Result<TaskView, EngineError> {
@@ -282,9 +253,9 @@ impl Engine {
         let record = store
             .get_task(id)
             .await
-            .map_err(store_error)?
+            .map_err(EngineError::from)?
             .ok_or_else(|| EngineError::UnknownTask(id.to_string()))?;
-        let logs = store.get_logs(id).await.map_err(store_error)?;
+        let logs = store.get_logs(id).await.map_err(EngineError::from)?;
         Ok(TaskView { record, logs })
     }
 
@@ -348,7 +319,7 @@ impl Engine {
         if view.record.status.is_terminal() {
             return Err(ended(view));
         }
-        let handle = self.hosted(&view.record.app)?;
+        let handle = self.inner.apps.by_id(&view.record.app)?;
         match handle.cancel(id).await {
             CancelReply::Dequeued(task) => {
                 // Out of the queue: it must be recorded even if the caller
@@ -360,7 +331,10 @@ impl Engine {
                         .await
                 })
                 .await
-                .map_err(|e| EngineError::Store(format!("recording the cancellation failed: {e}")))
+                .map_err(|source| EngineError::Background {
+                    what: "recording the cancellation",
+                    source,
+                })
             }
             CancelReply::Signalled(ack) => {
                 let _ = tokio::time::timeout(CANCEL_ACK_WAIT, ack).await;
@@ -370,7 +344,7 @@ impl Engine {
                 let view = self.get(id).await?;
                 if view.record.status.is_terminal() {
                     Err(ended(view))
-                } else if self.inner.shutting_down.load(Ordering::SeqCst) {
+                } else if !self.shared().lifecycle.is_running() {
                     Err(EngineError::ShuttingDown)
                 } else {
                     Ok(view)
@@ -404,7 +378,7 @@ impl Engine {
                         message: format!("\"{c}\" is not a cursor from a previous page"),
                     }],
                 },
-                other => store_error(other),
+                other => EngineError::Store(other),
             })
     }
 
@@ -419,7 +393,7 @@ impl Engine {
             .files
             .create(filename, content_type, size)
             .await
-            .map_err(store_error)
+            .map_err(EngineError::from)
     }
 
     /// Stores the uploaded bytes of a registered file.
@@ -432,7 +406,7 @@ impl Engine {
                 StoreError::NotFound { .. } | StoreError::InvalidId => {
                     EngineError::UnknownFile(id.to_string())
                 }
-                other => store_error(other),
+                other => EngineError::Store(other),
             })
     }
 
@@ -444,7 +418,7 @@ impl Engine {
             .files
             .get(id)
             .await
-            .map_err(store_error)?
+            .map_err(EngineError::from)?
             .ok_or_else(|| EngineError::UnknownFile(id.to_string()))
     }
 
@@ -454,7 +428,7 @@ impl Engine {
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
-        let queued = self.inner.apps.values().map(|h| h.queued() as u64).sum();
+        let queued = self.inner.apps.iter().map(|h| h.queued() as u64).sum();
         self.shared().metrics.snapshot(queued)
     }
 
@@ -463,8 +437,8 @@ impl Engine {
     /// (the next start runs them); tasks still running at the end of the
     /// grace are FAILED as interrupted.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.shutting_down.store(true, Ordering::SeqCst);
-        for app in self.inner.apps.values() {
+        self.shared().lifecycle.advance(Phase::Draining);
+        for app in self.inner.apps.iter() {
             app.drain();
         }
         let deadline = Instant::now() + grace;
@@ -472,22 +446,15 @@ impl Engine {
         while running() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.shared().set_stopping();
+        self.shared().lifecycle.advance(Phase::Stopping);
         let stopped: Vec<_> = self
             .inner
             .apps
-            .values()
+            .iter()
             .filter_map(|app| app.shutdown(UNLOAD_GRACE))
             .collect();
         for answer in stopped {
             let _ = answer.await;
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -5,7 +5,7 @@
 //! shared with the actor, so a full queue is refused before anything is
 //! stored.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,8 +97,6 @@ pub(crate) struct AppHandle {
     pub(crate) status: watch::Receiver<AppStatus>,
     /// Tasks queued or reserved (being stored) for this app.
     pub(crate) queued: Arc<AtomicUsize>,
-    /// Shutdown began: the actor dispatches nothing more.
-    pub(crate) draining: Arc<AtomicBool>,
 }
 
 impl AppHandle {
@@ -176,7 +174,6 @@ impl AppHandle {
     }
 
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
         let _ = self.send(Command::Drain);
     }
 

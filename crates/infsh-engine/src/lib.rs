@@ -11,7 +11,10 @@
 //!                                     └──> TaskStore (durable), webhook.rs, metrics.rs
 //! ```
 //!
-//! - `api`: the public types; `engine`: the [`Engine`] handle.
+//! - `api`: the public types; `engine`: the [`Engine`] handle; `hosted`:
+//!   the table of hosted apps (the engine and `submit` both look apps up in
+//!   it); `lifecycle`: the one phase (running, draining, stopping) every
+//!   part reads at shutdown.
 //! - `registry`: app folders and their ids (requests name apps with
 //!   infsh-core's `AppRef`); `app_info`: a worker's `ready` as functions and
 //!   infsh-core's validators; `inputs`: checks before storing.
@@ -28,7 +31,9 @@ pub mod api;
 mod app_info;
 mod engine;
 mod handle;
+mod hosted;
 mod inputs;
+mod lifecycle;
 mod live;
 mod metrics;
 mod outputs;
@@ -40,6 +45,7 @@ mod replica;
 mod runner;
 mod scheduler;
 mod shared;
+mod start_error;
 mod submit;
 #[cfg(test)]
 mod testing;
@@ -50,11 +56,14 @@ mod webhook;
 mod worker_seam;
 
 pub use api::*;
-pub use engine::{Engine, EngineStartError, UNLOAD_GRACE};
+pub use engine::{Engine, UNLOAD_GRACE};
 pub use redact::{MIN_SECRET_LEN, REDACTED};
+pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
 pub use shared::INTERRUPTED;
+pub use start_error::EngineStartError;
 pub use timing::{StageClock, StageTimes};
+pub use webhook::WebhookClientError;
 pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,
     FIRST_BACKOFF as WEBHOOK_FIRST_BACKOFF,

@@ -11,6 +11,17 @@ use serde_json::{json, Value};
 
 use crate::shared::Shared;
 
+/// An output file that could not be copied into the file store; its
+/// message is the task's error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store output file at {}: {source}", display_pointer(pointer))]
+pub(crate) struct OutputFileError {
+    /// Where the file is in the output (JSON pointer).
+    pub pointer: String,
+    #[source]
+    pub source: infsh_store::StoreError,
+}
+
 /// Replaces the value at `pointer` (RFC 6901; `""` is the whole output).
 fn replace_at(output: &mut Value, pointer: &str, value: Value) -> bool {
     if pointer.is_empty() {
@@ -26,13 +37,13 @@ fn replace_at(output: &mut Value, pointer: &str, value: Value) -> bool {
     }
 }
 
-/// Stores the output's local files and rewrites it. Fails (with a message
-/// for the task's error) when a file cannot be read or stored.
+/// Stores the output's local files and rewrites it. Fails when a file
+/// cannot be read or stored.
 pub(crate) async fn store_output_files(
     shared: &Shared,
     mut output: Value,
     files: &[OutputFile],
-) -> Result<Value, String> {
+) -> Result<Value, OutputFileError> {
     for file in files {
         let Some(path) = file.path.as_deref().filter(|p| !p.is_empty()) else {
             // Already remote: only make sure no `path` key is left.
@@ -60,11 +71,9 @@ pub(crate) async fn store_output_files(
             .files
             .import(Path::new(path), &filename, &content_type)
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot store output file at {}: {e}",
-                    display_pointer(&file.pointer)
-                )
+            .map_err(|source| OutputFileError {
+                pointer: file.pointer.clone(),
+                source,
             })?;
         let value = json!({
             "uri": shared.file_uri(&record.id),
@@ -100,6 +109,26 @@ fn display_pointer(pointer: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_file_error_names_the_pointer_and_keeps_the_store_error() {
+        use std::error::Error;
+        let e = OutputFileError {
+            pointer: String::new(),
+            source: infsh_store::StoreError::NotFound {
+                kind: "file",
+                id: "x".into(),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot store output file at /: no such file \"x\""
+        );
+        let cause = e
+            .source()
+            .and_then(|s| s.downcast_ref::<infsh_store::StoreError>());
+        assert!(cause.is_some_and(infsh_store::StoreError::is_not_found));
+    }
 
     #[test]
     fn pointers() {

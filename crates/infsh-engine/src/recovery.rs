@@ -5,13 +5,13 @@
 //! - tasks that were waiting (RECEIVED, QUEUED) are queued again, oldest
 //!   first, on their app (FAILED if the app is no longer hosted).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use infsh_store::{now_ms, StoreError, TaskStatus};
 
 use crate::api::TaskView;
-use crate::handle::{AppHandle, QueuedTask};
+use crate::handle::QueuedTask;
+use crate::hosted::HostedApps;
 use crate::shared::{Shared, INTERRUPTED};
 
 /// What recovery did, for the start-up log.
@@ -24,7 +24,7 @@ pub(crate) struct Recovered {
 
 pub(crate) async fn recover(
     shared: &Arc<Shared>,
-    apps: &BTreeMap<String, AppHandle>,
+    apps: &HostedApps,
 ) -> Result<Recovered, StoreError> {
     use TaskStatus::*;
     let store = &shared.store;
@@ -52,7 +52,7 @@ pub(crate) async fn recover(
     }
 
     for mut task in store.tasks_with_status(&[Received, Queued]).await? {
-        let Some(app) = apps.get(&task.app) else {
+        let Ok(app) = apps.by_id(&task.app) else {
             let at = now_ms();
             let error = format!("app \"{}\" is no longer hosted", task.app);
             store

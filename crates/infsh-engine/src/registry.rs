@@ -142,12 +142,22 @@ fn parse_duration(value: &Value) -> Option<Duration> {
         .flatten()
 }
 
+/// Why the apps folder could not be scanned. A folder inside it that does
+/// not open is skipped with a warning, not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("apps folder not found: {}", path.display())]
+    AppsDirNotFound { path: PathBuf },
+}
+
 /// Every app under `apps_dir`, in discovery order, duplicates dropped (with
 /// a warning). Folders that fail to open (a broken `inf.yml`) are skipped
 /// with a warning.
-pub(crate) fn scan(apps_dir: &Path) -> Result<Vec<AppEntry>, String> {
+pub(crate) fn scan(apps_dir: &Path) -> Result<Vec<AppEntry>, ScanError> {
     if !apps_dir.is_dir() {
-        return Err(format!("apps folder not found: {}", apps_dir.display()));
+        return Err(ScanError::AppsDirNotFound {
+            path: apps_dir.to_path_buf(),
+        });
     }
     let mut folders = Vec::new();
     find_app_folders(apps_dir, 0, &mut folders);

@@ -223,7 +223,7 @@ impl Runner {
             }
         };
         self.worker.kill(KILL_GRACE).await;
-        let outcome = if self.shared.stopping() {
+        let outcome = if self.shared.lifecycle.is_stopping() {
             // The shutdown stopped the worker: the app is not at fault.
             ReplicaOutcome::Replaced
         } else {
@@ -328,7 +328,7 @@ impl Runner {
                 self.tracker.set_status(TaskStatus::Uploading).await;
                 match store_output_files(&self.shared, done.output, &done.files).await {
                     Ok(output) => (TaskStatus::Completed, Some(output), None, answered),
-                    Err(error) => (TaskStatus::Failed, None, Some(error), answered),
+                    Err(error) => (TaskStatus::Failed, None, Some(error.to_string()), answered),
                 }
             }
             Err(WorkerError::CallFailed(failed)) => {
@@ -361,7 +361,7 @@ impl Runner {
                     ),
                     Some(Stopped::CancelGraceOver) => (TaskStatus::Cancelled, None),
                     None if self.cancel_requested => (TaskStatus::Cancelled, None),
-                    None if self.shared.stopping() => {
+                    None if self.shared.lifecycle.is_stopping() => {
                         (TaskStatus::Failed, Some(INTERRUPTED.to_string()))
                     }
                     None if self.stopped_by_another().is_some() => {

@@ -32,7 +32,7 @@
 //! groups), leaving the store as a crash would.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use infsh_store::{now_ms, LogType};
@@ -49,7 +49,7 @@ use crate::replica::{Replica, ReplicaState, Up};
 use crate::shared::Shared;
 use crate::time::sleep_until;
 use crate::tracker::Tracker;
-use crate::worker_seam::{AppLauncher, StartFailure, KILL_GRACE};
+use crate::worker_seam::{AppLauncher, StartFailure, WorkerLauncher, KILL_GRACE};
 use infsh_store::TaskStatus;
 use start::{start_worker, Started};
 
@@ -148,27 +148,27 @@ struct Actor {
     failure: Option<Failure>,
     /// A discovery was refused during the backoff: start a worker when it ends.
     retry_wanted: bool,
-    /// Set by the engine itself at once when its shutdown begins (before
-    /// the `Drain` command arrives), so nothing is dispatched after it.
-    draining: Arc<AtomicBool>,
     shutdown: Option<(oneshot::Sender<()>, bool)>,
     tasks: JoinSet<()>,
     /// Starts the app's workers (and keeps its zygote).
     launcher: Arc<dyn AppLauncher>,
 }
 
-/// Starts the actor of one app.
-pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
+/// Starts the actor of one app, whose workers `launcher` starts.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    entry: AppEntry,
+    launcher: &dyn WorkerLauncher,
+) -> AppHandle {
     let entry = Arc::new(entry);
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::unbounded_channel();
     let (status, status_rx) = watch::channel(AppStatus::default());
     let queued = Arc::new(AtomicUsize::new(0));
-    let draining = Arc::new(AtomicBool::new(false));
     let replicas = (0..shared.config.replicas.max(1))
         .map(|_| Replica::absent())
         .collect();
-    let launcher = shared.launcher.for_app(shared.clone(), entry.clone());
+    let launcher = launcher.for_app(shared.clone(), entry.clone());
     let actor = Actor {
         shared,
         entry: entry.clone(),
@@ -184,7 +184,6 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
         discover_waiters: Vec::new(),
         failure: None,
         retry_wanted: false,
-        draining: draining.clone(),
         shutdown: None,
         tasks: JoinSet::new(),
         launcher,
@@ -195,7 +194,6 @@ pub(crate) fn spawn(shared: Arc<Shared>, entry: AppEntry) -> AppHandle {
         commands: commands_tx,
         status: status_rx,
         queued,
-        draining,
     }
 }
 
@@ -229,8 +227,10 @@ impl Actor {
         // drops the last worker handles, which kills the processes.
     }
 
+    /// Shutdown began (the engine's phase, set before the `Drain` command
+    /// arrives): nothing more is dispatched.
     pub(super) fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        !self.shared.lifecycle.is_running()
     }
 
     fn concurrency(&self) -> usize {
@@ -413,7 +413,6 @@ impl Actor {
     }
 
     fn drain(&mut self) {
-        self.draining.store(true, Ordering::SeqCst);
         for waiter in self.discover_waiters.drain(..) {
             let _ = waiter.send(Err(EngineError::ShuttingDown));
         }

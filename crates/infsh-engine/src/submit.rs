@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{EngineError, RunRequest, TaskView};
-use crate::engine::{store_error, Engine};
 use crate::handle::QueuedTask;
+use crate::hosted::HostedApps;
 use crate::inputs::{call_validators, check_file_inputs, missing_secrets, validate};
 use crate::metrics::inc;
+use crate::shared::Shared;
 use crate::timing::{Mark, StageClock};
 
 /// How `submit` stores a new task.
@@ -36,20 +37,17 @@ pub(crate) enum Insert {
 
 /// The stored task, and the clock of its stages.
 pub(crate) async fn submit(
-    engine: &Engine,
+    shared: &Arc<Shared>,
+    apps: &HostedApps,
     request: RunRequest,
     insert: Insert,
 ) -> Result<(TaskView, Arc<StageClock>), EngineError> {
     let clock = Arc::new(StageClock::new());
-    if engine
-        .inner
-        .shutting_down
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
+    if !shared.lifecycle.is_running() {
         return Err(EngineError::ShuttingDown);
     }
-    let shared = engine.shared().clone();
-    let handle = engine.app_handle(&request.app)?;
+    let shared = shared.clone();
+    let handle = apps.resolve(&request.app)?;
     let app_id = handle.entry.id.clone();
     let function = request
         .function
@@ -142,7 +140,7 @@ pub(crate) async fn submit(
         };
         if let Err(e) = stored {
             handle.release();
-            return Err(store_error(e));
+            return Err(EngineError::Store(e));
         }
         inc(&shared.metrics.submitted);
         let view = TaskView {
@@ -159,5 +157,8 @@ pub(crate) async fn submit(
         Ok((view, clock))
     })
     .await
-    .map_err(|e| EngineError::Store(format!("storing the task failed: {e}")))?
+    .map_err(|source| EngineError::Background {
+        what: "storing the task",
+        source,
+    })?
 }

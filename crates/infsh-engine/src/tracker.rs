@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use infsh_core::ErrorChain;
 use infsh_store::{now_ms, LogEntry, LogType, TaskStatus};
 use serde_json::Value;
 
@@ -122,7 +123,7 @@ impl Tracker {
                 .append_logs_deferred(&self.id, &logs)
                 .await
             {
-                tracing::error!(task = %self.id, error = %e, "cannot store task logs");
+                tracing::error!(task = %self.id, error = %ErrorChain(&e), "cannot store task logs");
             }
         }
         if self.output_dirty {
@@ -138,7 +139,7 @@ impl Tracker {
                     .update_output_deferred(&self.id, &output, at)
                     .await
                 {
-                    tracing::error!(task = %self.id, error = %e, "cannot store task output");
+                    tracing::error!(task = %self.id, error = %ErrorChain(&e), "cannot store task output");
                 }
             }
         }
@@ -160,7 +161,7 @@ impl Tracker {
             store.update_status_deferred(&self.id, status, at).await
         };
         if let Err(e) = stored {
-            tracing::error!(task = %self.id, error = %e, "cannot store task status");
+            tracing::error!(task = %self.id, error = %ErrorChain(&e), "cannot store task status");
         }
         if status == TaskStatus::Running {
             self.running_since = Some(Instant::now());
@@ -198,7 +199,7 @@ impl Tracker {
             .finish_task(&self.id, status, output.as_ref(), error.as_deref(), at)
             .await
         {
-            tracing::error!(task = %self.id, error = %e, "cannot store the end of a task");
+            tracing::error!(task = %self.id, error = %ErrorChain(&e), "cannot store the end of a task");
         }
         if let Some(clock) = &self.clock {
             clock.mark(Mark::Stored);

@@ -37,13 +37,19 @@ pub fn payload(task: &TaskRecord) -> Value {
     })
 }
 
+/// The HTTP client that delivers webhooks could not be built (its TLS
+/// backend did not initialise).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client: {0}")]
+pub struct WebhookClientError(#[source] reqwest::Error);
+
 impl Webhooks {
-    pub fn new() -> Result<Webhooks, String> {
+    pub fn new() -> Result<Webhooks, WebhookClientError> {
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
             .user_agent(concat!("infsh/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+            .map_err(WebhookClientError)?;
         Ok(Webhooks { client })
     }
 

@@ -4,8 +4,8 @@
 //! Python worker and against the scripted fake of its unit tests
 //! (`testing/fake_worker.rs`).
 //!
-//! - [`WorkerLauncher`]: held by [`crate::shared::Shared`]; gives each app's
-//!   scheduler its [`AppLauncher`], which starts that app's workers and
+//! - [`WorkerLauncher`]: given to `Engine::start_with`, which hands it to
+//!   each app's scheduler at its spawn for its [`AppLauncher`], which starts that app's workers and
 //!   waits for their `ready`. The real one is
 //!   [`crate::python_launcher::PythonLauncher`] (environment, zygote,
 //!   `python -m infsh_worker`).

@@ -267,7 +267,7 @@ impl From<EngineError> for Problem {
                     .with("task_status", status as u8)
             }
             EngineError::ShuttingDown => Problem::shutting_down(),
-            EngineError::Store(_) => Problem::internal(detail),
+            EngineError::Store(_) | EngineError::Background { .. } => Problem::internal(detail),
         }
     }
 }
@@ -471,7 +471,14 @@ mod tests {
                 "conflict",
             ),
             (EngineError::ShuttingDown, 503, "shutting_down"),
-            (EngineError::Store("disk".into()), 500, "internal_error"),
+            (
+                EngineError::Store(infsh_store::StoreError::Corrupt {
+                    id: "t".into(),
+                    message: "disk".into(),
+                }),
+                500,
+                "internal_error",
+            ),
         ];
         for (err, status, code) in cases {
             let p = Problem::from(err);

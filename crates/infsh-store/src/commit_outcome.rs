@@ -10,13 +10,15 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::error::CommitError;
+
 /// Called once the batch holding a write committed (`None`) or failed (why).
-pub(crate) type Done = Box<dyn FnOnce(Option<&str>) + Send>;
+pub(crate) type Done = Box<dyn FnOnce(Option<&CommitError>) + Send>;
 
 /// Answers every write of a batch with the same outcome.
-pub(crate) fn answer(dones: Vec<Done>, message: Option<&str>) {
+pub(crate) fn answer(dones: Vec<Done>, error: Option<&CommitError>) {
     for done in dones {
-        done(message);
+        done(error);
     }
 }
 

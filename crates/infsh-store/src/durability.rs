@@ -13,8 +13,9 @@ use std::time::Duration;
 pub enum Durability {
     /// Every commit is flushed to the disk (`fsync`) before the write
     /// returns (`synchronous=FULL`). Survives a power loss. Costs one
-    /// `fsync` per commit on the request path (about 0.5 ms on the
-    /// development VM's disk, far more on a network disk).
+    /// `fsync` per commit on the request path (figures in
+    /// docs/performance.md, "Figures behind the engine's code"; far more on
+    /// a network disk).
     #[default]
     Full,
     /// A write returns once committed (`synchronous=NORMAL`); the store
@@ -28,8 +29,8 @@ pub enum Durability {
 
 /// Longest a commit waits for its `fsync` under [`Durability::Relaxed`]
 /// (Redis's `everysec`). While the log is being flushed, the writer's next
-/// writes to it can wait for the kernel (strace: up to 25 ms at 32
-/// concurrent clients, before the writer left a gap between commits), so
+/// writes to it can wait for the kernel (measured in docs/performance.md,
+/// "Figures behind the engine's code"), so
 /// fewer flushes mean fewer such stalls; a second bounds what a power loss
 /// can take.
 pub const RELAXED_SYNC_WINDOW: Duration = Duration::from_secs(1);

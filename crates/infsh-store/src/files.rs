@@ -109,7 +109,7 @@ impl FileStore {
             Ok::<_, StoreError>(body.as_ref().len() as u64)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        .map_err(StoreError::Join)??;
         self.store.mark_file_uploaded(id, size).await
     }
 
@@ -134,7 +134,7 @@ impl FileStore {
                 .map_err(|e| StoreError::io("cannot stat", &path, e))
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        .map_err(StoreError::Join)??;
         let record = FileRecord {
             id,
             filename: clean_filename(filename),

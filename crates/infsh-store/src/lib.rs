@@ -31,7 +31,7 @@ mod wal_keeper;
 mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
-pub use error::StoreError;
+pub use error::{CommitError, StoreError};
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;

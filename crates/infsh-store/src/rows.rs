@@ -58,8 +58,12 @@ impl RawTask {
             id: id.clone(),
             message,
         };
-        let json = |field: &str, s: &str| {
-            serde_json::from_str::<Value>(s).map_err(|e| corrupt(format!("{field}: {e}")))
+        let json = |field: &'static str, s: &str| {
+            serde_json::from_str::<Value>(s).map_err(|source| StoreError::CorruptJson {
+                id: id.clone(),
+                field,
+                source,
+            })
         };
         let status = u8::try_from(self.status)
             .map_err(|_| corrupt(format!("status {}", self.status)))
@@ -99,4 +103,47 @@ pub(crate) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         uploaded: uploaded != 0,
         created_at_ms: row.get(5)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(input: &str) -> RawTask {
+        RawTask {
+            seq: 1,
+            id: "t1".into(),
+            app: "ns/app".into(),
+            function: "run".into(),
+            input: input.into(),
+            setup: "{}".into(),
+            status: 2,
+            output: None,
+            error: None,
+            webhook: None,
+            session_id: None,
+            metadata: "{}".into(),
+            timeout_secs: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_column_that_is_not_json_is_corrupt_and_keeps_the_parse_error() {
+        let e = raw("{not json").decode().unwrap_err();
+        let StoreError::CorruptJson { id, field, source } = &e else {
+            panic!("expected CorruptJson, got {e:?}");
+        };
+        assert_eq!((id.as_str(), *field), ("t1", "input"));
+        assert!(source.is_syntax());
+        assert_eq!(e.to_string(), format!("corrupt record t1: input: {source}"));
+    }
+
+    #[test]
+    fn a_valid_row_decodes() {
+        let (seq, record) = raw("{\"x\": 1}").decode().unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(record.input["x"], 1);
+    }
 }

@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use infsh_core::ErrorChain;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
@@ -105,8 +106,8 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
 }
 
 /// A write's error, also for deferred ones nobody waits on.
-fn log_deferred_error(e: &str) {
-    tracing::error!(error = %e, "a deferred store write failed");
+fn log_deferred_error(e: &StoreError) {
+    tracing::error!(error = %ErrorChain(e), "a deferred store write failed");
 }
 
 impl SqliteStore {
@@ -143,7 +144,7 @@ impl SqliteStore {
         let handle = std::thread::Builder::new()
             .name("infsh-store-writer".into())
             .spawn(move || thread.run(thread_queue))
-            .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
+            .map_err(StoreError::WriterStart)?;
         Ok(SqliteStore {
             inner: Arc::new(Conns {
                 path,
@@ -170,7 +171,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || SqliteStore::open_with(path, durability))
             .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(StoreError::Join)?
     }
 
     pub fn path(&self) -> &Path {
@@ -226,12 +227,12 @@ impl SqliteStore {
         let op: Op = Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => f(conn),
-                Err(e) => Err(StoreError::Task(e.to_string())),
+                Err(e) => Err(StoreError::Commit(e.clone())),
             };
             let ok = result.is_ok();
             let done: Done = Box::new(move |commit| {
                 let result = match commit {
-                    Some(e) if result.is_ok() => Err(StoreError::Task(e.to_string())),
+                    Some(e) if result.is_ok() => Err(StoreError::Commit(e.clone())),
                     _ => result,
                 };
                 let _ = tx.send(result);
@@ -243,8 +244,7 @@ impl SqliteStore {
             durable: true,
             fsync,
         })?;
-        rx.await
-            .map_err(|_| StoreError::Task("the store writer dropped a write".into()))?
+        rx.await.map_err(|_| StoreError::WriteDropped)?
     }
 
     /// Queues a write to be committed with the next batch; returns at once.
@@ -255,13 +255,13 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let op: Op = Box::new(move |conn| {
             let result = match conn {
-                Ok(conn) => f(conn).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(conn) => f(conn),
+                Err(e) => Err(StoreError::Commit(e.clone())),
             };
             let ok = result.is_ok();
             let done: Done = Box::new(move |commit| match (result, commit) {
                 (Err(e), _) => log_deferred_error(&e),
-                (Ok(()), Some(e)) => log_deferred_error(e),
+                (Ok(()), Some(e)) => log_deferred_error(&StoreError::Commit(e.clone())),
                 (Ok(()), None) => {}
             });
             (ok, done)
@@ -283,7 +283,7 @@ impl SqliteStore {
             f(&conn)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Join)?
     }
 }
 

@@ -4,10 +4,11 @@
 //!
 //! - **Checkpoints** (both durabilities). SQLite's automatic checkpoint runs
 //!   inside a commit, on the writer thread: it copies the log into the
-//!   database and `fsync`s both, up to 20 ms on the development VM, and
-//!   every write queued meanwhile waits (that was the p99 of 32 concurrent
-//!   clients). The keeper checkpoints on a connection of its own instead,
-//!   `PASSIVE` (it never blocks the writer), at most [`KEEP_EVERY`] after
+//!   database and `fsync`s both, which is slow (docs/performance.md,
+//!   "Figures behind the engine's code"), and every write queued meanwhile
+//!   waits (that was the p99 under many concurrent clients). The keeper
+//!   checkpoints on a connection of its own instead, `PASSIVE` (it never
+//!   blocks the writer), at most [`KEEP_EVERY`] after
 //!   the first commit since the last one. The writer's own automatic
 //!   checkpoint stays as a safety net, at a size the keeper never lets the
 //!   log reach ([`WRITER_AUTOCHECKPOINT_PAGES`]).
@@ -29,7 +30,9 @@ use rusqlite::Connection;
 
 use crate::commit_outcome::{answer, Done, WriterStats};
 use crate::durability::{Durability, RELAXED_SYNC_WINDOW};
+use crate::error::CommitError;
 use crate::lock::lock;
+use infsh_core::ErrorChain;
 
 /// Longest the keeper lets commits pile up in the log before it
 /// checkpoints (and, under `Relaxed`, flushes) them.
@@ -111,7 +114,7 @@ impl WalKeeper {
         }
         if self.thread.is_none() {
             let result = self.shared.flush_log();
-            return answer(dones, result.err().as_deref());
+            return answer(dones, result.err().as_ref());
         }
         let mut s = lock(&self.shared.state);
         s.committed = s.committed.max(commit);
@@ -157,7 +160,7 @@ impl Shared {
                 Durability::Relaxed => self.flush_log(),
                 Durability::Full => Ok(()),
             };
-            answer(job.waiting, flushed.as_ref().err().map(String::as_str));
+            answer(job.waiting, flushed.as_ref().err());
             if job.checkpoint {
                 self.checkpoint(&conn);
             }
@@ -215,7 +218,7 @@ impl Shared {
 
     /// `fsync`s the WAL file: every commit made before the call is on the
     /// disk once it returns.
-    fn flush_log(&self) -> Result<(), String> {
+    fn flush_log(&self) -> Result<(), CommitError> {
         let result = match std::fs::File::open(&self.wal) {
             Ok(file) => file.sync_data(),
             // No log yet: nothing was ever committed through it.
@@ -224,9 +227,12 @@ impl Shared {
         };
         self.stats.log_flushes.fetch_add(1, Ordering::Relaxed);
         result.map_err(|e| {
-            let message = format!("cannot flush {} to the disk: {e}", self.wal.display());
-            tracing::error!(error = %message, "store log flush failed");
-            message
+            let error = CommitError::Flush {
+                path: self.wal.clone(),
+                source: Arc::new(e),
+            };
+            tracing::error!(error = %ErrorChain(&error), "store log flush failed");
+            error
         })
     }
 }

@@ -4,11 +4,12 @@
 //! answers each caller.
 //!
 //! Every write goes through this thread, also under [`Durability::Relaxed`]
-//! where a commit takes microseconds: committing on the caller's (async)
-//! thread instead saved 0.02 ms of a sequential call on the development VM,
-//! but a write to the log can stall for milliseconds while the kernel
-//! writes it out, and with one async thread that stalled every request (the
-//! p99 of 32 concurrent clients went to 27-31 ms).
+//! where a commit is cheap: committing on the caller's (async) thread
+//! instead saved little of a sequential call, but a write to the log can
+//! stall while the kernel writes it out, and with one async thread that
+//! stalled every request (the p99 under many concurrent clients rose
+//! several-fold; measured in docs/performance.md, "Figures behind the
+//! engine's code").
 //!
 //! Checkpoints, and under `Relaxed` the flushes of the log to the disk, are
 //! the [`WalKeeper`]'s, a thread beside the writer, so that neither holds
@@ -27,6 +28,7 @@ use rusqlite::Connection;
 
 use crate::commit_outcome::{answer, Done, WriterStats};
 use crate::durability::Durability;
+use crate::error::CommitError;
 use crate::lock::lock;
 use crate::wal_keeper::WalKeeper;
 use crate::StoreError;
@@ -37,19 +39,19 @@ pub const DEFERRED_LINGER: Duration = Duration::from_millis(50);
 const MAX_BATCH: usize = 1024;
 /// Under [`Durability::Relaxed`], the shortest time between the end of one
 /// commit and the start of the next. A commit that need not wait for the
-/// disk takes microseconds, so under load every durable write became a
-/// commit of its own, each rewriting the same few pages into the log: at 32
-/// concurrent clients the log grew by ~40 MB/s and its flushes stalled the
-/// writer for up to 25 ms. Waiting this long after a commit gathers the
-/// writes of a burst into one; a lone write (a sequential client) comes
-/// more than this after the last commit and does not wait. Under `Full`
-/// the commit's own `fsync` does the gathering.
+/// disk is quick, so under load every durable write became a commit of its
+/// own, each rewriting the same few pages into the log, which grew fast and
+/// whose flushes stalled the writer (figures in docs/performance.md,
+/// "Figures behind the engine's code"). Waiting this long after a commit
+/// gathers the writes of a burst into one; a lone write (a sequential
+/// client) comes more than this after the last commit and does not wait.
+/// Under `Full` the commit's own `fsync` does the gathering.
 const RELAXED_COMMIT_GAP: Duration = Duration::from_micros(250);
 
 /// One write. Given the writer connection inside the batch's transaction
 /// (or why there is none), it runs and says whether it succeeded (a failed
 /// write's changes are rolled back alone) and what to do after the commit.
-pub(crate) type Op = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Done) + Send>;
+pub(crate) type Op = Box<dyn FnOnce(Result<&Connection, &CommitError>) -> (bool, Done) + Send>;
 
 pub(crate) struct Msg {
     pub op: Op,
@@ -67,8 +69,8 @@ pub(crate) struct Msg {
 /// and each wake-up looks at the queue, so a deferred write is still
 /// committed DEFERRED_LINGER after it was queued. A request's deferred
 /// insert and its durable end then cost one wake-up of the writer thread,
-/// not two: on the development VM a cross-thread wake-up costs 15-35 µs of
-/// a sequential call (the accept stage went from 0.028 to 0.011 ms).
+/// not two: a cross-thread wake-up is a measurable share of a sequential
+/// call (docs/performance.md, "Figures behind the engine's code").
 pub(crate) struct WriteQueue {
     state: Mutex<QueueState>,
     wake: Condvar,
@@ -111,7 +113,7 @@ impl WriteQueue {
     pub fn push(&self, msg: Msg) -> Result<(), StoreError> {
         let mut q = lock(&self.state);
         if q.closed {
-            return Err(StoreError::Task("the store is closed".into()));
+            return Err(StoreError::Closed);
         }
         if q.msgs.is_empty() {
             q.oldest_at = Some(Instant::now());
@@ -243,9 +245,9 @@ impl Writer {
     /// (the ones that asked for it once the commit is on the disk).
     fn commit(&self, batch: Vec<Msg>) {
         let wants_fsync = batch.iter().any(|m| m.fsync);
-        let (dones, message) = apply(&self.conn, batch, &self.stats.commits);
-        if message.is_some() {
-            return answer(dones, message.as_deref());
+        let (dones, failed) = apply(&self.conn, batch, &self.stats.commits);
+        if failed.is_some() {
+            return answer(dones, failed.as_ref());
         }
         let commit = self.stats.commits.load(Ordering::Relaxed);
         if wants_fsync {
@@ -264,24 +266,28 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Applies a batch in one transaction, each write in a savepoint, and
 /// commits once. Returns what answers each write and the batch's error.
-fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) -> (Vec<Done>, Option<String>) {
+fn apply(
+    conn: &Connection,
+    batch: Vec<Msg>,
+    commits: &AtomicU64,
+) -> (Vec<Done>, Option<CommitError>) {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        let message = format!("cannot begin a write transaction: {e}");
-        let dones = batch.into_iter().map(|m| (m.op)(Err(&message)).1).collect();
-        return (dones, Some(message));
+        let error = CommitError::Begin(Arc::new(e));
+        let dones = batch.into_iter().map(|m| (m.op)(Err(&error)).1).collect();
+        return (dones, Some(error));
     }
     let mut dones = Vec::with_capacity(batch.len());
     for m in batch {
         if let Err(e) = exec(conn, "SAVEPOINT op") {
-            let message = format!("cannot start a write: {e}");
-            let (_, done) = (m.op)(Err(&message));
+            let error = CommitError::Savepoint(Arc::new(e));
+            let (_, done) = (m.op)(Err(&error));
             dones.push(done);
             continue;
         }
         let (ok, done) = match catch_unwind(AssertUnwindSafe(|| (m.op)(Ok(conn)))) {
             Ok(r) => r,
             // The waiter's oneshot was dropped while unwinding: it sees an error.
-            Err(_) => (false, Box::new(|_: Option<&str>| {}) as Done),
+            Err(_) => (false, Box::new(|_: Option<&CommitError>| {}) as Done),
         };
         if !ok {
             let _ = exec(conn, "ROLLBACK TO op");
@@ -289,17 +295,17 @@ fn apply(conn: &Connection, batch: Vec<Msg>, commits: &AtomicU64) -> (Vec<Done>,
         let _ = exec(conn, "RELEASE op");
         dones.push(done);
     }
-    let message = match exec(conn, "COMMIT") {
+    let failed = match exec(conn, "COMMIT") {
         Ok(()) => {
             commits.fetch_add(1, Ordering::Relaxed);
             None
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            Some(format!("commit failed: {e}"))
+            Some(CommitError::Commit(Arc::new(e)))
         }
     };
-    (dones, message)
+    (dones, failed)
 }
 
 #[cfg(test)]
@@ -308,7 +314,7 @@ mod tests {
 
     fn msg(durable: bool) -> Msg {
         Msg {
-            op: Box::new(|_| (true, Box::new(|_: Option<&str>| {}) as Done)),
+            op: Box::new(|_| (true, Box::new(|_: Option<&CommitError>| {}) as Done)),
             durable,
             fsync: false,
         }
@@ -379,7 +385,7 @@ mod tests {
         let queue = Arc::new(WriteQueue::default());
         queue.push(msg(false)).unwrap();
         queue.close();
-        assert!(queue.push(msg(true)).is_err());
+        assert!(matches!(queue.push(msg(true)), Err(StoreError::Closed)));
         assert_eq!(queue.next_batch(None).map(|b| b.len()), Some(1));
         assert!(queue.next_batch(None).is_none());
     }

@@ -54,7 +54,10 @@ impl TaskStore for MemoryStore {
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.tasks.iter().any(|t| t.id == task.id) {
-            return Err(StoreError::Task(format!("task {} exists", task.id)));
+            return Err(StoreError::Corrupt {
+                id: task.id.clone(),
+                message: "the task exists".into(),
+            });
         }
         inner.tasks.push(task.clone());
         Ok(())

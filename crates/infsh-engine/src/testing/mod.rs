@@ -169,7 +169,11 @@ impl Harness {
     }
 
     fn handle(&self) -> &crate::handle::AppHandle {
-        self.engine.inner.apps.get(APP).expect("the app is hosted")
+        self.engine
+            .inner
+            .apps
+            .by_id(APP)
+            .expect("the app is hosted")
     }
 }
 
