@@ -10,9 +10,7 @@
 //! - timestamps are ISO-8601 UTC strings with milliseconds;
 //! - request bodies ignore unknown keys (the client forwards the user's dict).
 
-use infsh_engine::{
-    AppDetail, AppReadiness, AppState as EngineAppState, AppSummary, StoredFile, TaskView,
-};
+use infsh_engine::{AppDetail, AppReadiness, AppState, AppSummary, StoredFile, TaskView};
 use infsh_store::{LogEntry, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -369,7 +367,7 @@ pub struct AppDto {
     /// Function names; `null` until the app's first worker reported them.
     pub functions: Option<Vec<String>>,
     #[schema(schema_with = app_state_schema)]
-    pub state: EngineAppState,
+    pub state: AppState,
 }
 
 /// A hosted app with its functions' schemas, for `GET /apps/{namespace}/{name}`.
@@ -381,20 +379,20 @@ pub struct AppDetailDto {
     pub description: Option<String>,
     pub default_function: Option<String>,
     #[schema(schema_with = app_state_schema)]
-    pub state: EngineAppState,
+    pub state: AppState,
     /// `functions_schema.json`: `{fn: {description, input_schema, output_schema}}`.
     pub functions: Value,
     /// JSON Schema of the app's setup config.
     pub setup_schema: Value,
 }
 
-/// The engine's [`EngineAppState`] is serialised as is; the document says
-/// which strings it takes (derived from [`EngineAppState::ALL`], so the two
+/// The engine's [`AppState`] is serialised as is; the document says
+/// which strings it takes (derived from [`AppState::ALL`], so the two
 /// cannot drift).
 fn app_state_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(EngineAppState::ALL.iter().map(|s| s.as_str())))
+        .enum_values(Some(AppState::ALL.iter().map(|s| s.as_str())))
         .description(Some(
             "Worker state: `idle` (workers start at the first call), `starting`, `ready` or `unhealthy`.",
         ))
@@ -453,7 +451,7 @@ pub struct ReadyDto {
 pub struct AppReadinessDto {
     pub id: String,
     #[schema(schema_with = app_state_schema)]
-    pub state: EngineAppState,
+    pub state: AppState,
     pub replicas: usize,
     pub busy: usize,
     pub queued: usize,
@@ -611,7 +609,7 @@ mod tests {
             description: None,
             default_function: None,
             functions: None,
-            state: EngineAppState::Unhealthy,
+            state: AppState::Unhealthy,
         };
         let v = serde_json::to_value(AppDto::from_summary(&summary)).unwrap();
         assert_eq!(v["state"], "unhealthy");

@@ -50,7 +50,7 @@ pub use state::StreamTiming;
 pub use tokens::upload_token;
 
 use routes::{apps, files, ops, runs, stream, tasks};
-use state::AppState;
+use state::ServerState;
 
 /// HTTP-level settings (the engine has its own).
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ fn build(
     timing: StreamTiming,
     shutdown: watch::Receiver<bool>,
 ) -> Router {
-    let state = AppState {
+    let state = ServerState {
         engine,
         keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
         signer: Arc::new(tokens::UploadSigner::new(
@@ -165,7 +165,7 @@ fn build(
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.keys.clone(),
             auth::require_key,
         ));
 

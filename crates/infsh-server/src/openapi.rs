@@ -29,7 +29,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 
 use crate::problem::ProblemDoc;
 use crate::routes::{apps, files, ops, runs, stream, tasks};
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// How long `GET /openapi.json` waits for one app's schemas (its first
 /// worker may have to start).
@@ -443,7 +443,7 @@ pub fn document_with_apps(apps: &[AppDetail], unavailable: &[(String, String)]) 
     ),
     security(("bearer" = []))
 )]
-pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
+pub async fn openapi_json(State(state): State<ServerState>) -> Json<Value> {
     let summaries = state.engine.apps();
     let lookups = summaries.iter().map(|s| {
         let engine = state.engine.clone();
@@ -479,7 +479,7 @@ pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use infsh_engine::{AppState as EngineAppState, AppSummary};
+    use infsh_engine::{AppState, AppSummary};
     use std::path::PathBuf;
 
     fn committed_path() -> PathBuf {
@@ -544,7 +544,7 @@ mod tests {
                 description: Some("d".into()),
                 default_function: Some("run".into()),
                 functions: Some(vec!["run".into()]),
-                state: EngineAppState::Ready,
+                state: AppState::Ready,
             },
             functions: json!({"run": {
                 "description": "Echo.",

@@ -30,9 +30,12 @@ impl Default for StreamTiming {
     }
 }
 
+/// The state every handler extracts (not to be confused with the engine's
+/// `AppState`, an app's lifecycle stage).
 #[derive(Clone)]
-pub struct AppState {
+pub struct ServerState {
     pub engine: Engine,
+    /// Also the auth middleware's whole state (auth.rs).
     pub keys: Arc<ApiKeys>,
     pub signer: Arc<UploadSigner>,
     pub timing: StreamTiming,
@@ -41,7 +44,7 @@ pub struct AppState {
     pub server_timing: bool,
 }
 
-impl AppState {
+impl ServerState {
     /// Resolves once shutdown starts; never, if nobody can signal it
     /// (routers built by [`crate::router`] for tests).
     pub async fn shutting_down(&self) {

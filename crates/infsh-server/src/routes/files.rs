@@ -26,7 +26,7 @@ use utoipa::IntoParams;
 use crate::dto::{iso8601, CreateFilesBody, Envelope, FileDto, FileEnvelope, FileListEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// Most files one `POST /files` may register.
 pub const MAX_FILES_PER_REQUEST: usize = 100;
@@ -101,7 +101,7 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-fn base_url(state: &AppState) -> String {
+fn base_url(state: &ServerState) -> String {
     state
         .engine
         .config()
@@ -121,7 +121,7 @@ fn base_url(state: &AppState) -> String {
     security(("bearer" = []))
 )]
 pub async fn create_files(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiJson(body): ApiJson<CreateFilesBody>,
 ) -> Result<Json<Envelope<Vec<FileDto>>>, Problem> {
     if body.files.is_empty() {
@@ -187,7 +187,7 @@ pub struct UploadQuery {
     )
 )]
 pub async fn upload_file(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
@@ -216,7 +216,7 @@ pub async fn upload_file(
     )
 )]
 pub async fn download_file(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     serve_file(&state, &id).await
@@ -235,13 +235,13 @@ pub async fn download_file(
     )
 )]
 pub async fn download_named_file(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath((id, _filename)): ApiPath<(String, String)>,
 ) -> Result<Response, Problem> {
     serve_file(&state, &id).await
 }
 
-async fn serve_file(state: &AppState, id: &str) -> Result<Response, Problem> {
+async fn serve_file(state: &ServerState, id: &str) -> Result<Response, Problem> {
     if !valid_file_id(id) {
         return Err(unknown_file(id));
     }

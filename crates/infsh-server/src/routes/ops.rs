@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Json;
-use infsh_engine::{AppReadiness, AppState as EngineAppState, MetricsSnapshot};
+use infsh_engine::{AppReadiness, AppState, MetricsSnapshot};
 
 use crate::dto::{AppReadinessDto, Envelope, HealthDto, HealthEnvelope, ReadyDto, ReadyEnvelope};
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// Liveness: 200 while the process serves. No auth.
 #[utoipa::path(
@@ -35,9 +35,9 @@ pub async fn health() -> Json<Envelope<HealthDto>> {
     ),
     security(("bearer" = []))
 )]
-pub async fn ready(State(state): State<AppState>) -> Json<Envelope<ReadyDto>> {
+pub async fn ready(State(state): State<ServerState>) -> Json<Envelope<ReadyDto>> {
     let apps = state.engine.readiness();
-    let degraded = apps.iter().any(|a| a.state == EngineAppState::Unhealthy);
+    let degraded = apps.iter().any(|a| a.state == AppState::Unhealthy);
     Json(Envelope::new(ReadyDto {
         status: if degraded { "degraded" } else { "ready" }.into(),
         apps: apps.iter().map(AppReadinessDto::from_readiness).collect(),
@@ -53,7 +53,7 @@ pub async fn ready(State(state): State<AppState>) -> Json<Envelope<ReadyDto>> {
     ),
     security(("bearer" = []))
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
     let text = render_metrics(&state.engine.metrics(), &state.engine.readiness());
     (
         [(
@@ -201,7 +201,7 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
         "1 for the app's current worker state, 0 for the others.",
     );
     for a in apps {
-        for s in EngineAppState::ALL {
+        for s in AppState::ALL {
             let _ = writeln!(
                 out,
                 "infsh_app_state{{app=\"{}\",state=\"{}\"}} {}",
@@ -228,7 +228,7 @@ mod tests {
         };
         let apps = vec![AppReadiness {
             id: "ns/a".into(),
-            state: EngineAppState::Ready,
+            state: AppState::Ready,
             replicas: 1,
             busy: 0,
             queued: 0,

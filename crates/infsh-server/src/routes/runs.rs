@@ -24,7 +24,7 @@ use crate::dto::{
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// `?wait=true` blocks until the task ends.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -144,7 +144,7 @@ impl FunctionRunBody {
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// Submits, then (with `wait`) waits for the end.
-async fn submit(state: &AppState, req: RunRequest, wait: bool) -> Result<Response, Problem> {
+async fn submit(state: &ServerState, req: RunRequest, wait: bool) -> Result<Response, Problem> {
     check_request(&req)?;
     if !wait {
         let view = state.engine.submit(req).await?;
@@ -172,7 +172,7 @@ async fn submit(state: &AppState, req: RunRequest, wait: bool) -> Result<Respons
 /// Where a waited-for task's time went: logged at debug level
 /// (`INFSH_LOG=infsh::timing=debug`), and returned as the `Server-Timing`
 /// header's value when the server sends it.
-fn stage_timing(state: &AppState, id: &str, clock: &StageClock) -> Option<String> {
+fn stage_timing(state: &ServerState, id: &str, clock: &StageClock) -> Option<String> {
     if !state.server_timing && !tracing::enabled!(target: "infsh::timing", tracing::Level::DEBUG) {
         return None;
     }
@@ -196,7 +196,7 @@ fn stage_timing(state: &AppState, id: &str, clock: &StageClock) -> Option<String
     security(("bearer" = []))
 )]
 pub async fn run_app(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
@@ -217,7 +217,7 @@ pub async fn run_app(
     security(("bearer" = []))
 )]
 pub async fn run_alias(
-    state: State<AppState>,
+    state: State<ServerState>,
     q: ApiQuery<WaitQuery>,
     body: ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
@@ -245,7 +245,7 @@ pub async fn run_alias(
     security(("bearer" = []))
 )]
 pub async fn run_function(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath((namespace, name, function)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<FunctionRunBody>,

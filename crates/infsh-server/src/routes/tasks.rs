@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use crate::dto::{Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// Default and largest page size of `GET /tasks`.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -32,7 +32,7 @@ pub const MAX_LIMIT: usize = 100;
     security(("bearer" = []))
 )]
 pub async fn get_task(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.get(&id).await?;
@@ -51,7 +51,7 @@ pub async fn get_task(
     security(("bearer" = []))
 )]
 pub async fn cancel_task(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.cancel(&id).await?;
@@ -84,7 +84,7 @@ pub struct ListQuery {
     security(("bearer" = []))
 )]
 pub async fn list_tasks(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Envelope<TaskPageDto>>, Problem> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
