@@ -614,7 +614,7 @@ mod tests {
         let v = serde_json::to_value(AppDto::from_summary(&summary)).unwrap();
         assert_eq!(v["state"], "unhealthy");
         // The document lists exactly the enum's names for every DTO.
-        let doc = crate::openapi::fixed_document();
+        let doc = crate::routes::fixed_document();
         for dto in ["AppDto", "AppDetailDto", "AppReadinessDto"] {
             assert_eq!(
                 doc["components"]["schemas"][dto]["properties"]["state"]["enum"],

@@ -44,13 +44,17 @@ mod routes;
 mod state;
 mod tokens;
 
-pub use openapi::fixed_json as openapi_fixed_json;
 pub use state::StreamTiming;
 #[doc(hidden)]
 pub use tokens::upload_token;
 
 use routes::{apps, files, ops, runs, stream, tasks};
 use state::ServerState;
+
+/// The fixed OpenAPI document exactly as committed in docs/openapi.json.
+pub fn openapi_fixed_json() -> String {
+    openapi::document::committed_json(routes::fixed_document())
+}
 
 /// HTTP-level settings (the engine has its own).
 #[derive(Debug, Clone)]
@@ -143,6 +147,7 @@ fn build(
         )),
         timing,
         shutdown,
+        openapi: routes::fixed_document(),
         server_timing: config.server_timing,
     };
 
@@ -161,7 +166,7 @@ fn build(
         .route("/files", post(files::create_files))
         .route("/apps", get(apps::list_apps))
         .route("/apps/{namespace}/{name}", get(apps::get_app))
-        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/openapi.json", get(ops::openapi_json))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route_layer(axum::middleware::from_fn_with_state(

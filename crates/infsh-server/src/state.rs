@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infsh_engine::Engine;
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::auth::ApiKeys;
@@ -40,6 +41,9 @@ pub struct ServerState {
     pub signer: Arc<UploadSigner>,
     pub timing: StreamTiming,
     pub shutdown: watch::Receiver<bool>,
+    /// The fixed OpenAPI document that `GET /openapi.json` extends
+    /// (`routes::fixed_document`).
+    pub openapi: &'static Value,
     /// Send `Server-Timing` on `wait` runs (`ServerConfig::server_timing`).
     pub server_timing: bool,
 }

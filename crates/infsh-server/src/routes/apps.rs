@@ -18,7 +18,7 @@ use crate::state::ServerState;
     get, path = "/apps", tag = "apps",
     responses(
         (status = 200, description = "Every hosted app", body = AppListEnvelope),
-        crate::openapi::AuthErrors,
+        crate::openapi::responses::AuthErrors,
     ),
     security(("bearer" = []))
 )]
@@ -42,7 +42,7 @@ pub async fn list_apps(State(state): State<ServerState>) -> Json<Envelope<Vec<Ap
     ),
     responses(
         (status = 200, description = "The app, its functions and their schemas", body = AppDetailEnvelope),
-        crate::openapi::AppErrors,
+        crate::openapi::responses::AppErrors,
     ),
     security(("bearer" = []))
 )]

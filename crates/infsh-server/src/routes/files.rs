@@ -116,7 +116,7 @@ fn base_url(state: &ServerState) -> String {
     request_body(content = CreateFilesBody, content_type = "application/json"),
     responses(
         (status = 200, description = "One entry per requested file, in order", body = FileListEnvelope),
-        crate::openapi::CreateFileErrors,
+        crate::openapi::responses::CreateFileErrors,
     ),
     security(("bearer" = []))
 )]
@@ -183,7 +183,7 @@ pub struct UploadQuery {
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The raw bytes, any content type"),
     responses(
         (status = 200, description = "The stored file", body = FileEnvelope),
-        crate::openapi::UploadErrors,
+        crate::openapi::responses::UploadErrors,
     )
 )]
 pub async fn upload_file(
@@ -212,7 +212,7 @@ pub async fn upload_file(
     params(("id" = String, Path, description = "File id (32 hex characters)")),
     responses(
         (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
-        crate::openapi::DownloadErrors,
+        crate::openapi::responses::DownloadErrors,
     )
 )]
 pub async fn download_file(
@@ -231,7 +231,7 @@ pub async fn download_file(
     ),
     responses(
         (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
-        crate::openapi::DownloadErrors,
+        crate::openapi::responses::DownloadErrors,
     )
 )]
 pub async fn download_named_file(

@@ -191,7 +191,7 @@ fn stage_timing(state: &ServerState, id: &str, clock: &StageClock) -> Option<Str
     responses(
         (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
             headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::RunErrors,
+        crate::openapi::responses::RunErrors,
     ),
     security(("bearer" = []))
 )]
@@ -212,7 +212,7 @@ pub async fn run_app(
     responses(
         (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
             headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::RunErrors,
+        crate::openapi::responses::RunErrors,
     ),
     security(("bearer" = []))
 )]
@@ -240,7 +240,7 @@ pub async fn run_alias(
     responses(
         (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
             headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::RunErrors,
+        crate::openapi::responses::RunErrors,
     ),
     security(("bearer" = []))
 )]
@@ -267,7 +267,7 @@ pub async fn run_function(
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session is ended", body = SessionEnvelope),
-        crate::openapi::AuthErrors,
+        crate::openapi::responses::AuthErrors,
     ),
     security(("bearer" = []))
 )]

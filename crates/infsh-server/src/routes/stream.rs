@@ -158,7 +158,7 @@ impl StreamState {
             (String = "application/x-ndjson"),
             (String = "text/event-stream"),
          )),
-        crate::openapi::TaskErrors,
+        crate::openapi::responses::TaskErrors,
     ),
     security(("bearer" = []))
 )]

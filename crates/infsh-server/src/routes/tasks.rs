@@ -27,7 +27,7 @@ pub const MAX_LIMIT: usize = 100;
     params(("id" = String, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = TaskEnvelope),
-        crate::openapi::TaskErrors,
+        crate::openapi::responses::TaskErrors,
     ),
     security(("bearer" = []))
 )]
@@ -46,7 +46,7 @@ pub async fn get_task(
     params(("id" = String, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task as it is after the request (8 CANCELLING or 12 CANCELLED)", body = TaskEnvelope),
-        crate::openapi::CancelErrors,
+        crate::openapi::responses::CancelErrors,
     ),
     security(("bearer" = []))
 )]
@@ -79,7 +79,7 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPageEnvelope),
-        crate::openapi::ListErrors,
+        crate::openapi::responses::ListErrors,
     ),
     security(("bearer" = []))
 )]
