@@ -103,7 +103,8 @@ pub async fn serve(
     let app = build(engine, config, StreamTiming::default(), stop_rx);
     tracing::info!(%addr, "serving the HTTP API");
     // Stream lines and small replies go out at once instead of waiting for
-    // Nagle's algorithm to coalesce them (it held NDJSON lines ~40 ms).
+    // Nagle's algorithm to coalesce them behind the client's delayed ACK
+    // (measured in docs/performance.md, "Figures behind the server's code").
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
