@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+mod run_body;
+
+pub use run_body::{FunctionRunBody, RunBody, RunOptions};
+
 /// The success envelope of every JSON response but `/stream` lines.
 #[derive(Debug, Clone, Serialize)]
 pub struct Envelope<T> {
@@ -94,62 +98,6 @@ envelope_doc!(
 );
 
 // ---------------------------------------------------------------- requests
-
-/// Body of `POST /apps/run`, `POST /run` and `POST /v1/run`: the user's
-/// params dict as the client forwards it. Unknown keys are ignored.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct RunBody {
-    /// `namespace/name`, `namespace/name@version`,
-    /// `namespace/name:function` or `namespace/name@version:function`.
-    #[schema(example = "tests/multi-fn")]
-    pub app: String,
-    /// Function to call; default: the app's default function (or the one
-    /// named after `:` in `app`).
-    #[serde(default)]
-    pub function: Option<String>,
-    /// The function's input; `null` or missing means `{}`.
-    #[serde(default)]
-    pub input: Option<Value>,
-    /// Setup config for the app's `setup` (default `{}`).
-    #[serde(default)]
-    pub setup: Option<Value>,
-    /// URL POSTed the terminal task.
-    #[serde(default)]
-    pub webhook: Option<String>,
-    /// `"new"` starts a session; a session id continues one.
-    #[serde(default)]
-    pub session: Option<String>,
-    /// Free-form metadata stored with the task.
-    #[serde(default)]
-    pub metadata: Option<Value>,
-    /// Block until the task ends and return it with its output
-    /// (same as `?wait=true`).
-    #[serde(default)]
-    pub wait: Option<bool>,
-    /// Per-task timeout in seconds.
-    #[serde(default)]
-    pub timeout: Option<f64>,
-}
-
-/// Body of `POST /apps/{namespace}/{name}/functions/{function}/run`: a run
-/// body without `app` and `function` (they are in the path).
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct FunctionRunBody {
-    #[serde(default)]
-    pub input: Option<Value>,
-    #[serde(default)]
-    pub setup: Option<Value>,
-    #[serde(default)]
-    pub webhook: Option<String>,
-    #[serde(default)]
-    pub session: Option<String>,
-    #[serde(default)]
-    pub metadata: Option<Value>,
-    #[serde(default)]
-    pub wait: Option<bool>,
-    #[serde(default)]
-    pub timeout: Option<f64>,
-}
 
 /// Body of `POST /files`. The client always sends exactly one file.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -587,17 +535,6 @@ mod tests {
         assert_eq!(capped.len(), LOG_HEAD + 1 + LOG_TAIL);
         assert_eq!(capped[LOG_HEAD].content, "[... 510 lines dropped ...]");
         assert_eq!(capped[LOG_HEAD + 1].content, "line 10010");
-    }
-
-    #[test]
-    fn run_body_ignores_unknown_keys_and_null_input() {
-        let b: RunBody = serde_json::from_value(json!({
-            "app": "ns/a@1:fn", "input": null, "surprise": 1, "session": "new"
-        }))
-        .unwrap();
-        assert_eq!(b.app, "ns/a@1:fn");
-        assert_eq!(b.input, None);
-        assert_eq!(b.session.as_deref(), Some("new"));
     }
 
     #[test]
