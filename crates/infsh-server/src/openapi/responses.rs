@@ -5,6 +5,7 @@
 
 use utoipa::IntoResponses;
 
+use crate::dto::TaskEnvelope;
 use crate::problem::ProblemDoc;
 
 #[derive(IntoResponses)]
@@ -13,6 +14,18 @@ pub enum AuthErrors {
     /// Missing or wrong API key (`WWW-Authenticate: Bearer`).
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(ProblemDoc),
+}
+
+/// What every run route answers on success.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum RunAnswer {
+    /// The task (ended, with its output, when waited for)
+    #[response(
+        status = 200,
+        headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))
+    )]
+    Task(TaskEnvelope),
 }
 
 #[derive(IntoResponses)]

@@ -21,9 +21,9 @@ use utoipa::IntoParams;
 
 use crate::dto::{
     Envelope, FunctionRunBody, RunBody, RunOptions, SessionDto, SessionEnvelope, TaskDto,
-    TaskEnvelope,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::openapi::responses::{AuthErrors, RunAnswer, RunErrors};
 use crate::problem::Problem;
 use crate::state::ServerState;
 
@@ -174,9 +174,8 @@ fn stage_timing(state: &ServerState, id: &str, clock: &StageClock) -> Option<Str
     params(WaitQuery),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
-            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::responses::RunErrors,
+        RunAnswer,
+        RunErrors,
     ),
     security(("bearer" = []))
 )]
@@ -195,9 +194,8 @@ pub async fn run_app(
     params(WaitQuery),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
-            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::responses::RunErrors,
+        RunAnswer,
+        RunErrors,
     ),
     security(("bearer" = []))
 )]
@@ -223,9 +221,8 @@ pub async fn run_alias(
     ),
     request_body(content = RunOptions, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
-            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::responses::RunErrors,
+        RunAnswer,
+        RunErrors,
     ),
     security(("bearer" = []))
 )]
@@ -252,7 +249,7 @@ pub async fn run_function(
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session is ended", body = SessionEnvelope),
-        crate::openapi::responses::AuthErrors,
+        AuthErrors,
     ),
     security(("bearer" = []))
 )]
