@@ -8,6 +8,8 @@
 //! every configured key is checked, so neither the key's bytes nor which key
 //! matched leak through timing.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
@@ -16,7 +18,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::problem::Problem;
-use crate::state::AppState;
 
 /// The accepted keys, kept as digests.
 #[derive(Debug, Clone, Default)]
@@ -84,9 +85,11 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Middleware guarding the authenticated routes.
-pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match state.keys.check(req.headers()) {
+/// Middleware guarding the authenticated routes. Its state is the key set
+/// alone (the same `Arc` that `ServerState` holds), so this module does not
+/// depend on the handlers' state.
+pub async fn require_key(State(keys): State<Arc<ApiKeys>>, req: Request, next: Next) -> Response {
+    match keys.check(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(p) => p.into_response(),
     }

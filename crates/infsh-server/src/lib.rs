@@ -44,13 +44,17 @@ mod routes;
 mod state;
 mod tokens;
 
-pub use openapi::fixed_json as openapi_fixed_json;
 pub use state::StreamTiming;
 #[doc(hidden)]
 pub use tokens::upload_token;
 
 use routes::{apps, files, ops, runs, stream, tasks};
-use state::AppState;
+use state::ServerState;
+
+/// The fixed OpenAPI document exactly as committed in docs/openapi.json.
+pub fn openapi_fixed_json() -> String {
+    openapi::document::committed_json(routes::fixed_document())
+}
 
 /// HTTP-level settings (the engine has its own).
 #[derive(Debug, Clone)]
@@ -99,7 +103,8 @@ pub async fn serve(
     let app = build(engine, config, StreamTiming::default(), stop_rx);
     tracing::info!(%addr, "serving the HTTP API");
     // Stream lines and small replies go out at once instead of waiting for
-    // Nagle's algorithm to coalesce them (it held NDJSON lines ~40 ms).
+    // Nagle's algorithm to coalesce them behind the client's delayed ACK
+    // (measured in docs/performance.md, "Figures behind the server's code").
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -134,7 +139,7 @@ fn build(
     timing: StreamTiming,
     shutdown: watch::Receiver<bool>,
 ) -> Router {
-    let state = AppState {
+    let state = ServerState {
         engine,
         keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
         signer: Arc::new(tokens::UploadSigner::new(
@@ -143,6 +148,7 @@ fn build(
         )),
         timing,
         shutdown,
+        openapi: routes::fixed_document(),
         server_timing: config.server_timing,
     };
 
@@ -161,11 +167,11 @@ fn build(
         .route("/files", post(files::create_files))
         .route("/apps", get(apps::list_apps))
         .route("/apps/{namespace}/{name}", get(apps::get_app))
-        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/openapi.json", get(ops::openapi_json))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.keys.clone(),
             auth::require_key,
         ));
 

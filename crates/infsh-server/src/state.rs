@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infsh_engine::Engine;
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::auth::ApiKeys;
@@ -30,18 +31,24 @@ impl Default for StreamTiming {
     }
 }
 
+/// The state every handler extracts (not to be confused with the engine's
+/// `AppState`, an app's lifecycle stage).
 #[derive(Clone)]
-pub struct AppState {
+pub struct ServerState {
     pub engine: Engine,
+    /// Also the auth middleware's whole state (auth.rs).
     pub keys: Arc<ApiKeys>,
     pub signer: Arc<UploadSigner>,
     pub timing: StreamTiming,
     pub shutdown: watch::Receiver<bool>,
+    /// The fixed OpenAPI document that `GET /openapi.json` extends
+    /// (`routes::fixed_document`).
+    pub openapi: &'static Value,
     /// Send `Server-Timing` on `wait` runs (`ServerConfig::server_timing`).
     pub server_timing: bool,
 }
 
-impl AppState {
+impl ServerState {
     /// Resolves once shutdown starts; never, if nobody can signal it
     /// (routers built by [`crate::router`] for tests).
     pub async fn shutting_down(&self) {

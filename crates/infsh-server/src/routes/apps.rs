@@ -11,18 +11,18 @@ use infsh_engine::EngineError;
 use crate::dto::{AppDetailDto, AppDetailEnvelope, AppDto, AppListEnvelope, Envelope};
 use crate::extract::ApiPath;
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// List hosted apps, sorted by id.
 #[utoipa::path(
     get, path = "/apps", tag = "apps",
     responses(
         (status = 200, description = "Every hosted app", body = AppListEnvelope),
-        crate::openapi::AuthErrors,
+        crate::openapi::responses::AuthErrors,
     ),
     security(("bearer" = []))
 )]
-pub async fn list_apps(State(state): State<AppState>) -> Json<Envelope<Vec<AppDto>>> {
+pub async fn list_apps(State(state): State<ServerState>) -> Json<Envelope<Vec<AppDto>>> {
     Json(Envelope::new(
         state
             .engine
@@ -42,12 +42,12 @@ pub async fn list_apps(State(state): State<AppState>) -> Json<Envelope<Vec<AppDt
     ),
     responses(
         (status = 200, description = "The app, its functions and their schemas", body = AppDetailEnvelope),
-        crate::openapi::AppErrors,
+        crate::openapi::responses::AppErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn get_app(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath((namespace, name)): ApiPath<(String, String)>,
 ) -> Result<Json<Envelope<AppDetailDto>>, Problem> {
     // A path naming no possible app is an app that does not exist.
@@ -59,7 +59,7 @@ pub async fn get_app(
 /// The 404 of a path `/apps/{namespace}/{name}...` that no app reference
 /// can spell (`..`, a control character...): no such app, as for any other
 /// name that is not hosted, rather than a 400 about the name's spelling.
-pub(crate) fn unknown_app(state: &AppState, namespace: &str, name: &str) -> Problem {
+pub(crate) fn unknown_app(state: &ServerState, namespace: &str, name: &str) -> Problem {
     EngineError::UnknownApp {
         app: format!("{namespace}/{name}"),
         available: state.engine.apps().into_iter().map(|a| a.id).collect(),

@@ -26,7 +26,7 @@ use utoipa::IntoParams;
 use crate::dto::{iso8601, CreateFilesBody, Envelope, FileDto, FileEnvelope, FileListEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// Most files one `POST /files` may register.
 pub const MAX_FILES_PER_REQUEST: usize = 100;
@@ -101,7 +101,7 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-fn base_url(state: &AppState) -> String {
+fn base_url(state: &ServerState) -> String {
     state
         .engine
         .config()
@@ -116,12 +116,12 @@ fn base_url(state: &AppState) -> String {
     request_body(content = CreateFilesBody, content_type = "application/json"),
     responses(
         (status = 200, description = "One entry per requested file, in order", body = FileListEnvelope),
-        crate::openapi::CreateFileErrors,
+        crate::openapi::responses::CreateFileErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn create_files(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiJson(body): ApiJson<CreateFilesBody>,
 ) -> Result<Json<Envelope<Vec<FileDto>>>, Problem> {
     if body.files.is_empty() {
@@ -183,11 +183,11 @@ pub struct UploadQuery {
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The raw bytes, any content type"),
     responses(
         (status = 200, description = "The stored file", body = FileEnvelope),
-        crate::openapi::UploadErrors,
+        crate::openapi::responses::UploadErrors,
     )
 )]
 pub async fn upload_file(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
@@ -212,11 +212,11 @@ pub async fn upload_file(
     params(("id" = String, Path, description = "File id (32 hex characters)")),
     responses(
         (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
-        crate::openapi::DownloadErrors,
+        crate::openapi::responses::DownloadErrors,
     )
 )]
 pub async fn download_file(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     serve_file(&state, &id).await
@@ -231,17 +231,17 @@ pub async fn download_file(
     ),
     responses(
         (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
-        crate::openapi::DownloadErrors,
+        crate::openapi::responses::DownloadErrors,
     )
 )]
 pub async fn download_named_file(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath((id, _filename)): ApiPath<(String, String)>,
 ) -> Result<Response, Problem> {
     serve_file(&state, &id).await
 }
 
-async fn serve_file(state: &AppState, id: &str) -> Result<Response, Problem> {
+async fn serve_file(state: &ServerState, id: &str) -> Result<Response, Problem> {
     if !valid_file_id(id) {
         return Err(unknown_file(id));
     }

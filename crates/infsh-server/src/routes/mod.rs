@@ -1,6 +1,14 @@
 //! Handlers, one file per resource. Each handler parses its request into
 //! engine types, calls the engine, and renders DTOs (dto.rs); failures go
-//! through problem.rs. Every handler carries a `#[utoipa::path]`.
+//! through problem.rs. Every handler carries a `#[utoipa::path]`, gathered
+//! here into [`Operations`] for the OpenAPI document (openapi/).
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use utoipa::OpenApi;
+
+use crate::openapi::document;
 
 pub mod apps;
 pub mod files;
@@ -8,3 +16,36 @@ pub mod ops;
 pub mod runs;
 pub mod stream;
 pub mod tasks;
+
+/// Every documented operation (and, through them, the DTO schemas): the
+/// part of the fixed document that comes from the handlers.
+#[derive(OpenApi)]
+#[openapi(paths(
+    runs::run_app,
+    runs::run_alias,
+    runs::run_function,
+    runs::end_session,
+    tasks::list_tasks,
+    tasks::get_task,
+    tasks::cancel_task,
+    stream::stream_task,
+    files::create_files,
+    files::upload_file,
+    files::download_file,
+    files::download_named_file,
+    apps::list_apps,
+    apps::get_app,
+    ops::health,
+    ops::ready,
+    ops::metrics,
+    ops::openapi_json,
+))]
+pub struct Operations;
+
+/// The fixed document (docs/openapi.json), computed once. Handlers get it
+/// through `ServerState::openapi`: `GET /openapi.json` is one of the
+/// operations it lists.
+pub fn fixed_document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| document::build(Operations::openapi()))
+}

@@ -1,17 +1,30 @@
 //! Operations endpoints: `GET /health` (liveness, no auth), `GET /ready`
 //! (per-app worker state from `Engine::readiness`), `GET /metrics`
-//! (Prometheus text exposition 0.0.4 from `Engine::metrics` and readiness).
+//! (Prometheus text exposition 0.0.4 from `Engine::metrics` and readiness),
+//! and `GET /openapi.json` (the fixed document with every hosted app's
+//! functions merged in, openapi/functions.rs; apps whose schemas cannot be
+//! had, by a load error or discovery slower than [`APP_DISCOVERY_TIMEOUT`],
+//! are listed under `x-infsh-unavailable-apps`). The document is served bare
+//! (no `{"data":…}` envelope): it is for tools.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Json;
-use infsh_engine::{AppReadiness, AppState as EngineAppState, MetricsSnapshot};
+use infsh_engine::{AppReadiness, AppState, MetricsSnapshot};
+use serde_json::Value;
 
 use crate::dto::{AppReadinessDto, Envelope, HealthDto, HealthEnvelope, ReadyDto, ReadyEnvelope};
-use crate::state::AppState;
+use crate::openapi::functions::document_with_apps;
+use crate::openapi::responses::AuthErrors;
+use crate::state::ServerState;
+
+/// How long `GET /openapi.json` waits for one app's schemas (its first
+/// worker may have to start).
+pub const APP_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Liveness: 200 while the process serves. No auth.
 #[utoipa::path(
@@ -31,13 +44,13 @@ pub async fn health() -> Json<Envelope<HealthDto>> {
     get, path = "/ready", tag = "ops",
     responses(
         (status = 200, description = "Per-app worker state", body = ReadyEnvelope),
-        crate::openapi::AuthErrors,
+        AuthErrors,
     ),
     security(("bearer" = []))
 )]
-pub async fn ready(State(state): State<AppState>) -> Json<Envelope<ReadyDto>> {
+pub async fn ready(State(state): State<ServerState>) -> Json<Envelope<ReadyDto>> {
     let apps = state.engine.readiness();
-    let degraded = apps.iter().any(|a| a.state == EngineAppState::Unhealthy);
+    let degraded = apps.iter().any(|a| a.state == AppState::Unhealthy);
     Json(Envelope::new(ReadyDto {
         status: if degraded { "degraded" } else { "ready" }.into(),
         apps: apps.iter().map(AppReadinessDto::from_readiness).collect(),
@@ -49,11 +62,11 @@ pub async fn ready(State(state): State<AppState>) -> Json<Envelope<ReadyDto>> {
     get, path = "/metrics", tag = "ops",
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String),
-        crate::openapi::AuthErrors,
+        AuthErrors,
     ),
     security(("bearer" = []))
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
     let text = render_metrics(&state.engine.metrics(), &state.engine.readiness());
     (
         [(
@@ -62,6 +75,48 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         text,
     )
+}
+
+/// This document, with every hosted function's schemas and run path.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "ops",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document (not enveloped), hosted functions included", body = Object),
+        AuthErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn openapi_json(State(state): State<ServerState>) -> Json<Value> {
+    let summaries = state.engine.apps();
+    let lookups = summaries.iter().map(|s| {
+        let engine = state.engine.clone();
+        async move {
+            let app =
+                s.id.parse()
+                    .map_err(|e: infsh_core::AppRefError| (s.id.clone(), e.to_string()))?;
+            match tokio::time::timeout(APP_DISCOVERY_TIMEOUT, engine.app(&app)).await {
+                Ok(Ok(detail)) => Ok(detail),
+                Ok(Err(e)) => Err((s.id.clone(), e.to_string())),
+                Err(_) => Err((
+                    s.id.clone(),
+                    format!(
+                        "its functions were not known within {}s",
+                        APP_DISCOVERY_TIMEOUT.as_secs()
+                    ),
+                )),
+            }
+        }
+    });
+    let mut details = Vec::new();
+    let mut unavailable = Vec::new();
+    for r in futures_util::future::join_all(lookups).await {
+        match r {
+            Ok(d) => details.push(d),
+            Err(u) => unavailable.push(u),
+        }
+    }
+    details.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
+    Json(document_with_apps(state.openapi, &details, &unavailable))
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -201,7 +256,7 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
         "1 for the app's current worker state, 0 for the others.",
     );
     for a in apps {
-        for s in EngineAppState::ALL {
+        for s in AppState::ALL {
             let _ = writeln!(
                 out,
                 "infsh_app_state{{app=\"{}\",state=\"{}\"}} {}",
@@ -228,7 +283,7 @@ mod tests {
         };
         let apps = vec![AppReadiness {
             id: "ns/a".into(),
-            state: EngineAppState::Ready,
+            state: AppState::Ready,
             replicas: 1,
             busy: 0,
             queued: 0,

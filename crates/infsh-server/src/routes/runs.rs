@@ -20,11 +20,12 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use crate::dto::{
-    Envelope, FunctionRunBody, RunBody, SessionDto, SessionEnvelope, TaskDto, TaskEnvelope,
+    Envelope, FunctionRunBody, RunBody, RunOptions, SessionDto, SessionEnvelope, TaskDto,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::openapi::responses::{AuthErrors, RunAnswer, RunErrors};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// `?wait=true` blocks until the task ends.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -41,23 +42,14 @@ fn input_or_empty(input: Option<Value>) -> Value {
     }
 }
 
-impl RunBody {
-    /// The engine's request and `wait`; a malformed `app` is a 400 whose
-    /// detail is the [`AppRef`] parser's message.
-    fn into_request(self) -> Result<(RunRequest, bool), Problem> {
-        let app: AppRef = self
-            .app
-            .parse()
-            .map_err(|e: AppRefError| Problem::bad_request(e.to_string()))?;
-        Ok(self.into_request_for(app))
-    }
-
-    /// The same with the app already parsed (`self.app` is not read).
-    fn into_request_for(self, app: AppRef) -> (RunRequest, bool) {
+impl RunOptions {
+    /// The engine's request for `function` of `app`, and `wait`: the one
+    /// mapping both run routes share.
+    fn into_request(self, app: AppRef, function: Option<String>) -> (RunRequest, bool) {
         let wait = self.wait.unwrap_or(false);
         let req = RunRequest {
             app,
-            function: self.function,
+            function,
             input: input_or_empty(self.input),
             setup: self.setup,
             webhook: self.webhook,
@@ -66,6 +58,18 @@ impl RunBody {
             timeout_secs: self.timeout,
         };
         (req, wait)
+    }
+}
+
+impl RunBody {
+    /// The engine's request and `wait`; a malformed `app` is a 400 whose
+    /// detail is the [`AppRef`] parser's message.
+    fn into_request(self) -> Result<(RunRequest, bool), Problem> {
+        let app: AppRef = self
+            .app
+            .parse()
+            .map_err(|e: AppRefError| Problem::bad_request(e.to_string()))?;
+        Ok(self.options.into_request(app, self.function))
     }
 }
 
@@ -105,9 +109,9 @@ pub fn parse_function_run_body(
     function: &str,
     body: &[u8],
 ) -> Result<(RunRequest, bool), Problem> {
-    let body: FunctionRunBody = serde_json::from_slice(body).map_err(json_problem)?;
+    let FunctionRunBody(body) = serde_json::from_slice(body).map_err(json_problem)?;
     let app = AppRef::new(namespace, name).map_err(|e| Problem::bad_request(e.to_string()))?;
-    let (req, wait) = body.into_request(app, function);
+    let (req, wait) = body.into_request(app, Some(function.to_string()));
     check_request(&req)?;
     Ok((req, wait))
 }
@@ -122,29 +126,10 @@ fn json_problem(e: serde_json::Error) -> Problem {
     }
 }
 
-impl FunctionRunBody {
-    /// The same run as a [`RunBody`] naming the app and function of the
-    /// path: one mapping to the engine's request for both routes.
-    fn into_request(self, app: AppRef, function: &str) -> (RunRequest, bool) {
-        RunBody {
-            app: String::new(),
-            function: Some(function.to_string()),
-            input: self.input,
-            setup: self.setup,
-            webhook: self.webhook,
-            session: self.session,
-            metadata: self.metadata,
-            wait: self.wait,
-            timeout: self.timeout,
-        }
-        .into_request_for(app)
-    }
-}
-
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// Submits, then (with `wait`) waits for the end.
-async fn submit(state: &AppState, req: RunRequest, wait: bool) -> Result<Response, Problem> {
+async fn submit(state: &ServerState, req: RunRequest, wait: bool) -> Result<Response, Problem> {
     check_request(&req)?;
     if !wait {
         let view = state.engine.submit(req).await?;
@@ -172,7 +157,7 @@ async fn submit(state: &AppState, req: RunRequest, wait: bool) -> Result<Respons
 /// Where a waited-for task's time went: logged at debug level
 /// (`INFSH_LOG=infsh::timing=debug`), and returned as the `Server-Timing`
 /// header's value when the server sends it.
-fn stage_timing(state: &AppState, id: &str, clock: &StageClock) -> Option<String> {
+fn stage_timing(state: &ServerState, id: &str, clock: &StageClock) -> Option<String> {
     if !state.server_timing && !tracing::enabled!(target: "infsh::timing", tracing::Level::DEBUG) {
         return None;
     }
@@ -189,14 +174,13 @@ fn stage_timing(state: &AppState, id: &str, clock: &StageClock) -> Option<String
     params(WaitQuery),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
-            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::RunErrors,
+        RunAnswer,
+        RunErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn run_app(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
@@ -210,14 +194,13 @@ pub async fn run_app(
     params(WaitQuery),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
-            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::RunErrors,
+        RunAnswer,
+        RunErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn run_alias(
-    state: State<AppState>,
+    state: State<ServerState>,
     q: ApiQuery<WaitQuery>,
     body: ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
@@ -236,24 +219,23 @@ pub async fn run_alias(
         ("function" = String, Path, description = "Function name"),
         WaitQuery,
     ),
-    request_body(content = FunctionRunBody, content_type = "application/json"),
+    request_body(content = RunOptions, content_type = "application/json"),
     responses(
-        (status = 200, description = "The task (ended, with its output, when waited for)", body = TaskEnvelope,
-            headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))),
-        crate::openapi::RunErrors,
+        RunAnswer,
+        RunErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn run_function(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath((namespace, name, function)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<WaitQuery>,
-    ApiJson(body): ApiJson<FunctionRunBody>,
+    ApiJson(FunctionRunBody(body)): ApiJson<FunctionRunBody>,
 ) -> Result<Response, Problem> {
     // A path naming no possible app is an app that does not exist.
     let app = AppRef::new(&namespace, &name)
         .map_err(|_| crate::routes::apps::unknown_app(&state, &namespace, &name))?;
-    let (req, wait) = body.into_request(app, &function);
+    let (req, wait) = body.into_request(app, Some(function));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
 
@@ -267,7 +249,7 @@ pub async fn run_function(
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session is ended", body = SessionEnvelope),
-        crate::openapi::AuthErrors,
+        AuthErrors,
     ),
     security(("bearer" = []))
 )]
@@ -293,8 +275,11 @@ mod tests {
         assert!(!wait);
         let b = RunBody {
             app: "a/b".into(),
-            input: Some(Value::Null),
-            wait: Some(true),
+            options: RunOptions {
+                input: Some(Value::Null),
+                wait: Some(true),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let (req, wait) = b.into_request().unwrap();

@@ -33,7 +33,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use crate::dto::TaskDto;
 use crate::extract::ApiPath;
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// Line framing of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ fn snapshot_json(view: &TaskView) -> Vec<u8> {
 
 /// Everything the body stream owns between two frames.
 struct StreamState {
-    state: AppState,
+    state: ServerState,
     id: String,
     rx: mpsc::Receiver<TaskView>,
     framing: Framing,
@@ -158,12 +158,12 @@ impl StreamState {
             (String = "application/x-ndjson"),
             (String = "text/event-stream"),
          )),
-        crate::openapi::TaskErrors,
+        crate::openapi::responses::TaskErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn stream_task(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {

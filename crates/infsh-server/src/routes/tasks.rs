@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use crate::dto::{Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::ServerState;
 
 /// Default and largest page size of `GET /tasks`.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -27,12 +27,12 @@ pub const MAX_LIMIT: usize = 100;
     params(("id" = String, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = TaskEnvelope),
-        crate::openapi::TaskErrors,
+        crate::openapi::responses::TaskErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn get_task(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.get(&id).await?;
@@ -46,12 +46,12 @@ pub async fn get_task(
     params(("id" = String, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task as it is after the request (8 CANCELLING or 12 CANCELLED)", body = TaskEnvelope),
-        crate::openapi::CancelErrors,
+        crate::openapi::responses::CancelErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn cancel_task(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.cancel(&id).await?;
@@ -79,12 +79,12 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPageEnvelope),
-        crate::openapi::ListErrors,
+        crate::openapi::responses::ListErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn list_tasks(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Envelope<TaskPageDto>>, Problem> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);

@@ -1,0 +1,111 @@
+//! Hosted apps: the listing entry and the detail with the functions'
+//! schemas. The engine's `AppState` is serialised as is.
+
+use infsh_engine::{AppDetail, AppState, AppSummary};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A hosted app, for `GET /apps`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AppDto {
+    /// `namespace/name`.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub default_function: Option<String>,
+    /// Function names; `null` until the app's first worker reported them.
+    pub functions: Option<Vec<String>>,
+    #[schema(schema_with = app_state_schema)]
+    pub state: AppState,
+}
+
+/// A hosted app with its functions' schemas, for `GET /apps/{namespace}/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AppDetailDto {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub default_function: Option<String>,
+    #[schema(schema_with = app_state_schema)]
+    pub state: AppState,
+    /// `functions_schema.json`: `{fn: {description, input_schema, output_schema}}`.
+    pub functions: Value,
+    /// JSON Schema of the app's setup config.
+    pub setup_schema: Value,
+}
+
+/// The engine's [`AppState`] is serialised as is; the document says
+/// which strings it takes (derived from [`AppState::ALL`], so the two
+/// cannot drift).
+pub(super) fn app_state_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(AppState::ALL.iter().map(|s| s.as_str())))
+        .description(Some(
+            "Worker state: `idle` (workers start at the first call), `starting`, `ready` or `unhealthy`.",
+        ))
+        .build()
+}
+
+impl AppDto {
+    pub fn from_summary(s: &AppSummary) -> AppDto {
+        AppDto {
+            id: s.id.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            default_function: s.default_function.clone(),
+            functions: s.functions.clone(),
+            state: s.state,
+        }
+    }
+}
+
+impl AppDetailDto {
+    pub fn from_detail(d: &AppDetail) -> AppDetailDto {
+        let s = &d.summary;
+        AppDetailDto {
+            id: s.id.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            default_function: s.default_function.clone(),
+            state: s.state,
+            functions: d.functions.clone(),
+            setup_schema: d.setup_schema.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn app_state_is_the_engine_enum_by_name() {
+        let summary = AppSummary {
+            id: "ns/a".into(),
+            namespace: "ns".into(),
+            name: "a".into(),
+            description: None,
+            default_function: None,
+            functions: None,
+            state: AppState::Unhealthy,
+        };
+        let v = serde_json::to_value(AppDto::from_summary(&summary)).unwrap();
+        assert_eq!(v["state"], "unhealthy");
+        // The document lists exactly the enum's names for every DTO.
+        let doc = crate::routes::fixed_document();
+        for dto in ["AppDto", "AppDetailDto", "AppReadinessDto"] {
+            assert_eq!(
+                doc["components"]["schemas"][dto]["properties"]["state"]["enum"],
+                json!(["idle", "starting", "ready", "unhealthy"]),
+                "{dto}"
+            );
+        }
+    }
+}

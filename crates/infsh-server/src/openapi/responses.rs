@@ -1,0 +1,156 @@
+//! The error response sets the handlers' `#[utoipa::path(responses(...))]`
+//! name: one enum per family of routes, each variant a status with the
+//! problem JSON it carries (problem.rs makes the real ones). Documentation
+//! only: no value of these types is ever built.
+
+use utoipa::IntoResponses;
+
+use crate::dto::TaskEnvelope;
+use crate::problem::ProblemDoc;
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum AuthErrors {
+    /// Missing or wrong API key (`WWW-Authenticate: Bearer`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+}
+
+/// What every run route answers on success.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum RunAnswer {
+    /// The task (ended, with its output, when waited for)
+    #[response(
+        status = 200,
+        headers(("Server-Timing" = String, description = "With `wait` on a server started with `--server-timing`: the task's time inside the server by stage, in ms (docs/http-api.md)"))
+    )]
+    Task(TaskEnvelope),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum RunErrors {
+    /// Malformed JSON or a body of the wrong shape.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown app or function (`available` lists the existing ones).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// Required secrets are missing (`errors: [{type, key, message, action}]`).
+    #[response(status = 412, content_type = "application/problem+json")]
+    RequirementsNotMet(ProblemDoc),
+    /// Body over the server's limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDoc),
+    /// Body not sent as `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemDoc),
+    /// Input (or setup) fails the function's schema (`errors: [{path, message}]`),
+    /// or no function named and the app has no default.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(ProblemDoc),
+    /// The app's queue is full (`Retry-After`).
+    #[response(status = 429, content_type = "application/problem+json")]
+    QueueFull(ProblemDoc),
+    /// `invalid_schema`: the function's input schema or the app's setup
+    /// schema does not compile (the app's fault; `app`, `function`,
+    /// `schema`); or a storage failure.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(ProblemDoc),
+    /// The app failed to load, or the server is shutting down.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum TaskErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum CancelErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// The task already ended (`task_status` says how).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ListErrors {
+    /// Bad `limit`, `status` or query string.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum CreateFileErrors {
+    /// Malformed JSON, wrong shape, or an empty `files` list.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Body over the server's limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDoc),
+    /// Body not sent as `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum UploadErrors {
+    /// Missing, forged or expired upload token.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDoc),
+    /// Malformed or unknown file id.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// Body over the server's limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DownloadErrors {
+    /// Malformed or unknown file id, or no bytes uploaded yet.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum AppErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown app (`available` lists the hosted ones).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// The app failed to load.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(ProblemDoc),
+}
