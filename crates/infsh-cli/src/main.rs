@@ -2,16 +2,20 @@
 //! result into an exit status. Commands live in `commands/`; the mapping of
 //! failures to exit codes in `exit.rs` and `errors.rs`.
 
+mod app_arg;
 mod cli;
 mod commands;
+mod deadline;
 mod errors;
+mod example_input;
 mod examples;
 mod exit;
 mod input;
+mod local_app;
 mod output;
+mod output_dir;
 mod paths;
 mod remote;
-mod session;
 mod ui;
 
 use clap::Parser;

@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::errors::RemoteError;
+use super::snippet::snippet;
 
 /// Routes, in one place (the `/v1` aliases of the server's routes).
 mod routes {
@@ -357,16 +358,6 @@ fn encode_segment(segment: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-/// The first 300 characters of a body, for messages.
-pub fn snippet(text: &str) -> String {
-    let text = text.trim();
-    let mut out: String = text.chars().take(300).collect();
-    if text.chars().count() > 300 {
-        out.push('…');
     }
     out
 }

@@ -66,7 +66,7 @@ impl RemoteError {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| {
-                let body = super::client::snippet(text);
+                let body = super::snippet::snippet(text);
                 if body.is_empty() {
                     status
                         .canonical_reason()

@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::client::Remote;
 use super::errors::RemoteError;
 use super::task;
+use crate::deadline::{deadline_after, sleep_until};
 use crate::exit::{ExitCode, Failure};
 use crate::ui::{Phase, Ui};
 
@@ -50,7 +51,7 @@ pub async fn follow(
     timeout: Option<f64>,
 ) -> Result<Followed, Failure> {
     let mut tracker = Tracker::new(ui.clone(), function);
-    let deadline = timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+    let deadline = deadline_after(timeout);
     enum Stop {
         CtrlC,
         Timeout(f64),
@@ -60,7 +61,7 @@ pub async fn follow(
         tokio::select! {
             result = run => Ok(result),
             _ = tokio::signal::ctrl_c() => Err(Stop::CtrlC),
-            _ = sleep_until_opt(deadline) => Err(Stop::Timeout(timeout.unwrap_or_default())),
+            _ = sleep_until(deadline) => Err(Stop::Timeout(timeout.unwrap_or_default())),
         }
     };
     match outcome {
@@ -366,13 +367,6 @@ impl Tracker {
             total_seconds: ended.duration_since(self.started).as_secs_f64(),
             traceback: self.traceback,
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

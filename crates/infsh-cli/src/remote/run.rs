@@ -53,7 +53,7 @@ impl RemoteTarget {
 /// inf.yml names the app. A server is asked for `GET /apps/{ns}/{name}`,
 /// so the namespace is needed.
 pub fn parse_target(raw: &str) -> Result<RemoteTarget, Failure> {
-    let (path, function) = crate::commands::run::split_app_function(raw);
+    let (path, function) = crate::app_arg::split_app_function(raw);
     if path.join("inference.py").is_file() || path.join("inf.yml").is_file() {
         let app = AppDir::open(&path).map_err(crate::errors::app_error)?;
         let id = app.display_name();
@@ -127,7 +127,7 @@ pub async fn describe_app(remote: &Remote, id: &str) -> Result<RemoteApp, Failur
             ExitCode::Server,
             format!(
                 "the server described app {id} without its functions: {}",
-                super::client::snippet(&detail.to_string())
+                super::snippet::snippet(&detail.to_string())
             ),
         ));
     };
@@ -230,7 +230,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
             ExitCode::Server,
             format!(
                 "the server accepted the run but returned no task id: {}",
-                super::client::snippet(&submitted.to_string())
+                super::snippet::snippet(&submitted.to_string())
             ),
         )
         .into());
@@ -277,7 +277,7 @@ fn default_input(
 ) -> Result<JsonArg, Failure> {
     if let Some(folder) = &target.local {
         let app = AppDir::open(folder).map_err(crate::errors::app_error)?;
-        return crate::commands::run::default_input(&app, function, default_function);
+        return crate::example_input::default_input(&app, function, default_function);
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     Ok(JsonArg {
@@ -490,12 +490,7 @@ async fn download_files(
     files: &[RemoteFile],
     dir: &Path,
 ) -> Result<Vec<Option<PathBuf>>, Failure> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Failure::new(
-            ExitCode::Internal,
-            format!("--output-dir: cannot create {}: {e}", dir.display()),
-        )
-    })?;
+    crate::output_dir::create(dir)?;
     let mut copied = Vec::new();
     for file in files {
         let name = file
@@ -511,7 +506,7 @@ async fn download_files(
                     .map(str::to_string)
             })
             .unwrap_or_else(|| "output".into());
-        let target = crate::commands::run::unique_target(dir, &name);
+        let target = crate::output_dir::unique_target(dir, &name);
         remote
             .download(&file.uri, &target)
             .await
