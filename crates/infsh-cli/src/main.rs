@@ -22,6 +22,7 @@ use clap::Parser;
 
 use crate::cli::{AppCommand, Cli, Command, TaskCommand};
 use crate::exit::{ExitCode, Failure};
+use crate::remote::errors::RemoteError;
 
 fn main() {
     let cli = Cli::parse();
@@ -45,7 +46,12 @@ fn main() {
         Err(err) => {
             let failure = match err.downcast::<Failure>() {
                 Ok(failure) => failure,
-                Err(other) => Failure::new(ExitCode::Internal, format!("{other:#}")),
+                // Commands map server errors themselves; one that slipped
+                // through still gets its own exit code and words.
+                Err(other) => match other.downcast::<RemoteError>() {
+                    Ok(remote) => remote.into_failure(),
+                    Err(other) => Failure::new(ExitCode::Internal, format!("{other:#}")),
+                },
             };
             output::print_failure(&failure, json_mode);
             failure.code

@@ -133,9 +133,7 @@ async fn until_terminal(
                 }
             }
             // The task does not exist (or the key is refused): no retry helps.
-            Err(err @ RemoteError::Api { status, .. }) if (400..500).contains(&status) => {
-                return Err(err)
-            }
+            Err(err) if err.is_client_error() => return Err(err),
             Err(err) => {
                 failures += 1;
                 if failures >= MAX_CONSECUTIVE_FAILURES {
@@ -150,9 +148,7 @@ async fn until_terminal(
                     return Ok(snapshot);
                 }
             }
-            Err(err @ RemoteError::Api { status, .. }) if (400..500).contains(&status) => {
-                return Err(err)
-            }
+            Err(err) if err.is_client_error() => return Err(err),
             Err(err) => {
                 failures += 1;
                 if failures >= MAX_CONSECUTIVE_FAILURES {
@@ -178,11 +174,10 @@ async fn next_line(
         }
         let chunk = tokio::time::timeout(IDLE_LIMIT, response.chunk())
             .await
-            .map_err(|_| RemoteError::Unreachable {
+            .map_err(|_| RemoteError::StreamSilent {
                 url: response.url().to_string(),
-                message: "the stream went silent".into(),
             })?
-            .map_err(|e| RemoteError::from_reqwest(response.url().as_str(), e))?;
+            .map_err(|e| RemoteError::unreachable(response.url().as_str(), e))?;
         match chunk {
             Some(bytes) => buffer.extend_from_slice(&bytes),
             None if buffer.is_empty() => return Ok(None),

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::exit::{ExitCode, Failure};
 use crate::remote::client::Remote;
-use crate::remote::errors::RemoteError;
 use crate::remote::snippet::snippet;
 
 /// An app as the server describes it: its functions and default, and the
@@ -22,13 +21,10 @@ pub struct RemoteApp {
 /// `GET /v1/apps/{ns}/{name}` → the app's functions (from `functions`, the
 /// content of functions_schema.json, at the top level or under `detail`).
 pub async fn describe_app(remote: &Remote, id: &str) -> Result<RemoteApp, Failure> {
-    let detail = remote.app(id).await.map_err(|e| match e {
-        RemoteError::Api {
-            status: 404,
-            detail,
-            ..
-        } => Failure::new(ExitCode::Input, detail),
-        other => other.into_failure(),
+    let detail = remote.app(id).await.map_err(|e| match e.detail() {
+        // An unknown app is the user's mistake (exit 4), in the server's words.
+        Some(detail) if e.is_not_found() => Failure::new(ExitCode::Input, detail),
+        _ => e.into_failure(),
     })?;
     let summary = detail.get("summary").unwrap_or(&detail);
     let functions_value = detail

@@ -22,6 +22,7 @@ pub use report::completed_report;
 use target::parse_target;
 
 use super::client::Remote;
+use super::errors::RemoteError;
 use super::follow::follow;
 use super::task;
 use crate::cli::{GlobalArgs, RunArgs};
@@ -95,7 +96,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     if let Some(timeout) = args.timeout {
         body["timeout"] = json!(timeout);
     }
-    let submitted = remote.run(&body).await?;
+    let submitted = remote.run(&body).await.map_err(RemoteError::into_failure)?;
     let id = task::id(&submitted).to_string();
     if id == "?" {
         return Err(Failure::new(
