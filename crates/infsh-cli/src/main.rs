@@ -83,9 +83,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 /// Async threads by default: a quarter of the CPUs, 1 to 4. The heavy work
 /// is in the Python workers, each a process that wants a core of its own;
 /// what is left here (HTTP, validation, dispatch) is light. Fewer threads
-/// also mean fewer cross-thread wake-ups per call: on 2 cores one thread
-/// answered a sequential client about 0.13 ms sooner than two, and served
-/// 32 concurrent clients faster (docs/performance.md).
+/// also mean fewer cross-thread wake-ups per call (measured in
+/// docs/performance.md, "What the defaults of `infsh serve` are worth").
 fn default_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus / 4).clamp(1, 4)

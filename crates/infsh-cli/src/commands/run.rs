@@ -18,7 +18,7 @@ use crate::ui::Ui;
 use crate::{output, output_dir};
 
 pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
-    // --api-url / INFSH_API_URL: run on a server instead (src/remote/run.rs).
+    // --api-url / INFSH_API_URL: run on a server instead (src/remote/run/).
     if let Some(remote) = crate::remote::connect(&args.remote)? {
         return crate::remote::run::run(args, global, ui, remote).await;
     }

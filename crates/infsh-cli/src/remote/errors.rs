@@ -1,7 +1,8 @@
 //! What can go wrong talking to a server, and which exit code each maps to
 //! (docs/cli.md, "Exit codes"). Problem JSON (`{type, title, status,
-//! detail}`) is read the way the official Python client reads it: the
-//! message is `detail`, else `title`, else `message`.
+//! detail}`) is read the way the official Python client reads it
+//! (docs/client-wire-notes.md, "Response parsing"): the message is
+//! `detail`, else `title`, else `message`.
 
 use std::path::PathBuf;
 

@@ -198,7 +198,8 @@ fn parse_line(line: &str) -> Option<Value> {
     if value.get("type").and_then(Value::as_str) == Some("heartbeat") {
         return None;
     }
-    // `{"data": X, "fields": [...]}` carries X (as the official client reads it).
+    // `{"data": X, "fields": [...]}` carries X, as the official client reads
+    // it (docs/client-wire-notes.md, "Line parsing").
     let value = match value {
         Value::Object(mut map) if map.contains_key("data") && map.contains_key("fields") => {
             map.remove("data").unwrap_or(Value::Null)
