@@ -2,22 +2,27 @@
 //! result into an exit status. Commands live in `commands/`; the mapping of
 //! failures to exit codes in `exit.rs` and `errors.rs`.
 
+mod app_arg;
 mod cli;
 mod commands;
+mod deadline;
 mod errors;
+mod example_input;
 mod examples;
 mod exit;
 mod input;
+mod local_app;
 mod output;
+mod output_dir;
 mod paths;
 mod remote;
-mod session;
 mod ui;
 
 use clap::Parser;
 
 use crate::cli::{AppCommand, Cli, Command, TaskCommand};
 use crate::exit::{ExitCode, Failure};
+use crate::remote::errors::RemoteError;
 
 fn main() {
     let cli = Cli::parse();
@@ -41,7 +46,12 @@ fn main() {
         Err(err) => {
             let failure = match err.downcast::<Failure>() {
                 Ok(failure) => failure,
-                Err(other) => Failure::new(ExitCode::Internal, format!("{other:#}")),
+                // Commands map server errors themselves; one that slipped
+                // through still gets its own exit code and words.
+                Err(other) => match other.downcast::<RemoteError>() {
+                    Ok(remote) => remote.into_failure(),
+                    Err(other) => Failure::new(ExitCode::Internal, format!("{other:#}")),
+                },
             };
             output::print_failure(&failure, json_mode);
             failure.code
@@ -73,9 +83,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 /// Async threads by default: a quarter of the CPUs, 1 to 4. The heavy work
 /// is in the Python workers, each a process that wants a core of its own;
 /// what is left here (HTTP, validation, dispatch) is light. Fewer threads
-/// also mean fewer cross-thread wake-ups per call: on 2 cores one thread
-/// answered a sequential client about 0.13 ms sooner than two, and served
-/// 32 concurrent clients faster (docs/performance.md).
+/// also mean fewer cross-thread wake-ups per call (measured in
+/// docs/performance.md, "What the defaults of `infsh serve` are worth").
 fn default_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus / 4).clamp(1, 4)

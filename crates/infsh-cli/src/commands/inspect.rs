@@ -9,17 +9,17 @@ use console::style;
 use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, InspectArgs};
+use crate::local_app::{input_schema, output_schema, LocalApp};
 use crate::output;
 use crate::paths::Paths;
-use crate::session::{input_schema, output_schema, AppSession};
 use crate::ui::Ui;
 
 pub async fn functions(args: InspectArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
     let paths = Paths::new(global.cache_dir.clone());
-    let session = AppSession::open(&args.app, &args.env, &paths, &ui).await?;
-    let schema = session.functions.functions_schema();
-    let default = session.functions.default_name();
-    let rows: Vec<(String, String, String)> = session
+    let local = LocalApp::open(&args.app, &args.env, &paths, &ui).await?;
+    let schema = local.functions.functions_schema();
+    let default = local.functions.default_name();
+    let rows: Vec<(String, String, String)> = local
         .ready
         .functions
         .iter()
@@ -39,7 +39,7 @@ pub async fn functions(args: InspectArgs, global: &GlobalArgs, ui: Arc<Ui>) -> R
             (f.name.clone(), kind, description)
         })
         .collect();
-    session.close().await;
+    local.close().await;
     output::print_json_or(&schema, global.json, || {
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (name, kind, description) in &rows {
@@ -56,19 +56,19 @@ pub async fn functions(args: InspectArgs, global: &GlobalArgs, ui: Arc<Ui>) -> R
 
 pub async fn schema(args: InspectArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
     let paths = Paths::new(global.cache_dir.clone());
-    let session = AppSession::open(&args.app, &args.env, &paths, &ui).await?;
-    let root = session.app.root.clone();
-    let functions_schema = session.functions.functions_schema();
-    let default = session.functions.default_name().and_then(|name| {
-        session
+    let local = LocalApp::open(&args.app, &args.env, &paths, &ui).await?;
+    let root = local.app.root.clone();
+    let functions_schema = local.functions.functions_schema();
+    let default = local.functions.default_name().and_then(|name| {
+        local
             .ready
             .functions
             .iter()
             .find(|f| f.name == name)
             .map(|f| (input_schema(f).clone(), output_schema(f).clone()))
     });
-    let setup_schema = session.ready.setup_schema.clone();
-    session.close().await;
+    let setup_schema = local.ready.setup_schema.clone();
+    local.close().await;
 
     let mut written = vec![write_schema(
         &root,

@@ -29,12 +29,10 @@ fn connect(args: crate::cli::ServerArgs) -> Result<Remote, Failure> {
 
 /// 404 on a task id is the user's mistake (exit 4), said plainly.
 fn task_error(id: &str, err: RemoteError) -> Failure {
-    match err {
-        RemoteError::Api { status: 404, .. } => {
-            Failure::new(ExitCode::Input, format!("unknown task \"{id}\""))
-        }
-        other => other.into_failure(),
+    if err.is_not_found() {
+        return Failure::new(ExitCode::Input, format!("unknown task \"{id}\""));
     }
+    err.into_failure()
 }
 
 pub async fn get(args: TaskGetArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
@@ -76,11 +74,10 @@ pub async fn cancel(args: TaskCancelArgs, global: &GlobalArgs, ui: Arc<Ui>) -> R
     let id = args.id.clone();
     let mut after = match remote.cancel(&id).await {
         Ok(task) => task,
-        Err(RemoteError::Api {
-            status: 409,
-            detail,
-            ..
-        }) => return Err(Failure::new(ExitCode::Input, detail).into()),
+        // 409: the task already ended; the server says how.
+        Err(err) if err.status() == Some(409) => {
+            return Err(Failure::new(ExitCode::Input, err.detail().unwrap_or_default()).into())
+        }
         Err(err) => return Err(task_error(&id, err).into()),
     };
     // Some servers answer 204: fetch the task to report its status.
@@ -120,7 +117,10 @@ pub async fn list(args: TaskListArgs, global: &GlobalArgs) -> Result<()> {
         if let Some(cursor) = &cursor {
             query.push(("cursor", cursor.clone()));
         }
-        let (page, next) = remote.list(&query).await?;
+        let (page, next) = remote
+            .list(&query)
+            .await
+            .map_err(RemoteError::into_failure)?;
         items.extend(page);
         pages += 1;
         match next {

@@ -11,13 +11,13 @@ use infsh_protocol::FunctionInfo;
 use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, TestArgs};
-use crate::commands::run::{default_input, example_path};
+use crate::example_input::{default_input, example_path};
 use crate::examples::synthesize;
 use crate::exit::{ExitCode, Failure};
 use crate::input::{parse_input_and_setup, JsonArg};
+use crate::local_app::{input_schema, output_schema, LocalApp};
 use crate::output;
 use crate::paths::Paths;
-use crate::session::{input_schema, output_schema, AppSession};
 use crate::ui::Ui;
 
 /// One function's verdict.
@@ -34,20 +34,20 @@ pub async fn test(args: TestArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()
     let (explicit_input, setup) =
         parse_input_and_setup(args.input.as_deref(), args.setup.as_deref())?;
     let paths = Paths::new(global.cache_dir.clone());
-    let session = AppSession::open(&args.app, &args.env, &paths, &ui).await?;
-    let result = test_all(&session, &args, explicit_input, setup.as_ref(), &ui).await;
+    let local = LocalApp::open(&args.app, &args.env, &paths, &ui).await?;
+    let result = test_all(&local, &args, explicit_input, setup.as_ref(), &ui).await;
     let (outcomes, setup_seconds, crashed) = match result {
         Ok(done) => done,
         Err(err) => {
-            session.kill().await;
+            local.kill().await;
             return Err(err);
         }
     };
-    let app_name = session.app.display_name();
+    let app_name = local.app.display_name();
     if crashed {
-        session.kill().await;
+        local.kill().await;
     } else {
-        session.close().await;
+        local.close().await;
     }
 
     let failed = outcomes.iter().filter(|o| o.status == "failed").count();
@@ -96,19 +96,19 @@ pub async fn test(args: TestArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()
 }
 
 async fn test_all(
-    session: &AppSession,
+    local: &LocalApp,
     args: &TestArgs,
     explicit_input: Option<JsonArg>,
     setup: Option<&JsonArg>,
     ui: &Arc<Ui>,
 ) -> Result<(Vec<Outcome>, f64, bool)> {
     let targets: Vec<&FunctionInfo> = match &args.function {
-        Some(name) => vec![session.function(Some(name))?],
-        None => session.ready.functions.iter().collect(),
+        Some(name) => vec![local.function(Some(name))?],
+        None => local.ready.functions.iter().collect(),
     };
-    let default_name = session.functions.default_name().map(str::to_string);
+    let default_name = local.functions.default_name().map(str::to_string);
     let explicit_target = args.function.clone().or(default_name.clone());
-    let setup_seconds = session.setup(setup, None).await?.as_secs_f64();
+    let setup_seconds = local.setup(setup, None).await?.as_secs_f64();
 
     let mut outcomes = Vec::new();
     let mut crashed = false;
@@ -123,11 +123,11 @@ async fn test_all(
             (Some(input), Some(target)) if target == name => {
                 (input.clone(), input.origin.clone(), true)
             }
-            _ => match example_path(&session.app, &name, default_name.as_deref()) {
+            _ => match example_path(&local.app, &name, default_name.as_deref()) {
                 Some(path) => {
-                    let input = default_input(&session.app, &name, default_name.as_deref())?;
+                    let input = default_input(&local.app, &name, default_name.as_deref())?;
                     let shown = path
-                        .strip_prefix(&session.app.root)
+                        .strip_prefix(&local.app.root)
                         .unwrap_or(&path)
                         .display()
                         .to_string();
@@ -137,7 +137,7 @@ async fn test_all(
                     Ok(value) => (
                         JsonArg {
                             value,
-                            base_dir: session.app.root.clone(),
+                            base_dir: local.app.root.clone(),
                             origin: "generated".into(),
                         },
                         "generated from schema".into(),
@@ -154,13 +154,13 @@ async fn test_all(
             },
         };
         if args.save_example && generated {
-            let path = session.app.root.join(format!("input_{name}.json"));
+            let path = local.app.root.join(format!("input_{name}.json"));
             let text = serde_json::to_string_pretty(&input.value)? + "\n";
             std::fs::write(&path, text)?;
             ui.info(&format!("saved example {}", path.display()));
         }
         let started = Instant::now();
-        let verdict = run_one(session, function, &input, args.timeout).await;
+        let verdict = run_one(local, function, &input, args.timeout).await;
         let seconds = started.elapsed().as_secs_f64();
         outcomes.push(match verdict {
             Ok(output) => Outcome {
@@ -196,15 +196,13 @@ async fn test_all(
 }
 
 async fn run_one(
-    session: &AppSession,
+    local: &LocalApp,
     function: &FunctionInfo,
     input: &JsonArg,
     timeout: Option<f64>,
 ) -> Result<Value, Failure> {
-    let value = session
-        .prepare_input(function, input)
-        .map_err(into_failure)?;
-    let outcome = session
+    let value = local.prepare_input(function, input).map_err(into_failure)?;
+    let outcome = local
         .call(function, value, timeout, |_| {})
         .await
         .map_err(into_failure)?;

@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::errors::RemoteError;
+use super::snippet::snippet;
 
 /// Routes, in one place (the `/v1` aliases of the server's routes).
 mod routes {
@@ -56,9 +57,9 @@ impl Remote {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("infsh/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| RemoteError::Protocol {
+            .map_err(|source| RemoteError::Client {
                 url: base.clone(),
-                message: format!("cannot create an HTTP client: {e}"),
+                source,
             })?;
         Ok(Remote {
             http,
@@ -104,22 +105,24 @@ impl Remote {
         let response = builder
             .send()
             .await
-            .map_err(|e| RemoteError::from_reqwest(&url, e))?;
+            .map_err(|e| RemoteError::unreachable(&url, e))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| RemoteError::from_reqwest(&url, e))?;
+            .map_err(|e| RemoteError::unreachable(&url, e))?;
         if !status.is_success() {
             return Err(RemoteError::from_response(status, &text));
         }
         if status == StatusCode::NO_CONTENT || text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        let payload: Value = serde_json::from_str(&text).map_err(|e| RemoteError::Protocol {
-            url: url.clone(),
-            message: format!("the answer is not JSON ({e}): {}", snippet(&text)),
-        })?;
+        let payload: Value =
+            serde_json::from_str(&text).map_err(|source| RemoteError::NotJson {
+                url: url.clone(),
+                body: snippet(&text),
+                source,
+            })?;
         Ok(unwrap_envelope(payload))
     }
 
@@ -168,7 +171,7 @@ impl Remote {
             .header(reqwest::header::CACHE_CONTROL, "no-cache")
             .send()
             .await
-            .map_err(|e| RemoteError::from_reqwest(&url, e))?;
+            .map_err(|e| RemoteError::unreachable(&url, e))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -183,8 +186,9 @@ impl Remote {
     pub async fn upload(&self, path: &Path) -> Result<String, RemoteError> {
         let bytes = tokio::fs::read(path)
             .await
-            .map_err(|e| RemoteError::Local {
-                message: format!("cannot read {}: {e}", path.display()),
+            .map_err(|source| RemoteError::Read {
+                path: path.to_path_buf(),
+                source,
             })?;
         let filename = path
             .file_name()
@@ -229,7 +233,7 @@ impl Remote {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| RemoteError::from_reqwest(&upload_url, e))?;
+            .map_err(|e| RemoteError::unreachable(&upload_url, e))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -248,21 +252,22 @@ impl Remote {
         let mut response = builder
             .send()
             .await
-            .map_err(|e| RemoteError::from_reqwest(&url, e))?;
+            .map_err(|e| RemoteError::unreachable(&url, e))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
             return Err(RemoteError::from_response(status, &text));
         }
-        let local = |e: std::io::Error| RemoteError::Local {
-            message: format!("cannot write {}: {e}", target.display()),
+        let local = |source: std::io::Error| RemoteError::Write {
+            path: target.to_path_buf(),
+            source,
         };
         let mut file = tokio::fs::File::create(target).await.map_err(local)?;
         let mut written = 0u64;
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| RemoteError::from_reqwest(&url, e))?
+            .map_err(|e| RemoteError::unreachable(&url, e))?
         {
             tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
                 .await
@@ -316,14 +321,13 @@ fn parse_page(data: Value) -> Option<(Vec<Value>, Option<String>)> {
 
 fn normalize_base(url: &str) -> Result<String, RemoteError> {
     let trimmed = url.trim();
-    let parsed = reqwest::Url::parse(trimmed).map_err(|e| RemoteError::BadUrl {
+    let parsed = reqwest::Url::parse(trimmed).map_err(|source| RemoteError::BadUrl {
         url: trimmed.to_string(),
-        message: e.to_string(),
+        source,
     })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(RemoteError::BadUrl {
+        return Err(RemoteError::NotHttp {
             url: trimmed.to_string(),
-            message: "expected an http:// or https:// URL with a host".into(),
         });
     }
     let mut base = trimmed.trim_end_matches('/').to_string();
@@ -357,16 +361,6 @@ fn encode_segment(segment: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-/// The first 300 characters of a body, for messages.
-pub fn snippet(text: &str) -> String {
-    let text = text.trim();
-    let mut out: String = text.chars().take(300).collect();
-    if text.chars().count() > 300 {
-        out.push('…');
     }
     out
 }

@@ -1,21 +1,52 @@
 //! What can go wrong talking to a server, and which exit code each maps to
 //! (docs/cli.md, "Exit codes"). Problem JSON (`{type, title, status,
-//! detail}`) is read the way the official Python client reads it: the
-//! message is `detail`, else `title`, else `message`.
+//! detail}`) is read the way the official Python client reads it
+//! (docs/client-wire-notes.md, "Response parsing"): the message is
+//! `detail`, else `title`, else `message`.
+
+use std::path::PathBuf;
 
 use infsh_core::validate::FieldError;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::snippet::snippet;
 use crate::exit::{ExitCode, Failure};
 
-#[derive(Debug)]
+/// Why a call to the server failed. Each variant keeps its cause
+/// (`source()`), so `{:#}` in a log shows the whole chain; the user-facing
+/// text and exit code come from [`RemoteError::into_failure`].
+#[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// `--api-url` is not an http(s) URL.
-    BadUrl { url: String, message: String },
+    /// `--api-url` does not parse as a URL.
+    #[error("--api-url {url:?} is not usable")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// `--api-url` parses, but is not an http(s) URL with a host.
+    #[error("--api-url {url:?} is not usable: expected an http:// or https:// URL with a host")]
+    NotHttp { url: String },
+    /// The HTTP client could not be built (TLS setup).
+    #[error("unexpected answer from {url}: cannot create an HTTP client")]
+    Client {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     /// No answer: connection refused, DNS, TLS, timeout, a dropped connection.
-    Unreachable { url: String, message: String },
+    #[error("cannot reach the server at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A task stream sent nothing, not even a heartbeat, for too long.
+    #[error("cannot reach the server at {url}: the stream went silent")]
+    StreamSilent { url: String },
     /// The server answered with an error status.
+    #[error("the server answered HTTP {status}: {detail}")]
     Api {
         status: u16,
         /// The problem type's last segment (`.../errors/not_found` → `not_found`).
@@ -24,27 +55,40 @@ pub enum RemoteError {
         /// The whole problem document (Null when the body was not JSON).
         problem: Box<Value>,
     },
-    /// The server answered 2xx with something that is not the API.
+    /// The server answered 2xx with a body that is not JSON.
+    #[error("unexpected answer from {url}: the answer is not JSON")]
+    NotJson {
+        url: String,
+        /// The start of the body ([`snippet`]).
+        body: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The server answered 2xx with JSON that is not the API.
+    #[error("unexpected answer from {url}: {message}")]
     Protocol { url: String, message: String },
-    /// A local file could not be read or written.
-    Local { message: String },
+    /// A local file to upload could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A downloaded file could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RemoteError {
-    pub fn from_reqwest(url: &str, err: reqwest::Error) -> RemoteError {
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(inner) = source {
-            let text = inner.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = inner.source();
-        }
+    /// No answer from `url`: the request failed before a status came back.
+    pub fn unreachable(url: &str, source: reqwest::Error) -> RemoteError {
         RemoteError::Unreachable {
             url: url.to_string(),
-            message,
+            source,
         }
     }
 
@@ -66,7 +110,7 @@ impl RemoteError {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| {
-                let body = super::client::snippet(text);
+                let body = snippet(text);
                 if body.is_empty() {
                     status
                         .canonical_reason()
@@ -102,66 +146,108 @@ impl RemoteError {
         }
     }
 
+    /// The server answered 404: the app or task does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// The server answered 4xx: the request is wrong, and retrying it
+    /// unchanged will not help.
+    pub fn is_client_error(&self) -> bool {
+        self.status().is_some_and(|s| (400..500).contains(&s))
+    }
+
+    /// The server's own words for an error status (problem `detail`,
+    /// `title` or `message`).
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            RemoteError::Api { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The user-facing failure with its exit code.
     pub fn into_failure(self) -> Failure {
-        match self {
-            RemoteError::BadUrl { url, message } => Failure::new(
-                ExitCode::Usage,
-                format!("--api-url {url:?} is not usable: {message}"),
-            ),
-            RemoteError::Unreachable { url, message } => Failure::new(
-                ExitCode::Server,
-                format!("cannot reach the server at {url}: {message}"),
-            ),
-            RemoteError::Protocol { url, message } => Failure::new(
-                ExitCode::Server,
-                format!("unexpected answer from {url}: {message}"),
-            ),
-            RemoteError::Local { message } => Failure::new(ExitCode::Internal, message),
+        let code = match &self {
+            RemoteError::BadUrl { .. } | RemoteError::NotHttp { .. } => ExitCode::Usage,
+            RemoteError::Read { .. } | RemoteError::Write { .. } => ExitCode::Internal,
             RemoteError::Api {
                 status,
                 code,
-                detail,
                 problem,
                 ..
-            } => {
-                let exit = exit_code_for(status, code.as_deref());
-                // Validation problems: the same message as a local run.
-                if let Some(failure) = validation_failure(&problem) {
-                    return failure;
-                }
-                let mut message = match exit {
-                    ExitCode::Auth => format!(
-                        "the server refused the API key (HTTP {status}): {detail}; pass --api-key or set INFSH_API_KEY"
-                    ),
-                    ExitCode::Busy => format!("the server is busy (HTTP {status}): {detail}"),
-                    ExitCode::Server => format!("the server failed (HTTP {status}): {detail}"),
-                    _ => detail.clone(),
-                };
-                for (line, text) in field_errors(&problem) {
-                    if !message.contains(&text) {
-                        message.push_str(&format!("\n  - {line}"));
-                    }
-                }
-                let failure = Failure::new(exit, message);
-                match problem.get("traceback").and_then(Value::as_str) {
-                    Some(traceback) => failure.with_traceback(traceback),
-                    None => failure,
-                }
+            } => return api_failure(*status, code.as_deref(), self.detail_owned(), problem),
+            _ => ExitCode::Server,
+        };
+        let message = match &self {
+            // The body goes last, after the parser's complaint.
+            RemoteError::NotJson { url, body, source } => {
+                format!("unexpected answer from {url}: the answer is not JSON ({source}): {body}")
             }
+            // Only the client builder's own words, as it always read.
+            RemoteError::Client { source, .. } => format!("{self}: {source}"),
+            RemoteError::Unreachable { source, .. } => format!("{self}: {}", cause_chain(source)),
+            RemoteError::BadUrl { source, .. } => format!("{self}: {source}"),
+            RemoteError::Read { source, .. } | RemoteError::Write { source, .. } => {
+                format!("{self}: {source}")
+            }
+            _ => self.to_string(),
+        };
+        Failure::new(code, message)
+    }
+
+    fn detail_owned(&self) -> String {
+        self.detail().unwrap_or_default().to_string()
+    }
+}
+
+/// An error and its causes as one line, each cause once: reqwest's errors
+/// repeat their inner error's text in their own.
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
         }
+        source = inner.source();
+    }
+    message
+}
+
+/// An error status as the user sees it: exit code by status and problem
+/// type, validation problems worded like a local run's, field errors listed.
+fn api_failure(status: u16, code: Option<&str>, detail: String, problem: &Value) -> Failure {
+    let exit = exit_code_for(status, code);
+    // Validation problems: the same message as a local run.
+    if let Some(failure) = validation_failure(problem) {
+        return failure;
+    }
+    let mut message = match exit {
+        ExitCode::Auth => format!(
+            "the server refused the API key (HTTP {status}): {detail}; pass --api-key or set INFSH_API_KEY"
+        ),
+        ExitCode::Busy => format!("the server is busy (HTTP {status}): {detail}"),
+        ExitCode::Server => format!("the server failed (HTTP {status}): {detail}"),
+        _ => detail,
+    };
+    for (line, text) in field_errors(problem) {
+        if !message.contains(&text) {
+            message.push_str(&format!("\n  - {line}"));
+        }
+    }
+    let failure = Failure::new(exit, message);
+    match problem.get("traceback").and_then(Value::as_str) {
+        Some(traceback) => failure.with_traceback(traceback),
+        None => failure,
     }
 }
 
 impl From<RemoteError> for Failure {
     fn from(err: RemoteError) -> Failure {
         err.into_failure()
-    }
-}
-
-impl From<RemoteError> for anyhow::Error {
-    fn from(err: RemoteError) -> anyhow::Error {
-        anyhow::Error::new(err.into_failure())
     }
 }
 
@@ -327,5 +413,114 @@ mod tests {
             .into_failure();
         assert_eq!(f.code, ExitCode::Server);
         assert_eq!(f.message, "the server failed (HTTP 500): internal kaboom");
+    }
+
+    #[test]
+    fn status_helpers_read_the_answer() {
+        let not_found = RemoteError::from_response(
+            StatusCode::NOT_FOUND,
+            r#"{"detail": "unknown task \"t\""}"#,
+        );
+        assert!(matches!(not_found, RemoteError::Api { status: 404, .. }));
+        assert!(not_found.is_not_found());
+        assert!(not_found.is_client_error());
+        assert_eq!(not_found.status(), Some(404));
+        assert_eq!(not_found.detail(), Some("unknown task \"t\""));
+        let failed = RemoteError::from_response(StatusCode::BAD_GATEWAY, "");
+        assert!(!failed.is_not_found() && !failed.is_client_error());
+        assert_eq!(failed.detail(), Some("Bad Gateway"));
+        let no_answer = RemoteError::NotHttp {
+            url: "ftp://h".into(),
+        };
+        assert_eq!((no_answer.status(), no_answer.detail()), (None, None));
+        assert!(!no_answer.is_client_error());
+    }
+
+    #[test]
+    fn a_bad_url_keeps_the_parser_error_as_its_cause() {
+        let Err(err) = crate::remote::Remote::new("127.0.0.1:8080", None) else {
+            panic!("a URL without a scheme is refused");
+        };
+        assert!(matches!(err, RemoteError::BadUrl { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err).expect("a cause");
+        assert!(cause.downcast_ref::<url::ParseError>().is_some());
+        // What logs show: the message, then its cause.
+        let logged = format!("{:#}", anyhow::Error::new(err));
+        assert_eq!(
+            logged,
+            "--api-url \"127.0.0.1:8080\" is not usable: relative URL without a base"
+        );
+        let Err(err) = crate::remote::Remote::new("ftp://h", None) else {
+            panic!("ftp is refused");
+        };
+        assert!(matches!(err, RemoteError::NotHttp { .. }));
+        let failure = err.into_failure();
+        assert_eq!(failure.code, ExitCode::Usage);
+        assert_eq!(
+            failure.message,
+            "--api-url \"ftp://h\" is not usable: expected an http:// or https:// URL with a host"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_answer_keeps_the_http_error_as_its_cause() {
+        // A port that was just free: the connection is refused at once.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let remote = crate::remote::Remote::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        let err = remote.task("t").await.unwrap_err();
+        let RemoteError::Unreachable { url, source } = &err else {
+            panic!("expected Unreachable, got {err:?}");
+        };
+        assert_eq!(url, &format!("http://127.0.0.1:{port}/v1/tasks/t"));
+        assert!(source.is_connect(), "{source:?}");
+        let prefix = format!("cannot reach the server at http://127.0.0.1:{port}/v1/tasks/t: ");
+        assert!(format!("{:#}", anyhow::Error::new(err)).starts_with(&prefix));
+        let failure = remote.task("t").await.unwrap_err().into_failure();
+        assert_eq!(failure.code, ExitCode::Server);
+        assert!(failure.message.starts_with(&prefix), "{}", failure.message);
+        assert!(failure.message.len() > prefix.len(), "the cause is shown");
+    }
+
+    #[tokio::test]
+    async fn a_missing_upload_keeps_the_io_error_as_its_cause() {
+        let remote = crate::remote::Remote::new("http://127.0.0.1:9", None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone.png");
+        let err = remote.upload(&missing).await.unwrap_err();
+        let RemoteError::Read { path, source } = &err else {
+            panic!("expected Read, got {err:?}");
+        };
+        assert_eq!(path, &missing);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        let failure = err.into_failure();
+        assert_eq!(failure.code, ExitCode::Internal);
+        assert_eq!(
+            failure.message,
+            format!(
+                "cannot read {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_quoted_after_the_parser_error() {
+        let source = serde_json::from_str::<Value>("<html>").unwrap_err();
+        let err = RemoteError::NotJson {
+            url: "http://h/v1/run".into(),
+            body: snippet("<html>"),
+            source,
+        };
+        assert!(std::error::Error::source(&err)
+            .unwrap()
+            .is::<serde_json::Error>());
+        let failure = err.into_failure();
+        assert_eq!(failure.code, ExitCode::Server);
+        assert_eq!(
+            failure.message,
+            "unexpected answer from http://h/v1/run: the answer is not JSON (expected value at line 1 column 1): <html>"
+        );
     }
 }

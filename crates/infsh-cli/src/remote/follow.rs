@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::client::Remote;
 use super::errors::RemoteError;
 use super::task;
+use crate::deadline::{deadline_after, sleep_until};
 use crate::exit::{ExitCode, Failure};
 use crate::ui::{Phase, Ui};
 
@@ -50,7 +51,7 @@ pub async fn follow(
     timeout: Option<f64>,
 ) -> Result<Followed, Failure> {
     let mut tracker = Tracker::new(ui.clone(), function);
-    let deadline = timeout.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+    let deadline = deadline_after(timeout);
     enum Stop {
         CtrlC,
         Timeout(f64),
@@ -60,7 +61,7 @@ pub async fn follow(
         tokio::select! {
             result = run => Ok(result),
             _ = tokio::signal::ctrl_c() => Err(Stop::CtrlC),
-            _ = sleep_until_opt(deadline) => Err(Stop::Timeout(timeout.unwrap_or_default())),
+            _ = sleep_until(deadline) => Err(Stop::Timeout(timeout.unwrap_or_default())),
         }
     };
     match outcome {
@@ -132,9 +133,7 @@ async fn until_terminal(
                 }
             }
             // The task does not exist (or the key is refused): no retry helps.
-            Err(err @ RemoteError::Api { status, .. }) if (400..500).contains(&status) => {
-                return Err(err)
-            }
+            Err(err) if err.is_client_error() => return Err(err),
             Err(err) => {
                 failures += 1;
                 if failures >= MAX_CONSECUTIVE_FAILURES {
@@ -149,9 +148,7 @@ async fn until_terminal(
                     return Ok(snapshot);
                 }
             }
-            Err(err @ RemoteError::Api { status, .. }) if (400..500).contains(&status) => {
-                return Err(err)
-            }
+            Err(err) if err.is_client_error() => return Err(err),
             Err(err) => {
                 failures += 1;
                 if failures >= MAX_CONSECUTIVE_FAILURES {
@@ -177,11 +174,10 @@ async fn next_line(
         }
         let chunk = tokio::time::timeout(IDLE_LIMIT, response.chunk())
             .await
-            .map_err(|_| RemoteError::Unreachable {
+            .map_err(|_| RemoteError::StreamSilent {
                 url: response.url().to_string(),
-                message: "the stream went silent".into(),
             })?
-            .map_err(|e| RemoteError::from_reqwest(response.url().as_str(), e))?;
+            .map_err(|e| RemoteError::unreachable(response.url().as_str(), e))?;
         match chunk {
             Some(bytes) => buffer.extend_from_slice(&bytes),
             None if buffer.is_empty() => return Ok(None),
@@ -202,7 +198,8 @@ fn parse_line(line: &str) -> Option<Value> {
     if value.get("type").and_then(Value::as_str) == Some("heartbeat") {
         return None;
     }
-    // `{"data": X, "fields": [...]}` carries X (as the official client reads it).
+    // `{"data": X, "fields": [...]}` carries X, as the official client reads
+    // it (docs/client-wire-notes.md, "Line parsing").
     let value = match value {
         Value::Object(mut map) if map.contains_key("data") && map.contains_key("fields") => {
             map.remove("data").unwrap_or(Value::Null)
@@ -366,13 +363,6 @@ impl Tracker {
             total_seconds: ended.duration_since(self.started).as_secs_f64(),
             traceback: self.traceback,
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

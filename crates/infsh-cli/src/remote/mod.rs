@@ -6,6 +6,7 @@ pub mod client;
 pub mod errors;
 pub mod follow;
 pub mod run;
+pub mod snippet;
 pub mod task;
 
 use crate::cli::RemoteArgs;

@@ -1,6 +1,7 @@
-//! One app, loaded and ready to call: the app folder, its Python
+//! One app, loaded and ready to call locally: the app folder, its Python
 //! environment, one worker process that ran `setup` once, and the
-//! validators for its functions. Every `app` command that touches Python goes
+//! validators for its functions. (Named `LocalApp`, not a "session": API
+//! sessions are a different thing, docs/http-api.md.) Every `app` command that touches Python goes
 //! through here, so they all share the same phases, errors and exit codes.
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::cli::EnvArgs;
+use crate::deadline::{deadline_after, sleep_until};
 use crate::errors::{
     app_error, env_error, file_input_error, invalid_input, invalid_schema, resolve_error,
     worker_error,
@@ -42,7 +44,7 @@ static EMPTY_SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| js
 /// How long a cancelled call or a shutting-down worker gets before it is killed.
 pub const GRACE: Duration = Duration::from_secs(3);
 
-pub struct AppSession {
+pub struct LocalApp {
     pub app: AppDir,
     pub ready: Ready,
     pub functions: FunctionSet,
@@ -60,7 +62,7 @@ enum Interruption {
     CtrlC,
 }
 
-impl AppSession {
+impl LocalApp {
     /// Opens the app folder, prepares its interpreter and starts its worker
     /// (which imports the app and reports its functions). Setup is separate.
     pub async fn open(
@@ -68,7 +70,7 @@ impl AppSession {
         env: &EnvArgs,
         paths: &Paths,
         ui: &Arc<Ui>,
-    ) -> Result<AppSession> {
+    ) -> Result<LocalApp> {
         let app = AppDir::open(app_path).map_err(app_error)?;
         for warning in &app.warnings {
             ui.warn(warning);
@@ -123,7 +125,7 @@ impl AppSession {
         for warning in functions.warnings() {
             ui.warn(warning);
         }
-        Ok(AppSession {
+        Ok(LocalApp {
             validators: FunctionValidators::new(ready.setup_schema.clone()),
             app,
             ready,
@@ -237,7 +239,7 @@ impl AppSession {
                 biased;
                 Some(event) = event_rx.recv() => handle_event(event),
                 result = &mut call => break Ok(result),
-                _ = sleep_until_opt(deadline) => break Err(Interruption::Timeout(timeout.unwrap_or_default())),
+                _ = sleep_until(deadline) => break Err(Interruption::Timeout(timeout.unwrap_or_default())),
                 _ = &mut ctrl_c => break Err(Interruption::CtrlC),
             }
         };
@@ -311,23 +313,9 @@ impl AppSession {
         let deadline = deadline_after(timeout);
         tokio::select! {
             out = fut => Ok(out),
-            _ = sleep_until_opt(deadline) => Err(Interruption::Timeout(timeout.unwrap_or_default())),
+            _ = sleep_until(deadline) => Err(Interruption::Timeout(timeout.unwrap_or_default())),
             _ = tokio::signal::ctrl_c() => Err(Interruption::CtrlC),
         }
-    }
-}
-
-/// `secs` from now; None (no deadline) when it does not fit an Instant
-/// (clap already refuses zero, negative and non-finite values).
-fn deadline_after(secs: Option<f64>) -> Option<tokio::time::Instant> {
-    let limit = Duration::try_from_secs_f64(secs?).ok()?;
-    tokio::time::Instant::now().checked_add(limit)
-}
-
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,175 @@
+//! `infsh serve`: host a folder of apps behind the inference.sh HTTP API.
+//! This file is the lifecycle: settle the folders and the signing key, bind
+//! the listener (port 0 picks one; the real address is printed), serve until
+//! SIGINT/SIGTERM, then let running tasks finish and stop every worker. What
+//! the flags and environment mean is `config.rs`.
+
+mod config;
+mod signing_key;
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use infsh_engine::Engine;
+use infsh_server::ServerError;
+use serde_json::json;
+use tokio::sync::watch;
+
+use self::config::{Places, ServeConfig, ServeEnv};
+use self::signing_key::{load_or_create_signing_key, SIGNING_KEY_FILE};
+use crate::cli::{GlobalArgs, ServeArgs};
+use crate::exit::{ExitCode, Failure};
+
+pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
+    let apps_dir = std::fs::canonicalize(&args.apps)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| {
+            Failure::new(
+                ExitCode::Usage,
+                format!("--apps {}: no such folder", args.apps.display()),
+            )
+        })?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        Failure::new(
+            ExitCode::Internal,
+            format!("cannot create the data folder {}: {e}", data_dir.display()),
+        )
+    })?;
+    let data_dir = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+    let cache_dir = global
+        .cache_dir
+        .clone()
+        .unwrap_or_else(config::default_cache_dir);
+
+    let checked = config::check(&args, &ServeEnv::from_process())?;
+    let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
+
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Internal,
+                format!("cannot listen on {}:{}: {e}", args.host, args.port),
+            )
+        })?;
+    let bound = listener.local_addr().map_err(|e| {
+        Failure::new(
+            ExitCode::Internal,
+            format!("cannot read the bound address: {e}"),
+        )
+    })?;
+    let ServeConfig {
+        engine: config,
+        server: server_config,
+        shutdown_grace,
+        url,
+        warnings,
+    } = config::build(
+        &args,
+        checked,
+        Places {
+            apps_dir,
+            data_dir: data_dir.clone(),
+            cache_dir,
+            bound,
+            signing_key,
+        },
+    )?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+
+    // Signals are watched from before the engine starts, so a SIGTERM during
+    // a slow --preload still ends things cleanly.
+    let signals = watch_signals()?;
+    let engine = Engine::start(config)
+        .await
+        .map_err(|e| Failure::new(ExitCode::Internal, format!("cannot start the server: {e}")))?;
+    let apps: Vec<String> = engine.apps().into_iter().map(|a| a.id).collect();
+    if global.json {
+        let line = json!({"url": url, "apps": apps, "data_dir": data_dir});
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+    }
+    if !global.quiet {
+        eprintln!(
+            "infsh serving {} app{} on {url}",
+            apps.len(),
+            if apps.len() == 1 { "" } else { "s" }
+        );
+    }
+
+    // The HTTP API keeps answering through the shutdown grace: new runs get
+    // 503 `shutting_down` (the engine refuses them), running tasks and their
+    // streams go on, and it stops once the engine has stopped.
+    let stop_engine = {
+        let engine = engine.clone();
+        let quiet = global.quiet;
+        async move {
+            wait_for_signals(signals.clone(), 1).await;
+            if !quiet {
+                eprintln!(
+                    "infsh: shutting down (running tasks get {}s; a second Ctrl-C stops them now)",
+                    shutdown_grace.as_secs_f64()
+                );
+            }
+            tokio::select! {
+                _ = engine.shutdown(shutdown_grace) => {}
+                _ = wait_for_signals(signals, 2) => {
+                    eprintln!("infsh: stopping every worker now");
+                    let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
+                }
+            }
+        }
+    };
+    let served = infsh_server::serve(engine.clone(), server_config, listener, stop_engine).await;
+    if served.is_err() {
+        // The server failed before any signal: stop the workers all the same.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
+    }
+    match served {
+        Ok(()) => Ok(()),
+        Err(err @ ServerError::KeysRequired(_)) => {
+            Err(Failure::new(ExitCode::Usage, err.to_string()).into())
+        }
+        Err(err) => Err(Failure::new(ExitCode::Internal, err.to_string()).into()),
+    }
+}
+
+/// Counts SIGINT and SIGTERM deliveries.
+fn watch_signals() -> Result<watch::Receiver<u32>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let fail = |e: std::io::Error| {
+        Failure::new(
+            ExitCode::Internal,
+            format!("cannot install signal handlers: {e}"),
+        )
+    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(fail)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(fail)?;
+    let (tx, rx) = watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = interrupt.recv() => {}
+                Some(()) = terminate.recv() => {}
+                else => break,
+            }
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(rx)
+}
+
+/// Resolves once `count` signals have arrived.
+async fn wait_for_signals(mut rx: watch::Receiver<u32>, count: u32) {
+    let _ = rx.wait_for(|n| *n >= count).await;
+}

@@ -1,0 +1,143 @@
+//! `infsh app run` in remote mode (`--api-url` / `INFSH_API_URL`): look the
+//! app up on the server, validate the input against the function's schema
+//! here (same messages as a local run), upload local `File` paths, submit
+//! the task, follow its stream, and print the result exactly as a local run
+//! does (`--output-dir` downloads output files from their URIs).
+
+mod describe;
+mod download;
+mod output_files;
+mod report;
+mod target;
+mod upload;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use infsh_core::validators::input_schema;
+use serde_json::json;
+
+pub use describe::describe_app;
+pub use report::completed_report;
+use target::parse_target;
+
+use super::client::Remote;
+use super::errors::RemoteError;
+use super::follow::follow;
+use super::task;
+use crate::cli::{GlobalArgs, RunArgs};
+use crate::errors::{file_input_error, invalid_input, invalid_schema, resolve_error};
+use crate::exit::{ExitCode, Failure};
+use crate::input::parse_input_and_setup;
+use crate::output;
+use crate::ui::Ui;
+
+pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote) -> Result<()> {
+    let target = parse_target(&args.app)?;
+    let function_name = args
+        .function
+        .clone()
+        .or(target.app.function().map(str::to_string));
+    // Parse what the user typed before touching the network.
+    let (explicit_input, setup) =
+        parse_input_and_setup(args.input.as_deref(), args.setup.as_deref())?;
+    if args.setup_timeout.is_some() {
+        ui.warn("--setup-timeout is ignored with --api-url: the server's --setup-timeout applies");
+    }
+
+    let phase = ui.phase("connect");
+    let app = match describe_app(&remote, &target.id()).await {
+        Ok(app) => {
+            phase.finish(&format!("{} · {}", target.id(), remote.base()));
+            app
+        }
+        Err(err) => {
+            phase.fail("");
+            return Err(err.into());
+        }
+    };
+    let function = app
+        .functions
+        .resolve(function_name.as_deref())
+        .map_err(resolve_error)?
+        .clone();
+    let input = match explicit_input {
+        Some(input) => input,
+        None => target::default_input(&target, &function.name, app.functions.default_name())?,
+    };
+    // The same validators and rules as a local run and the server: a
+    // function whose schema does not compile is refused here (exit 3).
+    let validator = app.validators.function(&function).map_err(invalid_schema)?;
+    let mut input_value = input.value.clone();
+    let local_files = infsh_core::files::resolve_local_paths(
+        input_schema(&function),
+        &mut input_value,
+        &input.base_dir,
+    )
+    .map_err(file_input_error)?;
+    validator.validate(&input_value).map_err(|errors| {
+        invalid_input(
+            &format!("input for function \"{}\"", function.name),
+            &errors,
+        )
+    })?;
+    if !local_files.is_empty() {
+        upload::upload_local_files(&remote, &ui, &mut input_value, &local_files).await?;
+    }
+
+    let mut body = json!({
+        "app": target.request_app(),
+        "function": function.name,
+        "input": input_value,
+    });
+    if let Some(setup) = &setup {
+        body["setup"] = setup.value.clone();
+    }
+    if let Some(timeout) = args.timeout {
+        body["timeout"] = json!(timeout);
+    }
+    let submitted = remote.run(&body).await.map_err(RemoteError::into_failure)?;
+    let id = task::id(&submitted).to_string();
+    if id == "?" {
+        return Err(Failure::new(
+            ExitCode::Server,
+            format!(
+                "the server accepted the run but returned no task id: {}",
+                super::snippet::snippet(&submitted.to_string())
+            ),
+        )
+        .into());
+    }
+    if args.detach {
+        output::print_json_or(&submitted, global.json, || {
+            println!("{id}");
+            ui.info(&format!(
+                "task {id} is {}; follow it with: infsh task get {id} --wait",
+                task::status_name(task::status(&submitted))
+            ));
+        });
+        return Ok(());
+    }
+    ui.info(&format!("task {id}"));
+    // A little slack over the server-side limit, so the server's own
+    // timeout (and its message) normally wins.
+    let followed = follow(
+        &remote,
+        &id,
+        &ui,
+        &function.name,
+        args.timeout.map(|t| t + 5.0),
+    )
+    .await?;
+    let report = completed_report(
+        &remote,
+        &followed,
+        &target.id(),
+        &function.name,
+        function.output_schema(),
+        args.output_dir.as_deref(),
+    )
+    .await?;
+    output::print_json_or(&report, global.json, || output::print_run_human(&report));
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Local `File` inputs of a remote run: each local path is uploaded
+//! (`POST /v1/files`, then a PUT to the signed URL) and replaced by the
+//! uploaded file's `uri` before the run is submitted.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::exit::Failure;
+use crate::remote::client::Remote;
+use crate::remote::errors::RemoteError;
+use crate::ui::Ui;
+
+/// Uploads every local-path `File` value and puts its `uri` in its place.
+pub async fn upload_local_files(
+    remote: &Remote,
+    ui: &Arc<Ui>,
+    input: &mut Value,
+    pointers: &[String],
+) -> Result<(), Failure> {
+    let phase = ui.phase("upload");
+    let mut count = 0usize;
+    for pointer in pointers {
+        let Some(value) = input.pointer_mut(pointer) else {
+            continue;
+        };
+        let result = match value {
+            Value::String(path) => match remote.upload(Path::new(path.as_str())).await {
+                Ok(uri) => {
+                    *value = Value::String(uri);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Value::Object(map) => upload_in_object(remote, map).await,
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            phase.fail("");
+            return Err(err.into_failure());
+        }
+        count += 1;
+    }
+    phase.finish(&format!(
+        "{count} file{}",
+        if count == 1 { "" } else { "s" }
+    ));
+    Ok(())
+}
+
+/// `{"path": "/local"}` or `{"uri": "/local"}` → `{"uri": "<uploaded>"}`, other keys kept.
+async fn upload_in_object(
+    remote: &Remote,
+    map: &mut Map<String, Value>,
+) -> Result<(), RemoteError> {
+    let local = ["path", "uri"].iter().find_map(|k| {
+        map.get(*k)
+            .and_then(Value::as_str)
+            .filter(|s| !infsh_core::files::is_remote(s) && Path::new(s).is_file())
+            .map(str::to_string)
+    });
+    if let Some(path) = local {
+        let uri = remote.upload(Path::new(&path)).await?;
+        map.remove("path");
+        map.insert("uri".into(), Value::String(uri));
+    }
+    Ok(())
+}
