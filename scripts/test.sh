@@ -21,6 +21,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> import cycles between files of a crate"
+python3 scripts/check_module_cycles.py
+
 echo "==> python worker tests"
 "$INFSH_TEST_PYTHON" -m pytest -q python/tests
 

@@ -6,19 +6,8 @@
 use std::sync::Arc;
 
 use crate::engine_config::{DeclaredInventory, EngineConfig};
+pub use crate::gpu::{GpuInfo, GpuReading};
 use crate::nvml::Probe;
-
-/// One GPU as placement sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GpuInfo {
-    /// The index CUDA and NVML use (what `CUDA_VISIBLE_DEVICES` names).
-    pub index: u32,
-    pub name: String,
-    /// Total memory in GB (10^9 bytes), when known.
-    pub vram_gb: Option<f64>,
-    /// Lower case: `nvidia` for every GPU NVML finds.
-    pub vendor: String,
-}
 
 /// Where the GPU list came from; shown in `GET /engines`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +28,6 @@ impl InventorySource {
             InventorySource::Absent { .. } => "none",
         }
     }
-}
-
-/// A live reading of one GPU, where NVML gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GpuReading {
-    pub index: u32,
-    pub memory_used_gb: f64,
-    pub memory_total_gb: f64,
-    /// Percent of time a kernel ran over the last sample period.
-    pub utilization_percent: Option<u32>,
 }
 
 /// The machine's GPUs and memory.

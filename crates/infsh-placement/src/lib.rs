@@ -17,6 +17,7 @@
 //! a fast unit test; docs/gpus.md states the rules for users.
 
 pub mod engine_config;
+mod gpu;
 pub mod inventory;
 pub mod layout;
 pub mod needs;

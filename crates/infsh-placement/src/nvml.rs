@@ -4,7 +4,7 @@
 
 use nvml_wrapper::Nvml;
 
-use crate::inventory::{GpuInfo, GpuReading};
+use crate::gpu::{GpuInfo, GpuReading};
 
 pub(crate) struct Probe {
     nvml: Nvml,
