@@ -32,6 +32,7 @@ pub mod schema;
 pub mod task_status;
 pub mod validate;
 pub mod validators;
+pub mod yaml;
 
 pub use app::{AppDir, AppError, Example};
 pub use app_ref::{split_function, AppRef, AppRefError};

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::yaml::{error_at, location, null_default};
+
 /// The manifest file's name inside an app folder.
 pub const MANIFEST_FILE: &str = "inf.yml";
 
@@ -253,14 +255,6 @@ pub enum ManifestError {
     },
 }
 
-fn location(path: &Path, line: usize, column: usize) -> String {
-    if line == 0 {
-        path.display().to_string()
-    } else {
-        format!("{}:{line}:{column}", path.display())
-    }
-}
-
 impl Manifest {
     /// Reads and parses a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
@@ -327,32 +321,13 @@ impl Manifest {
 }
 
 fn parse_error(path: &Path, e: &serde_norway::Error) -> ManifestError {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    // serde_norway puts " at line L column C" in its text; the location is reported separately.
-    let message = strip_location(&e.to_string());
+    let (line, column, message) = error_at(e);
     ManifestError::Parse {
         path: path.to_path_buf(),
         line,
         column,
         message,
     }
-}
-
-fn strip_location(message: &str) -> String {
-    let Some(start) = message.find(" at line ") else {
-        return message.to_string();
-    };
-    let rest = &message[start + " at line ".len()..];
-    let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n = digits(rest);
-    let Some(after) = rest[n..].strip_prefix(" column ") else {
-        return message.to_string();
-    };
-    let m = digits(after);
-    format!("{}{}", &message[..start], &after[m..])
 }
 
 fn scalar_to_string(v: serde_norway::Value) -> Result<Option<String>, String> {
@@ -370,14 +345,6 @@ fn scalar_to_string(v: serde_norway::Value) -> Result<Option<String>, String> {
 
 fn opt_scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     scalar_to_string(serde_norway::Value::deserialize(d)?).map_err(serde::de::Error::custom)
-}
-
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {

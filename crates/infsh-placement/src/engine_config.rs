@@ -10,9 +10,9 @@
 //! what runs where. Every error names the file, the line and the key.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use infsh_core::yaml::{error_at, location, null_default};
 use infsh_core::{AppRef, Quantity};
 use serde::{Deserialize, Deserializer};
 
@@ -137,7 +137,7 @@ pub enum ConfigError {
     },
     /// Malformed YAML or a key of the wrong shape; the message starts with
     /// the key's path (`workers.gpu[1].gpus: ...`) where the parser knows it.
-    #[error("{}: {message}", Location(.path, *.line, *.column))]
+    #[error("{}: {message}", location(.path, *.line, *.column))]
     Parse {
         path: PathBuf,
         line: usize,
@@ -151,17 +151,6 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-}
-
-struct Location<'a>(&'a Path, usize, usize);
-
-impl fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location(path, 0, _) => write!(f, "{}", path.display()),
-            Location(path, line, column) => write!(f, "{}:{line}:{column}", path.display()),
-        }
-    }
 }
 
 impl EngineConfig {
@@ -282,24 +271,12 @@ pub fn manifest_bound_problems(bounds: &AppOverrides) -> Vec<String> {
 }
 
 fn parse_error(path: &Path, e: &serde_norway::Error) -> ConfigError {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
+    let (line, column, message) = error_at(e);
     ConfigError::Parse {
         path: path.to_path_buf(),
         line,
         column,
-        message: strip_location(&e.to_string()),
-    }
-}
-
-/// serde_norway ends its messages with " at line L column C"; the location
-/// is reported once, in front.
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) if message[at..].contains(" column ") => message[..at].to_string(),
-        _ => message.to_string(),
+        message,
     }
 }
 
@@ -318,14 +295,6 @@ fn gpu_indexes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
         )));
     }
     Ok(gpus)
-}
-
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
