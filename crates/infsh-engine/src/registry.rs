@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use infsh_core::app::AppDir;
-use infsh_core::AppRef;
+use infsh_core::{AppRef, ErrorChain};
 use serde_json::Value;
 
 /// How deep below `apps_dir` app folders are looked for.
@@ -166,7 +166,7 @@ pub(crate) fn scan(apps_dir: &Path) -> Result<Vec<AppEntry>, ScanError> {
         let dir = match AppDir::open(&folder) {
             Ok(dir) => dir,
             Err(e) => {
-                tracing::warn!(folder = %folder.display(), error = %e, "skipping app folder");
+                tracing::warn!(folder = %folder.display(), error = %ErrorChain(&e), "skipping app folder");
                 continue;
             }
         };
@@ -175,7 +175,7 @@ pub(crate) fn scan(apps_dir: &Path) -> Result<Vec<AppEntry>, ScanError> {
         }
         let entry = AppEntry::new(dir);
         if let Err(e) = AppRef::new(&entry.namespace, &entry.name) {
-            tracing::warn!(folder = %folder.display(), error = %e, "skipping app folder: no request could name this app");
+            tracing::warn!(folder = %folder.display(), error = %ErrorChain(&e), "skipping app folder: no request could name this app");
             continue;
         }
         if let Some(first) = apps.iter().find(|a| a.id == entry.id) {

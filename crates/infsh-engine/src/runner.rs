@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use infsh_core::ErrorChain;
 use infsh_protocol::{CallId, FailureKind};
 use infsh_store::{LogEntry, LogType, TaskStatus};
 use infsh_worker::{CallEvent, CallOutcome, CallRequest, WorkerError};
@@ -285,7 +286,7 @@ impl Runner {
                 Some(ack) = self.cancel.recv(), if !self.cancel_requested => {
                     self.on_cancel_request(ack).await;
                     if let Err(e) = self.worker.cancel(&call_id).await {
-                        tracing::debug!(task = %self.record.id, error = %e, "cancel not sent");
+                        tracing::debug!(task = %self.record.id, error = %ErrorChain(&e), "cancel not sent");
                     }
                     cancel_deadline = Some(Instant::now() + self.shared.config.cancel_grace);
                 }

@@ -35,6 +35,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use infsh_core::ErrorChain;
 use infsh_store::{now_ms, LogType};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -401,7 +402,7 @@ impl Actor {
                     }
                     while let Some(result) = stops.join_next().await {
                         if let Ok(Err(e)) = result {
-                            tracing::debug!(error = %e, "worker shutdown");
+                            tracing::debug!(error = %ErrorChain(&e), "worker shutdown");
                         }
                     }
                     let _ = events.send(Event::WorkersStopped);

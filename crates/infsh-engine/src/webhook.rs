@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use infsh_core::ErrorChain;
 use infsh_store::{format_timestamp, TaskRecord};
 use serde_json::{json, Value};
 
@@ -71,7 +72,8 @@ impl Webhooks {
                         return;
                     }
                     Ok(resp) => format!("HTTP {}", resp.status()),
-                    Err(e) => e.to_string(),
+                    // reqwest's own message hides the cause (refused, TLS...).
+                    Err(e) => ErrorChain(&e).to_string(),
                 };
                 if attempt == ATTEMPTS {
                     tracing::warn!(task = %id, %url, %error, "webhook not delivered; giving up after {ATTEMPTS} attempts");

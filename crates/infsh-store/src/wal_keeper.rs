@@ -212,7 +212,7 @@ impl Shared {
             Ok(_) => {
                 self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => tracing::warn!(error = %e, "store checkpoint failed"),
+            Err(e) => tracing::warn!(error = %ErrorChain(&e), "store checkpoint failed"),
         }
     }
 

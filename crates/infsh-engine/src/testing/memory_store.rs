@@ -54,6 +54,8 @@ impl TaskStore for MemoryStore {
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.tasks.iter().any(|t| t.id == task.id) {
+            // (SQLite refuses it as a constraint violation; the fake has no
+            // database error to give, and ids are random, so no test gets here.)
             return Err(StoreError::Corrupt {
                 id: task.id.clone(),
                 message: "the task exists".into(),
