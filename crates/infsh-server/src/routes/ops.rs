@@ -135,6 +135,9 @@ fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// One number of an app's readiness, as a per-app gauge shows it.
+type PerAppValue = fn(&AppReadiness) -> usize;
+
 /// The exposition text; names are prefixed `infsh_`.
 pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
     let mut out = String::new();
@@ -212,7 +215,7 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
         );
     }
 
-    let per_app: [(&str, &str, fn(&AppReadiness) -> usize); 3] = [
+    let per_app: [(&str, &str, PerAppValue); 3] = [
         ("infsh_app_replicas", "Worker processes per app.", |a| {
             a.replicas
         }),
