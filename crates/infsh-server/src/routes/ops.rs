@@ -135,6 +135,9 @@ fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// One number of an app's readiness, as a per-app gauge shows it.
+type PerAppValue = fn(&AppReadiness) -> usize;
+
 /// The exposition text; names are prefixed `infsh_`.
 pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
     let mut out = String::new();
@@ -212,42 +215,18 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
         );
     }
 
-    family(
-        &mut out,
-        "infsh_app_replicas",
-        "gauge",
-        "Worker processes per app.",
-    );
-    for a in apps {
-        let _ = writeln!(
-            out,
-            "infsh_app_replicas{{app=\"{}\"}} {}",
-            label(&a.id),
+    let per_app: [(&str, &str, PerAppValue); 3] = [
+        ("infsh_app_replicas", "Worker processes per app.", |a| {
             a.replicas
-        );
-    }
-    family(
-        &mut out,
-        "infsh_app_busy",
-        "gauge",
-        "Calls running per app.",
-    );
-    for a in apps {
-        let _ = writeln!(out, "infsh_app_busy{{app=\"{}\"}} {}", label(&a.id), a.busy);
-    }
-    family(
-        &mut out,
-        "infsh_app_queued",
-        "gauge",
-        "Tasks waiting per app.",
-    );
-    for a in apps {
-        let _ = writeln!(
-            out,
-            "infsh_app_queued{{app=\"{}\"}} {}",
-            label(&a.id),
-            a.queued
-        );
+        }),
+        ("infsh_app_busy", "Calls running per app.", |a| a.busy),
+        ("infsh_app_queued", "Tasks waiting per app.", |a| a.queued),
+    ];
+    for (name, help, value) in per_app {
+        family(&mut out, name, "gauge", help);
+        for a in apps {
+            let _ = writeln!(out, "{name}{{app=\"{}\"}} {}", label(&a.id), value(a));
+        }
     }
     family(
         &mut out,
@@ -294,6 +273,18 @@ mod tests {
         assert!(text.contains("infsh_task_duration_seconds_count{app=\"ns/a\\\"b\"} 2\n"));
         assert!(text.contains("infsh_app_state{app=\"ns/a\",state=\"ready\"} 1\n"));
         assert!(text.contains("infsh_app_state{app=\"ns/a\",state=\"idle\"} 0\n"));
+        for (name, value) in [
+            ("infsh_app_replicas", 1),
+            ("infsh_app_busy", 0),
+            ("infsh_app_queued", 0),
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "# TYPE {name} gauge\n{name}{{app=\"ns/a\"}} {value}\n"
+                )),
+                "{name}"
+            );
+        }
         for line in text.lines() {
             if line.starts_with('#') {
                 assert!(
