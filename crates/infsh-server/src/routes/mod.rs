@@ -1,5 +1,5 @@
 //! Handlers, one file per resource. Each handler parses its request into
-//! engine types, calls the engine, and renders DTOs (dto.rs); failures go
+//! engine types, calls the engine, and renders DTOs (`dto/`); failures go
 //! through problem.rs. Every handler carries a `#[utoipa::path]`, gathered
 //! here into [`Operations`] for the OpenAPI document (openapi/).
 
