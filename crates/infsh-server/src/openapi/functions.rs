@@ -100,10 +100,45 @@ fn widen_file_nodes(v: &mut Value) {
     }
 }
 
+/// Lets every `number` node of an output schema be `null` too. JSON has no
+/// spelling for NaN or infinity, so the worker sends them as `null`, as
+/// pydantic's own `model_dump_json` does (docs/writing-apps.md, "Functions"):
+/// the document says so, or an output holding one would contradict it.
+fn allow_null_numbers(v: &mut Value) {
+    if let Value::Object(node) = v {
+        match node.get_mut("type") {
+            Some(Value::String(t)) if t == "number" => {
+                node.insert("type".into(), json!(["number", "null"]));
+            }
+            Some(Value::Array(types))
+                if types.iter().any(|t| t == "number") && !types.iter().any(|t| t == "null") =>
+            {
+                types.push(json!("null"));
+            }
+            _ => {}
+        }
+    }
+    match v {
+        Value::Object(map) => map.values_mut().for_each(allow_null_numbers),
+        Value::Array(items) => items.iter_mut().for_each(allow_null_numbers),
+        _ => {}
+    }
+}
+
+/// Which side of a call a schema describes.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Input,
+    Output,
+}
+
 /// Adds `schema` as component `owner` (its `$defs` as `<owner>.<Def>`).
-fn add_schema(schemas: &mut Map<String, Value>, owner: &str, schema: &Value) {
+fn add_schema(schemas: &mut Map<String, Value>, owner: &str, schema: &Value, side: Side) {
     let mut schema = schema.clone();
     widen_file_nodes(&mut schema);
+    if side == Side::Output {
+        allow_null_numbers(&mut schema);
+    }
     if let Value::Object(map) = &mut schema {
         for key in ["$defs", "definitions"] {
             if let Some(Value::Object(defs)) = map.remove(key) {
@@ -151,11 +186,13 @@ pub fn document_with_apps(
                 &mut new_schemas,
                 &input,
                 f.get("input_schema").unwrap_or(&json!({})),
+                Side::Input,
             );
             add_schema(
                 &mut new_schemas,
                 &output,
                 f.get("output_schema").unwrap_or(&json!({})),
+                Side::Output,
             );
             let mut op = template.clone();
             let description = f
@@ -274,6 +311,33 @@ mod tests {
         assert_eq!(doc["x-infsh-unavailable-apps"][0]["app"], "tests/broken");
         // The fixed part is untouched.
         assert!(doc["paths"][FUNCTION_RUN_TEMPLATE].is_object());
+    }
+
+    #[test]
+    fn output_numbers_may_be_null_and_input_numbers_may_not() {
+        let mut d = detail();
+        let numbers = json!({
+            "type": "object",
+            "properties": {
+                "value": {"type": "number"},
+                "maybe": {"type": ["number", "null"]},
+                "scores": {"type": "array", "items": {"type": "number"}},
+                "count": {"type": "integer"},
+                "type": {"type": "string"},
+            },
+        });
+        d.functions["run"]["output_schema"] = numbers.clone();
+        d.functions["run"]["input_schema"] = numbers;
+        let doc = document_with_apps(fixed_document(), &[d], &[]);
+        let schemas = &doc["components"]["schemas"];
+        let out = &schemas["tests.val.run.Output"]["properties"];
+        assert_eq!(out["value"]["type"], json!(["number", "null"]));
+        assert_eq!(out["maybe"]["type"], json!(["number", "null"]));
+        assert_eq!(out["scores"]["items"]["type"], json!(["number", "null"]));
+        assert_eq!(out["count"]["type"], "integer");
+        assert_eq!(out["type"]["type"], "string");
+        let input = &schemas["tests.val.run.Input"]["properties"];
+        assert_eq!(input["value"]["type"], "number");
     }
 
     #[test]
