@@ -283,3 +283,39 @@ async fn unreadable_resources_refuse_the_apps_runs() {
         "inf.yml: resources.gpu.count: \"two\" is not a whole number of GPUs"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_freed_by_an_eviction_goes_to_the_app_it_was_freed_for() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    // b's first run evicts the idle a; b is drained, so it does not take
+    // the slot at once: c, coming after a is gone, must still leave it
+    // to b.
+    let b_app = "local/b".parse().unwrap();
+    h.engine.drain_app(&b_app).await.unwrap();
+    let for_b = h.submit_to("local/b", json!({})).await;
+    h.at(5.0).await;
+    assert_eq!(unloaded(&h.fake.ops()).len(), 1, "a was evicted");
+    let for_c = h.submit_to("local/c", json!({})).await;
+    h.at(10.0).await;
+    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
+    assert_eq!(c_now, TaskStatus::Queued);
+    h.engine.undrain_app(&b_app).await.unwrap();
+    assert_eq!(h.ended(&for_b).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
+    let apps: Vec<String> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| l.app)
+        .collect();
+    assert_eq!(apps, ["local/a", "local/b", "local/c"]);
+}
