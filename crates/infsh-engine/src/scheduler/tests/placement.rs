@@ -63,6 +63,15 @@ async fn the_least_recently_used_idle_replica_is_evicted_with_its_unload() {
     assert_eq!(view.evictions_total, 1);
     assert_eq!(view.slots[0].replicas, ["local/c#0"]);
     assert_eq!(view.slots[1].replicas, ["local/b#0"]);
+    let states: Vec<(String, String)> = h
+        .engine
+        .workers()
+        .await
+        .into_iter()
+        .map(|w| (w.id, w.state))
+        .collect();
+    let idle = |id: &str| (id.to_string(), "idle".to_string());
+    assert_eq!(states, [idle("local/b#0"), idle("local/c#0")], "a is gone");
 }
 
 #[tokio::test(start_paused = true)]
@@ -318,4 +327,37 @@ async fn a_slot_freed_by_an_eviction_goes_to_the_app_it_was_freed_for() {
         .map(|l| l.app)
         .collect();
     assert_eq!(apps, ["local/a", "local/b", "local/c"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_replica_is_listed_stopping_until_its_unload_ends() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let fake = Fake::new();
+    fake.script_unload_time(secs(4.0));
+    let h = Harness::start_apps(fake, &[("a", &a), ("b", &b)], ONE_GPU, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    let second = h.submit_to("local/b", json!({})).await;
+    h.at(2.0).await;
+    let rows: Vec<(String, String, Option<String>)> = h
+        .engine
+        .workers()
+        .await
+        .into_iter()
+        .map(|w| (w.id, w.state, w.slot))
+        .collect();
+    assert_eq!(
+        rows,
+        [(
+            "local/a#0".to_string(),
+            "stopping".to_string(),
+            Some("gpus [0]".to_string())
+        )]
+    );
+    assert_eq!(h.engine.engine_view().slots[0].replicas, ["local/a#0"]);
+    assert_eq!(h.ended(&second).await.status, TaskStatus::Completed);
+    let a_unloaded = h.fake.time_of(0, |op| matches!(op, Op::Shutdown { .. }));
+    assert!(h.fake.time_of(0, call_of(&second)) >= a_unloaded + secs(4.0));
+    let states: Vec<String> = h.engine.workers().await.into_iter().map(|w| w.id).collect();
+    assert_eq!(states, ["local/b#0"]);
 }
