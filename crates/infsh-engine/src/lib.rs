@@ -25,6 +25,11 @@
 //!   (environment, zygote, `infsh_worker::Worker`), and the scheduler's unit
 //!   tests (`scheduler/tests/`) put a scripted fake worker and an in-memory
 //!   store (`testing/`) in its place, with tokio's paused clock.
+//! - `placement_broker`: the machine's slots (infsh-placement's layout from
+//!   `engine.yml` and the GPU inventory) and which replica holds which; each
+//!   scheduler asks it for a slot before starting a replica, and it picks
+//!   idle replicas to evict for an app with none. `views`: what
+//!   `GET /engines` and `GET /workers` show.
 //! - `time`: the deadline helper of the actors' `select!` loops.
 
 pub mod api;
@@ -37,6 +42,7 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod outputs;
+mod placement_broker;
 mod python_launcher;
 mod recovery;
 mod redact;
@@ -52,19 +58,22 @@ mod testing;
 mod time;
 mod timing;
 mod tracker;
+mod views;
 mod webhook;
 mod worker_seam;
 
 pub use api::*;
-pub use engine::{Engine, UNLOAD_GRACE};
+pub use engine::Engine;
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
 pub use shared::INTERRUPTED;
 pub use start_error::EngineStartError;
 pub use timing::{StageClock, StageTimes};
+pub use views::{EngineView, GpuView, SlotView, WorkerView};
 pub use webhook::WebhookClientError;
 pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,
     FIRST_BACKOFF as WEBHOOK_FIRST_BACKOFF,
 };
+pub use worker_seam::UNLOAD_GRACE;

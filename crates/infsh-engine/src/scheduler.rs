@@ -12,6 +12,16 @@
 //! replica runs setup nothing else goes there. Replicas start lazily, when
 //! tasks wait and none can take them (or at `Discover`, without setup).
 //!
+//! Placement (`scheduler/slots.rs`): before a replica starts, the
+//! machine-wide broker (`placement_broker.rs`) gives it a slot (its GPUs
+//! become the worker's `CUDA_VISIBLE_DEVICES` and setup's
+//! `metadata.gpu_ids`), or stops the least recently used idle replica of
+//! another app for it, or says why it must wait: the queued tasks are told
+//! once, and the broker wakes the actor when a slot may be free. A
+//! discovery that finds every slot held starts a probe worker without one.
+//! A drain (`Engine::drain_engine`, `drain_app`) pauses dispatch and
+//! starts; the queue stays.
+//!
 //! Failures and backoff: a worker that does not start (load), a setup that
 //! fails or times out, and a worker that dies unexpectedly (crash) make the
 //! app unhealthy ([`Failure`]) and start a backoff
@@ -31,8 +41,8 @@
 //! set aborts the runners and drops the workers (killed with their process
 //! groups), leaving the store as a crash would.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use infsh_core::ErrorChain;
@@ -50,7 +60,7 @@ use crate::replica::{Replica, ReplicaState, Up};
 use crate::shared::Shared;
 use crate::time::sleep_until;
 use crate::tracker::Tracker;
-use crate::worker_seam::{AppLauncher, StartFailure, WorkerLauncher, KILL_GRACE};
+use crate::worker_seam::{AppLauncher, SlotEnv, StartFailure, WorkerLauncher, KILL_GRACE};
 use infsh_store::TaskStatus;
 use start::{start_worker, Started};
 
@@ -80,6 +90,21 @@ pub(crate) enum Event {
         outcome: ReplicaOutcome,
     },
     WorkersStopped,
+    /// The placement broker asks this replica to stop for another app
+    /// (sent through the evictor its lease registered).
+    Evict {
+        replica: usize,
+        generation: u64,
+    },
+    /// An evicted replica's worker is gone (its unload ran or it was
+    /// killed), and its slot released.
+    Evicted {
+        replica: usize,
+        pid: u32,
+    },
+    /// A probe (a worker started without a slot only to learn the app's
+    /// functions) answered.
+    Probed(Result<Box<infsh_protocol::Ready>, StartFailure>),
 }
 
 /// What a task's end says about its worker.
@@ -104,8 +129,19 @@ pub(crate) enum ReplicaOutcome {
     RunnerGone,
 }
 
+/// An evicted replica while its worker unloads.
+pub(crate) struct Stopping {
+    pub replica: usize,
+    pub pid: u32,
+    pub slot: Option<String>,
+    pub warm_since_ms: i64,
+    pub last_used_ms: Option<i64>,
+}
+
 struct Running {
     cancel: mpsc::Sender<oneshot::Sender<()>>,
+    /// The replica it runs on.
+    replica: usize,
 }
 
 /// What failed, in the order of a worker's life: a success at one stage
@@ -140,6 +176,10 @@ struct Actor {
     events: mpsc::UnboundedReceiver<Event>,
     status: watch::Sender<AppStatus>,
     queued: Arc<AtomicUsize>,
+    /// Dispatch paused for this app (`Engine::drain_app`).
+    drained: Arc<AtomicBool>,
+    /// Changes when a slot may have become free or dispatch resumed.
+    wake: watch::Receiver<u64>,
     queue: VecDeque<QueuedTask>,
     replicas: Vec<Replica>,
     running: HashMap<String, Running>,
@@ -150,6 +190,17 @@ struct Actor {
     /// A discovery was refused during the backoff: start a worker when it ends.
     retry_wanted: bool,
     shutdown: Option<(oneshot::Sender<()>, bool)>,
+    /// The app has no replica and its queue waits for a slot (an
+    /// eviction in flight, or every fitting slot held).
+    waiting_for_slot: bool,
+    /// A probe runs (see [`Event::Probed`]).
+    probing: bool,
+    /// Evicted replicas whose unload runs, for `GET /workers`.
+    stopping: Vec<Stopping>,
+    /// Queued tasks already told why they wait for a slot (told once).
+    told_slot_wait: HashSet<String>,
+    /// The count last given to the broker's `tasks_waiting_for_slot`.
+    reported_waiting: usize,
     tasks: JoinSet<()>,
     /// Starts the app's workers (and keeps its zygote).
     launcher: Arc<dyn AppLauncher>,
@@ -166,10 +217,21 @@ pub(crate) fn spawn(
     let (events_tx, events) = mpsc::unbounded_channel();
     let (status, status_rx) = watch::channel(AppStatus::default());
     let queued = Arc::new(AtomicUsize::new(0));
-    let replicas = (0..shared.config.replicas.max(1))
+    let drained = Arc::new(AtomicBool::new(false));
+    let wake = shared.broker.subscribe();
+    let max_replicas = entry.bounds.max_replicas.unwrap_or(shared.config.replicas);
+    let replicas = (0..max_replicas.max(1))
         .map(|_| Replica::absent())
         .collect();
     let launcher = launcher.for_app(shared.clone(), entry.clone());
+    let never = entry
+        .needs
+        .as_ref()
+        .ok()
+        .and_then(|needs| shared.broker.never(&entry.id, needs));
+    if let Some(why) = &never {
+        tracing::warn!(app = %entry.id, "{why}: its runs will be refused");
+    }
     let actor = Actor {
         shared,
         entry: entry.clone(),
@@ -178,6 +240,8 @@ pub(crate) fn spawn(
         events,
         status,
         queued: queued.clone(),
+        drained: drained.clone(),
+        wake,
         queue: VecDeque::new(),
         replicas,
         running: HashMap::new(),
@@ -186,6 +250,11 @@ pub(crate) fn spawn(
         failure: None,
         retry_wanted: false,
         shutdown: None,
+        waiting_for_slot: false,
+        probing: false,
+        stopping: Vec::new(),
+        told_slot_wait: HashSet::new(),
+        reported_waiting: 0,
         tasks: JoinSet::new(),
         launcher,
     };
@@ -195,6 +264,8 @@ pub(crate) fn spawn(
         commands: commands_tx,
         status: status_rx,
         queued,
+        drained,
+        never,
     }
 }
 
@@ -208,6 +279,7 @@ impl Actor {
                     None => break,
                 },
                 Some(event) = self.events.recv() => self.event(event),
+                Ok(()) = self.wake.changed() => self.schedule(),
                 () = sleep_until(wake), if wake.is_some() => self.schedule(),
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Err(e) = joined {
@@ -234,8 +306,19 @@ impl Actor {
         !self.shared.lifecycle.is_running()
     }
 
+    /// Dispatch paused by a drain of the engine or of this app: queued
+    /// tasks stay queued, running ones finish.
+    pub(super) fn paused(&self) -> bool {
+        self.shared.broker.is_draining() || self.drained.load(Ordering::SeqCst)
+    }
+
+    /// Tasks one replica runs at once: the app's bound, else the server's.
     fn concurrency(&self) -> usize {
-        self.shared.config.concurrency_per_replica.max(1)
+        self.entry
+            .bounds
+            .concurrency
+            .unwrap_or(self.shared.config.concurrency_per_replica)
+            .max(1)
     }
 
     /// While true, no replica starts and no setup runs.
@@ -344,8 +427,11 @@ impl Actor {
                         .replicas
                         .iter()
                         .any(|r| r.is_starting() || r.up().is_some());
-                    if !any {
-                        self.start_replica(0, None);
+                    // Drained (no replica starts), or every slot it could
+                    // use is held: learn its functions without a replica,
+                    // so that its runs queue.
+                    if !any && (self.paused() || !self.start_replica(0, None)) {
+                        self.probe();
                     }
                     self.publish();
                 }
@@ -376,7 +462,10 @@ impl Actor {
                 let _ = reply.send(answer);
                 self.publish();
             }
-            Command::Preload => self.schedule(),
+            Command::Preload | Command::Wake => self.schedule(),
+            Command::Workers(reply) => {
+                let _ = reply.send(self.worker_views());
+            }
             Command::Drain => self.drain(),
             Command::Shutdown {
                 unload_grace,
@@ -385,20 +474,26 @@ impl Actor {
                 self.drain();
                 let mut workers = Vec::new();
                 for replica in &mut self.replicas {
+                    let lease = replica.lease.take();
                     match std::mem::replace(
                         &mut replica.state,
                         ReplicaState::Absent { failed: false },
                     ) {
                         ReplicaState::Starting { abort } => abort.abort(),
-                        ReplicaState::Up(up) => workers.push(up.worker),
+                        ReplicaState::Up(up) => workers.push((up.worker, lease)),
                         ReplicaState::Absent { .. } => {}
                     }
                 }
                 let events = self.events_tx.clone();
                 self.tasks.spawn(async move {
                     let mut stops = JoinSet::new();
-                    for worker in workers {
-                        stops.spawn(async move { worker.shutdown(unload_grace).await });
+                    for (worker, lease) in workers {
+                        stops.spawn(async move {
+                            let stopped = worker.shutdown(unload_grace).await;
+                            // The slot is free once the process is gone.
+                            drop(lease);
+                            stopped
+                        });
                     }
                     while let Some(result) = stops.join_next().await {
                         if let Ok(Err(e)) = result {
@@ -457,6 +552,14 @@ impl Actor {
                     *stopped = true;
                 }
             }
+            Event::Evict {
+                replica,
+                generation,
+            } => self.evict(replica, generation),
+            Event::Probed(result) => self.probed(result),
+            Event::Evicted { replica, pid } => self
+                .stopping
+                .retain(|s| !(s.replica == replica && s.pid == pid)),
         }
         self.schedule();
     }
@@ -469,15 +572,23 @@ impl Actor {
         }
     }
 
-    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) {
+    /// Starts replica `idx` if the placement broker gives it a slot;
+    /// false when it does not (yet).
+    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) -> bool {
+        let generation = self.replicas[idx].generation + 1;
+        let Some(lease) = self.lease_for(idx, generation) else {
+            return false;
+        };
+        let slot = SlotEnv::of(lease.slot());
         let replica = &mut self.replicas[idx];
-        replica.generation += 1;
-        let generation = replica.generation;
+        replica.generation = generation;
+        replica.lease = Some(lease);
         let start = start_worker(
             self.shared.clone(),
             self.entry.clone(),
             self.launcher.clone(),
             setup,
+            slot,
         );
         let events = self.events_tx.clone();
         let abort = self.tasks.spawn(async move {
@@ -489,6 +600,7 @@ impl Actor {
             });
         });
         replica.state = ReplicaState::Starting { abort };
+        true
     }
 
     fn started(&mut self, idx: usize, generation: u64, result: Result<Box<Started>, StartFailure>) {
@@ -505,6 +617,9 @@ impl Actor {
         }
         match result {
             Ok(started) => {
+                if let Some(lease) = &self.replicas[idx].lease {
+                    lease.ready();
+                }
                 let info = Arc::new(AppInfo::new(
                     started.ready,
                     self.entry.dir.manifest.default_function.as_deref(),
@@ -521,6 +636,8 @@ impl Actor {
                     setup: started.setup,
                     setting_up: false,
                     busy: 0,
+                    warm_since_ms: now_ms(),
+                    last_used_ms: None,
                     pending_logs: started.logs,
                     stop_reason: Default::default(),
                 });
@@ -535,6 +652,8 @@ impl Actor {
                 self.replicas[idx].state = ReplicaState::Absent {
                     failed: failure.load,
                 };
+                // No process is left (a failed setup killed it).
+                self.replicas[idx].lease = None;
                 if let Some(ready) = failure.ready {
                     // A preload whose setup failed: the functions are known.
                     self.info = Some(Arc::new(AppInfo::new(
@@ -593,9 +712,11 @@ impl Actor {
 }
 
 mod dispatch;
+mod slots;
 mod start;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 /// Seconds left until `at`, for display.
 pub(crate) fn secs_until(at: Instant) -> f64 {
