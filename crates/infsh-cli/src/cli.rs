@@ -44,6 +44,9 @@ pub enum Command {
     /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Task(TaskCommand),
+    /// See a server's worker layout: its slots, GPUs and replicas (needs --api-url / INFSH_API_URL).
+    #[command(subcommand)]
+    Engine(EngineCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +326,19 @@ pub struct TaskListArgs {
     /// Fetch every page.
     #[arg(long, conflicts_with = "cursor")]
     pub all: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EngineCommand {
+    /// The server's slots (GPUs, VRAM, replicas, running tasks) and workers
+    /// (--json: `{"engines": ..., "workers": ...}` as the API returns them).
+    Status(EngineStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineStatusArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 }

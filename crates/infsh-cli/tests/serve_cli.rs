@@ -54,6 +54,11 @@ fn every_new_command_has_help() {
             &["task", "list", "--help"],
             &["--status", "--limit", "--cursor", "--all"],
         ),
+        (&["engine", "--help"], &["status"]),
+        (
+            &["engine", "status", "--help"],
+            &["--api-url", "INFSH_API_URL", "--api-key", "--json"],
+        ),
         (
             &["app", "run", "--help"],
             &["--api-url", "INFSH_API_URL", "--api-key", "--detach"],
@@ -80,6 +85,13 @@ fn every_new_command_has_help() {
 #[test]
 fn task_commands_need_a_server() {
     let out = infsh().args(["task", "get", "abc"]).output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--api-url"), "{}", stderr(&out));
+}
+
+#[test]
+fn engine_status_needs_a_server() {
+    let out = infsh().args(["engine", "status"]).output().unwrap();
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--api-url"), "{}", stderr(&out));
 }
