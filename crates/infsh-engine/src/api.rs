@@ -52,6 +52,10 @@ pub struct EngineConfig {
     /// (`Full`) or up to a second later (`Relaxed`: safe against a crash of
     /// infsh, not against a power loss). See [`infsh_store::Durability`].
     pub durability: infsh_store::Durability,
+    /// The worker layout (`engine.yml`): slots, a declared inventory,
+    /// per-app bounds. The default is no file: detected GPUs, one slot
+    /// each, CPU apps unbounded.
+    pub placement: infsh_placement::EngineConfig,
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.
@@ -151,6 +155,13 @@ pub enum EngineError {
     ShuttingDown,
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
+    /// No slot of this machine can ever host the app (it needs more GPUs,
+    /// VRAM or memory than any slot has, or a GPU type none has).
+    #[error(transparent)]
+    NoMatchingWorker(#[from] infsh_placement::NoMatchingWorker),
+    /// A drain or undrain named an engine that is not this one.
+    #[error("unknown engine \"{0}\"")]
+    UnknownEngine(String),
     /// A step the request waited on, run in a task of its own so that it
     /// completes even if the caller goes away (storing a new task,
     /// recording a cancellation), did not finish: that task panicked or was
@@ -173,6 +184,7 @@ impl EngineError {
                 | EngineError::UnknownFunction { .. }
                 | EngineError::UnknownTask(_)
                 | EngineError::UnknownFile(_)
+                | EngineError::UnknownEngine(_)
         )
     }
 }
@@ -365,6 +377,25 @@ mod error_tests {
         assert!(unknown.iter().all(EngineError::is_not_found));
         assert!(!EngineError::ShuttingDown.is_not_found());
         assert!(!EngineError::Store(StoreError::InvalidId).is_not_found());
+    }
+
+    #[test]
+    fn no_matching_worker_reads_as_placement_says_and_keeps_its_cause() {
+        let why = infsh_placement::NoMatchingWorker {
+            app: "acme/big".into(),
+            needs: "2 GPUs".into(),
+            why: "the largest slot here is gpus [0] (1 GPU, 80 GB)".into(),
+        };
+        let e = EngineError::from(why.clone());
+        assert!(matches!(&e, EngineError::NoMatchingWorker(w) if *w == why));
+        assert_eq!(
+            e.to_string(),
+            "acme/big needs 2 GPUs; the largest slot here is gpus [0] (1 GPU, 80 GB)"
+        );
+        assert!(!e.is_not_found());
+        let unknown = EngineError::UnknownEngine("other-box".into());
+        assert!(unknown.is_not_found());
+        assert_eq!(unknown.to_string(), "unknown engine \"other-box\"");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::api::*;
 use crate::handle::{AppHandle, CancelReply};
 use crate::hosted::HostedApps;
 use crate::lifecycle::Phase;
+use crate::placement_broker::Broker;
 use crate::python_launcher::PythonLauncher;
 use crate::recovery::recover;
 use crate::registry::scan;
@@ -31,6 +32,7 @@ use crate::submit::Insert;
 use crate::time::sleep_until;
 use crate::timing::StageClock;
 use crate::tracker::Tracker;
+use crate::views::{EngineView, WorkerView};
 use crate::webhook::Webhooks;
 use crate::worker_seam::WorkerLauncher;
 
@@ -87,7 +89,11 @@ impl Engine {
         let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))
             .await
             .map_err(EngineStartError::ScanTask)??;
-        let shared = Shared::new(config, store, files, webhooks);
+        let inventory = infsh_placement::Inventory::for_config(&config.placement);
+        let layout = infsh_placement::Layout::build(&config.placement, inventory)
+            .map_err(EngineStartError::Layout)?;
+        let broker = Broker::new(layout);
+        let shared = Shared::new(config, store, files, webhooks, broker);
         std::fs::create_dir_all(&shared.state_dir).map_err(|source| {
             EngineStartError::StateDir {
                 path: shared.state_dir.clone(),
@@ -430,6 +436,65 @@ impl Engine {
     pub fn metrics(&self) -> MetricsSnapshot {
         let queued = self.inner.apps.iter().map(|h| h.queued() as u64).sum();
         self.shared().metrics.snapshot(queued)
+    }
+
+    /// This machine's slots, the replicas on them, and the placement
+    /// counters (`GET /engines`). Synchronous: it reads the broker's table.
+    pub fn engine_view(&self) -> EngineView {
+        self.shared().broker.view()
+    }
+
+    /// One row per replica of every app, by app id then replica number
+    /// (`GET /workers`).
+    pub async fn workers(&self) -> Vec<WorkerView> {
+        let mut rows = Vec::new();
+        for app in self.inner.apps.iter() {
+            rows.extend(app.workers().await);
+        }
+        rows
+    }
+
+    /// Checks that `name` is this engine.
+    fn this_engine(&self, name: &str) -> Result<(), EngineError> {
+        if self.shared().broker.layout().name == name {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownEngine(name.to_string()))
+        }
+    }
+
+    /// Pauses dispatch on the whole engine: runs are still accepted and
+    /// queued, running tasks finish, nothing new starts until
+    /// [`Engine::undrain_engine`]. Not shutdown's draining (which refuses runs).
+    pub fn drain_engine(&self, name: &str) -> Result<(), EngineError> {
+        self.this_engine(name)?;
+        self.shared().broker.set_draining(true);
+        tracing::info!(engine = name, "engine drained: no new task starts");
+        Ok(())
+    }
+
+    /// Resumes dispatch after [`Engine::drain_engine`]; queued tasks run.
+    pub fn undrain_engine(&self, name: &str) -> Result<(), EngineError> {
+        self.this_engine(name)?;
+        self.shared().broker.set_draining(false);
+        tracing::info!(engine = name, "engine undrained");
+        Ok(())
+    }
+
+    /// [`Engine::drain_engine`] for one app.
+    pub async fn drain_app(&self, app: &AppRef) -> Result<(), EngineError> {
+        let handle = self.app_handle(app)?;
+        handle.set_drained(true);
+        tracing::info!(app = %handle.entry.id, "app drained: no new task starts");
+        Ok(())
+    }
+
+    /// Resumes an app's dispatch after [`Engine::drain_app`].
+    pub async fn undrain_app(&self, app: &AppRef) -> Result<(), EngineError> {
+        let handle = self.app_handle(app)?;
+        handle.set_drained(false);
+        tracing::info!(app = %handle.entry.id, "app undrained");
+        Ok(())
     }
 
     /// Stops taking runs, lets running tasks finish up to `grace`, unloads

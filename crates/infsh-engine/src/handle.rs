@@ -5,7 +5,7 @@
 //! shared with the actor, so a full queue is refused before anything is
 //! stored.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::app_info::AppInfo;
 use crate::live::LiveTask;
 use crate::registry::AppEntry;
 use crate::timing::StageClock;
+use crate::views::WorkerView;
 
 /// A stored task waiting for a replica.
 pub(crate) struct QueuedTask {
@@ -38,6 +39,10 @@ pub(crate) enum Command {
     Preload,
     /// Dispatch nothing more (shutdown begins); queued tasks stay queued.
     Drain,
+    /// Look at the queue again (dispatch resumed after a drain).
+    Wake,
+    /// Answer with one row per replica.
+    Workers(oneshot::Sender<Vec<WorkerView>>),
     /// Stop every worker (their `unload` runs), wait for the tasks still
     /// running to be recorded, then end the actor.
     Shutdown {
@@ -97,6 +102,8 @@ pub(crate) struct AppHandle {
     pub(crate) status: watch::Receiver<AppStatus>,
     /// Tasks queued or reserved (being stored) for this app.
     pub(crate) queued: Arc<AtomicUsize>,
+    /// Dispatch of this app paused (`Engine::drain_app`); read by its actor.
+    pub(crate) drained: Arc<AtomicBool>,
 }
 
 impl AppHandle {
@@ -175,6 +182,21 @@ impl AppHandle {
 
     pub fn drain(&self) {
         let _ = self.send(Command::Drain);
+    }
+
+    /// Pauses (true) or resumes this app's dispatch; queued tasks stay queued.
+    pub fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Ordering::SeqCst);
+        let _ = self.send(Command::Wake);
+    }
+
+    /// One row per replica (none once the actor is gone).
+    pub async fn workers(&self) -> Vec<WorkerView> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::Workers(reply)).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// Tells the actor to stop its workers; the answer comes when it did.

@@ -37,6 +37,9 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod outputs;
+// Until the schedulers ask it for slots (the next commits).
+#[allow(dead_code)]
+mod placement_broker;
 mod python_launcher;
 mod recovery;
 mod redact;
@@ -52,6 +55,7 @@ mod testing;
 mod time;
 mod timing;
 mod tracker;
+mod views;
 mod webhook;
 mod worker_seam;
 
@@ -63,6 +67,7 @@ pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
 pub use shared::INTERRUPTED;
 pub use start_error::EngineStartError;
 pub use timing::{StageClock, StageTimes};
+pub use views::{EngineView, GpuView, SlotView, WorkerView};
 pub use webhook::WebhookClientError;
 pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,

@@ -9,6 +9,7 @@ use infsh_store::LogEntry;
 use serde_json::Value;
 use tokio::task::AbortHandle;
 
+use crate::placement_broker::Lease;
 use crate::worker_seam::AppWorker;
 
 pub(crate) enum ReplicaState {
@@ -27,6 +28,10 @@ pub(crate) struct Replica {
     /// Bumped at every start, so events about a replaced worker are ignored.
     pub generation: u64,
     pub state: ReplicaState,
+    /// Its hold on a slot of the machine while it is starting or up;
+    /// whoever stops its worker takes the lease and drops it once the
+    /// process is gone, which frees the slot (`placement_broker.rs`).
+    pub lease: Option<Lease>,
 }
 
 /// A running worker.
@@ -40,6 +45,10 @@ pub(crate) struct Up {
     pub setting_up: bool,
     /// Tasks dispatched here and not ended.
     pub busy: usize,
+    /// Unix ms when it became ready.
+    pub warm_since_ms: i64,
+    /// Unix ms of its last task's start or end.
+    pub last_used_ms: Option<i64>,
     /// Output of the environment build and preload setup, handed to the
     /// first task that runs here.
     pub pending_logs: Vec<LogEntry>,
@@ -57,7 +66,16 @@ impl Replica {
         Replica {
             generation: 0,
             state: ReplicaState::Absent { failed: false },
+            lease: None,
         }
+    }
+
+    /// The name of the slot it holds (`gpus [0]`); None without one.
+    pub fn slot_name(&self) -> Option<String> {
+        self.lease
+            .as_ref()
+            .and_then(|l| l.slot())
+            .map(ToString::to_string)
     }
 
     pub fn up(&self) -> Option<&Up> {

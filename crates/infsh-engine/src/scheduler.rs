@@ -32,7 +32,7 @@
 //! groups), leaving the store as a crash would.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use infsh_core::ErrorChain;
@@ -106,6 +106,8 @@ pub(crate) enum ReplicaOutcome {
 
 struct Running {
     cancel: mpsc::Sender<oneshot::Sender<()>>,
+    /// The replica it runs on.
+    replica: usize,
 }
 
 /// What failed, in the order of a worker's life: a success at one stage
@@ -140,6 +142,10 @@ struct Actor {
     events: mpsc::UnboundedReceiver<Event>,
     status: watch::Sender<AppStatus>,
     queued: Arc<AtomicUsize>,
+    /// Dispatch paused for this app (`Engine::drain_app`).
+    drained: Arc<AtomicBool>,
+    /// Changes when a slot may have become free or dispatch resumed.
+    wake: watch::Receiver<u64>,
     queue: VecDeque<QueuedTask>,
     replicas: Vec<Replica>,
     running: HashMap<String, Running>,
@@ -166,6 +172,8 @@ pub(crate) fn spawn(
     let (events_tx, events) = mpsc::unbounded_channel();
     let (status, status_rx) = watch::channel(AppStatus::default());
     let queued = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(AtomicBool::new(false));
+    let wake = shared.broker.subscribe();
     let replicas = (0..shared.config.replicas.max(1))
         .map(|_| Replica::absent())
         .collect();
@@ -178,6 +186,8 @@ pub(crate) fn spawn(
         events,
         status,
         queued: queued.clone(),
+        drained: drained.clone(),
+        wake,
         queue: VecDeque::new(),
         replicas,
         running: HashMap::new(),
@@ -195,6 +205,7 @@ pub(crate) fn spawn(
         commands: commands_tx,
         status: status_rx,
         queued,
+        drained,
     }
 }
 
@@ -208,6 +219,7 @@ impl Actor {
                     None => break,
                 },
                 Some(event) = self.events.recv() => self.event(event),
+                Ok(()) = self.wake.changed() => self.schedule(),
                 () = sleep_until(wake), if wake.is_some() => self.schedule(),
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Err(e) = joined {
@@ -232,6 +244,12 @@ impl Actor {
     /// arrives): nothing more is dispatched.
     pub(super) fn draining(&self) -> bool {
         !self.shared.lifecycle.is_running()
+    }
+
+    /// Dispatch paused by a drain of the engine or of this app: queued
+    /// tasks stay queued, running ones finish.
+    pub(super) fn paused(&self) -> bool {
+        self.shared.broker.is_draining() || self.drained.load(Ordering::SeqCst)
     }
 
     fn concurrency(&self) -> usize {
@@ -376,7 +394,10 @@ impl Actor {
                 let _ = reply.send(answer);
                 self.publish();
             }
-            Command::Preload => self.schedule(),
+            Command::Preload | Command::Wake => self.schedule(),
+            Command::Workers(reply) => {
+                let _ = reply.send(self.worker_views());
+            }
             Command::Drain => self.drain(),
             Command::Shutdown {
                 unload_grace,
@@ -521,6 +542,8 @@ impl Actor {
                     setup: started.setup,
                     setting_up: false,
                     busy: 0,
+                    warm_since_ms: now_ms(),
+                    last_used_ms: None,
                     pending_logs: started.logs,
                     stop_reason: Default::default(),
                 });
@@ -596,6 +619,7 @@ mod dispatch;
 mod start;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 /// Seconds left until `at`, for display.
 pub(crate) fn secs_until(at: Instant) -> f64 {

@@ -13,6 +13,7 @@ use crate::api::EngineConfig;
 use crate::lifecycle::Lifecycle;
 use crate::live::LiveTasks;
 use crate::metrics::Metrics;
+use crate::placement_broker::Broker;
 use crate::redact::Redactor;
 use crate::webhook::Webhooks;
 
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub state_dir: PathBuf,
     /// Running, draining or stopping (`lifecycle.rs`).
     pub lifecycle: Lifecycle,
+    /// Which replica holds which slot of this machine.
+    pub broker: Arc<Broker>,
 }
 
 impl Shared {
@@ -41,6 +44,7 @@ impl Shared {
         store: Arc<dyn TaskStore>,
         files: FileStore,
         webhooks: Webhooks,
+        broker: Arc<Broker>,
     ) -> Arc<Shared> {
         let state_dir = config.data_dir.join("state");
         let redactor = Redactor::new(&config.secrets);
@@ -54,6 +58,7 @@ impl Shared {
             redactor,
             state_dir,
             lifecycle: Lifecycle::default(),
+            broker,
         })
     }
 

@@ -45,6 +45,9 @@ pub enum EngineStartError {
     /// The last run's tasks could not be read or updated.
     #[error("recovering tasks: {0}")]
     Recovery(#[source] StoreError),
+    /// The engine config's `workers` name GPUs this machine does not have.
+    #[error("engine config: {0}")]
+    Layout(#[source] infsh_placement::LayoutError),
 }
 
 #[cfg(test)]
@@ -78,5 +81,22 @@ mod tests {
             EngineStartError::Scan(ScanError::AppsDirNotFound { .. })
         ));
         assert_eq!(e.to_string(), "apps folder not found: /nowhere");
+    }
+
+    #[test]
+    fn a_layout_error_keeps_its_cause_and_names_the_config() {
+        let e = EngineStartError::Layout(infsh_placement::LayoutError {
+            key: "workers.gpu[0].gpus".into(),
+            index: 7,
+            present: vec![0, 1],
+        });
+        let cause = e
+            .source()
+            .and_then(|s| s.downcast_ref::<infsh_placement::LayoutError>());
+        assert_eq!(cause.map(|c| c.index), Some(7));
+        assert_eq!(
+            e.to_string(),
+            "engine config: workers.gpu[0].gpus: GPU 7 is not on this machine (it has GPUs 0, 1)"
+        );
     }
 }

@@ -132,6 +132,7 @@ fn harness() -> &'static Harness {
             secrets: Default::default(),
             fork_workers: true,
             durability: Default::default(),
+            placement: Default::default(),
         };
         let engine = rt
             .block_on(Engine::start(config))

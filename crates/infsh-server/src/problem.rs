@@ -267,6 +267,12 @@ impl From<EngineError> for Problem {
                     .with("task_status", status as u8)
             }
             EngineError::ShuttingDown => Problem::shutting_down(),
+            EngineError::NoMatchingWorker(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_matching_worker",
+                detail,
+            ),
+            EngineError::UnknownEngine(_) => Problem::not_found("engine", detail),
             EngineError::Store(_) | EngineError::Background { .. } => Problem::internal(detail),
         }
     }

@@ -88,6 +88,7 @@ async fn refuses_non_loopback_without_keys() {
         secrets: Default::default(),
         fork_workers: true,
         durability: Default::default(),
+        placement: Default::default(),
     })
     .await
     .unwrap();

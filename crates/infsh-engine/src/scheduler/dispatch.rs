@@ -18,7 +18,7 @@ use crate::worker_seam::KILL_GRACE;
 impl Actor {
     /// Dispatches what can be, starts replicas for what waits, publishes.
     pub(super) fn schedule(&mut self) {
-        if !self.draining() {
+        if !self.draining() && !self.paused() {
             while let Some(head) = self.queue.front() {
                 let Some((idx, needs_setup)) = self.pick(&head.record.setup) else {
                     break;
@@ -118,6 +118,7 @@ impl Actor {
             unreachable!("dispatch to a replica that is not up");
         };
         up.busy += 1;
+        up.last_used_ms = Some(infsh_store::now_ms());
         if needs_setup {
             up.setting_up = true;
             up.setup = Some(task.record.setup.clone());
@@ -128,8 +129,13 @@ impl Actor {
             .setup_timeout
             .or(self.shared.config.setup_timeout);
         let (cancel_tx, cancel_rx) = mpsc::channel(4);
-        self.running
-            .insert(task.record.id.clone(), Running { cancel: cancel_tx });
+        self.running.insert(
+            task.record.id.clone(),
+            Running {
+                cancel: cancel_tx,
+                replica: idx,
+            },
+        );
         inc(&self.shared.metrics.running);
         let args = RunArgs {
             shared: self.shared.clone(),
@@ -174,6 +180,7 @@ impl Actor {
         }
         if let Some(up) = self.up_mut(idx, generation) {
             up.busy = up.busy.saturating_sub(1);
+            up.last_used_ms = Some(infsh_store::now_ms());
         }
         // A healthy end was reported already (and a later one must not
         // clear a failure of another replica that came since).

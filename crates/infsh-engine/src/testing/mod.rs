@@ -60,6 +60,7 @@ fn base_config(dir: &std::path::Path) -> EngineConfig {
         secrets: Default::default(),
         fork_workers: false,
         durability: infsh_store::Durability::Full,
+        placement: Default::default(),
     }
 }
 

@@ -87,6 +87,7 @@ impl Fixture {
             secrets: BTreeMap::new(),
             fork_workers: true,
             durability: Default::default(),
+            placement: Default::default(),
         }
     }
 

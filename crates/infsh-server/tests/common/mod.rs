@@ -102,6 +102,7 @@ pub async fn start(setup: Setup) -> TestServer {
         secrets: Default::default(),
         fork_workers: true,
         durability: Default::default(),
+        placement: Default::default(),
     };
     (setup.tweak)(&mut config, dir.path());
     let engine = Engine::start(config).await.expect("engine starts");

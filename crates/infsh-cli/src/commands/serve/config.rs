@@ -150,6 +150,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
             DurabilityArg::Full => Durability::Full,
             DurabilityArg::Relaxed => Durability::Relaxed,
         },
+        placement: Default::default(),
     };
     let server = ServerConfig {
         api_keys,

@@ -1,0 +1,54 @@
+//! The scheduler's answer to `GET /workers`: one row per replica of its app.
+
+use super::Actor;
+use crate::replica::ReplicaState;
+use crate::views::{replica_id, WorkerView};
+
+impl Actor {
+    pub(super) fn worker_views(&self) -> Vec<WorkerView> {
+        let draining = self.paused();
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, replica)| {
+                let (pid, state, warm_since, last_used) = match &replica.state {
+                    ReplicaState::Absent { .. } => return None,
+                    ReplicaState::Starting { .. } => (None, "starting", None, None),
+                    ReplicaState::Up(up) => {
+                        let state = if up.setting_up {
+                            "setting_up"
+                        } else if up.busy > 0 {
+                            "busy"
+                        } else {
+                            "idle"
+                        };
+                        (
+                            Some(up.worker.pid()),
+                            state,
+                            Some(up.warm_since_ms),
+                            up.last_used_ms,
+                        )
+                    }
+                };
+                let mut current_tasks: Vec<String> = self
+                    .running
+                    .iter()
+                    .filter(|(_, r)| r.replica == idx)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                current_tasks.sort();
+                Some(WorkerView {
+                    id: replica_id(&self.entry.id, idx),
+                    app: self.entry.id.clone(),
+                    slot: replica.slot_name(),
+                    pid,
+                    state: state.into(),
+                    current_tasks,
+                    warm_since,
+                    last_used,
+                    draining,
+                })
+            })
+            .collect()
+    }
+}
