@@ -195,6 +195,11 @@ pub struct ServeArgs {
     /// import starts threads or CUDA are never forked).
     #[arg(long)]
     pub no_fork: bool,
+    /// This machine's worker layout (engine.yml): GPU slots, CPU slots, a
+    /// declared GPU inventory and per-app bounds. Default: one slot per GPU
+    /// NVML finds, CPU apps without a limit.
+    #[arg(long, env = "INFSH_ENGINE_CONFIG", value_name = "FILE")]
+    pub engine_config: Option<PathBuf>,
     /// Worker processes per app; each runs setup once and serves every function.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256), value_name = "N")]
     pub replicas: u32,

@@ -154,3 +154,25 @@ pub enum AppErrors {
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemDoc),
 }
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DrainEngineErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// `unknown_engine`: not this server's engine name (`GET /engines`).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DrainAppErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown app (`available` lists the hosted ones).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
