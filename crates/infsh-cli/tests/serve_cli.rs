@@ -243,6 +243,18 @@ fn serve_refuses_a_bad_engine_config_before_binding() {
         assert_code(&out, 2);
         assert_eq!(stderr(&out), format!("error: {expected}\n"));
     }
+    // A slot over a GPU the declared inventory lacks: refused before binding too.
+    std::fs::write(
+        dir.path().join("engine.yml"),
+        "workers:\n  gpu:\n    - gpus: [7]\ninventory:\n  gpus:\n    - {index: 0}\n",
+    )
+    .unwrap();
+    let out = serve(Some("engine.yml"), None);
+    assert_code(&out, 2);
+    assert_eq!(
+        stderr(&out),
+        "error: engine.yml: workers.gpu[0].gpus: GPU 7 is not on this machine (it has GPUs 0)\n"
+    );
     let out = serve(Some("missing.yml"), None);
     assert_code(&out, 2);
     assert!(

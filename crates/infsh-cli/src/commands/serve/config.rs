@@ -202,12 +202,34 @@ pub fn default_cache_dir() -> PathBuf {
 
 /// `--engine-config FILE` parsed and checked; no flag is the default
 /// layout. Its errors already say `engine.yml:4:7: workers.gpu[1]: ...`.
+///
+/// With a declared inventory the slots are built here too, so a
+/// `workers.gpu` entry naming an undeclared GPU fails before the port is
+/// taken; a detected inventory is the engine's to read (NVML), and the
+/// engine refuses such a layout at start ([`layout_failure`]).
 fn load_engine_config(path: Option<&Path>) -> Result<infsh_placement::EngineConfig, Failure> {
-    match path {
-        None => Ok(infsh_placement::EngineConfig::default()),
-        Some(path) => infsh_placement::EngineConfig::load(path)
-            .map_err(|e| Failure::new(ExitCode::Usage, e.to_string())),
+    let Some(path) = path else {
+        return Ok(infsh_placement::EngineConfig::default());
+    };
+    let config = infsh_placement::EngineConfig::load(path)
+        .map_err(|e| Failure::new(ExitCode::Usage, e.to_string()))?;
+    if let Some(declared) = &config.inventory {
+        let inventory = infsh_placement::Inventory::declared(declared);
+        infsh_placement::Layout::build(&config, inventory)
+            .map_err(|e| layout_failure(Some(path), &e))?;
     }
+    Ok(config)
+}
+
+/// A layout naming GPUs the machine lacks: a usage error worded like the
+/// config file's own (`engine.yml: workers.gpu[0].gpus: GPU 7 is not on
+/// this machine (it has GPUs 0, 1)`).
+pub fn layout_failure(path: Option<&Path>, error: &infsh_placement::LayoutError) -> Failure {
+    let message = match path {
+        Some(path) => format!("{}: {error}", path.display()),
+        None => format!("engine config: {error}"),
+    };
+    Failure::new(ExitCode::Usage, message)
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
@@ -578,6 +600,29 @@ mod tests {
                 .starts_with("cannot read engine config /nonexistent/engine.yml: "),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn a_declared_layout_naming_a_missing_gpu_is_refused_before_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.yml");
+        std::fs::write(
+            &file,
+            "workers:\n  gpu:\n    - gpus: [0]\n    - gpus: [7]\ninventory:\n  gpus:\n    - {index: 0}\n    - {index: 1}\n",
+        )
+        .unwrap();
+        let flag = format!("--engine-config={}", file.display());
+        let Err(err) = build_with(&[&flag], &ServeEnv::default(), "127.0.0.1:1") else {
+            panic!("a slot over an undeclared GPU is refused");
+        };
+        assert_eq!(err.code, ExitCode::Usage);
+        assert_eq!(
+            err.message,
+            format!(
+                "{}: workers.gpu[1].gpus: GPU 7 is not on this machine (it has GPUs 0, 1)",
+                file.display()
+            )
         );
     }
 
