@@ -34,10 +34,8 @@ use crate::timing::StageClock;
 use crate::tracker::Tracker;
 use crate::views::{EngineView, WorkerView};
 use crate::webhook::Webhooks;
-use crate::worker_seam::WorkerLauncher;
+use crate::worker_seam::{WorkerLauncher, UNLOAD_GRACE};
 
-/// How long each worker gets for `unload` at shutdown before it is killed.
-pub const UNLOAD_GRACE: Duration = Duration::from_secs(5);
 /// How long `cancel` waits for a running task to reach CANCELLING.
 const CANCEL_ACK_WAIT: Duration = Duration::from_secs(5);
 
@@ -102,7 +100,13 @@ impl Engine {
         })?;
         let apps: BTreeMap<String, AppHandle> = entries
             .into_iter()
-            .map(|entry| {
+            .map(|mut entry| {
+                // The engine config's `apps:` entry wins over inf.yml.
+                entry.bounds = shared
+                    .config
+                    .placement
+                    .overrides_for(&entry.namespace, &entry.name)
+                    .over(entry.bounds);
                 let id = entry.id.clone();
                 (id, scheduler::spawn(shared.clone(), entry, &*launcher))
             })

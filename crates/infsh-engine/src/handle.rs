@@ -104,6 +104,9 @@ pub(crate) struct AppHandle {
     pub(crate) queued: Arc<AtomicUsize>,
     /// Dispatch of this app paused (`Engine::drain_app`); read by its actor.
     pub(crate) drained: Arc<AtomicBool>,
+    /// Why no slot of this machine can ever host the app, if none can:
+    /// its runs are refused at once.
+    pub(crate) never: Option<infsh_placement::NoMatchingWorker>,
 }
 
 impl AppHandle {

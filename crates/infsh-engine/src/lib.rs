@@ -37,8 +37,6 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod outputs;
-// Until the schedulers ask it for slots (the next commits).
-#[allow(dead_code)]
 mod placement_broker;
 mod python_launcher;
 mod recovery;
@@ -60,7 +58,7 @@ mod webhook;
 mod worker_seam;
 
 pub use api::*;
-pub use engine::{Engine, UNLOAD_GRACE};
+pub use engine::Engine;
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
@@ -73,3 +71,4 @@ pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,
     FIRST_BACKOFF as WEBHOOK_FIRST_BACKOFF,
 };
+pub use worker_seam::UNLOAD_GRACE;

@@ -85,6 +85,8 @@ pub(crate) struct Lease {
     /// None: an unbounded CPU replica, which holds no slot.
     id: Option<u64>,
     slot: Option<Slot>,
+    /// The task count last given to the broker.
+    reported_busy: usize,
 }
 
 impl Broker {
@@ -156,6 +158,7 @@ impl Broker {
                 broker: self.clone(),
                 id: None,
                 slot: None,
+                reported_busy: 0,
             }),
             Decision::Place { slot } => {
                 let slot = self.layout.slot(slot).clone();
@@ -180,6 +183,7 @@ impl Broker {
                     broker: self.clone(),
                     id: Some(id),
                     slot: Some(slot),
+                    reported_busy: 0,
                 })
             }
             Decision::Evict { victims, .. } => {
@@ -197,8 +201,6 @@ impl Broker {
                     }
                 }
                 drop(state);
-                self.evictions
-                    .fetch_add(asks.len() as u64, Ordering::Relaxed);
                 for ask in asks {
                     ask();
                 }
@@ -232,6 +234,11 @@ impl Broker {
         } else {
             state.waiting.insert(app.to_string(), tasks);
         }
+    }
+
+    /// A replica was stopped for another app.
+    pub fn count_eviction(&self) {
+        self.evictions.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn evictions_total(&self) -> u64 {
@@ -312,20 +319,34 @@ impl Lease {
         self.slot.as_ref()
     }
 
-    /// The replica is up: from now on it may be a victim while idle.
+    /// The replica is up: from now on it may be a victim while idle, so
+    /// the schedulers that wait for a slot look again.
     pub fn ready(&self) {
+        if self.id.is_none() {
+            return;
+        }
         self.broker.update(self.id, |e| {
             e.starting = false;
             e.last_used = Instant::now();
         });
+        self.broker.wake_all();
     }
 
-    /// Tasks running on the replica now; it was used now.
-    pub fn set_busy(&self, tasks: usize) {
+    /// Tasks running on the replica now (it was used now). Going idle
+    /// wakes the schedulers that wait for a slot: it may now be a victim.
+    pub fn set_busy(&mut self, tasks: usize) {
+        if self.id.is_none() || tasks == self.reported_busy {
+            return;
+        }
+        let went_idle = tasks == 0;
+        self.reported_busy = tasks;
         self.broker.update(self.id, |e| {
             e.busy = tasks;
             e.last_used = Instant::now();
         });
+        if went_idle {
+            self.broker.wake_all();
+        }
     }
 
     /// The replica was asked to stop but took a task meanwhile: it stays,

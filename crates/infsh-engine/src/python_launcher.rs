@@ -1,8 +1,10 @@
 //! The real [`WorkerLauncher`]: how a worker of an app is started. The
 //! app's environment is prepared (or `config.python` used), then the worker
 //! is forked from the app's zygote (`infsh_worker::Zygote`, started with
-//! the app's first worker) or, where that is off or unsafe, started as
-//! `python -m infsh_worker`, and its `ready` awaited within
+//! the app's first worker) or, where that is off or unsafe (a worker on a
+//! GPU slot: CUDA state must not cross a fork), started as
+//! `python -m infsh_worker`; its slot's GPUs are its
+//! `CUDA_VISIBLE_DEVICES` (empty on a CPU slot). Its `ready` is awaited within
 //! [`START_TIMEOUT`]. What the scheduler does with it after that (a preload
 //! setup, tasks) goes through the [`AppWorker`] seam (`worker_seam.rs`).
 
@@ -19,7 +21,10 @@ use crate::inputs::worker_env;
 use crate::registry::AppEntry;
 use crate::shared::Shared;
 use crate::tracker::log_entry;
-use crate::worker_seam::{AppLauncher, Launched, StartFailure, WorkerLauncher};
+use crate::worker_seam::{AppLauncher, Launched, SlotEnv, StartFailure, WorkerLauncher};
+
+/// The variable that says which GPUs a worker sees (its slot's).
+const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
 
 /// Limit on a worker's start (spawn, import of the app, `ready`); building
 /// the environment before it is not limited.
@@ -49,18 +54,23 @@ struct PythonAppLauncher {
 impl AppLauncher for PythonAppLauncher {
     /// Prepares the environment and starts a worker (forked from the app's
     /// zygote unless that is off).
-    async fn launch(&self) -> Result<Launched, StartFailure> {
+    async fn launch(&self, slot: &SlotEnv) -> Result<Launched, StartFailure> {
         let (shared, entry) = (&self.shared, &self.entry);
         let logs = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
         let python = match &shared.config.python {
             Some(python) => python.clone(),
             None => prepare_environment(shared, entry, logs.clone()).await?,
         };
+        let mut env = worker_env(&entry.dir.manifest, &shared.config.secrets);
+        if let Some(devices) = &slot.cuda_visible_devices {
+            env.retain(|(k, _)| k != CUDA_VISIBLE_DEVICES);
+            env.push((CUDA_VISIBLE_DEVICES.to_string(), devices.clone()));
+        }
         let cfg = WorkerConfig {
             python,
             app_dir: entry.dir.root.clone(),
             state_dir: shared.state_dir.clone(),
-            env: worker_env(&entry.dir.manifest, &shared.config.secrets),
+            env,
         };
         let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<LogLine>();
         let app_id = entry.id.clone();
@@ -72,7 +82,7 @@ impl AppLauncher for PythonAppLauncher {
             }
         });
         let start = async {
-            if shared.config.fork_workers {
+            if shared.config.fork_workers && slot.may_fork() {
                 self.zygote.worker(&entry.id, cfg, idle_tx).await
             } else {
                 Worker::start(cfg, idle_tx).await

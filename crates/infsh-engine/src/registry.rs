@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use infsh_core::app::AppDir;
 use infsh_core::{AppRef, ErrorChain};
+use infsh_placement::engine_config::manifest_bound_problems;
+use infsh_placement::{AppNeeds, AppOverrides, NeedsError};
 use serde_json::Value;
 
 /// How deep below `apps_dir` app folders are looked for.
@@ -34,6 +36,11 @@ pub(crate) struct AppEntry {
     pub task_timeout: Option<Duration>,
     /// The app's own limit on `setup` (`inf.yml`), over the server's default.
     pub setup_timeout: Option<Duration>,
+    /// What it asks of a slot (`resources:`); an error refuses its runs.
+    pub needs: Result<AppNeeds, NeedsError>,
+    /// Replica bounds: inf.yml's `infsh:` block, with the engine config's
+    /// `apps:` entry over it once the engine applied it.
+    pub bounds: AppOverrides,
 }
 
 impl AppEntry {
@@ -51,12 +58,18 @@ impl AppEntry {
         for problem in &limits.problems {
             tracing::warn!(folder = %dir.root.display(), "inf.yml: {problem}; ignored");
         }
+        let needs = AppNeeds::from_manifest(m);
+        if let Err(e) = &needs {
+            tracing::warn!(folder = %dir.root.display(), "inf.yml: {e}; runs of this app are refused");
+        }
         AppEntry {
             id: format!("{namespace}/{name}"),
             namespace,
             name,
             task_timeout: limits.task_timeout,
             setup_timeout: limits.setup_timeout,
+            needs,
+            bounds: limits.bounds,
             dir,
         }
     }
@@ -74,10 +87,22 @@ impl AppEntry {
 ///
 /// A value is a positive number of seconds, or a string such as `"90"`,
 /// `"500ms"`, `"30s"`, `"2m"`, `"1h"`. Anything else is reported and ignored.
+///
+/// The same block bounds the app's replicas (the engine config's `apps:`
+/// wins over them; docs/gpus.md):
+///
+/// ```yaml
+/// infsh:
+///   min_replicas: 1      # started at boot, never evicted
+///   max_replicas: 2      # default: `infsh serve --replicas`
+///   concurrency: 4       # tasks per replica; default: the server's
+///   keep_warm: true      # never evicted
+/// ```
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct AppLimits {
     pub task_timeout: Option<Duration>,
     pub setup_timeout: Option<Duration>,
+    pub bounds: AppOverrides,
     pub problems: Vec<String>,
 }
 
@@ -99,10 +124,14 @@ impl AppLimits {
         let top = read("timeout", extra.get("timeout"));
         let (task, setup) = match extra.get("infsh") {
             None | Some(Value::Null) => (None, None),
-            Some(Value::Object(block)) => (
-                read("infsh.task_timeout", block.get("task_timeout")),
-                read("infsh.setup_timeout", block.get("setup_timeout")),
-            ),
+            Some(Value::Object(block)) => {
+                let times = (
+                    read("infsh.task_timeout", block.get("task_timeout")),
+                    read("infsh.setup_timeout", block.get("setup_timeout")),
+                );
+                limits.bounds = read_bounds(block, &mut limits.problems);
+                times
+            }
             Some(other) => {
                 limits
                     .problems
@@ -114,6 +143,39 @@ impl AppLimits {
         limits.setup_timeout = setup;
         limits
     }
+}
+
+/// The replica bounds of inf.yml's `infsh:` block; a value of the wrong
+/// kind, or bounds that contradict each other, are reported and ignored.
+fn read_bounds(block: &serde_json::Map<String, Value>, problems: &mut Vec<String>) -> AppOverrides {
+    let mut count = |key: &str| -> Option<usize> {
+        let value = block.get(key).filter(|v| !v.is_null())?;
+        let n = value.as_u64().and_then(|n| usize::try_from(n).ok());
+        if n.is_none() {
+            problems.push(format!("infsh.{key}: {value} is not a whole number"));
+        }
+        n
+    };
+    let mut bounds = AppOverrides {
+        min_replicas: count("min_replicas"),
+        max_replicas: count("max_replicas"),
+        concurrency: count("concurrency"),
+        keep_warm: None,
+    };
+    match block.get("keep_warm").filter(|v| !v.is_null()) {
+        None => {}
+        Some(Value::Bool(b)) => bounds.keep_warm = Some(*b),
+        Some(other) => problems.push(format!("infsh.keep_warm: {other} is not true or false")),
+    }
+    let contradictions = manifest_bound_problems(&bounds);
+    if !contradictions.is_empty() {
+        problems.extend(contradictions);
+        bounds = AppOverrides {
+            keep_warm: bounds.keep_warm,
+            ..AppOverrides::default()
+        };
+    }
+    bounds
 }
 
 /// Seconds as a number, or a string with an optional `ms`/`s`/`m`/`h` unit.
@@ -287,6 +349,64 @@ mod tests {
         assert_eq!(l.problems.len(), 3, "{:?}", l.problems);
         let l = limits("infsh: 5\n");
         assert_eq!(l.problems.len(), 1);
+    }
+
+    #[test]
+    fn replica_bounds_from_inf_yml() {
+        let l = limits("infsh:\n  min_replicas: 1\n  max_replicas: 3\n  concurrency: 2\n  keep_warm: true\n  task_timeout: 5\n");
+        assert_eq!(
+            l.bounds,
+            AppOverrides {
+                min_replicas: Some(1),
+                max_replicas: Some(3),
+                concurrency: Some(2),
+                keep_warm: Some(true),
+            }
+        );
+        assert_eq!(l.task_timeout, Some(Duration::from_secs(5)));
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let l = limits("infsh:\n  max_replicas: two\n  keep_warm: 1\n");
+        assert_eq!(l.bounds, AppOverrides::default());
+        assert_eq!(
+            l.problems,
+            [
+                "infsh.max_replicas: \"two\" is not a whole number",
+                "infsh.keep_warm: 1 is not true or false"
+            ]
+        );
+        let l = limits("infsh:\n  min_replicas: 3\n  max_replicas: 2\n  keep_warm: true\n");
+        assert_eq!(
+            l.problems,
+            ["infsh: min_replicas (3) is more than max_replicas (2)"]
+        );
+        assert_eq!(
+            l.bounds,
+            AppOverrides {
+                keep_warm: Some(true),
+                ..AppOverrides::default()
+            }
+        );
+    }
+
+    #[test]
+    fn scan_reads_needs_and_keeps_an_unreadable_one_as_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        app(
+            root.path(),
+            "a",
+            Some("name: a\nresources:\n  gpu: {count: 2, vram: 24GB}\n"),
+        );
+        app(
+            root.path(),
+            "b",
+            Some("name: b\nresources:\n  gpu: {count: two}\n"),
+        );
+        let apps = scan(root.path()).unwrap();
+        assert_eq!(apps[0].needs.as_ref().unwrap().gpus, 2);
+        assert_eq!(
+            apps[1].needs.as_ref().unwrap_err().to_string(),
+            "resources.gpu.count: \"two\" is not a whole number of GPUs"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::shared::{Shared, INTERRUPTED};
 use crate::time::sleep_until;
 use crate::timing::{Mark, StageClock};
 use crate::tracker::{log_entry, Tracker};
-use crate::worker_seam::{setup_error, AppWorker, KILL_GRACE};
+use crate::worker_seam::{setup_error, setup_metadata, AppWorker, KILL_GRACE};
 
 /// How often batched logs and snapshots are written to the store.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -53,6 +53,8 @@ pub(crate) struct RunArgs {
     pub early_logs: Vec<LogEntry>,
     /// Shared by the tasks on this worker: why one of them stopped it.
     pub stop_reason: StopReason,
+    /// The GPUs of the replica's slot, for setup's metadata.
+    pub gpu_ids: Vec<String>,
     /// Cancellation requests, each with an ack sent once CANCELLING.
     pub cancel: mpsc::Receiver<oneshot::Sender<()>>,
     pub events: mpsc::UnboundedSender<Event>,
@@ -105,6 +107,7 @@ pub(crate) async fn run(args: RunArgs) {
         generation: args.generation,
         events: args.events.clone(),
         stop_reason: args.stop_reason,
+        gpu_ids: args.gpu_ids,
     };
     runner.tracker.logs(args.early_logs);
     runner.tracker.set_status(TaskStatus::Dispatched).await;
@@ -137,6 +140,7 @@ struct Runner {
     generation: u64,
     events: mpsc::UnboundedSender<Event>,
     stop_reason: StopReason,
+    gpu_ids: Vec<String>,
 }
 
 /// Why the runner itself stopped the call.
@@ -168,7 +172,7 @@ impl Runner {
     async fn setup(&mut self) -> Result<(), ReplicaOutcome> {
         self.tracker.set_status(TaskStatus::SettingUp).await;
         let (log_tx, mut log_rx) = mpsc::unbounded_channel();
-        let metadata = json!({"app_id": self.app_id, "worker_id": self.worker_id});
+        let metadata = setup_metadata(&self.app_id, &self.worker_id, &self.gpu_ids);
         let worker = self.worker.clone();
         let setup = worker.setup(self.record.setup.clone(), metadata, log_tx);
         tokio::pin!(setup);

@@ -31,7 +31,7 @@
 //! set aborts the runners and drops the workers (killed with their process
 //! groups), leaving the store as a crash would.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ use crate::replica::{Replica, ReplicaState, Up};
 use crate::shared::Shared;
 use crate::time::sleep_until;
 use crate::tracker::Tracker;
-use crate::worker_seam::{AppLauncher, StartFailure, WorkerLauncher, KILL_GRACE};
+use crate::worker_seam::{AppLauncher, SlotEnv, StartFailure, WorkerLauncher, KILL_GRACE};
 use infsh_store::TaskStatus;
 use start::{start_worker, Started};
 
@@ -80,6 +80,15 @@ pub(crate) enum Event {
         outcome: ReplicaOutcome,
     },
     WorkersStopped,
+    /// The placement broker asks this replica to stop for another app
+    /// (sent through the evictor its lease registered).
+    Evict {
+        replica: usize,
+        generation: u64,
+    },
+    /// A probe (a worker started without a slot only to learn the app's
+    /// functions) answered.
+    Probed(Result<Box<infsh_protocol::Ready>, StartFailure>),
 }
 
 /// What a task's end says about its worker.
@@ -156,6 +165,15 @@ struct Actor {
     /// A discovery was refused during the backoff: start a worker when it ends.
     retry_wanted: bool,
     shutdown: Option<(oneshot::Sender<()>, bool)>,
+    /// The app has no replica and its queue waits for a slot (an
+    /// eviction in flight, or every fitting slot held).
+    waiting_for_slot: bool,
+    /// A probe runs (see [`Event::Probed`]).
+    probing: bool,
+    /// Queued tasks already told why they wait for a slot (told once).
+    told_slot_wait: HashSet<String>,
+    /// The count last given to the broker's `tasks_waiting_for_slot`.
+    reported_waiting: usize,
     tasks: JoinSet<()>,
     /// Starts the app's workers (and keeps its zygote).
     launcher: Arc<dyn AppLauncher>,
@@ -174,10 +192,19 @@ pub(crate) fn spawn(
     let queued = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(AtomicBool::new(false));
     let wake = shared.broker.subscribe();
-    let replicas = (0..shared.config.replicas.max(1))
+    let max_replicas = entry.bounds.max_replicas.unwrap_or(shared.config.replicas);
+    let replicas = (0..max_replicas.max(1))
         .map(|_| Replica::absent())
         .collect();
     let launcher = launcher.for_app(shared.clone(), entry.clone());
+    let never = entry
+        .needs
+        .as_ref()
+        .ok()
+        .and_then(|needs| shared.broker.never(&entry.id, needs));
+    if let Some(why) = &never {
+        tracing::warn!(app = %entry.id, "{why}: its runs will be refused");
+    }
     let actor = Actor {
         shared,
         entry: entry.clone(),
@@ -196,6 +223,10 @@ pub(crate) fn spawn(
         failure: None,
         retry_wanted: false,
         shutdown: None,
+        waiting_for_slot: false,
+        probing: false,
+        told_slot_wait: HashSet::new(),
+        reported_waiting: 0,
         tasks: JoinSet::new(),
         launcher,
     };
@@ -206,6 +237,7 @@ pub(crate) fn spawn(
         status: status_rx,
         queued,
         drained,
+        never,
     }
 }
 
@@ -252,8 +284,13 @@ impl Actor {
         self.shared.broker.is_draining() || self.drained.load(Ordering::SeqCst)
     }
 
+    /// Tasks one replica runs at once: the app's bound, else the server's.
     fn concurrency(&self) -> usize {
-        self.shared.config.concurrency_per_replica.max(1)
+        self.entry
+            .bounds
+            .concurrency
+            .unwrap_or(self.shared.config.concurrency_per_replica)
+            .max(1)
     }
 
     /// While true, no replica starts and no setup runs.
@@ -362,8 +399,10 @@ impl Actor {
                         .replicas
                         .iter()
                         .any(|r| r.is_starting() || r.up().is_some());
-                    if !any {
-                        self.start_replica(0, None);
+                    if !any && !self.start_replica(0, None) {
+                        // Every slot it could use is held: learn its
+                        // functions without one, so that its runs queue.
+                        self.probe();
                     }
                     self.publish();
                 }
@@ -406,20 +445,26 @@ impl Actor {
                 self.drain();
                 let mut workers = Vec::new();
                 for replica in &mut self.replicas {
+                    let lease = replica.lease.take();
                     match std::mem::replace(
                         &mut replica.state,
                         ReplicaState::Absent { failed: false },
                     ) {
                         ReplicaState::Starting { abort } => abort.abort(),
-                        ReplicaState::Up(up) => workers.push(up.worker),
+                        ReplicaState::Up(up) => workers.push((up.worker, lease)),
                         ReplicaState::Absent { .. } => {}
                     }
                 }
                 let events = self.events_tx.clone();
                 self.tasks.spawn(async move {
                     let mut stops = JoinSet::new();
-                    for worker in workers {
-                        stops.spawn(async move { worker.shutdown(unload_grace).await });
+                    for (worker, lease) in workers {
+                        stops.spawn(async move {
+                            let stopped = worker.shutdown(unload_grace).await;
+                            // The slot is free once the process is gone.
+                            drop(lease);
+                            stopped
+                        });
                     }
                     while let Some(result) = stops.join_next().await {
                         if let Ok(Err(e)) = result {
@@ -478,6 +523,11 @@ impl Actor {
                     *stopped = true;
                 }
             }
+            Event::Evict {
+                replica,
+                generation,
+            } => self.evict(replica, generation),
+            Event::Probed(result) => self.probed(result),
         }
         self.schedule();
     }
@@ -490,15 +540,23 @@ impl Actor {
         }
     }
 
-    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) {
+    /// Starts replica `idx` if the placement broker gives it a slot;
+    /// false when it does not (yet).
+    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) -> bool {
+        let generation = self.replicas[idx].generation + 1;
+        let Some(lease) = self.lease_for(idx, generation) else {
+            return false;
+        };
+        let slot = SlotEnv::of(lease.slot());
         let replica = &mut self.replicas[idx];
-        replica.generation += 1;
-        let generation = replica.generation;
+        replica.generation = generation;
+        replica.lease = Some(lease);
         let start = start_worker(
             self.shared.clone(),
             self.entry.clone(),
             self.launcher.clone(),
             setup,
+            slot,
         );
         let events = self.events_tx.clone();
         let abort = self.tasks.spawn(async move {
@@ -510,6 +568,7 @@ impl Actor {
             });
         });
         replica.state = ReplicaState::Starting { abort };
+        true
     }
 
     fn started(&mut self, idx: usize, generation: u64, result: Result<Box<Started>, StartFailure>) {
@@ -526,6 +585,9 @@ impl Actor {
         }
         match result {
             Ok(started) => {
+                if let Some(lease) = &self.replicas[idx].lease {
+                    lease.ready();
+                }
                 let info = Arc::new(AppInfo::new(
                     started.ready,
                     self.entry.dir.manifest.default_function.as_deref(),
@@ -558,6 +620,8 @@ impl Actor {
                 self.replicas[idx].state = ReplicaState::Absent {
                     failed: failure.load,
                 };
+                // No process is left (a failed setup killed it).
+                self.replicas[idx].lease = None;
                 if let Some(ready) = failure.ready {
                     // A preload whose setup failed: the functions are known.
                     self.info = Some(Arc::new(AppInfo::new(
@@ -616,6 +680,7 @@ impl Actor {
 }
 
 mod dispatch;
+mod slots;
 mod start;
 #[cfg(test)]
 mod tests;

@@ -49,6 +49,18 @@ pub(crate) async fn submit(
     let shared = shared.clone();
     let handle = apps.resolve(&request.app)?;
     let app_id = handle.entry.id.clone();
+    // Before anything starts a worker: an app no slot here can host would
+    // otherwise wait in its queue forever.
+    if let Some(why) = &handle.never {
+        return Err(EngineError::NoMatchingWorker(why.clone()));
+    }
+    if let Err(e) = &handle.entry.needs {
+        return Err(EngineError::AppUnavailable {
+            app: app_id,
+            message: format!("inf.yml: {e}"),
+            traceback: None,
+        });
+    }
     let function = request
         .function
         .clone()

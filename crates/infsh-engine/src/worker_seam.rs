@@ -36,6 +36,60 @@ use crate::shared::Shared;
 
 /// How long a worker gets to exit on SIGTERM before SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long a worker gets for `unload` (at shutdown, or when evicted for
+/// another app) before it is killed.
+pub const UNLOAD_GRACE: Duration = Duration::from_secs(5);
+
+/// What a worker's slot means for its process: the GPUs it sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotEnv {
+    /// `CUDA_VISIBLE_DEVICES`: the slot's GPUs (`2,3`), empty on a CPU
+    /// slot; None (inherited) for an unbounded CPU replica.
+    pub cuda_visible_devices: Option<String>,
+    /// The same GPUs for the SDK's `metadata.gpu_ids` (strings, as its
+    /// `Metadata.gpu_ids: List[str]`).
+    pub gpu_ids: Vec<String>,
+    /// May be forked from the app's zygote (see [`SlotEnv::may_fork`]).
+    fork: bool,
+}
+
+impl SlotEnv {
+    pub fn of(slot: Option<&infsh_placement::Slot>) -> SlotEnv {
+        match slot {
+            None => SlotEnv {
+                cuda_visible_devices: None,
+                gpu_ids: Vec::new(),
+                fork: true,
+            },
+            Some(slot) => {
+                let gpu_ids: Vec<String> = slot.gpu_indexes().iter().map(u32::to_string).collect();
+                SlotEnv {
+                    cuda_visible_devices: Some(slot.cuda_visible_devices()),
+                    fork: gpu_ids.is_empty(),
+                    gpu_ids,
+                }
+            }
+        }
+    }
+
+    /// A worker started only to learn the app's functions while every slot
+    /// it could use is held: it sees no GPU, is started as a new
+    /// interpreter (no zygote is kept for it), and is stopped at once.
+    pub fn probe() -> SlotEnv {
+        SlotEnv {
+            cuda_visible_devices: Some(String::new()),
+            gpu_ids: Vec::new(),
+            fork: false,
+        }
+    }
+
+    /// A worker that sees a GPU is started as a new interpreter: CUDA's
+    /// state must not cross a fork, and the zygote's environment is not
+    /// the slot's.
+    pub fn may_fork(&self) -> bool {
+        self.fork
+    }
+}
 
 /// Starts workers: one [`AppLauncher`] per hosted app.
 pub(crate) trait WorkerLauncher: Send + Sync {
@@ -47,9 +101,9 @@ pub(crate) trait WorkerLauncher: Send + Sync {
 /// Starts the workers of one app.
 #[async_trait]
 pub(crate) trait AppLauncher: Send + Sync {
-    /// Starts one worker and waits for its `ready`. Dropping the future
-    /// stops the worker it was starting.
-    async fn launch(&self) -> Result<Launched, StartFailure>;
+    /// Starts one worker for a slot and waits for its `ready`. Dropping
+    /// the future stops the worker it was starting.
+    async fn launch(&self, slot: &SlotEnv) -> Result<Launched, StartFailure>;
 }
 
 /// A worker that started.
@@ -136,6 +190,16 @@ impl AppWorker for Worker {
     async fn shutdown(&self, grace: Duration) -> Result<ExitDescription, WorkerError> {
         Worker::shutdown(self, grace).await
     }
+}
+
+/// The SDK metadata `setup` gets: the app, the worker, and on a GPU slot
+/// the GPUs it sees (`gpu_ids`, absent elsewhere).
+pub(crate) fn setup_metadata(app_id: &str, worker_id: &str, gpu_ids: &[String]) -> Value {
+    let mut metadata = serde_json::json!({"app_id": app_id, "worker_id": worker_id});
+    if !gpu_ids.is_empty() {
+        metadata["gpu_ids"] = serde_json::json!(gpu_ids);
+    }
+    metadata
 }
 
 /// Why a replica did not start.

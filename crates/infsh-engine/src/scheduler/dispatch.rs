@@ -13,7 +13,7 @@ use crate::metrics::{dec, inc};
 use crate::replica::ReplicaState;
 use crate::runner::{self, RunArgs};
 use crate::tracker::Tracker;
-use crate::worker_seam::KILL_GRACE;
+use crate::worker_seam::{SlotEnv, KILL_GRACE};
 
 impl Actor {
     /// Dispatches what can be, starts replicas for what waits, publishes.
@@ -78,12 +78,26 @@ impl Actor {
                     if failed && any_up {
                         continue;
                     }
-                    self.start_replica(idx, Some(json!({})));
+                    if !self.start_replica(idx, Some(json!({}))) {
+                        break;
+                    }
                 }
             }
         }
         if std::mem::take(&mut self.retry_wanted) && !any(self) {
             self.start_replica(0, None);
+        }
+        // min_replicas: started at boot (and again after a crash), set up
+        // with the default config like a preload.
+        let min = self.entry.bounds.min_replicas.unwrap_or(0);
+        for idx in 0..min.min(self.replicas.len()) {
+            if matches!(
+                self.replicas[idx].state,
+                ReplicaState::Absent { failed: false }
+            ) && !self.start_replica(idx, Some(json!({})))
+            {
+                break;
+            }
         }
         self.start_for_queue();
     }
@@ -106,7 +120,9 @@ impl Actor {
                 if failed && (any_up || starting > 0) {
                     continue;
                 }
-                self.start_replica(idx, None);
+                if !self.start_replica(idx, None) {
+                    break;
+                }
                 starting += 1;
             }
         }
@@ -114,6 +130,7 @@ impl Actor {
 
     fn dispatch(&mut self, idx: usize, task: QueuedTask, needs_setup: bool) {
         let generation = self.replicas[idx].generation;
+        let gpu_ids = SlotEnv::of(self.replicas[idx].lease.as_ref().and_then(|l| l.slot())).gpu_ids;
         let ReplicaState::Up(up) = &mut self.replicas[idx].state else {
             unreachable!("dispatch to a replica that is not up");
         };
@@ -150,6 +167,7 @@ impl Actor {
             setup_timeout,
             early_logs: std::mem::take(&mut up.pending_logs),
             stop_reason: up.stop_reason.clone(),
+            gpu_ids,
             cancel: cancel_rx,
             events: self.events_tx.clone(),
         };
@@ -203,12 +221,16 @@ impl Actor {
         }
         // The worker is gone or unusable: replace it (after the backoff,
         // if the app is at fault).
+        let lease = self.replicas[idx].lease.take();
         if let ReplicaState::Up(up) = std::mem::replace(
             &mut self.replicas[idx].state,
             ReplicaState::Absent { failed: false },
         ) {
-            self.tasks
-                .spawn(async move { up.worker.kill(KILL_GRACE).await });
+            self.tasks.spawn(async move {
+                up.worker.kill(KILL_GRACE).await;
+                // The slot is free once the process is gone.
+                drop(lease);
+            });
         }
         match outcome {
             ReplicaOutcome::Crashed { message, traceback } => {
@@ -225,6 +247,7 @@ impl Actor {
     }
 
     pub(super) fn publish(&mut self) {
+        self.report_to_broker();
         let up: Vec<_> = self.replicas.iter().filter_map(|r| r.up()).collect();
         let busy = up.iter().map(|u| u.busy).sum();
         let state = if self.failure.is_some() {

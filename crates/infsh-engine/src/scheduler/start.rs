@@ -8,14 +8,17 @@ use std::sync::Arc;
 use infsh_protocol::Ready;
 use infsh_store::{LogEntry, LogType};
 use infsh_worker::LogLine;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::metrics::inc;
 use crate::registry::AppEntry;
 use crate::shared::Shared;
 use crate::tracker::log_entry;
-use crate::worker_seam::{setup_error, AppLauncher, AppWorker, Launched, StartFailure, KILL_GRACE};
+use crate::worker_seam::{
+    setup_error, setup_metadata, AppLauncher, AppWorker, Launched, SlotEnv, StartFailure,
+    KILL_GRACE,
+};
 
 /// A worker that started (and with preload, was set up).
 pub(crate) struct Started {
@@ -33,12 +36,13 @@ pub(crate) async fn start_worker(
     entry: Arc<AppEntry>,
     launcher: Arc<dyn AppLauncher>,
     setup: Option<Value>,
+    slot: SlotEnv,
 ) -> Result<Started, StartFailure> {
     let Launched {
         worker,
         ready,
         mut logs,
-    } = launcher.launch().await?;
+    } = launcher.launch(&slot).await?;
     inc(&shared.metrics.workers_started);
     tracing::info!(app = %entry.id, pid = worker.pid(), functions = ready.functions.len(), "worker started");
 
@@ -46,7 +50,7 @@ pub(crate) async fn start_worker(
         None => None,
         Some(config) => {
             let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
-            let metadata = json!({"app_id": entry.id, "worker_id": worker.id()});
+            let metadata = setup_metadata(&entry.id, &worker.id(), &slot.gpu_ids);
             let run = worker.setup(config.clone(), metadata, log_tx);
             let result = match entry.setup_timeout.or(shared.config.setup_timeout) {
                 Some(limit) => match tokio::time::timeout(limit, run).await {

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use crate::registry::AppEntry;
 use crate::shared::Shared;
-use crate::worker_seam::{AppLauncher, AppWorker, Launched, StartFailure, WorkerLauncher};
+use crate::worker_seam::{AppLauncher, AppWorker, Launched, SlotEnv, StartFailure, WorkerLauncher};
 
 /// The stderr line a crashing fake leaves (the crash's traceback).
 pub(crate) const CRASH_LINE: &str = "Fatal Python error: the fake crashed";
@@ -110,6 +110,16 @@ pub(crate) struct Fake {
     /// The script of a setup whose config is `{}`.
     default_setup: Mutex<Value>,
     next_pid: AtomicU32,
+    /// Which app each started worker is of, and its slot.
+    launches: Mutex<Vec<FakeLaunch>>,
+}
+
+/// A worker the fake launcher started: its app, pid and slot environment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FakeLaunch {
+    pub app: String,
+    pub pid: u32,
+    pub slot: SlotEnv,
 }
 
 impl Fake {
@@ -120,7 +130,24 @@ impl Fake {
             starts: Mutex::new(VecDeque::new()),
             default_setup: Mutex::new(json!({})),
             next_pid: AtomicU32::new(1000),
+            launches: Mutex::default(),
         })
+    }
+
+    /// Every worker started so far, in order.
+    pub fn launches(&self) -> Vec<FakeLaunch> {
+        self.launches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The workers started as replicas (not as probes), in order.
+    pub fn replica_launches(&self) -> Vec<FakeLaunch> {
+        self.launches()
+            .into_iter()
+            .filter(|l| l.slot != SlotEnv::probe())
+            .collect()
     }
 
     /// The next starts go so, in order; then they succeed at once.
@@ -207,16 +234,17 @@ impl Fake {
 }
 
 impl WorkerLauncher for Arc<Fake> {
-    fn for_app(&self, _shared: Arc<Shared>, _entry: Arc<AppEntry>) -> Arc<dyn AppLauncher> {
-        Arc::new(FakeAppLauncher(self.clone()))
+    fn for_app(&self, _shared: Arc<Shared>, entry: Arc<AppEntry>) -> Arc<dyn AppLauncher> {
+        Arc::new(FakeAppLauncher(self.clone(), entry.id.clone()))
     }
 }
 
-struct FakeAppLauncher(Arc<Fake>);
+/// The fake and the app id.
+struct FakeAppLauncher(Arc<Fake>, String);
 
 #[async_trait]
 impl AppLauncher for FakeAppLauncher {
-    async fn launch(&self) -> Result<Launched, StartFailure> {
+    async fn launch(&self, slot: &SlotEnv) -> Result<Launched, StartFailure> {
         let fake = &self.0;
         fake.record(Op::Launch);
         let script = fake
@@ -236,6 +264,14 @@ impl AppLauncher for FakeAppLauncher {
             None => {}
         }
         let pid = fake.next_pid.fetch_add(1, Ordering::SeqCst);
+        fake.launches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(FakeLaunch {
+                app: self.1.clone(),
+                pid,
+                slot: slot.clone(),
+            });
         fake.record(Op::Started { pid });
         Ok(Launched {
             worker: Arc::new(FakeWorker {

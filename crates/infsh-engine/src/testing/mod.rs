@@ -93,6 +93,50 @@ impl Harness {
         }
     }
 
+    /// An engine on `fake` hosting these apps (`(folder, inf.yml)`; with
+    /// `name: x` the app is `local/x`), with `placement` as its engine.yml.
+    pub async fn start_apps(
+        fake: Arc<Fake>,
+        apps: &[(&str, &str)],
+        placement: &str,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (folder, yml) in apps {
+            let app = dir.path().join("apps").join(folder);
+            std::fs::create_dir_all(&app).expect("app folder");
+            std::fs::write(app.join("inference.py"), "# served by the fake worker\n")
+                .expect("inference.py");
+            std::fs::write(app.join("inf.yml"), yml).expect("inf.yml");
+        }
+        let mut config = base_config(dir.path());
+        config.placement =
+            infsh_placement::EngineConfig::parse(placement, std::path::Path::new("engine.yml"))
+                .expect("the engine config parses");
+        configure(&mut config);
+        let engine = Engine::start_with(
+            config,
+            Arc::new(fake.clone()),
+            Some(Arc::new(MemoryStore::default())),
+        )
+        .await
+        .expect("the engine starts");
+        Harness {
+            engine,
+            fake,
+            _dir: dir,
+        }
+    }
+
+    /// Submits a run of `app` with this input (the fake's script).
+    pub async fn submit_to(&self, app: &str, input: Value) -> String {
+        let request = RunRequest {
+            input,
+            ..RunRequest::new(app.parse().expect("an app reference"))
+        };
+        self.try_submit(request).await.expect("submitted")
+    }
+
     /// Submits `request` (a run of the app's `run` with `request(input)`).
     pub async fn try_submit(&self, request: RunRequest) -> Result<String, EngineError> {
         Ok(self.engine.submit(request).await?.record.id)

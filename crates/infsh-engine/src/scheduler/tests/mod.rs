@@ -7,6 +7,7 @@
 mod backoff;
 mod cancel;
 mod dispatch;
+mod placement;
 mod shutdown;
 mod timeout;
 

@@ -1,0 +1,228 @@
+//! The scheduler's side of placement: asking the machine-wide broker
+//! (`placement_broker.rs`) for a slot before a replica starts, waiting
+//! (told once per task) when none is free, stopping an idle replica the
+//! broker picked as a victim for another app, and keeping the broker's
+//! view of this app's replicas current.
+
+use std::sync::Arc;
+
+use infsh_placement::{AppNeeds, NoMatchingWorker};
+use infsh_store::{LogType, TaskStatus};
+
+use infsh_protocol::Ready;
+
+use super::{dec_usize, Actor, Event, Stage};
+use crate::api::EngineError;
+use crate::app_info::AppInfo;
+use crate::placement_broker::{Evictor, Grant, Lease};
+use crate::replica::ReplicaState;
+use crate::tracker::Tracker;
+use crate::worker_seam::{SlotEnv, StartFailure, KILL_GRACE, UNLOAD_GRACE};
+
+impl Actor {
+    /// A slot for replica `idx` (whose next start is `generation`), or
+    /// None: it waits (the broker wakes the actor when a slot may be free),
+    /// or the app can never be placed here.
+    pub(super) fn lease_for(&mut self, idx: usize, generation: u64) -> Option<Lease> {
+        let needs = match &self.entry.needs {
+            Ok(needs) => needs.clone(),
+            // Its runs are refused at submit; a discovery still starts it
+            // where a CPU app would run.
+            Err(_) => AppNeeds::cpu(),
+        };
+        let has_replica = self
+            .replicas
+            .iter()
+            .any(|r| r.lease.is_some() || r.is_starting() || r.up().is_some());
+        let bounds = &self.entry.bounds;
+        let keep_warm = bounds.keep_warm.unwrap_or(false) || idx < bounds.min_replicas.unwrap_or(0);
+        let events = self.events_tx.clone();
+        let evict: Evictor = Arc::new(move || {
+            let _ = events.send(Event::Evict {
+                replica: idx,
+                generation,
+            });
+        });
+        let grant =
+            self.shared
+                .broker
+                .request(&self.entry.id, idx, &needs, keep_warm, !has_replica, evict);
+        match grant {
+            Grant::Start(lease) => {
+                self.waiting_for_slot = false;
+                self.told_slot_wait.clear();
+                Some(lease)
+            }
+            Grant::Evicting => {
+                self.waiting_for_slot = !has_replica;
+                None
+            }
+            Grant::Wait(reason) => {
+                // Scaling out quietly waits; only an app with no replica
+                // has tasks that wait for a slot.
+                if !has_replica {
+                    self.wait_for_slot(reason);
+                }
+                None
+            }
+            Grant::Never(why) => {
+                self.never_placeable(why);
+                None
+            }
+        }
+    }
+
+    /// Tells each queued task, once, what it waits for.
+    fn wait_for_slot(&mut self, reason: String) {
+        if !self.waiting_for_slot {
+            tracing::info!(app = %self.entry.id, queued = self.queue.len(), "{reason}");
+        }
+        self.waiting_for_slot = true;
+        for task in &self.queue {
+            if !self.told_slot_wait.insert(task.record.id.clone()) {
+                continue;
+            }
+            let mut tracker = Tracker::new(self.shared.clone(), task.live.clone());
+            let reason = reason.clone();
+            self.tasks.spawn(async move {
+                tracker.log(LogType::Serve, reason);
+                tracker.flush().await;
+            });
+        }
+    }
+
+    /// No slot here can ever host the app (submit refuses its runs; this
+    /// ends what came in before, such as tasks recovered at start).
+    fn never_placeable(&mut self, why: NoMatchingWorker) {
+        let error = why.to_string();
+        for waiter in self.discover_waiters.drain(..) {
+            let _ = waiter.send(Err(EngineError::NoMatchingWorker(why.clone())));
+        }
+        for task in self.queue.drain(..) {
+            dec_usize(&self.queued);
+            let shared = self.shared.clone();
+            let error = error.clone();
+            self.tasks.spawn(async move {
+                Tracker::new(shared, task.live)
+                    .finish(TaskStatus::Failed, None, Some(error))
+                    .await;
+            });
+        }
+    }
+
+    /// The broker picked replica `idx` to free its slot for another app:
+    /// stop it with its `unload` if it is still idle, else refuse (the
+    /// other app asks again).
+    pub(super) fn evict(&mut self, idx: usize, generation: u64) {
+        let idle = self
+            .up_mut(idx, generation)
+            .is_some_and(|up| up.busy == 0 && !up.setting_up);
+        let Some(replica) = self.replicas.get_mut(idx) else {
+            return;
+        };
+        if !idle {
+            if replica.generation == generation {
+                if let Some(lease) = &replica.lease {
+                    lease.eviction_refused();
+                }
+            }
+            return;
+        }
+        let lease = replica.lease.take();
+        let ReplicaState::Up(up) =
+            std::mem::replace(&mut replica.state, ReplicaState::Absent { failed: false })
+        else {
+            unreachable!("an idle replica is up");
+        };
+        self.shared.broker.count_eviction();
+        tracing::info!(
+            app = %self.entry.id,
+            replica = idx,
+            pid = up.worker.pid(),
+            slot = ?lease.as_ref().and_then(|l| l.slot()).map(ToString::to_string),
+            "evicted for another app: unloading to free the slot"
+        );
+        self.tasks.spawn(async move {
+            if let Err(e) = up.worker.shutdown(UNLOAD_GRACE).await {
+                tracing::debug!(error = %infsh_core::ErrorChain(&e), "evicted worker's unload");
+            }
+            // The slot is free once the process is gone.
+            drop(lease);
+        });
+    }
+
+    /// Starts a worker without a slot, only to learn the app's functions
+    /// (a discovery while every slot the app could use is held); it sees
+    /// no GPU and is stopped as soon as it answered.
+    pub(super) fn probe(&mut self) {
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        let launcher = self.launcher.clone();
+        let events = self.events_tx.clone();
+        self.tasks.spawn(async move {
+            match launcher.launch(&SlotEnv::probe()).await {
+                Ok(launched) => {
+                    let _ = events.send(Event::Probed(Ok(Box::new(launched.ready))));
+                    launched.worker.kill(KILL_GRACE).await;
+                }
+                Err(failure) => {
+                    let _ = events.send(Event::Probed(Err(failure)));
+                }
+            }
+        });
+    }
+
+    pub(super) fn probed(&mut self, result: Result<Box<Ready>, StartFailure>) {
+        self.probing = false;
+        match result {
+            Ok(ready) => {
+                let info = Arc::new(AppInfo::new(
+                    *ready,
+                    self.entry.dir.manifest.default_function.as_deref(),
+                ));
+                self.info = Some(info.clone());
+                self.succeeded(Stage::Load);
+                self.publish();
+                for waiter in self.discover_waiters.drain(..) {
+                    let _ = waiter.send(Ok(info.clone()));
+                }
+            }
+            Err(failure) => {
+                self.fail(Stage::Load, failure.message, failure.traceback);
+                let (message, traceback) = match &self.failure {
+                    Some(f) => (f.message.clone(), f.traceback.clone()),
+                    None => unreachable!("a failure was just recorded"),
+                };
+                for waiter in self.discover_waiters.drain(..) {
+                    let _ = waiter.send(Err(EngineError::AppUnavailable {
+                        app: self.entry.id.clone(),
+                        message: message.clone(),
+                        traceback: traceback.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Gives the broker this app's replicas' task counts and how many
+    /// queued tasks wait for a slot.
+    pub(super) fn report_to_broker(&mut self) {
+        for replica in &mut self.replicas {
+            let busy = replica.up().map_or(0, |up| up.busy);
+            if let Some(lease) = &mut replica.lease {
+                lease.set_busy(busy);
+            }
+        }
+        let waiting = if self.waiting_for_slot {
+            self.queue.len()
+        } else {
+            0
+        };
+        if waiting != self.reported_waiting {
+            self.reported_waiting = waiting;
+            self.shared.broker.set_waiting(&self.entry.id, waiting);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Placement through the machine-wide broker, with fake workers on a
+//! declared inventory: the least recently used idle replica is evicted
+//! (its `unload` runs) for an app with no replica; a busy or `keep_warm`
+//! replica never is, and the task that waits is told why, once.
+
+use infsh_store::TaskStatus;
+use serde_json::json;
+
+use super::*;
+use crate::api::EngineError;
+use crate::testing::fake_worker::{Fake, Op};
+use crate::testing::Harness;
+
+/// Two one-GPU slots, and a CPU slot.
+const TWO_GPUS: &str = "inventory:\n  gpus:\n    - {index: 0, vram: 80GB}\n    - {index: 1, vram: 80GB}\nworkers:\n  cpu: {count: 1}\n";
+/// One one-GPU slot, and a CPU slot.
+const ONE_GPU: &str =
+    "inventory:\n  gpus:\n    - {index: 0, vram: 80GB}\nworkers:\n  cpu: {count: 1}\n";
+
+fn gpu_app(name: &str) -> String {
+    format!("name: {name}\nresources:\n  gpu: {{count: 1}}\n")
+}
+
+/// The pids that got `shutdown` (their `unload`), in order.
+fn unloaded(ops: &[Op]) -> Vec<u32> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Shutdown { pid } => Some(*pid),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_least_recently_used_idle_replica_is_evicted_with_its_unload() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        TWO_GPUS,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({"sleep": 1})).await;
+    h.ended(&first).await;
+    h.at(5.0).await;
+    let second = h.submit_to("local/b", json!({"sleep": 1})).await;
+    h.ended(&second).await;
+    h.at(10.0).await;
+    // Both slots are held by idle replicas; a's was used longest ago.
+    let third = h.submit_to("local/c", json!({"sleep": 1})).await;
+    assert_eq!(h.ended(&third).await.status, TaskStatus::Completed);
+
+    let launches = h.fake.replica_launches();
+    let pid = |app: &str| launches.iter().find(|l| l.app == app).unwrap().pid;
+    let ops = h.fake.ops();
+    assert_eq!(unloaded(&ops), vec![pid("local/a")], "{ops:#?}");
+    let c_launch = launches.iter().find(|l| l.app == "local/c").unwrap();
+    let a_launch = launches.iter().find(|l| l.app == "local/a").unwrap();
+    assert_eq!(c_launch.slot, a_launch.slot, "c takes the slot a held");
+    assert_eq!(c_launch.slot.gpu_ids, ["0"]);
+    let view = h.engine.engine_view();
+    assert_eq!(view.evictions_total, 1);
+    assert_eq!(view.slots[0].replicas, ["local/c#0"]);
+    assert_eq!(view.slots[1].replicas, ["local/b#0"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_holder_is_never_evicted_and_the_waiter_is_told_once() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let cpu = "name: c\n";
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", cpu)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let long = h.submit_to("local/a", json!({"sleep": 10})).await;
+    h.at(1.0).await;
+    let waiting = h.submit_to("local/b", json!({"sleep": 1})).await;
+    h.at(2.0).await;
+    let view = h.engine.engine_view();
+    assert_eq!(view.tasks_waiting_for_slot, 1);
+    assert_eq!(view.slots[0].running_tasks, 1);
+    // Tasks of a CPU app come and go meanwhile: each end wakes the
+    // waiting scheduler, which asks again and is told the same.
+    for _ in 0..3 {
+        let quick = h.submit_to("local/c", json!({"sleep": 1})).await;
+        h.ended(&quick).await;
+    }
+    assert_eq!(h.ended(&long).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&waiting).await.status, TaskStatus::Completed);
+
+    let reason = "waiting for a GPU slot: local/a (running a task) holds gpus [0]";
+    let logs = h.logs(&waiting).await;
+    assert_eq!(logs.iter().filter(|l| *l == reason).count(), 1, "{logs:#?}");
+    let ops = h.fake.ops();
+    let a_end = h.fake.time_of(0, call_end_of(&long));
+    let b_call = h.fake.time_of(0, call_of(&waiting));
+    assert!(
+        b_call >= a_end,
+        "b ran at {b_call:?}, before a ended at {a_end:?}"
+    );
+    let a_pid = h.fake.replica_launches()[0].pid;
+    assert_eq!(unloaded(&ops), vec![a_pid], "a is evicted once idle");
+    assert_eq!(h.engine.engine_view().tasks_waiting_for_slot, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keep_warm_replica_is_never_evicted() {
+    let warm = "name: a\nresources:\n  gpu: {count: 1}\ninfsh:\n  keep_warm: true\n";
+    let b = gpu_app("b");
+    let h = Harness::start_apps(Fake::new(), &[("a", warm), ("b", &b)], ONE_GPU, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    let waiting = h.submit_to("local/b", json!({})).await;
+    h.at(600.0).await;
+    let view = h.engine.get(&waiting).await.unwrap();
+    assert_eq!(view.record.status, TaskStatus::Queued);
+    let reason = "waiting for a GPU slot: local/a (keep_warm) holds gpus [0]";
+    assert!(
+        view.logs.iter().any(|l| l.content == reason),
+        "{:#?}",
+        view.logs
+    );
+    assert!(unloaded(&h.fake.ops()).is_empty());
+    assert_eq!(h.engine.engine_view().evictions_total, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_no_slot_can_host_is_refused_at_once() {
+    let big = "name: big\nresources:\n  gpu: {count: 2}\n";
+    let h = Harness::start_apps(Fake::new(), &[("big", big)], ONE_GPU, |_| {}).await;
+    let refused = h
+        .try_submit(crate::api::RunRequest::new("local/big".parse().unwrap()))
+        .await;
+    let Err(EngineError::NoMatchingWorker(why)) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(
+        why.to_string(),
+        "local/big needs 2 GPUs; the largest slot here is gpus [0] (1 GPU, 80 GB)"
+    );
+    assert!(h.fake.launches().is_empty(), "nothing was started");
+}
+
+#[tokio::test(start_paused = true)]
+async fn workers_get_their_slots_gpus_and_cpu_apps_never_a_gpu_slot() {
+    let a = "name: a\nresources:\n  gpu: {count: 1}\ninfsh:\n  max_replicas: 2\n";
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", a), ("c", "name: c\n")],
+        TWO_GPUS,
+        |c| c.concurrency_per_replica = 1,
+    )
+    .await;
+    let one = h.submit_to("local/a", json!({"sleep": 2})).await;
+    let two = h.submit_to("local/a", json!({"sleep": 2})).await;
+    let cpu = h.submit_to("local/c", json!({})).await;
+    for id in [&one, &two, &cpu] {
+        assert_eq!(h.ended(id).await.status, TaskStatus::Completed);
+    }
+    let mut seen: Vec<(String, Option<String>)> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| (l.app, l.slot.cuda_visible_devices))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("local/a".to_string(), Some("0".to_string())),
+            ("local/a".to_string(), Some("1".to_string())),
+            ("local/c".to_string(), Some(String::new())),
+        ]
+    );
+    let workers = h.engine.workers().await;
+    let slots: Vec<(&str, Option<&str>)> = workers
+        .iter()
+        .map(|w| (w.id.as_str(), w.slot.as_deref()))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            ("local/a#0", Some("gpus [0]")),
+            ("local/a#1", Some("gpus [1]")),
+            ("local/c#0", Some("cpu 0"))
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drained_engine_queues_and_undrain_runs_the_queue() {
+    let h = Harness::start_apps(Fake::new(), &[("c", "name: c\n")], ONE_GPU, |_| {}).await;
+    let name = h.engine.engine_view().name;
+    let running = h.submit_to("local/c", json!({"sleep": 5})).await;
+    h.at(1.0).await;
+    h.engine.drain_engine(&name).unwrap();
+    assert!(h.engine.engine_view().draining);
+    let queued = h.submit_to("local/c", json!({})).await;
+    assert_eq!(h.ended(&running).await.status, TaskStatus::Completed);
+    h.at(60.0).await;
+    assert_eq!(
+        h.engine.get(&queued).await.unwrap().record.status,
+        TaskStatus::Queued
+    );
+    assert!(matches!(
+        h.engine.drain_engine("elsewhere"),
+        Err(EngineError::UnknownEngine(n)) if n == "elsewhere"
+    ));
+    h.engine.undrain_engine(&name).unwrap();
+    assert_eq!(h.ended(&queued).await.status, TaskStatus::Completed);
+
+    let app = "local/c".parse().unwrap();
+    h.engine.drain_app(&app).await.unwrap();
+    let held = h.submit_to("local/c", json!({})).await;
+    h.at(120.0).await;
+    assert_eq!(
+        h.engine.get(&held).await.unwrap().record.status,
+        TaskStatus::Queued
+    );
+    assert!(h.engine.workers().await.iter().all(|w| w.draining));
+    h.engine.undrain_app(&app).await.unwrap();
+    assert_eq!(h.ended(&held).await.status, TaskStatus::Completed);
+}
