@@ -133,3 +133,104 @@ fn engine_status_with_a_wrong_key_exits_11() {
         .unwrap();
     assert_code(&out, 11);
 }
+
+#[test]
+fn engine_status_shows_the_declared_layout_and_the_busy_worker() {
+    let (sb, server) = start();
+
+    let doc = status(&sb, &server);
+    let engines = doc["engines"].as_array().expect("a list of engines");
+    assert_eq!(engines.len(), 1, "{doc:#}");
+    let engine = &engines[0];
+    assert_eq!(engine["name"], "gpu-box-test");
+    assert_eq!(engine["inventory"], "declared");
+    assert_eq!(engine["draining"], false);
+    assert_eq!(engine["cpu_slots"], 1);
+    assert_eq!(
+        slot_names(engine),
+        vec!["gpus [0]", "gpus [2, 3]", "cpu 0"],
+        "{engine:#}"
+    );
+    let big = &engine["slots"][1];
+    assert_eq!(big["kind"], "gpu");
+    let gpus: Vec<(Value, Value)> = big["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["index"].clone(), g["vram_total_gb"].clone()))
+        .collect();
+    assert_eq!(gpus, vec![(json!(2), json!(24.0)), (json!(3), json!(24.0))]);
+    assert_eq!(
+        engine["slots"][0]["gpus"][0]["name"],
+        "NVIDIA H100 80GB HBM3"
+    );
+    // Declared, not measured: no reading.
+    assert_eq!(engine["slots"][0]["gpus"][0]["vram_used_gb"], Value::Null);
+    assert_eq!(doc["workers"], json!([]));
+
+    // A long task: its worker is busy on the CPU slot.
+    let long = sb.submit(
+        &server,
+        "tests/slow",
+        &["--input", r#"{"seconds": 60, "label": "long"}"#],
+    );
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
+    let mut doc = Value::Null;
+    let busy = wait_for(Duration::from_secs(30), || {
+        doc = status(&sb, &server);
+        doc["workers"][0]["state"] == "busy"
+    });
+    assert!(busy, "the worker never showed busy: {doc:#}");
+    let worker = &doc["workers"][0];
+    assert_eq!(worker["app"], "tests/slow");
+    assert_eq!(worker["slot"], "cpu 0");
+    assert_eq!(worker["current_tasks"], json!([long]));
+    assert!(worker["pid"].as_u64().is_some(), "{worker:#}");
+    let id = worker["id"].as_str().unwrap().to_string();
+    let cpu = &doc["engines"][0]["slots"][2];
+    assert_eq!(cpu["replicas"], json!([id]));
+    assert_eq!(cpu["running_tasks"], 1);
+
+    // For people: the engine line, the slots and the worker.
+    let out = sb.run(&server, &["engine", "status"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "engine gpu-box-test (inventory: declared, CPU slots: 1, evictions: 0, waiting for a slot: 0)",
+        "{text}"
+    );
+    assert!(lines[1].starts_with("SLOT "), "{text}");
+    assert!(
+        lines[2].starts_with("gpus [0] ") && lines[2].contains(" 80 GB "),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("gpus [2, 3]  2,3  ") && lines[3].contains("24 GB, 24 GB"),
+        "{text}"
+    );
+    let cpu_line = lines[4].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(
+        cpu_line,
+        vec!["cpu", "0", "-", "-", &id, "1", "no"],
+        "{text}"
+    );
+    assert!(lines[6].starts_with("WORKER "), "{text}");
+    let worker_line = lines[7].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(
+        (
+            worker_line[0],
+            worker_line[1],
+            worker_line[2],
+            worker_line[3]
+        ),
+        (id.as_str(), "tests/slow", "cpu", "0"),
+        "{text}"
+    );
+    assert!(lines[7].contains(" busy "), "{text}");
+    assert!(lines[7].contains(&long), "{text}");
+
+    let out = sb.run(&server, &["task", "cancel", &long, "--wait"]);
+    assert_code(&out, 0);
+}

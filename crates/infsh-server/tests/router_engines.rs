@@ -248,3 +248,84 @@ async fn the_layout_routes_need_the_key() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn workers_list_one_row_per_replica() {
+    bounded(async {
+        let s = start_with_layout(&["multi-fn"], None).await;
+        let (st, _, body) = s.get("/workers").await;
+        assert_eq!(st, 200);
+        assert_eq!(body, json!({"data": [], "messages": []}));
+
+        let (st, _, task) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "function": "run", "input": {"text": "hi"}, "wait": true}),
+            )
+            .await;
+        assert_eq!(st, 200, "{task}");
+        assert_eq!(task["data"]["status"], 10, "{task}");
+
+        let (_, _, body) = s.get("/workers").await;
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{body}");
+        let w = &rows[0];
+        assert_eq!(w["app"], "tests/multi-fn");
+        assert_eq!(w["slot"], "cpu 0");
+        assert_eq!(w["state"], "idle");
+        assert_eq!(w["current_tasks"], json!([]));
+        assert_eq!(w["draining"], false);
+        assert!(w["pid"].as_u64().is_some(), "{w}");
+        assert!(w["warm_since"].as_i64().is_some(), "{w}");
+        assert!(w["last_used"].as_i64().is_some(), "{w}");
+        let mut keys: Vec<&str> = w.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            vec![
+                "app",
+                "current_tasks",
+                "draining",
+                "id",
+                "last_used",
+                "pid",
+                "slot",
+                "state",
+                "warm_since"
+            ]
+        );
+        // The slot lists the replica by the same id.
+        let (_, _, engines) = s.get("/engines").await;
+        assert_eq!(engines["data"][0]["slots"][2]["replicas"], json!([w["id"]]));
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_app_no_slot_can_host_is_refused_at_once() {
+    bounded(async {
+        let s = start_with_layout(&["multi-fn"], None).await;
+        let (st, h, body) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/big", "function": "run", "input": {"text": "x"}}),
+            )
+            .await;
+        assert_problem(st, &h, &body, 503, "no_matching_worker");
+        assert!(h.get("retry-after").is_none());
+        assert_eq!(
+            body,
+            json!({"type": "https://infsh.dev/errors/no_matching_worker",
+                   "title": "Service Unavailable", "status": 503,
+                   "detail": "tests/big needs 2 nvidia GPUs with 80 GB each and 1 GB of RAM; the largest slot here is gpus [1, 2] (2 GPUs, 24 GB each)",
+                   "app": "tests/big",
+                   "needs": "2 nvidia GPUs with 80 GB each and 1 GB of RAM"})
+        );
+        // Nothing was stored.
+        let (_, _, page) = s.get("/tasks").await;
+        assert_eq!(page["data"]["items"], json!([]), "{page}");
+        s.stop().await;
+    })
+    .await;
+}

@@ -61,7 +61,8 @@ pub enum RunErrors {
     /// `schema`); or a storage failure.
     #[response(status = 500, content_type = "application/problem+json")]
     Internal(ProblemDoc),
-    /// The app failed to load, or the server is shutting down.
+    /// The app failed to load, no slot of this machine can host it
+    /// (`no_matching_worker`: `app`, `needs`), or the server is shutting down.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemDoc),
 }
