@@ -200,7 +200,8 @@ pub struct ServeArgs {
     /// NVML finds, CPU apps without a limit.
     #[arg(long, env = "INFSH_ENGINE_CONFIG", value_name = "FILE")]
     pub engine_config: Option<PathBuf>,
-    /// Worker processes per app; each runs setup once and serves every function.
+    /// Most worker processes per app, unless its inf.yml (`infsh: {max_replicas}`)
+    /// or --engine-config (`apps:`) sets its own; each runs setup once and serves every function.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256), value_name = "N")]
     pub replicas: u32,
     /// Calls one worker runs at once (async apps can take more than one).

@@ -33,6 +33,8 @@ fn every_new_command_has_help() {
                 "--port",
                 "--data-dir",
                 "--replicas",
+                "--engine-config",
+                "INFSH_ENGINE_CONFIG",
                 "--queue-capacity",
                 "--api-key",
                 "--api-keys-file",
