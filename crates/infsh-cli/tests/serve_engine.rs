@@ -234,3 +234,43 @@ fn engine_status_shows_the_declared_layout_and_the_busy_worker() {
     let out = sb.run(&server, &["task", "cancel", &long, "--wait"]);
     assert_code(&out, 0);
 }
+
+#[test]
+fn an_app_no_slot_can_host_is_warned_about_at_start_and_refused() {
+    let sb = ServeSandbox::new(&["slow"]);
+    let yml = std::fs::read_to_string(fixture("multi-fn").join("inf.yml"))
+        .unwrap()
+        .replace("name: multi-fn", "name: big")
+        .replace("count: 0", "count: 2")
+        .replace("vram: 0", "vram: 80")
+        .replace("type: none", "type: nvidia");
+    sb.add_fixture_as("multi-fn", "big", &yml);
+    let config = sb.path().join("engine.yml");
+    std::fs::write(&config, ENGINE_YML).unwrap();
+    let server = sb.start_with_key(&["--engine-config", config.to_str().unwrap()]);
+    let why = "tests/big needs 2 nvidia GPUs with 80 GB each and 1 GB of RAM; \
+               the largest slot here is gpus [2, 3] (2 GPUs, 24 GB each)";
+    let log = server.log();
+    assert!(
+        log.contains(&format!("{why}: its runs will be refused")),
+        "{log}"
+    );
+    let out = sb.run(
+        &server,
+        &[
+            "app",
+            "run",
+            "tests/big",
+            "--function",
+            "run",
+            "--input",
+            r#"{"text": "x"}"#,
+        ],
+    );
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).ends_with(&format!("error: {why}\n")),
+        "{}",
+        stderr(&out)
+    );
+}
