@@ -77,7 +77,8 @@ pub struct WorkerDto {
     pub warm_since: Option<i64>,
     /// When its last task ended or started (Unix milliseconds).
     pub last_used: Option<i64>,
-    /// Its app is drained (`POST /apps/{namespace}/{name}/drain`).
+    /// No task starts on it now: its app
+    /// (`POST /apps/{namespace}/{name}/drain`) or the engine is drained.
     pub draining: bool,
 }
 
