@@ -53,7 +53,8 @@ pub(crate) struct Inner {
 impl Engine {
     /// Opens the store under `data_dir`, scans `apps_dir`, re-queues tasks
     /// that were queued when the server last stopped, marks interrupted
-    /// running ones failed, and (with `preload`) starts workers.
+    /// running ones failed, and (with `preload`, or an app's
+    /// `min_replicas`) starts workers.
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineStartError> {
         Engine::start_with(config, Arc::new(PythonLauncher), None).await
     }
@@ -119,8 +120,8 @@ impl Engine {
         if recovered != Default::default() {
             tracing::info!(?recovered, "recovered tasks from the last run");
         }
-        if shared.config.preload {
-            for app in apps.iter() {
+        for app in apps.iter() {
+            if shared.config.preload || app.entry.bounds.min_replicas.unwrap_or(0) > 0 {
                 app.preload();
             }
         }

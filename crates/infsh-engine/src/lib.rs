@@ -25,6 +25,11 @@
 //!   (environment, zygote, `infsh_worker::Worker`), and the scheduler's unit
 //!   tests (`scheduler/tests/`) put a scripted fake worker and an in-memory
 //!   store (`testing/`) in its place, with tokio's paused clock.
+//! - `placement_broker`: the machine's slots (infsh-placement's layout from
+//!   `engine.yml` and the GPU inventory) and which replica holds which; each
+//!   scheduler asks it for a slot before starting a replica, and it picks
+//!   idle replicas to evict for an app with none. `views`: what
+//!   `GET /engines` and `GET /workers` show.
 //! - `time`: the deadline helper of the actors' `select!` loops.
 
 pub mod api;

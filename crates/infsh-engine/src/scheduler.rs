@@ -12,6 +12,16 @@
 //! replica runs setup nothing else goes there. Replicas start lazily, when
 //! tasks wait and none can take them (or at `Discover`, without setup).
 //!
+//! Placement (`scheduler/slots.rs`): before a replica starts, the
+//! machine-wide broker (`placement_broker.rs`) gives it a slot (its GPUs
+//! become the worker's `CUDA_VISIBLE_DEVICES` and setup's
+//! `metadata.gpu_ids`), or stops the least recently used idle replica of
+//! another app for it, or says why it must wait: the queued tasks are told
+//! once, and the broker wakes the actor when a slot may be free. A
+//! discovery that finds every slot held starts a probe worker without one.
+//! A drain (`Engine::drain_engine`, `drain_app`) pauses dispatch and
+//! starts; the queue stays.
+//!
 //! Failures and backoff: a worker that does not start (load), a setup that
 //! fails or times out, and a worker that dies unexpectedly (crash) make the
 //! app unhealthy ([`Failure`]) and start a backoff

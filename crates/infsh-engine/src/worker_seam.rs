@@ -242,3 +242,31 @@ pub(crate) fn setup_error(e: WorkerError) -> (String, Option<String>) {
         other => (format!("setup failed: {other}"), None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_metadata_names_the_gpus_as_strings_only_on_a_gpu_slot() {
+        let on_pair = setup_metadata("acme/flux", "local-7", &["2".into(), "3".into()]);
+        assert_eq!(
+            on_pair,
+            serde_json::json!({"app_id": "acme/flux", "worker_id": "local-7", "gpu_ids": ["2", "3"]})
+        );
+        let on_cpu = setup_metadata("acme/flux", "local-7", &[]);
+        assert_eq!(
+            on_cpu,
+            serde_json::json!({"app_id": "acme/flux", "worker_id": "local-7"})
+        );
+    }
+
+    #[test]
+    fn a_gpu_slot_is_never_forked_and_a_cpu_slot_sees_no_gpu() {
+        let unbounded = SlotEnv::of(None);
+        assert_eq!(unbounded.cuda_visible_devices, None);
+        assert!(unbounded.may_fork());
+        assert!(!SlotEnv::probe().may_fork());
+        assert_eq!(SlotEnv::probe().cuda_visible_devices.as_deref(), Some(""));
+    }
+}

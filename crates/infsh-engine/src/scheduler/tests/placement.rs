@@ -225,3 +225,61 @@ async fn a_drained_engine_queues_and_undrain_runs_the_queue() {
     h.engine.undrain_app(&app).await.unwrap();
     assert_eq!(h.ended(&held).await.status, TaskStatus::Completed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn min_replicas_start_at_boot_set_up_and_are_never_evicted() {
+    let a = "name: a\nresources:\n  gpu: {count: 1}\ninfsh:\n  min_replicas: 1\n";
+    let b = gpu_app("b");
+    let h = Harness::start_apps(Fake::new(), &[("a", a), ("b", &b)], ONE_GPU, |_| {}).await;
+    h.at(1.0).await;
+    let ops = h.fake.ops();
+    let launches = h.fake.replica_launches();
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    assert_eq!(launches[0].app, "local/a");
+    assert!(
+        ops.contains(&Op::Setup {
+            pid: launches[0].pid,
+            config: json!({})
+        }),
+        "{ops:#?}"
+    );
+    let waiting = h.submit_to("local/b", json!({})).await;
+    h.at(60.0).await;
+    assert_eq!(
+        h.engine.get(&waiting).await.unwrap().record.status,
+        TaskStatus::Queued
+    );
+    assert!(unloaded(&h.fake.ops()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_concurrency_bound_runs_that_many_tasks_on_one_replica() {
+    let c = "name: c\ninfsh:\n  concurrency: 2\n  max_replicas: 1\n";
+    let h = Harness::start_apps(Fake::new(), &[("c", c)], "", |_| {}).await;
+    let one = h.submit_to("local/c", json!({"sleep": 2})).await;
+    let two = h.submit_to("local/c", json!({"sleep": 2})).await;
+    h.ended(&one).await;
+    h.ended(&two).await;
+    assert_eq!(h.fake.replica_launches().len(), 1);
+    assert_eq!(
+        h.fake.time_of(0, call_of(&one)),
+        h.fake.time_of(0, call_of(&two)),
+        "both ran at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unreadable_resources_refuse_the_apps_runs() {
+    let bad = "name: bad\nresources:\n  gpu: {count: two}\n";
+    let h = Harness::start_apps(Fake::new(), &[("bad", bad)], ONE_GPU, |_| {}).await;
+    let refused = h
+        .try_submit(crate::api::RunRequest::new("local/bad".parse().unwrap()))
+        .await;
+    let Err(EngineError::AppUnavailable { message, .. }) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(
+        message,
+        "inf.yml: resources.gpu.count: \"two\" is not a whole number of GPUs"
+    );
+}
