@@ -274,3 +274,52 @@ fn an_app_no_slot_can_host_is_warned_about_at_start_and_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_gpu_replica_shows_on_its_slot_in_status_and_metrics() {
+    let sb = ServeSandbox::new(&["gpu-report"]);
+    let config = sb.path().join("engine.yml");
+    std::fs::write(&config, ENGINE_YML).unwrap();
+    let server = sb.start_with_key(&["--engine-config", config.to_str().unwrap()]);
+
+    let report = sb.run_json(
+        &server,
+        &["--json", "app", "run", "tests/gpu-report", "--input", "{}"],
+        0,
+    );
+    assert_eq!(report["output"]["cuda_visible_devices"], "0", "{report:#}");
+    let pid = report["output"]["pid"].clone();
+
+    let doc = status(&sb, &server);
+    let worker = &doc["workers"][0];
+    assert_eq!(worker["app"], "tests/gpu-report", "{doc:#}");
+    assert_eq!(worker["slot"], "gpus [0]");
+    assert_eq!(worker["pid"], pid);
+    assert_eq!(worker["state"], "idle");
+    let slot = &doc["engines"][0]["slots"][0];
+    assert_eq!(slot["name"], "gpus [0]");
+    assert_eq!(slot["replicas"], json!([worker["id"]]));
+    assert_eq!(slot["running_tasks"], 0);
+
+    let out = sb.run(&server, &["engine", "status"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let id = worker["id"].as_str().unwrap();
+    let gpu_line: Vec<&str> = text.lines().nth(2).unwrap().split_whitespace().collect();
+    assert_eq!(
+        gpu_line,
+        vec!["gpus", "[0]", "0", "80", "GB", id, "0", "no"],
+        "{text}"
+    );
+
+    let (status, metrics) = server.request("GET", "/metrics", None).unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "infsh_slot_replicas{slot=\"gpus [0]\"} 1\n",
+        "infsh_slot_replicas{slot=\"gpus [2, 3]\"} 0\n",
+        "infsh_gpu_memory_total_bytes{gpu=\"0\"} 80000000000\n",
+        "infsh_evictions_total 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} not in:\n{metrics}");
+    }
+}
