@@ -14,14 +14,15 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::cli::{EngineStatusArgs, GlobalArgs};
+use crate::exit::{ExitCode, Failure};
 use crate::output;
 use crate::remote::{self, errors::RemoteError};
 
 pub async fn status(args: EngineStatusArgs, global: &GlobalArgs) -> Result<()> {
     let remote = remote::connect_server(args.server)?;
     let (engines, workers) = tokio::join!(remote.engines(), remote.workers());
-    let engines = engines.map_err(RemoteError::into_failure)?;
-    let workers = workers.map_err(RemoteError::into_failure)?;
+    let engines = engines.map_err(|e| layout_error(remote.base(), e))?;
+    let workers = workers.map_err(|e| layout_error(remote.base(), e))?;
     let doc = json!({"engines": engines, "workers": workers});
     output::print_json_or(&doc, global.json, || {
         for line in render(&engines, &workers, now_ms()) {
@@ -29,6 +30,21 @@ pub async fn status(args: EngineStatusArgs, global: &GlobalArgs) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// A server without the layout routes (another inference.sh-compatible API,
+/// an older infsh) answers 404 for the route: say that, not "not found".
+fn layout_error(base: &str, err: RemoteError) -> Failure {
+    if err.is_not_found() {
+        return Failure::new(
+            ExitCode::Server,
+            format!(
+                "the server at {base} does not show its worker layout (GET /v1/engines or /v1/workers: {}); `infsh engine status` needs an infsh serve that has them",
+                err.detail().unwrap_or("not found")
+            ),
+        );
+    }
+    err.into_failure()
 }
 
 fn now_ms() -> i64 {
@@ -297,6 +313,25 @@ mod tests {
             ]
         );
         assert_eq!(render(&json!([]), &json!(null), NOW)[0], "no engines");
+    }
+
+    #[test]
+    fn a_server_without_the_layout_routes_is_said_plainly() {
+        let missing = RemoteError::from_response(
+            reqwest::StatusCode::NOT_FOUND,
+            r#"{"type": "https://infsh.dev/errors/not_found", "status": 404, "detail": "no route for /engines", "resource": "route"}"#,
+        );
+        let failure = layout_error("http://h:1", missing);
+        assert_eq!(failure.code, ExitCode::Server);
+        assert_eq!(
+            failure.message,
+            "the server at http://h:1 does not show its worker layout (GET /v1/engines or /v1/workers: no route for /engines); `infsh engine status` needs an infsh serve that has them"
+        );
+        let refused = RemoteError::from_response(
+            reqwest::StatusCode::UNAUTHORIZED,
+            r#"{"detail": "wrong key"}"#,
+        );
+        assert_eq!(layout_error("http://h:1", refused).code, ExitCode::Auth);
     }
 
     #[test]
