@@ -14,14 +14,18 @@
 //! schedulers are asked (through the [`Evictor`] each lease registered, a
 //! non-blocking send) only after it is released; a victim that became busy
 //! meanwhile refuses ([`Lease::eviction_refused`]) and the waiter asks
-//! again. The lock is a plain mutex, never held across an `.await`.
+//! again. The slot being freed is reserved for the app it is freed for
+//! (for at most [`RESERVATION`]), so that another app woken by the release
+//! cannot take it first. The lock is a plain mutex, never held across an `.await`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use infsh_placement::{place, AppNeeds, Decision, Layout, NoMatchingWorker, Resident, Slot};
+use infsh_placement::{
+    place, AppNeeds, Decision, Layout, NoMatchingWorker, Resident, Slot, SlotId,
+};
 use tokio::sync::watch;
 
 use crate::views::{replica_id, EngineView, GpuView, SlotView};
@@ -41,10 +45,18 @@ pub(crate) struct Broker {
     draining: AtomicBool,
 }
 
+/// How long a slot freed by an eviction is kept for the app it was freed
+/// for: longer than a victim's unload and kill take, short enough that a
+/// waiter that went away (its tasks cancelled) does not hold it for long.
+const RESERVATION: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct State {
     next_id: u64,
     residents: BTreeMap<u64, Entry>,
+    /// Slots being freed by an eviction, for the app they are freed for:
+    /// another app woken by the release must not take them first.
+    reservations: BTreeMap<SlotId, Reservation>,
     /// Per app: tasks queued while the app has no replica and waits for a slot.
     waiting: BTreeMap<String, usize>,
 }
@@ -64,6 +76,12 @@ struct Entry {
     stopping: bool,
     last_used: Instant,
     evict: Evictor,
+}
+
+struct Reservation {
+    app: String,
+    vram_gb: Option<f64>,
+    until: Instant,
 }
 
 /// What a scheduler that wants a new replica is told.
@@ -139,7 +157,9 @@ impl Broker {
         evict: Evictor,
     ) -> Grant {
         let mut state = self.lock();
-        let residents: Vec<Resident> = state
+        let now = Instant::now();
+        state.reservations.retain(|_, r| r.until > now);
+        let mut residents: Vec<Resident> = state
             .residents
             .iter()
             .map(|(id, e)| Resident {
@@ -153,6 +173,20 @@ impl Broker {
                 last_used: e.last_used,
             })
             .collect();
+        // A slot reserved for another app counts as held by it (and is
+        // never a victim); ids past every resident's.
+        residents.extend(state.reservations.iter().filter(|(_, r)| r.app != app).map(
+            |(slot, r)| Resident {
+                replica: u64::MAX - slot.0 as u64,
+                app: r.app.clone(),
+                slot: *slot,
+                vram_gb: r.vram_gb,
+                busy: true,
+                keep_warm: false,
+                held_by_session: false,
+                last_used: now,
+            },
+        ));
         match place(&self.layout, app, needs, &residents, may_evict) {
             Decision::Unbounded => Grant::Start(Lease {
                 broker: self.clone(),
@@ -161,6 +195,7 @@ impl Broker {
                 reported_busy: 0,
             }),
             Decision::Place { slot } => {
+                state.reservations.retain(|_, r| r.app != app);
                 let slot = self.layout.slot(slot).clone();
                 state.next_id += 1;
                 let id = state.next_id;
@@ -186,7 +221,15 @@ impl Broker {
                     reported_busy: 0,
                 })
             }
-            Decision::Evict { victims, .. } => {
+            Decision::Evict { slot, victims } => {
+                state.reservations.insert(
+                    slot,
+                    Reservation {
+                        app: app.to_string(),
+                        vram_gb: needs.vram_gb,
+                        until: now + RESERVATION,
+                    },
+                );
                 let mut asks = Vec::new();
                 for victim in &victims {
                     if let Some(e) = state.residents.get_mut(victim) {
@@ -350,9 +393,13 @@ impl Lease {
     }
 
     /// The replica was asked to stop but took a task meanwhile: it stays,
-    /// and the waiters ask again.
+    /// its slot is no longer kept for the app it was to be freed for, and
+    /// the waiters ask again.
     pub fn eviction_refused(&self) {
         self.broker.update(self.id, |e| e.stopping = false);
+        if let Some(slot) = &self.slot {
+            self.broker.lock().reservations.remove(&slot.id);
+        }
         self.broker.wake_all();
     }
 }

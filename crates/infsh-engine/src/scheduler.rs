@@ -96,6 +96,12 @@ pub(crate) enum Event {
         replica: usize,
         generation: u64,
     },
+    /// An evicted replica's worker is gone (its unload ran or it was
+    /// killed), and its slot released.
+    Evicted {
+        replica: usize,
+        pid: u32,
+    },
     /// A probe (a worker started without a slot only to learn the app's
     /// functions) answered.
     Probed(Result<Box<infsh_protocol::Ready>, StartFailure>),
@@ -121,6 +127,15 @@ pub(crate) enum ReplicaOutcome {
     },
     /// The runner stopped without ending its task (a bug): end it here.
     RunnerGone,
+}
+
+/// An evicted replica while its worker unloads.
+pub(crate) struct Stopping {
+    pub replica: usize,
+    pub pid: u32,
+    pub slot: Option<String>,
+    pub warm_since_ms: i64,
+    pub last_used_ms: Option<i64>,
 }
 
 struct Running {
@@ -180,6 +195,8 @@ struct Actor {
     waiting_for_slot: bool,
     /// A probe runs (see [`Event::Probed`]).
     probing: bool,
+    /// Evicted replicas whose unload runs, for `GET /workers`.
+    stopping: Vec<Stopping>,
     /// Queued tasks already told why they wait for a slot (told once).
     told_slot_wait: HashSet<String>,
     /// The count last given to the broker's `tasks_waiting_for_slot`.
@@ -235,6 +252,7 @@ pub(crate) fn spawn(
         shutdown: None,
         waiting_for_slot: false,
         probing: false,
+        stopping: Vec::new(),
         told_slot_wait: HashSet::new(),
         reported_waiting: 0,
         tasks: JoinSet::new(),
@@ -538,6 +556,9 @@ impl Actor {
                 generation,
             } => self.evict(replica, generation),
             Event::Probed(result) => self.probed(result),
+            Event::Evicted { replica, pid } => self
+                .stopping
+                .retain(|s| !(s.replica == replica && s.pid == pid)),
         }
         self.schedule();
     }

@@ -11,7 +11,7 @@ use infsh_store::{LogType, TaskStatus};
 
 use infsh_protocol::Ready;
 
-use super::{dec_usize, Actor, Event, Stage};
+use super::{dec_usize, Actor, Event, Stage, Stopping};
 use crate::api::EngineError;
 use crate::app_info::AppInfo;
 use crate::placement_broker::{Evictor, Grant, Lease};
@@ -135,19 +135,29 @@ impl Actor {
             unreachable!("an idle replica is up");
         };
         self.shared.broker.count_eviction();
+        let pid = up.worker.pid();
+        self.stopping.push(Stopping {
+            replica: idx,
+            pid,
+            slot: replica_slot_name(lease.as_ref()),
+            warm_since_ms: up.warm_since_ms,
+            last_used_ms: up.last_used_ms,
+        });
         tracing::info!(
             app = %self.entry.id,
             replica = idx,
             pid = up.worker.pid(),
-            slot = ?lease.as_ref().and_then(|l| l.slot()).map(ToString::to_string),
+            slot = ?replica_slot_name(lease.as_ref()),
             "evicted for another app: unloading to free the slot"
         );
+        let events = self.events_tx.clone();
         self.tasks.spawn(async move {
             if let Err(e) = up.worker.shutdown(UNLOAD_GRACE).await {
                 tracing::debug!(error = %infsh_core::ErrorChain(&e), "evicted worker's unload");
             }
             // The slot is free once the process is gone.
             drop(lease);
+            let _ = events.send(Event::Evicted { replica: idx, pid });
         });
     }
 
@@ -225,4 +235,8 @@ impl Actor {
             self.shared.broker.set_waiting(&self.entry.id, waiting);
         }
     }
+}
+
+fn replica_slot_name(lease: Option<&Lease>) -> Option<String> {
+    lease.and_then(Lease::slot).map(ToString::to_string)
 }

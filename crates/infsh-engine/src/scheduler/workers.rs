@@ -1,4 +1,7 @@
-//! The scheduler's answer to `GET /workers`: one row per replica of its app.
+//! The scheduler's answer to `GET /workers`: one row per replica of its
+//! app, and one per evicted replica while its unload runs (`stopping`).
+
+use std::sync::atomic::Ordering;
 
 use super::Actor;
 use crate::replica::ReplicaState;
@@ -6,8 +9,9 @@ use crate::views::{replica_id, WorkerView};
 
 impl Actor {
     pub(super) fn worker_views(&self) -> Vec<WorkerView> {
-        let draining = self.paused();
-        self.replicas
+        let draining = self.drained.load(Ordering::SeqCst);
+        let mut rows: Vec<WorkerView> = self
+            .replicas
             .iter()
             .enumerate()
             .filter_map(|(idx, replica)| {
@@ -49,6 +53,18 @@ impl Actor {
                     draining,
                 })
             })
-            .collect()
+            .collect();
+        rows.extend(self.stopping.iter().map(|s| WorkerView {
+            id: replica_id(&self.entry.id, s.replica),
+            app: self.entry.id.clone(),
+            slot: s.slot.clone(),
+            pid: Some(s.pid),
+            state: "stopping".into(),
+            current_tasks: Vec::new(),
+            warm_since: Some(s.warm_since_ms),
+            last_used: s.last_used_ms,
+            draining,
+        }));
+        rows
     }
 }

@@ -112,6 +112,8 @@ pub(crate) struct Fake {
     next_pid: AtomicU32,
     /// Which app each started worker is of, and its slot.
     launches: Mutex<Vec<FakeLaunch>>,
+    /// How long `shutdown` (the app's unload) takes.
+    unload_time: Mutex<Duration>,
 }
 
 /// A worker the fake launcher started: its app, pid and slot environment.
@@ -131,7 +133,13 @@ impl Fake {
             default_setup: Mutex::new(json!({})),
             next_pid: AtomicU32::new(1000),
             launches: Mutex::default(),
+            unload_time: Mutex::new(Duration::ZERO),
         })
+    }
+
+    /// How long every `shutdown` (unload) takes from now on.
+    pub fn script_unload_time(&self, time: Duration) {
+        *self.unload_time.lock().unwrap_or_else(|p| p.into_inner()) = time;
     }
 
     /// Every worker started so far, in order.
@@ -497,6 +505,12 @@ impl AppWorker for FakeWorker {
 
     async fn shutdown(&self, _grace: Duration) -> Result<ExitDescription, WorkerError> {
         self.fake.record(Op::Shutdown { pid: self.pid });
+        let unload = *self
+            .fake
+            .unload_time
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        tokio::time::sleep(unload).await;
         self.die(exit_status(0), Vec::new());
         Ok(exit_status(0))
     }

@@ -63,6 +63,15 @@ async fn the_least_recently_used_idle_replica_is_evicted_with_its_unload() {
     assert_eq!(view.evictions_total, 1);
     assert_eq!(view.slots[0].replicas, ["local/c#0"]);
     assert_eq!(view.slots[1].replicas, ["local/b#0"]);
+    let states: Vec<(String, String)> = h
+        .engine
+        .workers()
+        .await
+        .into_iter()
+        .map(|w| (w.id, w.state))
+        .collect();
+    let idle = |id: &str| (id.to_string(), "idle".to_string());
+    assert_eq!(states, [idle("local/b#0"), idle("local/c#0")], "a is gone");
 }
 
 #[tokio::test(start_paused = true)]
@@ -282,4 +291,73 @@ async fn unreadable_resources_refuse_the_apps_runs() {
         message,
         "inf.yml: resources.gpu.count: \"two\" is not a whole number of GPUs"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_freed_by_an_eviction_goes_to_the_app_it_was_freed_for() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    // b's first run evicts the idle a; b is drained, so it does not take
+    // the slot at once: c, coming after a is gone, must still leave it
+    // to b.
+    let b_app = "local/b".parse().unwrap();
+    h.engine.drain_app(&b_app).await.unwrap();
+    let for_b = h.submit_to("local/b", json!({})).await;
+    h.at(5.0).await;
+    assert_eq!(unloaded(&h.fake.ops()).len(), 1, "a was evicted");
+    let for_c = h.submit_to("local/c", json!({})).await;
+    h.at(10.0).await;
+    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
+    assert_eq!(c_now, TaskStatus::Queued);
+    h.engine.undrain_app(&b_app).await.unwrap();
+    assert_eq!(h.ended(&for_b).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
+    let apps: Vec<String> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| l.app)
+        .collect();
+    assert_eq!(apps, ["local/a", "local/b", "local/c"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_replica_is_listed_stopping_until_its_unload_ends() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let fake = Fake::new();
+    fake.script_unload_time(secs(4.0));
+    let h = Harness::start_apps(fake, &[("a", &a), ("b", &b)], ONE_GPU, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    let second = h.submit_to("local/b", json!({})).await;
+    h.at(2.0).await;
+    let rows: Vec<(String, String, Option<String>)> = h
+        .engine
+        .workers()
+        .await
+        .into_iter()
+        .map(|w| (w.id, w.state, w.slot))
+        .collect();
+    assert_eq!(
+        rows,
+        [(
+            "local/a#0".to_string(),
+            "stopping".to_string(),
+            Some("gpus [0]".to_string())
+        )]
+    );
+    assert_eq!(h.engine.engine_view().slots[0].replicas, ["local/a#0"]);
+    assert_eq!(h.ended(&second).await.status, TaskStatus::Completed);
+    let a_unloaded = h.fake.time_of(0, |op| matches!(op, Op::Shutdown { .. }));
+    assert!(h.fake.time_of(0, call_of(&second)) >= a_unloaded + secs(4.0));
+    let states: Vec<String> = h.engine.workers().await.into_iter().map(|w| w.id).collect();
+    assert_eq!(states, ["local/b#0"]);
 }
