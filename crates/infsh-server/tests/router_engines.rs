@@ -157,6 +157,15 @@ async fn draining_an_app_holds_its_tasks_and_unknown_apps_are_404() {
             "{body}"
         );
 
+        // A replica first, so the workers listing has a row to mark.
+        let (st, _, task) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "function": "run", "input": {"text": "a"}, "wait": true}),
+            )
+            .await;
+        assert_eq!((st.as_u16(), &task["data"]["status"]), (200, &json!(10)), "{task}");
+
         let (st, _, body) = s
             .json(Method::POST, "/apps/tests/multi-fn/drain", None)
             .await;
@@ -165,6 +174,11 @@ async fn draining_an_app_holds_its_tasks_and_unknown_apps_are_404() {
             body,
             json!({"data": {"id": "tests/multi-fn", "draining": true}, "messages": []})
         );
+        let (_, _, workers) = s.get("/workers").await;
+        assert_eq!(workers["data"][0]["draining"], true, "{workers}");
+        // The app's drain is not the engine's.
+        let (_, _, engines) = s.get("/engines").await;
+        assert_eq!(engines["data"][0]["draining"], false, "{engines}");
         let (_, _, task) = s
             .post(
                 "/apps/run",
