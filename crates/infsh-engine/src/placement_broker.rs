@@ -167,9 +167,11 @@ impl Broker {
                 app: e.app.clone(),
                 slot: e.slot.id,
                 vram_gb: e.vram_gb,
-                busy: e.busy > 0 || e.starting || e.stopping,
+                busy: e.busy > 0,
                 keep_warm: e.keep_warm,
                 held_by_session: false,
+                starting: e.starting,
+                stopping: e.stopping,
                 last_used: e.last_used,
             })
             .collect();
@@ -181,9 +183,11 @@ impl Broker {
                 app: r.app.clone(),
                 slot: *slot,
                 vram_gb: r.vram_gb,
-                busy: true,
+                busy: false,
                 keep_warm: false,
                 held_by_session: false,
+                starting: true,
+                stopping: false,
                 last_used: now,
             },
         ));

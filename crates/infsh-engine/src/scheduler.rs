@@ -427,9 +427,10 @@ impl Actor {
                         .replicas
                         .iter()
                         .any(|r| r.is_starting() || r.up().is_some());
-                    if !any && !self.start_replica(0, None) {
-                        // Every slot it could use is held: learn its
-                        // functions without one, so that its runs queue.
+                    // Drained (no replica starts), or every slot it could
+                    // use is held: learn its functions without a replica,
+                    // so that its runs queue.
+                    if !any && (self.paused() || !self.start_replica(0, None)) {
                         self.probe();
                     }
                     self.publish();

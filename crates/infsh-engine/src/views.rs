@@ -66,7 +66,7 @@ pub struct WorkerView {
     pub warm_since: Option<i64>,
     /// Unix ms of its last task's end (or start).
     pub last_used: Option<i64>,
-    /// Its app is drained.
+    /// Dispatch to it is paused: its app or the whole engine is drained.
     pub draining: bool,
 }
 

@@ -11,7 +11,8 @@
 //!    holding this app (two replicas of one app see different GPUs), then
 //!    the fullest (so whole slots stay free for large apps), then the first.
 //! 5. When none fits now, the least recently used idle replicas that free a
-//!    fitting slot are stopped; never one running a task, held by a session
+//!    fitting slot are stopped; never one running a task (or starting, or
+//!    already stopping), held by a session
 //!    or kept warm. Else the task waits, and the reason names who holds what.
 //! 6. An app that no slot can ever host, or whose `ram` exceeds the
 //!    machine's, is refused at once ([`NoMatchingWorker`]).
@@ -40,17 +41,26 @@ pub struct Resident {
     pub busy: bool,
     pub keep_warm: bool,
     pub held_by_session: bool,
+    /// Its worker is starting (it is about to take a task), or its slot is
+    /// kept for it while another replica is evicted.
+    pub starting: bool,
+    /// It was asked to stop (an eviction in progress).
+    pub stopping: bool,
     pub last_used: Instant,
 }
 
 impl Resident {
     fn evictable(&self) -> bool {
-        !(self.busy || self.keep_warm || self.held_by_session)
+        !(self.busy || self.keep_warm || self.held_by_session || self.starting || self.stopping)
     }
 
     fn state(&self) -> &'static str {
         if self.busy {
             "running a task"
+        } else if self.stopping {
+            "stopping"
+        } else if self.starting {
+            "starting"
         } else if self.held_by_session {
             "held by a session"
         } else if self.keep_warm {

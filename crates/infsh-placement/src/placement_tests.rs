@@ -50,6 +50,8 @@ fn resident(replica: u64, app: &str, slot: usize, vram: Option<f64>, used: Insta
         busy: false,
         keep_warm: false,
         held_by_session: false,
+        starting: false,
+        stopping: false,
         last_used: used,
     }
 }
@@ -202,6 +204,29 @@ fn busy_session_held_and_keep_warm_replicas_are_never_evicted() {
             reason: "waiting for a GPU slot: acme/flux (running a task) holds gpus [0]; \
                      acme/sd (keep_warm) holds gpus [1]; acme/llm (held by a session) holds gpus [2, 3]"
                 .into()
+        }
+    );
+}
+
+#[test]
+fn starting_and_stopping_replicas_are_never_evicted_and_say_so() {
+    let layout = box_with(None);
+    let t = Clock(Instant::now());
+    let mut residents = [
+        resident(1, "acme/flux", 0, None, t.at(0)),
+        resident(2, "acme/sd", 1, None, t.at(0)),
+        resident(3, "acme/llm", 2, None, t.at(0)),
+    ];
+    residents[0].starting = true;
+    residents[1].stopping = true;
+    residents[2].busy = true;
+    assert_eq!(
+        place(&layout, "acme/new", &gpu(1, None), &residents, true),
+        Decision::Wait {
+            reason:
+                "waiting for a GPU slot: acme/flux (starting) holds gpus [0]; \
+                     acme/sd (stopping) holds gpus [1]; acme/llm (running a task) holds gpus [2, 3]"
+                    .into()
         }
     );
 }

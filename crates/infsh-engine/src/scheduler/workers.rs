@@ -1,15 +1,14 @@
 //! The scheduler's answer to `GET /workers`: one row per replica of its
 //! app, and one per evicted replica while its unload runs (`stopping`).
 
-use std::sync::atomic::Ordering;
-
 use super::Actor;
 use crate::replica::ReplicaState;
 use crate::views::{replica_id, WorkerView};
 
 impl Actor {
     pub(super) fn worker_views(&self) -> Vec<WorkerView> {
-        let draining = self.drained.load(Ordering::SeqCst);
+        // Dispatch paused for this app, by its drain or the engine's.
+        let draining = self.paused();
         let mut rows: Vec<WorkerView> = self
             .replicas
             .iter()

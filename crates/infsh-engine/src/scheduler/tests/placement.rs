@@ -305,14 +305,14 @@ async fn a_slot_freed_by_an_eviction_goes_to_the_app_it_was_freed_for() {
     .await;
     let first = h.submit_to("local/a", json!({})).await;
     h.ended(&first).await;
-    // b's first run evicts the idle a; b is drained, so it does not take
-    // the slot at once: c, coming after a is gone, must still leave it
-    // to b.
+    // b's first run evicts the idle a, whose unload takes 4 s. b is then
+    // drained, so it does not take the slot when a is gone: c, coming
+    // meanwhile, must still leave it to b.
+    h.fake.script_unload_time(secs(4.0));
     let b_app = "local/b".parse().unwrap();
-    h.engine.drain_app(&b_app).await.unwrap();
     let for_b = h.submit_to("local/b", json!({})).await;
-    h.at(5.0).await;
-    assert_eq!(unloaded(&h.fake.ops()).len(), 1, "a was evicted");
+    assert_eq!(unloaded(&h.fake.ops()).len(), 1, "a is being evicted");
+    h.engine.drain_app(&b_app).await.unwrap();
     let for_c = h.submit_to("local/c", json!({})).await;
     h.at(10.0).await;
     let c_now = h.engine.get(&for_c).await.unwrap().record.status;
@@ -360,4 +360,23 @@ async fn an_evicted_replica_is_listed_stopping_until_its_unload_ends() {
     assert!(h.fake.time_of(0, call_of(&second)) >= a_unloaded + secs(4.0));
     let states: Vec<String> = h.engine.workers().await.into_iter().map(|w| w.id).collect();
     assert_eq!(states, ["local/b#0"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drained_engine_starts_no_replica_for_an_app_without_one() {
+    let h = Harness::start_apps(Fake::new(), &[("c", "name: c\n")], ONE_GPU, |_| {}).await;
+    let name = h.engine.engine_view().name;
+    h.engine.drain_engine(&name).unwrap();
+    let queued = h.submit_to("local/c", json!({})).await;
+    h.at(30.0).await;
+    assert_eq!(
+        h.engine.get(&queued).await.unwrap().record.status,
+        TaskStatus::Queued
+    );
+    assert!(h.fake.replica_launches().is_empty(), "only a probe ran");
+    assert_eq!(h.fake.launches().len(), 1);
+    assert!(h.engine.workers().await.is_empty());
+    h.engine.undrain_engine(&name).unwrap();
+    assert_eq!(h.ended(&queued).await.status, TaskStatus::Completed);
+    assert_eq!(h.fake.replica_launches().len(), 1);
 }
