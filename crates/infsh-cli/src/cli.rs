@@ -44,6 +44,9 @@ pub enum Command {
     /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Task(TaskCommand),
+    /// See a server's worker layout: its slots, GPUs and replicas (needs --api-url / INFSH_API_URL).
+    #[command(subcommand)]
+    Engine(EngineCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +195,13 @@ pub struct ServeArgs {
     /// import starts threads or CUDA are never forked).
     #[arg(long)]
     pub no_fork: bool,
-    /// Worker processes per app; each runs setup once and serves every function.
+    /// This machine's worker layout (engine.yml): GPU slots, CPU slots, a
+    /// declared GPU inventory and per-app bounds. Default: one slot per GPU
+    /// NVML finds, CPU apps without a limit.
+    #[arg(long, env = "INFSH_ENGINE_CONFIG", value_name = "FILE")]
+    pub engine_config: Option<PathBuf>,
+    /// Most worker processes per app, unless its inf.yml (`infsh: {max_replicas}`)
+    /// or --engine-config (`apps:`) sets its own; each runs setup once and serves every function.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256), value_name = "N")]
     pub replicas: u32,
     /// Calls one worker runs at once (async apps can take more than one).
@@ -323,6 +332,19 @@ pub struct TaskListArgs {
     /// Fetch every page.
     #[arg(long, conflicts_with = "cursor")]
     pub all: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EngineCommand {
+    /// The server's slots (GPUs, VRAM, replicas, running tasks) and workers
+    /// (--json: `{"engines": ..., "workers": ...}` as the API returns them).
+    Status(EngineStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineStatusArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 }

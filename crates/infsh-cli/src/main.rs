@@ -20,7 +20,7 @@ mod ui;
 
 use clap::Parser;
 
-use crate::cli::{AppCommand, Cli, Command, TaskCommand};
+use crate::cli::{AppCommand, Cli, Command, EngineCommand, TaskCommand};
 use crate::exit::{ExitCode, Failure};
 use crate::remote::errors::RemoteError;
 
@@ -76,6 +76,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             TaskCommand::Get(args) => commands::task::get(args, &global, ui).await,
             TaskCommand::Cancel(args) => commands::task::cancel(args, &global, ui).await,
             TaskCommand::List(args) => commands::task::list(args, &global).await,
+        },
+        Command::Engine(command) => match command {
+            EngineCommand::Status(args) => commands::engine::status(args, &global).await,
         },
     }
 }

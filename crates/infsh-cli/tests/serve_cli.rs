@@ -33,6 +33,8 @@ fn every_new_command_has_help() {
                 "--port",
                 "--data-dir",
                 "--replicas",
+                "--engine-config",
+                "INFSH_ENGINE_CONFIG",
                 "--queue-capacity",
                 "--api-key",
                 "--api-keys-file",
@@ -53,6 +55,11 @@ fn every_new_command_has_help() {
         (
             &["task", "list", "--help"],
             &["--status", "--limit", "--cursor", "--all"],
+        ),
+        (&["engine", "--help"], &["status"]),
+        (
+            &["engine", "status", "--help"],
+            &["--api-url", "INFSH_API_URL", "--api-key", "--json"],
         ),
         (
             &["app", "run", "--help"],
@@ -80,6 +87,13 @@ fn every_new_command_has_help() {
 #[test]
 fn task_commands_need_a_server() {
     let out = infsh().args(["task", "get", "abc"]).output().unwrap();
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--api-url"), "{}", stderr(&out));
+}
+
+#[test]
+fn engine_status_needs_a_server() {
+    let out = infsh().args(["engine", "status"]).output().unwrap();
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--api-url"), "{}", stderr(&out));
 }
@@ -187,4 +201,68 @@ fn serve_rejects_a_malformed_secret() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn serve_refuses_a_bad_engine_config_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
+    std::fs::write(
+        dir.path().join("engine.yml"),
+        "name: box\nworkers:\n  gpu:\n    - gpus: [0]\n    - gpu: [1]\n",
+    )
+    .unwrap();
+    // The port is taken: had serve bound before reading the file, it would
+    // fail with "cannot listen" (exit 1) instead.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let expected = "engine.yml:5:7: workers.gpu[1]: unknown field `gpu`, expected `gpus`";
+    let serve = |flag: Option<&str>, env: Option<&str>| {
+        let mut cmd = infsh();
+        cmd.current_dir(dir.path())
+            .args([
+                "serve",
+                "--apps",
+                "apps",
+                "--data-dir",
+                "data",
+                "--port",
+                &port,
+            ])
+            .env_remove("INFSH_ENGINE_CONFIG");
+        if let Some(flag) = flag {
+            cmd.args(["--engine-config", flag]);
+        }
+        if let Some(env) = env {
+            cmd.env("INFSH_ENGINE_CONFIG", env);
+        }
+        cmd.output().unwrap()
+    };
+    for out in [
+        serve(Some("engine.yml"), None),
+        serve(None, Some("engine.yml")),
+    ] {
+        assert_code(&out, 2);
+        assert_eq!(stderr(&out), format!("error: {expected}\n"));
+    }
+    // A slot over a GPU the declared inventory lacks: refused before binding too.
+    std::fs::write(
+        dir.path().join("engine.yml"),
+        "workers:\n  gpu:\n    - gpus: [7]\ninventory:\n  gpus:\n    - {index: 0}\n",
+    )
+    .unwrap();
+    let out = serve(Some("engine.yml"), None);
+    assert_code(&out, 2);
+    assert_eq!(
+        stderr(&out),
+        "error: engine.yml: workers.gpu[0].gpus: GPU 7 is not on this machine (it has GPUs 0)\n"
+    );
+    let out = serve(Some("missing.yml"), None);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).starts_with("error: cannot read engine config missing.yml: "),
+        "{}",
+        stderr(&out)
+    );
+    drop(taken);
 }

@@ -48,7 +48,7 @@ pub use state::StreamTiming;
 #[doc(hidden)]
 pub use tokens::upload_token;
 
-use routes::{apps, files, ops, runs, stream, tasks};
+use routes::{apps, engines, files, ops, runs, stream, tasks};
 use state::ServerState;
 
 /// The fixed OpenAPI document exactly as committed in docs/openapi.json.
@@ -167,6 +167,12 @@ fn build(
         .route("/files", post(files::create_files))
         .route("/apps", get(apps::list_apps))
         .route("/apps/{namespace}/{name}", get(apps::get_app))
+        .route("/apps/{namespace}/{name}/drain", post(apps::drain_app))
+        .route("/apps/{namespace}/{name}/undrain", post(apps::undrain_app))
+        .route("/engines", get(engines::list_engines))
+        .route("/engines/{name}/drain", post(engines::drain_engine))
+        .route("/engines/{name}/undrain", post(engines::undrain_engine))
+        .route("/workers", get(engines::list_workers))
         .route("/openapi.json", get(ops::openapi_json))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -267,12 +267,20 @@ impl From<EngineError> for Problem {
                     .with("task_status", status as u8)
             }
             EngineError::ShuttingDown => Problem::shutting_down(),
-            EngineError::NoMatchingWorker(_) => Problem::new(
+            // 503 at once rather than a queued task that never starts: no
+            // slot of this machine can ever host the app (docs/gpus.md).
+            // No Retry-After: the same request will fail the same way until
+            // the worker layout changes.
+            EngineError::NoMatchingWorker(refusal) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_matching_worker",
                 detail,
-            ),
-            EngineError::UnknownEngine(_) => Problem::not_found("engine", detail),
+            )
+            .with("app", refusal.app)
+            .with("needs", refusal.needs),
+            EngineError::UnknownEngine(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "unknown_engine", detail)
+            }
             EngineError::Store(_) | EngineError::Background { .. } => Problem::internal(detail),
         }
     }
@@ -478,6 +486,16 @@ mod tests {
             ),
             (EngineError::ShuttingDown, 503, "shutting_down"),
             (
+                EngineError::NoMatchingWorker(no_matching_worker()),
+                503,
+                "no_matching_worker",
+            ),
+            (
+                EngineError::UnknownEngine("other".into()),
+                404,
+                "unknown_engine",
+            ),
+            (
                 EngineError::Store(infsh_store::StoreError::Corrupt {
                     id: "t".into(),
                     message: "disk".into(),
@@ -517,6 +535,42 @@ mod tests {
         assert_eq!(
             body["errors"],
             json!([{"path": "steps", "message": "must be at most 50"}])
+        );
+    }
+
+    fn no_matching_worker() -> infsh_placement::NoMatchingWorker {
+        infsh_placement::NoMatchingWorker {
+            app: "acme/big".into(),
+            needs: "2 GPUs with 80 GB each".into(),
+            why: "the largest slot is gpus [2, 3] (2 GPUs, 24 GB each)".into(),
+        }
+    }
+
+    #[test]
+    fn no_matching_worker_names_the_need_and_the_largest_slot() {
+        let (status, body, headers) = parts(Problem::from(EngineError::NoMatchingWorker(
+            no_matching_worker(),
+        )));
+        assert_eq!(status, 503);
+        assert_eq!(
+            body,
+            json!({"type": "https://infsh.dev/errors/no_matching_worker",
+                   "title": "Service Unavailable", "status": 503,
+                   "detail": "acme/big needs 2 GPUs with 80 GB each; the largest slot is gpus [2, 3] (2 GPUs, 24 GB each)",
+                   "app": "acme/big", "needs": "2 GPUs with 80 GB each"})
+        );
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn an_unknown_engine_is_a_404_naming_it() {
+        let (status, body, _) = parts(Problem::from(EngineError::UnknownEngine("other".into())));
+        assert_eq!(status, 404);
+        assert_eq!(
+            body,
+            json!({"type": "https://infsh.dev/errors/unknown_engine",
+                   "title": "Not Found", "status": 404,
+                   "detail": "unknown engine \"other\""})
         );
     }
 

@@ -12,20 +12,11 @@ use crate::output;
 use crate::remote::errors::RemoteError;
 use crate::remote::follow::follow;
 use crate::remote::run::{completed_report, describe_app};
-use crate::remote::{self, task, Remote};
+use crate::remote::{self, task};
 use crate::ui::Ui;
 
 /// Most pages `task list --all` fetches (a guard against a server that never ends).
 const MAX_PAGES: usize = 10_000;
-
-fn connect(args: crate::cli::ServerArgs) -> Result<Remote, Failure> {
-    remote::connect(&args.into())?.ok_or_else(|| {
-        Failure::new(
-            ExitCode::Usage,
-            "no server: pass --api-url URL or set INFSH_API_URL",
-        )
-    })
-}
 
 /// 404 on a task id is the user's mistake (exit 4), said plainly.
 fn task_error(id: &str, err: RemoteError) -> Failure {
@@ -36,7 +27,7 @@ fn task_error(id: &str, err: RemoteError) -> Failure {
 }
 
 pub async fn get(args: TaskGetArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
-    let remote = connect(args.server)?;
+    let remote = remote::connect_server(args.server)?;
     let current = remote
         .task(&args.id)
         .await
@@ -70,7 +61,7 @@ pub async fn get(args: TaskGetArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<
 }
 
 pub async fn cancel(args: TaskCancelArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> {
-    let remote = connect(args.server)?;
+    let remote = remote::connect_server(args.server)?;
     let id = args.id.clone();
     let mut after = match remote.cancel(&id).await {
         Ok(task) => task,
@@ -102,7 +93,7 @@ pub async fn list(args: TaskListArgs, global: &GlobalArgs) -> Result<()> {
         ),
         None => None,
     };
-    let remote = connect(args.server)?;
+    let remote = remote::connect_server(args.server)?;
     let mut items = Vec::new();
     let mut cursor = args.cursor.clone();
     let mut pages = 0usize;

@@ -20,6 +20,8 @@ mod routes {
     pub const RUN: &str = "/v1/run";
     pub const FILES: &str = "/v1/files";
     pub const TASKS: &str = "/v1/tasks";
+    pub const ENGINES: &str = "/v1/engines";
+    pub const WORKERS: &str = "/v1/workers";
 
     pub fn app(id: &str) -> String {
         format!("/v1/apps/{id}")
@@ -160,6 +162,16 @@ impl Remote {
             url,
             message: "the task list is neither a list nor {items, next_cursor}".into(),
         })
+    }
+
+    /// `GET /v1/engines`: this server's engine with its slots.
+    pub async fn engines(&self) -> Result<Value, RemoteError> {
+        self.get(routes::ENGINES).await
+    }
+
+    /// `GET /v1/workers`: one row per replica.
+    pub async fn workers(&self) -> Result<Value, RemoteError> {
+        self.get(routes::WORKERS).await
     }
 
     /// Opens the task's NDJSON stream.

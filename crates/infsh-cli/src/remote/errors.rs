@@ -256,10 +256,13 @@ pub fn exit_code_for(status: u16, code: Option<&str>) -> ExitCode {
     if let Some(code) = code {
         match code {
             // 503 app_unavailable: the app failed to load; 412: missing
-            // secrets; 500 invalid_schema: a schema of the app does not compile.
-            "app_unavailable" | "requirements_not_met" | "invalid_schema" => {
-                return ExitCode::AppLoad
-            }
+            // secrets; 500 invalid_schema: a schema of the app does not
+            // compile; 503 no_matching_worker: no slot of the server can
+            // host the app. None of them is helped by retrying, so not Busy.
+            "app_unavailable"
+            | "requirements_not_met"
+            | "invalid_schema"
+            | "no_matching_worker" => return ExitCode::AppLoad,
             "unauthorized" | "forbidden" => return ExitCode::Auth,
             "rate_limited" | "shutting_down" => return ExitCode::Busy,
             _ => {}
@@ -379,6 +382,19 @@ mod tests {
             json!({"type": "https://infsh.dev/errors/shutting_down", "detail": "the server is shutting down"}),
         );
         assert_eq!(busy.code, ExitCode::Busy);
+        let nowhere = api(
+            503,
+            json!({"type": "https://infsh.dev/errors/no_matching_worker", "status": 503,
+                   "detail": "acme/big needs 2 nvidia GPUs with 80 GB each; the largest slot here is gpus [0] (1 GPU, 80 GB)",
+                   "app": "acme/big", "needs": "2 nvidia GPUs with 80 GB each"}),
+        );
+        assert_eq!(
+            (nowhere.code, nowhere.message.as_str()),
+            (
+                ExitCode::AppLoad,
+                "acme/big needs 2 nvidia GPUs with 80 GB each; the largest slot here is gpus [0] (1 GPU, 80 GB)"
+            )
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ pub mod run;
 pub mod snippet;
 pub mod task;
 
-use crate::cli::RemoteArgs;
-use crate::exit::Failure;
+use crate::cli::{RemoteArgs, ServerArgs};
+use crate::exit::{ExitCode, Failure};
 
 pub use client::Remote;
 
@@ -22,4 +22,15 @@ pub fn connect(args: &RemoteArgs) -> Result<Option<Remote>, Failure> {
             .map(Some)
             .map_err(|e| e.into_failure()),
     }
+}
+
+/// The server of a command that only runs remotely (`task`, `engine`):
+/// without `--api-url` / `INFSH_API_URL` it is a usage error.
+pub fn connect_server(args: ServerArgs) -> Result<Remote, Failure> {
+    connect(&args.into())?.ok_or_else(|| {
+        Failure::new(
+            ExitCode::Usage,
+            "no server: pass --api-url URL or set INFSH_API_URL",
+        )
+    })
 }

@@ -186,6 +186,7 @@ impl Server {
             .env_remove("INFSH_API_KEYS")
             .env_remove("INFSH_API_URL")
             .env_remove("INFSH_API_KEY")
+            .env_remove("INFSH_ENGINE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));

@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::apps::{AppDetailDto, AppDto};
+use super::engines::{AppDrainDto, EngineDto, WorkerDto};
 use super::files::FileDto;
 use super::ops::{HealthDto, ReadyDto};
 use super::sessions::SessionDto;
@@ -82,6 +83,26 @@ envelope_doc!(
     HealthEnvelope,
     HealthDto,
     "`{\"data\": Health, \"messages\": []}`"
+);
+envelope_doc!(
+    EngineListEnvelope,
+    Vec<EngineDto>,
+    "`{\"data\": [Engine], \"messages\": []}`"
+);
+envelope_doc!(
+    EngineEnvelope,
+    EngineDto,
+    "`{\"data\": Engine, \"messages\": []}`"
+);
+envelope_doc!(
+    WorkerListEnvelope,
+    Vec<WorkerDto>,
+    "`{\"data\": [Worker], \"messages\": []}`"
+);
+envelope_doc!(
+    AppDrainEnvelope,
+    AppDrainDto,
+    "`{\"data\": AppDrain, \"messages\": []}`"
 );
 envelope_doc!(
     SessionEnvelope,

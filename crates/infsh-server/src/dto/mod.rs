@@ -12,10 +12,11 @@
 
 //!
 //! One file per role: the envelope (envelope.rs), run bodies (run_body.rs),
-//! tasks, files, apps, ops answers and sessions, and the timestamp format
-//! (time.rs).
+//! tasks, files, apps, the worker layout (engines.rs), ops answers and
+//! sessions, and the timestamp format (time.rs).
 
 mod apps;
+mod engines;
 mod envelope;
 mod files;
 mod ops;
@@ -25,9 +26,11 @@ mod tasks;
 mod time;
 
 pub use apps::{AppDetailDto, AppDto};
+pub use engines::{AppDrainDto, EngineDto, WorkerDto};
 pub use envelope::{
-    AppDetailEnvelope, AppListEnvelope, Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope,
-    ReadyEnvelope, SessionEnvelope, TaskEnvelope, TaskPageEnvelope,
+    AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope, EngineEnvelope, EngineListEnvelope,
+    Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope, ReadyEnvelope, SessionEnvelope,
+    TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
 };
 pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};

@@ -31,6 +31,7 @@ use crate::problem::ProblemDoc;
         (name = "tasks", description = "Follow, list and cancel tasks"),
         (name = "files", description = "Upload and download files"),
         (name = "apps", description = "Hosted apps and their functions"),
+        (name = "engines", description = "The worker layout: slots, GPUs, replicas; draining"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -108,6 +109,12 @@ mod tests {
             "/files/{id}",
             "/apps",
             "/apps/{namespace}/{name}",
+            "/apps/{namespace}/{name}/drain",
+            "/apps/{namespace}/{name}/undrain",
+            "/engines",
+            "/engines/{name}/drain",
+            "/engines/{name}/undrain",
+            "/workers",
             "/health",
             "/ready",
             "/metrics",

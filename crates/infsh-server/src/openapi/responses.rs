@@ -61,7 +61,8 @@ pub enum RunErrors {
     /// `schema`); or a storage failure.
     #[response(status = 500, content_type = "application/problem+json")]
     Internal(ProblemDoc),
-    /// The app failed to load, or the server is shutting down.
+    /// The app failed to load, no slot of this machine can host it
+    /// (`no_matching_worker`: `app`, `needs`), or the server is shutting down.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemDoc),
 }
@@ -153,4 +154,26 @@ pub enum AppErrors {
     /// The app failed to load.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DrainEngineErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// `unknown_engine`: not this server's engine name (`GET /engines`).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DrainAppErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown app (`available` lists the hosted ones).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
 }

@@ -1,14 +1,19 @@
-//! Hosted apps: `GET /apps` (every app with its state) and
+//! Hosted apps: `GET /apps` (every app with its state),
 //! `GET /apps/{namespace}/{name}` (its functions with their input and
-//! output schemas, i.e. `functions_schema.json`, and its setup schema).
-//! The detail may start the app's first worker to discover its functions.
+//! output schemas, i.e. `functions_schema.json`, and its setup schema), and
+//! `POST /apps/{namespace}/{name}/drain` / `.../undrain` (hold the app's
+//! tasks in its queue, or let them start again). The detail may start the
+//! app's first worker to discover its functions.
 
 use axum::extract::State;
 use axum::Json;
 use infsh_core::AppRef;
 use infsh_engine::EngineError;
 
-use crate::dto::{AppDetailDto, AppDetailEnvelope, AppDto, AppListEnvelope, Envelope};
+use crate::dto::{
+    AppDetailDto, AppDetailEnvelope, AppDrainDto, AppDrainEnvelope, AppDto, AppListEnvelope,
+    Envelope,
+};
 use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::ServerState;
@@ -54,6 +59,57 @@ pub async fn get_app(
     let app = AppRef::new(&namespace, &name).map_err(|_| unknown_app(&state, &namespace, &name))?;
     let detail = state.engine.app(&app).await?;
     Ok(Json(Envelope::new(AppDetailDto::from_detail(&detail))))
+}
+
+/// Stop starting the app's tasks: new runs are accepted and queued, running
+/// tasks finish, reads keep working. Idempotent.
+#[utoipa::path(
+    post, path = "/apps/{namespace}/{name}/drain", tag = "apps",
+    params(
+        ("namespace" = String, Path, description = "App namespace"),
+        ("name" = String, Path, description = "App name"),
+    ),
+    responses(
+        (status = 200, description = "The app, now draining", body = AppDrainEnvelope),
+        crate::openapi::responses::DrainAppErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn drain_app(
+    State(state): State<ServerState>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+) -> Result<Json<Envelope<AppDrainDto>>, Problem> {
+    let app = AppRef::new(&namespace, &name).map_err(|_| unknown_app(&state, &namespace, &name))?;
+    state.engine.drain_app(&app).await?;
+    Ok(Json(Envelope::new(AppDrainDto {
+        id: format!("{namespace}/{name}"),
+        draining: true,
+    })))
+}
+
+/// Let the app's queued tasks start again. Idempotent.
+#[utoipa::path(
+    post, path = "/apps/{namespace}/{name}/undrain", tag = "apps",
+    params(
+        ("namespace" = String, Path, description = "App namespace"),
+        ("name" = String, Path, description = "App name"),
+    ),
+    responses(
+        (status = 200, description = "The app, taking tasks again", body = AppDrainEnvelope),
+        crate::openapi::responses::DrainAppErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn undrain_app(
+    State(state): State<ServerState>,
+    ApiPath((namespace, name)): ApiPath<(String, String)>,
+) -> Result<Json<Envelope<AppDrainDto>>, Problem> {
+    let app = AppRef::new(&namespace, &name).map_err(|_| unknown_app(&state, &namespace, &name))?;
+    state.engine.undrain_app(&app).await?;
+    Ok(Json(Envelope::new(AppDrainDto {
+        id: format!("{namespace}/{name}"),
+        draining: false,
+    })))
 }
 
 /// The 404 of a path `/apps/{namespace}/{name}...` that no app reference

@@ -11,6 +11,7 @@ use utoipa::OpenApi;
 use crate::openapi::document;
 
 pub mod apps;
+pub mod engines;
 pub mod files;
 pub mod ops;
 pub mod runs;
@@ -35,6 +36,12 @@ pub mod tasks;
     files::download_named_file,
     apps::list_apps,
     apps::get_app,
+    apps::drain_app,
+    apps::undrain_app,
+    engines::list_engines,
+    engines::list_workers,
+    engines::drain_engine,
+    engines::undrain_engine,
     ops::health,
     ops::ready,
     ops::metrics,

@@ -1,6 +1,7 @@
 //! Operations endpoints: `GET /health` (liveness, no auth), `GET /ready`
 //! (per-app worker state from `Engine::readiness`), `GET /metrics`
-//! (Prometheus text exposition 0.0.4 from `Engine::metrics` and readiness),
+//! (Prometheus text exposition 0.0.4 from `Engine::metrics`, readiness and
+//! the worker layout, `Engine::engine_view`),
 //! and `GET /openapi.json` (the fixed document with every hosted app's
 //! functions merged in, openapi/functions.rs; apps whose schemas cannot be
 //! had, by a load error or discovery slower than [`APP_DISCOVERY_TIMEOUT`],
@@ -14,7 +15,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::Json;
-use infsh_engine::{AppReadiness, AppState, MetricsSnapshot};
+use infsh_engine::{AppReadiness, AppState, EngineView, GpuView, MetricsSnapshot};
 use serde_json::Value;
 
 use crate::dto::{AppReadinessDto, Envelope, HealthDto, HealthEnvelope, ReadyDto, ReadyEnvelope};
@@ -67,7 +68,11 @@ pub async fn ready(State(state): State<ServerState>) -> Json<Envelope<ReadyDto>>
     security(("bearer" = []))
 )]
 pub async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
-    let text = render_metrics(&state.engine.metrics(), &state.engine.readiness());
+    let text = render_metrics(
+        &state.engine.metrics(),
+        &state.engine.readiness(),
+        &state.engine.engine_view(),
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -138,10 +143,17 @@ fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
 /// One number of an app's readiness, as a per-app gauge shows it.
 type PerAppValue = fn(&AppReadiness) -> usize;
 
+/// One reading of a GPU, as a per-GPU gauge shows it; None: not known
+/// (a declared inventory has no readings, NVML may lack one).
+type PerGpuValue = fn(&GpuView) -> Option<f64>;
+
+/// Bytes in the GB (10^9) that the views count memory in.
+const BYTES_PER_GB: f64 = 1e9;
+
 /// The exposition text; names are prefixed `infsh_`.
-pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
+pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness], engine: &EngineView) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, u64); 7] = [
+    let counters: [(&str, &str, u64); 8] = [
         (
             "infsh_tasks_submitted_total",
             "Tasks accepted by run requests.",
@@ -177,6 +189,11 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
             "Worker processes that died unexpectedly.",
             m.workers_crashed,
         ),
+        (
+            "infsh_evictions_total",
+            "Idle replicas stopped to free a slot for another app.",
+            engine.evictions_total,
+        ),
     ];
     for (name, help, v) in counters {
         family(&mut out, name, "counter", help);
@@ -196,6 +213,17 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
         "Tasks running now.",
     );
     sample(&mut out, "infsh_tasks_running", m.tasks_running);
+    family(
+        &mut out,
+        "infsh_tasks_waiting_for_slot",
+        "gauge",
+        "Tasks whose app waits for a slot to free up.",
+    );
+    sample(
+        &mut out,
+        "infsh_tasks_waiting_for_slot",
+        engine.tasks_waiting_for_slot,
+    );
 
     family(
         &mut out,
@@ -230,6 +258,45 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
     }
     family(
         &mut out,
+        "infsh_slot_replicas",
+        "gauge",
+        "Replicas placed on each slot of the worker layout.",
+    );
+    for slot in &engine.slots {
+        let _ = writeln!(
+            out,
+            "infsh_slot_replicas{{slot=\"{}\"}} {}",
+            label(&slot.name),
+            slot.replicas.len()
+        );
+    }
+    let per_gpu: [(&str, &str, PerGpuValue); 3] = [
+        (
+            "infsh_gpu_memory_used_bytes",
+            "GPU memory in use (NVML).",
+            |g| g.vram_used_gb.map(|gb| (gb * BYTES_PER_GB).round()),
+        ),
+        (
+            "infsh_gpu_memory_total_bytes",
+            "GPU memory, detected or declared.",
+            |g| g.vram_total_gb.map(|gb| (gb * BYTES_PER_GB).round()),
+        ),
+        (
+            "infsh_gpu_utilization_percent",
+            "GPU busy percentage over the last sample (NVML).",
+            |g| g.utilization_percent.map(f64::from),
+        ),
+    ];
+    for (name, help, value) in per_gpu {
+        family(&mut out, name, "gauge", help);
+        for gpu in engine.slots.iter().flat_map(|s| &s.gpus) {
+            if let Some(v) = value(gpu) {
+                let _ = writeln!(out, "{name}{{gpu=\"{}\"}} {v}", gpu.index);
+            }
+        }
+    }
+    family(
+        &mut out,
         "infsh_app_state",
         "gauge",
         "1 for the app's current worker state, 0 for the others.",
@@ -251,6 +318,80 @@ pub fn render_metrics(m: &MetricsSnapshot, apps: &[AppReadiness]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use infsh_engine::SlotView;
+
+    fn gpu(index: u32, total: Option<f64>, used: Option<f64>, util: Option<u32>) -> GpuView {
+        GpuView {
+            index,
+            name: format!("GPU {index}"),
+            vendor: "nvidia".into(),
+            vram_total_gb: total,
+            vram_used_gb: used,
+            utilization_percent: util,
+        }
+    }
+
+    /// Two GPU slots: one NVML-read GPU holding a replica, and a pair whose
+    /// first GPU has a declared size and whose second has nothing known.
+    fn engine() -> EngineView {
+        EngineView {
+            name: "box".into(),
+            inventory: "nvml".into(),
+            draining: false,
+            cpu_slots: None,
+            slots: vec![
+                SlotView {
+                    id: 0,
+                    kind: "gpu".into(),
+                    name: "gpus [0]".into(),
+                    gpus: vec![gpu(0, Some(80.0), Some(12.5), Some(40))],
+                    replicas: vec!["ns/a#0".into()],
+                    running_tasks: 1,
+                },
+                SlotView {
+                    id: 1,
+                    kind: "gpu".into(),
+                    name: "gpus [2, 3]".into(),
+                    gpus: vec![gpu(2, Some(24.0), None, None), gpu(3, None, None, None)],
+                    replicas: vec![],
+                    running_tasks: 0,
+                },
+            ],
+            evictions_total: 4,
+            tasks_waiting_for_slot: 2,
+        }
+    }
+
+    #[test]
+    fn renders_the_worker_layout() {
+        let text = render_metrics(&MetricsSnapshot::default(), &[], &engine());
+        for expected in [
+            "# TYPE infsh_evictions_total counter\ninfsh_evictions_total 4\n",
+            "# TYPE infsh_tasks_waiting_for_slot gauge\ninfsh_tasks_waiting_for_slot 2\n",
+            "# TYPE infsh_slot_replicas gauge\ninfsh_slot_replicas{slot=\"gpus [0]\"} 1\ninfsh_slot_replicas{slot=\"gpus [2, 3]\"} 0\n",
+            "# TYPE infsh_gpu_memory_used_bytes gauge\ninfsh_gpu_memory_used_bytes{gpu=\"0\"} 12500000000\n# HELP",
+            "# TYPE infsh_gpu_memory_total_bytes gauge\ninfsh_gpu_memory_total_bytes{gpu=\"0\"} 80000000000\ninfsh_gpu_memory_total_bytes{gpu=\"2\"} 24000000000\n# HELP",
+            "# TYPE infsh_gpu_utilization_percent gauge\ninfsh_gpu_utilization_percent{gpu=\"0\"} 40\n# HELP",
+        ] {
+            assert!(text.contains(expected), "{expected}\nnot in:\n{text}");
+        }
+        // An unknown reading is left out, not shown as 0.
+        assert!(!text.contains("{gpu=\"3\"}"), "{text}");
+        // No layout (no GPU, CPU apps unbounded): the families, no samples.
+        let bare = EngineView {
+            slots: vec![],
+            evictions_total: 0,
+            tasks_waiting_for_slot: 0,
+            ..engine()
+        };
+        let text = render_metrics(&MetricsSnapshot::default(), &[], &bare);
+        assert!(
+            text.contains("# TYPE infsh_slot_replicas gauge\n# HELP"),
+            "{text}"
+        );
+        assert!(!text.contains("infsh_gpu_memory_total_bytes{"), "{text}");
+        assert!(text.contains("infsh_evictions_total 0\n"), "{text}");
+    }
 
     #[test]
     fn renders_valid_exposition() {
@@ -268,7 +409,7 @@ mod tests {
             queued: 0,
             last_error: None,
         }];
-        let text = render_metrics(&m, &apps);
+        let text = render_metrics(&m, &apps, &engine());
         assert!(text.contains("infsh_tasks_submitted_total 3\n"));
         assert!(text.contains("infsh_task_duration_seconds_count{app=\"ns/a\\\"b\"} 2\n"));
         assert!(text.contains("infsh_app_state{app=\"ns/a\",state=\"ready\"} 1\n"));

@@ -2,7 +2,7 @@
 //! HTTP layer's configuration. The conversion starts nothing and reads no
 //! process environment (the caller passes [`ServeEnv`]), so its defaults and
 //! its answers to bad values are unit-tested here without a server; only the
-//! files the flags name (API keys, secrets) are read.
+//! files the flags name (API keys, secrets, the engine config) are read.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,10 +75,12 @@ pub struct Checked {
     setup_timeout: Option<Duration>,
     cancel_grace: Duration,
     shutdown_grace: Duration,
+    placement: infsh_placement::EngineConfig,
 }
 
-/// Reads the key and secret files and checks every value; a bad one is a
-/// usage error naming its flag.
+/// Reads the key, secret and engine config files and checks every value; a
+/// bad one is a usage error naming its flag (an engine config's errors name
+/// the file, the line and the key instead).
 pub fn check(args: &ServeArgs, env: &ServeEnv) -> Result<Checked, Failure> {
     Ok(Checked {
         api_keys: collect_api_keys(
@@ -97,6 +99,7 @@ pub fn check(args: &ServeArgs, env: &ServeEnv) -> Result<Checked, Failure> {
             .transpose()?,
         cancel_grace: seconds("--cancel-grace", args.cancel_grace)?,
         shutdown_grace: seconds("--shutdown-grace", args.shutdown_grace)?,
+        placement: load_engine_config(args.engine_config.as_deref())?,
     })
 }
 
@@ -110,6 +113,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         setup_timeout,
         cancel_grace,
         shutdown_grace,
+        placement,
     } = checked;
     let bound = places.bound;
     if api_keys.is_empty() && !bound.ip().is_loopback() && !args.insecure {
@@ -150,7 +154,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
             DurabilityArg::Full => Durability::Full,
             DurabilityArg::Relaxed => Durability::Relaxed,
         },
-        placement: Default::default(),
+        placement,
     };
     let server = ServerConfig {
         api_keys,
@@ -194,6 +198,38 @@ pub fn default_cache_dir() -> PathBuf {
     dirs::cache_dir()
         .unwrap_or_else(std::env::temp_dir)
         .join("infsh")
+}
+
+/// `--engine-config FILE` parsed and checked; no flag is the default
+/// layout. Its errors already say `engine.yml:4:7: workers.gpu[1]: ...`.
+///
+/// With a declared inventory the slots are built here too, so a
+/// `workers.gpu` entry naming an undeclared GPU fails before the port is
+/// taken; a detected inventory is the engine's to read (NVML), and the
+/// engine refuses such a layout at start ([`layout_failure`]).
+fn load_engine_config(path: Option<&Path>) -> Result<infsh_placement::EngineConfig, Failure> {
+    let Some(path) = path else {
+        return Ok(infsh_placement::EngineConfig::default());
+    };
+    let config = infsh_placement::EngineConfig::load(path)
+        .map_err(|e| Failure::new(ExitCode::Usage, e.to_string()))?;
+    if let Some(declared) = &config.inventory {
+        let inventory = infsh_placement::Inventory::declared(declared);
+        infsh_placement::Layout::build(&config, inventory)
+            .map_err(|e| layout_failure(Some(path), &e))?;
+    }
+    Ok(config)
+}
+
+/// A layout naming GPUs the machine lacks: a usage error worded like the
+/// config file's own (`engine.yml: workers.gpu[0].gpus: GPU 7 is not on
+/// this machine (it has GPUs 0, 1)`).
+pub fn layout_failure(path: Option<&Path>, error: &infsh_placement::LayoutError) -> Failure {
+    let message = match path {
+        Some(path) => format!("{}: {error}", path.display()),
+        None => format!("engine config: {error}"),
+    };
+    Failure::new(ExitCode::Usage, message)
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
@@ -360,6 +396,7 @@ mod tests {
         assert_eq!(server.max_body_bytes, 1024 * 1024 * 1024);
         assert_eq!(server.upload_token_ttl, Duration::from_secs(3600));
         assert_eq!(server.signing_key, vec![7; 32]);
+        assert_eq!(engine.placement, infsh_placement::EngineConfig::default());
     }
 
     #[test]
@@ -511,6 +548,81 @@ mod tests {
                 .unwrap_err()
                 .code,
             ExitCode::Usage
+        );
+    }
+
+    #[test]
+    fn the_engine_config_reaches_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.yml");
+        std::fs::write(
+            &file,
+            "name: box\nworkers:\n  cpu: {count: 2}\n  gpu:\n    - gpus: [0]\n    - gpus: [1, 2]\n",
+        )
+        .unwrap();
+        let flag = format!("--engine-config={}", file.display());
+        let config = build_with(&[&flag], &ServeEnv::default(), "127.0.0.1:1").unwrap();
+        assert_eq!(
+            config.engine.placement,
+            infsh_placement::EngineConfig::load(&file).unwrap()
+        );
+        assert_eq!(config.engine.placement.name.as_deref(), Some("box"));
+        assert_eq!(config.engine.placement.workers.gpu.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_engine_config_is_a_usage_error_naming_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.yml");
+        std::fs::write(&file, "workers:\n  gpu:\n    - gpus: [0]\n    - gpu: [1]\n").unwrap();
+        let flag = format!("--engine-config={}", file.display());
+        let Err(err) = build_with(&[&flag], &ServeEnv::default(), "127.0.0.1:1") else {
+            panic!("a typo in engine.yml is refused");
+        };
+        assert_eq!(err.code, ExitCode::Usage);
+        assert_eq!(
+            err.message,
+            format!(
+                "{}:4:7: workers.gpu[1]: unknown field `gpu`, expected `gpus`",
+                file.display()
+            )
+        );
+        let Err(err) = build_with(
+            &["--engine-config=/nonexistent/engine.yml"],
+            &ServeEnv::default(),
+            "127.0.0.1:1",
+        ) else {
+            panic!("a missing engine.yml is refused");
+        };
+        assert_eq!(err.code, ExitCode::Usage);
+        assert!(
+            err.message
+                .starts_with("cannot read engine config /nonexistent/engine.yml: "),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_declared_layout_naming_a_missing_gpu_is_refused_before_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.yml");
+        std::fs::write(
+            &file,
+            "workers:\n  gpu:\n    - gpus: [0]\n    - gpus: [7]\ninventory:\n  gpus:\n    - {index: 0}\n    - {index: 1}\n",
+        )
+        .unwrap();
+        let flag = format!("--engine-config={}", file.display());
+        let Err(err) = build_with(&[&flag], &ServeEnv::default(), "127.0.0.1:1") else {
+            panic!("a slot over an undeclared GPU is refused");
+        };
+        assert_eq!(err.code, ExitCode::Usage);
+        assert_eq!(
+            err.message,
+            format!(
+                "{}: workers.gpu[1].gpus: GPU 7 is not on this machine (it has GPUs 0, 1)",
+                file.display()
+            )
         );
     }
 

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
-use infsh_engine::Engine;
+use infsh_engine::{Engine, EngineStartError};
 use infsh_server::ServerError;
 use serde_json::json;
 use tokio::sync::watch;
@@ -88,9 +88,14 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     // Signals are watched from before the engine starts, so a SIGTERM during
     // a slow --preload still ends things cleanly.
     let signals = watch_signals()?;
-    let engine = Engine::start(config)
-        .await
-        .map_err(|e| Failure::new(ExitCode::Internal, format!("cannot start the server: {e}")))?;
+    let engine = Engine::start(config).await.map_err(|e| match e {
+        // The engine config does not fit this machine (a detected
+        // inventory; declared ones were checked before binding).
+        EngineStartError::Layout(layout) => {
+            config::layout_failure(args.engine_config.as_deref(), &layout)
+        }
+        e => Failure::new(ExitCode::Internal, format!("cannot start the server: {e}")),
+    })?;
     let apps: Vec<String> = engine.apps().into_iter().map(|a| a.id).collect();
     if global.json {
         let line = json!({"url": url, "apps": apps, "data_dir": data_dir});
