@@ -4,6 +4,8 @@
 #   bench/gpu.sh --prepare    # HERE, before carrying: release infsh -> bench/.gpu/infsh
 #                             # (stripped), wheels -> .whl/ (pydantic, inferencesh, ...)
 #   bench/gpu.sh              # ON THE GPU MACHINE: the benchmark, results under $OUT
+#   bench/gpu.sh placement    # ON THE GPU MACHINE: placement (bench/gpu/placement_bench.py):
+#                             # each replica sees only its GPU; what an eviction costs
 #
 # On the GPU machine it needs python3 with torch; pydantic and inferencesh
 # are installed from .whl/ into /tmp/site when python3 lacks them. It serves
@@ -77,6 +79,11 @@ fi
   nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv 2>&1 || echo "nvidia-smi: not available"
 } > "$OUT/environment.txt"
 cat "$OUT/environment.txt" >&2
+
+if [ "${1:-}" = "placement" ]; then
+  exec timeout --signal=TERM --kill-after=10 "${GPU_BENCH_TIMEOUT:-280}" \
+    "$PY" bench/gpu/placement_bench.py --infsh "$INFSH_BIN" --python "$PY" --out "$OUT"
+fi
 
 exec timeout --signal=TERM --kill-after=10 "${GPU_BENCH_TIMEOUT:-280}" \
   "$PY" bench/gpu/gpu_bench.py --infsh "$INFSH_BIN" --python "$PY" --out "$OUT" \

@@ -123,11 +123,24 @@ def split_copies(dest):
 # -------------------------------------------------------------- phases
 
 
+def engine_config(args):
+    """`--engine-config` for a machine without a GPU: gpu-app asks for one GPU,
+    which infsh refuses where none is detected (docs/gpus.md); one declared
+    GPU lets the CPU smoke run (torch then finds no CUDA and builds "tiny").
+    On a GPU machine the GPUs are detected, as a user's would be."""
+    if nvidia_smi("--query-gpu=index"):
+        return []
+    path = os.path.join(args.work, "engine.yml")
+    with open(path, "w") as f:
+        f.write("inventory:\n  gpus:\n    - {index: 0, name: declared (no GPU here), vram: 80GB}\n")
+    return ["--engine-config", path]
+
+
 def serve(bench, args, apps_dir, name):
     port = bench.free_port()
     data = tempfile.mkdtemp(prefix="data-", dir=args.work)
     tree = bench.Tree(name, [args.infsh, "serve", "--apps", apps_dir, "--host", "127.0.0.1", "--port", str(port),
-                             "--python", args.python, "--data-dir", data, "--preload"],
+                             "--python", args.python, "--data-dir", data, "--preload", *engine_config(args)],
                       env={"INFSH_CACHE_DIR": os.path.join(args.work, "cache")},
                       logfile=os.path.join(args.out, f"{name}.log"))
     return tree, port

@@ -321,3 +321,76 @@ fn no_matching_worker_names_the_need_and_the_largest_slot() {
         Decision::Unbounded
     ));
 }
+
+/// docs/gpus.md, "A worked example": six apps on the 4-GPU box, then a
+/// scale-out, a seventh app and one that can never fit.
+#[test]
+fn the_worked_example_of_the_gpu_docs() {
+    let layout = box_with(Some(2)); // gpus [0], gpus [1], gpus [2, 3], cpu 0, cpu 1
+    let t = Clock(Instant::now());
+    let mut residents: Vec<Resident> = Vec::new();
+    let mut next = 0;
+    let mut start =
+        |residents: &mut Vec<Resident>, app: &str, needs: &AppNeeds, keep_warm: bool| {
+            let Decision::Place { slot } = place(&layout, app, needs, residents, true) else {
+                panic!("{app}: {:?}", place(&layout, app, needs, residents, true));
+            };
+            next += 1;
+            residents.push(Resident {
+                keep_warm,
+                ..resident(next, app, slot.0, needs.vram_gb, t.at(next))
+            });
+            slot.0
+        };
+    assert_eq!(
+        start(&mut residents, "acme/flux", &gpu(1, Some(40.0)), true),
+        0
+    );
+    assert_eq!(
+        start(&mut residents, "acme/sdxl", &gpu(1, Some(20.0)), false),
+        0
+    );
+    assert_eq!(
+        start(&mut residents, "acme/tts", &gpu(1, Some(8.0)), false),
+        0
+    );
+    assert_eq!(
+        start(&mut residents, "acme/whisper", &gpu(1, None), false),
+        1
+    );
+    assert_eq!(
+        start(&mut residents, "acme/llm", &gpu(2, Some(24.0)), false),
+        2
+    );
+    assert_eq!(
+        start(&mut residents, "acme/resize", &AppNeeds::cpu(), false),
+        3
+    );
+
+    // sdxl scales out: nothing fits 20 GB more, and scaling out never evicts.
+    assert!(matches!(
+        place(&layout, "acme/sdxl", &gpu(1, Some(20.0)), &residents, false),
+        Decision::Wait { .. }
+    ));
+    // upscaler's first replica: [0] cannot be freed (flux is keep_warm); the
+    // one-GPU slot [1] wins over the pair: whisper is stopped.
+    let whisper = residents
+        .iter()
+        .find(|r| r.app == "acme/whisper")
+        .unwrap()
+        .replica;
+    assert_eq!(
+        place(&layout, "acme/upscaler", &gpu(1, None), &residents, true),
+        Decision::Evict {
+            slot: SlotId(1),
+            victims: vec![whisper]
+        }
+    );
+    match place(&layout, "acme/big", &gpu(2, Some(80.0)), &residents, true) {
+        Decision::Never(e) => assert_eq!(
+            e.to_string(),
+            "acme/big needs 2 GPUs with 80 GB each; the largest slot here is gpus [2, 3] (2 GPUs, 24 GB each)"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

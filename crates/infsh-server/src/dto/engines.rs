@@ -77,8 +77,8 @@ pub struct WorkerDto {
     pub warm_since: Option<i64>,
     /// When its last task ended or started (Unix milliseconds).
     pub last_used: Option<i64>,
-    /// Its app is drained (`POST /apps/{namespace}/{name}/drain`); a drain
-    /// of the whole engine shows in `EngineDto::draining`.
+    /// Nothing new is dispatched to it: its app
+    /// (`POST /apps/{namespace}/{name}/drain`) or the whole engine is drained.
     pub draining: bool,
 }
 
