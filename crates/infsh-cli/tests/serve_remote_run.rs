@@ -4,6 +4,8 @@
 //! Ctrl-C cancelling the remote task, API keys.
 
 mod common;
+#[path = "common/held_proxy.rs"]
+mod held_proxy;
 
 use std::io::Read;
 use std::process::Stdio;
@@ -534,6 +536,51 @@ fn ctrl_c_cancels_the_remote_task_and_exits_130() {
     // The async call stopped in time, so its worker stays up; the child it
     // left behind goes at the latest with the worker (checked on drop).
     assert!(app_child > 0);
+}
+
+/// A Ctrl-C that comes after the run was submitted but before the server's
+/// answer (the task already runs there) still cancels the task: the CLI
+/// listens from before the submission, waits for the id, and cancels.
+#[test]
+fn ctrl_c_before_the_run_is_answered_still_cancels_the_task() {
+    let sb = ServeSandbox::new(&["hangs"]);
+    let pid_file = sb.path().join("child.pid");
+    let server = sb.start(&[]);
+    let proxy = held_proxy::HeldProxy::start(&server.url);
+    let mut child = sb
+        .std_infsh(&server)
+        .env("INFSH_API_URL", &proxy.url)
+        .args(["app", "run", "tests/hangs:async_hang", "--input"])
+        .arg(json!({"pid_file": pid_file}).to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The task runs on the server, and the CLI has not had its id yet.
+    read_pid(&pid_file);
+    proxy.wait_holding();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    proxy.release();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted during function async_hang"),
+        "{err}"
+    );
+    let out = sb.run(&server, &["--json", "task", "list", "--app", "tests/hangs"]);
+    let id = json_stdout(&out)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let task = server.wait_task(&id, Duration::from_secs(20), |t| t["status"] == 12);
+    assert_eq!(task["status"], 12, "{task:#}");
 }
 
 #[test]

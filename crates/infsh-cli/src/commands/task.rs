@@ -11,6 +11,7 @@ use crate::exit::{ExitCode, Failure};
 use crate::output;
 use crate::remote::errors::RemoteError;
 use crate::remote::follow::follow;
+use crate::remote::interrupt::Interrupt;
 use crate::remote::run::{completed_report, describe_app};
 use crate::remote::{self, task};
 use crate::ui::Ui;
@@ -38,7 +39,8 @@ pub async fn get(args: TaskGetArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<
     }
     let function = task::function(&current).unwrap_or("run").to_string();
     let app = task::app(&current).unwrap_or_default();
-    let followed = follow(&remote, &args.id, &ui, &function, None).await?;
+    let mut interrupt = Interrupt::listen()?;
+    let followed = follow(&remote, &args.id, &ui, &function, None, &mut interrupt).await?;
     // The output schema finds File outputs exactly; without it they are found by shape.
     let output_schema = match describe_app(&remote, &app).await {
         Ok(described) => described
@@ -77,7 +79,10 @@ pub async fn cancel(args: TaskCancelArgs, global: &GlobalArgs, ui: Arc<Ui>) -> R
     }
     if args.wait && !task::is_terminal(task::status(&after)) {
         let function = task::function(&after).unwrap_or("run").to_string();
-        after = follow(&remote, &id, &ui, &function, None).await?.task;
+        let mut interrupt = Interrupt::listen()?;
+        after = follow(&remote, &id, &ui, &function, None, &mut interrupt)
+            .await?
+            .task;
     }
     output::print_json_or(&after, global.json, || {
         println!("task {id}: {}", task::status_name(task::status(&after)));

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::client::Remote;
 use super::errors::RemoteError;
+use super::interrupt::Interrupt;
 use super::task;
 use crate::deadline::{deadline_after, sleep_until};
 use crate::exit::{ExitCode, Failure};
@@ -43,12 +44,15 @@ pub struct Followed {
 /// Follows task `id` until it ends. `Ok` holds every terminal snapshot
 /// (completed or not); `Err` is a transport failure, an interruption or a
 /// timeout (the remote task is cancelled for both).
+/// `interrupt` was listening since before the task was submitted, so a
+/// Ctrl-C from then on cancels it.
 pub async fn follow(
     remote: &Remote,
     id: &str,
     ui: &Arc<Ui>,
     function: &str,
     timeout: Option<f64>,
+    interrupt: &mut Interrupt,
 ) -> Result<Followed, Failure> {
     let mut tracker = Tracker::new(ui.clone(), function);
     let deadline = deadline_after(timeout);
@@ -60,7 +64,7 @@ pub async fn follow(
         let run = until_terminal(remote, id, &mut tracker);
         tokio::select! {
             result = run => Ok(result),
-            _ = tokio::signal::ctrl_c() => Err(Stop::CtrlC),
+            _ = interrupt.recv() => Err(Stop::CtrlC),
             _ = sleep_until(deadline) => Err(Stop::Timeout(timeout.unwrap_or_default())),
         }
     };
@@ -79,7 +83,7 @@ pub async fn follow(
             // really stop, so `on_cancel` output still shows.
             let ended = tokio::select! {
                 r = tokio::time::timeout(CANCEL_WAIT, until_terminal(remote, id, &mut tracker)) => r.ok().and_then(Result::ok),
-                _ = tokio::signal::ctrl_c() => None,
+                _ = interrupt.recv() => None,
             };
             tracker.abandon();
             let what = match &ended {

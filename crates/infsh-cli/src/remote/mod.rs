@@ -5,6 +5,7 @@
 pub mod client;
 pub mod errors;
 pub mod follow;
+pub mod interrupt;
 pub mod run;
 pub mod snippet;
 pub mod task;

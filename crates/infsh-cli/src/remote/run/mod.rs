@@ -24,6 +24,7 @@ use target::parse_target;
 use super::client::Remote;
 use super::errors::RemoteError;
 use super::follow::follow;
+use super::interrupt::Interrupt;
 use super::task;
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::errors::{file_input_error, invalid_input, invalid_schema, resolve_error};
@@ -31,6 +32,10 @@ use crate::exit::{ExitCode, Failure};
 use crate::input::parse_input_and_setup;
 use crate::output;
 use crate::ui::Ui;
+
+/// How long a Ctrl-C during the submission waits for the task's id, to
+/// cancel the task.
+const SUBMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote) -> Result<()> {
     let target = parse_target(&args.app)?;
@@ -96,7 +101,34 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     if let Some(timeout) = args.timeout {
         body["timeout"] = json!(timeout);
     }
-    let submitted = remote.run(&body).await.map_err(RemoteError::into_failure)?;
+    // From here on a task may exist on the server: Ctrl-C cancels it, even
+    // one that comes before the server has answered with its id.
+    let mut interrupt = Interrupt::listen()?;
+    let submit = remote.run(&body);
+    tokio::pin!(submit);
+    let submitted = tokio::select! {
+        answer = &mut submit => answer,
+        _ = interrupt.recv() => match tokio::time::timeout(SUBMIT_GRACE, &mut submit).await {
+            Ok(answer) => {
+                interrupt.replay();
+                answer
+            }
+            Err(_) => {
+                return Err(Failure::new(
+                    ExitCode::Interrupted,
+                    format!(
+                        "interrupted while submitting the run of function {}; the server did not \
+                         answer within {}s, so a task it may have started was not cancelled \
+                         (see `infsh task list`)",
+                        function.name,
+                        SUBMIT_GRACE.as_secs()
+                    ),
+                )
+                .into())
+            }
+        },
+    }
+    .map_err(RemoteError::into_failure)?;
     let id = task::id(&submitted).to_string();
     if id == "?" {
         return Err(Failure::new(
@@ -127,6 +159,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
         &ui,
         &function.name,
         args.timeout.map(|t| t + 5.0),
+        &mut interrupt,
     )
     .await?;
     let report = completed_report(
