@@ -34,6 +34,17 @@ class ProtocolError(Exception):
     """The peer broke the framing contract; the connection cannot continue."""
 
 
+class MessageTooLarge(Exception):
+    """A message over the host's limit (MAX_FRAME_BYTES, inline or
+    spilled): it is not sent, so the call can fail with a clear error and
+    the worker serve on, instead of the host refusing it and replacing
+    the worker."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a message of {size} bytes is over the limit of {MAX_FRAME_BYTES} bytes (MAX_MESSAGE_BYTES)")
+        self.size = size
+
+
 class HostGone(Exception):
     """The channel reached EOF or broke: the host is gone."""
 
@@ -198,6 +209,8 @@ class Channel:
     def write(self, msg: Dict[str, Any]) -> None:
         """Sends one message, spilling it to a file when it is large."""
         data = encode(msg)
+        if len(data) > MAX_FRAME_BYTES:
+            raise MessageTooLarge(len(data))
         if len(data) > SPILL_THRESHOLD_BYTES:
             data = encode({"type": "spilled", "path": self._spill(data), "bytes": len(data)})
         frame = len(data).to_bytes(_HEADER_BYTES, "big") + data

@@ -37,7 +37,7 @@ from . import Cancelled, PROTOCOL_VERSION
 from .discovery import FunctionInfo, SetupInfo, _is_async
 from .files import OutputError, as_output_model, serialize
 from .loader import LoadedApp, error_line, format_tb
-from .protocol import Channel, FrameDecoder, HostGone, exit_protocol_error
+from .protocol import Channel, FrameDecoder, HostGone, MessageTooLarge, exit_protocol_error
 from .sdk import Metadata
 
 
@@ -386,10 +386,13 @@ class Runtime:
         if call.cancel_requested:
             self._cancelled(call)
             return
+        try:
+            self.send_result(
+                {"type": "done", "id": call.id, "output": output, "files": files, "seconds": time.monotonic() - call.started}
+            )
+        except MessageTooLarge as e:
+            raise OutputError(f"the output is too large to return: {e}; return large data as a File") from None
         self.calls.pop(call.id, None)
-        self.send_result(
-            {"type": "done", "id": call.id, "output": output, "files": files, "seconds": time.monotonic() - call.started}
-        )
 
     def _cancelled(self, call: _Call) -> None:
         self._failed(call, "cancelled", f"call {call.id} was cancelled")
@@ -495,7 +498,10 @@ class Runtime:
                 if not call.cancel_requested:
                     # Flushed too: what was printed before a yield reaches
                     # the host before that yield's snapshot.
-                    self.send_result({"type": "snapshot", "id": call.id, "output": output, "files": files})
+                    try:
+                        self.send_result({"type": "snapshot", "id": call.id, "output": output, "files": files})
+                    except MessageTooLarge as e:
+                        raise OutputError(f"a snapshot is too large to send: {e}; return large data as a File") from None
         finally:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:

@@ -675,8 +675,13 @@ async fn huge_output_is_stored_or_fails_with_a_clear_error() {
         assert_eq!(st, 200);
         assert_eq!(b["data"]["output"]["data"].as_str().unwrap().len(), size);
 
-        // 80 MB: over the limit. The task fails and says why; the host
-        // never loads the message.
+        let worker_pid = |workers: &Value| workers["data"][0]["pid"].as_u64();
+        let (_, _, before) = s.get("/workers").await;
+        assert!(worker_pid(&before).is_some(), "{before}");
+
+        // 80 MB: over the limit. The task fails and says why; the worker
+        // does not send the message, so it is not replaced and the app is
+        // not counted unhealthy (a poison input must not back the app off).
         let (st, _, b) = s
             .post(
                 "/apps/run",
@@ -693,7 +698,13 @@ async fn huge_output_is_stored_or_fails_with_a_clear_error() {
             "{error}"
         );
 
-        // The app still serves (a fresh worker).
+        assert!(error.contains("the output is too large to return"), "{error}");
+        let (_, _, after) = s.get("/workers").await;
+        assert_eq!(worker_pid(&after), worker_pid(&before), "{after}");
+        let (_, _, app) = s.get("/apps/tests/hostile-huge-output").await;
+        assert_eq!(app["data"]["state"], "ready", "{app}");
+
+        // The app still serves, on the same worker.
         let (st, _, b) = s
             .post(
                 "/apps/run",
