@@ -428,9 +428,10 @@ impl Actor {
                         .iter()
                         .any(|r| r.is_starting() || r.up().is_some());
                     // Drained (no replica starts), or every slot it could
-                    // use is held: learn its functions without a replica,
-                    // so that its runs queue.
-                    if !any && (self.paused() || !self.start_replica(0, None)) {
+                    // use is held (a discovery never evicts: it may be a
+                    // read-only GET /apps/{id}): learn its functions
+                    // without a replica, so that its runs queue.
+                    if !any && (self.paused() || !self.start_replica(0, None, false)) {
                         self.probe();
                     }
                     self.publish();
@@ -573,10 +574,16 @@ impl Actor {
     }
 
     /// Starts replica `idx` if the placement broker gives it a slot;
-    /// false when it does not (yet).
-    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) -> bool {
+    /// false when it does not (yet). `for_queue`: for queued tasks, the
+    /// only start that may evict another app's idle replica.
+    pub(super) fn start_replica(
+        &mut self,
+        idx: usize,
+        setup: Option<Value>,
+        for_queue: bool,
+    ) -> bool {
         let generation = self.replicas[idx].generation + 1;
-        let Some(lease) = self.lease_for(idx, generation) else {
+        let Some(lease) = self.lease_for(idx, generation, for_queue) else {
             return false;
         };
         let slot = SlotEnv::of(lease.slot());

@@ -78,14 +78,14 @@ impl Actor {
                     if failed && any_up {
                         continue;
                     }
-                    if !self.start_replica(idx, Some(json!({}))) {
+                    if !self.start_replica(idx, Some(json!({})), false) {
                         break;
                     }
                 }
             }
         }
         if std::mem::take(&mut self.retry_wanted) && !any(self) {
-            self.start_replica(0, None);
+            self.start_replica(0, None, false);
         }
         // min_replicas: started at boot (and again after a crash), set up
         // with the default config like a preload.
@@ -94,7 +94,7 @@ impl Actor {
             if matches!(
                 self.replicas[idx].state,
                 ReplicaState::Absent { failed: false }
-            ) && !self.start_replica(idx, Some(json!({})))
+            ) && !self.start_replica(idx, Some(json!({})), false)
             {
                 break;
             }
@@ -120,7 +120,7 @@ impl Actor {
                 if failed && (any_up || starting > 0) {
                     continue;
                 }
-                if !self.start_replica(idx, None) {
+                if !self.start_replica(idx, None, true) {
                     break;
                 }
                 starting += 1;

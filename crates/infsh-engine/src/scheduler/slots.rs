@@ -22,8 +22,16 @@ use crate::worker_seam::{SlotEnv, StartFailure, KILL_GRACE, UNLOAD_GRACE};
 impl Actor {
     /// A slot for replica `idx` (whose next start is `generation`), or
     /// None: it waits (the broker wakes the actor when a slot may be free),
-    /// or the app can never be placed here.
-    pub(super) fn lease_for(&mut self, idx: usize, generation: u64) -> Option<Lease> {
+    /// or the app can never be placed here. `for_queue`: the start is for
+    /// queued tasks, the only start that may evict another app's replica
+    /// (a preload, a `min_replicas` start or a discovery evicting would
+    /// have two apps on one slot evict each other with no task to run).
+    pub(super) fn lease_for(
+        &mut self,
+        idx: usize,
+        generation: u64,
+        for_queue: bool,
+    ) -> Option<Lease> {
         let needs = match &self.entry.needs {
             Ok(needs) => needs.clone(),
             // Its runs are refused at submit; a discovery still starts it
@@ -43,10 +51,14 @@ impl Actor {
                 generation,
             });
         });
-        let grant =
-            self.shared
-                .broker
-                .request(&self.entry.id, idx, &needs, keep_warm, !has_replica, evict);
+        let grant = self.shared.broker.request(
+            &self.entry.id,
+            idx,
+            &needs,
+            keep_warm,
+            for_queue && !has_replica,
+            evict,
+        );
         match grant {
             Grant::Start(lease) => {
                 self.waiting_for_slot = false;

@@ -380,3 +380,58 @@ async fn a_drained_engine_starts_no_replica_for_an_app_without_one() {
     assert_eq!(h.ended(&queued).await.status, TaskStatus::Completed);
     assert_eq!(h.fake.replica_launches().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn preloads_of_two_apps_on_one_slot_never_evict_each_other() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let h = Harness::start_apps(Fake::new(), &[("a", &a), ("b", &b)], ONE_GPU, |c| {
+        c.preload = true;
+    })
+    .await;
+    h.at(60.0).await;
+    // One preload got the slot; the other waits for it (no task asked).
+    assert!(unloaded(&h.fake.ops()).is_empty(), "{:#?}", h.fake.ops());
+    let launches = h.fake.replica_launches();
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    let (holder, other) = if launches[0].app == "local/a" {
+        ("local/a", "local/b")
+    } else {
+        ("local/b", "local/a")
+    };
+    // A task of the other app may evict the idle holder, once: the
+    // holder's preload then waits instead of evicting back.
+    let task = h.submit_to(other, json!({})).await;
+    assert_eq!(h.ended(&task).await.status, TaskStatus::Completed);
+    h.at(120.0).await;
+    let holder_pid = launches[0].pid;
+    assert_eq!(unloaded(&h.fake.ops()), vec![holder_pid]);
+    let apps: Vec<String> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| l.app)
+        .collect();
+    assert_eq!(apps, [holder, other]);
+    assert_eq!(h.engine.engine_view().evictions_total, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_discovery_never_evicts_it_probes() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let h = Harness::start_apps(Fake::new(), &[("a", &a), ("b", &b)], ONE_GPU, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    // A read-only GET /apps/local/b: the idle a stays.
+    let detail = h.engine.app(&"local/b".parse().unwrap()).await.unwrap();
+    assert!(!detail.functions.is_null());
+    h.at(30.0).await;
+    assert!(unloaded(&h.fake.ops()).is_empty(), "{:#?}", h.fake.ops());
+    let apps: Vec<String> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| l.app)
+        .collect();
+    assert_eq!(apps, ["local/a"]);
+    assert_eq!(h.engine.engine_view().evictions_total, 0);
+}
