@@ -159,6 +159,19 @@ impl Broker {
         let mut state = self.lock();
         let now = Instant::now();
         state.reservations.retain(|_, r| r.until > now);
+        // An eviction for this app is still under way (its victims are
+        // stopping): it waits for that one. A new decision would find the
+        // stopping victims neither free nor evictable and stop a second app.
+        let evicting = state.reservations.iter().any(|(slot, r)| {
+            r.app == app
+                && state
+                    .residents
+                    .values()
+                    .any(|e| e.slot.id == *slot && e.stopping)
+        });
+        if evicting {
+            return Grant::Evicting;
+        }
         let mut residents: Vec<Resident> = state
             .residents
             .iter()

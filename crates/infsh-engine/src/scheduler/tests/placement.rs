@@ -435,3 +435,32 @@ async fn a_discovery_never_evicts_it_probes() {
     assert_eq!(apps, ["local/a"]);
     assert_eq!(h.engine.engine_view().evictions_total, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_app_whose_eviction_is_in_progress_evicts_no_second_app() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        TWO_GPUS,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h.at(5.0).await;
+    let second = h.submit_to("local/b", json!({})).await;
+    h.ended(&second).await;
+    h.at(10.0).await;
+    // c evicts a (used longest ago), whose unload takes 4 s; c's second
+    // task, meanwhile, must wait for that eviction, not evict b too.
+    h.fake.script_unload_time(secs(4.0));
+    let one = h.submit_to("local/c", json!({})).await;
+    h.at(11.0).await;
+    let two = h.submit_to("local/c", json!({})).await;
+    assert_eq!(h.ended(&one).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&two).await.status, TaskStatus::Completed);
+    let a_pid = h.fake.replica_launches()[0].pid;
+    assert_eq!(unloaded(&h.fake.ops()), vec![a_pid], "{:#?}", h.fake.ops());
+    assert_eq!(h.engine.engine_view().evictions_total, 1);
+}
