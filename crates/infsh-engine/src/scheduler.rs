@@ -201,6 +201,9 @@ struct Actor {
     told_slot_wait: HashSet<String>,
     /// The count last given to the broker's `tasks_waiting_for_slot`.
     reported_waiting: usize,
+    /// The broker evicted for this app (a slot is reserved for it) and
+    /// no replica started since: given up when the queue empties.
+    slot_reserved: bool,
     tasks: JoinSet<()>,
     /// Starts the app's workers (and keeps its zygote).
     launcher: Arc<dyn AppLauncher>,
@@ -255,6 +258,7 @@ pub(crate) fn spawn(
         stopping: Vec::new(),
         told_slot_wait: HashSet::new(),
         reported_waiting: 0,
+        slot_reserved: false,
         tasks: JoinSet::new(),
         launcher,
     };

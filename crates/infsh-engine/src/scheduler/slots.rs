@@ -61,11 +61,13 @@ impl Actor {
         );
         match grant {
             Grant::Start(lease) => {
+                self.slot_reserved = false;
                 self.waiting_for_slot = false;
                 self.told_slot_wait.clear();
                 Some(lease)
             }
             Grant::Evicting => {
+                self.slot_reserved = true;
                 self.waiting_for_slot = !has_replica;
                 None
             }
@@ -229,8 +231,14 @@ impl Actor {
     }
 
     /// Gives the broker this app's replicas' task counts and how many
-    /// queued tasks wait for a slot.
+    /// queued tasks wait for a slot; gives up a slot reserved for the app
+    /// once no task waits for it (its queue emptied by cancels), so that
+    /// the apps waiting behind the reservation need not wait it out.
     pub(super) fn report_to_broker(&mut self) {
+        if self.slot_reserved && self.queue.is_empty() {
+            self.slot_reserved = false;
+            self.shared.broker.give_up_reservation(&self.entry.id);
+        }
         for replica in &mut self.replicas {
             let busy = replica.up().map_or(0, |up| up.busy);
             if let Some(lease) = &mut replica.lease {

@@ -464,3 +464,55 @@ async fn an_app_whose_eviction_is_in_progress_evicts_no_second_app() {
     assert_eq!(unloaded(&h.fake.ops()), vec![a_pid], "{:#?}", h.fake.ops());
     assert_eq!(h.engine.engine_view().evictions_total, 1);
 }
+#[tokio::test(start_paused = true)]
+async fn an_expired_reservation_wakes_the_app_that_waits_behind_it() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    // b evicts a and is drained before a is gone: the slot stays b's for
+    // the reservation's 30 s, then c (which nothing else wakes) gets it.
+    h.fake.script_unload_time(secs(4.0));
+    let b_app = "local/b".parse().unwrap();
+    let for_b = h.submit_to("local/b", json!({})).await;
+    h.engine.drain_app(&b_app).await.unwrap();
+    let for_c = h.submit_to("local/c", json!({})).await;
+    h.at(10.0).await;
+    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
+    assert_eq!(c_now, TaskStatus::Queued);
+    h.at(40.0).await;
+    assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
+    let b_now = h.engine.get(&for_b).await.unwrap().record.status;
+    assert_eq!(b_now, TaskStatus::Queued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_gives_up_the_slot_freed_for_it() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h.at(1.0).await;
+    // b evicts a, then its only task is cancelled: c, waiting meanwhile,
+    // gets the slot once a is gone, not after the reservation expires.
+    h.fake.script_unload_time(secs(4.0));
+    let for_b = h.submit_to("local/b", json!({})).await;
+    let for_c = h.submit_to("local/c", json!({})).await;
+    assert_eq!(h.cancel(&for_b).await, TaskStatus::Cancelled);
+    assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
+    let a_unloaded = h.fake.time_of(0, |op| matches!(op, Op::Shutdown { .. }));
+    let c_ran = h.fake.time_of(0, call_of(&for_c));
+    assert!(c_ran < a_unloaded + secs(10.0), "c ran at {c_ran:?}");
+}
