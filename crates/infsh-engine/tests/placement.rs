@@ -88,6 +88,8 @@ async fn two_replicas_of_one_app_on_two_one_gpu_slots_see_different_gpus() {
             done.record.error
         );
         let out = output(&done);
+        // CUDA numbers the GPUs as NVML (and so the slots) does.
+        assert_eq!(out["cuda_device_order"], json!("PCI_BUS_ID"), "{out}");
         seen.push((out["cuda_visible_devices"].clone(), out["gpu_ids"].clone()));
     }
     seen.sort_by_key(|s| s.0.to_string());
