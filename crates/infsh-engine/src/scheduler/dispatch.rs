@@ -75,7 +75,7 @@ impl Actor {
             let any_up = any(self);
             for idx in 0..self.replicas.len() {
                 if let ReplicaState::Absent { failed } = self.replicas[idx].state {
-                    if failed && any_up {
+                    if (failed && any_up) || self.still_stopping(idx) {
                         continue;
                     }
                     if !self.start_replica(idx, Some(json!({})), false) {
@@ -94,7 +94,8 @@ impl Actor {
             if matches!(
                 self.replicas[idx].state,
                 ReplicaState::Absent { failed: false }
-            ) && !self.start_replica(idx, Some(json!({})), false)
+            ) && !self.still_stopping(idx)
+                && !self.start_replica(idx, Some(json!({})), false)
             {
                 break;
             }
@@ -117,7 +118,7 @@ impl Actor {
                 break;
             }
             if let ReplicaState::Absent { failed } = self.replicas[idx].state {
-                if failed && (any_up || starting > 0) {
+                if (failed && (any_up || starting > 0)) || self.still_stopping(idx) {
                     continue;
                 }
                 if !self.start_replica(idx, None, true) {
@@ -126,6 +127,13 @@ impl Actor {
                 starting += 1;
             }
         }
+    }
+
+    /// Replica `idx`'s previous worker was evicted and still unloads: the
+    /// number is not reused until it is gone, so that `GET /workers` never
+    /// lists two `app#idx`.
+    fn still_stopping(&self, idx: usize) -> bool {
+        self.stopping.iter().any(|s| s.replica == idx)
     }
 
     fn dispatch(&mut self, idx: usize, task: QueuedTask, needs_setup: bool) {

@@ -516,3 +516,37 @@ async fn a_cancelled_waiter_gives_up_the_slot_freed_for_it() {
     let c_ran = h.fake.time_of(0, call_of(&for_c));
     assert!(c_ran < a_unloaded + secs(10.0), "c ran at {c_ran:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_number_is_reused_only_once_its_evicted_worker_is_gone() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let fake = Fake::new();
+    let h = Harness::start_apps(fake, &[("a", &a), ("b", &b), ("c", &c)], TWO_GPUS, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h.at(5.0).await;
+    let second = h.submit_to("local/b", json!({})).await;
+    h.ended(&second).await;
+    h.at(10.0).await;
+    // c evicts a, whose unload takes 20 s; a task of a comes meanwhile.
+    h.fake.script_unload_time(secs(20.0));
+    let third = h.submit_to("local/c", json!({})).await;
+    h.at(11.0).await;
+    h.fake.script_unload_time(secs(0.0));
+    let again = h.submit_to("local/a", json!({})).await;
+    h.at(12.0).await;
+    let mut ids: Vec<String> = h.engine.workers().await.into_iter().map(|w| w.id).collect();
+    let listed = ids.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), listed.len(), "{listed:?}");
+    assert_eq!(h.ended(&third).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&again).await.status, TaskStatus::Completed);
+    let a_first = h.fake.replica_launches()[0].pid;
+    let a_unloaded = h.fake.time_of(0, |op| *op == Op::Shutdown { pid: a_first });
+    let a_again = h.fake.time_of(0, call_of(&again));
+    assert!(
+        a_again >= a_unloaded + secs(20.0),
+        "a ran again at {a_again:?}"
+    );
+}
