@@ -16,7 +16,10 @@
 //! meanwhile refuses ([`Lease::eviction_refused`]) and the waiter asks
 //! again. The slot being freed is reserved for the app it is freed for
 //! (for at most [`RESERVATION`]), so that another app woken by the release
-//! cannot take it first. The lock is a plain mutex, never held across an `.await`.
+//! cannot take it first; a timer wakes every waiter when a reservation
+//! expires (a waiter that went away must not leave the others asleep), and
+//! an app whose queue emptied gives its reservation up at once. The lock is
+//! a plain mutex, never held across an `.await`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,7 +84,8 @@ struct Entry {
 struct Reservation {
     app: String,
     vram_gb: Option<f64>,
-    until: Instant,
+    /// The tokio clock's, so that its timer and tests agree with it.
+    until: tokio::time::Instant,
 }
 
 /// What a scheduler that wants a new replica is told.
@@ -158,7 +162,21 @@ impl Broker {
     ) -> Grant {
         let mut state = self.lock();
         let now = Instant::now();
-        state.reservations.retain(|_, r| r.until > now);
+        let clock = tokio::time::Instant::now();
+        state.reservations.retain(|_, r| r.until > clock);
+        // An eviction for this app is still under way (its victims are
+        // stopping): it waits for that one. A new decision would find the
+        // stopping victims neither free nor evictable and stop a second app.
+        let evicting = state.reservations.iter().any(|(slot, r)| {
+            r.app == app
+                && state
+                    .residents
+                    .values()
+                    .any(|e| e.slot.id == *slot && e.stopping)
+        });
+        if evicting {
+            return Grant::Evicting;
+        }
         let mut residents: Vec<Resident> = state
             .residents
             .iter()
@@ -226,12 +244,13 @@ impl Broker {
                 })
             }
             Decision::Evict { slot, victims } => {
+                let until = clock + RESERVATION;
                 state.reservations.insert(
                     slot,
                     Reservation {
                         app: app.to_string(),
                         vram_gb: needs.vram_gb,
-                        until: now + RESERVATION,
+                        until,
                     },
                 );
                 let mut asks = Vec::new();
@@ -251,10 +270,40 @@ impl Broker {
                 for ask in asks {
                     ask();
                 }
+                self.wake_at(until);
                 Grant::Evicting
             }
             Decision::Wait { reason } => Grant::Wait(reason),
             Decision::Never(why) => Grant::Never(why),
+        }
+    }
+
+    /// Wakes every waiting scheduler at `until` (a reservation's expiry:
+    /// nothing else may happen then, and the apps waiting behind it must
+    /// ask again).
+    fn wake_at(self: &Arc<Self>, until: tokio::time::Instant) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let broker = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep_until(until).await;
+            if let Some(broker) = broker.upgrade() {
+                broker.wake_all();
+            }
+        });
+    }
+
+    /// `app` no longer wants the slots reserved for it (no task of it
+    /// waits): the apps waiting behind them ask again.
+    pub fn give_up_reservation(&self, app: &str) {
+        let mut state = self.lock();
+        let before = state.reservations.len();
+        state.reservations.retain(|_, r| r.app != app);
+        let gave_up = state.reservations.len() != before;
+        drop(state);
+        if gave_up {
+            self.wake_all();
         }
     }
 

@@ -4,7 +4,8 @@
 //! the app's first worker) or, where that is off or unsafe (a worker on a
 //! GPU slot: CUDA state must not cross a fork), started as
 //! `python -m infsh_worker`; its slot's GPUs are its
-//! `CUDA_VISIBLE_DEVICES` (empty on a CPU slot). Its `ready` is awaited within
+//! `CUDA_VISIBLE_DEVICES` (empty on a CPU slot), with
+//! `CUDA_DEVICE_ORDER=PCI_BUS_ID` on a GPU slot. Its `ready` is awaited within
 //! [`START_TIMEOUT`]. What the scheduler does with it after that (a preload
 //! setup, tasks) goes through the [`AppWorker`] seam (`worker_seam.rs`).
 
@@ -25,6 +26,9 @@ use crate::worker_seam::{AppLauncher, Launched, SlotEnv, StartFailure, WorkerLau
 
 /// The variable that says which GPUs a worker sees (its slot's).
 const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
+/// Set to `PCI_BUS_ID` on a GPU slot, so that CUDA numbers the GPUs as
+/// NVML (and so the slots) does.
+const CUDA_DEVICE_ORDER: &str = "CUDA_DEVICE_ORDER";
 
 /// Limit on a worker's start (spawn, import of the app, `ready`); building
 /// the environment before it is not limited.
@@ -65,6 +69,12 @@ impl AppLauncher for PythonAppLauncher {
         if let Some(devices) = &slot.cuda_visible_devices {
             env.retain(|(k, _)| k != CUDA_VISIBLE_DEVICES);
             env.push((CUDA_VISIBLE_DEVICES.to_string(), devices.clone()));
+        }
+        if !slot.gpu_ids.is_empty() {
+            // The slots are NVML's GPU indexes, which follow the PCI bus;
+            // CUDA's default order (fastest first) may differ.
+            env.retain(|(k, _)| k != CUDA_DEVICE_ORDER);
+            env.push((CUDA_DEVICE_ORDER.to_string(), "PCI_BUS_ID".to_string()));
         }
         let cfg = WorkerConfig {
             python,

@@ -201,6 +201,9 @@ struct Actor {
     told_slot_wait: HashSet<String>,
     /// The count last given to the broker's `tasks_waiting_for_slot`.
     reported_waiting: usize,
+    /// The broker evicted for this app (a slot is reserved for it) and
+    /// no replica started since: given up when the queue empties.
+    slot_reserved: bool,
     tasks: JoinSet<()>,
     /// Starts the app's workers (and keeps its zygote).
     launcher: Arc<dyn AppLauncher>,
@@ -255,6 +258,7 @@ pub(crate) fn spawn(
         stopping: Vec::new(),
         told_slot_wait: HashSet::new(),
         reported_waiting: 0,
+        slot_reserved: false,
         tasks: JoinSet::new(),
         launcher,
     };
@@ -428,9 +432,10 @@ impl Actor {
                         .iter()
                         .any(|r| r.is_starting() || r.up().is_some());
                     // Drained (no replica starts), or every slot it could
-                    // use is held: learn its functions without a replica,
-                    // so that its runs queue.
-                    if !any && (self.paused() || !self.start_replica(0, None)) {
+                    // use is held (a discovery never evicts: it may be a
+                    // read-only GET /apps/{id}): learn its functions
+                    // without a replica, so that its runs queue.
+                    if !any && (self.paused() || !self.start_replica(0, None, false)) {
                         self.probe();
                     }
                     self.publish();
@@ -573,10 +578,16 @@ impl Actor {
     }
 
     /// Starts replica `idx` if the placement broker gives it a slot;
-    /// false when it does not (yet).
-    pub(super) fn start_replica(&mut self, idx: usize, setup: Option<Value>) -> bool {
+    /// false when it does not (yet). `for_queue`: for queued tasks, the
+    /// only start that may evict another app's idle replica.
+    pub(super) fn start_replica(
+        &mut self,
+        idx: usize,
+        setup: Option<Value>,
+        for_queue: bool,
+    ) -> bool {
         let generation = self.replicas[idx].generation + 1;
-        let Some(lease) = self.lease_for(idx, generation) else {
+        let Some(lease) = self.lease_for(idx, generation, for_queue) else {
             return false;
         };
         let slot = SlotEnv::of(lease.slot());

@@ -88,6 +88,8 @@ async fn two_replicas_of_one_app_on_two_one_gpu_slots_see_different_gpus() {
             done.record.error
         );
         let out = output(&done);
+        // CUDA numbers the GPUs as NVML (and so the slots) does.
+        assert_eq!(out["cuda_device_order"], json!("PCI_BUS_ID"), "{out}");
         seen.push((out["cuda_visible_devices"].clone(), out["gpu_ids"].clone()));
     }
     seen.sort_by_key(|s| s.0.to_string());
@@ -137,10 +139,13 @@ async fn two_whole_gpu_apps_on_one_slot_take_turns_by_eviction_with_unload() {
     serve_as(&fx, "gpu-b", ONE, "");
     let engine = start(&fx, ONE_GPU).await;
     let mut tasks = Vec::new();
-    for app in ["tests/gpu-a", "tests/gpu-b", "tests/gpu-a", "tests/gpu-b"] {
+    let apps = ["tests/gpu-a", "tests/gpu-b", "tests/gpu-a", "tests/gpu-b"];
+    for app in apps {
         tasks.push(submit(&engine, report(app, json!({"seconds": 0.2}))).await);
     }
-    for task in &tasks {
+    // (app, pid) of the worker that ran each task.
+    let mut served = Vec::new();
+    for (task, app) in tasks.iter().zip(apps) {
         let done = finished(&engine, &task.record.id).await;
         assert_eq!(
             done.record.status,
@@ -149,18 +154,39 @@ async fn two_whole_gpu_apps_on_one_slot_take_turns_by_eviction_with_unload() {
             done.record.error
         );
         assert_eq!(output(&done)["cuda_visible_devices"], "0");
+        let pid = output(&done)["pid"].as_u64().unwrap();
+        served.push((app.trim_start_matches("tests/").to_string(), pid));
     }
     // Whoever held the slot was evicted (and unloaded) for the other once
     // idle; how often depends on when each discovery and task came.
-    let unloaded = |marker: &Path| -> Vec<String> {
+    let unloaded_workers = |marker: &Path| -> Vec<(String, u64)> {
         unloads(marker)
             .lines()
-            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .map(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                (words[1].to_string(), words[2].parse().unwrap())
+            })
+            .collect()
+    };
+    let unloaded = |marker: &Path| -> Vec<String> {
+        unloaded_workers(marker)
+            .into_iter()
+            .map(|(app, _)| app)
             .collect()
     };
     let turns = unloaded(&marker);
     assert!(!turns.is_empty(), "no eviction");
-    assert!(turns.windows(2).all(|w| w[0] != w[1]), "{turns:?}");
+    // Each eviction unloaded a worker that had served its app (not a
+    // probe), and no worker was unloaded twice (an evicted worker never
+    // came back to serve and be evicted again).
+    let evicted = unloaded_workers(&marker);
+    for worker in &evicted {
+        assert!(served.contains(worker), "{evicted:?} {served:?}");
+    }
+    let mut pids: Vec<u64> = evicted.iter().map(|(_, pid)| *pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), evicted.len(), "{evicted:?}");
     assert_eq!(engine.engine_view().evictions_total, turns.len() as u64);
     // One more turn: the app that is not resident evicts the one that is.
     let workers = engine.workers().await;

@@ -75,17 +75,17 @@ impl Actor {
             let any_up = any(self);
             for idx in 0..self.replicas.len() {
                 if let ReplicaState::Absent { failed } = self.replicas[idx].state {
-                    if failed && any_up {
+                    if (failed && any_up) || self.still_stopping(idx) {
                         continue;
                     }
-                    if !self.start_replica(idx, Some(json!({}))) {
+                    if !self.start_replica(idx, Some(json!({})), false) {
                         break;
                     }
                 }
             }
         }
         if std::mem::take(&mut self.retry_wanted) && !any(self) {
-            self.start_replica(0, None);
+            self.start_replica(0, None, false);
         }
         // min_replicas: started at boot (and again after a crash), set up
         // with the default config like a preload.
@@ -94,7 +94,8 @@ impl Actor {
             if matches!(
                 self.replicas[idx].state,
                 ReplicaState::Absent { failed: false }
-            ) && !self.start_replica(idx, Some(json!({})))
+            ) && !self.still_stopping(idx)
+                && !self.start_replica(idx, Some(json!({})), false)
             {
                 break;
             }
@@ -117,15 +118,22 @@ impl Actor {
                 break;
             }
             if let ReplicaState::Absent { failed } = self.replicas[idx].state {
-                if failed && (any_up || starting > 0) {
+                if (failed && (any_up || starting > 0)) || self.still_stopping(idx) {
                     continue;
                 }
-                if !self.start_replica(idx, None) {
+                if !self.start_replica(idx, None, true) {
                     break;
                 }
                 starting += 1;
             }
         }
+    }
+
+    /// Replica `idx`'s previous worker was evicted and still unloads: the
+    /// number is not reused until it is gone, so that `GET /workers` never
+    /// lists two `app#idx`.
+    fn still_stopping(&self, idx: usize) -> bool {
+        self.stopping.iter().any(|s| s.replica == idx)
     }
 
     fn dispatch(&mut self, idx: usize, task: QueuedTask, needs_setup: bool) {

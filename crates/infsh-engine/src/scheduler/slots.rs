@@ -22,8 +22,16 @@ use crate::worker_seam::{SlotEnv, StartFailure, KILL_GRACE, UNLOAD_GRACE};
 impl Actor {
     /// A slot for replica `idx` (whose next start is `generation`), or
     /// None: it waits (the broker wakes the actor when a slot may be free),
-    /// or the app can never be placed here.
-    pub(super) fn lease_for(&mut self, idx: usize, generation: u64) -> Option<Lease> {
+    /// or the app can never be placed here. `for_queue`: the start is for
+    /// queued tasks, the only start that may evict another app's replica
+    /// (a preload, a `min_replicas` start or a discovery evicting would
+    /// have two apps on one slot evict each other with no task to run).
+    pub(super) fn lease_for(
+        &mut self,
+        idx: usize,
+        generation: u64,
+        for_queue: bool,
+    ) -> Option<Lease> {
         let needs = match &self.entry.needs {
             Ok(needs) => needs.clone(),
             // Its runs are refused at submit; a discovery still starts it
@@ -43,17 +51,23 @@ impl Actor {
                 generation,
             });
         });
-        let grant =
-            self.shared
-                .broker
-                .request(&self.entry.id, idx, &needs, keep_warm, !has_replica, evict);
+        let grant = self.shared.broker.request(
+            &self.entry.id,
+            idx,
+            &needs,
+            keep_warm,
+            for_queue && !has_replica,
+            evict,
+        );
         match grant {
             Grant::Start(lease) => {
+                self.slot_reserved = false;
                 self.waiting_for_slot = false;
                 self.told_slot_wait.clear();
                 Some(lease)
             }
             Grant::Evicting => {
+                self.slot_reserved = true;
                 self.waiting_for_slot = !has_replica;
                 None
             }
@@ -217,8 +231,14 @@ impl Actor {
     }
 
     /// Gives the broker this app's replicas' task counts and how many
-    /// queued tasks wait for a slot.
+    /// queued tasks wait for a slot; gives up a slot reserved for the app
+    /// once no task waits for it (its queue emptied by cancels), so that
+    /// the apps waiting behind the reservation need not wait it out.
     pub(super) fn report_to_broker(&mut self) {
+        if self.slot_reserved && self.queue.is_empty() {
+            self.slot_reserved = false;
+            self.shared.broker.give_up_reservation(&self.entry.id);
+        }
         for replica in &mut self.replicas {
             let busy = replica.up().map_or(0, |up| up.busy);
             if let Some(lease) = &mut replica.lease {

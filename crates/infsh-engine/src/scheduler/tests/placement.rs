@@ -380,3 +380,173 @@ async fn a_drained_engine_starts_no_replica_for_an_app_without_one() {
     assert_eq!(h.ended(&queued).await.status, TaskStatus::Completed);
     assert_eq!(h.fake.replica_launches().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn preloads_of_two_apps_on_one_slot_never_evict_each_other() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let h = Harness::start_apps(Fake::new(), &[("a", &a), ("b", &b)], ONE_GPU, |c| {
+        c.preload = true;
+    })
+    .await;
+    h.at(60.0).await;
+    // One preload got the slot; the other waits for it (no task asked).
+    assert!(unloaded(&h.fake.ops()).is_empty(), "{:#?}", h.fake.ops());
+    let launches = h.fake.replica_launches();
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    let (holder, other) = if launches[0].app == "local/a" {
+        ("local/a", "local/b")
+    } else {
+        ("local/b", "local/a")
+    };
+    // A task of the other app may evict the idle holder, once: the
+    // holder's preload then waits instead of evicting back.
+    let task = h.submit_to(other, json!({})).await;
+    assert_eq!(h.ended(&task).await.status, TaskStatus::Completed);
+    h.at(120.0).await;
+    let holder_pid = launches[0].pid;
+    assert_eq!(unloaded(&h.fake.ops()), vec![holder_pid]);
+    let apps: Vec<String> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| l.app)
+        .collect();
+    assert_eq!(apps, [holder, other]);
+    assert_eq!(h.engine.engine_view().evictions_total, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_discovery_never_evicts_it_probes() {
+    let (a, b) = (gpu_app("a"), gpu_app("b"));
+    let h = Harness::start_apps(Fake::new(), &[("a", &a), ("b", &b)], ONE_GPU, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    // A read-only GET /apps/local/b: the idle a stays.
+    let detail = h.engine.app(&"local/b".parse().unwrap()).await.unwrap();
+    assert!(!detail.functions.is_null());
+    h.at(30.0).await;
+    assert!(unloaded(&h.fake.ops()).is_empty(), "{:#?}", h.fake.ops());
+    let apps: Vec<String> = h
+        .fake
+        .replica_launches()
+        .into_iter()
+        .map(|l| l.app)
+        .collect();
+    assert_eq!(apps, ["local/a"]);
+    assert_eq!(h.engine.engine_view().evictions_total, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_whose_eviction_is_in_progress_evicts_no_second_app() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        TWO_GPUS,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h.at(5.0).await;
+    let second = h.submit_to("local/b", json!({})).await;
+    h.ended(&second).await;
+    h.at(10.0).await;
+    // c evicts a (used longest ago), whose unload takes 4 s; c's second
+    // task, meanwhile, must wait for that eviction, not evict b too.
+    h.fake.script_unload_time(secs(4.0));
+    let one = h.submit_to("local/c", json!({})).await;
+    h.at(11.0).await;
+    let two = h.submit_to("local/c", json!({})).await;
+    assert_eq!(h.ended(&one).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&two).await.status, TaskStatus::Completed);
+    let a_pid = h.fake.replica_launches()[0].pid;
+    assert_eq!(unloaded(&h.fake.ops()), vec![a_pid], "{:#?}", h.fake.ops());
+    assert_eq!(h.engine.engine_view().evictions_total, 1);
+}
+#[tokio::test(start_paused = true)]
+async fn an_expired_reservation_wakes_the_app_that_waits_behind_it() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    // b evicts a and is drained before a is gone: the slot stays b's for
+    // the reservation's 30 s, then c (which nothing else wakes) gets it.
+    h.fake.script_unload_time(secs(4.0));
+    let b_app = "local/b".parse().unwrap();
+    let for_b = h.submit_to("local/b", json!({})).await;
+    h.engine.drain_app(&b_app).await.unwrap();
+    let for_c = h.submit_to("local/c", json!({})).await;
+    h.at(10.0).await;
+    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
+    assert_eq!(c_now, TaskStatus::Queued);
+    h.at(40.0).await;
+    assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
+    let b_now = h.engine.get(&for_b).await.unwrap().record.status;
+    assert_eq!(b_now, TaskStatus::Queued);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_gives_up_the_slot_freed_for_it() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h.at(1.0).await;
+    // b evicts a, then its only task is cancelled: c, waiting meanwhile,
+    // gets the slot once a is gone, not after the reservation expires.
+    h.fake.script_unload_time(secs(4.0));
+    let for_b = h.submit_to("local/b", json!({})).await;
+    let for_c = h.submit_to("local/c", json!({})).await;
+    assert_eq!(h.cancel(&for_b).await, TaskStatus::Cancelled);
+    assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
+    let a_unloaded = h.fake.time_of(0, |op| matches!(op, Op::Shutdown { .. }));
+    let c_ran = h.fake.time_of(0, call_of(&for_c));
+    assert!(c_ran < a_unloaded + secs(10.0), "c ran at {c_ran:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_number_is_reused_only_once_its_evicted_worker_is_gone() {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let fake = Fake::new();
+    let h = Harness::start_apps(fake, &[("a", &a), ("b", &b), ("c", &c)], TWO_GPUS, |_| {}).await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h.at(5.0).await;
+    let second = h.submit_to("local/b", json!({})).await;
+    h.ended(&second).await;
+    h.at(10.0).await;
+    // c evicts a, whose unload takes 20 s; a task of a comes meanwhile.
+    h.fake.script_unload_time(secs(20.0));
+    let third = h.submit_to("local/c", json!({})).await;
+    h.at(11.0).await;
+    h.fake.script_unload_time(secs(0.0));
+    let again = h.submit_to("local/a", json!({})).await;
+    h.at(12.0).await;
+    let mut ids: Vec<String> = h.engine.workers().await.into_iter().map(|w| w.id).collect();
+    let listed = ids.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), listed.len(), "{listed:?}");
+    assert_eq!(h.ended(&third).await.status, TaskStatus::Completed);
+    assert_eq!(h.ended(&again).await.status, TaskStatus::Completed);
+    let a_first = h.fake.replica_launches()[0].pid;
+    let a_unloaded = h.fake.time_of(0, |op| *op == Op::Shutdown { pid: a_first });
+    let a_again = h.fake.time_of(0, call_of(&again));
+    assert!(
+        a_again >= a_unloaded + secs(20.0),
+        "a ran again at {a_again:?}"
+    );
+}
