@@ -483,6 +483,35 @@ fn timeout_cancels_the_remote_task_and_exits_8() {
     );
 }
 
+/// Waits for an interrupted `infsh app run` of `async_hang`: exit 130 and
+/// the message; returns its stderr.
+fn exits_interrupted(child: &mut std::process::Child) -> String {
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted during function async_hang"),
+        "{err}"
+    );
+    err
+}
+
+/// The newest task of tests/hangs, once it is CANCELLED (status 12).
+fn last_hangs_task_cancelled(sb: &ServeSandbox, server: &Server) -> serde_json::Value {
+    let out = sb.run(server, &["--json", "task", "list", "--app", "tests/hangs"]);
+    let id = json_stdout(&out)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.wait_task(&id, Duration::from_secs(20), |t| t["status"] == 12)
+}
+
 #[test]
 fn ctrl_c_cancels_the_remote_task_and_exits_130() {
     let sb = ServeSandbox::new(&["hangs"]);
@@ -506,27 +535,10 @@ fn ctrl_c_cancels_the_remote_task_and_exits_130() {
         .unwrap();
     let app_child = read_pid(&pid_file);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("interrupted during function async_hang"),
-        "{err}"
-    );
+    let err = exits_interrupted(&mut child);
     assert!(err.contains("cancel"), "{err}");
 
-    let out = sb.run(&server, &["--json", "task", "list", "--app", "tests/hangs"]);
-    let id = json_stdout(&out)["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let task = server.wait_task(&id, Duration::from_secs(20), |t| t["status"] == 12);
+    let task = last_hangs_task_cancelled(&sb, &server);
     assert_eq!(task["status"], 12);
     assert_eq!(
         std::fs::read_to_string(&cancel_log).unwrap_or_default(),
@@ -561,25 +573,9 @@ fn ctrl_c_before_the_run_is_answered_still_cancels_the_task() {
     proxy.wait_holding();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     proxy.release();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("interrupted during function async_hang"),
-        "{err}"
-    );
-    let out = sb.run(&server, &["--json", "task", "list", "--app", "tests/hangs"]);
-    let id = json_stdout(&out)["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let task = server.wait_task(&id, Duration::from_secs(20), |t| t["status"] == 12);
+    let err = exits_interrupted(&mut child);
+    assert!(err.contains("was cancelled"), "{err}");
+    let task = last_hangs_task_cancelled(&sb, &server);
     assert_eq!(task["status"], 12, "{task:#}");
 }
 

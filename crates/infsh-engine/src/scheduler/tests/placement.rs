@@ -31,6 +31,40 @@ fn unloaded(ops: &[Op]) -> Vec<u32> {
         .collect()
 }
 
+/// Apps a, b and c (one GPU each) on ONE_GPU; a ran a task and holds the
+/// slot, idle.
+async fn three_apps_with_a_idle_on_the_slot() -> Harness {
+    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
+    let h = Harness::start_apps(
+        Fake::new(),
+        &[("a", &a), ("b", &b), ("c", &c)],
+        ONE_GPU,
+        |_| {},
+    )
+    .await;
+    let first = h.submit_to("local/a", json!({})).await;
+    h.ended(&first).await;
+    h
+}
+
+/// b's run evicts the idle a (its unload takes 4 s) and b is drained
+/// before a is gone; c's run comes meanwhile and, 10 s in, still waits.
+/// Returns b's ref, b's task and c's task.
+async fn b_evicts_a_and_is_drained_while_c_waits(
+    h: &Harness,
+) -> (infsh_core::AppRef, String, String) {
+    h.fake.script_unload_time(secs(4.0));
+    let b_app: infsh_core::AppRef = "local/b".parse().unwrap();
+    let for_b = h.submit_to("local/b", json!({})).await;
+    assert_eq!(unloaded(&h.fake.ops()).len(), 1, "a is being evicted");
+    h.engine.drain_app(&b_app).await.unwrap();
+    let for_c = h.submit_to("local/c", json!({})).await;
+    h.at(10.0).await;
+    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
+    assert_eq!(c_now, TaskStatus::Queued);
+    (b_app, for_b, for_c)
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_least_recently_used_idle_replica_is_evicted_with_its_unload() {
     let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
@@ -295,28 +329,10 @@ async fn unreadable_resources_refuse_the_apps_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slot_freed_by_an_eviction_goes_to_the_app_it_was_freed_for() {
-    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
-    let h = Harness::start_apps(
-        Fake::new(),
-        &[("a", &a), ("b", &b), ("c", &c)],
-        ONE_GPU,
-        |_| {},
-    )
-    .await;
-    let first = h.submit_to("local/a", json!({})).await;
-    h.ended(&first).await;
-    // b's first run evicts the idle a, whose unload takes 4 s. b is then
-    // drained, so it does not take the slot when a is gone: c, coming
-    // meanwhile, must still leave it to b.
-    h.fake.script_unload_time(secs(4.0));
-    let b_app = "local/b".parse().unwrap();
-    let for_b = h.submit_to("local/b", json!({})).await;
-    assert_eq!(unloaded(&h.fake.ops()).len(), 1, "a is being evicted");
-    h.engine.drain_app(&b_app).await.unwrap();
-    let for_c = h.submit_to("local/c", json!({})).await;
-    h.at(10.0).await;
-    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
-    assert_eq!(c_now, TaskStatus::Queued);
+    let h = three_apps_with_a_idle_on_the_slot().await;
+    // b's first run evicts a; b is then drained, so it does not take the
+    // slot when a is gone: c, coming meanwhile, must still leave it to b.
+    let (b_app, for_b, for_c) = b_evicts_a_and_is_drained_while_c_waits(&h).await;
     h.engine.undrain_app(&b_app).await.unwrap();
     assert_eq!(h.ended(&for_b).await.status, TaskStatus::Completed);
     assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
@@ -466,26 +482,10 @@ async fn an_app_whose_eviction_is_in_progress_evicts_no_second_app() {
 }
 #[tokio::test(start_paused = true)]
 async fn an_expired_reservation_wakes_the_app_that_waits_behind_it() {
-    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
-    let h = Harness::start_apps(
-        Fake::new(),
-        &[("a", &a), ("b", &b), ("c", &c)],
-        ONE_GPU,
-        |_| {},
-    )
-    .await;
-    let first = h.submit_to("local/a", json!({})).await;
-    h.ended(&first).await;
+    let h = three_apps_with_a_idle_on_the_slot().await;
     // b evicts a and is drained before a is gone: the slot stays b's for
     // the reservation's 30 s, then c (which nothing else wakes) gets it.
-    h.fake.script_unload_time(secs(4.0));
-    let b_app = "local/b".parse().unwrap();
-    let for_b = h.submit_to("local/b", json!({})).await;
-    h.engine.drain_app(&b_app).await.unwrap();
-    let for_c = h.submit_to("local/c", json!({})).await;
-    h.at(10.0).await;
-    let c_now = h.engine.get(&for_c).await.unwrap().record.status;
-    assert_eq!(c_now, TaskStatus::Queued);
+    let (_, for_b, for_c) = b_evicts_a_and_is_drained_while_c_waits(&h).await;
     h.at(40.0).await;
     assert_eq!(h.ended(&for_c).await.status, TaskStatus::Completed);
     let b_now = h.engine.get(&for_b).await.unwrap().record.status;
@@ -494,16 +494,7 @@ async fn an_expired_reservation_wakes_the_app_that_waits_behind_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_gives_up_the_slot_freed_for_it() {
-    let (a, b, c) = (gpu_app("a"), gpu_app("b"), gpu_app("c"));
-    let h = Harness::start_apps(
-        Fake::new(),
-        &[("a", &a), ("b", &b), ("c", &c)],
-        ONE_GPU,
-        |_| {},
-    )
-    .await;
-    let first = h.submit_to("local/a", json!({})).await;
-    h.ended(&first).await;
+    let h = three_apps_with_a_idle_on_the_slot().await;
     h.at(1.0).await;
     // b evicts a, then its only task is cancelled: c, waiting meanwhile,
     // gets the slot once a is gone, not after the reservation expires.
