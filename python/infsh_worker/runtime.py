@@ -133,6 +133,24 @@ class _InputError(Exception):
         self.traceback = tb
 
 
+
+# Longest string kept in a message cut to fit under the limit.
+_CUT_CHARS = 64 * 1024
+
+
+def _cut_to_fit(msg: Dict[str, Any]) -> Dict[str, Any]:
+    """``msg`` with every long string cut to 64 KiB and other large fields
+    (lists, mappings such as per-field errors) left out: small enough to send."""
+    cut: Dict[str, Any] = {}
+    for key, value in msg.items():
+        if isinstance(value, str):
+            if len(value) > _CUT_CHARS:
+                value = value[:_CUT_CHARS] + f" [... {len(value) - _CUT_CHARS} characters cut: over the message limit]"
+            cut[key] = value
+        elif not isinstance(value, (list, dict)):
+            cut[key] = value
+    return cut
+
 class _Call:
     """One call in flight."""
 
@@ -186,8 +204,16 @@ class Runtime:
     # -- frames ------------------------------------------------------------
 
     def send(self, msg: Dict[str, Any]) -> None:
+        """Sends one message. An output over the message limit raises
+        MessageTooLarge (its call then fails); any other message is cut to
+        fit (an exception with a huge text must still end its call)."""
         try:
-            self.channel.write(msg)
+            try:
+                self.channel.write(msg)
+            except MessageTooLarge:
+                if msg.get("type") in ("done", "snapshot"):
+                    raise
+                self.channel.write(_cut_to_fit(msg))
         except HostGone:
             flush_stdio()
             os._exit(0)

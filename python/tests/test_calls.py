@@ -110,6 +110,12 @@ class App(BaseApp):
         self.signal.set()
         return Out(text="sent")
 
+    async def huge_output(self, input: In) -> Out:
+        return Out(text="x" * (65 * 1024 * 1024))
+
+    async def huge_error(self, input: In) -> Out:
+        raise ValueError("y" * (65 * 1024 * 1024))
+
     async def nan(self, input: In) -> Total:
         return Total(total=float("nan"))
 
@@ -221,6 +227,23 @@ def test_outputs_dict_wrong_type_and_invalid_dict(worker):
     assert wrong["kind"] == "app" and "returned int, expected Out" in wrong["error"]
     bad = worker.call("bad_dict", {})
     assert bad["kind"] == "app" and "not a valid Out" in bad["error"]
+
+
+def test_an_output_over_the_message_limit_fails_its_call_and_the_worker_serves_on(worker):
+    failed = worker.call("huge_output", {}, id="big")
+    assert failed["type"] == "failed" and failed["kind"] == "app"
+    assert failed["error"].startswith("OutputError: the output is too large to return: a message of ")
+    assert "over the limit of 67108864 bytes (MAX_MESSAGE_BYTES)" in failed["error"]
+    assert worker.call("upper", {"text": "x"})["type"] == "done"
+
+
+def test_an_error_over_the_message_limit_is_cut_and_still_ends_its_call(worker):
+    failed = worker.call("huge_error", {}, id="err")
+    assert failed["type"] == "failed" and failed["kind"] == "app"
+    assert failed["error"].startswith("ValueError: yyy")
+    assert failed["error"].endswith("characters cut: over the message limit]")
+    assert len(failed["error"]) < 70 * 1024
+    assert worker.call("upper", {"text": "x"})["type"] == "done"
 
 
 def test_non_finite_numbers_become_null(worker):

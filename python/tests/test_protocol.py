@@ -21,7 +21,7 @@ from harness import PYTHON_ROOT, SPILL_THRESHOLD
 
 sys.path.insert(0, str(PYTHON_ROOT))
 
-from infsh_worker.protocol import MAX_FRAME_BYTES, Channel, HostGone, ProtocolError  # noqa: E402
+from infsh_worker.protocol import MAX_FRAME_BYTES, Channel, HostGone, MessageTooLarge, ProtocolError  # noqa: E402
 
 
 def frame(obj) -> bytes:
@@ -113,6 +113,18 @@ def test_large_message_is_spilled_to_a_file(pair):
     assert path.is_absolute() and path.parent == tmp
     assert path.stat().st_size == stub["bytes"]
     assert json.loads(path.read_bytes()) == big
+
+
+def test_a_message_over_the_limit_is_refused_before_anything_is_written(pair):
+    a, ch, tmp = pair
+    with pytest.raises(MessageTooLarge) as e:
+        ch.write({"type": "done", "id": "1", "output": {"s": "y" * MAX_FRAME_BYTES}})
+    assert e.value.size > MAX_FRAME_BYTES
+    assert f"over the limit of {MAX_FRAME_BYTES} bytes" in str(e.value)
+    assert list(tmp.iterdir()) == []  # nothing spilled
+    a.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        a.recv(1)  # and nothing sent
 
 
 def test_message_at_threshold_stays_inline(pair):
