@@ -64,6 +64,18 @@ fn base_config(dir: &std::path::Path) -> EngineConfig {
     }
 }
 
+/// An app folder under `root/apps` for the fake worker: its code is never
+/// run, only its `inf.yml` (if given) is read.
+fn write_fake_app(root: &std::path::Path, folder: &str, inf_yml: Option<&str>) {
+    let app = root.join("apps").join(folder);
+    std::fs::create_dir_all(&app).expect("app folder");
+    std::fs::write(app.join("inference.py"), "# served by the fake worker\n")
+        .expect("inference.py");
+    if let Some(yml) = inf_yml {
+        std::fs::write(app.join("inf.yml"), yml).expect("inf.yml");
+    }
+}
+
 impl Harness {
     pub async fn start(configure: impl FnOnce(&mut EngineConfig)) -> Harness {
         Harness::start_on(Fake::new(), configure).await
@@ -73,24 +85,10 @@ impl Harness {
     /// at boot, with `preload`).
     pub async fn start_on(fake: Arc<Fake>, configure: impl FnOnce(&mut EngineConfig)) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = dir.path().join("apps").join("fake");
-        std::fs::create_dir_all(&app).expect("app folder");
-        std::fs::write(app.join("inference.py"), "# served by the fake worker\n")
-            .expect("inference.py");
+        write_fake_app(dir.path(), "fake", None);
         let mut config = base_config(dir.path());
         configure(&mut config);
-        let engine = Engine::start_with(
-            config,
-            Arc::new(fake.clone()),
-            Some(Arc::new(MemoryStore::default())),
-        )
-        .await
-        .expect("the engine starts");
-        Harness {
-            engine,
-            fake,
-            _dir: dir,
-        }
+        Harness::launch(fake, config, dir).await
     }
 
     /// An engine on `fake` hosting these apps (`(folder, inf.yml)`; with
@@ -103,17 +101,19 @@ impl Harness {
     ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         for (folder, yml) in apps {
-            let app = dir.path().join("apps").join(folder);
-            std::fs::create_dir_all(&app).expect("app folder");
-            std::fs::write(app.join("inference.py"), "# served by the fake worker\n")
-                .expect("inference.py");
-            std::fs::write(app.join("inf.yml"), yml).expect("inf.yml");
+            write_fake_app(dir.path(), folder, Some(yml));
         }
         let mut config = base_config(dir.path());
         config.placement =
             infsh_placement::EngineConfig::parse(placement, std::path::Path::new("engine.yml"))
                 .expect("the engine config parses");
         configure(&mut config);
+        Harness::launch(fake, config, dir).await
+    }
+
+    /// Starts the engine on `fake` with an in-memory store; `dir` (the apps
+    /// and data folders) lives as long as the harness.
+    async fn launch(fake: Arc<Fake>, config: EngineConfig, dir: tempfile::TempDir) -> Harness {
         let engine = Engine::start_with(
             config,
             Arc::new(fake.clone()),
