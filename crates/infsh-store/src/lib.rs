@@ -13,6 +13,8 @@
 //!   the disk before it returns (`Full`) or shortly after (`Relaxed`).
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
 //! - [`FileStore`] (`files`): file bytes on disk under random ids.
+//! - [`fleet::FleetStore`] (`fleet`): remote engines, claims with leases,
+//!   lease expiry; implemented for SQLite in `sqlite_fleet`.
 //! - `model`: the records; `ids`: random ids and timestamps. A task's status
 //!   is infsh-core's [`TaskStatus`], re-exported here.
 
@@ -20,12 +22,14 @@ mod commit_outcome;
 mod durability;
 mod error;
 mod files;
+pub mod fleet;
 mod ids;
 mod lock;
 pub mod migrations;
 mod model;
 mod rows;
 mod sqlite;
+mod sqlite_fleet;
 mod store;
 mod wal_keeper;
 mod writer;

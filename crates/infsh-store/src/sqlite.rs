@@ -209,7 +209,7 @@ impl SqliteStore {
 
     /// Queues a write and waits until it is committed (durable as the
     /// store's [`Durability`] says).
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -273,7 +273,7 @@ impl SqliteStore {
         })
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -287,7 +287,7 @@ impl SqliteStore {
     }
 }
 
-fn to_json(v: &Value) -> String {
+pub(crate) fn to_json(v: &Value) -> String {
     serde_json::to_string(v).expect("a JSON value serializes")
 }
 
@@ -307,7 +307,7 @@ fn get_file(conn: &Connection, id: &str) -> Result<Option<FileRecord>, StoreErro
         .optional()?)
 }
 
-fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
+pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
          webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms) \
@@ -360,7 +360,11 @@ fn update_output(conn: &Connection, id: &str, output: &str, at_ms: i64) -> Resul
 
 /// Appends in order after the task's last entry; the batch's savepoint
 /// makes the entries all-or-nothing.
-fn append_logs(conn: &Connection, id: &str, logs: &[LogEntry]) -> Result<(), StoreError> {
+pub(crate) fn append_logs(
+    conn: &Connection,
+    id: &str,
+    logs: &[LogEntry],
+) -> Result<(), StoreError> {
     let last: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM task_logs WHERE task_id = ?1")?
         .query_row([id], |r| r.get(0))?;

@@ -1,0 +1,396 @@
+//! The fleet rules of `fleet.rs` on a real SQLite file, with explicit
+//! timestamps (the store takes `now` from its caller, so lease expiry is
+//! tested without waiting).
+
+use serde_json::json;
+
+use super::*;
+use crate::{new_id, LogEntry, LogType, TaskStore};
+
+const LEASE: i64 = 30_000;
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn task(app: &str) -> TaskRecord {
+    TaskRecord {
+        id: new_id(),
+        app: app.into(),
+        function: "run".into(),
+        input: json!({"x": 1}),
+        setup: json!({}),
+        status: TaskStatus::Queued,
+        output: None,
+        error: None,
+        webhook: None,
+        session_id: None,
+        metadata: json!({}),
+        timeout_secs: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+fn registration(name: &str, apps: &[(&str, &str)]) -> EngineRegistration {
+    EngineRegistration {
+        name: name.into(),
+        version: "1.2.3".into(),
+        slots: json!([{"name": format!("{name}-cpu-0")}]),
+        apps: apps
+            .iter()
+            .map(|(app, hash)| EngineApp {
+                app: (*app).into(),
+                hash: (*hash).into(),
+                functions: json!({"run": {}}),
+            })
+            .collect(),
+    }
+}
+
+fn claim_of(engine: &str, max: usize) -> ClaimRequest {
+    ClaimRequest {
+        engine: engine.into(),
+        slots: vec![format!("{engine}-cpu-0")],
+        warm: vec![],
+        max,
+    }
+}
+
+async fn queued(store: &SqliteStore, app: &str) -> TaskRecord {
+    let t = task(app);
+    store.enqueue_remote(&t, None).await.unwrap();
+    t
+}
+
+#[tokio::test]
+async fn a_registered_engine_claims_queued_remote_tasks_once_oldest_first() {
+    let (_d, store) = store().await;
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h")]), 1000)
+        .await
+        .unwrap();
+    store
+        .register_engine(&registration("e2", &[("ns/a", "h")]), 1000)
+        .await
+        .unwrap();
+    let first = queued(&store, "ns/a").await;
+    let second = queued(&store, "ns/a").await;
+    // A local task of the same app is the API node's own: never claimed.
+    store.insert_task(&task("ns/a")).await.unwrap();
+    let _other_app = queued(&store, "ns/b").await;
+
+    let got = store.claim(&claim_of("e1", 1), 2000, LEASE).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].task.id, first.id);
+    assert_eq!(got[0].attempt, 1);
+    assert_eq!(got[0].lease_until_ms, 2000 + LEASE);
+    assert_eq!(got[0].task.status, TaskStatus::Dispatched);
+    let got2 = store.claim(&claim_of("e2", 10), 2000, LEASE).await.unwrap();
+    assert_eq!(
+        got2.iter().map(|c| c.task.id.clone()).collect::<Vec<_>>(),
+        vec![second.id.clone()]
+    );
+    assert!(store
+        .claim(&claim_of("e1", 10), 2000, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let stored = store.get_task(&first.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, TaskStatus::Dispatched);
+    let engines = store.list_engines().await.unwrap();
+    assert_eq!(engines[0].running, vec![first.id.clone()]);
+    assert_eq!(engines[1].running, vec![second.id]);
+    assert!(store.is_remote(&first.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn unknown_draining_and_mismatched_engines_claim_nothing() {
+    let (_d, store) = store().await;
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h1")]), 1000)
+        .await
+        .unwrap();
+    store
+        .register_engine(&registration("e2", &[("ns/a", "h2")]), 1001)
+        .await
+        .unwrap();
+    let t = queued(&store, "ns/a").await;
+    assert!(store
+        .claim(&claim_of("ghost", 5), 1500, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store
+            .claim(&claim_of("e2", 5), 1500, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "e2 hosts ns/a with another hash than the first registration"
+    );
+    store.set_engine_draining("e1", true).await.unwrap();
+    assert!(store
+        .claim(&claim_of("e1", 5), 1500, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let e1 = store.set_engine_draining("e1", false).await.unwrap();
+    assert!(!e1.draining);
+    assert_eq!(
+        store.claim(&claim_of("e1", 5), 1500, LEASE).await.unwrap()[0]
+            .task
+            .id,
+        t.id
+    );
+    assert!(matches!(
+        store.set_engine_draining("ghost", true).await,
+        Err(FleetError::UnknownEngine(n)) if n == "ghost"
+    ));
+}
+
+#[tokio::test]
+async fn pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first() {
+    let (_d, store) = store().await;
+    for e in ["e1", "e2"] {
+        store
+            .register_engine(&registration(e, &[("ns/a", "h"), ("ns/b", "h")]), 1000)
+            .await
+            .unwrap();
+    }
+    let pinned = task("ns/a");
+    store
+        .enqueue_remote(&pinned, Some(&["e2-cpu-0".to_string()]))
+        .await
+        .unwrap();
+    let cold = queued(&store, "ns/a").await;
+    let warm = queued(&store, "ns/b").await;
+    let mut request = claim_of("e1", 1);
+    request.warm = vec!["ns/b".into()];
+    let got = store.claim(&request, 1500, LEASE).await.unwrap();
+    assert_eq!(got[0].task.id, warm.id, "the warm app first");
+    let got = store.claim(&claim_of("e1", 5), 1500, LEASE).await.unwrap();
+    assert_eq!(got.len(), 1, "the pinned run is not e1's");
+    assert_eq!(got[0].task.id, cold.id);
+    let got = store.claim(&claim_of("e2", 5), 1500, LEASE).await.unwrap();
+    assert_eq!(got[0].task.id, pinned.id);
+    assert_eq!(got[0].pinned_workers, Some(vec!["e2-cpu-0".to_string()]));
+}
+
+#[tokio::test]
+async fn heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails() {
+    let (_d, store) = store().await;
+    for e in ["e1", "e2"] {
+        store
+            .register_engine(&registration(e, &[("ns/a", "h")]), 1000)
+            .await
+            .unwrap();
+    }
+    let t = queued(&store, "ns/a").await;
+    store.claim(&claim_of("e1", 1), 1000, LEASE).await.unwrap();
+    let beat = store
+        .heartbeat("e1", std::slice::from_ref(&t.id), 20_000, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(beat.lease_until_ms, 20_000 + LEASE);
+    assert!(beat.lost.is_empty() && beat.cancel.is_empty());
+    // Not expired at the old deadline, since the heartbeat moved it.
+    assert!(store
+        .expire_leases(1000 + LEASE + 1, 2)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let expired = store.expire_leases(20_000 + LEASE + 1, 2).await.unwrap();
+    assert_eq!(
+        expired,
+        vec![Expired {
+            task_id: t.id.clone(),
+            engine: "e1".into(),
+            attempt: 1,
+            status: TaskStatus::Queued,
+        }]
+    );
+    // e1 comes back late: it no longer holds the task, its report is refused.
+    let beat = store
+        .heartbeat("e1", std::slice::from_ref(&t.id), 60_000, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(beat.lost, vec![t.id.clone()]);
+    let again = store
+        .claim(&claim_of("e2", 1), 60_000, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempt, 2);
+    let late = Report {
+        status: Some(TaskStatus::Completed),
+        output: Some(json!({"from": "e1"})),
+        at_ms: 60_001,
+        ..Report::default()
+    };
+    let e = store.report("e1", &t.id, &late).await.unwrap_err();
+    assert!(
+        matches!(&e, FleetError::NotLeased { holder: Some(h), status: TaskStatus::Dispatched, .. } if h == "e2"),
+        "{e:?}"
+    );
+    // e2 is lost too: attempt 2 of 2, the task fails naming it.
+    let expired = store.expire_leases(60_000 + LEASE + 1, 2).await.unwrap();
+    assert_eq!(expired[0].status, TaskStatus::Failed);
+    let failed = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, TaskStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("engine lost: e2"));
+    assert_eq!(failed.output, None, "the refused report changed nothing");
+    let attempts = store.attempts(&t.id).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.engine.as_str(), a.outcome.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![(1, "e1", Some("lost")), (2, "e2", Some("lost"))]
+    );
+    assert!(store
+        .claim(&claim_of("e2", 1), 200_000, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn with_one_attempt_a_lost_lease_fails_the_task_at_once() {
+    let (_d, store) = store().await;
+    store
+        .register_engine(&registration("gpu-1", &[("ns/a", "h")]), 0)
+        .await
+        .unwrap();
+    let t = queued(&store, "ns/a").await;
+    store.claim(&claim_of("gpu-1", 1), 0, LEASE).await.unwrap();
+    let expired = store.expire_leases(LEASE + 1, 1).await.unwrap();
+    assert_eq!(expired[0].status, TaskStatus::Failed);
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.error.as_deref(), Some("engine lost: gpu-1"));
+}
+
+#[tokio::test]
+async fn reports_write_logs_output_and_the_first_terminal_state_wins() {
+    let (_d, store) = store().await;
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h")]), 0)
+        .await
+        .unwrap();
+    let t = queued(&store, "ns/a").await;
+    store.claim(&claim_of("e1", 1), 0, LEASE).await.unwrap();
+    let running = Report {
+        status: Some(TaskStatus::Running),
+        output: Some(json!({"partial": 1})),
+        logs: vec![LogEntry {
+            log_type: LogType::Task,
+            content: "hello\n".into(),
+            at_ms: 5,
+        }],
+        at_ms: 5,
+        ..Report::default()
+    };
+    store.report("e1", &t.id, &running).await.unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Running);
+    assert_eq!(got.output, Some(json!({"partial": 1})));
+    assert_eq!(store.get_logs(&t.id).await.unwrap()[0].content, "hello\n");
+
+    let done = Report {
+        status: Some(TaskStatus::Completed),
+        output: Some(json!({"y": 2})),
+        at_ms: 9,
+        ..Report::default()
+    };
+    store.report("e1", &t.id, &done).await.unwrap();
+    let again = Report {
+        status: Some(TaskStatus::Failed),
+        error: Some("late".into()),
+        at_ms: 10,
+        ..Report::default()
+    };
+    let e = store.report("e1", &t.id, &again).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "task \"{}\" is not leased by engine \"e1\" (it ended completed)",
+            t.id
+        )
+    );
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.output),
+        (TaskStatus::Completed, Some(json!({"y": 2})))
+    );
+    assert_eq!(
+        store.attempts(&t.id).await.unwrap()[0].outcome.as_deref(),
+        Some("completed")
+    );
+    assert!(store.list_engines().await.unwrap()[0].running.is_empty());
+    assert!(matches!(
+        store.report("e1", "nope", &done).await,
+        Err(FleetError::UnknownTask(id)) if id == "nope"
+    ));
+    assert!(matches!(
+        store.heartbeat("ghost", &[], 0, LEASE).await,
+        Err(FleetError::UnknownEngine(_))
+    ));
+}
+
+#[tokio::test]
+async fn cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one() {
+    let (_d, store) = store().await;
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h")]), 0)
+        .await
+        .unwrap();
+    let waiting = queued(&store, "ns/a").await;
+    let leased = queued(&store, "ns/a").await;
+    let first = store.request_cancel(&waiting.id, 1).await.unwrap();
+    assert_eq!(first, CancelOutcome::Cancelled);
+    assert_eq!(
+        store.get_task(&waiting.id).await.unwrap().unwrap().status,
+        TaskStatus::Cancelled
+    );
+    store.claim(&claim_of("e1", 5), 2, LEASE).await.unwrap();
+    assert_eq!(
+        store.request_cancel(&leased.id, 3).await.unwrap(),
+        CancelOutcome::Requested {
+            engine: "e1".into()
+        }
+    );
+    let beat = store
+        .heartbeat("e1", std::slice::from_ref(&leased.id), 4, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(beat.cancel, vec![leased.id.clone()]);
+    // The engine dies before it reports: the lease ends the task CANCELLED.
+    let expired = store.expire_leases(4 + LEASE + 1, 5).await.unwrap();
+    assert_eq!(expired[0].status, TaskStatus::Cancelled);
+    assert_eq!(
+        store.request_cancel(&leased.id, 99).await.unwrap(),
+        CancelOutcome::Ended(TaskStatus::Cancelled)
+    );
+}
+
+#[tokio::test]
+async fn a_reregistration_keeps_draining_and_first_registration_time() {
+    let (_d, store) = store().await;
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h")]), 10)
+        .await
+        .unwrap();
+    store.set_engine_draining("e1", true).await.unwrap();
+    let again = store
+        .register_engine(&registration("e1", &[("ns/a", "h9")]), 50)
+        .await
+        .unwrap();
+    assert!(again.draining);
+    assert_eq!(again.registered_at_ms, 10);
+    assert_eq!(again.last_heartbeat_ms, 50);
+    assert_eq!(again.apps[0].hash, "h9");
+}
