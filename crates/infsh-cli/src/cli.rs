@@ -260,6 +260,26 @@ pub struct ServeArgs {
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]
     pub server_timing: bool,
+    // --- Remote engines (`infsh engine run --server`; docs/deploy.md, "Engines").
+    /// Accept this key from remote engines on /v1/engine/... (repeatable; also
+    /// INFSH_ENGINE_KEYS, comma separated). Engine keys are refused on client
+    /// routes and client keys on engine routes. Without one, no engine connects.
+    #[arg(
+        long = "engine-key",
+        value_name = "KEY",
+        env = "INFSH_ENGINE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub engine_keys: Vec<String>,
+    /// How long a task claimed by a remote engine stays leased without a
+    /// heartbeat before it is run again elsewhere (or failed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Runs of one task in all when its engines are lost; then it fails
+    /// with `engine lost: NAME`.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
 }
 
 /// `infsh serve --durability` (see `infsh_store::Durability`).

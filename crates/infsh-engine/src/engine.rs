@@ -8,16 +8,18 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use infsh_core::AppRef;
+use infsh_store::fleet::FleetStore;
 use infsh_store::{FileStore, SqliteStore, StoreError, TaskFilter, TaskStore};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::api::*;
+use crate::fleet_hub::FleetHub;
 use crate::handle::{AppHandle, CancelReply};
 use crate::hosted::HostedApps;
 use crate::lifecycle::Phase;
@@ -48,6 +50,11 @@ pub(crate) struct Inner {
     pub shared: Arc<Shared>,
     /// Fixed at start.
     pub apps: HostedApps,
+    /// The SQLite store the engine opened itself (None with a store given
+    /// to `start_with`): also the fleet's store.
+    pub sqlite: Option<SqliteStore>,
+    /// Remote engines, once [`Engine::enable_fleet`] was called.
+    pub fleet: OnceLock<Arc<FleetHub>>,
 }
 
 impl Engine {
@@ -71,6 +78,7 @@ impl Engine {
             path: config.data_dir.clone(),
             source,
         })?;
+        let mut sqlite = None;
         let store: Arc<dyn TaskStore> = match store {
             Some(store) => store,
             None => {
@@ -78,6 +86,7 @@ impl Engine {
                 let store = SqliteStore::open_with_async(&db, config.durability)
                     .await
                     .map_err(|source| EngineStartError::OpenStore { path: db, source })?;
+                sqlite = Some(store.clone());
                 Arc::new(store)
             }
         };
@@ -114,7 +123,8 @@ impl Engine {
             .collect();
         let apps = HostedApps::new(apps);
         tracing::info!(apps = apps.len(), ids = ?apps.ids().collect::<Vec<_>>(), "hosting apps");
-        let recovered = recover(&shared, &apps)
+        let fleet_store = sqlite.clone().map(|s| Arc::new(s) as Arc<dyn FleetStore>);
+        let recovered = recover(&shared, &apps, fleet_store.as_deref())
             .await
             .map_err(EngineStartError::Recovery)?;
         if recovered != Default::default() {
@@ -126,7 +136,12 @@ impl Engine {
             }
         }
         Ok(Engine {
-            inner: Arc::new(Inner { shared, apps }),
+            inner: Arc::new(Inner {
+                shared,
+                apps,
+                sqlite,
+                fleet: OnceLock::new(),
+            }),
         })
     }
 
@@ -232,6 +247,9 @@ impl Engine {
 
     /// Validates and stores the task (durably) and queues it; returns at once.
     pub async fn submit(&self, request: RunRequest) -> Result<TaskView, EngineError> {
+        if let Some(view) = self.submit_remote(&request).await? {
+            return Ok(view);
+        }
         let (view, _clock) =
             crate::submit::submit(self.shared(), &self.inner.apps, request, Insert::Durable)
                 .await?;
@@ -248,7 +266,23 @@ impl Engine {
         &self,
         request: RunRequest,
     ) -> Result<(TaskView, Arc<StageClock>), EngineError> {
+        if let Some(view) = self.submit_remote(&request).await? {
+            return Ok((view, Arc::new(StageClock::new())));
+        }
         crate::submit::submit(self.shared(), &self.inner.apps, request, Insert::Deferred).await
+    }
+
+    /// A run of an app this node does not host but a remote engine does:
+    /// queued for engines (durably). None: a local run (or an unknown app,
+    /// which the local submit refuses).
+    async fn submit_remote(&self, request: &RunRequest) -> Result<Option<TaskView>, EngineError> {
+        let Some(hub) = self.inner.fleet.get() else {
+            return Ok(None);
+        };
+        if self.inner.apps.resolve(&request.app).is_ok() {
+            return Ok(None);
+        }
+        hub.submit(request.clone()).await
     }
 
     /// Returns once everything stored so far is durable.
@@ -322,6 +356,11 @@ impl Engine {
 
     /// Moves the task to CANCELLING and cancels it (queued: at once).
     pub async fn cancel(&self, id: &str) -> Result<TaskView, EngineError> {
+        if let Some(hub) = self.inner.fleet.get() {
+            if hub.cancel(id).await?.is_some() {
+                return self.get(id).await;
+            }
+        }
         let view = self.get(id).await?;
         let ended = |view: TaskView| EngineError::TaskAlreadyEnded {
             id: id.to_string(),

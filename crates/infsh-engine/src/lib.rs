@@ -30,11 +30,17 @@
 //!   scheduler asks it for a slot before starting a replica, and it picks
 //!   idle replicas to evict for an app with none. `views`: what
 //!   `GET /engines` and `GET /workers` show.
+//! - `fleet_hub` (with `fleet_api`, `fleet_link`): the API node's side of
+//!   remote engines: runs of apps only they host are queued in the store's
+//!   `FleetStore`, claimed with leases, reported back into the live views.
 //! - `time`: the deadline helper of the actors' `select!` loops.
 
 pub mod api;
 mod app_info;
 mod engine;
+mod fleet_api;
+mod fleet_hub;
+mod fleet_link;
 mod handle;
 mod hosted;
 mod inputs;
@@ -64,6 +70,10 @@ mod worker_seam;
 
 pub use api::*;
 pub use engine::Engine;
+pub use fleet_api::{
+    ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,
+    RemoteRegistration,
+};
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};

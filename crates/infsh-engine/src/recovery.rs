@@ -3,10 +3,12 @@
 //! - tasks that were running (DISPATCHED through UPLOADING) are FAILED with
 //!   [`INTERRUPTED`]: they may have had effects, so they are not re-run;
 //! - tasks that were waiting (RECEIVED, QUEUED) are queued again, oldest
-//!   first, on their app (FAILED if the app is no longer hosted).
+//!   first, on their app (FAILED if the app is no longer hosted);
+//! - tasks queued for remote engines are left to the fleet (`fleet_hub`).
 
 use std::sync::Arc;
 
+use infsh_store::fleet::{FleetError, FleetStore};
 use infsh_store::{now_ms, StoreError, TaskStatus};
 
 use crate::api::TaskView;
@@ -22,9 +24,12 @@ pub(crate) struct Recovered {
     pub orphaned: usize,
 }
 
+/// `fleet`: the store's fleet side, whose remote tasks (run by engines,
+/// requeued by lease expiry) recovery leaves alone.
 pub(crate) async fn recover(
     shared: &Arc<Shared>,
     apps: &HostedApps,
+    fleet: Option<&dyn FleetStore>,
 ) -> Result<Recovered, StoreError> {
     use TaskStatus::*;
     let store = &shared.store;
@@ -33,7 +38,22 @@ pub(crate) async fn recover(
     let running = [
         Dispatched, Preparing, Serving, SettingUp, Running, Cancelling, Uploading,
     ];
+    let is_remote = |id: String| async move {
+        match fleet {
+            Some(fleet) => fleet.is_remote(&id).await.map_err(|e| match e {
+                FleetError::Store(e) => e,
+                other => StoreError::Corrupt {
+                    id,
+                    message: other.to_string(),
+                },
+            }),
+            None => Ok(false),
+        }
+    };
     for mut task in store.tasks_with_status(&running).await? {
+        if is_remote(task.id.clone()).await? {
+            continue;
+        }
         let at = now_ms();
         store
             .finish_task(
@@ -52,6 +72,9 @@ pub(crate) async fn recover(
     }
 
     for mut task in store.tasks_with_status(&[Received, Queued]).await? {
+        if is_remote(task.id.clone()).await? {
+            continue;
+        }
         let Ok(app) = apps.by_id(&task.app) else {
             let at = now_ms();
             let error = format!("app \"{}\" is no longer hosted", task.app);

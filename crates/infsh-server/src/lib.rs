@@ -33,6 +33,7 @@ use tower_http::trace::TraceLayer;
 
 mod auth;
 mod dto;
+mod engine_auth;
 mod extract;
 /// The bodies of the cargo-fuzz targets in `fuzz/` (feature `fuzzing`; not
 /// an API).
@@ -48,7 +49,7 @@ pub use state::StreamTiming;
 #[doc(hidden)]
 pub use tokens::upload_token;
 
-use routes::{apps, engines, files, ops, runs, stream, tasks};
+use routes::{apps, engine_link, engines, files, ops, runs, stream, tasks};
 use state::ServerState;
 
 /// The fixed OpenAPI document exactly as committed in docs/openapi.json.
@@ -73,6 +74,10 @@ pub struct ServerConfig {
     /// Answer `wait` runs with a `Server-Timing` header: where the task's
     /// time went inside the server, stage by stage (`StageTimes`).
     pub server_timing: bool,
+    /// Keys remote engines present on `/engine/...` (and only there).
+    /// Empty: those routes are not served. The engine must also have
+    /// [`Engine::enable_fleet`] called.
+    pub engine_keys: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +186,24 @@ fn build(
             auth::require_key,
         ));
 
+    // Remote engines: their own keys, never a client's.
+    let engine_link = if config.engine_keys.is_empty() {
+        Router::new()
+    } else {
+        let keys = Arc::new(engine_auth::EngineKeys(auth::ApiKeys::new(
+            &config.engine_keys,
+        )));
+        Router::new()
+            .route("/engine/register", post(engine_link::register))
+            .route("/engine/claim", post(engine_link::claim))
+            .route("/engine/heartbeat", post(engine_link::heartbeat))
+            .route("/engine/tasks/{id}/report", post(engine_link::report))
+            .route_layer(axum::middleware::from_fn_with_state(
+                keys,
+                engine_auth::require_engine_key,
+            ))
+    };
+
     // No API key: liveness, and files whose id or token is the capability.
     let public = Router::new()
         .route("/health", get(ops::health))
@@ -191,6 +214,7 @@ fn build(
         .route("/files/{id}/{filename}", get(files::download_named_file));
 
     let routes = authenticated
+        .merge(engine_link)
         .merge(public)
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)

@@ -49,6 +49,7 @@ pub fn server_config() -> ServerConfig {
         upload_token_ttl: Duration::from_secs(600),
         signing_key: SIGNING_KEY.to_vec(),
         server_timing: false,
+        engine_keys: vec![],
     }
 }
 
@@ -148,6 +149,23 @@ impl TestServer {
 
     pub async fn post(&self, uri: &str, body: Value) -> (StatusCode, HeaderMap, Value) {
         self.json(Method::POST, uri, Some(body)).await
+    }
+
+    /// [`TestServer::wait_terminal`] on a server with client keys: sends
+    /// the first of them.
+    pub async fn wait_terminal_with_key(&self, id: &str) -> Value {
+        loop {
+            let req = Request::get(format!("/tasks/{id}"))
+                .header(header::AUTHORIZATION, "Bearer client-key-1")
+                .body(Body::empty())
+                .unwrap();
+            let (status, _, body) = read_json(self.send(req).await).await;
+            assert_eq!(status, 200, "{body}");
+            if body["data"]["status"].as_u64().unwrap() >= 10 {
+                return body["data"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls `GET /tasks/{id}` until the task ends.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use infsh_engine::EngineConfig;
+use infsh_engine::{EngineConfig, FleetOptions};
 use infsh_server::{ServerConfig, ServerError};
 use infsh_store::Durability;
 
@@ -64,6 +64,8 @@ pub struct ServeConfig {
     pub url: String,
     /// Said on stderr, each after `warning: `.
     pub warnings: Vec<String>,
+    /// Take remote engines (`--engine-key` given).
+    pub fleet: Option<FleetOptions>,
 }
 
 /// The values of the flags and environment, checked before the port is
@@ -76,6 +78,8 @@ pub struct Checked {
     cancel_grace: Duration,
     shutdown_grace: Duration,
     placement: infsh_placement::EngineConfig,
+    engine_keys: Vec<String>,
+    fleet: Option<FleetOptions>,
 }
 
 /// Reads the key, secret and engine config files and checks every value; a
@@ -100,7 +104,27 @@ pub fn check(args: &ServeArgs, env: &ServeEnv) -> Result<Checked, Failure> {
         cancel_grace: seconds("--cancel-grace", args.cancel_grace)?,
         shutdown_grace: seconds("--shutdown-grace", args.shutdown_grace)?,
         placement: load_engine_config(args.engine_config.as_deref())?,
+        engine_keys: collect_api_keys(&args.engine_keys, None, None)?,
+        fleet: fleet_options(args)?,
     })
+}
+
+/// `--lease-seconds` and `--max-attempts`, when engine keys are given.
+fn fleet_options(args: &ServeArgs) -> Result<Option<FleetOptions>, Failure> {
+    if args.engine_keys.iter().all(|k| k.trim().is_empty()) {
+        return Ok(None);
+    }
+    let lease = seconds("--lease-seconds", args.lease_seconds)?;
+    if lease < Duration::from_millis(100) {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            format!(
+                "--lease-seconds {}: expected at least 0.1",
+                args.lease_seconds
+            ),
+        ));
+    }
+    Ok(Some(FleetOptions::new(lease, args.max_attempts)))
 }
 
 /// Checked flags + places → the configuration, or the usage error a public
@@ -114,7 +138,15 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         cancel_grace,
         shutdown_grace,
         placement,
+        engine_keys,
+        fleet,
     } = checked;
+    if engine_keys.iter().any(|k| api_keys.contains(k)) {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            "a key is given both as an API key and as an engine key: engine keys must differ from client keys",
+        ));
+    }
     let bound = places.bound;
     if api_keys.is_empty() && !bound.ip().is_loopback() && !args.insecure {
         return Err(Failure::new(
@@ -163,6 +195,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         upload_token_ttl: UPLOAD_TOKEN_TTL,
         signing_key: places.signing_key,
         server_timing: args.server_timing,
+        engine_keys,
     };
     Ok(ServeConfig {
         engine,
@@ -170,6 +203,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         shutdown_grace,
         url,
         warnings,
+        fleet,
     })
 }
 
@@ -397,6 +431,52 @@ mod tests {
         assert_eq!(server.upload_token_ttl, Duration::from_secs(3600));
         assert_eq!(server.signing_key, vec![7; 32]);
         assert_eq!(engine.placement, infsh_placement::EngineConfig::default());
+    }
+
+    #[test]
+    fn engine_keys_enable_the_fleet_and_must_differ_from_api_keys() {
+        let none = build_with(&[], &ServeEnv::default(), "127.0.0.1:0").unwrap();
+        assert_eq!(none.fleet, None);
+        assert!(none.server.engine_keys.is_empty());
+        let config = build_with(
+            &[
+                "--engine-key=e1",
+                "--engine-key=e2",
+                "--lease-seconds=5",
+                "--max-attempts=3",
+            ],
+            &ServeEnv::default(),
+            "127.0.0.1:0",
+        )
+        .unwrap();
+        assert_eq!(config.server.engine_keys, vec!["e1", "e2"]);
+        assert_eq!(
+            config.fleet,
+            Some(FleetOptions::new(Duration::from_secs(5), 3))
+        );
+        let defaults =
+            build_with(&["--engine-key=e1"], &ServeEnv::default(), "127.0.0.1:0").unwrap();
+        assert_eq!(defaults.fleet, Some(FleetOptions::default()));
+        let Err(e) = build_with(
+            &["--engine-key=same", "--api-key=same"],
+            &ServeEnv::default(),
+            "127.0.0.1:0",
+        ) else {
+            panic!("a key in both sets is refused");
+        };
+        assert_eq!(e.code, ExitCode::Usage);
+        assert_eq!(
+            e.message,
+            "a key is given both as an API key and as an engine key: engine keys must differ from client keys"
+        );
+        let Err(e) = build_with(
+            &["--engine-key=e1", "--lease-seconds=0.01"],
+            &ServeEnv::default(),
+            "127.0.0.1:0",
+        ) else {
+            panic!("a lease under 0.1 s is refused");
+        };
+        assert_eq!(e.message, "--lease-seconds 0.01: expected at least 0.1");
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         shutdown_grace,
         url,
         warnings,
+        fleet,
     } = config::build(
         &args,
         checked,
@@ -96,6 +97,14 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         }
         e => Failure::new(ExitCode::Internal, format!("cannot start the server: {e}")),
     })?;
+    if let Some(options) = fleet {
+        engine.enable_fleet(options).await.map_err(|e| {
+            Failure::new(
+                ExitCode::Internal,
+                format!("cannot take remote engines: {e}"),
+            )
+        })?;
+    }
     let apps: Vec<String> = engine.apps().into_iter().map(|a| a.id).collect();
     if global.json {
         let line = json!({"url": url, "apps": apps, "data_dir": data_dir});

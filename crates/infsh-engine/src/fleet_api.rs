@@ -1,0 +1,127 @@
+//! The public types of the fleet link, the API node's side of remote
+//! engines (`fleet_hub.rs` does the work): what an engine registers, what a
+//! claim answers, the options of `infsh serve` that shape leases, and the
+//! errors the HTTP layer maps to problems.
+
+use std::time::Duration;
+
+use infsh_protocol::Ready;
+use infsh_store::fleet::{ClaimedTask, FleetError};
+use serde::{Deserialize, Serialize};
+
+/// Leases and claims (`infsh serve --lease-seconds`, `--max-attempts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetOptions {
+    /// How long a claimed task stays leased without a heartbeat.
+    pub lease: Duration,
+    /// Runs of one task in all (the first included) before a lost engine
+    /// fails it with `engine lost: <name>`.
+    pub max_attempts: u32,
+    /// How often expired leases are looked for.
+    pub sweep_every: Duration,
+}
+
+impl FleetOptions {
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
+
+    /// A sweep four times per lease (at most once a second, at least every
+    /// 100 ms): a lost task is requeued within 1.25 leases.
+    pub fn new(lease: Duration, max_attempts: u32) -> FleetOptions {
+        FleetOptions {
+            lease,
+            max_attempts: max_attempts.max(1),
+            sweep_every: (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        }
+    }
+
+    /// The longest a claim long-polls: half a lease, so a waiting engine's
+    /// leases never run out while it waits.
+    pub fn claim_wait(&self) -> Duration {
+        self.lease / 2
+    }
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions::new(Self::DEFAULT_LEASE, Self::DEFAULT_MAX_ATTEMPTS)
+    }
+}
+
+/// An app as an engine registers it: what its worker said in `ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteApp {
+    /// `namespace/name`.
+    pub app: String,
+    /// Content hash of the app folder (hex).
+    pub hash: String,
+    /// `default_function` of its inf.yml.
+    #[serde(default)]
+    pub default_function: Option<String>,
+    /// Its functions and schemas.
+    pub ready: Ready,
+}
+
+/// An engine's registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteRegistration {
+    pub name: String,
+    pub version: String,
+    /// Its slot layout, as `GET /engines` shows a local one.
+    #[serde(default)]
+    pub slots: serde_json::Value,
+    pub apps: Vec<RemoteApp>,
+}
+
+/// A claim's answer: tasks to run, and what to stop.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimAnswer {
+    pub tasks: Vec<ClaimedTask>,
+    pub lease_until_ms: i64,
+    /// Held tasks a client cancelled.
+    pub cancel: Vec<String>,
+    /// Tasks the engine holds no more (drop them, report nothing).
+    pub lost: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetLinkError {
+    /// This API node serves no remote engines (no `--engine-key`).
+    #[error("this server takes no remote engines (start it with --engine-key)")]
+    Disabled,
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// A registered app's schema does not compile.
+    #[error("app \"{app}\": {error}")]
+    InvalidSchema {
+        app: String,
+        error: infsh_core::InvalidSchema,
+    },
+    /// A registration that cannot be taken (bad app id, empty name...).
+    #[error("{0}")]
+    BadRegistration(String),
+}
+
+/// An app of a remote engine, as `GET /engines` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteAppView {
+    pub app: String,
+    pub hash: String,
+    /// Another live engine registered this app first with another hash:
+    /// this engine takes none of its tasks.
+    pub conflict: bool,
+}
+
+/// A remote engine, as `GET /engines` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteEngineView {
+    pub name: String,
+    pub version: String,
+    /// `online`, `draining` or `offline` (no heartbeat for a lease).
+    pub state: infsh_store::fleet::EngineState,
+    pub last_heartbeat_ms: i64,
+    pub slots: serde_json::Value,
+    pub apps: Vec<RemoteAppView>,
+    /// Ids of the tasks it holds.
+    pub running: Vec<String>,
+}

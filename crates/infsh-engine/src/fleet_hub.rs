@@ -1,0 +1,494 @@
+//! [`FleetHub`]: the API node's side of remote engines. Runs of apps this
+//! node does not host but a registered engine does are validated against
+//! the schemas that engine registered and queued in the store for engines
+//! ([`FleetStore::enqueue_remote`]); engines claim them (a long poll woken
+//! by a [`Wakeup`], not a polling loop), heartbeat, and report. Each report
+//! is written through the store (which refuses one from an engine that no
+//! longer holds the lease) and then published to the task's live view, so
+//! `get`, `wait` and streams work for a remote task as for a local one.
+//! A sweeper ends expired leases (requeue, or `engine lost: <name>`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use infsh_core::AppRef;
+use infsh_store::fleet::{
+    app_hashes, CancelOutcome, ClaimRequest, EngineApp, EngineRecord, EngineRegistration,
+    FleetError, FleetStore, Report, Wakeup,
+};
+use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::api::{EngineError, RunRequest, TaskView};
+use crate::app_info::AppInfo;
+use crate::fleet_api::{
+    ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,
+    RemoteRegistration,
+};
+use crate::inputs::{call_validators, check_file_inputs, validate};
+use crate::shared::Shared;
+use crate::time::sleep_until;
+
+pub(crate) struct FleetHub {
+    shared: Arc<Shared>,
+    store: Arc<dyn FleetStore>,
+    wake: Arc<dyn Wakeup>,
+    options: FleetOptions,
+    /// Registered apps' functions, by (app, hash): built once per hash.
+    infos: Mutex<HashMap<(String, String), Arc<AppInfo>>>,
+}
+
+/// What a registered app's `functions` column holds.
+fn registered_functions(app: &RemoteApp) -> Value {
+    json!({"ready": app.ready, "default_function": app.default_function})
+}
+
+fn app_info_of(app: &EngineApp) -> Option<AppInfo> {
+    let ready = serde_json::from_value(app.functions.get("ready")?.clone()).ok()?;
+    let default = app
+        .functions
+        .get("default_function")
+        .and_then(Value::as_str);
+    Some(AppInfo::new(ready, default))
+}
+
+fn fleet_error(e: FleetError) -> EngineError {
+    match e {
+        FleetError::Store(s) => EngineError::Store(s),
+        FleetError::UnknownTask(id) => EngineError::UnknownTask(id),
+        other => EngineError::UnknownEngine(other.to_string()),
+    }
+}
+
+impl FleetHub {
+    /// Starts the lease sweeper (it stops when the hub is dropped) and
+    /// republishes the unfinished remote tasks of a previous run.
+    pub async fn start(
+        shared: Arc<Shared>,
+        store: Arc<dyn FleetStore>,
+        wake: Arc<dyn Wakeup>,
+        options: FleetOptions,
+    ) -> Result<Arc<FleetHub>, EngineError> {
+        let hub = Arc::new(FleetHub {
+            shared,
+            store,
+            wake,
+            options,
+            infos: Mutex::default(),
+        });
+        let open: Vec<TaskStatus> = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect();
+        for task in hub.shared.store.tasks_with_status(&open).await? {
+            if hub.store.is_remote(&task.id).await.map_err(fleet_error)? {
+                let logs = hub.shared.store.get_logs(&task.id).await?;
+                hub.shared.live.insert(TaskView { record: task, logs });
+            }
+        }
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(sweep(weak, options));
+        Ok(hub)
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.options.lease.as_millis() as i64
+    }
+
+    fn info(&self, app: &EngineApp) -> Option<Arc<AppInfo>> {
+        let key = (app.app.clone(), app.hash.clone());
+        let mut infos = self.infos.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(info) = infos.get(&key) {
+            return Some(info.clone());
+        }
+        let info = Arc::new(app_info_of(app)?);
+        infos.insert(key, info.clone());
+        Some(info)
+    }
+
+    /// Refuses an app whose schemas do not compile, then records the engine.
+    pub async fn register(
+        &self,
+        registration: RemoteRegistration,
+    ) -> Result<EngineRecord, FleetLinkError> {
+        let name = registration.name.trim();
+        if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
+            return Err(FleetLinkError::BadRegistration(
+                "engine name must be 1-128 characters without '/' or control characters".into(),
+            ));
+        }
+        let mut apps = Vec::with_capacity(registration.apps.len());
+        for app in &registration.apps {
+            let parsed: AppRef = app.app.parse().map_err(|e| {
+                FleetLinkError::BadRegistration(format!("app \"{}\": {e}", app.app))
+            })?;
+            if parsed.namespace().is_none() {
+                return Err(FleetLinkError::BadRegistration(format!(
+                    "app \"{}\": expected namespace/name",
+                    app.app
+                )));
+            }
+            let info = AppInfo::new(app.ready.clone(), app.default_function.as_deref());
+            let invalid = |error| FleetLinkError::InvalidSchema {
+                app: app.app.clone(),
+                error,
+            };
+            info.validators.setup().map_err(invalid)?;
+            for function in info.functions.functions() {
+                info.validators.function(function).map_err(invalid)?;
+            }
+            apps.push(EngineApp {
+                app: parsed.id(),
+                hash: app.hash.clone(),
+                functions: registered_functions(app),
+            });
+        }
+        let record = self
+            .store
+            .register_engine(
+                &EngineRegistration {
+                    name: name.to_string(),
+                    version: registration.version,
+                    slots: registration.slots,
+                    apps,
+                },
+                now_ms(),
+            )
+            .await?;
+        tracing::info!(engine = %record.name, version = %record.version, apps = record.apps.len(), "remote engine registered");
+        // Tasks may be waiting for it.
+        self.wake.notify();
+        Ok(record)
+    }
+
+    /// The live engine app (with the served hash) a request names, if any.
+    async fn remote_app(&self, app: &AppRef) -> Result<Option<EngineApp>, EngineError> {
+        let engines = self.store.list_engines().await.map_err(fleet_error)?;
+        let hashes = app_hashes(&engines, now_ms(), self.lease_ms());
+        let id = match app.namespace() {
+            Some(_) => app.id(),
+            None => {
+                let mut by_name = hashes
+                    .keys()
+                    .filter(|id| id.rsplit('/').next() == Some(app.name()));
+                match (by_name.next(), by_name.next()) {
+                    (Some(only), None) => only.clone(),
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let Some(hash) = hashes.get(&id) else {
+            return Ok(None);
+        };
+        Ok(engines
+            .iter()
+            .flat_map(|e| e.apps.iter())
+            .find(|a| a.app == id && &a.hash == hash)
+            .cloned())
+    }
+
+    /// Queues a run for remote engines. None: no engine hosts the app.
+    pub async fn submit(&self, request: RunRequest) -> Result<Option<TaskView>, EngineError> {
+        let Some(app) = self.remote_app(&request.app).await? else {
+            return Ok(None);
+        };
+        let info = self.info(&app).ok_or_else(|| EngineError::AppUnavailable {
+            app: app.app.clone(),
+            message: "its engine registered no readable functions".into(),
+            traceback: None,
+        })?;
+        let function = request
+            .function
+            .clone()
+            .filter(|f| !f.trim().is_empty())
+            .or_else(|| request.app.function().map(str::to_string));
+        let resolved = info.functions.resolve(function.as_deref()).map_err(|e| {
+            use infsh_core::functions::ResolveError;
+            match e {
+                ResolveError::UnknownFunction { name, available } => EngineError::UnknownFunction {
+                    app: app.app.clone(),
+                    function: name,
+                    available,
+                },
+                ResolveError::NoDefault { available } => EngineError::NoDefaultFunction {
+                    app: app.app.clone(),
+                    available,
+                },
+                ResolveError::NoFunctions => EngineError::AppUnavailable {
+                    app: app.app.clone(),
+                    message: e.to_string(),
+                    traceback: None,
+                },
+            }
+        })?;
+        let input = match request.input {
+            Value::Null => json!({}),
+            other => other,
+        };
+        let setup = match request.setup {
+            None | Some(Value::Null) => json!({}),
+            Some(setup) => setup,
+        };
+        let (input_validator, setup_validator) = call_validators(&app.app, &info, resolved)?;
+        check_file_inputs(resolved, &input)?;
+        validate(&input_validator, &input, || {
+            format!("input for function \"{}\"", resolved.name)
+        })?;
+        validate(&setup_validator, &setup, || "setup config".into())?;
+        let now = now_ms();
+        let record = TaskRecord {
+            id: new_id(),
+            app: app.app.clone(),
+            function: resolved.name.clone(),
+            input,
+            setup,
+            status: TaskStatus::Queued,
+            output: None,
+            error: None,
+            webhook: request.webhook.filter(|w| !w.trim().is_empty()),
+            session_id: request.session,
+            metadata: request.metadata.unwrap_or_else(|| json!({})),
+            timeout_secs: request.timeout_secs,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.store
+            .enqueue_remote(&record, None)
+            .await
+            .map_err(fleet_error)?;
+        let view = TaskView {
+            record,
+            logs: Vec::new(),
+        };
+        self.shared.live.insert(view.clone());
+        self.wake.notify();
+        Ok(Some(view))
+    }
+
+    /// A heartbeat, then tasks: at once if any are queued for the engine,
+    /// else when something is queued or cancelled, or after half a lease.
+    pub async fn claim(
+        &self,
+        request: ClaimRequest,
+        holding: &[String],
+    ) -> Result<ClaimAnswer, FleetLinkError> {
+        let deadline = Instant::now() + self.options.claim_wait();
+        let mut woken = self.wake.subscribe();
+        loop {
+            woken.borrow_and_update();
+            let now = now_ms();
+            let beat = self
+                .store
+                .heartbeat(&request.engine, holding, now, self.lease_ms())
+                .await?;
+            let tasks = self.store.claim(&request, now, self.lease_ms()).await?;
+            for claimed in &tasks {
+                self.publish(&claimed.task.id, |view| {
+                    view.record.status = TaskStatus::Dispatched;
+                    view.record.updated_at_ms = now;
+                });
+            }
+            let answer = ClaimAnswer {
+                tasks,
+                lease_until_ms: beat.lease_until_ms,
+                cancel: beat.cancel,
+                lost: beat.lost,
+            };
+            let has_news =
+                !answer.tasks.is_empty() || !answer.cancel.is_empty() || !answer.lost.is_empty();
+            if has_news || Instant::now() >= deadline || !self.shared.lifecycle.is_running() {
+                return Ok(answer);
+            }
+            tokio::select! {
+                changed = woken.changed() => if changed.is_err() { return Ok(answer) },
+                () = sleep_until(Some(deadline)) => {}
+            }
+        }
+    }
+
+    /// Extends the engine's leases; names tasks to cancel and to drop.
+    pub async fn heartbeat(
+        &self,
+        engine: &str,
+        holding: &[String],
+    ) -> Result<ClaimAnswer, FleetLinkError> {
+        let beat = self
+            .store
+            .heartbeat(engine, holding, now_ms(), self.lease_ms())
+            .await?;
+        Ok(ClaimAnswer {
+            tasks: Vec::new(),
+            lease_until_ms: beat.lease_until_ms,
+            cancel: beat.cancel,
+            lost: beat.lost,
+        })
+    }
+
+    /// Stores an engine's report, then publishes it to the live view.
+    pub async fn report(
+        &self,
+        engine: &str,
+        task_id: &str,
+        report: Report,
+    ) -> Result<(), FleetLinkError> {
+        if let Err(e) = self.store.report(engine, task_id, &report).await {
+            if let FleetError::NotLeased { .. } = &e {
+                tracing::warn!(%engine, task = %task_id, error = %e, "refused a report");
+            }
+            return Err(e.into());
+        }
+        let terminal = report.status.is_some_and(TaskStatus::is_terminal);
+        self.publish(task_id, |view| {
+            view.logs.extend(report.logs.iter().cloned());
+            if let Some(status) = report.status {
+                view.record.status = status;
+            }
+            if let Some(output) = &report.output {
+                view.record.output = Some(output.clone());
+            }
+            if terminal {
+                view.record.error = report.error.clone();
+            }
+            view.record.updated_at_ms = report.at_ms;
+        });
+        if terminal {
+            self.ended(task_id);
+        }
+        Ok(())
+    }
+
+    /// Cancels a remote task. None: the task is not a remote one.
+    pub async fn cancel(&self, id: &str) -> Result<Option<TaskStatus>, EngineError> {
+        if !self.store.is_remote(id).await.map_err(fleet_error)? {
+            return Ok(None);
+        }
+        let at = now_ms();
+        match self
+            .store
+            .request_cancel(id, at)
+            .await
+            .map_err(fleet_error)?
+        {
+            CancelOutcome::Cancelled => {
+                self.publish(id, |view| {
+                    view.record.status = TaskStatus::Cancelled;
+                    view.record.updated_at_ms = at;
+                });
+                self.ended(id);
+                Ok(Some(TaskStatus::Cancelled))
+            }
+            CancelOutcome::Requested { engine } => {
+                tracing::info!(task = %id, %engine, "asking the engine to cancel");
+                self.publish(id, |view| {
+                    view.record.status = TaskStatus::Cancelling;
+                    view.record.updated_at_ms = at;
+                });
+                self.wake.notify();
+                Ok(Some(TaskStatus::Cancelling))
+            }
+            CancelOutcome::Ended(status) => Err(EngineError::TaskAlreadyEnded {
+                id: id.to_string(),
+                status,
+            }),
+        }
+    }
+
+    pub async fn engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {
+        let engines = self.store.list_engines().await.map_err(fleet_error)?;
+        let now = now_ms();
+        let hashes = app_hashes(&engines, now, self.lease_ms());
+        Ok(engines
+            .into_iter()
+            .map(|e| RemoteEngineView {
+                state: e.state(now, self.lease_ms()),
+                apps: e
+                    .apps
+                    .iter()
+                    .map(|a| RemoteAppView {
+                        app: a.app.clone(),
+                        hash: a.hash.clone(),
+                        conflict: hashes.get(&a.app).is_some_and(|h| h != &a.hash),
+                    })
+                    .collect(),
+                name: e.name,
+                version: e.version,
+                last_heartbeat_ms: e.last_heartbeat_ms,
+                slots: e.slots,
+                running: e.running,
+            })
+            .collect())
+    }
+
+    pub async fn set_draining(&self, name: &str, draining: bool) -> Result<(), EngineError> {
+        self.store
+            .set_engine_draining(name, draining)
+            .await
+            .map_err(|e| match e {
+                FleetError::UnknownEngine(n) => EngineError::UnknownEngine(n),
+                other => fleet_error(other),
+            })?;
+        if !draining {
+            self.wake.notify();
+        }
+        Ok(())
+    }
+
+    fn publish(&self, id: &str, change: impl FnOnce(&mut TaskView)) {
+        if let Some(live) = self.shared.live.get(id) {
+            live.send_modify(change);
+        }
+    }
+
+    /// A remote task ended: the store is its truth from now on.
+    fn ended(&self, id: &str) {
+        if let Some(live) = self.shared.live.get(id) {
+            let record = live.borrow().record.clone();
+            self.shared.live.remove(id);
+            self.shared.webhooks.deliver(&record);
+        }
+    }
+
+    async fn sweep_once(&self) {
+        let expired = match self
+            .store
+            .expire_leases(now_ms(), self.options.max_attempts)
+            .await
+        {
+            Ok(expired) => expired,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sweep expired leases");
+                return;
+            }
+        };
+        let mut requeued = false;
+        for lost in expired {
+            let at = now_ms();
+            self.publish(&lost.task_id, |view| {
+                view.record.status = lost.status;
+                view.record.updated_at_ms = at;
+                if lost.status == TaskStatus::Failed {
+                    view.record.error = Some(infsh_store::fleet::engine_lost_message(&lost.engine));
+                }
+            });
+            if lost.status.is_terminal() {
+                self.ended(&lost.task_id);
+            } else {
+                requeued = true;
+            }
+        }
+        if requeued {
+            self.wake.notify();
+        }
+    }
+}
+
+async fn sweep(hub: Weak<FleetHub>, options: FleetOptions) {
+    let mut tick = tokio::time::interval(options.sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.sweep_once().await;
+    }
+}

@@ -1,0 +1,99 @@
+//! The [`Engine`] methods the HTTP layer's `/engine/...` routes and
+//! `GET /engines` call on an API node that serves remote engines
+//! (`fleet_hub.rs` does the work). Kept out of engine.rs, which only holds
+//! the hub.
+
+use std::sync::Arc;
+
+use infsh_store::fleet::{ClaimRequest, FleetStore, LocalWakeup, Report, Wakeup};
+
+use crate::api::EngineError;
+use crate::engine::Engine;
+use crate::fleet_api::{
+    ClaimAnswer, FleetLinkError, FleetOptions, RemoteEngineView, RemoteRegistration,
+};
+use crate::fleet_hub::FleetHub;
+
+impl Engine {
+    /// Takes remote engines from now on: runs of apps only they host are
+    /// queued for them, and expired leases are swept. Needs the engine's own
+    /// SQLite store (the PostgreSQL fleet store comes later). Calling it
+    /// again changes nothing.
+    pub async fn enable_fleet(&self, options: FleetOptions) -> Result<(), EngineError> {
+        if self.inner.fleet.get().is_some() {
+            return Ok(());
+        }
+        let Some(store) = self.inner.sqlite.clone() else {
+            return Err(EngineError::UnknownEngine(
+                "remote engines need the engine's own store".into(),
+            ));
+        };
+        let store: Arc<dyn FleetStore> = Arc::new(store);
+        let wake: Arc<dyn Wakeup> = Arc::new(LocalWakeup::default());
+        let hub = FleetHub::start(self.shared().clone(), store, wake, options).await?;
+        let _ = self.inner.fleet.set(hub);
+        tracing::info!(
+            lease_s = options.lease.as_secs_f64(),
+            max_attempts = options.max_attempts,
+            "taking remote engines"
+        );
+        Ok(())
+    }
+
+    fn hub(&self) -> Result<&Arc<FleetHub>, FleetLinkError> {
+        self.inner.fleet.get().ok_or(FleetLinkError::Disabled)
+    }
+
+    /// Whether [`Engine::enable_fleet`] was called.
+    pub fn fleet_enabled(&self) -> bool {
+        self.inner.fleet.get().is_some()
+    }
+
+    pub async fn register_remote(
+        &self,
+        registration: RemoteRegistration,
+    ) -> Result<infsh_store::fleet::EngineRecord, FleetLinkError> {
+        self.hub()?.register(registration).await
+    }
+
+    pub async fn claim_remote(
+        &self,
+        request: ClaimRequest,
+        holding: &[String],
+    ) -> Result<ClaimAnswer, FleetLinkError> {
+        self.hub()?.claim(request, holding).await
+    }
+
+    pub async fn heartbeat_remote(
+        &self,
+        engine: &str,
+        holding: &[String],
+    ) -> Result<ClaimAnswer, FleetLinkError> {
+        self.hub()?.heartbeat(engine, holding).await
+    }
+
+    pub async fn report_remote(
+        &self,
+        engine: &str,
+        task_id: &str,
+        report: Report,
+    ) -> Result<(), FleetLinkError> {
+        self.hub()?.report(engine, task_id, report).await
+    }
+
+    /// Remote engines (empty when the fleet is off).
+    pub async fn remote_engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {
+        match self.inner.fleet.get() {
+            Some(hub) => hub.engines().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Drains (or undrains) a remote engine by name: it claims nothing new.
+    pub async fn set_remote_draining(&self, name: &str, draining: bool) -> Result<(), EngineError> {
+        match self.inner.fleet.get() {
+            Some(hub) => hub.set_draining(name, draining).await,
+            None => Err(EngineError::UnknownEngine(name.to_string())),
+        }
+    }
+}
