@@ -382,3 +382,48 @@ async fn cancel_ends_a_queued_remote_task_and_reaches_the_engine_of_a_claimed_on
     })
     .await
 }
+
+#[tokio::test]
+async fn a_stream_of_a_remote_task_carries_the_engines_reports_to_the_end() {
+    bounded(async {
+        let server = fleet_server(Duration::from_secs(30), 2).await;
+        register(&server, "e1").await;
+        let id = run(&server).await;
+        let req = Request::get(format!("/tasks/{id}/stream"))
+            .header(header::AUTHORIZATION, format!("Bearer {CLIENT_KEY}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = server.send(req).await;
+        assert_eq!(resp.status(), 200);
+        let reader = tokio::spawn(read_chunks(resp, Duration::from_secs(30)));
+        claim(&server, "e1", 1).await;
+        let report = format!("/v1/engine/tasks/{id}/report");
+        for body in [
+            json!({"engine": "e1", "status": 7}),
+            json!({"engine": "e1", "output": {"text": "H"}}),
+            json!({"engine": "e1", "status": 10, "output": {"text": "HI"}}),
+        ] {
+            let (status, _, answer) = engine_post(&server, &report, body).await;
+            assert_eq!(status, 204, "{answer}");
+        }
+        let chunks = reader.await.unwrap();
+        let lines: Vec<Value> = chunks
+            .iter()
+            .flat_map(|c| c.lines())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|l: &Value| l["type"] != "heartbeat")
+            .collect();
+        let last = lines.last().unwrap();
+        assert_eq!(last["id"], id.as_str());
+        assert_eq!(last["status"], 10, "{last}");
+        assert_eq!(last["output"], json!({"text": "HI"}));
+        let statuses: Vec<u64> = lines
+            .iter()
+            .map(|l| l["status"].as_u64().unwrap())
+            .collect();
+        assert!(statuses.windows(2).all(|w| w[0] <= w[1]), "{statuses:?}");
+        assert_eq!(statuses.first(), Some(&2), "it starts QUEUED: {statuses:?}");
+        server.stop().await;
+    })
+    .await
+}
