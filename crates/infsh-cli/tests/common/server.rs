@@ -409,6 +409,17 @@ pub fn http_get(base: &str, path: &str, key: Option<&str>) -> Option<(u16, Strin
     http(base, "GET", path, key, None)
 }
 
+/// A plain HTTP/1.1 POST of a JSON body on loopback: `(status, body)`.
+pub fn http_post_json(
+    base: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &serde_json::Value,
+) -> Option<(u16, String)> {
+    let bytes = serde_json::to_vec(body).unwrap();
+    http(base, "POST", path, key, Some((&bytes, "application/json")))
+}
+
 /// One HTTP/1.1 request on loopback, `body` with its content type:
 /// `(status, body)`, None when nothing answers.
 fn http(
