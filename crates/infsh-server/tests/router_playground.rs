@@ -86,3 +86,36 @@ async fn an_unknown_asset_is_a_404_problem_and_the_api_is_unmoved() {
     .await;
     server.stop().await;
 }
+
+/// The app cards' data: inf.yml's `category` and `images` come through
+/// `GET /apps` and the detail (null when inf.yml has none).
+#[tokio::test]
+async fn apps_carry_their_category_and_images() {
+    let mut setup = Setup::new(&["multi-fn"]);
+    setup.tweak = Box::new(|config, _| {
+        let yml = std::fs::read_to_string(fixture("multi-fn").join("inf.yml")).unwrap();
+        let yml = yml.replace("name: multi-fn", "name: carded")
+            + "category: image\nimages:\n  card: https://example.com/card.png\n";
+        copy_fixture_as(&config.apps_dir, "multi-fn", "carded", &yml);
+    });
+    let server = start(setup).await;
+    bounded(async {
+        let (status, _, body) = server.get("/apps").await;
+        assert_eq!(status, StatusCode::OK);
+        let apps = body["data"].as_array().unwrap();
+        let carded = apps.iter().find(|a| a["id"] == "tests/carded").unwrap();
+        assert_eq!(carded["category"], "image");
+        assert_eq!(
+            carded["images"],
+            serde_json::json!({"card": "https://example.com/card.png"})
+        );
+        let plain = apps.iter().find(|a| a["id"] == "tests/multi-fn").unwrap();
+        assert_eq!(plain["category"], serde_json::Value::Null);
+        assert_eq!(plain["images"], serde_json::Value::Null);
+        let (status, _, body) = server.get("/apps/tests/carded").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["category"], "image");
+    })
+    .await;
+    server.stop().await;
+}

@@ -71,11 +71,12 @@ export async function stopAll() {
   for (const r of running.splice(0).reverse()) await r.stop().catch(() => {});
 }
 
-/** Screenshots `page` into tests/browser/output/<test>/<step>.png. */
-export async function shot(page, test, step) {
+/** Screenshots `page` into tests/browser/output/<test>/<step>.png (the
+ * whole page, or with `fullPage: false` the 1280x800 window: the README's). */
+export async function shot(page, test, step, { fullPage = true } = {}) {
   const dir = join(OUTPUT, test);
   mkdirSync(dir, { recursive: true });
-  await page.screenshot({ path: join(dir, `${step}.png`), fullPage: true });
+  await page.screenshot({ path: join(dir, `${step}.png`), fullPage });
 }
 
 /** A `width`×`height` RGB PNG (a colour gradient), encoded here. */

@@ -31,7 +31,7 @@ describe("playground, no keys", () => {
     await page.getByRole("link", { name: "upscale" }).click();
     await page.getByLabel("Scale").waitFor();
     await shot(page, "upscale", "01-form");
-    await page.locator('input[type="file"]').setInputFiles({ name: "small.png", mimeType: "image/png", buffer: png(24, 16) });
+    await page.locator('input[type="file"]').setInputFiles({ name: "small.png", mimeType: "image/png", buffer: png(96, 64) });
     await page.getByText("uploaded small.png").waitFor();
     // The local preview shows the chosen image before it runs.
     await page.locator(".file-preview img").waitFor();
@@ -41,13 +41,14 @@ describe("playground, no keys", () => {
     await img.waitFor();
     await page.waitForFunction(() => document.querySelector("#output img")?.complete && document.querySelector("#output img").naturalWidth > 0);
     const size = await img.evaluate((el) => [el.naturalWidth, el.naturalHeight]);
-    assert.deepEqual(size, [48, 32]);
+    assert.deepEqual(size, [192, 128]);
     assert.equal(await page.locator("#task-status").textContent(), "completed");
-    assert.equal(await page.locator('#output [data-field="width"]').textContent(), "48");
+    assert.equal(await page.locator('#output [data-field="width"]').textContent(), "192");
     await page.getByRole("link", { name: /Download/ }).first().waitFor();
+    await shot(page, "upscale", "03-output", { fullPage: false });
     await page.locator("details.code summary").click();
     assert.match(await page.locator("details.code").textContent(), /"function":"upscale"/);
-    await shot(page, "upscale", "03-output");
+    await shot(page, "upscale", "04-code");
   });
 
   test("a streaming function's text grows on screen", async () => {

@@ -80,23 +80,31 @@ async function route() {
 // ------------------------------------------------------------------ apps
 
 async function appsView(gen) {
-  const apps = await api.get("/apps");
+  // /ready adds each app's workers and, when unhealthy, its last error.
+  const [apps, ready] = await Promise.all([api.get("/apps"), api.get("/ready").catch(() => null)]);
   if (gen !== generation) return;
+  const health = new Map((ready?.apps || []).map((a) => [a.id, a]));
   const list = h("ul", { class: "cards", id: "apps" });
   for (const app of apps) {
-    const err = h("p", { class: "field-error" });
+    const live = health.get(app.id) || {};
+    const card = cardImage(app.images);
     list.append(h("li", { class: "card", dataset: { app: app.id } },
+      card ? h("img", { src: card, alt: "", class: "card-image", loading: "lazy" }) : null,
       h("h3", {}, h("a", { href: `#/app/${app.id}` }, app.id)),
+      app.category ? h("p", { class: "hint" }, app.category) : null,
       h("p", {}, app.description || ""),
       h("p", {}, h("span", { class: `state state-${app.state}` }, app.state),
-        app.functions ? ` · ${app.functions.length} function${app.functions.length === 1 ? "" : "s"}` : ""),
-      err));
-    if (app.state === "unhealthy") {
-      // The last error is the detail's 503; an unhealthy app is not started by asking.
-      api.get(`/apps/${app.id}`).catch((e) => (err.textContent = e.problem?.message || explain(e)));
-    }
+        app.functions ? ` · ${app.functions.length} function${app.functions.length === 1 ? "" : "s"}` : "",
+        live.replicas ? ` · ${live.replicas} worker${live.replicas === 1 ? "" : "s"}, ${live.busy} busy, ${live.queued} queued` : ""),
+      live.last_error ? h("p", { class: "field-error" }, `Last error: ${live.last_error}`) : null));
   }
   replace(main, h("section", {}, h("h2", {}, "Apps"), apps.length ? list : h("p", {}, "No apps are hosted.")));
+}
+
+/** inf.yml's card image, when it is a URL the browser can load. */
+function cardImage(images) {
+  const url = images && typeof images === "object" ? images.card || images.thumbnail : typeof images === "string" ? images : null;
+  return typeof url === "string" && /^(https?:|data:image\/)/.test(url) ? url : null;
 }
 
 function orderedFunctions(detail) {
@@ -214,7 +222,8 @@ async function watch(task, box, cancelBtn, started = performance.now()) {
   const show = (t) => {
     status.querySelector("#task-status").textContent = STATUS[t.status] || String(t.status);
     box.dataset.status = STATUS[t.status] || String(t.status);
-    if (t.logs) logs.textContent = t.logs.map((l) => l.content).join("");
+    // One line per log entry, whether or not the app ended it with a newline.
+    if (t.logs) logs.textContent = t.logs.map((l) => (l.content.endsWith("\n") ? l.content : l.content + "\n")).join("");
     const out = JSON.stringify(t.output);
     if (t.output && out !== lastOutput) {
       lastOutput = out;
