@@ -77,7 +77,8 @@ describe("playground, no keys", () => {
   test("an invalid number shows the server's error beside its field", async () => {
     await page.goto(server.url + "/#/app/tests/functions-variety/iter_fn");
     await page.getByLabel("N", { exact: true }).fill("1000");
-    await page.getByRole("button", { name: "Run" }).click();
+    // From the keyboard: Enter in a field runs the function.
+    await page.getByLabel("N", { exact: true }).press("Enter");
     const err = page.locator('[data-path="n"] .field-error');
     await err.waitFor();
     assert.match(await err.textContent(), /at most 100/);

@@ -141,6 +141,9 @@ async function appView(gen, appId, fnName) {
   const setupBox = h("div");
   const setupModel = setupProps ? buildModel(detail.setup_schema) : null;
   const setupForm = setupModel ? mountForm(setupBox, setupModel, initialState(setupModel), { upload: (f) => api.upload(f) }) : null;
+  // Setup is sent only once changed: the defaults are what the app gets
+  // without one, and a different setup would make the worker set up again.
+  const setupUntouched = setupForm ? JSON.stringify(setupForm.value()) : null;
 
   const runBtn = h("button", { type: "submit", id: "run" }, "Run");
   const cancelBtn = h("button", { type: "button", id: "cancel", class: "secondary", disabled: true }, "Cancel");
@@ -171,7 +174,7 @@ async function appView(gen, appId, fnName) {
       await form.pending();
       if (setupForm) await setupForm.pending();
       const body = { app: appId, function: fn, input: form.value() ?? {} };
-      if (setupForm) body.setup = setupForm.value() ?? {};
+      if (setupForm && JSON.stringify(setupForm.value()) !== setupUntouched) body.setup = setupForm.value() ?? {};
       const started = performance.now();
       const task = await api.post("/apps/run", body);
       history.replaceState(null, "", location.hash);
