@@ -36,5 +36,8 @@ bash scripts/soak.sh --ci
 echo "==> schemathesis against the served OpenAPI document (short run)"
 bash scripts/schemathesis.sh
 
+echo "==> web playground: node unit tests and headless chromium (scripts/browser-tests.sh)"
+INFSH_BIN="$root/target/debug/infsh" bash scripts/browser-tests.sh
+
 echo "==> inferencesh client against infsh serve"
 INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client

@@ -61,7 +61,40 @@ pub enum AppCommand {
     Run(RunArgs),
     /// Run the app's examples (input.json, input_<fn>.json) for every function, with one setup.
     Test(TestArgs),
+    /// Serve one app folder with the web playground at `/`, reloading the app whenever its files change.
+    #[command(after_help = DEV_AFTER_HELP)]
+    Dev(DevArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The app folder.
+    #[arg(default_value = ".")]
+    pub app: PathBuf,
+    /// Address to listen on. Anything but a loopback address needs an API key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Keep tasks and files here (default: a temporary folder removed on exit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use this Python interpreter as is (skip building the app's virtual environment).
+    #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Accept this API key (repeatable); without one there is no authentication.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+}
+
+const DEV_AFTER_HELP: &str = "\
+Open the printed URL in a browser: the playground lists the app's functions
+with a form for each. On a change to the app's files (not __pycache__,
+hidden folders or editor scratch files), after 300 ms of quiet, the app's
+workers are stopped and the app is started again; the next call runs the
+new code. With --json: one line {\"url\": ..., \"apps\": [...]} on stdout.
+Ctrl-C stops it.";
 
 #[derive(Debug, Args)]
 pub struct InitArgs {

@@ -70,6 +70,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             AppCommand::Schema(args) => commands::inspect::schema(args, &global, ui).await,
             AppCommand::Run(args) => commands::run::run(args, &global, ui).await,
             AppCommand::Test(args) => commands::test::test(args, &global, ui).await,
+            AppCommand::Dev(args) => commands::dev::dev(args, &global).await,
         },
         Command::Serve(args) => commands::serve::serve(args, &global).await,
         Command::Task(command) => match command {

@@ -205,6 +205,10 @@ pub struct AppSummary {
     pub namespace: String,
     pub name: String,
     pub description: Option<String>,
+    /// inf.yml's `category` (e.g. `image`).
+    pub category: Option<String>,
+    /// inf.yml's `images` as written (e.g. `{card: URL}`), for listings.
+    pub images: Option<Value>,
     pub default_function: Option<String>,
     /// None until the app's functions were discovered (first worker start).
     pub functions: Option<Vec<String>>,

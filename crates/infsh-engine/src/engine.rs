@@ -176,6 +176,8 @@ impl Engine {
             namespace: entry.namespace.clone(),
             name: entry.name.clone(),
             description: manifest.description.clone(),
+            category: manifest.category.clone(),
+            images: manifest.images.clone(),
             default_function: match &status.info {
                 Some(info) => info.functions.default_name().map(str::to_string),
                 None => manifest.default_function.clone(),

@@ -9,7 +9,8 @@
 //!   and a leading `/v1` is stripped, so every route also answers under
 //!   `/v1/` (the seed's `POST /v1/run` is `POST /run`);
 //! - authenticated routes behind auth.rs, public ones (`/health`,
-//!   `GET /files/{id}`, the signed upload `PUT`) outside it;
+//!   `GET /files/{id}`, the signed upload `PUT`, the playground page at `/`
+//!   and its assets under `/_playground/`) outside it;
 //! - the body limit, problem-JSON fallbacks for unknown routes (404) and
 //!   methods (405), panics as 500 problems;
 //! - graceful shutdown that also ends streams and `wait=true` runs, which
@@ -40,6 +41,7 @@ mod extract;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod openapi;
+mod playground;
 mod problem;
 mod routes;
 mod state;
@@ -211,7 +213,10 @@ fn build(
             "/files/{id}",
             get(files::download_file).put(files::upload_file),
         )
-        .route("/files/{id}/{filename}", get(files::download_named_file));
+        .route("/files/{id}/{filename}", get(files::download_named_file))
+        // The web playground's page and assets: they hold no data (the page
+        // fetches everything from the API with the user's key).
+        .merge(playground::routes());
 
     let routes = authenticated
         .merge(engine_link)

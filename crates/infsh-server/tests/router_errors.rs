@@ -479,8 +479,10 @@ async fn problem_bodies_never_leak_plain_text() {
         let odd: Vec<(Method, &str, Option<Value>)> = vec![
             (Method::PATCH, "/apps/run", None),
             (Method::POST, "/tasks", Some(json!({}))),
-            (Method::GET, "//", None),
-            (Method::GET, "/v1", None),
+            // `/` is the playground page (GET only).
+            (Method::DELETE, "//", None),
+            (Method::POST, "/v1", None),
+            (Method::GET, "//nope", None),
             (Method::PUT, "/files", None),
             (Method::POST, "/apps/tests/multi-fn", Some(json!({}))),
         ];

@@ -1,5 +1,6 @@
 //! One module per command; `main` dispatches here.
 
+pub mod dev;
 pub mod engine;
 pub mod init;
 pub mod inspect;

@@ -14,6 +14,10 @@ pub struct AppDto {
     pub namespace: String,
     pub name: String,
     pub description: Option<String>,
+    /// inf.yml's `category` (e.g. `image`).
+    pub category: Option<String>,
+    /// inf.yml's `images` as written (e.g. `{"card": URL}`).
+    pub images: Option<Value>,
     pub default_function: Option<String>,
     /// Function names; `null` until the app's first worker reported them.
     pub functions: Option<Vec<String>>,
@@ -28,6 +32,10 @@ pub struct AppDetailDto {
     pub namespace: String,
     pub name: String,
     pub description: Option<String>,
+    /// inf.yml's `category` (e.g. `image`).
+    pub category: Option<String>,
+    /// inf.yml's `images` as written (e.g. `{"card": URL}`).
+    pub images: Option<Value>,
     pub default_function: Option<String>,
     #[schema(schema_with = app_state_schema)]
     pub state: AppState,
@@ -57,6 +65,8 @@ impl AppDto {
             namespace: s.namespace.clone(),
             name: s.name.clone(),
             description: s.description.clone(),
+            category: s.category.clone(),
+            images: s.images.clone(),
             default_function: s.default_function.clone(),
             functions: s.functions.clone(),
             state: s.state,
@@ -72,6 +82,8 @@ impl AppDetailDto {
             namespace: s.namespace.clone(),
             name: s.name.clone(),
             description: s.description.clone(),
+            category: s.category.clone(),
+            images: s.images.clone(),
             default_function: s.default_function.clone(),
             state: s.state,
             functions: d.functions.clone(),
@@ -92,6 +104,8 @@ mod tests {
             namespace: "ns".into(),
             name: "a".into(),
             description: None,
+            category: None,
+            images: None,
             default_function: None,
             functions: None,
             state: AppState::Unhealthy,

@@ -260,6 +260,8 @@ mod tests {
                 namespace: "tests".into(),
                 name: "val".into(),
                 description: Some("d".into()),
+                category: None,
+                images: None,
                 default_function: Some("run".into()),
                 functions: Some(vec!["run".into()]),
                 state: AppState::Ready,

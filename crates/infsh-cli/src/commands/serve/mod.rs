@@ -4,8 +4,9 @@
 //! SIGINT/SIGTERM, then let running tasks finish and stop every worker. What
 //! the flags and environment mean is `config.rs`.
 
-mod config;
-mod signing_key;
+// `app dev` (dev.rs) serves one app with the same flags and key handling.
+pub(crate) mod config;
+pub(crate) mod signing_key;
 
 use std::io::Write;
 use std::time::Duration;
