@@ -260,6 +260,11 @@ pub struct ServeArgs {
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]
     pub server_timing: bool,
+    // --- the store (pgstore) ---
+    /// Where tasks, logs and file records live: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
+    #[arg(long, env = "INFSH_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// `infsh serve --durability` (see `infsh_store::Durability`).

@@ -150,10 +150,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         public_url,
         secrets,
         fork_workers: !args.no_fork,
-        durability: match args.durability {
-            DurabilityArg::Full => Durability::Full,
-            DurabilityArg::Relaxed => Durability::Relaxed,
-        },
+        durability: durability(args.durability),
         placement,
     };
     let server = ServerConfig {
@@ -171,6 +168,14 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         url,
         warnings,
     })
+}
+
+/// `--durability` as the store's setting.
+pub fn durability(arg: DurabilityArg) -> Durability {
+    match arg {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Relaxed => Durability::Relaxed,
+    }
 }
 
 /// `http://IP:PORT` a client on this machine can reach (an unspecified
