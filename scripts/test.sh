@@ -48,3 +48,6 @@ bash scripts/schemathesis.sh
 
 echo "==> inferencesh client against infsh serve"
 INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client
+
+echo "==> inferencesh client against infsh serve --store postgres://"
+INFSH_TEST_STORE=postgres INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client
