@@ -68,6 +68,8 @@ contract!(
     recovery_lists_oldest_first,
     files_round_trip,
     deferred_writes_are_stored,
+    a_deferred_insert_takes_its_status_logs_and_end,
+    a_deferred_insert_is_stored_on_its_own_after_the_linger,
     concurrent_inserts_all_land_in_order,
     concurrent_log_appends_to_one_task_keep_every_entry,
 );
@@ -492,4 +494,88 @@ async fn concurrent_log_appends_to_one_task_keep_every_entry(store: Arc<dyn Task
             .collect();
         assert_eq!(mine, want);
     }
+}
+
+async fn a_deferred_insert_takes_its_status_logs_and_end(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task_deferred(&t).await.unwrap();
+    // Amended if still queued; written otherwise: the same end either way.
+    if !store.amend_pending_insert(&t.id, TaskStatus::Dispatched, 2) {
+        store
+            .update_status(&t.id, TaskStatus::Dispatched, 2)
+            .await
+            .unwrap();
+    }
+    store
+        .append_logs_deferred(
+            &t.id,
+            &[log(LogType::Run, "one", 3), log(LogType::Run, "two", 3)],
+        )
+        .await
+        .unwrap();
+    store
+        .update_status_deferred(&t.id, TaskStatus::Running, 4)
+        .await
+        .unwrap();
+    store
+        .update_output_deferred(&t.id, &json!({"partial": 1}), 5)
+        .await
+        .unwrap();
+    store
+        .append_logs_deferred(&t.id, &[log(LogType::Task, "three", 6)])
+        .await
+        .unwrap();
+    store
+        .finish_task(
+            &t.id,
+            TaskStatus::Completed,
+            Some(&json!({"done": 1})),
+            None,
+            7,
+        )
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.output, got.updated_at_ms, got.created_at_ms),
+        (TaskStatus::Completed, Some(json!({"done": 1})), 7, 1)
+    );
+    let logs: Vec<String> = store
+        .get_logs(&t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.content)
+        .collect();
+    assert_eq!(logs, ["one", "two", "three"]);
+    // Written once: more logs append after those.
+    store
+        .append_logs(&t.id, &[log(LogType::Run, "four", 8)])
+        .await
+        .unwrap();
+    assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 4);
+}
+
+async fn a_deferred_insert_is_stored_on_its_own_after_the_linger(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task_deferred(&t).await.unwrap();
+    store
+        .append_logs_deferred(&t.id, &[log(LogType::Run, "queued", 2)])
+        .await
+        .unwrap();
+    // Polled (the testkit's waits take sync conditions): 5 s at most.
+    let mut stored = false;
+    for _ in 0..250 {
+        if store.get_task(&t.id).await.unwrap().is_some() {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(infsh_testkit::poll::INTERVAL).await;
+    }
+    assert!(
+        stored,
+        "no sync, no end: written within the linger all the same"
+    );
+    assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 1);
+    assert!(!store.amend_pending_insert(&t.id, TaskStatus::Running, 3));
 }

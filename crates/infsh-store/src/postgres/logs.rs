@@ -3,7 +3,7 @@
 //! engine's report beside a node's own line) are serialised by locking the
 //! task's row first, so they never draw the same numbers.
 
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, GenericClient};
 
 use super::tasks::not_found;
 use crate::{LogEntry, LogType, StoreError};
@@ -40,6 +40,35 @@ pub(crate) async fn append(
         .await?;
     tx.execute(&insert, &[&id, &types, &contents, &ats]).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// The first entries of a task inserted in the same transaction (its
+/// deferred insert): numbered from 1, no lock needed.
+pub(crate) async fn insert_first(
+    client: &impl GenericClient,
+    id: &str,
+    logs: &[LogEntry],
+) -> Result<(), StoreError> {
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<i32> = logs
+        .iter()
+        .map(|l| i32::from(u8::from(l.log_type)))
+        .collect();
+    let contents: Vec<&str> = logs.iter().map(|l| l.content.as_str()).collect();
+    let ats: Vec<i64> = logs.iter().map(|l| l.at_ms).collect();
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO task_logs (task_id, seq, log_type, content, at_ms) \
+             SELECT $1, entry.n, entry.t, entry.c, entry.a \
+             FROM UNNEST($2::INTEGER[], $3::TEXT[], $4::BIGINT[]) WITH ORDINALITY AS entry (t, c, a, n)",
+        )
+        .await?;
+    client
+        .execute(&insert, &[&id, &types, &contents, &ats])
+        .await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! (autocommitted: durable when it returns, with the server's default
 //! `synchronous_commit = on`), prepared once per connection.
 
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, GenericClient};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
@@ -27,7 +27,7 @@ pub(crate) fn not_found(kind: &'static str, id: &str) -> StoreError {
     }
 }
 
-pub(crate) async fn insert(client: &Client, t: &TaskRecord) -> Result<(), StoreError> {
+pub(crate) async fn insert(client: &impl GenericClient, t: &TaskRecord) -> Result<(), StoreError> {
     let stmt = client
         .prepare_cached(&format!(
             "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
