@@ -127,3 +127,62 @@ impl Pending {
         lock(&self.map).keys().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(id: &str) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            app: "tests/a".into(),
+            function: "run".into(),
+            input: json!({}),
+            setup: json!({}),
+            status: TaskStatus::Queued,
+            output: None,
+            error: None,
+            webhook: None,
+            session_id: None,
+            metadata: json!({}),
+            timeout_secs: None,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_taken_entry_is_flushing_until_its_guard_drops() {
+        let pending = Pending::default();
+        pending.add(record("t"));
+        assert!(pending.amend_status("t", TaskStatus::Running, 5));
+        let log = LogEntry {
+            log_type: crate::LogType::Run,
+            content: "x".into(),
+            at_ms: 5,
+        };
+        assert!(pending.add_logs("t", std::slice::from_ref(&log)));
+        let Take::Taken(task, guard) = pending.take("t") else {
+            panic!("the first take writes it");
+        };
+        assert_eq!(
+            (task.record.status, task.record.updated_at_ms),
+            (TaskStatus::Running, 5)
+        );
+        assert_eq!(task.logs, std::slice::from_ref(&log));
+        let Take::Flushing(rx) = pending.take("t") else {
+            panic!("a second take waits for the first");
+        };
+        assert!(!*rx.borrow());
+        assert!(
+            !pending.amend_status("t", TaskStatus::Completed, 6),
+            "too late to amend"
+        );
+        assert!(!pending.add_logs("t", &[log]));
+        drop(guard);
+        assert!(*rx.borrow(), "waiters are told");
+        assert!(matches!(pending.take("t"), Take::None));
+        assert!(pending.ids().is_empty());
+    }
+}
