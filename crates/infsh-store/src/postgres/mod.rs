@@ -81,6 +81,10 @@ impl PostgresStore {
     /// A pending task's insert and its logs, in one transaction.
     async fn write_pending(&self, task: PendingTask) -> Result<(), StoreError> {
         let mut client = self.client().await?;
+        if task.logs.is_empty() {
+            // One statement: no BEGIN/COMMIT round trips.
+            return tasks::insert(&client, &task.record).await;
+        }
         let tx = client.transaction().await?;
         tasks::insert(&tx, &task.record).await?;
         logs::insert_first(&tx, &task.record.id, &task.logs).await?;
