@@ -15,6 +15,16 @@ fi
 export INFSH_TEST_PYTHON="$(scripts/dev-python.sh)"
 export PATH="$root/.tools/bin:$PATH"
 
+# PostgreSQL for the store's tests (127.0.0.1:5432 or INFSH_TEST_DATABASE_URL
+# when one answers, else a throwaway cluster stopped when this script ends).
+pg_out="$(scripts/test-postgres.sh)"
+export INFSH_TEST_DATABASE_URL="$(sed -n 1p <<<"$pg_out")"
+pg_dir="$(sed -n 2p <<<"$pg_out")"
+if [ -n "$pg_dir" ]; then
+  trap 'scripts/test-postgres.sh --stop "$pg_dir"' EXIT
+fi
+echo "    PostgreSQL for the tests: $INFSH_TEST_DATABASE_URL"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -41,3 +51,6 @@ INFSH_BIN="$root/target/debug/infsh" bash scripts/browser-tests.sh
 
 echo "==> inferencesh client against infsh serve"
 INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client
+
+echo "==> inferencesh client against infsh serve --store postgres://"
+INFSH_TEST_STORE=postgres INFSH_BIN="$root/target/debug/infsh" "$INFSH_TEST_PYTHON" -m pytest -q tests/client

@@ -6,6 +6,11 @@ of fixture apps, with `--api-key test-key`, and this interpreter (which has
 `inferencesh` and Pillow) as every app's Python. Teardown stops the server
 and fails if any process of the served apps (a worker, a child of one) is
 left behind.
+
+With `INFSH_TEST_STORE=postgres` the server keeps its tasks in PostgreSQL
+(`--store`): a database of its own, created with `psql` on the server of
+`INFSH_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres,
+as the Rust tests; scripts/test-postgres.sh prints one) and dropped after.
 """
 
 import json
@@ -23,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from support import API_KEY, FIXTURES, REPO, app_processes
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 SERVED = ["multi-fn", "files-app", "hangs", "fn-raises", "validation-app", "functions-variety"]
 
@@ -53,8 +60,42 @@ class Server:
             return 0
 
 
+def _with_database(url: str, name: str) -> str:
+    scheme, rest = url.split("://", 1)
+    authority = rest.split("?", 1)[0].split("/", 1)[0]
+    query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
+    return f"{scheme}://{authority}/{name}{query}"
+
+
+def _psql(url: str, sql: str) -> None:
+    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def store_flags():
+    """`--store URL` and its database when INFSH_TEST_STORE=postgres, else nothing."""
+    kind = os.environ.get("INFSH_TEST_STORE", "sqlite")
+    if kind == "sqlite":
+        yield []
+        return
+    if kind != "postgres":
+        pytest.fail(f"INFSH_TEST_STORE={kind}: use sqlite or postgres")
+    admin = os.environ.get("INFSH_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
+    name = f"infsh_client_test_{os.getpid()}_{time.monotonic_ns()}"
+    try:
+        _psql(admin, f"CREATE DATABASE {name}")
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.fail(f"cannot create a database on {admin} ({e}): set INFSH_TEST_DATABASE_URL="
+                    "$(scripts/test-postgres.sh | head -n1)")
+    try:
+        yield ["--store", _with_database(admin, name)]
+    finally:
+        _psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, store_flags):
     binary = _binary()
     root = tmp_path_factory.mktemp("infsh-serve")
     apps = root / "apps"
@@ -62,7 +103,8 @@ def server(tmp_path_factory):
         shutil.copytree(FIXTURES / name, apps / name, ignore=shutil.ignore_patterns("__pycache__"))
     apps = apps.resolve()
     log = root / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFSH_API", "INFSH_SECRET_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INFSH_API", "INFSH_SECRET_")) and k != "INFSH_STORE"}
     # The workers inherit the server's environment: the hangs app's on_cancel
     # appends to INFSH_TEST_CANCEL_LOG.
     env.update(
@@ -80,6 +122,7 @@ def server(tmp_path_factory):
                 "--apps", str(apps), "--host", "127.0.0.1", "--port", "0",
                 "--data-dir", str(root / "data"), "--python", sys.executable,
                 "--api-key", API_KEY, "--shutdown-grace", "2", "--cancel-grace", "2",
+                *store_flags,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, env=env,
         )
@@ -133,6 +176,8 @@ def server(tmp_path_factory):
                 pass
         assert code == 0, f"infsh serve exited with {code} on SIGTERM; log:\n{srv.log()}"
         assert not left, f"processes of the served apps outlived the server: {left}"
+        if store_flags:
+            assert not (root / "data" / "infsh.db").exists(), "the tasks went to SQLite"
 
 
 @pytest.fixture()

@@ -313,6 +313,11 @@ pub struct ServeArgs {
     /// with `engine lost: NAME`.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    // --- the store (pgstore) ---
+    /// Where tasks, logs and file records live: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
+    #[arg(long, env = "INFSH_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// `infsh serve --durability` (see `infsh_store::Durability`).

@@ -16,24 +16,40 @@ use serde_json::json;
 
 #[test]
 fn kill_9_keeps_every_acknowledged_task_and_the_queued_ones_run_after_restart() {
-    kill_9_then_restart("full");
+    kill_9_then_restart("full", &[]);
 }
 
 #[test]
 fn kill_9_keeps_every_acknowledged_task_with_relaxed_durability() {
-    kill_9_then_restart("relaxed");
+    kill_9_then_restart("relaxed", &[]);
 }
 
-fn kill_9_then_restart(durability: &str) {
+/// The same on PostgreSQL (`--store`): the recovery is the store's, not
+/// SQLite's, and nothing is written to the data folder's database.
+#[test]
+fn kill_9_keeps_every_acknowledged_task_on_postgres() {
+    let db = infsh_testkit::PgTestDb::create();
+    let sb = kill_9_then_restart("full", &["--store", db.url()]);
+    assert!(
+        !sb.data_dir().join("infsh.db").exists(),
+        "the tasks went to PostgreSQL, not to SQLite"
+    );
+}
+
+fn kill_9_then_restart(durability: &str, store: &[&str]) -> ServeSandbox {
     let sb = ServeSandbox::new(&["slow"]);
     let flags = [
-        "--replicas",
-        "1",
-        "--concurrency",
-        "1",
-        "--durability",
-        durability,
-    ];
+        &[
+            "--replicas",
+            "1",
+            "--concurrency",
+            "1",
+            "--durability",
+            durability,
+        ][..],
+        store,
+    ]
+    .concat();
     let mut server = sb.start(&flags);
     let long = sb.submit(
         &server,
@@ -95,6 +111,7 @@ fn kill_9_then_restart(durability: &str) {
     let mut expected: Vec<String> = queued.iter().rev().map(|(id, _)| id.clone()).collect();
     expected.push(long.clone());
     assert_eq!(listed, expected);
+    sb
 }
 
 #[test]

@@ -66,6 +66,15 @@ impl Engine {
         Engine::start_with(config, Arc::new(PythonLauncher), None).await
     }
 
+    /// [`Engine::start`] on a store the caller opened (`infsh serve --store`:
+    /// PostgreSQL, or SQLite elsewhere than the data folder).
+    pub async fn start_on(
+        config: EngineConfig,
+        store: Arc<dyn TaskStore>,
+    ) -> Result<Engine, EngineStartError> {
+        Engine::start_with(config, Arc::new(PythonLauncher), Some(store)).await
+    }
+
     /// [`Engine::start`] with another worker launcher (the scheduler's unit
     /// tests: a scripted fake) and, when given, another store than the
     /// SQLite file under `data_dir`.

@@ -9,6 +9,22 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A PostgreSQL statement failed (the server's own message, when it
+    /// sent one).
+    #[error("database error: {}", describe_postgres(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had from the pool (the server
+    /// is down, or refused us).
+    #[error("database error: {0}")]
+    Pool(String),
+    /// A `--store` URL that does not parse or names no store infsh has.
+    #[error("{url}: {message}")]
+    BadUrl { url: String, message: String },
+    /// The store named by a URL could not be opened: nothing listens, the
+    /// login is refused, the database does not exist. `url` has its
+    /// password redacted.
+    #[error("{url}: cannot connect: {message}")]
+    Connect { url: String, message: String },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -80,6 +96,26 @@ pub enum CommitError {
         #[source]
         source: Arc<std::io::Error>,
     },
+}
+
+/// A PostgreSQL error as one line: the server's message (`database "x" does
+/// not exist`) when it sent one, else the driver's words with their cause
+/// (`error connecting to server: Connection refused (os error 111)`).
+pub fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl StoreError {

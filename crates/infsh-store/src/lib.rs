@@ -9,6 +9,8 @@
 //!   beside it (`wal_keeper`). The writer starts and feeds the keeper;
 //!   what both use (how a write is answered, their counters) is in
 //!   `commit_outcome`, below both, and the poison-tolerant `lock` in `lock`.
+//! - [`PostgresStore`] (`postgres/`): the store of API nodes sharing one
+//!   PostgreSQL database; [`StoreUrl`] (`store_url`) parses `--store`.
 //! - [`Durability`] (`durability`): whether a durable write is flushed to
 //!   the disk before it returns (`Full`) or shortly after (`Relaxed`).
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
@@ -27,19 +29,23 @@ mod ids;
 mod lock;
 pub mod migrations;
 mod model;
+mod postgres;
 mod rows;
 mod sqlite;
 mod sqlite_fleet;
 mod store;
+mod store_url;
 mod wal_keeper;
 mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
-pub use error::{CommitError, StoreError};
+pub use error::{describe_postgres, CommitError, StoreError};
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use model::*;
+pub use postgres::{PostgresStore, MIGRATION_LOCK};
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
+pub use store_url::{redact, StoreUrl};
 pub use writer::DEFERRED_LINGER;

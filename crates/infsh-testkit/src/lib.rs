@@ -10,6 +10,8 @@
 //! - [`process`]: whether a process is gone, and which processes still run
 //!   in a folder (workers run in their app's folder), so every test can
 //!   check that nothing outlived it;
+//! - [`postgres`]: [`PgTestDb`], a database of its own per test, dropped
+//!   after it;
 //! - [`fuzz`]: the deterministic generator of the fuzz targets' stable tests.
 //!
 //! A dev-dependency only (`publish = false`), and free of workspace crates,
@@ -21,10 +23,12 @@
 pub mod fuzz;
 pub mod paths;
 pub mod poll;
+pub mod postgres;
 pub mod process;
 mod python;
 
 pub use paths::{add_env, copy_dir, copy_fixture_as, copy_fixtures, example, fixture, repo_root};
 pub use poll::{eventually, poll, until, wait_for, within};
+pub use postgres::PgTestDb;
 pub use process::{alive, group_gone, pid_gone, process_gone, processes_in, wait_dead};
 pub use python::python;

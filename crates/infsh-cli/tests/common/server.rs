@@ -187,6 +187,7 @@ impl Server {
             .env_remove("INFSH_API_URL")
             .env_remove("INFSH_API_KEY")
             .env_remove("INFSH_ENGINE_CONFIG")
+            .env_remove("INFSH_STORE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));

@@ -182,10 +182,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         public_url,
         secrets,
         fork_workers: !args.no_fork,
-        durability: match args.durability {
-            DurabilityArg::Full => Durability::Full,
-            DurabilityArg::Relaxed => Durability::Relaxed,
-        },
+        durability: durability(args.durability),
         placement,
     };
     let server = ServerConfig {
@@ -205,6 +202,14 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         warnings,
         fleet,
     })
+}
+
+/// `--durability` as the store's setting.
+pub fn durability(arg: DurabilityArg) -> Durability {
+    match arg {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Relaxed => Durability::Relaxed,
+    }
 }
 
 /// `http://IP:PORT` a client on this machine can reach (an unspecified

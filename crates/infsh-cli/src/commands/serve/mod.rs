@@ -7,6 +7,7 @@
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
 pub(crate) mod config;
 pub(crate) mod signing_key;
+mod store;
 
 use std::io::Write;
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
 
     let checked = config::check(&args, &ServeEnv::from_process())?;
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    let store = store::open(args.store.as_deref(), config::durability(args.durability)).await?;
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -90,7 +92,11 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     // Signals are watched from before the engine starts, so a SIGTERM during
     // a slow --preload still ends things cleanly.
     let signals = watch_signals()?;
-    let engine = Engine::start(config).await.map_err(|e| match e {
+    let started = match store {
+        Some(store) => Engine::start_on(config, store).await,
+        None => Engine::start(config).await,
+    };
+    let engine = started.map_err(|e| match e {
         // The engine config does not fit this machine (a detected
         // inventory; declared ones were checked before binding).
         EngineStartError::Layout(layout) => {

@@ -1,0 +1,222 @@
+//! The `tasks` table on PostgreSQL: insert, status/output/end updates, one
+//! task, a page of tasks, the tasks in some statuses. Each is one statement
+//! (autocommitted: durable when it returns, with the server's default
+//! `synchronous_commit = on`), prepared once per connection.
+
+use deadpool_postgres::{Client, GenericClient};
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+
+use super::migrate::TASK_SEQ;
+use super::rows::raw_task;
+use crate::rows::TASK_COLUMNS;
+use crate::{Page, StoreError, TaskFilter, TaskRecord, TaskStatus, MAX_PAGE};
+
+fn to_json(v: &Value) -> String {
+    serde_json::to_string(v).expect("a JSON value serializes")
+}
+
+fn status_code(s: TaskStatus) -> i32 {
+    i32::from(u8::from(s))
+}
+
+pub(crate) fn not_found(kind: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}
+
+pub(crate) async fn insert(client: &impl GenericClient, t: &TaskRecord) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
+             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms) \
+             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &t.id,
+                &t.app,
+                &t.function,
+                &to_json(&t.input),
+                &to_json(&t.setup),
+                &status_code(t.status),
+                &t.output.as_ref().map(to_json),
+                &t.error,
+                &t.webhook,
+                &t.session_id,
+                &to_json(&t.metadata),
+                &t.timeout_secs,
+                &t.created_at_ms,
+                &t.updated_at_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Runs an UPDATE of task `id` (always `$1`); `NotFound` if no row changed.
+async fn update_one(
+    client: &Client,
+    id: &str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    if client.execute(&stmt, params).await? == 0 {
+        return Err(not_found("task", id));
+    }
+    Ok(())
+}
+
+pub(crate) async fn update_status(
+    client: &Client,
+    id: &str,
+    status: TaskStatus,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    update_one(
+        client,
+        id,
+        "UPDATE tasks SET status = $2, updated_at_ms = $3 WHERE id = $1",
+        &[&id, &status_code(status), &at_ms],
+    )
+    .await
+}
+
+pub(crate) async fn update_output(
+    client: &Client,
+    id: &str,
+    output: &Value,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    update_one(
+        client,
+        id,
+        "UPDATE tasks SET output = $2, updated_at_ms = $3 WHERE id = $1",
+        &[&id, &to_json(output), &at_ms],
+    )
+    .await
+}
+
+pub(crate) async fn finish(
+    client: &Client,
+    id: &str,
+    status: TaskStatus,
+    output: Option<&Value>,
+    error: Option<&str>,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    update_one(
+        client,
+        id,
+        "UPDATE tasks SET status = $2, output = $3, error = $4, updated_at_ms = $5 WHERE id = $1",
+        &[
+            &id,
+            &status_code(status),
+            &output.map(to_json),
+            &error,
+            &at_ms,
+        ],
+    )
+    .await
+}
+
+pub(crate) async fn get(client: &Client, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let stmt = client
+        .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
+        .await?;
+    match client.query_opt(&stmt, &[&id]).await? {
+        Some(row) => Ok(Some(raw_task(&row)?.decode()?.1)),
+        None => Ok(None),
+    }
+}
+
+/// The same paging as SQLite's: newest first by `seq`, the cursor is the
+/// last item's `seq` (a positive integer), a page has `next_cursor` only if
+/// more follow.
+pub(crate) async fn list(
+    client: &Client,
+    filter: &TaskFilter,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Page<TaskRecord>, StoreError> {
+    let before: Option<i64> = match cursor.filter(|c| !c.is_empty()) {
+        Some(c) => Some(
+            c.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| StoreError::InvalidCursor(c.to_string()))?,
+        ),
+        None => None,
+    };
+    let limit = limit.clamp(1, MAX_PAGE);
+    let status = filter.status.map(status_code);
+    let fetch = limit as i64 + 1;
+    let mut clauses = Vec::new();
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if let Some(app) = &filter.app {
+        params.push(app);
+        clauses.push(format!("app = ${}", params.len()));
+    }
+    if let Some(status) = &status {
+        params.push(status);
+        clauses.push(format!("status = ${}", params.len()));
+    }
+    if let Some(before) = &before {
+        params.push(before);
+        clauses.push(format!("seq < ${}", params.len()));
+    }
+    let filter_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    params.push(&fetch);
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks {filter_sql} ORDER BY seq DESC LIMIT ${}",
+        params.len()
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &params).await?;
+    let more = rows.len() > limit;
+    let mut items = Vec::with_capacity(rows.len().min(limit));
+    let mut last_seq = None;
+    for row in rows.iter().take(limit) {
+        let (seq, task) = raw_task(row)?.decode()?;
+        last_seq = Some(seq);
+        items.push(task);
+    }
+    let next_cursor = if more {
+        last_seq.map(|s| s.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// Oldest first.
+pub(crate) async fn with_status(
+    client: &Client,
+    statuses: &[TaskStatus],
+) -> Result<Vec<TaskRecord>, StoreError> {
+    if statuses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let codes: Vec<i32> = statuses.iter().copied().map(status_code).collect();
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ANY($1) ORDER BY seq"
+        ))
+        .await?;
+    client
+        .query(&stmt, &[&codes])
+        .await?
+        .iter()
+        .map(|row| raw_task(row)?.decode().map(|(_, t)| t))
+        .collect()
+}

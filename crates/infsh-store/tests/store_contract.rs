@@ -1,0 +1,581 @@
+//! One set of tests of the [`TaskStore`] contract, run against both stores:
+//! SQLite on a file in a temporary folder, PostgreSQL in a database of its
+//! own ([`PgTestDb`], dropped after the test). Every trait method, paging,
+//! not-found answers, ordering and concurrent writers.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use infsh_store::{
+    new_id, FileRecord, LogEntry, LogType, PostgresStore, SqliteStore, StoreError, TaskFilter,
+    TaskRecord, TaskStatus, TaskStore,
+};
+use infsh_testkit::PgTestDb;
+use serde_json::json;
+
+/// A store and what must outlive it (its folder or database).
+struct Fixture {
+    store: Arc<dyn TaskStore>,
+    _keep: Box<dyn Any>,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_async(dir.path().join("infsh.db"))
+        .await
+        .unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _keep: Box::new(dir),
+    }
+}
+
+async fn postgres() -> Fixture {
+    let db = PgTestDb::create();
+    let store = PostgresStore::open(db.url()).await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _keep: Box::new(db),
+    }
+}
+
+/// Each contract test, once per store.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::sqlite().await;
+                super::$name(f.store.clone()).await;
+            })*
+        }
+        mod postgres_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::postgres().await;
+                super::$name(f.store.clone()).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    tasks_round_trip_and_update,
+    unknown_ids_are_not_found,
+    logs_append_in_order,
+    listing_pages_newest_first_with_filters,
+    bad_cursors_are_refused,
+    recovery_lists_oldest_first,
+    files_round_trip,
+    deferred_writes_are_stored,
+    a_deferred_insert_takes_its_status_logs_and_end,
+    a_deferred_insert_is_stored_on_its_own_after_the_linger,
+    concurrent_inserts_all_land_in_order,
+    concurrent_log_appends_to_one_task_keep_every_entry,
+);
+
+fn task(app: &str, created: i64) -> TaskRecord {
+    TaskRecord {
+        id: new_id(),
+        app: app.to_string(),
+        function: "run".into(),
+        input: json!({"text": "hé ✓", "n": [1, 2], "nested": {"x": null}}),
+        setup: json!({"model": "m"}),
+        status: TaskStatus::Queued,
+        output: None,
+        error: None,
+        webhook: Some("http://127.0.0.1:1/hook".into()),
+        session_id: Some("s1".into()),
+        metadata: json!({"user": "u"}),
+        timeout_secs: Some(1.5),
+        created_at_ms: created,
+        updated_at_ms: created,
+    }
+}
+
+fn log(t: LogType, s: &str, at: i64) -> LogEntry {
+    LogEntry {
+        log_type: t,
+        content: s.into(),
+        at_ms: at,
+    }
+}
+
+fn ids(page: &[TaskRecord]) -> Vec<String> {
+    page.iter().map(|t| t.id.clone()).collect()
+}
+
+async fn tasks_round_trip_and_update(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1000);
+    store.insert_task(&t).await.unwrap();
+    assert_eq!(store.get_task(&t.id).await.unwrap().as_ref(), Some(&t));
+    assert!(store.insert_task(&t).await.is_err(), "duplicate id");
+
+    let mut bare = task("tests/a", 7);
+    bare.webhook = None;
+    bare.session_id = None;
+    bare.timeout_secs = None;
+    store.insert_task(&bare).await.unwrap();
+    assert_eq!(store.get_task(&bare.id).await.unwrap(), Some(bare));
+
+    store
+        .update_status(&t.id, TaskStatus::Running, 1001)
+        .await
+        .unwrap();
+    store
+        .update_output(&t.id, &json!({"partial": [1, "two"]}), 1002)
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Running);
+    assert_eq!(got.output, Some(json!({"partial": [1, "two"]})));
+    assert_eq!(got.updated_at_ms, 1002);
+
+    store
+        .finish_task(&t.id, TaskStatus::Failed, None, Some("ValueError: x"), 1003)
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.status,
+            got.output,
+            got.error.as_deref(),
+            got.updated_at_ms
+        ),
+        (TaskStatus::Failed, None, Some("ValueError: x"), 1003)
+    );
+    store
+        .finish_task(
+            &t.id,
+            TaskStatus::Completed,
+            Some(&json!({"ok": true})),
+            None,
+            1004,
+        )
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(got.output, Some(json!({"ok": true})));
+    assert_eq!(got.error, None);
+}
+
+async fn unknown_ids_are_not_found(store: Arc<dyn TaskStore>) {
+    let expect = |r: Result<(), StoreError>, kind: &str| {
+        let e = r.unwrap_err();
+        assert!(e.is_not_found(), "{e:?}");
+        assert_eq!(e.to_string(), format!("no such {kind} \"nope\""));
+    };
+    expect(
+        store.update_status("nope", TaskStatus::Running, 1).await,
+        "task",
+    );
+    expect(store.update_output("nope", &json!(1), 1).await, "task");
+    expect(
+        store
+            .finish_task("nope", TaskStatus::Completed, None, None, 1)
+            .await,
+        "task",
+    );
+    expect(
+        store.mark_file_uploaded("nope", 1).await.map(|_| ()),
+        "file",
+    );
+    assert!(store.get_task("nope").await.unwrap().is_none());
+    assert!(store.get_file("nope").await.unwrap().is_none());
+    assert!(store.get_logs("nope").await.unwrap().is_empty());
+    assert!(store
+        .append_logs("nope", &[log(LogType::Run, "x", 1)])
+        .await
+        .is_err());
+}
+
+async fn logs_append_in_order(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task(&t).await.unwrap();
+    store.append_logs(&t.id, &[]).await.unwrap();
+    store
+        .append_logs(
+            &t.id,
+            &[log(LogType::Build, "b1", 1), log(LogType::Setup, "s1", 2)],
+        )
+        .await
+        .unwrap();
+    let many: Vec<_> = (0..300)
+        .map(|i| log(LogType::Task, &format!("line {i}"), 3))
+        .collect();
+    store.append_logs(&t.id, &many).await.unwrap();
+    store
+        .append_logs_deferred(&t.id, &[log(LogType::Serve, "last", 4)])
+        .await
+        .unwrap();
+    store.sync().await.unwrap();
+    let logs = store.get_logs(&t.id).await.unwrap();
+    assert_eq!(logs.len(), 303);
+    assert_eq!(logs[0], log(LogType::Build, "b1", 1));
+    assert_eq!(logs[1], log(LogType::Setup, "s1", 2));
+    assert_eq!(logs[2].content, "line 0");
+    assert_eq!(logs[301].content, "line 299");
+    assert_eq!(logs[302], log(LogType::Serve, "last", 4));
+}
+
+async fn listing_pages_newest_first_with_filters(store: Arc<dyn TaskStore>) {
+    let mut inserted = Vec::new();
+    for i in 0..7 {
+        // The same timestamps on purpose: the order is the insertion's.
+        let mut t = task(
+            if i % 2 == 0 {
+                "tests/even"
+            } else {
+                "tests/odd"
+            },
+            5,
+        );
+        if i == 3 {
+            t.status = TaskStatus::Completed;
+        }
+        store.insert_task(&t).await.unwrap();
+        inserted.push(t.id);
+    }
+    let newest_first: Vec<String> = inserted.iter().rev().cloned().collect();
+
+    let all = TaskFilter::default();
+    let p1 = store.list_tasks(&all, 3, None).await.unwrap();
+    assert_eq!(ids(&p1.items), newest_first[0..3]);
+    let p2 = store
+        .list_tasks(&all, 3, p1.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&p2.items), newest_first[3..6]);
+    let p3 = store
+        .list_tasks(&all, 3, p2.next_cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&p3.items), newest_first[6..7]);
+    assert_eq!(p3.next_cursor, None, "the last page says so");
+    let exact = store.list_tasks(&all, 7, None).await.unwrap();
+    assert_eq!(exact.items.len(), 7);
+    assert_eq!(exact.next_cursor, None, "no empty page after an exact fit");
+    let empty_cursor = store.list_tasks(&all, 2, Some("")).await.unwrap();
+    assert_eq!(ids(&empty_cursor.items), newest_first[0..2]);
+    let zero = store.list_tasks(&all, 0, None).await.unwrap();
+    assert_eq!(zero.items.len(), 1, "a limit of 0 is taken as 1");
+
+    let even = TaskFilter {
+        app: Some("tests/even".into()),
+        status: None,
+    };
+    let page = store.list_tasks(&even, 100, None).await.unwrap();
+    assert_eq!(
+        ids(&page.items),
+        [&inserted[6], &inserted[4], &inserted[2], &inserted[0]].map(|s| s.clone())
+    );
+    let done = TaskFilter {
+        app: None,
+        status: Some(TaskStatus::Completed),
+    };
+    assert_eq!(
+        ids(&store.list_tasks(&done, 100, None).await.unwrap().items),
+        [inserted[3].clone()]
+    );
+    let both = TaskFilter {
+        app: Some("tests/even".into()),
+        status: Some(TaskStatus::Completed),
+    };
+    assert!(store
+        .list_tasks(&both, 100, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let odd_p1 = store
+        .list_tasks(
+            &TaskFilter {
+                app: Some("tests/odd".into()),
+                status: Some(TaskStatus::Queued),
+            },
+            1,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&odd_p1.items), [inserted[5].clone()]);
+    let odd_p2 = store
+        .list_tasks(
+            &TaskFilter {
+                app: Some("tests/odd".into()),
+                status: Some(TaskStatus::Queued),
+            },
+            1,
+            odd_p1.next_cursor.as_deref(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&odd_p2.items),
+        [inserted[1].clone()],
+        "skips the completed one"
+    );
+}
+
+async fn bad_cursors_are_refused(store: Arc<dyn TaskStore>) {
+    for bad in ["abc", "0", "-3", "1.5"] {
+        let e = store
+            .list_tasks(&TaskFilter::default(), 10, Some(bad))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::InvalidCursor(_)), "{e:?}");
+        assert_eq!(e.to_string(), format!("invalid cursor \"{bad}\""));
+    }
+}
+
+async fn recovery_lists_oldest_first(store: Arc<dyn TaskStore>) {
+    let mut want = Vec::new();
+    for (i, status) in [
+        TaskStatus::Queued,
+        TaskStatus::Completed,
+        TaskStatus::Running,
+        TaskStatus::Queued,
+        TaskStatus::Failed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = task("tests/a", 100 - i as i64);
+        t.status = status;
+        store.insert_task(&t).await.unwrap();
+        if matches!(status, TaskStatus::Queued | TaskStatus::Running) {
+            want.push(t.id);
+        }
+    }
+    let got = store
+        .tasks_with_status(&[TaskStatus::Running, TaskStatus::Queued])
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), want);
+    assert!(store.tasks_with_status(&[]).await.unwrap().is_empty());
+}
+
+async fn files_round_trip(store: Arc<dyn TaskStore>) {
+    let f = FileRecord {
+        id: new_id(),
+        filename: "a b.png".into(),
+        content_type: "image/png".into(),
+        size: None,
+        uploaded: false,
+        created_at_ms: 42,
+    };
+    store.insert_file(&f).await.unwrap();
+    assert_eq!(store.get_file(&f.id).await.unwrap().as_ref(), Some(&f));
+    assert!(store.insert_file(&f).await.is_err(), "duplicate id");
+    let up = store.mark_file_uploaded(&f.id, 1234).await.unwrap();
+    assert_eq!(
+        up,
+        FileRecord {
+            size: Some(1234),
+            uploaded: true,
+            ..f.clone()
+        }
+    );
+    assert_eq!(store.get_file(&f.id).await.unwrap(), Some(up));
+}
+
+async fn deferred_writes_are_stored(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task_deferred(&t).await.unwrap();
+    store
+        .update_status_deferred(&t.id, TaskStatus::Running, 2)
+        .await
+        .unwrap();
+    store
+        .update_output_deferred(&t.id, &json!({"step": 1}), 3)
+        .await
+        .unwrap();
+    store.sync().await.unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.output, got.updated_at_ms),
+        (TaskStatus::Running, Some(json!({"step": 1})), 3)
+    );
+    // A durable write after deferred ones is stored after them.
+    store
+        .update_status_deferred(&t.id, TaskStatus::Running, 4)
+        .await
+        .unwrap();
+    store
+        .finish_task(&t.id, TaskStatus::Completed, Some(&json!(1)), None, 5)
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.updated_at_ms), (TaskStatus::Completed, 5));
+}
+
+async fn concurrent_inserts_all_land_in_order(store: Arc<dyn TaskStore>) {
+    const N: usize = 64;
+    let joins: Vec<_> = (0..N)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let t = task("tests/many", 1);
+                store.insert_task(&t).await.unwrap();
+                t.id
+            })
+        })
+        .collect();
+    let mut want = Vec::new();
+    for j in joins {
+        want.push(j.await.unwrap());
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_tasks(&TaskFilter::default(), 10, cursor.as_deref())
+            .await
+            .unwrap();
+        seen.extend(ids(&page.items));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), N, "every task once, across pages");
+    let oldest_first = store
+        .tasks_with_status(&[TaskStatus::Queued])
+        .await
+        .unwrap();
+    let mut reversed = seen.clone();
+    reversed.reverse();
+    assert_eq!(ids(&oldest_first), reversed, "one order for both listings");
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+async fn concurrent_log_appends_to_one_task_keep_every_entry(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task(&t).await.unwrap();
+    let joins: Vec<_> = (0..16)
+        .map(|w| {
+            let store = store.clone();
+            let id = t.id.clone();
+            tokio::spawn(async move {
+                for b in 0..5 {
+                    let batch = [
+                        log(LogType::Run, &format!("{w}.{b}.0"), 1),
+                        log(LogType::Run, &format!("{w}.{b}.1"), 1),
+                    ];
+                    store.append_logs(&id, &batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for j in joins {
+        j.await.unwrap();
+    }
+    let logs = store.get_logs(&t.id).await.unwrap();
+    assert_eq!(logs.len(), 16 * 5 * 2);
+    // A batch stays together and each writer's batches keep their order.
+    for pair in logs.chunks(2) {
+        let a = pair[0]
+            .content
+            .strip_suffix(".0")
+            .expect("first of a batch");
+        assert_eq!(pair[1].content, format!("{a}.1"));
+    }
+    for w in 0..16 {
+        let mine: Vec<&str> = logs
+            .iter()
+            .map(|l| l.content.as_str())
+            .filter(|c| c.starts_with(&format!("{w}.")))
+            .collect();
+        let want: Vec<String> = (0..5)
+            .flat_map(|b| [format!("{w}.{b}.0"), format!("{w}.{b}.1")])
+            .collect();
+        assert_eq!(mine, want);
+    }
+}
+
+async fn a_deferred_insert_takes_its_status_logs_and_end(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task_deferred(&t).await.unwrap();
+    // Amended if still queued; written otherwise: the same end either way.
+    if !store.amend_pending_insert(&t.id, TaskStatus::Dispatched, 2) {
+        store
+            .update_status(&t.id, TaskStatus::Dispatched, 2)
+            .await
+            .unwrap();
+    }
+    store
+        .append_logs_deferred(
+            &t.id,
+            &[log(LogType::Run, "one", 3), log(LogType::Run, "two", 3)],
+        )
+        .await
+        .unwrap();
+    store
+        .update_status_deferred(&t.id, TaskStatus::Running, 4)
+        .await
+        .unwrap();
+    store
+        .update_output_deferred(&t.id, &json!({"partial": 1}), 5)
+        .await
+        .unwrap();
+    store
+        .append_logs_deferred(&t.id, &[log(LogType::Task, "three", 6)])
+        .await
+        .unwrap();
+    store
+        .finish_task(
+            &t.id,
+            TaskStatus::Completed,
+            Some(&json!({"done": 1})),
+            None,
+            7,
+        )
+        .await
+        .unwrap();
+    let got = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.output, got.updated_at_ms, got.created_at_ms),
+        (TaskStatus::Completed, Some(json!({"done": 1})), 7, 1)
+    );
+    let logs: Vec<String> = store
+        .get_logs(&t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.content)
+        .collect();
+    assert_eq!(logs, ["one", "two", "three"]);
+    // Written once: more logs append after those.
+    store
+        .append_logs(&t.id, &[log(LogType::Run, "four", 8)])
+        .await
+        .unwrap();
+    assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 4);
+}
+
+async fn a_deferred_insert_is_stored_on_its_own_after_the_linger(store: Arc<dyn TaskStore>) {
+    let t = task("tests/a", 1);
+    store.insert_task_deferred(&t).await.unwrap();
+    store
+        .append_logs_deferred(&t.id, &[log(LogType::Run, "queued", 2)])
+        .await
+        .unwrap();
+    // Polled (the testkit's waits take sync conditions): 5 s at most.
+    let mut stored = false;
+    for _ in 0..250 {
+        if store.get_task(&t.id).await.unwrap().is_some() {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(infsh_testkit::poll::INTERVAL).await;
+    }
+    assert!(
+        stored,
+        "no sync, no end: written within the linger all the same"
+    );
+    assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 1);
+    assert!(!store.amend_pending_insert(&t.id, TaskStatus::Running, 3));
+}
