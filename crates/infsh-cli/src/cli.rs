@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::serve::limit_args::LimitArgs;
+
 /// infsh: run multi-function inference apps (inference.sh style) locally,
 /// serve them over HTTP, and run them on a server.
 ///
@@ -260,6 +262,9 @@ pub struct ServeArgs {
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]
     pub server_timing: bool,
+    /// Connection timeouts and caps, run rate and stream caps.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// `infsh serve --durability` (see `infsh_store::Durability`).

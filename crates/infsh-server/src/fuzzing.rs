@@ -146,6 +146,7 @@ fn harness() -> &'static Harness {
                 upload_token_ttl: Duration::from_secs(60),
                 signing_key: b"fuzz-signing-key".to_vec(),
                 server_timing: false,
+                limits: Default::default(),
             },
         );
         Harness { rt, router }

@@ -49,6 +49,7 @@ pub fn server_config() -> ServerConfig {
         upload_token_ttl: Duration::from_secs(600),
         signing_key: SIGNING_KEY.to_vec(),
         server_timing: false,
+        limits: Default::default(),
     }
 }
 

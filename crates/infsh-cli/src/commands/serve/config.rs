@@ -163,6 +163,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         upload_token_ttl: UPLOAD_TOKEN_TTL,
         signing_key: places.signing_key,
         server_timing: args.server_timing,
+        limits: args.limits.limits(),
     };
     Ok(ServeConfig {
         engine,
