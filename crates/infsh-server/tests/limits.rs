@@ -417,6 +417,19 @@ async fn a_stalled_upload_is_cut_off_with_408_and_leaves_no_file() {
             }
         }
 
+        // The same signed URL takes the whole body afterwards.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\nconnection: close\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&[b'y'; 100_000]).await.unwrap();
+        let put = read_response(&mut BufReader::new(s)).await;
+        assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+        let get = request(addr, "GET", &format!("/files/{id}"), None, None).await;
+        assert_eq!(get.status, 200);
+        assert_eq!(get.body, vec![b'y'; 100_000]);
+
         let text =
             String::from_utf8(request(addr, "GET", "/metrics", None, None).await.body).unwrap();
         assert_eq!(
