@@ -595,3 +595,77 @@ async fn streams_past_the_per_task_cap_get_429() {
     })
     .await;
 }
+
+/// One request on a fresh connection from this local address.
+async fn request_from(from: &str, addr: SocketAddr, path: &str, body: Value) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    read_response(&mut BufReader::new(s)).await
+}
+
+#[tokio::test]
+async fn without_keys_the_rate_limit_is_per_client_address() {
+    bounded(async {
+        let limits = Limits {
+            runs_per_minute: NonZeroU32::new(1),
+            ..Limits::default()
+        };
+        let live = live(&["multi-fn"], &[], limits, StreamTiming::default()).await;
+        let run = json!({"app": "tests/nope"});
+        // Two loopback addresses are two clients.
+        assert_eq!(
+            request_from("127.0.0.1", live.addr, "/run", run.clone())
+                .await
+                .status,
+            404
+        );
+        let refused = request_from("127.0.0.1", live.addr, "/run", run.clone()).await;
+        assert_eq!(refused.status, 429);
+        assert!(refused.json()["detail"].as_str().unwrap().starts_with(
+            "too many runs: at most 1 per minute per client address (--rate-limit); retry in "
+        ));
+        assert_eq!(
+            request_from("127.0.0.2", live.addr, "/run", run)
+                .await
+                .status,
+            404
+        );
+        live.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stalled_json_body_is_cut_off_with_408() {
+    bounded(async {
+        let live = live(&["multi-fn"], &[], short(5.0, 60.0, 1.0), StreamTiming::default()).await;
+        let mut s = TcpStream::connect(live.addr).await.unwrap();
+        s.write_all(
+            b"POST /apps/run HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"app\": ",
+        )
+        .await
+        .unwrap();
+        let t0 = Instant::now();
+        let mut r = BufReader::new(s);
+        let resp = tokio::time::timeout(Duration::from_secs(5), read_response(&mut r))
+            .await
+            .expect("no answer to the stalled body");
+        assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+        assert_eq!(resp.status, 408);
+        let body = resp.json();
+        assert_eq!(body["type"], "https://infsh.dev/errors/request_timeout");
+        assert_eq!(
+            body["detail"],
+            "the request body stalled: no request body bytes arrived for 1s (--body-timeout 1s)"
+        );
+        live.stop().await;
+    })
+    .await;
+}

@@ -144,10 +144,9 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     shared.metrics.opened();
-    let _open = Open(shared.metrics.clone());
     let activity = Activity::new();
     let io = TokioIo::new(WatchedIo::new(stream, activity.clone()));
     let service = {
@@ -174,6 +173,9 @@ async fn connection(
         .header_read_timeout(None)
         .serve_connection(io, service);
     tokio::pin!(conn);
+    // Declared after `conn`, so dropped before it: the slot is free and the
+    // gauge is down by the time the client sees the connection close.
+    let _slot = (permit, Open(shared.metrics.clone()));
     let mut stop = shared.stop.clone();
     let mut stopping = false;
     let (header, idle) = (shared.limits.header_timeout, shared.limits.idle_timeout);
