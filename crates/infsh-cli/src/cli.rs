@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::serve::limit_args::LimitArgs;
+
 /// infsh: run multi-function inference apps (inference.sh style) locally,
 /// serve them over HTTP, and run them on a server.
 ///
@@ -318,6 +320,9 @@ pub struct ServeArgs {
     /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
     #[arg(long, env = "INFSH_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Connection timeouts and caps, run rate and stream caps.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// `infsh serve --durability` (see `infsh_store::Durability`).

@@ -8,15 +8,17 @@
 //! every configured key is checked, so neither the key's bytes nor which key
 //! matched leak through timing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::client_id::ClientId;
 use crate::problem::Problem;
 
 /// The accepted keys, kept as digests.
@@ -61,6 +63,25 @@ impl ApiKeys {
         }
     }
 
+    /// Who an accepted request is from (client_id.rs): the digest of its
+    /// key, or without keys its peer's IP address.
+    pub fn client_id(&self, req: &Request) -> ClientId {
+        if !self.is_open() {
+            if let Some(token) = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer_token)
+            {
+                return ClientId::Key(digest(token.as_bytes()));
+            }
+        }
+        match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(addr)) => ClientId::Addr(addr.ip()),
+            None => ClientId::Unknown,
+        }
+    }
+
     fn matches(&self, token: &str) -> bool {
         let presented = digest(token.as_bytes());
         let mut found = subtle::Choice::from(0u8);
@@ -87,10 +108,19 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 
 /// Middleware guarding the authenticated routes. Its state is the key set
 /// alone (the same `Arc` that `ServerState` holds), so this module does not
-/// depend on the handlers' state.
-pub async fn require_key(State(keys): State<Arc<ApiKeys>>, req: Request, next: Next) -> Response {
+/// depend on the handlers' state. Attaches the request's [`ClientId`] for
+/// the per-client limits.
+pub async fn require_key(
+    State(keys): State<Arc<ApiKeys>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match keys.check(req.headers()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let client = keys.client_id(&req);
+            req.extensions_mut().insert(client);
+            next.run(req).await
+        }
         Err(p) => p.into_response(),
     }
 }

@@ -147,6 +147,7 @@ fn harness() -> &'static Harness {
                 signing_key: b"fuzz-signing-key".to_vec(),
                 server_timing: false,
                 engine_keys: vec![],
+                limits: Default::default(),
             },
         );
         Harness { rt, router }

@@ -14,7 +14,10 @@
 //! - the body limit, problem-JSON fallbacks for unknown routes (404) and
 //!   methods (405), panics as 500 problems;
 //! - graceful shutdown that also ends streams and `wait=true` runs, which
-//!   would otherwise keep connections open forever.
+//!   would otherwise keep connections open forever;
+//! - the connection limits (limits.rs): the accept loop and connection
+//!   timeouts in listener/, `--rate-limit` on the run routes
+//!   (rate_limit.rs), the stream caps (stream_slots.rs).
 //!
 //! CONTRACT NOTE: the CLI's `serve` command calls exactly [`ServerConfig`]
 //! and [`serve`]; keep them stable.
@@ -33,6 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 mod auth;
+mod client_id;
 mod dto;
 mod engine_auth;
 mod extract;
@@ -40,19 +44,29 @@ mod extract;
 /// an API).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod limit_metrics;
+mod limits;
+mod listener;
 mod openapi;
 mod playground;
 mod problem;
+mod rate_limit;
 mod routes;
 mod state;
+mod stream_slots;
 mod tokens;
 
+pub use limits::Limits;
+pub use listener::fd_limit::{default_max_connections, raise_fd_limit, FdLimits};
 pub use state::StreamTiming;
 #[doc(hidden)]
 pub use tokens::upload_token;
 
+use limit_metrics::LimitMetrics;
+use rate_limit::RunLimiter;
 use routes::{apps, engine_link, engines, files, ops, runs, stream, tasks};
 use state::ServerState;
+use stream_slots::StreamSlots;
 
 /// The fixed OpenAPI document exactly as committed in docs/openapi.json.
 pub fn openapi_fixed_json() -> String {
@@ -80,6 +94,8 @@ pub struct ServerConfig {
     /// Empty: those routes are not served. The engine must also have
     /// [`Engine::enable_fleet`] called.
     pub engine_keys: Vec<String>,
+    /// Connection timeouts and caps, run rate and stream caps.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,27 +118,28 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with_timing(engine, config, StreamTiming::default(), listener, shutdown).await
+}
+
+/// [`serve`] with other stream heartbeat/snapshot intervals (tests).
+#[doc(hidden)]
+pub async fn serve_with_timing(
+    engine: Engine,
+    config: ServerConfig,
+    timing: StreamTiming,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
     if config.api_keys.is_empty() && !config.insecure && !addr.ip().is_loopback() {
         return Err(ServerError::KeysRequired(addr));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = build(engine, config, StreamTiming::default(), stop_rx);
+    let limits = config.limits.clone();
+    let metrics = Arc::new(LimitMetrics::default());
+    let app = build(engine, config, timing, stop_rx, metrics.clone());
     tracing::info!(%addr, "serving the HTTP API");
-    // Stream lines and small replies go out at once instead of waiting for
-    // Nagle's algorithm to coalesce them behind the client's delayed ACK
-    // (measured in docs/performance.md, "Figures behind the server's code").
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await?;
+    listener::serve(listener, app, limits, metrics, shutdown, stop_tx).await;
     Ok(())
 }
 
@@ -137,7 +154,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
 pub fn router_with_timing(engine: Engine, config: ServerConfig, timing: StreamTiming) -> Router {
     // Nobody can send: routers built here never signal shutdown.
     let (_tx, rx) = watch::channel(false);
-    build(engine, config, timing, rx)
+    build(engine, config, timing, rx, Arc::default())
 }
 
 fn build(
@@ -145,7 +162,9 @@ fn build(
     config: ServerConfig,
     timing: StreamTiming,
     shutdown: watch::Receiver<bool>,
+    limit_metrics: Arc<LimitMetrics>,
 ) -> Router {
+    let limits = &config.limits;
     let state = ServerState {
         engine,
         keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
@@ -157,8 +176,16 @@ fn build(
         shutdown,
         openapi: routes::fixed_document(),
         server_timing: config.server_timing,
+        stream_slots: Arc::new(StreamSlots::new(
+            limits.streams_per_task,
+            limits.streams_per_client,
+            limit_metrics.clone(),
+        )),
+        limit_metrics: limit_metrics.clone(),
     };
+    let run_limiter = Arc::new(RunLimiter::new(limits.runs_per_minute, limit_metrics));
 
+    // Only the routes added before `route_layer` are rate limited.
     let authenticated = Router::new()
         .route("/apps/run", post(runs::run_app))
         .route("/run", post(runs::run_alias))
@@ -166,6 +193,10 @@ fn build(
             "/apps/{namespace}/{name}/functions/{function}/run",
             post(runs::run_function),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            run_limiter,
+            rate_limit::limit_runs,
+        ))
         .route("/sessions/{id}", delete(runs::end_session))
         .route("/tasks", get(tasks::list_tasks))
         .route("/tasks/{id}", get(tasks::get_task))

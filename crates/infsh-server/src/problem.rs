@@ -25,6 +25,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use crate::limits::BodyTimedOut;
+
 /// Base of every problem `type`.
 pub const TYPE_BASE: &str = "https://infsh.dev/errors/";
 
@@ -150,6 +152,55 @@ impl Problem {
 
     pub fn internal(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", detail)
+    }
+
+    /// 408 for a request body that stalled (limits.rs `body_timeout`); the
+    /// connection is closed after it, its body being unfinished.
+    pub fn body_timeout(e: &BodyTimedOut) -> Problem {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body stalled: {e} (--body-timeout {}s)",
+                e.0.as_secs_f64()
+            ),
+        )
+        .header(header::CONNECTION, HeaderValue::from_static("close"))
+    }
+
+    /// 429 past `--rate-limit`, in the `rate_limited` shape of a full
+    /// queue (`retry_after` member and header).
+    pub fn run_rate_limited(per_minute: u32, scope: &str, retry_after: Duration) -> Problem {
+        let secs = retry_after_secs(retry_after);
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many runs: at most {per_minute} per minute per {scope} (--rate-limit); retry in {secs}s"
+            ),
+        )
+        .with("limit_per_minute", per_minute)
+        .with("retry_after", secs)
+        .header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+
+    /// 429 for a stream beyond `--max-streams-per-task` or
+    /// `--max-streams-per-key`: `scope` is `task` or `client`.
+    pub fn too_many_streams(scope: &'static str, limit: usize, detail: String) -> Problem {
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", detail)
+            .with("scope", scope)
+            .with("limit", limit)
+    }
+
+    /// The 503 a connection beyond `--max-connections` gets (written by the
+    /// accept loop itself, listener/mod.rs).
+    pub fn too_many_connections(cap: usize) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            format!("the server has {cap} connections open, its limit (--max-connections); retry shortly"),
+        )
+        .with("retry_after", 1)
     }
 
     pub fn shutting_down() -> Problem {
@@ -309,7 +360,9 @@ impl From<JsonRejection> for Problem {
 
 impl From<BytesRejection> for Problem {
     fn from(r: BytesRejection) -> Problem {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(e) = stalled(&r) {
+            Problem::body_timeout(e)
+        } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::payload_too_large("the request body is larger than this server accepts")
         } else {
             Problem::bad_request(format!(
@@ -318,6 +371,19 @@ impl From<BytesRejection> for Problem {
             ))
         }
     }
+}
+
+/// The body timeout, if that is what failed the body read (the error sits
+/// a few `source()`s down, under axum's wrappers).
+fn stalled(r: &BytesRejection) -> Option<&BodyTimedOut> {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(err) = e {
+        if let Some(t) = err.downcast_ref::<BodyTimedOut>() {
+            return Some(t);
+        }
+        e = err.source();
+    }
+    None
 }
 
 impl From<QueryRejection> for Problem {

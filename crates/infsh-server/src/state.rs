@@ -11,6 +11,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::auth::ApiKeys;
+use crate::limit_metrics::LimitMetrics;
+use crate::stream_slots::StreamSlots;
 use crate::tokens::UploadSigner;
 
 /// How often the task stream sends heartbeats and repeats the snapshot
@@ -46,6 +48,10 @@ pub struct ServerState {
     pub openapi: &'static Value,
     /// Send `Server-Timing` on `wait` runs (`ServerConfig::server_timing`).
     pub server_timing: bool,
+    /// Open task streams per task and per client (stream_slots.rs).
+    pub stream_slots: Arc<StreamSlots>,
+    /// The connection limits' counters, for `GET /metrics`.
+    pub limit_metrics: Arc<LimitMetrics>,
 }
 
 impl ServerState {

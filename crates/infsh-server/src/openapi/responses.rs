@@ -53,7 +53,11 @@ pub enum RunErrors {
     /// or no function named and the app has no default.
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(ProblemDoc),
-    /// The app's queue is full (`Retry-After`).
+    /// The request body stalled for `--body-timeout` (the connection is closed).
+    #[response(status = 408, content_type = "application/problem+json")]
+    BodyTimeout(ProblemDoc),
+    /// `rate_limited`: the app's queue is full, or this API key (client
+    /// address without keys) is past `--rate-limit` (`Retry-After`).
     #[response(status = 429, content_type = "application/problem+json")]
     QueueFull(ProblemDoc),
     /// `invalid_schema`: the function's input schema or the app's setup
@@ -76,6 +80,22 @@ pub enum TaskErrors {
     /// Unknown task.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum StreamErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// `too_many_streams`: the task, or this API key (client address
+    /// without keys), already has the most open streams allowed (`scope`,
+    /// `limit`).
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyStreams(ProblemDoc),
 }
 
 #[derive(IntoResponses)]
@@ -112,6 +132,9 @@ pub enum CreateFileErrors {
     /// Missing or wrong API key.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(ProblemDoc),
+    /// The request body stalled for `--body-timeout` (the connection is closed).
+    #[response(status = 408, content_type = "application/problem+json")]
+    BodyTimeout(ProblemDoc),
     /// Body over the server's limit.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemDoc),
@@ -129,6 +152,9 @@ pub enum UploadErrors {
     /// Malformed or unknown file id.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+    /// The request body stalled for `--body-timeout` (the connection is closed).
+    #[response(status = 408, content_type = "application/problem+json")]
+    BodyTimeout(ProblemDoc),
     /// Body over the server's limit.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemDoc),

@@ -68,11 +68,12 @@ pub async fn ready(State(state): State<ServerState>) -> Json<Envelope<ReadyDto>>
     security(("bearer" = []))
 )]
 pub async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
-    let text = render_metrics(
+    let mut text = render_metrics(
         &state.engine.metrics(),
         &state.engine.readiness(),
         &state.engine.engine_view(),
     );
+    text.push_str(&state.limit_metrics.render());
     (
         [(
             header::CONTENT_TYPE,

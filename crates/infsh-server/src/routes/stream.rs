@@ -25,15 +25,18 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use infsh_engine::TaskView;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::client_id::ClientId;
 use crate::dto::TaskDto;
 use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::stream_slots::StreamSlot;
 
 /// Line framing of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,8 @@ struct StreamState {
     rx: mpsc::Receiver<TaskView>,
     framing: Framing,
     ticks: Interval,
+    /// Held while the body lives (the stream caps).
+    _slot: StreamSlot,
     last: Option<TaskView>,
     last_snapshot_at: Instant,
     done: bool,
@@ -158,16 +163,19 @@ impl StreamState {
             (String = "application/x-ndjson"),
             (String = "text/event-stream"),
          )),
-        crate::openapi::responses::TaskErrors,
+        crate::openapi::responses::StreamErrors,
     ),
     security(("bearer" = []))
 )]
 pub async fn stream_task(
     State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
+    client: Option<Extension<ClientId>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let rx = state.engine.subscribe(&id).await?;
+    let client = client.map(|Extension(c)| c).unwrap_or(ClientId::Unknown);
+    let slot = state.stream_slots.acquire(&id, client)?;
     let framing = Framing::from_accept(&headers);
     let heartbeat = state.timing.heartbeat;
     let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -178,6 +186,7 @@ pub async fn stream_task(
         rx,
         framing,
         ticks,
+        _slot: slot,
         last: None,
         last_snapshot_at: Instant::now(),
         done: false,

@@ -50,6 +50,7 @@ pub fn server_config() -> ServerConfig {
         signing_key: SIGNING_KEY.to_vec(),
         server_timing: false,
         engine_keys: vec![],
+        limits: Default::default(),
     }
 }
 

@@ -193,6 +193,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         signing_key: places.signing_key,
         server_timing: args.server_timing,
         engine_keys,
+        limits: args.limits.limits(),
     };
     Ok(ServeConfig {
         engine,

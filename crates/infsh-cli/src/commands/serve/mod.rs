@@ -7,6 +7,7 @@
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
 pub(crate) mod config;
 pub(crate) mod signing_key;
+pub mod limit_args;
 mod store;
 
 use std::io::Write;
@@ -50,6 +51,17 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         .unwrap_or_else(config::default_cache_dir);
 
     let checked = config::check(&args, &ServeEnv::from_process())?;
+    // Connections are descriptors: take all the system allows (the
+    // connection cap is derived from it, docs/operations.md).
+    match infsh_server::raise_fd_limit() {
+        Ok(l) => tracing::info!(
+            soft_at_start = l.before,
+            soft = l.soft,
+            hard = l.hard,
+            "file descriptor limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
+    }
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
     let store = store::open(args.store.as_deref(), config::durability(args.durability)).await?;
 
