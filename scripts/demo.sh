@@ -27,33 +27,38 @@ step() {
 }
 finish_step() {
   if [ "$step_no" -gt 0 ]; then
-    summary+=("$(printf '  %-58s %4ss' "$step_name" "$((SECONDS - step_started))")")
+    summary+=("$(printf '  %-40s %5ss' "$step_name" "$((SECONDS - step_started))")")
   fi
 }
 
-step "set up the dev Python environment (.venv) and uv" "a few seconds; ~1 min the first time"
+step "dev Python environment (.venv, uv)" "seconds; about a minute the first time (pip)"
 scripts/dev-python.sh >/dev/null
 export PATH="$root/.tools/bin:$PATH"
 
 # The `demo` profile (Cargo.toml): release optimisations without the fat LTO
 # and debug info of `release`, which bench/ uses; docs/performance.md has both
 # build times.
-step "build infsh (cargo build --profile demo)" "~3-4 min from clean on 2 cores; seconds once built"
+step "build infsh" "minutes from clean: docs/performance.md, Build profiles; seconds once built"
+echo "\$ cargo build --profile demo --locked -p infsh-cli"
 cargo build --profile demo --locked -p infsh-cli
 infsh="$root/target/demo/infsh"
 app="$root/examples/image-app"
 out="$root/target/demo-output"
 
-step "infsh app functions examples/image-app (builds the app's environment the first time)" "~10-30 s the first time; <1 s after"
+step "list the image app's functions" "~10-20 s the first time (uv builds the app's environment); under a second after"
+echo "\$ infsh app functions examples/image-app"
 "$infsh" app functions "$app"
 
-step "infsh app run examples/image-app --function upscale --output-dir target/demo-output" "~1 s"
+step "run upscale: an image in, an image out" "~1 s"
+echo "\$ infsh app run examples/image-app --function upscale --input input_upscale.json --output-dir target/demo-output"
 "$infsh" app run "$app" --function upscale --input "$app/input_upscale.json" --output-dir "$out"
 
-step "infsh app test examples/image-app (one setup, every function)" "~2 s"
+step "test every function with one setup" "~2 s"
+echo "\$ infsh app test examples/image-app"
 "$infsh" app test "$app"
 
-step "infsh app run examples/text-app --function stream (a streaming function)" "~10-30 s the first time; ~2 s after"
+step "stream text (text-app)" "a few seconds the first time; ~1 s after"
+echo "\$ infsh app run examples/text-app --function stream"
 "$infsh" app run "$root/examples/text-app" --function stream --input "$root/examples/text-app/input_stream.json"
 finish_step
 
@@ -63,7 +68,7 @@ echo "==> done in $((SECONDS - started))s"
 printf '%s\n' "${summary[@]}"
 echo
 echo "  infsh binary:        $infsh"
-echo "  upscaled image:      $(ls -1 "$out"/* 2>/dev/null | head -1 || echo "$out")"
+echo "  upscaled image:      $(ls -1t "$out"/* 2>/dev/null | head -1 || echo "$out")"
 echo "  app environments:    $cache/envs (one per requirements.txt, reused by every run)"
 echo
 echo "Try next:"
