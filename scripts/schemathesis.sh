@@ -82,6 +82,15 @@ case "$url" in
 esac
 echo "==> schemathesis against $url ($examples examples per operation, phases $phases)"
 
+# Warnings: only those that mean this run is set up wrong (auth, base URL,
+# the document itself). Hidden, because this API answers them by design and
+# they say nothing about a bug: missing_test_data and validation_mismatch
+# (random task, file and app ids are 404s; schema-valid inputs naming files
+# or apps that do not exist are refused), low_valid_rate (the same, counted),
+# rate_limited (a full app queue answers 429). Failures of the checks below
+# are what fail the run.
+warnings="missing_auth,base_url_mismatch,unresolvable_reference,unsupported_regex,missing_deserializer,unused_openapi_auth,method_not_allowed,timeout_units"
+
 set +e
 # From the scratch folder: schemathesis keeps its example database in the
 # working directory (.schemathesis/), which must not land in the repository.
@@ -96,6 +105,7 @@ cd "$work"
   --seed "$seed" \
   --request-timeout 60 \
   --workers 1 \
+  --warnings "$warnings" \
   --no-color \
   --report junit --report-dir "$root/target/schemathesis" \
   "$@"

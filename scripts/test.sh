@@ -8,9 +8,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 echo "==> setting up"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# Without rustup (a distribution's Rust), rustfmt and clippy must come with
+# it; with rustup, a failure to add them is an error worth seeing now rather
+# than as "no such command" two steps later.
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
-  cargo install --locked cargo-nextest >/dev/null
+  echo "==> installing cargo-nextest (once; builds from source, about 3-5 minutes on 2 cores)"
+  cargo install --locked cargo-nextest
 fi
 export INFSH_TEST_PYTHON="$(scripts/dev-python.sh)"
 export PATH="$root/.tools/bin:$PATH"
@@ -38,7 +44,9 @@ echo "==> python worker tests"
 "$INFSH_TEST_PYTHON" -m pytest -q python/tests
 
 echo "==> rust tests"
-cargo nextest run --workspace --locked --no-fail-fast
+# The `ci` profile (.config/nextest.toml) prints failures, slow tests and
+# the summary, not one PASS line per test.
+cargo nextest run --workspace --locked --no-fail-fast --profile ci
 
 echo "==> soak (short CI run: 1,500 tasks at concurrency 64)"
 bash scripts/soak.sh --ci

@@ -77,7 +77,9 @@ def save_png(image: Image.Image, name: str) -> File:
     """Write an output image into a fresh temp folder and return it as a File.
 
     Returning File(path=...) is all an app does: the runtime stores the file
-    and hands the caller a URL (or, locally, the path).
+    and hands the caller a URL (or, locally, a copy). Under infsh, tempfile's
+    folder is the call's scratch folder, removed once the output is stored,
+    so no image-app-* folder is left in /tmp (docs/writing-apps.md, "Files").
     """
     path = os.path.join(tempfile.mkdtemp(prefix="image-app-"), name)
     image.save(path, format="PNG")

@@ -98,10 +98,9 @@ def main() -> None:
             channel.write({"type": "load_failed", "kind": e.kind, "error": e.error, "traceback": e.traceback})
         except HostGone:
             pass
-        if e.traceback:
-            sys.stderr.write(e.traceback)
-        else:
-            print(f"infsh worker: {e.error}", file=sys.stderr)
+        # The traceback travels in load_failed only (the host shows it once);
+        # stderr gets the one-line reason, for a host that reads only logs.
+        print(f"infsh worker: {e.error}", file=sys.stderr)
         _flush()
         os._exit(1)
 

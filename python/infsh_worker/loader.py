@@ -61,10 +61,40 @@ def error_line(exc: BaseException) -> str:
     return " ".join(line.split("\n")).strip()
 
 
+# infsh's own files: frames in them are the runtime calling the app, not the app.
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_plumbing(filename: str) -> bool:
+    """A frame of infsh's runtime or of the standard library (importlib's
+    frozen modules, asyncio, concurrent.futures): what the runtime goes
+    through before it reaches the app's code."""
+    if filename.startswith("<frozen ") or filename.startswith(_RUNTIME_DIR):
+        return True
+    import sysconfig  # deferred like traceback
+
+    stdlib = sysconfig.get_paths().get("stdlib") or ""
+    return (
+        bool(stdlib)
+        and filename.startswith(stdlib + os.sep)
+        and "site-packages" not in filename
+        and "dist-packages" not in filename
+    )
+
+
 def format_tb(exc: BaseException) -> str:
+    """The exception's traceback as Python prints it, less the leading frames
+    of infsh's runtime and the standard library, so the app's own frame
+    comes first. A traceback with no app frame at all (infsh itself raised)
+    is kept whole."""
     import traceback  # deferred: only errors pay for it (and for linecache/tokenize)
 
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = exc.__traceback__
+    while tb is not None and _is_plumbing(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    if tb is None:
+        tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _package(app_dir: str) -> ModuleType:

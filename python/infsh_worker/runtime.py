@@ -22,6 +22,7 @@ written on the loop thread, so frames of one call keep their order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import sys
@@ -33,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from pydantic import ValidationError
 
-from . import Cancelled, PROTOCOL_VERSION
+from . import Cancelled, PROTOCOL_VERSION, scratch
 from .discovery import FunctionInfo, SetupInfo, _is_async
 from .files import OutputError, as_output_model, serialize
 from .loader import LoadedApp, error_line, format_tb
@@ -180,6 +181,7 @@ class Runtime:
         sdk_version: Optional[str],
     ) -> None:
         self.channel = channel
+        scratch.install(os.environ.get("INFSH_SPILL_DIR"))
         self.app = loaded.app
         self.app_class = loaded.app_class
         self.functions: Dict[str, FunctionInfo] = {f.name: f for f in functions}
@@ -356,7 +358,8 @@ class Runtime:
             if callable(fn):
                 await self._invoke(fn, args)
         except BaseException as e:  # SystemExit from setup must not end the worker
-            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+            # The traceback travels in the answer only: the host shows it
+            # once (the CLI after the logs, serve with the app's health).
             self.send_result({"type": "setup_failed", "kind": "app", "error": error_line(e), "traceback": format_tb(e)})
             return
         self.setup_ok = True
@@ -446,6 +449,7 @@ class Runtime:
     async def _run_call(self, call: _Call, msg: Dict[str, Any]) -> None:
         info = call.info
         assert self.loop is not None
+        scratch.enter(call.id)  # this task's tempfile folder (scratch.py)
         try:
             if self._setup_task is not None and not self._setup_task.done():
                 await asyncio.wait([self._setup_task])
@@ -474,8 +478,9 @@ class Runtime:
                 return
             # Includes a CancelledError the app let escape from some inner
             # task of its own: the host did not cancel, so it is a failure.
-            if not isinstance(e, OutputError):
-                traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+            # The traceback travels in the answer only, not also on stderr:
+            # the host shows it once (the CLI after the logs, serve in the
+            # task's logs and its own log line).
             self._failed(call, "app", error_line(e), format_tb(e))
 
     async def _call_function(self, call: _Call, args: List[Any]) -> Any:
@@ -506,7 +511,8 @@ class Runtime:
                     call.thread_id = None
 
         assert self.loop is not None
-        return self.loop.run_in_executor(self.executor, runner)
+        # The call's context (its scratch folder) goes along to the thread.
+        return self.loop.run_in_executor(self.executor, contextvars.copy_context().run, runner)
 
     async def _stream(self, call: _Call, args: List[Any]):
         info = call.info

@@ -93,6 +93,16 @@ class App(BaseApp):
     def sync_boom(self, input: In) -> Out:
         raise KeyError("missing")
 
+    async def scratch(self, input: In) -> Out:
+        import tempfile
+        with tempfile.NamedTemporaryFile(delete=False, suffix=".txt") as f:
+            f.write(b"x")
+        return Out(text=f.name)
+
+    def sync_scratch(self, input: In) -> Out:
+        import tempfile
+        return Out(text=tempfile.mkdtemp(prefix="out-"))
+
     async def as_dict(self, input: In) -> Out:
         return {"text": input.text}
 
@@ -198,6 +208,23 @@ def test_stream_that_yields_nothing_fails(worker):
     assert "without yielding any output" in failed["error"]
 
 
+def test_tempfile_in_a_call_is_that_calls_scratch_folder(worker):
+    """tempfile's default folder is spill/scratch/<call id>/ during a call
+    (the host removes it after copying the outputs), also for a plain def
+    run in a thread; outside a call it is the usual one."""
+    import os
+    import tempfile
+
+    scratch = worker.spill_dir / "scratch"
+    path = worker.call("scratch", {}, id="task-1")["output"]["text"]
+    assert os.path.dirname(path) == str(scratch / "task-1") and os.path.isfile(path)
+    folder = worker.call("sync_scratch", {}, id="odd id/2")["output"]["text"]
+    assert os.path.dirname(folder) == str(scratch / "odd_id_2") and os.path.isdir(folder)
+    # The worker's own process: only the calls' folders exist.
+    assert sorted(os.listdir(scratch)) == ["odd_id_2", "task-1"]
+    assert not tempfile.gettempdir().startswith(str(scratch))
+
+
 def test_metadata_parameter(worker):
     done = worker.call("whoami", {}, metadata={"task_id": "t-1", "gpu_ids": ["0"], "extra_key": "k"})
     assert done["output"]["text"] == "Metadata t-1 ['0'] k"
@@ -211,6 +238,13 @@ def test_app_exception(worker):
     assert 'raise ValueError("bad thing happened")' in failed["traceback"]
     sync_failed = worker.call("sync_boom", {})
     assert sync_failed["error"] == "KeyError: 'missing'"
+    # The app's frame comes first: infsh's runtime frames, and the standard
+    # library's between them and a plain def run in a thread, are trimmed.
+    for tb in (failed["traceback"], sync_failed["traceback"]):
+        frames = [line for line in tb.splitlines() if line.startswith("  File ")]
+        assert frames and all("inference.py" in line for line in frames), tb
+    # The traceback is in the answer, not also in the app's logs: hosts show it once.
+    assert "Traceback" not in worker.stderr()
     # the worker keeps serving
     assert worker.call("upper", {"text": "x"})["type"] == "done"
 

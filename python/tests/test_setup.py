@@ -110,6 +110,9 @@ class App(BaseApp):
     failed = w.setup()
     assert failed == {**failed, "type": "setup_failed", "kind": "app", "error": "RuntimeError: weights missing"}
     assert 'raise RuntimeError("weights missing")' in failed["traceback"]
+    frames = [line for line in failed["traceback"].splitlines() if line.startswith("  File ")]
+    assert frames and all("inference.py" in line for line in frames), failed["traceback"]
+    assert "Traceback" not in w.stderr()
     # flushed before the result frame: the log is complete when it arrives
     assert "loading weights" in w.stdout()
     refused = w.call("report", {})

@@ -49,6 +49,16 @@ pub enum Command {
     /// See a server's worker layout: its slots, GPUs and replicas (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Engine(EngineCommand),
+    /// Print a shell completion script: `infsh completion bash > ~/.local/share/bash-completion/completions/infsh`,
+    /// `infsh completion zsh > "${fpath[1]}/_infsh"`, `infsh completion fish > ~/.config/fish/completions/infsh.fish`.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +333,18 @@ pub struct ServeArgs {
     /// Connection timeouts and caps, run rate and stream caps.
     #[command(flatten)]
     pub limits: LimitArgs,
+    // -- logging (issue 18) --
+    /// How infsh's own log lines on stderr are written: `text` for people,
+    /// `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, env = "INFSH_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `infsh serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `infsh serve --durability` (see `infsh_store::Durability`).
@@ -338,6 +360,12 @@ Prints `infsh serving N apps on http://HOST:PORT` on stderr once it listens
 SIGTERM stops taking requests, lets running tasks finish (--shutdown-grace),
 stops the workers and exits 0; tasks still queued are kept and run after the
 next start on the same --data-dir.
+
+Logging: one line per finished task (task id, app:function, status,
+duration, and the error), and a failed task's Python traceback with its task
+id. INFSH_LOG sets what is logged, as a tracing filter: `warn` for warnings
+and errors only, `debug` for everything infsh does, `infsh::task=off` to
+drop the task lines (default `warn,infsh::task=info,infsh::serve=info`).
 
 Precedence: --api-key, INFSH_API_KEYS and --api-keys-file are all accepted
 together. Secrets: --secret wins over --secrets-file, which wins over

@@ -85,9 +85,10 @@ fn parse_text(
         Failure::new(
             ExitCode::Input,
             format!(
-                "{what}: malformed JSON in {origin} at line {}, column {}: {e}",
+                "{what}: malformed JSON in {origin} at line {}, column {}: {}",
                 e.line(),
-                e.column()
+                e.column(),
+                json_reason(&e)
             ),
         )
     })?;
@@ -118,6 +119,14 @@ pub fn json_type_name(value: &Value) -> &'static str {
     }
 }
 
+/// serde_json's message without the ` at line L column C` it ends with
+/// (the position is already in ours).
+fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&position).unwrap_or(&text).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,11 +142,10 @@ mod tests {
     fn malformed_inline_json_names_line_and_column() {
         let err = parse_json_arg("{\"prompt\": }", "--input").unwrap_err();
         assert_eq!(err.code, ExitCode::Input);
-        assert!(
-            err.message
-                .starts_with("--input: malformed JSON in inline JSON at line 1, column 12"),
-            "{}",
-            err.message
+        // The position once: serde_json's own " at line 1 column 12" is cut.
+        assert_eq!(
+            err.message,
+            "--input: malformed JSON in inline JSON at line 1, column 12: expected value"
         );
     }
 

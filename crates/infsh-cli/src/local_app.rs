@@ -225,8 +225,7 @@ impl LocalApp {
             CallEvent::Log(line) => self.ui.app_log(&line),
             CallEvent::Snapshot { output, .. } => {
                 snapshots += 1;
-                let plural = if snapshots == 1 { "" } else { "s" };
-                phase.set_detail(&format!("{snapshots} snapshot{plural}"));
+                phase.set_detail(&crate::ui::snapshot_detail(snapshots, &output));
                 on_snapshot(&output);
             }
         };

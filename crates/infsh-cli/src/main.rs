@@ -20,13 +20,13 @@ mod ui;
 
 use clap::Parser;
 
-use crate::cli::{AppCommand, Cli, Command, EngineCommand, TaskCommand};
+use crate::cli::{AppCommand, Cli, Command, EngineCommand, LogFormat, TaskCommand};
 use crate::exit::{ExitCode, Failure};
 use crate::remote::errors::RemoteError;
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(&cli.command);
     let json_mode = cli.global.json;
     let threads = match &cli.command {
         Command::Serve(args) => args.threads.map(usize::from),
@@ -81,6 +81,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Engine(command) => match command {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,
         },
+        Command::Completion(args) => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(args.shell, &mut command, "infsh", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -94,12 +100,25 @@ fn default_threads() -> usize {
     (cpus / 4).clamp(1, 4)
 }
 
-/// `INFSH_LOG=debug` shows infsh's own tracing on stderr; quiet by default.
-fn init_tracing() {
+/// `INFSH_LOG=debug` shows infsh's own tracing on stderr. Quiet by default,
+/// except that `infsh serve` logs a line per finished task (target
+/// `infsh::task`); `serve --log-format json` writes JSON lines.
+fn init_tracing(command: &Command) {
+    let (default, json) = match command {
+        Command::Serve(args) => (
+            "warn,infsh::task=info,infsh::serve=info",
+            args.log_format == LogFormat::Json,
+        ),
+        _ => ("warn", false),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("INFSH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
 }

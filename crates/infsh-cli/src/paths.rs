@@ -23,6 +23,17 @@ impl Paths {
         self.root.join("envs")
     }
 
+    /// A new folder name for the output files of one local run without
+    /// `--output-dir`: `outputs/<unix millis>-<pid>` (made when copied into).
+    pub fn new_outputs_dir(&self) -> PathBuf {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        self.root
+            .join("outputs")
+            .join(format!("{millis}-{}", std::process::id()))
+    }
+
     /// The worker runtime, spill files and downloaded File inputs.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")

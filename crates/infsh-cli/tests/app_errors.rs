@@ -140,8 +140,13 @@ fn an_import_error_shows_the_traceback() {
     let out = sb.app_run(fixture("import-error"), &["--input", "{}"]);
     assert_code(&out, 3);
     let err = stderr(&out);
-    assert!(err.contains("Traceback (most recent call last)"), "{err}");
+    assert_eq!(
+        err.matches("Traceback (most recent call last)").count(),
+        1,
+        "{err}"
+    );
     assert!(err.contains("inference.py"), "{err}");
+    assert!(!err.contains("importlib"), "{err}");
     assert!(
         err.contains(
             "error: inference.py raised while being imported: RuntimeError: boom at import"
@@ -156,7 +161,12 @@ fn a_raising_setup_has_its_own_exit_code_and_traceback() {
     let out = sb.app_run(fixture("setup-raises"), &["--input", "{}"]);
     assert_code(&out, 5);
     let err = stderr(&out);
-    assert!(err.contains("Traceback (most recent call last)"), "{err}");
+    assert_eq!(
+        err.matches("Traceback (most recent call last)").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("infsh_worker"), "{err}");
     assert!(
         err.contains("error: setup failed: ValueError: setup exploded"),
         "{err}"
@@ -169,7 +179,18 @@ fn a_raising_function_shows_the_traceback() {
     let out = sb.app_run(fixture("fn-raises"), &["--input", "{}"]);
     assert_code(&out, 6);
     let err = stderr(&out);
-    assert!(err.contains("Traceback (most recent call last)"), "{err}");
+    assert_eq!(
+        err.matches("Traceback (most recent call last)").count(),
+        1,
+        "the traceback once, not also in the app's logs: {err}"
+    );
+    // infsh's runtime frames are trimmed: the app's frame comes first.
+    let first_frame = err
+        .lines()
+        .find(|line| line.trim_start().starts_with("File "))
+        .unwrap_or_default();
+    assert!(first_frame.contains("fn-raises/inference.py"), "{err}");
+    assert!(!err.contains("infsh_worker"), "{err}");
     assert!(
         err.contains("error: the function raised ZeroDivisionError: division by zero"),
         "{err}"

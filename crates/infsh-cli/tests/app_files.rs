@@ -99,7 +99,61 @@ fn file_outputs_are_reported_and_copied_to_the_output_dir() {
     assert!(copied.starts_with(target.to_str().unwrap()));
     let bytes = std::fs::read(copied).unwrap();
     assert_eq!(&bytes[1..4], b"PNG");
-    assert!(std::path::Path::new(files[0]["path"].as_str().unwrap()).exists());
+    // The output names the copy; the app wrote the file (with
+    // tempfile.mkdtemp) in its call's scratch folder, gone after the run.
+    assert_eq!(doc["output"]["image"]["path"], copied, "{doc}");
+    let written = files[0]["path"].as_str().unwrap();
+    assert!(
+        written.starts_with(sb.path().join("cache").to_str().unwrap())
+            && written.contains("/scratch/"),
+        "{written}"
+    );
+    assert!(!std::path::Path::new(written).exists(), "{written}");
+    assert_eq!(scratch_leftovers(sb.path()), Vec::<String>::new());
+}
+
+/// Anything left in a `scratch` folder under `root`.
+fn scratch_leftovers(root: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "scratch") {
+                for inner in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                    found.push(inner.path().display().to_string());
+                }
+            }
+            stack.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn without_an_output_dir_files_are_saved_in_the_cache_and_said_so() {
+    let sb = Sandbox::new();
+    let app = fixture("files-app");
+    let input = json!({"image": app.join(PNG_SAMPLE)}).to_string();
+    let out = sb.app_run(&app, &["--function", "invert", "--input", &input]);
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    let saved = err
+        .lines()
+        .find_map(|line| line.strip_prefix("saved image -> "))
+        .unwrap_or_else(|| panic!("no `saved image -> PATH` line: {err}"));
+    let outputs = sb.path().join("cache/outputs");
+    assert!(saved.starts_with(outputs.to_str().unwrap()), "{saved}");
+    assert!(saved.ends_with("/inverted.png"), "{saved}");
+    assert_eq!(&std::fs::read(saved).unwrap()[1..4], b"PNG");
+    // Human output: the path of the copy, and no `"output_meta": null`.
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["image"]["path"], saved);
+    assert!(shown.get("output_meta").is_none(), "{shown}");
+    assert_eq!(scratch_leftovers(sb.path()), Vec::<String>::new());
 }
 
 #[test]

@@ -55,8 +55,14 @@ fn init_refuses_a_non_empty_folder() {
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(app.join("x"), "").unwrap();
     let out = sb.infsh().args(["app", "init"]).arg(&app).output().unwrap();
-    assert_code(&out, 4);
-    assert!(stderr(&out).contains("already exists and is not empty"));
+    assert_code(&out, 2);
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "error: {} already exists and is not empty; give a new folder name",
+            app.display()
+        )
+    );
 }
 
 #[test]

@@ -44,6 +44,8 @@ fn every_new_command_has_help() {
                 "--secrets-file",
                 "INFSH_SECRET_",
                 "infsh serving N apps on",
+                "INFSH_LOG",
+                "--log-format",
             ],
         ),
         (&["task", "--help"], &["get", "cancel", "list"]),
@@ -265,4 +267,29 @@ fn serve_refuses_a_bad_engine_config_before_binding() {
         stderr(&out)
     );
     drop(taken);
+}
+
+#[test]
+fn completion_scripts_are_generated_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _infsh"),
+        ("zsh", "#compdef infsh"),
+        ("fish", "complete -c infsh"),
+    ] {
+        let out = infsh().args(["completion", shell]).output().unwrap();
+        assert_code(&out, 0);
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("serve"),
+            "{shell}: subcommands are completed"
+        );
+    }
+    let out = infsh().args(["completion", "tcsh"]).output().unwrap();
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("invalid value 'tcsh'"),
+        "{}",
+        stderr(&out)
+    );
 }

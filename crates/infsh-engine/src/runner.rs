@@ -212,6 +212,7 @@ impl Runner {
             Some(Err(e @ WorkerError::SetupFailed(_))) => {
                 let (error, traceback) = setup_error(e);
                 if let Some(traceback) = traceback.as_ref().filter(|t| !t.is_empty()) {
+                    log_traceback(&self.shared, &self.record.id, traceback);
                     self.tracker.log(LogType::Setup, traceback.clone());
                 }
                 (error, traceback)
@@ -338,6 +339,7 @@ impl Runner {
             }
             Err(WorkerError::CallFailed(failed)) => {
                 if !failed.traceback.is_empty() {
+                    log_traceback(&self.shared, &self.record.id, &failed.traceback);
                     self.tracker.log(LogType::Task, failed.traceback.clone());
                 }
                 let (status, error) = match failed.kind {
@@ -479,4 +481,14 @@ fn describe_lost_worker(error: &WorkerError) -> String {
         WorkerError::Protocol(message) => format!("worker protocol error: {message}"),
         other => other.to_string(),
     }
+}
+
+/// The app's traceback in `infsh serve`'s log, under the task it failed.
+/// Redacted like everything else the server writes: a traceback quotes the
+/// values it failed on, secrets included.
+fn log_traceback(shared: &Shared, task: &str, traceback: &str) {
+    let traceback = shared.redactor.text(traceback.trim_end());
+    // The id in the message, not as a field: a field would be printed
+    // after the traceback's last line.
+    tracing::info!(target: "infsh::task", "task {task}: the app raised\n{traceback}");
 }

@@ -223,7 +223,21 @@ impl Tracker {
             TaskStatus::Cancelled => inc(&metrics.cancelled),
             _ => inc(&metrics.failed),
         }
-        tracing::debug!(task = %self.id, status = ?status, "task ended");
+        // `infsh serve`'s line per task (its default log filter lets the
+        // `infsh::task` target through at info; docs/cli.md, "serve").
+        let record = &view.record;
+        let seconds = (at - record.created_at_ms).max(0) as f64 / 1000.0;
+        let target = format!("{}:{}", record.app, record.function);
+        match &record.error {
+            Some(error) => tracing::info!(
+                target: "infsh::task",
+                task = %self.id, app = %target, status = %status.as_str(), seconds, error = %error
+            ),
+            None => tracing::info!(
+                target: "infsh::task",
+                task = %self.id, app = %target, status = %status.as_str(), seconds
+            ),
+        }
         self.shared.webhooks.deliver(&view.record);
         view
     }

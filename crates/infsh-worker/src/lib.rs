@@ -29,6 +29,7 @@ mod channel;
 mod error;
 mod logs;
 mod runtime_files;
+mod scratch;
 mod spawn;
 mod worker;
 mod zygote;
@@ -41,6 +42,7 @@ use serde_json::Value;
 pub use error::{ExitDescription, WorkerError};
 pub use infsh_protocol::{self as protocol, Ready};
 pub use logs::{MAX_LINE_BYTES, STDERR_TAIL_LINES};
+pub use scratch::Scratch;
 pub use worker::Worker;
 pub use zygote::{Zygote, ZygoteStart};
 
@@ -109,4 +111,7 @@ pub struct CallOutcome {
     pub files: Vec<OutputFile>,
     /// As measured by the worker.
     pub seconds: f64,
+    /// The call's scratch folder, where its output files usually are:
+    /// removed when the outcome is dropped (None from fakes).
+    pub scratch: Option<Scratch>,
 }

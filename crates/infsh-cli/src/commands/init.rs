@@ -39,10 +39,14 @@ const TEMPLATE: &[(&str, &str)] = &[
 pub fn init(args: InitArgs, global: &GlobalArgs) -> Result<()> {
     let dir = &args.name;
     let name = app_name(dir)?;
+    // A usage error (2), like any other wrong argument: nothing was run.
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         return Err(Failure::new(
-            ExitCode::Input,
-            format!("{} already exists and is not empty", dir.display()),
+            ExitCode::Usage,
+            format!(
+                "{} already exists and is not empty; give a new folder name",
+                dir.display()
+            ),
         )
         .into());
     }

@@ -40,6 +40,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> 
     let result = call_once(
         &local,
         &args,
+        &paths,
         function_name.as_deref(),
         explicit_input,
         setup.as_ref(),
@@ -61,6 +62,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> 
 async fn call_once(
     local: &LocalApp,
     args: &RunArgs,
+    paths: &Paths,
     function_name: Option<&str>,
     explicit_input: Option<JsonArg>,
     setup: Option<&JsonArg>,
@@ -73,15 +75,23 @@ async fn call_once(
     let input_value = local.prepare_input(function, &input)?;
     let setup_time = local.setup(setup, args.setup_timeout).await?;
     let mut snapshots = 0usize;
-    let outcome = local
+    let mut outcome = local
         .call(function, input_value, args.timeout, |_snapshot| {
             snapshots += 1;
         })
         .await?;
-    let copied = match &args.output_dir {
-        Some(dir) => copy_output_files(&outcome.files, dir)?,
-        None => Vec::new(),
+    // The files are in the call's scratch folder, removed with `outcome`:
+    // copied out first, to --output-dir or a folder of their own.
+    let copied = if outcome.files.iter().any(|f| f.path.is_some()) {
+        let dir = match &args.output_dir {
+            Some(dir) => dir.clone(),
+            None => paths.new_outputs_dir(),
+        };
+        copy_output_files(&outcome.files, &dir)?
+    } else {
+        Vec::new()
     };
+    point_output_at_copies(&mut outcome.output, &outcome.files, &copied);
     Ok(json!({
         "status": "completed",
         "app": local.app.display_name(),
@@ -122,12 +132,25 @@ fn copy_output_files(files: &[OutputFile], dir: &Path) -> Result<Vec<Option<Path
     Ok(copied)
 }
 
+/// The output's File objects name the copies: the files the app wrote are
+/// gone with its scratch folder once the run ends.
+fn point_output_at_copies(output: &mut Value, files: &[OutputFile], copied: &[Option<PathBuf>]) {
+    for (file, target) in files.iter().zip(copied) {
+        if let (Some(target), Some(Value::Object(object))) =
+            (target, output.pointer_mut(&file.pointer))
+        {
+            object.insert("path".into(), json!(target));
+        }
+    }
+}
+
 fn files_report(files: &[OutputFile], copied: &[Option<PathBuf>]) -> Value {
     Value::Array(
         files
             .iter()
             .enumerate()
             .map(|(i, f)| {
+                // `path`: where the app wrote it (removed after the run).
                 let mut entry = json!({
                     "pointer": f.pointer,
                     "path": f.path,

@@ -167,21 +167,66 @@ fn print_list_human(items: &[Value], next: Option<&str>) {
     if items.is_empty() {
         eprintln!("no tasks");
     }
-    for item in items {
-        let app = task::app(item).unwrap_or_else(|| "?".into());
-        let target = match task::function(item) {
-            Some(f) => format!("{app}:{f}"),
-            None => app,
-        };
-        println!(
-            "{}  {:<10}  {}  {}",
-            task::id(item),
-            task::status_name(task::status(item)),
-            target,
-            task::timestamp(item, "created_at").unwrap_or_default()
-        );
+    for line in list_lines(items) {
+        println!("{line}");
     }
     if let Some(next) = next {
         eprintln!("more: infsh task list --cursor {next}");
+    }
+}
+
+/// One line per task, in columns as wide as their widest entry (ids,
+/// statuses and app names vary in length).
+fn list_lines(items: &[Value]) -> Vec<String> {
+    let rows: Vec<[String; 4]> = items
+        .iter()
+        .map(|item| {
+            let app = task::app(item).unwrap_or_else(|| "?".into());
+            let target = match task::function(item) {
+                Some(f) => format!("{app}:{f}"),
+                None => app,
+            };
+            [
+                task::id(item).to_string(),
+                task::status_name(task::status(item)).to_string(),
+                target,
+                task::timestamp(item, "created_at").unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let width = |column: usize| {
+        rows.iter()
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (id_w, status_w, target_w) = (width(0), width(1), width(2));
+    rows.iter()
+        .map(|[id, status, target, created]| {
+            format!("{id:<id_w$}  {status:<status_w$}  {target:<target_w$}  {created}")
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn list_columns_line_up() {
+        let items = [
+            json!({"id": "t1", "status": 10, "app": "tests/multi-fn", "function": "upscale", "created_at": "2026-01-01T00:00:01Z"}),
+            json!({"id": "t22", "status": 11, "app": "a/b", "function": "run", "created_at": "2026-01-01T00:00:00Z"}),
+        ];
+        assert_eq!(
+            list_lines(&items),
+            [
+                "t1   completed  tests/multi-fn:upscale  2026-01-01T00:00:01Z",
+                "t22  failed     a/b:run                 2026-01-01T00:00:00Z",
+            ]
+        );
     }
 }

@@ -186,7 +186,9 @@ impl RemoteError {
             }
             // Only the client builder's own words, as it always read.
             RemoteError::Client { source, .. } => format!("{self}: {source}"),
-            RemoteError::Unreachable { source, .. } => format!("{self}: {}", cause_chain(source)),
+            RemoteError::Unreachable { source, .. } => {
+                format!("{self}: {}", unreachable_reason(source))
+            }
             RemoteError::BadUrl { source, .. } => format!("{self}: {source}"),
             RemoteError::Read { source, .. } | RemoteError::Write { source, .. } => {
                 format!("{self}: {source}")
@@ -201,20 +203,22 @@ impl RemoteError {
     }
 }
 
-/// An error and its causes as one line, each cause once: reqwest's errors
-/// repeat their inner error's text in their own.
-fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = inner.source();
+/// Why a request got no answer, in one clause: the innermost cause
+/// (`Connection refused (os error 111)`), not reqwest's four levels of
+/// wrapping around it, and for a refused connection what to check.
+fn unreachable_reason(err: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = err;
+    while let Some(inner) = root.source() {
+        root = inner;
     }
-    message
+    let reason = root.to_string();
+    if err.is_connect() {
+        format!("{reason}; is the server running there? (--api-url / INFSH_API_URL)")
+    } else if err.is_timeout() && !reason.contains("timed out") {
+        format!("timed out ({reason})")
+    } else {
+        reason
+    }
 }
 
 /// An error status as the user sees it: exit code by status and problem
@@ -496,7 +500,11 @@ mod tests {
         let failure = remote.task("t").await.unwrap_err().into_failure();
         assert_eq!(failure.code, ExitCode::Server);
         assert!(failure.message.starts_with(&prefix), "{}", failure.message);
-        assert!(failure.message.len() > prefix.len(), "the cause is shown");
+        assert_eq!(
+            failure.message,
+            format!("{prefix}Connection refused (os error 111); is the server running there? (--api-url / INFSH_API_URL)"),
+            "one line with the root cause, not reqwest's wrapping"
+        );
     }
 
     #[tokio::test]

@@ -286,11 +286,7 @@ impl Tracker {
                     self.snapshots += 1;
                     self.last_output = Some(output.clone());
                     if let Some((_, phase)) = &self.phase {
-                        phase.set_detail(&format!(
-                            "{} snapshot{}",
-                            self.snapshots,
-                            if self.snapshots == 1 { "" } else { "s" }
-                        ));
+                        phase.set_detail(&crate::ui::snapshot_detail(self.snapshots, output));
                     }
                 }
             }

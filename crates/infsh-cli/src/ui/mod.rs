@@ -4,4 +4,4 @@
 
 mod progress;
 
-pub use progress::{Phase, Ui};
+pub use progress::{snapshot_detail, Phase, Ui};

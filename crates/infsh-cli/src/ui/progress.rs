@@ -77,10 +77,10 @@ impl Ui {
         if self.mode == Mode::Quiet {
             return;
         }
-        // stderr lines get a red gutter so tracebacks stand out among prints.
-        let gutter = match line.stream {
-            LogStream::Stdout => style("│").dim(),
-            LogStream::Stderr => style("│").red(),
+        let gutter = match log_level(line) {
+            LogLevel::Plain => style("│").dim(),
+            LogLevel::Warning => style("│").yellow(),
+            LogLevel::Error => style("│").red(),
         };
         self.print_line(&format!("{gutter} {}", line.line));
     }
@@ -111,6 +111,33 @@ impl Ui {
             Some(bar) if !bar.is_finished() => bar.suspend(|| eprintln!("{text}")),
             _ => eprintln!("{text}"),
         }
+    }
+}
+
+/// How loud an app's log line is, for the colour of its gutter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogLevel {
+    Plain,
+    Warning,
+    Error,
+}
+
+/// Python's `logging` writes every level to stderr (`INFO:name:...`), so the
+/// stream alone does not say a line is an error: a stderr line is red only
+/// when it reads like one (a logging ERROR/CRITICAL, a traceback's lines),
+/// yellow for a WARNING, and otherwise drawn like a print.
+fn log_level(line: &LogLine) -> LogLevel {
+    if line.stream == LogStream::Stdout {
+        return LogLevel::Plain;
+    }
+    let text = line.line.trim_start();
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| text.starts_with(p));
+    if starts(&["ERROR", "CRITICAL", "FATAL", "Traceback ", "File \""]) {
+        LogLevel::Error
+    } else if starts(&["WARNING", "WARN"]) || text.contains("Warning: ") {
+        LogLevel::Warning
+    } else {
+        LogLevel::Plain
     }
 }
 
@@ -181,6 +208,35 @@ impl Drop for Phase {
     }
 }
 
+/// The live detail of a streaming call: the snapshot count and the end of
+/// the latest snapshot's text (its first string field, e.g. `text`), so a
+/// terminal shows the stream as it grows.
+pub fn snapshot_detail(count: usize, output: &serde_json::Value) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    let text = match output {
+        serde_json::Value::String(s) => Some(s.as_str()),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(key, _)| key.as_str() != "output_meta")
+            .find_map(|(_, value)| value.as_str()),
+        _ => None,
+    };
+    let Some(text) = text.map(|t| t.trim_end()).filter(|t| !t.is_empty()) else {
+        return format!("{count} snapshot{plural}");
+    };
+    let last_line = text.lines().last().unwrap_or("");
+    let chars: Vec<char> = last_line.chars().collect();
+    const SHOWN: usize = 80;
+    let tail: String = if chars.len() > SHOWN {
+        std::iter::once('…')
+            .chain(chars[chars.len() - SHOWN..].iter().copied())
+            .collect()
+    } else {
+        last_line.to_string()
+    };
+    format!("{count} snapshot{plural} · {tail}")
+}
+
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 1.0 {
@@ -189,5 +245,65 @@ pub fn format_duration(d: Duration) -> String {
         format!("{secs:.2}s")
     } else {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stderr(text: &str) -> LogLine {
+        LogLine {
+            stream: LogStream::Stderr,
+            line: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn snapshot_detail_shows_the_end_of_the_latest_text() {
+        use serde_json::json;
+        assert_eq!(
+            snapshot_detail(1, &json!({"output_meta": null, "text": "once upon"})),
+            "1 snapshot · once upon"
+        );
+        assert_eq!(
+            snapshot_detail(2, &json!({"text": "line one\nline two\n"})),
+            "2 snapshots · line two"
+        );
+        let long = "x".repeat(100) + "END";
+        let detail = snapshot_detail(3, &json!({"text": long}));
+        assert!(detail.starts_with("3 snapshots · …x"), "{detail}");
+        assert!(
+            detail.ends_with("END") && detail.chars().count() == 14 + 81,
+            "{detail}"
+        );
+        assert_eq!(snapshot_detail(4, &json!({"n": 1})), "4 snapshots");
+    }
+
+    #[test]
+    fn only_stderr_lines_that_read_as_errors_are_red() {
+        assert_eq!(
+            log_level(&stderr("INFO:root:loading weights")),
+            LogLevel::Plain
+        );
+        assert_eq!(log_level(&stderr("setting up...")), LogLevel::Plain);
+        assert_eq!(
+            log_level(&stderr("WARNING:root:no GPU, using the CPU")),
+            LogLevel::Warning
+        );
+        assert_eq!(
+            log_level(&stderr("/x.py:3: UserWarning: deprecated")),
+            LogLevel::Warning
+        );
+        assert_eq!(log_level(&stderr("ERROR:root:bad")), LogLevel::Error);
+        assert_eq!(
+            log_level(&stderr("Traceback (most recent call last):")),
+            LogLevel::Error
+        );
+        let stdout = LogLine {
+            stream: LogStream::Stdout,
+            line: "ERROR in my print".to_string(),
+        };
+        assert_eq!(log_level(&stdout), LogLevel::Plain);
     }
 }

@@ -195,7 +195,13 @@ impl Server {
             cmd.args(["--api-key", key]);
         }
         for (name, value) in env {
-            cmd.env(name, value);
+            // An empty value unsets the variable (e.g. INFSH_LOG, to see
+            // serve's default logging).
+            if value.is_empty() {
+                cmd.env_remove(name);
+            } else {
+                cmd.env(name, value);
+            }
         }
         let mut child = cmd.spawn().expect("spawn infsh serve");
         let stdout = child.stdout.take().unwrap();

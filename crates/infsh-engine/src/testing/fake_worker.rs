@@ -474,6 +474,7 @@ impl AppWorker for FakeWorker {
                 output: json!({"pid": pid, "input": request.input}),
                 files: Vec::new(),
                 seconds: script.sleep.as_secs_f64(),
+                scratch: None,
             }),
             Err(Performed::Failed(error)) => Err(failed(FailureKind::App, error)),
             Err(Performed::Stopped) => Err(failed(

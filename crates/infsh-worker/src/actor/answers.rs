@@ -5,6 +5,7 @@ use infsh_protocol::{FrameError, LoadFailed, WorkerMessage, PROTOCOL_VERSION};
 
 use super::Actor;
 use crate::channel::Op;
+use crate::scratch::{self, Scratch};
 use crate::{CallEvent, CallOutcome, LogLine, LogStream, WorkerError};
 
 impl Actor {
@@ -46,16 +47,20 @@ impl Actor {
                 seconds,
             } => match self.calls.remove(&id) {
                 Some(call) => {
+                    let scratch = Scratch::new(scratch::call_folder(&self.spill_dir, &id));
                     let _ = call.reply.send(Ok(CallOutcome {
                         output,
                         files,
                         seconds,
+                        scratch: Some(scratch),
                     }));
                 }
                 None => tracing::warn!(%id, "`done` for a call that is not in flight"),
             },
             WorkerMessage::Failed(failed) => match self.calls.remove(&failed.id) {
                 Some(call) => {
+                    // No output files to keep from a failed or cancelled call.
+                    scratch::remove(&scratch::call_folder(&self.spill_dir, &failed.id));
                     let _ = call.reply.send(Err(WorkerError::CallFailed(failed)));
                 }
                 None => {

@@ -97,8 +97,9 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
             signing_key,
         },
     )?;
+    let json_logs = args.log_format == crate::cli::LogFormat::Json;
     for warning in warnings {
-        eprintln!("warning: {warning}");
+        say(json_logs, true, &warning);
     }
 
     // Signals are watched from before the engine starts, so a SIGTERM during
@@ -132,11 +133,12 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         let _ = stdout.flush();
     }
     if !global.quiet {
-        eprintln!(
+        let message = format!(
             "infsh serving {} app{} on {url}",
             apps.len(),
             if apps.len() == 1 { "" } else { "s" }
         );
+        say(json_logs, false, &message);
     }
 
     // The HTTP API keeps answering through the shutdown grace: new runs get
@@ -148,15 +150,16 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         async move {
             wait_for_signals(signals.clone(), 1).await;
             if !quiet {
-                eprintln!(
+                let message = format!(
                     "infsh: shutting down (running tasks get {}s; a second Ctrl-C stops them now)",
                     shutdown_grace.as_secs_f64()
                 );
+                say(json_logs, false, &message);
             }
             tokio::select! {
                 _ = engine.shutdown(shutdown_grace) => {}
                 _ = wait_for_signals(signals, 2) => {
-                    eprintln!("infsh: stopping every worker now");
+                    say(json_logs, false, "infsh: stopping every worker now");
                     let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown(Duration::ZERO)).await;
                 }
             }
@@ -205,4 +208,16 @@ fn watch_signals() -> Result<watch::Receiver<u32>, Failure> {
 /// Resolves once `count` signals have arrived.
 async fn wait_for_signals(mut rx: watch::Receiver<u32>, count: u32) {
     let _ = rx.wait_for(|n| *n >= count).await;
+}
+
+/// One of serve's own messages on stderr: a plain line, or with
+/// `--log-format json` an event of target `infsh::serve`, so that every
+/// line a log shipper reads is JSON.
+fn say(json_logs: bool, warning: bool, message: &str) {
+    match (json_logs, warning) {
+        (true, true) => tracing::warn!(target: "infsh::serve", "{message}"),
+        (true, false) => tracing::info!(target: "infsh::serve", "{message}"),
+        (false, true) => eprintln!("warning: {message}"),
+        (false, false) => eprintln!("{message}"),
+    }
 }

@@ -53,7 +53,15 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     let phase = ui.phase("connect");
     let app = match describe_app(&remote, &target.id()).await {
         Ok(app) => {
-            phase.finish(&format!("{} · {}", target.id(), remote.base()));
+            // What the phase timed: asking the server to describe the app
+            // (the first time, the server may start the app to learn it).
+            let n = app.functions.len();
+            phase.finish(&format!(
+                "{}: {n} function{} described by {}",
+                target.id(),
+                if n == 1 { "" } else { "s" },
+                remote.base()
+            ));
             app
         }
         Err(err) => {

@@ -21,10 +21,12 @@ pub async fn upload_local_files(
 ) -> Result<(), Failure> {
     let phase = ui.phase("upload");
     let mut count = 0usize;
+    let mut bytes = 0u64;
     for pointer in pointers {
         let Some(value) = input.pointer_mut(pointer) else {
             continue;
         };
+        bytes += local_size(value);
         let result = match value {
             Value::String(path) => match remote.upload(Path::new(path.as_str())).await {
                 Ok(uri) => {
@@ -42,11 +44,39 @@ pub async fn upload_local_files(
         }
         count += 1;
     }
+    // What the phase timed: sending these bytes to the server.
     phase.finish(&format!(
-        "{count} file{}",
-        if count == 1 { "" } else { "s" }
+        "{count} file{}, {} sent",
+        if count == 1 { "" } else { "s" },
+        human_bytes(bytes)
     ));
     Ok(())
+}
+
+/// The size of the local file a `File` value names (0 if unreadable: the
+/// upload then fails with its own message).
+fn local_size(value: &Value) -> u64 {
+    let path = match value {
+        Value::String(path) => Some(path.as_str()),
+        Value::Object(map) => ["path", "uri"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(Value::as_str)),
+        _ => None,
+    };
+    path.and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KIB {
+        format!("{bytes} B")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{:.1} MiB", b / KIB / KIB)
+    }
 }
 
 /// `{"path": "/local"}` or `{"uri": "/local"}` → `{"uri": "<uploaded>"}`, other keys kept.
@@ -66,4 +96,14 @@ async fn upload_in_object(
         map.insert("uri".into(), Value::String(uri));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn upload_sizes_read_as_people_write_them() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(12_800), "12.5 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
 }
