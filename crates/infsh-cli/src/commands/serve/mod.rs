@@ -6,8 +6,8 @@
 
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
 pub(crate) mod config;
-pub(crate) mod signing_key;
 pub mod limit_args;
+pub(crate) mod signing_key;
 mod store;
 
 use std::io::Write;
