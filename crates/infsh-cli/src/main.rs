@@ -29,7 +29,8 @@ fn main() {
     init_tracing();
     let json_mode = cli.global.json;
     let threads = match &cli.command {
-        Command::Serve(args) => args.threads.map(usize::from),
+        Command::Serve(args) => args.worker.threads.map(usize::from),
+        Command::Engine(EngineCommand::Run(args)) => args.worker.threads.map(usize::from),
         _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -80,6 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Engine(command) => match command {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,
+            EngineCommand::Run(args) => commands::engine_run::run(args, &global).await,
         },
     }
 }
