@@ -394,6 +394,14 @@ impl FleetHub {
         }
     }
 
+    /// The task's runs on remote engines, first first.
+    pub async fn attempts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<infsh_store::fleet::AttemptRecord>, EngineError> {
+        self.store.attempts(id).await.map_err(fleet_error)
+    }
+
     pub async fn engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {
         let engines = self.store.list_engines().await.map_err(fleet_error)?;
         let now = now_ms();
