@@ -402,6 +402,10 @@ pub enum EngineCommand {
     /// The server's slots (GPUs, VRAM, replicas, running tasks) and workers
     /// (--json: `{"engines": ..., "workers": ...}` as the API returns them).
     Status(EngineStatusArgs),
+    /// Every engine of a server: its own and the remote ones (`infsh engine
+    /// run`), with state, version, last heartbeat, apps and running tasks
+    /// (--json: `GET /engines` as the API returns it).
+    List(EngineStatusArgs),
     /// Run this machine as a remote engine of an API node: host --apps,
     /// connect out to --server, take its tasks and report them back
     /// (docs/deploy.md, "Engines").

@@ -81,6 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Engine(command) => match command {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,
+            EngineCommand::List(args) => commands::engine_list::list(args, &global).await,
             EngineCommand::Run(args) => commands::engine_run::run(args, &global).await,
         },
     }

@@ -160,6 +160,17 @@ fn engines_register_run_and_cancel_tasks_and_a_drained_one_takes_none() {
         assert_eq!(apps[0]["hash"].as_str().unwrap().len(), 64, "{engine}");
         assert_eq!(engine["inventory"], "remote");
     }
+    let out = sb.run(&server, &["engine", "list"]);
+    assert_code(&out, 0);
+    let listed = stdout(&out);
+    for name in ["e1", "e2"] {
+        assert!(
+            listed.lines().any(|l| l.starts_with(name)
+                && l.contains(" remote  online ")
+                && l.contains("tests/slow@")),
+            "{listed}"
+        );
+    }
     // Same code, same hash.
     assert_eq!(
         remote[0]["remote"]["apps"][0]["hash"],
