@@ -304,3 +304,26 @@ fn a_wrong_engine_key_makes_the_engine_exit_11_saying_so() {
         "{log}"
     );
 }
+
+#[test]
+fn sigterm_lets_the_running_task_finish_and_be_reported_then_the_engine_exits_0() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let mut engine = EngineProc::start(&sb, &server, "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    let started = started_file(&sb, "started");
+    let id = server.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 1, "label": "drained", "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started"
+    );
+    let pid = engine.child.as_ref().unwrap().id() as i32;
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let status = engine.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", engine.log());
+    let done = server.task(&id);
+    assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    assert_eq!(done["output"]["label"], "drained");
+    assert!(engine.log().contains("draining"), "{}", engine.log());
+}
