@@ -231,8 +231,33 @@ fn engines_register_run_and_cancel_tasks_and_a_drained_one_takes_none() {
         let task = server.task(done["id"].as_str().unwrap());
         assert_eq!(task["attempts"][0]["engine"], "e2", "{task:#}");
     }
+    // `workers` pins a run to an engine (after the undrain below, both
+    // could take it); `infra` other than `private` is refused.
+    let bad = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/slow", "infra": "cloud"})),
+        400,
+    );
+    assert_eq!(
+        bad["detail"], "`infra` \"cloud\" is not one infsh has: expected one of \"private\"",
+        "{bad}"
+    );
     let undrained = server.api("POST", "/engines/e1/undrain", None, 200);
     assert_eq!(undrained["remote"]["state"], "online", "{undrained:#}");
+    for label in ["p1", "p2", "p3"] {
+        let done = server.api(
+            "POST",
+            "/apps/run",
+            Some(
+                json!({"app": "tests/slow", "input": {"label": label}, "wait": true,
+                "workers": ["e1"], "infra": "private"}),
+            ),
+            200,
+        );
+        let task = server.task(done["id"].as_str().unwrap());
+        assert_eq!(task["attempts"][0]["engine"], "e1", "{task:#}");
+    }
     let missing = server.api("POST", "/engines/nope/drain", None, 404);
     assert_eq!(missing["status"], 404, "{missing}");
 }

@@ -254,7 +254,7 @@ impl FleetHub {
             updated_at_ms: now,
         };
         self.store
-            .enqueue_remote(&record, None)
+            .enqueue_remote(&record, request.workers.as_deref())
             .await
             .map_err(fleet_error)?;
         let view = TaskView {

@@ -87,8 +87,15 @@ impl Link {
     }
 
     /// A heartbeat, then up to `max` tasks (answers within half a lease).
-    pub async fn claim(&self, max: usize, holding: &[String]) -> Result<ClaimAnswer, LinkError> {
-        let body = serde_json::json!({"engine": self.engine, "max": max, "holding": holding});
+    pub async fn claim(
+        &self,
+        max: usize,
+        holding: &[String],
+        workers: &[String],
+    ) -> Result<ClaimAnswer, LinkError> {
+        let body = serde_json::json!({
+            "engine": self.engine, "max": max, "holding": holding, "slots": workers,
+        });
         let value = self.post("/v1/engine/claim", &body).await?;
         serde_json::from_value(value).map_err(|e| LinkError::Other {
             status: 200,

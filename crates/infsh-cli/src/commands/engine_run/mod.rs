@@ -158,6 +158,7 @@ async fn claim_loop(
     let held: Arc<Mutex<HashSet<String>>> = Arc::default();
     let (changed_tx, mut changed) = watch::channel(());
     let capacity = register::capacity(engine);
+    let workers = register::worker_names(engine, &link.engine);
     let mut registered = false;
     let mut backoff = Backoff::default();
     let mut drain_until = None;
@@ -200,7 +201,7 @@ async fn claim_loop(
         changed.borrow_and_update();
         let mut stop = signals.clone();
         let answer = tokio::select! {
-            answer = link.claim(max, &holding) => answer,
+            answer = link.claim(max, &holding, &workers) => answer,
             // A signal, or (draining) a task that ended: look again now.
             _ = stop.changed() => continue,
             _ = changed.changed(), if draining => continue,

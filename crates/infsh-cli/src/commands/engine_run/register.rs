@@ -51,3 +51,19 @@ pub fn capacity(engine: &Engine) -> usize {
     let per_app = (config.replicas * config.concurrency_per_replica).max(1);
     per_app * engine.apps().len().max(1)
 }
+
+/// The names a run's `workers` may pin to this engine with: its own name
+/// and each slot as `NAME-KIND-ID` (`gpu-box-1-gpu-0`, `gpu-box-1-cpu-3`).
+/// A pinned run is claimed here; which local slot runs it is still this
+/// engine's placement's choice.
+pub fn worker_names(engine: &Engine, name: &str) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    names.extend(
+        engine
+            .engine_view()
+            .slots
+            .iter()
+            .map(|slot| format!("{name}-{}-{}", slot.kind, slot.id)),
+    );
+    names
+}
