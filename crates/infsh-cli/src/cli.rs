@@ -220,15 +220,75 @@ impl From<ServerArgs> for RemoteArgs {
 #[derive(Debug, Args)]
 #[command(after_help = SERVE_AFTER_HELP)]
 pub struct ServeArgs {
-    /// Folder of apps to serve: every sub-folder (up to 3 levels deep) holding an inference.py.
-    #[arg(long, value_name = "DIR")]
-    pub apps: PathBuf,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
     /// Address to listen on. Anything but a loopback address needs API keys (or --insecure).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on; 0 picks a free one (the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Accept this API key (repeatable). Also read from INFSH_API_KEYS (comma separated) and --api-keys-file.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// File of accepted API keys, one per line (blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Allow serving without API keys on a non-loopback address.
+    #[arg(long)]
+    pub insecure: bool,
+    /// The URL clients reach this server at (used in file URIs). Default: http://HOST:PORT as bound.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Largest accepted request body (JSON and file uploads), in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_mib: u32,
+    /// Answer `wait` runs with a Server-Timing header: the task's time inside
+    /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
+    #[arg(long)]
+    pub server_timing: bool,
+    // --- Remote engines (`infsh engine run --server`; docs/deploy.md, "Engines").
+    /// Accept this key from remote engines on /v1/engine/... (repeatable; also
+    /// INFSH_ENGINE_KEYS, comma separated). Engine keys are refused on client
+    /// routes and client keys on engine routes. Without one, no engine connects.
+    #[arg(
+        long = "engine-key",
+        value_name = "KEY",
+        env = "INFSH_ENGINE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub engine_keys: Vec<String>,
+    /// How long a task claimed by a remote engine stays leased without a
+    /// heartbeat before it is run again elsewhere (or failed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Runs of one task in all when its engines are lost; then it fails
+    /// with `engine lost: NAME`.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    // --- the store (pgstore) ---
+    /// Where tasks, logs and file records live: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
+    #[arg(long, env = "INFSH_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Connection timeouts and caps, run rate and stream caps.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    // -- logging (issue 18) --
+    /// How infsh's own log lines on stderr are written: `text` for people,
+    /// `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, env = "INFSH_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The app, environment and worker flags `infsh serve` and `infsh engine
+/// run` share: which apps, where their state lives, how their workers run.
+#[derive(Debug, Args, Clone)]
+pub struct WorkerArgs {
+    /// Folder of apps to serve: every sub-folder (up to 3 levels deep) holding an inference.py.
+    #[arg(long, value_name = "DIR")]
+    pub apps: PathBuf,
     /// Where tasks, stored files and the signing key live (default: the user's data folder, e.g. ~/.local/share/infsh).
     #[arg(long, env = "INFSH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -270,27 +330,12 @@ pub struct ServeArgs {
     /// Use this Python interpreter for every app as is (skip building app environments).
     #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
-    /// Accept this API key (repeatable). Also read from INFSH_API_KEYS (comma separated) and --api-keys-file.
-    #[arg(long = "api-key", value_name = "KEY")]
-    pub api_keys: Vec<String>,
-    /// File of accepted API keys, one per line (blank lines and lines starting with # are skipped).
-    #[arg(long, value_name = "FILE")]
-    pub api_keys_file: Option<PathBuf>,
-    /// Allow serving without API keys on a non-loopback address.
-    #[arg(long)]
-    pub insecure: bool,
-    /// The URL clients reach this server at (used in file URIs). Default: http://HOST:PORT as bound.
-    #[arg(long, value_name = "URL")]
-    pub public_url: Option<String>,
     /// A secret for apps that declare it in inf.yml (repeatable). Also INFSH_SECRET_<KEY> variables and --secrets-file.
     #[arg(long = "secret", value_name = "KEY=VALUE")]
     pub secrets: Vec<String>,
     /// File of secrets, KEY=VALUE per line (blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
-    /// Largest accepted request body (JSON and file uploads), in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_body_mib: u32,
     /// When a task's stored state is on the disk: `full` flushes every commit
     /// before going on (survives a power loss); `relaxed` goes on once
     /// committed and flushes within a second (survives a crash or kill of
@@ -301,43 +346,6 @@ pub struct ServeArgs {
     /// of their own). Default: a quarter of the CPUs, 1 to 4.
     #[arg(long, env = "INFSH_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
-    /// Answer `wait` runs with a Server-Timing header: the task's time inside
-    /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
-    #[arg(long)]
-    pub server_timing: bool,
-    // --- Remote engines (`infsh engine run --server`; docs/deploy.md, "Engines").
-    /// Accept this key from remote engines on /v1/engine/... (repeatable; also
-    /// INFSH_ENGINE_KEYS, comma separated). Engine keys are refused on client
-    /// routes and client keys on engine routes. Without one, no engine connects.
-    #[arg(
-        long = "engine-key",
-        value_name = "KEY",
-        env = "INFSH_ENGINE_KEYS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub engine_keys: Vec<String>,
-    /// How long a task claimed by a remote engine stays leased without a
-    /// heartbeat before it is run again elsewhere (or failed).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-    pub lease_seconds: f64,
-    /// Runs of one task in all when its engines are lost; then it fails
-    /// with `engine lost: NAME`.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_attempts: u32,
-    // --- the store (pgstore) ---
-    /// Where tasks, logs and file records live: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
-    /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
-    #[arg(long, env = "INFSH_STORE", value_name = "URL")]
-    pub store: Option<String>,
-    /// Connection timeouts and caps, run rate and stream caps.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    // -- logging (issue 18) --
-    /// How infsh's own log lines on stderr are written: `text` for people,
-    /// `json` (one object per line) for log shippers.
-    #[arg(long, value_enum, env = "INFSH_LOG_FORMAT", default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
 }
 
 /// `infsh serve --log-format`.
@@ -432,6 +440,35 @@ pub enum EngineCommand {
     /// The server's slots (GPUs, VRAM, replicas, running tasks) and workers
     /// (--json: `{"engines": ..., "workers": ...}` as the API returns them).
     Status(EngineStatusArgs),
+    /// Every engine of a server: its own and the remote ones (`infsh engine
+    /// run`), with state, version, last heartbeat, apps and running tasks
+    /// (--json: `GET /engines` as the API returns it).
+    List(EngineStatusArgs),
+    /// Run this machine as a remote engine of an API node: host --apps,
+    /// connect out to --server, take its tasks and report them back
+    /// (docs/deploy.md, "Engines").
+    Run(Box<EngineRunArgs>),
+}
+
+/// `infsh engine run`.
+#[derive(Debug, Args)]
+pub struct EngineRunArgs {
+    /// The API node's URL, e.g. https://api.example.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// An engine key the API node accepts (`infsh serve --engine-key`).
+    #[arg(
+        long,
+        env = "INFSH_ENGINE_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub engine_key: String,
+    /// This engine's name, unique in the fleet (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 #[derive(Debug, Args)]

@@ -29,7 +29,8 @@ fn main() {
     init_tracing(&cli.command);
     let json_mode = cli.global.json;
     let threads = match &cli.command {
-        Command::Serve(args) => args.threads.map(usize::from),
+        Command::Serve(args) => args.worker.threads.map(usize::from),
+        Command::Engine(EngineCommand::Run(args)) => args.worker.threads.map(usize::from),
         _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -80,6 +81,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Engine(command) => match command {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,
+            EngineCommand::List(args) => commands::engine_list::list(args, &global).await,
+            EngineCommand::Run(args) => commands::engine_run::run(args, &global).await,
         },
         Command::Completion(args) => {
             use clap::CommandFactory;

@@ -74,6 +74,10 @@ pub struct RunRequest {
     pub metadata: Option<Value>,
     /// Per-run timeout in seconds.
     pub timeout_secs: Option<f64>,
+    /// Pins the run to these named workers of remote engines (the run
+    /// body's `workers`): only an engine that has one of them claims it.
+    /// Refused for an app this node hosts itself.
+    pub workers: Option<Vec<String>>,
 }
 
 impl RunRequest {
@@ -89,6 +93,7 @@ impl RunRequest {
             session: None,
             metadata: None,
             timeout_secs: None,
+            workers: None,
         }
     }
 }

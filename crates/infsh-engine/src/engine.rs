@@ -261,10 +261,46 @@ impl Engine {
         if let Some(view) = self.submit_remote(&request).await? {
             return Ok(view);
         }
-        let (view, _clock) =
-            crate::submit::submit(self.shared(), &self.inner.apps, request, Insert::Durable)
-                .await?;
+        let (view, _clock) = crate::submit::submit(
+            self.shared(),
+            &self.inner.apps,
+            request,
+            Insert::Durable,
+            None,
+        )
+        .await?;
         Ok(view)
+    }
+
+    /// [`Engine::submit`] of a task whose id was given elsewhere: a remote
+    /// engine (`infsh engine run`) runs a task an API node claimed for it
+    /// under the API node's id, so its reports name the same task. Always a
+    /// local run (never diverted to remote engines).
+    pub async fn submit_with_id(
+        &self,
+        request: RunRequest,
+        id: String,
+    ) -> Result<TaskView, EngineError> {
+        let (view, _clock) = crate::submit::submit(
+            self.shared(),
+            &self.inner.apps,
+            request,
+            Insert::Durable,
+            Some(id),
+        )
+        .await?;
+        Ok(view)
+    }
+
+    /// What the app's worker said in `ready` (starts one if none ran yet)
+    /// and the app's folder: what a remote engine registers.
+    pub async fn app_ready(
+        &self,
+        app: &AppRef,
+    ) -> Result<(infsh_protocol::Ready, std::path::PathBuf), EngineError> {
+        let handle = self.app_handle(app)?;
+        let info = handle.discover().await?;
+        Ok((info.ready.clone(), handle.entry.dir.root.clone()))
     }
 
     /// [`Engine::submit`] for a caller that gives the task's id out only
@@ -280,7 +316,14 @@ impl Engine {
         if let Some(view) = self.submit_remote(&request).await? {
             return Ok((view, Arc::new(StageClock::new())));
         }
-        crate::submit::submit(self.shared(), &self.inner.apps, request, Insert::Deferred).await
+        crate::submit::submit(
+            self.shared(),
+            &self.inner.apps,
+            request,
+            Insert::Deferred,
+            None,
+        )
+        .await
     }
 
     /// A run of an app this node does not host but a remote engine does:

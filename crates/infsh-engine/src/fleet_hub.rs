@@ -254,7 +254,7 @@ impl FleetHub {
             updated_at_ms: now,
         };
         self.store
-            .enqueue_remote(&record, None)
+            .enqueue_remote(&record, request.workers.as_deref())
             .await
             .map_err(fleet_error)?;
         let view = TaskView {
@@ -392,6 +392,14 @@ impl FleetHub {
                 status,
             }),
         }
+    }
+
+    /// The task's runs on remote engines, first first.
+    pub async fn attempts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<infsh_store::fleet::AttemptRecord>, EngineError> {
+        self.store.attempts(id).await.map_err(fleet_error)
     }
 
     pub async fn engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {

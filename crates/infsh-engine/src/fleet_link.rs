@@ -81,6 +81,18 @@ impl Engine {
         self.hub()?.report(engine, task_id, report).await
     }
 
+    /// The task's runs on remote engines, first first (empty for a task
+    /// no remote engine claimed, and when the fleet is off).
+    pub async fn task_attempts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<infsh_store::fleet::AttemptRecord>, EngineError> {
+        match self.inner.fleet.get() {
+            Some(hub) => hub.attempts(id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Remote engines (empty when the fleet is off).
     pub async fn remote_engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {
         match self.inner.fleet.get() {

@@ -41,6 +41,7 @@ pub(crate) async fn submit(
     apps: &HostedApps,
     request: RunRequest,
     insert: Insert,
+    id: Option<String>,
 ) -> Result<(TaskView, Arc<StageClock>), EngineError> {
     let clock = Arc::new(StageClock::new());
     if !shared.lifecycle.is_running() {
@@ -126,7 +127,7 @@ pub(crate) async fn submit(
 
     let now = now_ms();
     let record = TaskRecord {
-        id: new_id(),
+        id: id.unwrap_or_else(new_id),
         app: app_id,
         function: resolved.name.clone(),
         input,

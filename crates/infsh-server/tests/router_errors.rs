@@ -274,6 +274,45 @@ async fn unknown_app_function_and_invalid_input() {
 }
 
 #[tokio::test]
+async fn infra_other_than_private_and_workers_for_a_local_app_are_400() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn"])).await;
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "input": {}, "infra": "cloud"}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b["detail"],
+            "`infra` \"cloud\" is not one infsh has: expected one of \"private\""
+        );
+        let (st, h, b) = s
+            .post(
+                "/apps/tests/multi-fn/functions/run/run",
+                json!({"input": {}, "infra": "shared"}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert!(b["detail"].as_str().unwrap().contains("\"shared\""), "{b}");
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/multi-fn", "input": {}, "workers": ["gpu-box-1"]}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b["detail"],
+            "`workers` pins a run to remote engines' workers; app \"tests/multi-fn\" is hosted by this server itself"
+        );
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn missing_secrets_are_412_in_the_client_shape() {
     bounded(async {
         let mut setup = Setup::new(&[]);

@@ -34,7 +34,7 @@ pub async fn status(args: EngineStatusArgs, global: &GlobalArgs) -> Result<()> {
 
 /// A server without the layout routes (another inference.sh-compatible API,
 /// an older infsh) answers 404 for the route: say that, not "not found".
-fn layout_error(base: &str, err: RemoteError) -> Failure {
+pub(crate) fn layout_error(base: &str, err: RemoteError) -> Failure {
     if err.is_not_found() {
         return Failure::new(
             ExitCode::Server,
@@ -187,7 +187,7 @@ fn yes_no(v: Option<&Value>) -> String {
 }
 
 /// A scalar as text; `-` for null or absent.
-fn text(v: Option<&Value>) -> String {
+pub(crate) fn text(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".to_string(),
         Some(Value::String(s)) => s.clone(),
@@ -201,7 +201,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn dash_if_empty(s: String) -> String {
+pub(crate) fn dash_if_empty(s: String) -> String {
     if s.is_empty() {
         "-".to_string()
     } else {
@@ -209,13 +209,13 @@ fn dash_if_empty(s: String) -> String {
     }
 }
 
-fn row(cells: &[&str]) -> Vec<String> {
+pub(crate) fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
 
 /// Rows as lines, columns padded to their widest cell, two spaces apart
 /// (the last column unpadded, so lines carry no trailing spaces).
-fn table(rows: &[Vec<String>]) -> Vec<String> {
+pub(crate) fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

@@ -2,6 +2,8 @@
 
 pub mod dev;
 pub mod engine;
+pub mod engine_list;
+pub mod engine_run;
 pub mod init;
 pub mod inspect;
 pub mod run;

@@ -28,6 +28,40 @@ pub struct EngineDto {
     pub evictions_total: u64,
     /// Tasks whose app has no replica and waits for a slot to free up.
     pub tasks_waiting_for_slot: usize,
+    /// Set for a remote engine (`infsh engine run --server`), absent for
+    /// this server's own. A remote engine's `slots` here is empty; its own
+    /// layout is `remote.slots`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteEngineDto>,
+}
+
+/// What an API node knows of a remote engine.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RemoteEngineDto {
+    /// The infsh version it runs.
+    pub version: String,
+    /// `online`, `draining` or `offline` (no heartbeat for a lease).
+    pub state: String,
+    /// ISO-8601 UTC.
+    pub last_heartbeat: String,
+    /// Its slot layout, as it registered it (the shape of `slots` above).
+    #[schema(value_type = Object)]
+    pub slots: serde_json::Value,
+    pub apps: Vec<RemoteAppDto>,
+    /// Ids of the tasks it holds.
+    pub running: Vec<String>,
+}
+
+/// An app a remote engine hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RemoteAppDto {
+    /// `namespace/name`.
+    pub app: String,
+    /// Content hash of its folder on that engine.
+    pub hash: String,
+    /// Another live engine registered this app first with another hash:
+    /// this engine takes none of its tasks.
+    pub conflict: bool,
 }
 
 /// A slot: one GPU, a group of GPUs, or one CPU worker.
@@ -101,6 +135,40 @@ impl EngineDto {
             slots: v.slots.iter().map(SlotDto::from_view).collect(),
             evictions_total: v.evictions_total,
             tasks_waiting_for_slot: v.tasks_waiting_for_slot,
+            remote: None,
+        }
+    }
+
+    pub fn from_remote(v: &infsh_engine::RemoteEngineView) -> EngineDto {
+        let state = match v.state {
+            infsh_store::fleet::EngineState::Online => "online",
+            infsh_store::fleet::EngineState::Draining => "draining",
+            infsh_store::fleet::EngineState::Offline => "offline",
+        };
+        EngineDto {
+            name: v.name.clone(),
+            inventory: "remote".into(),
+            draining: v.state == infsh_store::fleet::EngineState::Draining,
+            cpu_slots: None,
+            slots: Vec::new(),
+            evictions_total: 0,
+            tasks_waiting_for_slot: 0,
+            remote: Some(RemoteEngineDto {
+                version: v.version.clone(),
+                state: state.into(),
+                last_heartbeat: super::time::iso8601(v.last_heartbeat_ms),
+                slots: v.slots.clone(),
+                apps: v
+                    .apps
+                    .iter()
+                    .map(|a| RemoteAppDto {
+                        app: a.app.clone(),
+                        hash: a.hash.clone(),
+                        conflict: a.conflict,
+                    })
+                    .collect(),
+                running: v.running.clone(),
+            }),
         }
     }
 }

@@ -53,6 +53,16 @@ pub struct RunOptions {
     /// Per-task timeout in seconds.
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// Pins the run to named workers of remote engines (`infsh engine
+    /// run`): an engine's name, or one of its slots as `ENGINE-KIND-ID`
+    /// (e.g. `gpu-box-1-gpu-0`); only an engine with one of them takes it.
+    /// Refused (400) for an app this server hosts itself.
+    #[serde(default)]
+    pub workers: Option<Vec<String>>,
+    /// Where the run may go: `private` (this deployment's own engines) is
+    /// the only value infsh has; any other is a 400.
+    #[serde(default)]
+    pub infra: Option<String>,
 }
 
 /// Body of `POST /apps/{namespace}/{name}/functions/{function}/run`: the
@@ -81,6 +91,7 @@ pub struct RunBody {
 /// Every field, in the order a positional (array) body gives them.
 const RUN_BODY_FIELDS: &[&str] = &[
     "app", "function", "input", "setup", "webhook", "session", "metadata", "wait", "timeout",
+    "workers", "infra",
 ];
 
 impl<'de> Deserialize<'de> for FunctionRunBody {
@@ -129,7 +140,7 @@ impl<'de> Visitor<'de> for RunBodyVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RunBody, A::Error> {
         let app = seq
             .next_element::<String>()?
-            .ok_or_else(|| de::Error::invalid_length(0, &"struct RunBody with 9 elements"))?;
+            .ok_or_else(|| de::Error::invalid_length(0, &"struct RunBody with 11 elements"))?;
         let function = seq.next_element::<Option<String>>()?.flatten();
         let options = RunOptions::deserialize(SeqAccessDeserializer::new(&mut seq))?;
         Ok(RunBody {
@@ -228,20 +239,20 @@ mod tests {
              "OK",
              "OK"),
             ("[]",
-             "invalid request body: Failed to deserialize the JSON body into the target type: invalid length 0, expected struct RunBody with 9 elements at line 1 column 2",
+             "invalid request body: Failed to deserialize the JSON body into the target type: invalid length 0, expected struct RunBody with 11 elements at line 1 column 2",
              "OK"),
             ("[\"ns/a\", \"fn\", {\"x\": 1}, {}, \"http://h\", \"new\", {}, true, 5]",
              "OK",
              "invalid request body: Failed to deserialize the JSON body into the target type: [2]: invalid type: map, expected a string at line 1 column 15"),
             ("[\"ns/a\", \"fn\", {\"x\": 1}, {}, \"http://h\", \"new\", {}, true, 5, 6]",
-             "malformed JSON: Failed to parse the request body as JSON: trailing characters at line 1 column 62",
+             "invalid request body: Failed to deserialize the JSON body into the target type: [9]: invalid type: integer `6`, expected a sequence at line 1 column 62",
              "invalid request body: Failed to deserialize the JSON body into the target type: [2]: invalid type: map, expected a string at line 1 column 15"),
             ("[\"ns/a\", 3]",
              "invalid request body: Failed to deserialize the JSON body into the target type: [1]: invalid type: integer `3`, expected a string at line 1 column 10",
              "OK"),
             ("[\"ns/a\", null, null, null, null, null, null, \"no\"]",
              "invalid request body: Failed to deserialize the JSON body into the target type: [7]: invalid type: string \"no\", expected a boolean at line 1 column 49",
-             "malformed JSON: Failed to parse the request body as JSON: trailing characters at line 1 column 46"),
+             "invalid request body: Failed to deserialize the JSON body into the target type: [7]: invalid type: string \"no\", expected a sequence at line 1 column 49"),
             ("{\"app\": \"ns/a\", \"wait\": \"yes\"}",
              "invalid request body: Failed to deserialize the JSON body into the target type: wait: invalid type: string \"yes\", expected a boolean at line 1 column 29",
              "invalid request body: Failed to deserialize the JSON body into the target type: wait: invalid type: string \"yes\", expected a boolean at line 1 column 29"),
@@ -295,7 +306,7 @@ mod tests {
              "OK"),
             ("[{}, {}, \"h\", \"new\", {}, true, 5, 9]",
              "invalid request body: Failed to deserialize the JSON body into the target type: [0]: invalid type: map, expected a string at line 1 column 1",
-             "malformed JSON: Failed to parse the request body as JSON: trailing characters at line 1 column 35"),
+             "invalid request body: Failed to deserialize the JSON body into the target type: [7]: invalid type: integer `9`, expected a sequence at line 1 column 35"),
         ];
         for (body, run, function_run) in cases {
             assert_eq!(detail::<RunBody>(body), run, "RunBody {body}");
@@ -323,7 +334,7 @@ mod tests {
         let fields = json!({
             "app": "ns/a", "function": "fn", "input": {"x": 1}, "setup": {"s": 2},
             "webhook": "http://h", "session": "new", "metadata": {"m": 3},
-            "wait": true, "timeout": 5
+            "wait": true, "timeout": 5, "workers": ["w1"], "infra": "private"
         });
         let by_key: RunBody = serde_json::from_value(fields.clone()).unwrap();
         let positional: RunBody = serde_json::from_value(Value::Array(
@@ -341,6 +352,8 @@ mod tests {
             assert_eq!(o.metadata, Some(json!({"m": 3})));
             assert_eq!(o.wait, Some(true));
             assert_eq!(o.timeout, Some(5.0));
+            assert_eq!(o.workers, Some(vec!["w1".to_string()]));
+            assert_eq!(o.infra.as_deref(), Some("private"));
         }
         let FunctionRunBody(options) = serde_json::from_value(fields).unwrap();
         assert_eq!(options.wait, Some(true));

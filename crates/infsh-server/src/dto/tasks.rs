@@ -40,6 +40,38 @@ pub struct TaskDto {
     pub created_at: String,
     /// ISO-8601 UTC.
     pub updated_at: String,
+    /// Its runs on remote engines (`infsh engine run`), first first; only
+    /// in `GET /tasks/{id}`, and only for a task an engine claimed. More
+    /// than one: an engine was lost mid-run and the task ran again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptDto>>,
+}
+
+/// One run of a task on a remote engine.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AttemptDto {
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// The engine's name.
+    pub engine: String,
+    /// ISO-8601 UTC.
+    pub claimed_at: String,
+    /// ISO-8601 UTC; null while it runs.
+    pub ended_at: Option<String>,
+    /// `completed`, `failed`, `cancelled` or `lost`; null while it runs.
+    pub outcome: Option<String>,
+}
+
+impl AttemptDto {
+    pub fn from_record(a: &infsh_store::fleet::AttemptRecord) -> AttemptDto {
+        AttemptDto {
+            attempt: a.attempt,
+            engine: a.engine.clone(),
+            claimed_at: iso8601(a.claimed_at_ms),
+            ended_at: a.ended_at_ms.map(iso8601),
+            outcome: a.outcome.clone(),
+        }
+    }
 }
 
 /// One log entry of a task (the official `TaskLog` names the type `log_type`).
@@ -80,6 +112,7 @@ impl TaskDto {
             timeout: r.timeout_secs,
             created_at: iso8601(r.created_at_ms),
             updated_at: iso8601(r.updated_at_ms),
+            attempts: None,
         }
     }
 

@@ -19,19 +19,53 @@ use crate::openapi::responses::{AuthErrors, DrainEngineErrors};
 use crate::problem::Problem;
 use crate::state::ServerState;
 
-/// This machine's engine: its slots with their GPUs, replicas and running
-/// tasks. A list, so that a cluster of engines keeps the same shape.
+/// This machine's engine (its slots with their GPUs, replicas and running
+/// tasks), then every remote engine (`infsh engine run`), each with `remote`
+/// set: version, online/draining/offline, last heartbeat, apps with their
+/// hash and conflicts, held tasks.
 #[utoipa::path(
     get, path = "/engines", tag = "engines",
     responses(
-        (status = 200, description = "Every engine (this server's one)", body = EngineListEnvelope),
+        (status = 200, description = "Every engine: this server's, then remote ones", body = EngineListEnvelope),
         AuthErrors,
     ),
     security(("bearer" = []))
 )]
-pub async fn list_engines(State(state): State<ServerState>) -> Json<Envelope<Vec<EngineDto>>> {
+pub async fn list_engines(
+    State(state): State<ServerState>,
+) -> Result<Json<Envelope<Vec<EngineDto>>>, Problem> {
     let view = state.engine.engine_view();
-    Json(Envelope::new(vec![EngineDto::from_view(&view)]))
+    let mut engines = vec![EngineDto::from_view(&view)];
+    let remote = state.engine.remote_engines().await?;
+    engines.extend(remote.iter().map(EngineDto::from_remote));
+    Ok(Json(Envelope::new(engines)))
+}
+
+/// The engine named `name` after a drain or undrain: this server's own, or
+/// a remote one.
+async fn drained(
+    state: &ServerState,
+    name: &str,
+    draining: bool,
+) -> Result<Json<Envelope<EngineDto>>, Problem> {
+    let local = state.engine.engine_view();
+    if local.name == name {
+        if draining {
+            state.engine.drain_engine(name)?;
+        } else {
+            state.engine.undrain_engine(name)?;
+        }
+        return Ok(Json(Envelope::new(EngineDto::from_view(
+            &state.engine.engine_view(),
+        ))));
+    }
+    state.engine.set_remote_draining(name, draining).await?;
+    let remote = state.engine.remote_engines().await?;
+    let engine = remote
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Problem::not_found("engine", format!("no engine named \"{name}\"")))?;
+    Ok(Json(Envelope::new(EngineDto::from_remote(engine))))
 }
 
 /// Every replica: its app, slot, process, state and current tasks.
@@ -50,7 +84,7 @@ pub async fn list_workers(State(state): State<ServerState>) -> Json<Envelope<Vec
     ))
 }
 
-/// Stop starting tasks on this engine: new runs are accepted and queued,
+/// Stop starting tasks on this engine, or on a remote one (it claims none): new runs are accepted and queued,
 /// running tasks finish, reads keep working. Idempotent.
 #[utoipa::path(
     post, path = "/engines/{name}/drain", tag = "engines",
@@ -65,10 +99,7 @@ pub async fn drain_engine(
     State(state): State<ServerState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Envelope<EngineDto>>, Problem> {
-    state.engine.drain_engine(&name)?;
-    Ok(Json(Envelope::new(EngineDto::from_view(
-        &state.engine.engine_view(),
-    ))))
+    drained(&state, &name, true).await
 }
 
 /// Resume starting tasks on this engine (its queues go on). Idempotent.
@@ -85,8 +116,5 @@ pub async fn undrain_engine(
     State(state): State<ServerState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Envelope<EngineDto>>, Problem> {
-    state.engine.undrain_engine(&name)?;
-    Ok(Json(Envelope::new(EngineDto::from_view(
-        &state.engine.engine_view(),
-    ))))
+    drained(&state, &name, false).await
 }

@@ -46,6 +46,7 @@ impl RunOptions {
     /// The engine's request for `function` of `app`, and `wait`: the one
     /// mapping both run routes share.
     fn into_request(self, app: AppRef, function: Option<String>) -> (RunRequest, bool) {
+        // `infra` is checked by the routes before (check_infra).
         let wait = self.wait.unwrap_or(false);
         let req = RunRequest {
             app,
@@ -56,6 +57,8 @@ impl RunOptions {
             session: self.session,
             metadata: self.metadata,
             timeout_secs: self.timeout,
+            // An empty list pins nothing.
+            workers: self.workers.filter(|w| !w.is_empty()),
         };
         (req, wait)
     }
@@ -70,6 +73,21 @@ impl RunBody {
             .parse()
             .map_err(|e: AppRefError| Problem::bad_request(e.to_string()))?;
         Ok(self.options.into_request(app, self.function))
+    }
+}
+
+/// The only `infra` infsh has: its own (private) engines.
+pub const INFRA_VALUES: [&str; 1] = ["private"];
+
+/// `infra` of a run body: absent or `private`, else 400 naming the values.
+pub fn check_infra(options: &RunOptions) -> Result<(), Problem> {
+    match options.infra.as_deref() {
+        None => Ok(()),
+        Some(v) if INFRA_VALUES.contains(&v) => Ok(()),
+        Some(v) => Err(Problem::bad_request(format!(
+            "`infra` \"{v}\" is not one infsh has: expected one of {}",
+            INFRA_VALUES.map(|i| format!("\"{i}\"")).join(", ")
+        ))),
     }
 }
 
@@ -131,6 +149,12 @@ static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 /// Submits, then (with `wait`) waits for the end.
 async fn submit(state: &ServerState, req: RunRequest, wait: bool) -> Result<Response, Problem> {
     check_request(&req)?;
+    if req.workers.is_some() && state.engine.app_health(&req.app).is_ok() {
+        return Err(Problem::bad_request(format!(
+            "`workers` pins a run to remote engines' workers; app \"{}\" is hosted by this server itself",
+            req.app.id()
+        )));
+    }
     if !wait {
         let view = state.engine.submit(req).await?;
         return Ok(Json(Envelope::new(TaskDto::from_view(&view))).into_response());
@@ -184,6 +208,7 @@ pub async fn run_app(
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
+    check_infra(&body.options)?;
     let (req, wait) = body.into_request()?;
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
@@ -235,6 +260,7 @@ pub async fn run_function(
     // A path naming no possible app is an app that does not exist.
     let app = AppRef::new(&namespace, &name)
         .map_err(|_| crate::routes::apps::unknown_app(&state, &namespace, &name))?;
+    check_infra(&body)?;
     let (req, wait) = body.into_request(app, Some(function));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }

@@ -12,7 +12,7 @@ use infsh_store::TaskStatus;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::dto::{Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
+use crate::dto::{AttemptDto, Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::ServerState;
@@ -36,7 +36,12 @@ pub async fn get_task(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     let view = state.engine.get(&id).await?;
-    Ok(Json(Envelope::new(TaskDto::from_view(&view))))
+    let attempts = state.engine.task_attempts(&id).await?;
+    let mut dto = TaskDto::from_view(&view);
+    if !attempts.is_empty() {
+        dto.attempts = Some(attempts.iter().map(AttemptDto::from_record).collect());
+    }
+    Ok(Json(Envelope::new(dto)))
 }
 
 /// Cancel a task. Queued tasks end CANCELLED at once; running ones move to

@@ -92,18 +92,24 @@ pub fn check(args: &ServeArgs, env: &ServeEnv) -> Result<Checked, Failure> {
             env.api_keys.as_deref(),
             args.api_keys_file.as_deref(),
         )?,
-        secrets: collect_secrets(&env.secrets, args.secrets_file.as_deref(), &args.secrets)?,
+        secrets: collect_secrets(
+            &env.secrets,
+            args.worker.secrets_file.as_deref(),
+            &args.worker.secrets,
+        )?,
         task_timeout: args
+            .worker
             .task_timeout
             .map(|s| seconds("--task-timeout", s))
             .transpose()?,
         setup_timeout: args
+            .worker
             .setup_timeout
             .map(|s| seconds("--setup-timeout", s))
             .transpose()?,
-        cancel_grace: seconds("--cancel-grace", args.cancel_grace)?,
-        shutdown_grace: seconds("--shutdown-grace", args.shutdown_grace)?,
-        placement: load_engine_config(args.engine_config.as_deref())?,
+        cancel_grace: seconds("--cancel-grace", args.worker.cancel_grace)?,
+        shutdown_grace: seconds("--shutdown-grace", args.worker.shutdown_grace)?,
+        placement: load_engine_config(args.worker.engine_config.as_deref())?,
         engine_keys: collect_api_keys(&args.engine_keys, None, None)?,
         fleet: fleet_options(args)?,
     })
@@ -180,18 +186,18 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         apps_dir: places.apps_dir,
         data_dir: places.data_dir,
         cache_dir: places.cache_dir,
-        python: args.python.clone(),
-        preload: args.preload,
-        replicas: args.replicas as usize,
-        concurrency_per_replica: args.concurrency as usize,
-        queue_capacity: args.queue_capacity as usize,
+        python: args.worker.python.clone(),
+        preload: args.worker.preload,
+        replicas: args.worker.replicas as usize,
+        concurrency_per_replica: args.worker.concurrency as usize,
+        queue_capacity: args.worker.queue_capacity as usize,
         task_timeout,
         setup_timeout,
         cancel_grace,
         public_url,
         secrets,
-        fork_workers: !args.no_fork,
-        durability: durability(args.durability),
+        fork_workers: !args.worker.no_fork,
+        durability: durability(args.worker.durability),
         placement,
     };
     let server = ServerConfig {

@@ -25,16 +25,17 @@ use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
 
 pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
-    let apps_dir = std::fs::canonicalize(&args.apps)
+    let apps_dir = std::fs::canonicalize(&args.worker.apps)
         .ok()
         .filter(|p| p.is_dir())
         .ok_or_else(|| {
             Failure::new(
                 ExitCode::Usage,
-                format!("--apps {}: no such folder", args.apps.display()),
+                format!("--apps {}: no such folder", args.worker.apps.display()),
             )
         })?;
     let data_dir = args
+        .worker
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
@@ -63,7 +64,11 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
     }
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
-    let store = store::open(args.store.as_deref(), config::durability(args.durability)).await?;
+    let store = store::open(
+        args.store.as_deref(),
+        config::durability(args.worker.durability),
+    )
+    .await?;
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -113,7 +118,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         // The engine config does not fit this machine (a detected
         // inventory; declared ones were checked before binding).
         EngineStartError::Layout(layout) => {
-            config::layout_failure(args.engine_config.as_deref(), &layout)
+            config::layout_failure(args.worker.engine_config.as_deref(), &layout)
         }
         e => Failure::new(ExitCode::Internal, format!("cannot start the server: {e}")),
     })?;
@@ -181,7 +186,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
 }
 
 /// Counts SIGINT and SIGTERM deliveries.
-fn watch_signals() -> Result<watch::Receiver<u32>, Failure> {
+pub(crate) fn watch_signals() -> Result<watch::Receiver<u32>, Failure> {
     use tokio::signal::unix::{signal, SignalKind};
     let fail = |e: std::io::Error| {
         Failure::new(
@@ -206,7 +211,7 @@ fn watch_signals() -> Result<watch::Receiver<u32>, Failure> {
 }
 
 /// Resolves once `count` signals have arrived.
-async fn wait_for_signals(mut rx: watch::Receiver<u32>, count: u32) {
+pub(crate) async fn wait_for_signals(mut rx: watch::Receiver<u32>, count: u32) {
     let _ = rx.wait_for(|n| *n >= count).await;
 }
 

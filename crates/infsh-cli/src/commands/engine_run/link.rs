@@ -1,0 +1,155 @@
+//! The HTTP side of `infsh engine run`: the four engine-link calls of an
+//! API node (docs/http-api.md, "Engine link"), authenticated by the engine
+//! key. Errors are split the way the loop acts on them: unreachable (retry
+//! with backoff), refused key (exit), unknown engine (register again), a
+//! task no longer leased (drop it), anything else.
+
+use std::time::Duration;
+
+use infsh_engine::RemoteRegistration;
+use infsh_store::{LogEntry, TaskRecord, TaskStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One API node, as an engine talks to it.
+#[derive(Clone)]
+pub struct Link {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    pub engine: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot reach the API node: {0}")]
+    Unreachable(String),
+    /// 401/403: the engine key is wrong; retrying will not help.
+    #[error("the API node refused the engine key ({status}): {detail}")]
+    Refused { status: u16, detail: String },
+    /// The API node forgot this engine (its store was reset): register again.
+    #[error("the API node does not know this engine: {0}")]
+    UnknownEngine(String),
+    /// 409 `not_leased` (or 404 task): the task is no longer this engine's.
+    #[error("task no longer leased to this engine: {0}")]
+    NotLeased(String),
+    #[error("the API node answered {status}: {detail}")]
+    Other { status: u16, detail: String },
+}
+
+/// A claim's or heartbeat's answer (see `routes/engine_link.rs`).
+#[derive(Debug, Deserialize)]
+pub struct ClaimAnswer {
+    #[serde(default)]
+    pub tasks: Vec<Claimed>,
+    #[serde(default)]
+    pub cancel: Vec<String>,
+    #[serde(default)]
+    pub lost: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Claimed {
+    pub task: TaskRecord,
+    pub attempt: u32,
+}
+
+/// What one report says: every field optional but the engine.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<TaskStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub logs: Vec<LogEntry>,
+}
+
+impl Link {
+    pub fn new(base: &str, key: &str, engine: &str) -> Link {
+        Link {
+            // No overall timeout: a claim long-polls for half a lease.
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+            engine: engine.to_string(),
+        }
+    }
+
+    pub async fn register(&self, registration: &RemoteRegistration) -> Result<(), LinkError> {
+        self.post("/v1/engine/register", registration)
+            .await
+            .map(drop)
+    }
+
+    /// A heartbeat, then up to `max` tasks (answers within half a lease).
+    pub async fn claim(
+        &self,
+        max: usize,
+        holding: &[String],
+        workers: &[String],
+    ) -> Result<ClaimAnswer, LinkError> {
+        let body = serde_json::json!({
+            "engine": self.engine, "max": max, "holding": holding, "slots": workers,
+        });
+        let value = self.post("/v1/engine/claim", &body).await?;
+        serde_json::from_value(value).map_err(|e| LinkError::Other {
+            status: 200,
+            detail: format!("malformed claim answer: {e}"),
+        })
+    }
+
+    pub async fn report(&self, task: &str, report: &Report) -> Result<(), LinkError> {
+        let mut body = serde_json::to_value(report).unwrap_or_default();
+        body["engine"] = Value::String(self.engine.clone());
+        self.post(&format!("/v1/engine/tasks/{task}/report"), &body)
+            .await
+            .map(drop)
+    }
+
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Value, LinkError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| LinkError::Unreachable(e.without_url().to_string()))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(value);
+        }
+        let detail = value
+            .get("detail")
+            .and_then(Value::as_str)
+            .map_or_else(|| text.clone(), str::to_string);
+        let resource = value.get("resource").and_then(Value::as_str);
+        let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+        Err(match status {
+            401 | 403 => LinkError::Refused { status, detail },
+            409 => LinkError::NotLeased(detail),
+            404 if resource == Some("engine") => LinkError::UnknownEngine(detail),
+            404 if resource == Some("task") => LinkError::NotLeased(detail),
+            // A gateway between us and a restarting API node.
+            502..=504 => LinkError::Unreachable(format!("{status}: {detail}")),
+            _ => LinkError::Other {
+                status,
+                detail: if kind.is_empty() {
+                    detail
+                } else {
+                    format!("{kind}: {detail}")
+                },
+            },
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! What `infsh engine run` registers: each hosted app with what its worker
+//! said in `ready` (functions, schemas; a worker starts per app to learn
+//! it) and the content hash of its folder, and the slot layout.
+
+use infsh_core::AppRef;
+use infsh_engine::{Engine, RemoteApp, RemoteRegistration};
+
+use super::app_hash::app_hash;
+use crate::exit::{ExitCode, Failure};
+
+pub async fn registration(engine: &Engine, name: &str) -> Result<RemoteRegistration, Failure> {
+    let mut apps = Vec::new();
+    for summary in engine.apps() {
+        let reference: AppRef = summary
+            .id
+            .parse()
+            .map_err(|e| Failure::new(ExitCode::AppLoad, format!("app \"{}\": {e}", summary.id)))?;
+        let (ready, dir) = engine
+            .app_ready(&reference)
+            .await
+            .map_err(|e| Failure::new(ExitCode::AppLoad, format!("app \"{}\": {e}", summary.id)))?;
+        let hash = app_hash(&dir).map_err(|e| {
+            Failure::new(
+                ExitCode::AppLoad,
+                format!("app \"{}\": cannot read {}: {e}", summary.id, dir.display()),
+            )
+        })?;
+        apps.push(RemoteApp {
+            app: summary.id,
+            hash,
+            default_function: summary.default_function,
+            ready,
+        });
+    }
+    let slots = serde_json::to_value(engine.engine_view())
+        .ok()
+        .and_then(|v| v.get("slots").cloned())
+        .unwrap_or_default();
+    Ok(RemoteRegistration {
+        name: name.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        slots,
+        apps,
+    })
+}
+
+/// Tasks held at once: every app's workers busy (more would only queue
+/// here while another engine could run them).
+pub fn capacity(engine: &Engine) -> usize {
+    let config = engine.config();
+    let per_app = (config.replicas * config.concurrency_per_replica).max(1);
+    per_app * engine.apps().len().max(1)
+}
+
+/// The names a run's `workers` may pin to this engine with: its own name
+/// and each slot as `NAME-KIND-ID` (`gpu-box-1-gpu-0`, `gpu-box-1-cpu-3`).
+/// A pinned run is claimed here; which local slot runs it is still this
+/// engine's placement's choice.
+pub fn worker_names(engine: &Engine, name: &str) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    names.extend(
+        engine
+            .engine_view()
+            .slots
+            .iter()
+            .map(|slot| format!("{name}-{}-{}", slot.kind, slot.id)),
+    );
+    names
+}

@@ -1,0 +1,116 @@
+//! One claimed task on this engine: submitted to the local `Engine` under
+//! the API node's id, then each snapshot of its live view forwarded as a
+//! report (status changes, new log lines, the output as streamed, the end).
+//! A report the API node refuses with `not_leased` means the task is no
+//! longer ours (its lease ran out and it went elsewhere, or it ended
+//! there): the local copy is cancelled and nothing more is sent.
+
+use std::time::Duration;
+
+use infsh_core::AppRef;
+use infsh_engine::{Engine, RunRequest};
+use infsh_store::{TaskRecord, TaskStatus};
+
+use super::link::{Link, LinkError, Report};
+
+/// Runs the task to its end here and reports it; returns when done.
+pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
+    let id = task.id.clone();
+    let request = match run_request(&task) {
+        Ok(request) => request,
+        Err(error) => {
+            let _ = send(&link, &id, failed(error)).await;
+            return;
+        }
+    };
+    if let Err(e) = engine.submit_with_id(request, id.clone()).await {
+        let _ = send(&link, &id, failed(e.to_string())).await;
+        return;
+    }
+    let mut views = match engine.subscribe(&id).await {
+        Ok(views) => views,
+        Err(e) => {
+            let _ = send(&link, &id, failed(e.to_string())).await;
+            return;
+        }
+    };
+    let mut sent_status = TaskStatus::Queued;
+    let mut sent_output = None;
+    let mut sent_logs = 0;
+    while let Some(view) = views.recv().await {
+        let record = view.record;
+        let terminal = record.status.is_terminal();
+        let mut report = Report::default();
+        // The API node already shows the task dispatched to us; a local
+        // QUEUED would move it back.
+        if record.status != sent_status && record.status.number() > TaskStatus::Queued.number() {
+            report.status = Some(record.status);
+        }
+        if record.output.is_some() && record.output != sent_output {
+            report.output = record.output.clone();
+        }
+        if terminal {
+            report.error = record.error.clone();
+        }
+        report.logs = view.logs.get(sent_logs..).unwrap_or_default().to_vec();
+        if report.status.is_none() && report.output.is_none() && report.logs.is_empty() {
+            continue;
+        }
+        match send(&link, &id, report).await {
+            Ok(()) => {
+                sent_status = record.status;
+                sent_output = record.output;
+                sent_logs = view.logs.len();
+            }
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "the API node refused a report; cancelling the local copy");
+                let _ = engine.cancel(&id).await;
+                return;
+            }
+        }
+        if terminal {
+            return;
+        }
+    }
+}
+
+/// The claimed task as a local run. Its webhook stays with the API node,
+/// which calls it when our report ends the task. Sessions are not carried
+/// to engines yet (a session lives on one server).
+fn run_request(task: &TaskRecord) -> Result<RunRequest, String> {
+    let app: AppRef = task
+        .app
+        .parse()
+        .map_err(|e| format!("app \"{}\": {e}", task.app))?;
+    let mut request = RunRequest::new(app);
+    request.function = Some(task.function.clone());
+    request.input = task.input.clone();
+    request.setup = Some(task.setup.clone());
+    request.metadata = Some(task.metadata.clone());
+    request.timeout_secs = task.timeout_secs;
+    Ok(request)
+}
+
+fn failed(error: String) -> Report {
+    Report {
+        status: Some(TaskStatus::Failed),
+        error: Some(error),
+        ..Report::default()
+    }
+}
+
+/// Sends one report, retrying while the API node is unreachable (its
+/// lease decides, on the API node, whether a late report still counts).
+async fn send(link: &Link, id: &str, report: Report) -> Result<(), LinkError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match link.report(id, &report).await {
+            Err(LinkError::Unreachable(e)) => {
+                tracing::warn!(task = %id, error = %e, "report not delivered; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! End to end with the real binaries: one `infsh serve` hosting no app of
+//! its own (engine keys, short leases) and `infsh engine run` processes
+//! hosting the `slow` fixture, talking over loopback HTTP (docs/deploy.md,
+//! "Engines"). Runs, cancels, drains, a kill -9 of an engine mid-task (the
+//! task runs again on the other, attempt 2 recorded, or fails `engine
+//! lost` with --max-attempts 1), and a wrong engine key.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command as StdCommand, ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::server::*;
+use common::*;
+use infsh_testkit::{copy_fixtures, processes_in};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+const ENGINE_KEY: &str = "engine-key-fleet";
+const LEASE: &str = "1";
+
+/// An `infsh engine run` process with its own copy of the `slow` fixture;
+/// killed (and its app processes with it) on drop.
+struct EngineProc {
+    child: Option<Child>,
+    apps_dir: PathBuf,
+    log_path: PathBuf,
+}
+
+impl EngineProc {
+    fn start(sb: &ServeSandbox, server: &Server, name: &str, key: &str, extra: &[&str]) -> Self {
+        let dir = sb.path().join(name);
+        let apps_dir = dir.join("apps");
+        copy_fixtures(&apps_dir, &["slow"]);
+        let log_path = dir.join("engine.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = StdCommand::new(assert_cmd::cargo::cargo_bin("infsh"))
+            .args(["engine", "run", "--server", &server.url, "--name", name])
+            .arg("--apps")
+            .arg(&apps_dir)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--python")
+            .arg(python())
+            .args(["--shutdown-grace", "2", "--cancel-grace", "1"])
+            .args(extra)
+            .env("INFSH_ENGINE_KEY", key)
+            .env("INFSH_CACHE_DIR", sb.path().join("cache"))
+            .env("INFSH_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("INFSH_ENGINE_KEYS")
+            .env_remove("INFSH_API_KEYS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn infsh engine run");
+        EngineProc {
+            child: Some(child),
+            apps_dir: std::fs::canonicalize(&apps_dir).unwrap(),
+            log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_for(limit, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+}
+
+impl Drop for EngineProc {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            if self.wait_exit(Duration::from_secs(15)).is_none() {
+                self.kill9();
+            }
+        }
+        // A kill -9 leaves its workers to notice alone; never leave them.
+        wait_for(Duration::from_secs(10), || {
+            processes_in(&self.apps_dir).is_empty()
+        });
+        for (pid, _) in processes_in(&self.apps_dir) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+fn api_node(sb: &ServeSandbox, extra: &[&str]) -> Server {
+    let flags = [
+        &["--engine-key", ENGINE_KEY, "--lease-seconds", LEASE][..],
+        extra,
+    ]
+    .concat();
+    sb.start_with_key(&flags)
+}
+
+/// `GET /engines`' remote engines once `names` are all online.
+fn wait_online(server: &Server, names: &[&str]) -> Vec<Value> {
+    let mut remote = Vec::new();
+    let online = wait_for(Duration::from_secs(60), || {
+        let engines = server.api("GET", "/engines", None, 200);
+        remote = engines
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["remote"].is_object())
+            .cloned()
+            .collect();
+        names.iter().all(|n| {
+            remote
+                .iter()
+                .any(|e| e["name"] == *n && e["remote"]["state"] == "online")
+        })
+    });
+    assert!(
+        online,
+        "engines {names:?} never online: {remote:#?}\n{}",
+        server.log()
+    );
+    remote
+}
+
+fn started_file(sb: &ServeSandbox, name: &str) -> PathBuf {
+    sb.path().join(name)
+}
+
+#[test]
+fn engines_register_run_and_cancel_tasks_and_a_drained_one_takes_none() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let e1 = EngineProc::start(&sb, &server, "e1", ENGINE_KEY, &[]);
+    let e2 = EngineProc::start(&sb, &server, "e2", ENGINE_KEY, &[]);
+    let remote = wait_online(&server, &["e1", "e2"]);
+    for engine in &remote {
+        let apps = &engine["remote"]["apps"];
+        assert_eq!(apps[0]["app"], "tests/slow", "{engine}");
+        assert_eq!(apps[0]["conflict"], false, "{engine}");
+        assert_eq!(apps[0]["hash"].as_str().unwrap().len(), 64, "{engine}");
+        assert_eq!(engine["inventory"], "remote");
+    }
+    let out = sb.run(&server, &["engine", "list"]);
+    assert_code(&out, 0);
+    let listed = stdout(&out);
+    for name in ["e1", "e2"] {
+        assert!(
+            listed.lines().any(|l| l.starts_with(name)
+                && l.contains(" remote  online ")
+                && l.contains("tests/slow@")),
+            "{listed}"
+        );
+    }
+    // Same code, same hash.
+    assert_eq!(
+        remote[0]["remote"]["apps"][0]["hash"],
+        remote[1]["remote"]["apps"][0]["hash"]
+    );
+
+    // A wait run: output, logs and the attempt come back through the API node.
+    let done = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/slow", "input": {"seconds": 0.1, "label": "a"}, "wait": true})),
+        200,
+    );
+    assert_eq!(
+        done["status"],
+        10,
+        "{done:#}\ne1: {}\ne2: {}",
+        e1.log(),
+        e2.log()
+    );
+    assert_eq!(done["output"]["label"], "a");
+    let task = server.task(done["id"].as_str().unwrap());
+    assert!(
+        task["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["content"] == "napping a"),
+        "{task:#}"
+    );
+    let attempts = task["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{task:#}");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["outcome"], "completed");
+
+    // Cancel of a running task reaches the engine that runs it.
+    let started = started_file(&sb, "cancel-started");
+    let id = server.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 60, "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started"
+    );
+    server.api("POST", &format!("/tasks/{id}/cancel"), None, 200);
+    let cancelled = server.wait_end(&id, Duration::from_secs(20));
+    assert_eq!(cancelled["status"], 12, "{cancelled:#}");
+
+    // A drained engine claims nothing: every run goes to the other one.
+    let drained = server.api("POST", "/engines/e1/drain", None, 200);
+    assert_eq!(drained["remote"]["state"], "draining", "{drained:#}");
+    for label in ["b", "c"] {
+        let done = server.api(
+            "POST",
+            "/apps/run",
+            Some(json!({"app": "tests/slow", "input": {"label": label}, "wait": true})),
+            200,
+        );
+        let task = server.task(done["id"].as_str().unwrap());
+        assert_eq!(task["attempts"][0]["engine"], "e2", "{task:#}");
+    }
+    // `workers` pins a run to an engine (after the undrain below, both
+    // could take it); `infra` other than `private` is refused.
+    let bad = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/slow", "infra": "cloud"})),
+        400,
+    );
+    assert_eq!(
+        bad["detail"], "`infra` \"cloud\" is not one infsh has: expected one of \"private\"",
+        "{bad}"
+    );
+    let undrained = server.api("POST", "/engines/e1/undrain", None, 200);
+    assert_eq!(undrained["remote"]["state"], "online", "{undrained:#}");
+    for label in ["p1", "p2", "p3"] {
+        let done = server.api(
+            "POST",
+            "/apps/run",
+            Some(
+                json!({"app": "tests/slow", "input": {"label": label}, "wait": true,
+                "workers": ["e1"], "infra": "private"}),
+            ),
+            200,
+        );
+        let task = server.task(done["id"].as_str().unwrap());
+        assert_eq!(task["attempts"][0]["engine"], "e1", "{task:#}");
+    }
+    let missing = server.api("POST", "/engines/nope/drain", None, 404);
+    assert_eq!(missing["status"], 404, "{missing}");
+}
+
+#[test]
+fn a_task_of_a_killed_engine_runs_again_on_the_other_as_attempt_2() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let mut engines = [
+        EngineProc::start(&sb, &server, "e1", ENGINE_KEY, &[]),
+        EngineProc::start(&sb, &server, "e2", ENGINE_KEY, &[]),
+    ];
+    wait_online(&server, &["e1", "e2"]);
+    let started = started_file(&sb, "started");
+    let id = server.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 2, "label": "again", "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started"
+    );
+    let first = server.task(&id)["attempts"][0]["engine"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (lost, other) = if first == "e1" { (0, "e2") } else { (1, "e1") };
+    engines[lost].kill9();
+
+    let done = server.wait_end(&id, Duration::from_secs(30));
+    assert_eq!(done["status"], 10, "{done:#}\n{}", server.log());
+    assert_eq!(done["output"]["label"], "again");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{done:#}");
+    assert_eq!(attempts[0]["engine"], first.as_str());
+    assert_eq!(attempts[0]["outcome"], "lost");
+    assert_eq!(attempts[1]["attempt"], 2);
+    assert_eq!(attempts[1]["engine"], other);
+    assert_eq!(attempts[1]["outcome"], "completed");
+}
+
+#[test]
+fn with_max_attempts_1_a_killed_engines_task_fails_engine_lost() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &["--max-attempts", "1"]);
+    let mut engine = EngineProc::start(&sb, &server, "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    let started = started_file(&sb, "started");
+    let id = server.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 30, "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started"
+    );
+    engine.kill9();
+    let failed = server.wait_end(&id, Duration::from_secs(20));
+    assert_eq!(failed["status"], 11, "{failed:#}");
+    assert_eq!(failed["error"], "engine lost: e1");
+}
+
+#[test]
+fn a_wrong_engine_key_makes_the_engine_exit_11_saying_so() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let mut engine = EngineProc::start(&sb, &server, "e1", "not-the-key", &[]);
+    let status = engine.wait_exit(Duration::from_secs(60));
+    let log = engine.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(11), "{log}");
+    assert!(
+        log.contains("engine e1: the API node refused the engine key (401): invalid engine key"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigterm_lets_the_running_task_finish_and_be_reported_then_the_engine_exits_0() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let mut engine = EngineProc::start(&sb, &server, "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    let started = started_file(&sb, "started");
+    let id = server.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 1, "label": "drained", "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started"
+    );
+    let pid = engine.child.as_ref().unwrap().id() as i32;
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let status = engine.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", engine.log());
+    let done = server.task(&id);
+    assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    assert_eq!(done["output"]["label"], "drained");
+    assert!(engine.log().contains("draining"), "{}", engine.log());
+}
