@@ -47,6 +47,9 @@ describe("playground, no keys", () => {
     await page.getByRole("link", { name: /Download/ }).first().waitFor();
     await shot(page, "upscale", "03-output", { fullPage: false });
     await page.locator("details.code summary").click();
+    // The snippets are drawn on the `toggle` event, which fires after the
+    // click returns: wait for them before reading.
+    await page.locator("details.code pre").first().waitFor();
     assert.match(await page.locator("details.code").textContent(), /"function":"upscale"/);
     await shot(page, "upscale", "04-code");
   });
