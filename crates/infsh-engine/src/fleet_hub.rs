@@ -26,7 +26,10 @@ use crate::fleet_api::{
     ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,
     RemoteRegistration,
 };
-use crate::inputs::{call_validators, check_file_inputs, validate};
+use crate::inputs::{
+    call_validators, check_file_inputs, input_and_setup, requested_function, resolve_error,
+    validate,
+};
 use crate::shared::Shared;
 use crate::time::sleep_until;
 
@@ -198,38 +201,12 @@ impl FleetHub {
             message: "its engine registered no readable functions".into(),
             traceback: None,
         })?;
-        let function = request
-            .function
-            .clone()
-            .filter(|f| !f.trim().is_empty())
-            .or_else(|| request.app.function().map(str::to_string));
-        let resolved = info.functions.resolve(function.as_deref()).map_err(|e| {
-            use infsh_core::functions::ResolveError;
-            match e {
-                ResolveError::UnknownFunction { name, available } => EngineError::UnknownFunction {
-                    app: app.app.clone(),
-                    function: name,
-                    available,
-                },
-                ResolveError::NoDefault { available } => EngineError::NoDefaultFunction {
-                    app: app.app.clone(),
-                    available,
-                },
-                ResolveError::NoFunctions => EngineError::AppUnavailable {
-                    app: app.app.clone(),
-                    message: e.to_string(),
-                    traceback: None,
-                },
-            }
-        })?;
-        let input = match request.input {
-            Value::Null => json!({}),
-            other => other,
-        };
-        let setup = match request.setup {
-            None | Some(Value::Null) => json!({}),
-            Some(setup) => setup,
-        };
+        let function = requested_function(&request);
+        let resolved = info
+            .functions
+            .resolve(function.as_deref())
+            .map_err(|e| resolve_error(&app.app, e))?;
+        let (input, setup) = input_and_setup(request.input, request.setup);
         let (input_validator, setup_validator) = call_validators(&app.app, &info, resolved)?;
         check_file_inputs(resolved, &input)?;
         validate(&input_validator, &input, || {

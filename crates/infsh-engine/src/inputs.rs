@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use infsh_core::files::{file_fields, is_remote};
+use infsh_core::functions::ResolveError;
 use infsh_core::manifest::{Manifest, Requirement};
 use infsh_core::pointer::human_path;
 use infsh_core::validate::InputValidator;
 use infsh_core::validators::input_schema;
 use infsh_protocol::FunctionInfo;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::api::{EngineError, MissingSecret};
+use crate::api::{EngineError, MissingSecret, RunRequest};
 use crate::app_info::AppInfo;
 
 /// The app's required (not optional) secrets and integrations that
@@ -139,6 +140,49 @@ pub(crate) fn validate(
             what: what(),
             errors,
         })
+}
+
+/// The function a run names: its `function` field, else the `:function`
+/// of its app reference; None asks for the app's default.
+pub(crate) fn requested_function(request: &RunRequest) -> Option<String> {
+    request
+        .function
+        .clone()
+        .filter(|f| !f.trim().is_empty())
+        .or_else(|| request.app.function().map(str::to_string))
+}
+
+/// A run's input and setup, `{}` where it gave none (or null).
+pub(crate) fn input_and_setup(input: Value, setup: Option<Value>) -> (Value, Value) {
+    let input = match input {
+        Value::Null => json!({}),
+        other => other,
+    };
+    let setup = match setup {
+        None | Some(Value::Null) => json!({}),
+        Some(setup) => setup,
+    };
+    (input, setup)
+}
+
+/// Why app `app` has no function to run for a request, as the engine's error.
+pub(crate) fn resolve_error(app: &str, e: ResolveError) -> EngineError {
+    match e {
+        ResolveError::UnknownFunction { name, available } => EngineError::UnknownFunction {
+            app: app.to_string(),
+            function: name,
+            available,
+        },
+        ResolveError::NoDefault { available } => EngineError::NoDefaultFunction {
+            app: app.to_string(),
+            available,
+        },
+        ResolveError::NoFunctions => EngineError::AppUnavailable {
+            app: app.to_string(),
+            message: e.to_string(),
+            traceback: None,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -14,14 +14,17 @@
 //! DISPATCHED once dispatched (see `Tracker::set_status`).
 
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{EngineError, RunRequest, TaskView};
 use crate::handle::QueuedTask;
 use crate::hosted::HostedApps;
-use crate::inputs::{call_validators, check_file_inputs, missing_secrets, validate};
+use crate::inputs::{
+    call_validators, check_file_inputs, input_and_setup, missing_secrets, requested_function,
+    resolve_error, validate,
+};
 use crate::metrics::inc;
 use crate::shared::Shared;
 use crate::timing::{Mark, StageClock};
@@ -62,11 +65,7 @@ pub(crate) async fn submit(
             traceback: None,
         });
     }
-    let function = request
-        .function
-        .clone()
-        .filter(|f| !f.trim().is_empty())
-        .or_else(|| request.app.function().map(str::to_string));
+    let function = requested_function(&request);
 
     let missing = missing_secrets(&handle.entry.dir.manifest, &shared.config.secrets);
     if !missing.is_empty() {
@@ -74,34 +73,12 @@ pub(crate) async fn submit(
     }
 
     let info = handle.discover().await?;
-    let resolved = info.functions.resolve(function.as_deref()).map_err(|e| {
-        use infsh_core::functions::ResolveError;
-        match e {
-            ResolveError::UnknownFunction { name, available } => EngineError::UnknownFunction {
-                app: app_id.clone(),
-                function: name,
-                available,
-            },
-            ResolveError::NoDefault { available } => EngineError::NoDefaultFunction {
-                app: app_id.clone(),
-                available,
-            },
-            ResolveError::NoFunctions => EngineError::AppUnavailable {
-                app: app_id.clone(),
-                message: e.to_string(),
-                traceback: None,
-            },
-        }
-    })?;
+    let resolved = info
+        .functions
+        .resolve(function.as_deref())
+        .map_err(|e| resolve_error(&app_id, e))?;
 
-    let input = match request.input {
-        Value::Null => json!({}),
-        other => other,
-    };
-    let setup = match request.setup {
-        None | Some(Value::Null) => json!({}),
-        Some(setup) => setup,
-    };
+    let (input, setup) = input_and_setup(request.input, request.setup);
     // A function whose schemas do not compile is refused before its input
     // is looked at.
     let (input_validator, setup_validator) = call_validators(&app_id, &info, resolved)?;
