@@ -6,11 +6,12 @@
 //! engine that no longer holds the task's lease.
 //!
 //! A separate trait from [`crate::TaskStore`] so a store can be a task
-//! store without being a fleet one; [`crate::SqliteStore`] is both
-//! (`sqlite_fleet`). Every method commits before it returns.
+//! store without being a fleet one; [`crate::SqliteStore`] (`sqlite_fleet`)
+//! and [`crate::PostgresStore`] (`postgres/fleet`) are both. Every method
+//! commits before it returns.
 //!
-//! Rules every implementation keeps (the unit tests of `sqlite_fleet` pin
-//! them):
+//! Rules every implementation keeps (`tests/fleet_contract.rs` pins them on
+//! both stores):
 //! - a task is claimed by one engine at a time: the claim sets `leased_by`,
 //!   `lease_until_ms` and `attempt + 1` in the transaction that picks it;
 //! - the first terminal state wins: a report for a task that has ended, or
@@ -259,11 +260,11 @@ pub trait FleetStore: Send + Sync + 'static {
     /// DISPATCHED with `attempt + 1` and a lease until `now + lease_ms`.
     /// Nothing for an unknown or draining engine.
     ///
-    /// PostgreSQL: one statement per claim,
+    /// PostgreSQL: one statement picks and leases,
     /// `UPDATE tasks SET leased_by = $1, lease_until_ms = $2, attempt = attempt + 1, status = 3
     ///  WHERE id IN (SELECT id FROM tasks WHERE remote = 1 AND status = 2 AND leased_by IS NULL
-    ///  AND app = ANY($3) AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $4)
-    ///  ORDER BY (app = ANY($5)) DESC, seq LIMIT $6 FOR UPDATE SKIP LOCKED) RETURNING ...`,
+    ///  AND app = ANY($apps) AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $slots)
+    ///  ORDER BY (app = ANY($warm)) DESC, seq LIMIT $max FOR UPDATE SKIP LOCKED) RETURNING ...`,
     /// so API nodes claiming together never block on or double-lease a row.
     async fn claim(
         &self,

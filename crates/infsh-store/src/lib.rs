@@ -16,7 +16,9 @@
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
 //! - [`FileStore`] (`files`): file bytes on disk under random ids.
 //! - [`fleet::FleetStore`] (`fleet`): remote engines, claims with leases,
-//!   lease expiry; implemented for SQLite in `sqlite_fleet`.
+//!   lease expiry; implemented for SQLite in `sqlite_fleet` and for
+//!   PostgreSQL in `postgres/fleet` (woken across API nodes by
+//!   [`PgWakeup`]'s `LISTEN/NOTIFY`).
 //! - `model`: the records; `ids`: random ids and timestamps. A task's status
 //!   is infsh-core's [`TaskStatus`], re-exported here.
 
@@ -44,7 +46,7 @@ pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use model::*;
-pub use postgres::{PostgresStore, MIGRATION_LOCK};
+pub use postgres::{PgWakeup, PostgresStore, LISTENER_APPLICATION, MIGRATION_LOCK, QUEUE_CHANNEL};
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
 pub use store_url::{redact, StoreUrl};

@@ -1,8 +1,8 @@
 //! [`FleetStore`] for [`SqliteStore`]: one API node with remote engines.
 //! Every method is one write through the store's writer thread (one
 //! transaction, serialised with every other write), so a claim's pick and
-//! its lease are atomic without row locks; `fleet.rs` has the PostgreSQL
-//! form of the claim.
+//! its lease are atomic without row locks (`postgres/fleet.rs` is the
+//! PostgreSQL form; `tests/fleet_contract.rs` holds both to one contract).
 
 use std::collections::HashSet;
 
@@ -530,7 +530,3 @@ impl FleetStore for SqliteStore {
             .await?)
     }
 }
-
-#[cfg(test)]
-#[path = "sqlite_fleet_tests.rs"]
-mod tests;

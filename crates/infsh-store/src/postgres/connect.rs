@@ -22,8 +22,9 @@ pub(crate) const POOL_SIZE: usize = 16;
 /// would otherwise hang the start).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A pool for `url`; connects lazily (see [`first_connection`]).
-pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
+/// A pool for `url` and the parsed configuration; connects lazily (see
+/// [`first_connection`]).
+pub(crate) fn pool(url: &str) -> Result<(Pool, tokio_postgres::Config), StoreError> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::BadUrl {
         url: redact(url),
         message: describe_postgres(&e),
@@ -35,7 +36,7 @@ pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
         config.application_name("infsh");
     }
     let manager = Manager::from_config(
-        config,
+        config.clone(),
         NoTls,
         ManagerConfig {
             // A broken connection shows on its next statement, which fails
@@ -48,6 +49,7 @@ pub(crate) fn pool(url: &str) -> Result<Pool, StoreError> {
         .runtime(Runtime::Tokio1)
         .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
         .build()
+        .map(|pool| (pool, config))
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
 

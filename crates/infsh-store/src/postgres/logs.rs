@@ -15,12 +15,6 @@ pub(crate) async fn append(
     id: &str,
     logs: &[LogEntry],
 ) -> Result<(), StoreError> {
-    let types: Vec<i32> = logs
-        .iter()
-        .map(|l| i32::from(u8::from(l.log_type)))
-        .collect();
-    let contents: Vec<&str> = logs.iter().map(|l| l.content.as_str()).collect();
-    let ats: Vec<i64> = logs.iter().map(|l| l.at_ms).collect();
     let tx = client.transaction().await?;
     let lock = tx
         .prepare_cached("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
@@ -28,6 +22,24 @@ pub(crate) async fn append(
     if tx.query_opt(&lock, &[&id]).await?.is_none() {
         return Err(not_found("task", id));
     }
+    append_locked(&tx, id, logs).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Appends `logs` inside a transaction that already holds the task's row
+/// lock (`SELECT ... FOR UPDATE`): [`append`], and an engine's report.
+pub(crate) async fn append_locked(
+    tx: &impl GenericClient,
+    id: &str,
+    logs: &[LogEntry],
+) -> Result<(), StoreError> {
+    let types: Vec<i32> = logs
+        .iter()
+        .map(|l| i32::from(u8::from(l.log_type)))
+        .collect();
+    let contents: Vec<&str> = logs.iter().map(|l| l.content.as_str()).collect();
+    let ats: Vec<i64> = logs.iter().map(|l| l.at_ms).collect();
     // A statement of its own after the lock: under READ COMMITTED it sees
     // the entries of an append that held the lock before us.
     let insert = tx
@@ -39,7 +51,6 @@ pub(crate) async fn append(
         )
         .await?;
     tx.execute(&insert, &[&id, &types, &contents, &ats]).await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 //! Files by role: `connect` (the pool, and the error naming the URL when it
 //! cannot connect), `migrate` (the shared migrations under an advisory
 //! lock), `rows` (rows into records), `tasks`, `logs`, `files` (the
-//! statements of each table).
+//! statements of each table), `fleet` (the [`crate::fleet::FleetStore`] of
+//! remote engines shared by API nodes), `listen` (the `LISTEN/NOTIFY`
+//! wake-up of their claims).
 //!
 //! Every durable write is one autocommitted statement or one short
 //! transaction, durable when its future resolves (PostgreSQL's
@@ -19,6 +21,8 @@
 
 mod connect;
 mod files;
+mod fleet;
+mod listen;
 mod logs;
 mod migrate;
 mod pending;
@@ -34,11 +38,15 @@ use crate::store::{TaskFilter, TaskStore};
 use crate::store_url::redact;
 use crate::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, DEFERRED_LINGER};
 
+pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL};
 pub use self::migrate::MIGRATION_LOCK;
 
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// How to connect (the listener of [`PostgresStore::wakeup`] opens a
+    /// connection of its own).
+    config: tokio_postgres::Config,
     /// The URL with its password redacted, for messages.
     url: String,
     pending: Pending,
@@ -59,11 +67,12 @@ impl PostgresStore {
     /// parse and [`StoreError::Connect`] (naming the redacted URL) when
     /// nothing answers, the login is refused or the database is missing.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let pool = connect::pool(url)?;
+        let (pool, config) = connect::pool(url)?;
         let mut client = connect::first_connection(&pool, url).await?;
         migrate::migrate(&mut client).await?;
         Ok(PostgresStore {
             pool,
+            config,
             url: redact(url),
             pending: Pending::default(),
         })
@@ -72,6 +81,12 @@ impl PostgresStore {
     /// The URL it was opened with, password redacted.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A [`crate::fleet::Wakeup`] shared with every node on this database
+    /// (a listening connection of its own, started now; stopped on drop).
+    pub fn wakeup(&self) -> PgWakeup {
+        PgWakeup::start(self.config.clone(), self.pool.clone())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {

@@ -1,21 +1,85 @@
-//! The fleet rules of `fleet.rs` on a real SQLite file, with explicit
-//! timestamps (the store takes `now` from its caller, so lease expiry is
-//! tested without waiting).
+//! The [`FleetStore`] contract (the rules in `fleet.rs`), run against both
+//! stores: SQLite on a file in a temporary folder, PostgreSQL in a database
+//! of its own ([`PgTestDb`]). Timestamps are explicit (a store takes `now`
+//! from its caller), so lease expiry is tested without waiting. What only
+//! PostgreSQL has (several nodes claiming at once, LISTEN/NOTIFY) is in
+//! `postgres_fleet.rs`.
 
+use std::any::Any;
+use std::sync::Arc;
+
+use infsh_store::fleet::{
+    CancelOutcome, ClaimRequest, EngineApp, EngineRegistration, Expired, FleetError, FleetStore,
+    Report,
+};
+use infsh_store::{
+    new_id, LogEntry, LogType, PostgresStore, SqliteStore, TaskRecord, TaskStatus, TaskStore,
+};
+use infsh_testkit::PgTestDb;
 use serde_json::json;
-
-use super::*;
-use crate::{new_id, LogEntry, LogType, TaskStore};
 
 const LEASE: i64 = 30_000;
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
+/// Both sides of a store: its tasks and its fleet.
+trait Both: FleetStore + TaskStore {}
+impl<T: FleetStore + TaskStore> Both for T {}
+
+/// A store and what must outlive it (its folder or database).
+struct Fixture {
+    store: Arc<dyn Both>,
+    _keep: Box<dyn Any>,
+}
+
+async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_async(dir.path().join("infsh.db"))
         .await
         .unwrap();
-    (dir, store)
+    Fixture {
+        store: Arc::new(store),
+        _keep: Box::new(dir),
+    }
 }
+
+async fn postgres() -> Fixture {
+    let db = PgTestDb::create();
+    let store = PostgresStore::open(db.url()).await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _keep: Box::new(db),
+    }
+}
+
+/// Each contract test, once per store.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::sqlite().await;
+                super::$name(&*f.store).await;
+            })*
+        }
+        mod postgres_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let f = super::postgres().await;
+                super::$name(&*f.store).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    a_registered_engine_claims_queued_remote_tasks_once_oldest_first,
+    unknown_draining_and_mismatched_engines_claim_nothing,
+    pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first,
+    heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails,
+    with_one_attempt_a_lost_lease_fails_the_task_at_once,
+    reports_write_logs_output_and_the_first_terminal_state_wins,
+    cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one,
+    a_reregistration_keeps_draining_and_first_registration_time,
+);
 
 fn task(app: &str) -> TaskRecord {
     TaskRecord {
@@ -61,15 +125,13 @@ fn claim_of(engine: &str, max: usize) -> ClaimRequest {
     }
 }
 
-async fn queued(store: &SqliteStore, app: &str) -> TaskRecord {
+async fn queued(store: &dyn Both, app: &str) -> TaskRecord {
     let t = task(app);
     store.enqueue_remote(&t, None).await.unwrap();
     t
 }
 
-#[tokio::test]
-async fn a_registered_engine_claims_queued_remote_tasks_once_oldest_first() {
-    let (_d, store) = store().await;
+async fn a_registered_engine_claims_queued_remote_tasks_once_oldest_first(store: &dyn Both) {
     store
         .register_engine(&registration("e1", &[("ns/a", "h")]), 1000)
         .await
@@ -78,11 +140,11 @@ async fn a_registered_engine_claims_queued_remote_tasks_once_oldest_first() {
         .register_engine(&registration("e2", &[("ns/a", "h")]), 1000)
         .await
         .unwrap();
-    let first = queued(&store, "ns/a").await;
-    let second = queued(&store, "ns/a").await;
+    let first = queued(store, "ns/a").await;
+    let second = queued(store, "ns/a").await;
     // A local task of the same app is the API node's own: never claimed.
     store.insert_task(&task("ns/a")).await.unwrap();
-    let _other_app = queued(&store, "ns/b").await;
+    let _other_app = queued(store, "ns/b").await;
 
     let got = store.claim(&claim_of("e1", 1), 2000, LEASE).await.unwrap();
     assert_eq!(got.len(), 1);
@@ -108,9 +170,7 @@ async fn a_registered_engine_claims_queued_remote_tasks_once_oldest_first() {
     assert!(store.is_remote(&first.id).await.unwrap());
 }
 
-#[tokio::test]
-async fn unknown_draining_and_mismatched_engines_claim_nothing() {
-    let (_d, store) = store().await;
+async fn unknown_draining_and_mismatched_engines_claim_nothing(store: &dyn Both) {
     store
         .register_engine(&registration("e1", &[("ns/a", "h1")]), 1000)
         .await
@@ -119,7 +179,7 @@ async fn unknown_draining_and_mismatched_engines_claim_nothing() {
         .register_engine(&registration("e2", &[("ns/a", "h2")]), 1001)
         .await
         .unwrap();
-    let t = queued(&store, "ns/a").await;
+    let t = queued(store, "ns/a").await;
     assert!(store
         .claim(&claim_of("ghost", 5), 1500, LEASE)
         .await
@@ -153,9 +213,7 @@ async fn unknown_draining_and_mismatched_engines_claim_nothing() {
     ));
 }
 
-#[tokio::test]
-async fn pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first() {
-    let (_d, store) = store().await;
+async fn pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first(store: &dyn Both) {
     for e in ["e1", "e2"] {
         store
             .register_engine(&registration(e, &[("ns/a", "h"), ("ns/b", "h")]), 1000)
@@ -167,8 +225,8 @@ async fn pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first() {
         .enqueue_remote(&pinned, Some(&["e2-cpu-0".to_string()]))
         .await
         .unwrap();
-    let cold = queued(&store, "ns/a").await;
-    let warm = queued(&store, "ns/b").await;
+    let cold = queued(store, "ns/a").await;
+    let warm = queued(store, "ns/b").await;
     let mut request = claim_of("e1", 1);
     request.warm = vec!["ns/b".into()];
     let got = store.claim(&request, 1500, LEASE).await.unwrap();
@@ -181,16 +239,14 @@ async fn pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first() {
     assert_eq!(got[0].pinned_workers, Some(vec!["e2-cpu-0".to_string()]));
 }
 
-#[tokio::test]
-async fn heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails() {
-    let (_d, store) = store().await;
+async fn heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails(store: &dyn Both) {
     for e in ["e1", "e2"] {
         store
             .register_engine(&registration(e, &[("ns/a", "h")]), 1000)
             .await
             .unwrap();
     }
-    let t = queued(&store, "ns/a").await;
+    let t = queued(store, "ns/a").await;
     store.claim(&claim_of("e1", 1), 1000, LEASE).await.unwrap();
     let beat = store
         .heartbeat("e1", std::slice::from_ref(&t.id), 20_000, LEASE)
@@ -259,14 +315,12 @@ async fn heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn with_one_attempt_a_lost_lease_fails_the_task_at_once() {
-    let (_d, store) = store().await;
+async fn with_one_attempt_a_lost_lease_fails_the_task_at_once(store: &dyn Both) {
     store
         .register_engine(&registration("gpu-1", &[("ns/a", "h")]), 0)
         .await
         .unwrap();
-    let t = queued(&store, "ns/a").await;
+    let t = queued(store, "ns/a").await;
     store.claim(&claim_of("gpu-1", 1), 0, LEASE).await.unwrap();
     let expired = store.expire_leases(LEASE + 1, 1).await.unwrap();
     assert_eq!(expired[0].status, TaskStatus::Failed);
@@ -274,14 +328,12 @@ async fn with_one_attempt_a_lost_lease_fails_the_task_at_once() {
     assert_eq!(got.error.as_deref(), Some("engine lost: gpu-1"));
 }
 
-#[tokio::test]
-async fn reports_write_logs_output_and_the_first_terminal_state_wins() {
-    let (_d, store) = store().await;
+async fn reports_write_logs_output_and_the_first_terminal_state_wins(store: &dyn Both) {
     store
         .register_engine(&registration("e1", &[("ns/a", "h")]), 0)
         .await
         .unwrap();
-    let t = queued(&store, "ns/a").await;
+    let t = queued(store, "ns/a").await;
     store.claim(&claim_of("e1", 1), 0, LEASE).await.unwrap();
     let running = Report {
         status: Some(TaskStatus::Running),
@@ -341,15 +393,13 @@ async fn reports_write_logs_output_and_the_first_terminal_state_wins() {
     ));
 }
 
-#[tokio::test]
-async fn cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one() {
-    let (_d, store) = store().await;
+async fn cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one(store: &dyn Both) {
     store
         .register_engine(&registration("e1", &[("ns/a", "h")]), 0)
         .await
         .unwrap();
-    let waiting = queued(&store, "ns/a").await;
-    let leased = queued(&store, "ns/a").await;
+    let waiting = queued(store, "ns/a").await;
+    let leased = queued(store, "ns/a").await;
     let first = store.request_cancel(&waiting.id, 1).await.unwrap();
     assert_eq!(first, CancelOutcome::Cancelled);
     assert_eq!(
@@ -377,9 +427,7 @@ async fn cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one() {
     );
 }
 
-#[tokio::test]
-async fn a_reregistration_keeps_draining_and_first_registration_time() {
-    let (_d, store) = store().await;
+async fn a_reregistration_keeps_draining_and_first_registration_time(store: &dyn Both) {
     store
         .register_engine(&registration("e1", &[("ns/a", "h")]), 10)
         .await
