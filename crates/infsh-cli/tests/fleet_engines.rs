@@ -8,104 +8,17 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command as StdCommand, ExitStatus, Stdio};
 use std::time::Duration;
 
+use common::engine_proc::EngineProc;
 use common::server::*;
 use common::*;
-use infsh_testkit::{copy_fixtures, processes_in};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 const ENGINE_KEY: &str = "engine-key-fleet";
 const LEASE: &str = "1";
-
-/// An `infsh engine run` process with its own copy of the `slow` fixture;
-/// killed (and its app processes with it) on drop.
-struct EngineProc {
-    child: Option<Child>,
-    apps_dir: PathBuf,
-    log_path: PathBuf,
-}
-
-impl EngineProc {
-    fn start(sb: &ServeSandbox, server: &Server, name: &str, key: &str, extra: &[&str]) -> Self {
-        let dir = sb.path().join(name);
-        let apps_dir = dir.join("apps");
-        copy_fixtures(&apps_dir, &["slow"]);
-        let log_path = dir.join("engine.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = StdCommand::new(assert_cmd::cargo::cargo_bin("infsh"))
-            .args(["engine", "run", "--server", &server.url, "--name", name])
-            .arg("--apps")
-            .arg(&apps_dir)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--python")
-            .arg(python())
-            .args(["--shutdown-grace", "2", "--cancel-grace", "1"])
-            .args(extra)
-            .env("INFSH_ENGINE_KEY", key)
-            .env("INFSH_CACHE_DIR", sb.path().join("cache"))
-            .env("INFSH_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("INFSH_ENGINE_KEYS")
-            .env_remove("INFSH_API_KEYS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn infsh engine run");
-        EngineProc {
-            child: Some(child),
-            apps_dir: std::fs::canonicalize(&apps_dir).unwrap(),
-            log_path,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let mut status = None;
-        wait_for(limit, || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        if status.is_some() {
-            self.child = None;
-        }
-        status
-    }
-}
-
-impl Drop for EngineProc {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            if self.wait_exit(Duration::from_secs(15)).is_none() {
-                self.kill9();
-            }
-        }
-        // A kill -9 leaves its workers to notice alone; never leave them.
-        wait_for(Duration::from_secs(10), || {
-            processes_in(&self.apps_dir).is_empty()
-        });
-        for (pid, _) in processes_in(&self.apps_dir) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-    }
-}
 
 fn api_node(sb: &ServeSandbox, extra: &[&str]) -> Server {
     let flags = [

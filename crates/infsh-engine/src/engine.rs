@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::api::*;
+use crate::fleet_api::FleetBacking;
 use crate::fleet_hub::FleetHub;
 use crate::handle::{AppHandle, CancelReply};
 use crate::hosted::HostedApps;
@@ -53,6 +54,9 @@ pub(crate) struct Inner {
     /// The SQLite store the engine opened itself (None with a store given
     /// to `start_with`): also the fleet's store.
     pub sqlite: Option<SqliteStore>,
+    /// The fleet's store and wake-up when the store was given
+    /// ([`Engine::start_on_fleet`]).
+    pub backing: Option<FleetBacking>,
     /// Remote engines, once [`Engine::enable_fleet`] was called.
     pub fleet: OnceLock<Arc<FleetHub>>,
 }
@@ -75,6 +79,17 @@ impl Engine {
         Engine::start_with(config, Arc::new(PythonLauncher), Some(store)).await
     }
 
+    /// [`Engine::start_on`] with the fleet side of that store: remote
+    /// engines' queue and leases live there ([`Engine::enable_fleet`]), and
+    /// recovery leaves their tasks to the fleet.
+    pub async fn start_on_fleet(
+        config: EngineConfig,
+        store: Arc<dyn TaskStore>,
+        fleet: FleetBacking,
+    ) -> Result<Engine, EngineStartError> {
+        Engine::start_full(config, Arc::new(PythonLauncher), Some(store), Some(fleet)).await
+    }
+
     /// [`Engine::start`] with another worker launcher (the scheduler's unit
     /// tests: a scripted fake) and, when given, another store than the
     /// SQLite file under `data_dir`.
@@ -82,6 +97,15 @@ impl Engine {
         config: EngineConfig,
         launcher: Arc<dyn WorkerLauncher>,
         store: Option<Arc<dyn TaskStore>>,
+    ) -> Result<Engine, EngineStartError> {
+        Engine::start_full(config, launcher, store, None).await
+    }
+
+    async fn start_full(
+        config: EngineConfig,
+        launcher: Arc<dyn WorkerLauncher>,
+        store: Option<Arc<dyn TaskStore>>,
+        backing: Option<FleetBacking>,
     ) -> Result<Engine, EngineStartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| EngineStartError::DataDir {
             path: config.data_dir.clone(),
@@ -132,7 +156,10 @@ impl Engine {
             .collect();
         let apps = HostedApps::new(apps);
         tracing::info!(apps = apps.len(), ids = ?apps.ids().collect::<Vec<_>>(), "hosting apps");
-        let fleet_store = sqlite.clone().map(|s| Arc::new(s) as Arc<dyn FleetStore>);
+        let fleet_store = match &backing {
+            Some(backing) => Some(backing.store.clone()),
+            None => sqlite.clone().map(|s| Arc::new(s) as Arc<dyn FleetStore>),
+        };
         let recovered = recover(&shared, &apps, fleet_store.as_deref())
             .await
             .map_err(EngineStartError::Recovery)?;
@@ -149,6 +176,7 @@ impl Engine {
                 shared,
                 apps,
                 sqlite,
+                backing,
                 fleet: OnceLock::new(),
             }),
         })
@@ -358,8 +386,18 @@ impl Engine {
         Ok(TaskView { record, logs })
     }
 
+    /// A remote task another API node submitted: follow its changes here
+    /// (PostgreSQL fleets; see `fleet_hub`).
+    async fn follow_remote(&self, id: &str) -> Result<(), EngineError> {
+        match self.inner.fleet.get() {
+            Some(hub) => hub.follow(id).await,
+            None => Ok(()),
+        }
+    }
+
     /// Waits until the task ends (or `limit` passes) and returns it as it is then.
     pub async fn wait(&self, id: &str, limit: Option<Duration>) -> Result<TaskView, EngineError> {
+        self.follow_remote(id).await?;
         if let Some(live) = self.shared().live.get(id) {
             let mut watch = live.subscribe();
             drop(live);
@@ -385,6 +423,7 @@ impl Engine {
     /// terminal snapshot.
     pub async fn subscribe(&self, id: &str) -> Result<mpsc::Receiver<TaskView>, EngineError> {
         let (tx, rx) = mpsc::channel(16);
+        self.follow_remote(id).await?;
         let Some(live) = self.shared().live.get(id) else {
             let view = self.get(id).await?;
             let _ = tx.try_send(view);

@@ -5,9 +5,27 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use infsh_protocol::Ready;
-use infsh_store::fleet::{ClaimedTask, FleetError};
+use infsh_store::fleet::{ClaimedTask, FleetError, FleetStore, Wakeup};
 use serde::{Deserialize, Serialize};
+
+/// Where remote engines' queue and leases live when the engine does not
+/// open its own SQLite store (`infsh serve --store`): the fleet side of the
+/// store it was given, and the wake-up shared by the API nodes on it
+/// (PostgreSQL: `LISTEN/NOTIFY`; SQLite: within this process).
+#[derive(Clone)]
+pub struct FleetBacking {
+    pub store: Arc<dyn FleetStore>,
+    pub wake: Arc<dyn Wakeup>,
+}
+
+impl std::fmt::Debug for FleetBacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetBacking").finish_non_exhaustive()
+    }
+}
 
 /// Leases and claims (`infsh serve --lease-seconds`, `--max-attempts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,17 +7,25 @@
 //! longer holds the lease) and then published to the task's live view, so
 //! `get`, `wait` and streams work for a remote task as for a local one.
 //! A sweeper ends expired leases (requeue, or `engine lost: <name>`).
+//!
+//! Several API nodes on one PostgreSQL database: an engine reports to one
+//! node, a client may stream from another. The node that applies a change
+//! announces the task's id ([`Wakeup::task_changed`]); a node with a live
+//! view of that task (it was submitted there, or a client there waits on
+//! or streams it: [`FleetHub::follow`]) re-reads it from the store and
+//! publishes it. Webhooks go out once, from the node that ended the task.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use infsh_core::AppRef;
 use infsh_store::fleet::{
     app_hashes, CancelOutcome, ClaimRequest, EngineApp, EngineRecord, EngineRegistration,
-    FleetError, FleetStore, Report, Wakeup,
+    FleetError, FleetStore, Report, TaskChange, Wakeup,
 };
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::api::{EngineError, RunRequest, TaskView};
@@ -40,6 +48,12 @@ pub(crate) struct FleetHub {
     options: FleetOptions,
     /// Registered apps' functions, by (app, hash): built once per hash.
     infos: Mutex<HashMap<(String, String), Arc<AppInfo>>>,
+    /// Remote tasks with a live view on this node (what a resync re-reads).
+    remote_live: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a registered app's `functions` column holds.
@@ -79,6 +93,7 @@ impl FleetHub {
             wake,
             options,
             infos: Mutex::default(),
+            remote_live: Mutex::default(),
         });
         let open: Vec<TaskStatus> = TaskStatus::ALL
             .into_iter()
@@ -87,11 +102,15 @@ impl FleetHub {
         for task in hub.shared.store.tasks_with_status(&open).await? {
             if hub.store.is_remote(&task.id).await.map_err(fleet_error)? {
                 let logs = hub.shared.store.get_logs(&task.id).await?;
+                lock(&hub.remote_live).insert(task.id.clone());
                 hub.shared.live.insert(TaskView { record: task, logs });
             }
         }
         let weak = Arc::downgrade(&hub);
         tokio::spawn(sweep(weak, options));
+        if let Some(changes) = hub.wake.task_changes() {
+            tokio::spawn(follow_changes(Arc::downgrade(&hub), changes));
+        }
         Ok(hub)
     }
 
@@ -238,6 +257,7 @@ impl FleetHub {
             record,
             logs: Vec::new(),
         };
+        lock(&self.remote_live).insert(view.record.id.clone());
         self.shared.live.insert(view.clone());
         self.wake.notify();
         Ok(Some(view))
@@ -265,6 +285,7 @@ impl FleetHub {
                     view.record.status = TaskStatus::Dispatched;
                     view.record.updated_at_ms = now;
                 });
+                self.wake.task_changed(&claimed.task.id);
             }
             let answer = ClaimAnswer {
                 tasks,
@@ -316,6 +337,7 @@ impl FleetHub {
             return Err(e.into());
         }
         let terminal = report.status.is_some_and(TaskStatus::is_terminal);
+        self.wake.task_changed(task_id);
         self.publish(task_id, |view| {
             view.logs.extend(report.logs.iter().cloned());
             if let Some(status) = report.status {
@@ -330,7 +352,7 @@ impl FleetHub {
             view.record.updated_at_ms = report.at_ms;
         });
         if terminal {
-            self.ended(task_id);
+            self.ended(task_id).await;
         }
         Ok(())
     }
@@ -348,15 +370,17 @@ impl FleetHub {
             .map_err(fleet_error)?
         {
             CancelOutcome::Cancelled => {
+                self.wake.task_changed(id);
                 self.publish(id, |view| {
                     view.record.status = TaskStatus::Cancelled;
                     view.record.updated_at_ms = at;
                 });
-                self.ended(id);
+                self.ended(id).await;
                 Ok(Some(TaskStatus::Cancelled))
             }
             CancelOutcome::Requested { engine } => {
                 tracing::info!(task = %id, %engine, "asking the engine to cancel");
+                self.wake.task_changed(id);
                 self.publish(id, |view| {
                     view.record.status = TaskStatus::Cancelling;
                     view.record.updated_at_ms = at;
@@ -425,12 +449,95 @@ impl FleetHub {
         }
     }
 
-    /// A remote task ended: the store is its truth from now on.
-    fn ended(&self, id: &str) {
-        if let Some(live) = self.shared.live.get(id) {
-            let record = live.borrow().record.clone();
+    /// A remote task ended here (this node applied its end): the store is
+    /// its truth from now on, and its webhook goes out, once, from here.
+    async fn ended(&self, id: &str) {
+        lock(&self.remote_live).remove(id);
+        let record = match self.shared.live.get(id) {
+            Some(live) => {
+                let record = live.borrow().record.clone();
+                self.shared.live.remove(id);
+                record
+            }
+            // Submitted on another node: no live view here, the store has it.
+            None => match self.shared.store.get_task(id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(task = %id, error = %e, "cannot read an ended task for its webhook");
+                    return;
+                }
+            },
+        };
+        self.shared.webhooks.deliver(&record);
+    }
+
+    /// Keeps a live view of a remote task that another node runs the link
+    /// of, so `wait` and streams here see its changes. Only where changes
+    /// are announced across nodes; nothing for a local, unknown or ended
+    /// task (the store answers those).
+    pub async fn follow(&self, id: &str) -> Result<(), EngineError> {
+        if self.shared.live.get(id).is_some() || !self.follows() {
+            return Ok(());
+        }
+        let Some(record) = self.shared.store.get_task(id).await? else {
+            return Ok(());
+        };
+        if record.status.is_terminal() || !self.store.is_remote(id).await.map_err(fleet_error)? {
+            return Ok(());
+        }
+        let logs = self.shared.store.get_logs(id).await?;
+        lock(&self.remote_live).insert(id.to_string());
+        self.shared.live.get_or_insert(TaskView { record, logs });
+        // A change between the read and the insert was announced before we
+        // followed: read once more.
+        self.refresh(id).await;
+        Ok(())
+    }
+
+    fn follows(&self) -> bool {
+        self.wake.task_changes().is_some()
+    }
+
+    /// Re-reads a followed task from the store and publishes it (never
+    /// older than what is shown: a view is only replaced by a newer row).
+    async fn refresh(&self, id: &str) {
+        let Some(live) = self.shared.live.get(id) else {
+            return;
+        };
+        let read = async {
+            let record = self.shared.store.get_task(id).await?;
+            let logs = self.shared.store.get_logs(id).await?;
+            Ok::<_, infsh_store::StoreError>(record.map(|r| (r, logs)))
+        };
+        let (record, logs) = match read.await {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "cannot re-read a followed task");
+                return;
+            }
+        };
+        let terminal = record.status.is_terminal();
+        live.send_if_modified(|view| {
+            let newer = terminal
+                || record.updated_at_ms > view.record.updated_at_ms
+                || logs.len() > view.logs.len()
+                || (record.updated_at_ms == view.record.updated_at_ms
+                    && record.status != view.record.status);
+            if newer && !view.record.status.is_terminal() {
+                if logs.len() >= view.logs.len() {
+                    view.logs = logs;
+                }
+                view.record = record;
+                return true;
+            }
+            false
+        });
+        if terminal {
+            // Another node ended it and sent its webhook.
+            lock(&self.remote_live).remove(id);
             self.shared.live.remove(id);
-            self.shared.webhooks.deliver(&record);
         }
     }
 
@@ -448,6 +555,7 @@ impl FleetHub {
         };
         let mut requeued = false;
         for lost in expired {
+            self.wake.task_changed(&lost.task_id);
             let at = now_ms();
             self.publish(&lost.task_id, |view| {
                 view.record.status = lost.status;
@@ -457,7 +565,7 @@ impl FleetHub {
                 }
             });
             if lost.status.is_terminal() {
-                self.ended(&lost.task_id);
+                self.ended(&lost.task_id).await;
             } else {
                 requeued = true;
             }
@@ -475,5 +583,26 @@ async fn sweep(hub: Weak<FleetHub>, options: FleetOptions) {
         tick.tick().await;
         let Some(hub) = hub.upgrade() else { return };
         hub.sweep_once().await;
+    }
+}
+
+/// Re-reads the followed tasks other nodes announce changes of.
+async fn follow_changes(hub: Weak<FleetHub>, mut changes: broadcast::Receiver<TaskChange>) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(_)) => TaskChange::Resync,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(hub) = hub.upgrade() else { return };
+        match change {
+            TaskChange::Task(id) => hub.refresh(&id).await,
+            TaskChange::Resync => {
+                let ids: Vec<String> = lock(&hub.remote_live).iter().cloned().collect();
+                for id in ids {
+                    hub.refresh(&id).await;
+                }
+            }
+        }
     }
 }

@@ -16,20 +16,26 @@ use crate::fleet_hub::FleetHub;
 
 impl Engine {
     /// Takes remote engines from now on: runs of apps only they host are
-    /// queued for them, and expired leases are swept. Needs the engine's own
-    /// SQLite store (the PostgreSQL fleet store comes later). Calling it
-    /// again changes nothing.
+    /// queued for them, and expired leases are swept. Needs a fleet store:
+    /// the engine's own SQLite store, or the one given to
+    /// [`Engine::start_on_fleet`] (PostgreSQL, shared by API nodes). Calling
+    /// it again changes nothing.
     pub async fn enable_fleet(&self, options: FleetOptions) -> Result<(), EngineError> {
         if self.inner.fleet.get().is_some() {
             return Ok(());
         }
-        let Some(store) = self.inner.sqlite.clone() else {
-            return Err(EngineError::UnknownEngine(
-                "remote engines need the engine's own store".into(),
-            ));
-        };
-        let store: Arc<dyn FleetStore> = Arc::new(store);
-        let wake: Arc<dyn Wakeup> = Arc::new(LocalWakeup::default());
+        let (store, wake): (Arc<dyn FleetStore>, Arc<dyn Wakeup>) =
+            match (&self.inner.backing, &self.inner.sqlite) {
+                (Some(backing), _) => (backing.store.clone(), backing.wake.clone()),
+                (None, Some(sqlite)) => {
+                    (Arc::new(sqlite.clone()), Arc::new(LocalWakeup::default()))
+                }
+                (None, None) => {
+                    return Err(EngineError::UnknownEngine(
+                        "remote engines need a fleet store (start the engine with one)".into(),
+                    ))
+                }
+            };
         let hub = FleetHub::start(self.shared().clone(), store, wake, options).await?;
         let _ = self.inner.fleet.set(hub);
         tracing::info!(

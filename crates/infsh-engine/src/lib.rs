@@ -71,8 +71,8 @@ mod worker_seam;
 pub use api::*;
 pub use engine::Engine;
 pub use fleet_api::{
-    ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,
-    RemoteRegistration,
+    ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,
+    RemoteEngineView, RemoteRegistration,
 };
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;

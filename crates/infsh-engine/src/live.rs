@@ -35,6 +35,15 @@ impl LiveTasks {
         tx
     }
 
+    /// The live task `id`, publishing `view` first if there is none (two
+    /// nodes' followers of one task never replace each other's channel).
+    pub fn get_or_insert(&self, view: TaskView) -> LiveTask {
+        let mut map = self.lock();
+        map.entry(view.record.id.clone())
+            .or_insert_with(|| Arc::new(watch::channel(view).0))
+            .clone()
+    }
+
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);
     }

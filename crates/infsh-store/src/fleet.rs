@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::{LogEntry, StoreError, TaskRecord, TaskStatus};
 
@@ -309,11 +309,36 @@ pub trait FleetStore: Send + Sync + 'static {
 /// Wakes whoever waits for queued remote tasks (a long-polling claim). In
 /// one API node a watch channel ([`LocalWakeup`]); across API nodes a
 /// PostgreSQL `LISTEN/NOTIFY` listener feeds the same channel.
+///
+/// Across nodes it also carries which remote tasks changed (an engine's
+/// report applied by one node, a claim, a sweep, a cancel), so a node that
+/// streams such a task re-reads it from the store: [`Wakeup::task_changed`]
+/// announces, [`Wakeup::task_changes`] hears. Within one node there is
+/// nothing to carry (the node that applies a change publishes it itself),
+/// so both default to nothing.
 pub trait Wakeup: Send + Sync + 'static {
     /// Something was queued (or requeued).
     fn notify(&self);
     /// Changes each time [`Wakeup::notify`] is called.
     fn subscribe(&self) -> watch::Receiver<u64>;
+    /// Tells the other nodes that remote task `id` changed in the store.
+    fn task_changed(&self, id: &str) {
+        let _ = id;
+    }
+    /// What other nodes (and this one) announced; None on a single node.
+    fn task_changes(&self) -> Option<broadcast::Receiver<TaskChange>> {
+        None
+    }
+}
+
+/// What [`Wakeup::task_changes`] hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskChange {
+    /// This task changed in the store.
+    Task(String),
+    /// Announcements may have been missed (the listener reconnected, or
+    /// this receiver lagged): re-read every task being followed.
+    Resync,
 }
 
 /// [`Wakeup`] within one process.

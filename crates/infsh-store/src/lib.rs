@@ -46,7 +46,9 @@ pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use model::*;
-pub use postgres::{PgWakeup, PostgresStore, LISTENER_APPLICATION, MIGRATION_LOCK, QUEUE_CHANNEL};
+pub use postgres::{
+    PgWakeup, PostgresStore, LISTENER_APPLICATION, MIGRATION_LOCK, QUEUE_CHANNEL, TASK_CHANNEL,
+};
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
 pub use store_url::{redact, StoreUrl};

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use infsh_store::fleet::{ClaimRequest, EngineApp, EngineRegistration, FleetStore, Wakeup};
+use infsh_store::fleet::{
+    ClaimRequest, EngineApp, EngineRegistration, FleetStore, TaskChange, Wakeup,
+};
 use infsh_store::{
     new_id, PostgresStore, TaskRecord, TaskStatus, TaskStore, LISTENER_APPLICATION, QUEUE_CHANNEL,
 };
@@ -163,6 +165,13 @@ async fn woken(rx: &mut tokio::sync::watch::Receiver<u64>, what: &str) {
         .unwrap();
 }
 
+async fn heard(rx: &mut tokio::sync::broadcast::Receiver<TaskChange>) -> TaskChange {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a task change is heard")
+        .unwrap()
+}
+
 async fn reaches(rx: &mut tokio::sync::watch::Receiver<u64>, n: u64, what: &str) {
     tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v >= n))
         .await
@@ -212,6 +221,15 @@ async fn a_notify_on_one_node_wakes_claims_on_another_even_after_its_listener_is
     on_b.borrow_and_update();
     wake_a.notify();
     woken(&mut on_b, "node B by node A's notify").await;
+    // A task change announced by A reaches B with its id.
+    let mut changes_b = wake_b
+        .task_changes()
+        .expect("PostgreSQL carries task changes");
+    wake_a.task_changed("task-1");
+    assert_eq!(
+        heard(&mut changes_b).await,
+        TaskChange::Task("task-1".into())
+    );
 
     // Kill B's listening session: B reconnects and hears again.
     until("both nodes listen", || async {
@@ -229,6 +247,11 @@ async fn a_notify_on_one_node_wakes_claims_on_another_even_after_its_listener_is
         .await
         .unwrap();
     reaches(&mut on_b, seen + 1, "node B's listener reconnected").await;
+    assert_eq!(
+        heard(&mut changes_b).await,
+        TaskChange::Resync,
+        "what was announced meanwhile may be lost: followers re-read"
+    );
     let after = listeners(&admin, &db).await;
     assert!(
         after.iter().all(|pid| !before.contains(pid)),

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod engine_proc;
 pub mod server;
 
 use std::ffi::OsStr;

@@ -3,27 +3,35 @@
 //! infsh_queue`; every node `LISTEN`s on a dedicated connection (not one of
 //! the pool's: a listening session must stay open) and wakes its waiting
 //! claims. So a claim long-polling on node B returns as soon as node A
-//! queues a task, with no polling loop.
+//! queues a task, with no polling loop. A node that applies a change to a
+//! remote task sends `NOTIFY infsh_task, '<id>'` ([`TASK_CHANNEL`]): the
+//! notification carries the id only, and a node streaming that task reads
+//! the rows from PostgreSQL.
 //!
 //! The listening connection is reopened when it is lost (PostgreSQL
 //! restarted, the session terminated); notifications sent meanwhile are
 //! lost with it, so every (re)connection wakes the waiters once, and they
-//! look at the queue themselves. Retries back off from
+//! look at the queue themselves, and announces [`TaskChange::Resync`]. Retries back off from
 //! [`RECONNECT_MIN`] to [`RECONNECT_MAX`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::error::describe_postgres;
-use crate::fleet::Wakeup;
+use crate::fleet::{TaskChange, Wakeup};
 
 /// The channel remote work is announced on.
 pub const QUEUE_CHANNEL: &str = "infsh_queue";
+/// The channel changes of remote tasks are announced on (payload: the id).
+pub const TASK_CHANNEL: &str = "infsh_task";
+/// How many task changes a slow follower may fall behind before it is told
+/// to resync.
+const CHANGES_BUFFER: usize = 1024;
 /// The `application_name` of the listening session (so an operator, or a
 /// test, can find it in `pg_stat_activity`).
 pub const LISTENER_APPLICATION: &str = "infsh-listen";
@@ -35,6 +43,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 pub struct PgWakeup {
     tx: watch::Sender<u64>,
     outbox: Arc<Notify>,
+    changed: mpsc::UnboundedSender<String>,
+    changes: broadcast::Sender<TaskChange>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -54,11 +64,15 @@ impl PgWakeup {
     pub(crate) fn start(config: tokio_postgres::Config, pool: Pool) -> PgWakeup {
         let tx = watch::channel(0).0;
         let outbox = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(config, tx.clone()));
-        let sender = tokio::spawn(send(pool, outbox.clone()));
+        let changes = broadcast::channel(CHANGES_BUFFER).0;
+        let (changed, changed_rx) = mpsc::unbounded_channel();
+        let listener = tokio::spawn(listen(config, tx.clone(), changes.clone()));
+        let sender = tokio::spawn(send(pool, outbox.clone(), changed_rx));
         PgWakeup {
             tx,
             outbox,
+            changed,
+            changes,
             tasks: vec![listener, sender],
         }
     }
@@ -82,36 +96,64 @@ impl Wakeup for PgWakeup {
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
     }
+
+    fn task_changed(&self, id: &str) {
+        let _ = self.changed.send(id.to_string());
+    }
+
+    fn task_changes(&self) -> Option<broadcast::Receiver<TaskChange>> {
+        Some(self.changes.subscribe())
+    }
 }
 
-/// Sends one `NOTIFY` per wake-up asked for, bursts coalesced: `Notify`
-/// keeps one permit, so notifies during a send make one more send.
-async fn send(pool: Pool, outbox: Arc<Notify>) {
+/// Sends the `NOTIFY`s: one per queue wake-up asked for, bursts coalesced
+/// (`Notify` keeps one permit, so notifies during a send make one more
+/// send), and one per changed task (in order, each id once per burst).
+async fn send(pool: Pool, outbox: Arc<Notify>, mut changed: mpsc::UnboundedReceiver<String>) {
     loop {
-        outbox.notified().await;
+        let (channel, payloads) = tokio::select! {
+            () = outbox.notified() => (QUEUE_CHANNEL, vec![String::new()]),
+            id = changed.recv() => {
+                let Some(id) = id else { return };
+                let mut ids = vec![id];
+                while let Ok(more) = changed.try_recv() {
+                    if !ids.contains(&more) {
+                        ids.push(more);
+                    }
+                }
+                (TASK_CHANNEL, ids)
+            }
+        };
         let sent = async {
             let client = pool.get().await.map_err(|e| e.to_string())?;
-            client
-                .execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
-                .await
-                .map_err(|e| describe_postgres(&e))
+            for payload in &payloads {
+                client
+                    .execute("SELECT pg_notify($1, $2)", &[&channel, payload])
+                    .await
+                    .map_err(|e| describe_postgres(&e))?;
+            }
+            Ok::<(), String>(())
         }
         .await;
         if let Err(e) = sent {
-            // The other nodes' claims still return by their long poll's
-            // deadline and look at the queue then.
-            tracing::warn!(error = %e, "cannot announce queued work to other API nodes");
+            // Claims on other nodes still return by their long poll's
+            // deadline; followers resync when their listener reconnects.
+            tracing::warn!(error = %e, channel, "cannot announce to other API nodes");
         }
     }
 }
 
 /// Listens until the connection is lost, then reconnects; every
 /// notification (and every new connection) bumps `tx`.
-async fn listen(mut config: tokio_postgres::Config, tx: watch::Sender<u64>) {
+async fn listen(
+    mut config: tokio_postgres::Config,
+    tx: watch::Sender<u64>,
+    changes: broadcast::Sender<TaskChange>,
+) {
     config.application_name(LISTENER_APPLICATION);
     let mut backoff = RECONNECT_MIN;
     loop {
-        match listen_once(&config, &tx).await {
+        match listen_once(&config, &tx, &changes).await {
             Ok(()) => backoff = RECONNECT_MIN,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "the PostgreSQL listener lost its connection");
@@ -127,6 +169,7 @@ async fn listen(mut config: tokio_postgres::Config, tx: watch::Sender<u64>) {
 async fn listen_once(
     config: &tokio_postgres::Config,
     tx: &watch::Sender<u64>,
+    changes: &broadcast::Sender<TaskChange>,
 ) -> Result<(), String> {
     let (client, mut connection) = config
         .connect(NoTls)
@@ -136,9 +179,14 @@ async fn listen_once(
     // LISTEN goes through the client meanwhile.
     let (ended_tx, ended) = tokio::sync::oneshot::channel::<String>();
     let wake = tx.clone();
+    let heard = changes.clone();
     let driver = tokio::spawn(async move {
         let why = loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) if n.channel() == TASK_CHANNEL => {
+                    // No receiver is fine: nothing is being followed.
+                    let _ = heard.send(TaskChange::Task(n.payload().to_string()));
+                }
                 Some(Ok(AsyncMessage::Notification(_))) => bump(&wake),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break describe_postgres(&e),
@@ -148,7 +196,7 @@ async fn listen_once(
         let _ = ended_tx.send(why);
     });
     let listening = client
-        .batch_execute(&format!("LISTEN {QUEUE_CHANNEL}"))
+        .batch_execute(&format!("LISTEN {QUEUE_CHANNEL}; LISTEN {TASK_CHANNEL}"))
         .await;
     if let Err(e) = listening {
         driver.abort();
@@ -156,6 +204,7 @@ async fn listen_once(
     }
     // Whatever was announced while we were not listening.
     bump(tx);
+    let _ = changes.send(TaskChange::Resync);
     tracing::debug!("listening for queued work on PostgreSQL");
     let why = ended
         .await

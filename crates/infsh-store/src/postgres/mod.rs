@@ -38,7 +38,7 @@ use crate::store::{TaskFilter, TaskStore};
 use crate::store_url::redact;
 use crate::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, DEFERRED_LINGER};
 
-pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL};
+pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL, TASK_CHANNEL};
 pub use self::migrate::MIGRATION_LOCK;
 
 #[derive(Clone)]

@@ -153,15 +153,6 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
             "a key is given both as an API key and as an engine key: engine keys must differ from client keys",
         ));
     }
-    // The claims and leases of remote engines live in the engine's own
-    // SQLite store so far; refuse the pair before binding rather than fail
-    // once serving (docs/deploy.md, "State of this feature").
-    if fleet.is_some() && args.store.as_deref().is_some_and(|s| !s.trim().is_empty()) {
-        return Err(Failure::new(
-            ExitCode::Usage,
-            "--engine-key with --store: remote engines need the default store in the data folder for now (their PostgreSQL claims are not built yet)",
-        ));
-    }
     let bound = places.bound;
     if api_keys.is_empty() && !bound.ip().is_loopback() && !args.insecure {
         return Err(Failure::new(
@@ -475,21 +466,18 @@ mod tests {
             config.fleet,
             Some(FleetOptions::new(Duration::from_secs(5), 3))
         );
-        let Err(e) = build_with(
+        // Remote engines' queue and leases live in the store given (on
+        // PostgreSQL, shared by API nodes): the pair is taken.
+        let shared = build_with(
             &[
                 "--engine-key=e1",
                 "--store=postgres://postgres@127.0.0.1/infsh",
             ],
             &ServeEnv::default(),
             "127.0.0.1:0",
-        ) else {
-            panic!("--engine-key with --store must be refused");
-        };
-        assert_eq!(e.code, ExitCode::Usage);
-        assert_eq!(
-            e.message,
-            "--engine-key with --store: remote engines need the default store in the data folder for now (their PostgreSQL claims are not built yet)"
-        );
+        )
+        .unwrap();
+        assert_eq!(shared.fleet, Some(FleetOptions::default()));
         let defaults =
             build_with(&["--engine-key=e1"], &ServeEnv::default(), "127.0.0.1:0").unwrap();
         assert_eq!(defaults.fleet, Some(FleetOptions::default()));

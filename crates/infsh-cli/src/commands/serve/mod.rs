@@ -67,6 +67,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     let store = store::open(
         args.store.as_deref(),
         config::durability(args.worker.durability),
+        args.engine_keys.iter().any(|k| !k.trim().is_empty()),
     )
     .await?;
 
@@ -111,7 +112,11 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     // a slow --preload still ends things cleanly.
     let signals = watch_signals()?;
     let started = match store {
-        Some(store) => Engine::start_on(config, store).await,
+        Some(store::Opened {
+            tasks,
+            fleet: Some(backing),
+        }) => Engine::start_on_fleet(config, tasks, backing).await,
+        Some(store::Opened { tasks, fleet: None }) => Engine::start_on(config, tasks).await,
         None => Engine::start(config).await,
     };
     let engine = started.map_err(|e| match e {

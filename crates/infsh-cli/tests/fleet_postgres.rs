@@ -1,0 +1,191 @@
+//! End to end with the real binaries on one PostgreSQL database (a fresh
+//! one per test, [`PgTestDb`]): two `infsh serve --store postgres://...
+//! --engine-key` API nodes, each with a data folder of its own and no app
+//! of its own, and `infsh engine run` processes hosting the `slow` fixture,
+//! each linked to one node. A task submitted to one node is claimed by an
+//! engine linked to the other, streamed and waited on from either; a node
+//! restarted while the other's task runs leaves it alone; an engine killed
+//! mid-task has its task run again by an engine of the other node.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::engine_proc::EngineProc;
+use common::server::*;
+use common::*;
+use infsh_testkit::PgTestDb;
+use serde_json::{json, Value};
+
+const ENGINE_KEY: &str = "engine-key-pg-fleet";
+const LEASE: &str = "1";
+
+/// An API node on `db` (its own sandbox: data folder, logs).
+fn api_node(sb: &ServeSandbox, db: &PgTestDb) -> Server {
+    sb.start_with_key(&[
+        "--store",
+        db.url(),
+        "--engine-key",
+        ENGINE_KEY,
+        "--lease-seconds",
+        LEASE,
+    ])
+}
+
+/// `GET /engines`' remote engines once `names` are all online there.
+fn wait_online(server: &Server, names: &[&str]) -> Vec<Value> {
+    let mut remote = Vec::new();
+    let online = wait_for(Duration::from_secs(60), || {
+        let engines = server.api("GET", "/engines", None, 200);
+        remote = engines
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["remote"].is_object())
+            .cloned()
+            .collect();
+        names.iter().all(|n| {
+            remote
+                .iter()
+                .any(|e| e["name"] == *n && e["remote"]["state"] == "online")
+        })
+    });
+    assert!(
+        online,
+        "engines {names:?} never online: {remote:#?}\n{}",
+        server.log()
+    );
+    remote
+}
+
+fn started_file(sb: &ServeSandbox, name: &str) -> PathBuf {
+    sb.path().join(name)
+}
+
+#[test]
+fn a_task_submitted_to_one_node_runs_on_the_others_engine_and_streams_from_both() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let node_a = api_node(&sb_a, &db);
+    let node_b = api_node(&sb_b, &db);
+    // The engine talks to node B only: its claims and reports go there.
+    let engine = EngineProc::start(&sb_b, &node_b, "e1", ENGINE_KEY, &[]);
+    // Node A lists it from the shared database.
+    let remote = wait_online(&node_a, &["e1"]);
+    assert_eq!(remote[0]["remote"]["apps"][0]["app"], "tests/slow");
+
+    // Submitted to A, claimed through B (A's queue wake-up reaches B's
+    // long-polling claim), followed from B with `task get --wait` (the
+    // stream of a task B never had in memory).
+    let id = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 1, "label": "across"}}));
+    let followed = sb_b.run_json(&node_b, &["--json", "task", "get", &id, "--wait"], 0);
+    assert_eq!(
+        followed["status"],
+        "completed",
+        "{followed:#}\n{}",
+        engine.log()
+    );
+    assert_eq!(followed["output"]["label"], "across", "{followed:#}");
+
+    // A waits on a run it submitted: the engine's reports reach B, and A's
+    // view follows them through PostgreSQL.
+    let done = node_a.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/slow", "input": {"seconds": 0.5, "label": "waited"}, "wait": true})),
+        200,
+    );
+    assert_eq!(
+        done["status"],
+        10,
+        "{done:#}\nA: {}\nB: {}",
+        node_a.log(),
+        node_b.log()
+    );
+    assert_eq!(done["output"]["label"], "waited");
+
+    // Both nodes read the same task: status, output, logs, attempt.
+    for node in [&node_a, &node_b] {
+        let task = node.task(&id);
+        assert_eq!(task["status"], 10, "{task:#}");
+        assert_eq!(task["output"]["label"], "across");
+        assert_eq!(task["attempts"][0]["engine"], "e1", "{task:#}");
+        assert!(
+            task["logs"].as_array().unwrap().iter().any(|l| l["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("napping across")),
+            "{task:#}"
+        );
+    }
+}
+
+#[test]
+fn restarting_one_node_leaves_the_other_nodes_running_task_alone() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let node_a = api_node(&sb_a, &db);
+    let mut node_b = api_node(&sb_b, &db);
+    let _engine = EngineProc::start(&sb_a, &node_a, "e1", ENGINE_KEY, &[]);
+    wait_online(&node_a, &["e1"]);
+    let started = started_file(&sb_a, "started");
+    let id = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 3, "label": "survives", "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started\n{}",
+        node_a.log()
+    );
+    // B stops and starts again while A's task runs: B's start-up recovery
+    // must not touch it.
+    assert!(node_b.terminate(Duration::from_secs(15)).is_some());
+    let node_b = api_node(&sb_b, &db);
+    let done = node_b.wait_end(&id, Duration::from_secs(30));
+    assert_eq!(done["status"], 10, "{done:#}\n{}", node_b.log());
+    assert_eq!(done["output"]["label"], "survives");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "one run, never interrupted: {done:#}");
+}
+
+#[test]
+fn a_killed_engines_task_runs_again_on_an_engine_of_the_other_node() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let node_a = api_node(&sb_a, &db);
+    let node_b = api_node(&sb_b, &db);
+    let mut e1 = EngineProc::start(&sb_a, &node_a, "e1", ENGINE_KEY, &[]);
+    let _e2 = EngineProc::start(&sb_b, &node_b, "e2", ENGINE_KEY, &[]);
+    wait_online(&node_a, &["e1", "e2"]);
+    // e2 takes nothing until e1 holds the task (drained through A: the
+    // flag is in the shared database).
+    node_a.api("POST", "/engines/e2/drain", None, 200);
+    let started = started_file(&sb_a, "started");
+    let id = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 3, "label": "again", "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started\n{}",
+        node_a.log()
+    );
+    node_b.api("POST", "/engines/e2/undrain", None, 200);
+    e1.kill9();
+
+    let done = node_a.wait_end(&id, Duration::from_secs(40));
+    assert_eq!(
+        done["status"],
+        10,
+        "{done:#}\nA: {}\nB: {}",
+        node_a.log(),
+        node_b.log()
+    );
+    assert_eq!(done["output"]["label"], "again");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{done:#}");
+    assert_eq!(attempts[0]["engine"], "e1");
+    assert_eq!(attempts[0]["outcome"], "lost");
+    assert_eq!(attempts[1]["attempt"], 2);
+    assert_eq!(attempts[1]["engine"], "e2");
+    assert_eq!(attempts[1]["outcome"], "completed");
+}
