@@ -150,6 +150,37 @@ fn restarting_one_node_leaves_the_other_nodes_running_task_alone() {
 }
 
 #[test]
+fn restarting_a_node_leaves_another_nodes_own_running_and_queued_tasks_alone() {
+    let db = PgTestDb::create();
+    // A runs `slow` on its own worker (one at a time); B hosts nothing.
+    let (sb_a, sb_b) = (ServeSandbox::new(&["slow"]), ServeSandbox::new(&[]));
+    let node_a = sb_a.start_with_key(&["--store", db.url(), "--replicas", "1"]);
+    let mut node_b = sb_b.start_with_key(&["--store", db.url()]);
+    let started = started_file(&sb_a, "started");
+    let running = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 3, "label": "running", "started_file": started.to_str().unwrap()}}));
+    let queued = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 0.1, "label": "queued"}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started\n{}",
+        node_a.log()
+    );
+    // B's start-up recovery would fail the running task as interrupted and
+    // the queued one as "no longer hosted" were they not A's.
+    assert!(node_b.terminate(Duration::from_secs(15)).is_some());
+    let node_b = sb_b.start_with_key(&["--store", db.url()]);
+    for (id, label) in [(&running, "running"), (&queued, "queued")] {
+        let done = node_b.wait_end(id, Duration::from_secs(30));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", node_b.log());
+        assert_eq!(done["output"]["label"], label);
+    }
+    // A keeps its id across restarts: its own recovery still finds them.
+    let id_file = sb_a.data_dir().join("node-id");
+    assert_eq!(std::fs::read_to_string(&id_file).unwrap().trim().len(), 32);
+}
+
+#[test]
 fn a_killed_engines_task_runs_again_on_an_engine_of_the_other_node() {
     let db = PgTestDb::create();
     let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));

@@ -519,7 +519,7 @@ impl FleetStore for PostgresStore {
         let pinned = pinned_workers.map(|p| serde_json::to_string(p).expect("strings serialize"));
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        tasks::insert(&tx, task).await?;
+        tasks::insert(&tx, task, self.node()).await?;
         let stmt = tx
             .prepare_cached("UPDATE tasks SET remote = 1, pinned_workers = $2 WHERE id = $1")
             .await

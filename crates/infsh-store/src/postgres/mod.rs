@@ -29,6 +29,8 @@ mod pending;
 mod rows;
 mod tasks;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use serde_json::Value;
@@ -50,6 +52,8 @@ pub struct PostgresStore {
     /// The URL with its password redacted, for messages.
     url: String,
     pending: Pending,
+    /// The API node this store writes for ([`PostgresStore::for_node`]).
+    node: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -75,7 +79,22 @@ impl PostgresStore {
             config,
             url: redact(url),
             pending: Pending::default(),
+            node: None,
         })
+    }
+
+    /// This store as API node `node`'s: tasks it inserts are that node's,
+    /// and [`TaskStore::tasks_with_status`] (start-up recovery's question)
+    /// answers that node's tasks and those of no node only, so one node's
+    /// restart never fails or re-queues another live node's tasks.
+    pub fn for_node(mut self, node: &str) -> PostgresStore {
+        self.node = Some(Arc::from(node));
+        self
+    }
+
+    /// The node named by [`PostgresStore::for_node`].
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// The URL it was opened with, password redacted.
@@ -98,10 +117,10 @@ impl PostgresStore {
         let mut client = self.client().await?;
         if task.logs.is_empty() {
             // One statement: no BEGIN/COMMIT round trips.
-            return tasks::insert(&client, &task.record).await;
+            return tasks::insert(&client, &task.record, self.node()).await;
         }
         let tx = client.transaction().await?;
-        tasks::insert(&tx, &task.record).await?;
+        tasks::insert(&tx, &task.record, self.node()).await?;
         logs::insert_first(&tx, &task.record.id, &task.logs).await?;
         tx.commit().await?;
         Ok(())
@@ -124,7 +143,7 @@ impl PostgresStore {
 #[async_trait]
 impl TaskStore for PostgresStore {
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
-        tasks::insert(&self.client().await?, task).await
+        tasks::insert(&self.client().await?, task, self.node()).await
     }
 
     async fn insert_task_deferred(&self, task: &TaskRecord) -> Result<(), StoreError> {
@@ -253,7 +272,7 @@ impl TaskStore for PostgresStore {
         &self,
         statuses: &[TaskStatus],
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        tasks::with_status(&self.client().await?, statuses).await
+        tasks::with_status(&self.client().await?, statuses, self.node()).await
     }
 
     async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError> {

@@ -27,12 +27,17 @@ pub(crate) fn not_found(kind: &'static str, id: &str) -> StoreError {
     }
 }
 
-pub(crate) async fn insert(client: &impl GenericClient, t: &TaskRecord) -> Result<(), StoreError> {
+/// Inserts `t`, owned by API node `node` (None: by no node in particular).
+pub(crate) async fn insert(
+    client: &impl GenericClient,
+    t: &TaskRecord,
+    node: Option<&str>,
+) -> Result<(), StoreError> {
     let stmt = client
         .prepare_cached(&format!(
             "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
-             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms) \
-             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, node) \
+             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .await?;
     client
@@ -53,6 +58,7 @@ pub(crate) async fn insert(client: &impl GenericClient, t: &TaskRecord) -> Resul
                 &t.timeout_secs,
                 &t.created_at_ms,
                 &t.updated_at_ms,
+                &node,
             ],
         )
         .await?;
@@ -199,10 +205,12 @@ pub(crate) async fn list(
     Ok(Page { items, next_cursor })
 }
 
-/// Oldest first.
+/// Oldest first. With `node`, only that node's tasks and those of no node
+/// (what its start-up recovery may touch; another node's are its own).
 pub(crate) async fn with_status(
     client: &Client,
     statuses: &[TaskStatus],
+    node: Option<&str>,
 ) -> Result<Vec<TaskRecord>, StoreError> {
     if statuses.is_empty() {
         return Ok(Vec::new());
@@ -210,11 +218,12 @@ pub(crate) async fn with_status(
     let codes: Vec<i32> = statuses.iter().copied().map(status_code).collect();
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ANY($1) ORDER BY seq"
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ANY($1) \
+             AND ($2::TEXT IS NULL OR node IS NULL OR node = $2) ORDER BY seq"
         ))
         .await?;
     client
-        .query(&stmt, &[&codes])
+        .query(&stmt, &[&codes, &node])
         .await?
         .iter()
         .map(|row| raw_task(row)?.decode().map(|(_, t)| t))

@@ -7,6 +7,7 @@
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
 pub(crate) mod config;
 pub mod limit_args;
+mod node_id;
 pub(crate) mod signing_key;
 mod store;
 
@@ -20,6 +21,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use self::config::{Places, ServeConfig, ServeEnv};
+use self::node_id::{load_or_create_node_id, NODE_ID_FILE};
 use self::signing_key::{load_or_create_signing_key, SIGNING_KEY_FILE};
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
@@ -64,10 +66,12 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
     }
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    let node = load_or_create_node_id(&data_dir.join(NODE_ID_FILE))?;
     let store = store::open(
         args.store.as_deref(),
         config::durability(args.worker.durability),
         args.engine_keys.iter().any(|k| !k.trim().is_empty()),
+        &node,
     )
     .await?;
 

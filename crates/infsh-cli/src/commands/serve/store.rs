@@ -23,11 +23,14 @@ pub struct Opened {
 }
 
 /// The store `--store` names, opened and migrated; None without the flag.
-/// `fleet`: remote engines are taken (`--engine-key`).
+/// `fleet`: remote engines are taken (`--engine-key`). `node`: this API
+/// node's id, which a PostgreSQL store marks its tasks with (recovery at
+/// start then touches only those).
 pub async fn open(
     url: Option<&str>,
     durability: Durability,
     fleet: bool,
+    node: &str,
 ) -> Result<Option<Opened>, Failure> {
     let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
         return Ok(None);
@@ -51,7 +54,10 @@ pub async fn open(
             }
         }
         StoreUrl::Postgres(url) => {
-            let store = PostgresStore::open(&url).await.map_err(failure)?;
+            let store = PostgresStore::open(&url)
+                .await
+                .map_err(failure)?
+                .for_node(node);
             Opened {
                 tasks: Arc::new(store.clone()),
                 fleet: fleet.then(|| FleetBacking {
