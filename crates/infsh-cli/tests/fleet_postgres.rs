@@ -220,3 +220,44 @@ fn a_killed_engines_task_runs_again_on_an_engine_of_the_other_node() {
     assert_eq!(attempts[1]["engine"], "e2");
     assert_eq!(attempts[1]["outcome"], "completed");
 }
+
+#[test]
+fn a_full_engine_takes_the_next_queued_task_as_soon_as_a_slot_frees() {
+    let db = PgTestDb::create();
+    let sb = ServeSandbox::new(&[]);
+    // A long lease: a full engine's heartbeat-claim is held for half of it
+    // (15 s), so a next task waiting for that would show.
+    let node = sb.start_with_key(&[
+        "--store",
+        db.url(),
+        "--engine-key",
+        ENGINE_KEY,
+        "--lease-seconds",
+        "30",
+    ]);
+    let engine = EngineProc::start(
+        &sb,
+        &node,
+        "e1",
+        ENGINE_KEY,
+        &["--replicas", "1", "--concurrency", "1"],
+    );
+    wait_online(&node, &["e1"]);
+    let t0 = std::time::Instant::now();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            node.submit(json!({"app": "tests/slow",
+                "input": {"seconds": 0.2, "label": format!("n{i}")}}))
+        })
+        .collect();
+    for id in &ids {
+        let done = node.wait_end(id, Duration::from_secs(60));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "three 0.2 s tasks on one slot took {took:?}\n{}",
+        engine.log()
+    );
+}

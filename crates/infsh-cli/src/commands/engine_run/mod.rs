@@ -202,9 +202,14 @@ async fn claim_loop(
         let mut stop = signals.clone();
         let answer = tokio::select! {
             answer = link.claim(max, &holding, &workers) => answer,
-            // A signal, or (draining) a task that ended: look again now.
+            // A signal, or (draining, or every slot busy) a task that
+            // ended: look again now. Only a claim for no task is dropped
+            // mid-flight: one that may lease tasks is always read to its
+            // end (else they would be leased here and never run). Without
+            // this a full engine heard of a free slot only when its
+            // heartbeat-claim came back, half a lease later.
             _ = stop.changed() => continue,
-            _ = changed.changed(), if draining => continue,
+            _ = changed.changed(), if draining || max == 0 => continue,
         };
         let answer = match answer {
             Ok(answer) => answer,
