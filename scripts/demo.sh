@@ -35,9 +35,9 @@ step "dev Python environment (.venv, uv)" "seconds; about a minute the first tim
 scripts/dev-python.sh >/dev/null
 export PATH="$root/.tools/bin:$PATH"
 
-# The `demo` profile (Cargo.toml): release optimisations without the fat LTO
-# and debug info of `release`, which bench/ uses; docs/performance.md has both
-# build times.
+# The `demo` profile (Cargo.toml): opt-level 1 without the fat LTO and debug
+# info of `release`, which bench/ uses; docs/performance.md has both build
+# times.
 step "build infsh" "minutes from clean: docs/performance.md, Build profiles; seconds once built"
 echo "\$ cargo build --profile demo --locked -p infsh-cli"
 cargo build --profile demo --locked -p infsh-cli
