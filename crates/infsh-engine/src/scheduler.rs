@@ -36,6 +36,12 @@
 //! load fails every waiting task (nothing can run them). The failure is
 //! cleared, and the backoff reset, by the next success of what failed.
 //!
+//! Sessions (`scheduler/sessions.rs`): a session's first call takes an
+//! idle replica not leased to another session, which is then leased to it;
+//! its later calls go there alone, one at a time, past the FIFO order of
+//! other tasks (which never use a leased replica). A leased replica that
+//! dies ends its session.
+//!
 //! Everything the actor spawns lives in its `JoinSet`: when the last engine
 //! handle is dropped the command channel closes, the actor returns, and the
 //! set aborts the runners and drops the workers (killed with their process
@@ -142,6 +148,8 @@ struct Running {
     cancel: mpsc::Sender<oneshot::Sender<()>>,
     /// The replica it runs on.
     replica: usize,
+    /// Its session, if it is a session's call.
+    session: Option<String>,
 }
 
 /// What failed, in the order of a worker's life: a success at one stage
@@ -277,6 +285,11 @@ impl Actor {
     async fn run(mut self) {
         loop {
             let wake = self.wake_at();
+            // A session due to expire (scheduler/sessions.rs).
+            let wake = match (wake, self.shared.sessions.next_expiry(&self.entry.id)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -723,6 +736,7 @@ impl Actor {
 }
 
 mod dispatch;
+mod sessions;
 mod slots;
 mod start;
 #[cfg(test)]
