@@ -108,6 +108,13 @@ pub(crate) enum Event {
         replica: usize,
         pid: u32,
     },
+    /// The worker of this replica exited (seen by its exit watch): a
+    /// death while idle is a crash (the runner reports one while busy).
+    WorkerExited {
+        replica: usize,
+        generation: u64,
+        status: String,
+    },
     /// A probe (a worker started without a slot only to learn the app's
     /// functions) answered.
     Probed(Result<Box<infsh_protocol::Ready>, StartFailure>),
@@ -575,6 +582,27 @@ impl Actor {
                 generation,
             } => self.evict(replica, generation),
             Event::Probed(result) => self.probed(result),
+            Event::WorkerExited {
+                replica,
+                generation,
+                status,
+            } => {
+                let idle = self
+                    .up_mut(replica, generation)
+                    .is_some_and(|up| up.busy == 0 && !up.setting_up);
+                if idle {
+                    let message = format!("the worker exited ({status}) while idle");
+                    tracing::warn!(app = %self.entry.id, replica, "{message}");
+                    self.worker_outcome(
+                        replica,
+                        generation,
+                        ReplicaOutcome::Crashed {
+                            message,
+                            traceback: None,
+                        },
+                    );
+                }
+            }
             Event::Evicted { replica, pid } => self
                 .stopping
                 .retain(|s| !(s.replica == replica && s.pid == pid)),
@@ -654,6 +682,19 @@ impl Actor {
                 } else {
                     Stage::Load
                 });
+                if let Some(mut exited) = started.worker.exit_watch() {
+                    let events = self.events_tx.clone();
+                    self.tasks.spawn(async move {
+                        if let Ok(status) = exited.wait_for(Option::is_some).await {
+                            let status = status.map(|s| s.to_string()).unwrap_or_default();
+                            let _ = events.send(Event::WorkerExited {
+                                replica: idx,
+                                generation,
+                                status,
+                            });
+                        }
+                    });
+                }
                 self.replicas[idx].state = ReplicaState::Up(Up {
                     worker_id: started.worker.id(),
                     worker: started.worker,
