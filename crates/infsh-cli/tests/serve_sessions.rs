@@ -125,3 +125,31 @@ fn session_flags_are_checked_before_anything_runs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_session_does_not_survive_a_restart_of_the_server_and_says_so() {
+    let sb = ServeSandbox::new(&["counter"]);
+    let mut server = sb.start(&[]);
+    let report = sb.run_json(
+        &server,
+        &["--json", "app", "run", "tests/counter", "--session", "new"],
+        0,
+    );
+    let id = report["session_id"].as_str().unwrap().to_string();
+    assert!(server
+        .terminate(std::time::Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let server = sb.start(&[]);
+    let out = sb.run(&server, &["app", "run", "tests/counter", "--session", &id]);
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains(&format!(
+            "unknown session \"{id}\" (sessions live in the server's memory: none survives a restart)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The task that opened it is still stored, with its session id.
+    let task = sb.task(&server, report["task_id"].as_str().unwrap());
+    assert_eq!(task["session_id"], id.as_str());
+}

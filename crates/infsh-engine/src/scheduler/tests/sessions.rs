@@ -233,3 +233,49 @@ async fn unknown_sessions_and_bad_timeouts_are_refused_before_anything_is_stored
     assert!(h.fake.ops().is_empty(), "no worker started");
     assert!(h.engine.sessions().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_leased_worker_killed_ends_its_session_at_once_with_the_reason() {
+    let h = Harness::start(|_| {}).await;
+    let (session, first) = open(&h, json!({"die_idle_after": 5}), Some(3600)).await;
+    assert_eq!(h.ended(&first).await.status, TaskStatus::Completed);
+    h.at(4.0).await;
+    assert_eq!(
+        h.engine.session(&session).unwrap().status,
+        SessionStatus::Active
+    );
+    h.at(6.0).await;
+    let view = h.engine.session(&session).unwrap();
+    let reason = "its worker died: the worker exited (signal 9 (SIGKILL)) while idle";
+    assert_eq!(view.status, SessionStatus::Ended);
+    assert_eq!(view.reason.as_deref(), Some(reason));
+    let refused = h
+        .try_submit(in_session(json!({}), &session))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!("session \"{session}\" ended: {reason}")
+    );
+    // The app starts another worker for the runs that come (after the
+    // crash's backoff).
+    let next = h.submit(json!({})).await;
+    assert_eq!(h.ended(&next).await.status, TaskStatus::Completed);
+    assert_ne!(pid_of(&h.fake.ops(), &next), pid_of(&h.fake.ops(), &first));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_worker_outside_sessions_that_dies_is_replaced_for_the_next_run() {
+    let h = Harness::start(|_| {}).await;
+    let first = h.submit(json!({"die_idle_after": 1})).await;
+    h.ended(&first).await;
+    h.at(2.0).await;
+    assert_eq!(
+        h.status().replicas,
+        0,
+        "the dead worker is no longer counted"
+    );
+    let next = h.submit(json!({})).await;
+    assert_eq!(h.ended(&next).await.status, TaskStatus::Completed);
+    assert_eq!(h.fake.count(is_launch), 2);
+}
