@@ -316,11 +316,14 @@ impl Script {
     }
 }
 
+/// How a fake worker ended, and its last stderr lines.
+type Exit = (ExitDescription, Vec<String>);
+
 struct FakeWorker {
     fake: Arc<Fake>,
     pid: u32,
     /// Set once the worker is gone: how it ended, and its last stderr lines.
-    exit: Arc<watch::Sender<Option<(ExitDescription, Vec<String>)>>>,
+    exit: Arc<watch::Sender<Option<Exit>>>,
     /// The same for the worker seam's `exit_watch`.
     exit_status: Arc<watch::Sender<Option<ExitDescription>>>,
     /// Calls in flight, by id: notified on cancel.
@@ -329,7 +332,7 @@ struct FakeWorker {
 
 /// Ends a worker (once) through its exit channels.
 fn die(
-    exit: &watch::Sender<Option<(ExitDescription, Vec<String>)>>,
+    exit: &watch::Sender<Option<Exit>>,
     exit_status: &watch::Sender<Option<ExitDescription>>,
     status: ExitDescription,
     stderr_tail: Vec<String>,
