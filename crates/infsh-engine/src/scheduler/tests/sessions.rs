@@ -279,3 +279,38 @@ async fn an_idle_worker_outside_sessions_that_dies_is_replaced_for_the_next_run(
     assert_eq!(h.ended(&next).await.status, TaskStatus::Completed);
     assert_eq!(h.fake.count(is_launch), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_call_of_a_session_from_before_a_restart_fails_saying_why() {
+    use crate::testing::memory_store::MemoryStore;
+    use infsh_store::{new_id, now_ms, TaskRecord, TaskStore};
+    let store = std::sync::Arc::new(MemoryStore::default());
+    let id = new_id();
+    store
+        .insert_task(&TaskRecord {
+            id: id.clone(),
+            app: crate::testing::APP.into(),
+            function: "run".into(),
+            input: json!({}),
+            setup: json!({}),
+            status: TaskStatus::Queued,
+            output: None,
+            error: None,
+            webhook: None,
+            session_id: Some("sess_before".into()),
+            metadata: json!({}),
+            timeout_secs: None,
+            created_at_ms: now_ms(),
+            updated_at_ms: now_ms(),
+        })
+        .await
+        .unwrap();
+    let h = Harness::start_on_store(store).await;
+    let record = h.ended(&id).await;
+    assert_eq!(record.status, TaskStatus::Failed);
+    assert_eq!(
+        record.error.as_deref(),
+        Some("unknown session \"sess_before\" (sessions live in the server's memory: none survives a restart)")
+    );
+    assert_eq!(h.fake.count(call_of(&id)), 0, "it never ran");
+}
