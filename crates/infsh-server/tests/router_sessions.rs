@@ -6,7 +6,7 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use common::*;
 use infsh_engine::SessionStatus;
 use serde_json::{json, Value};
@@ -210,6 +210,59 @@ async fn session_refusals_have_their_platform_codes() {
         assert_eq!(st, 200);
         assert_eq!(b["data"]["status"], "expired");
         assert_eq!(b["data"]["reason"], "idle for more than its timeout of 1s");
+        s.stop().await;
+    })
+    .await;
+}
+
+/// A session leases a replica of this server: one for an app only remote
+/// engines host is refused (the fleet part of sessions is not done).
+#[tokio::test]
+async fn a_session_for_an_app_only_remote_engines_host_is_400() {
+    bounded(async {
+        let mut setup = Setup::new(&[]);
+        setup.server.engine_keys = vec!["engine-key-1".into()];
+        let s = start(setup).await;
+        s.engine
+            .enable_fleet(infsh_engine::FleetOptions::new(
+                std::time::Duration::from_secs(5),
+                1,
+            ))
+            .await
+            .unwrap();
+        let registration = json!({
+            "name": "box", "version": "0.1.0", "slots": [{"name": "box-cpu-0"}],
+            "apps": [{
+                "app": "tests/remote", "hash": "abc123",
+                "ready": {
+                    "protocol": 1, "pid": 1, "python": "3.11.0", "app_class": "App",
+                    "setup_schema": {"type": "object"},
+                    "functions": [{
+                        "name": "run", "streaming": false, "is_async": false,
+                        "accepts_metadata": false,
+                        "entry": {"input_schema": {"type": "object"}, "output_schema": {"type": "object"}}
+                    }]
+                }
+            }]
+        });
+        let req = Request::post("/v1/engine/register")
+            .header(header::AUTHORIZATION, "Bearer engine-key-1")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(registration.to_string()))
+            .unwrap();
+        let (st, _, b) = read_json(s.send(req).await).await;
+        assert_eq!(st, 200, "{b}");
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": "new"}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 400, "invalid_request");
+        assert_eq!(
+            b["detail"],
+            "sessions are only available for apps this server hosts itself; \"tests/remote\" runs on remote engines"
+        );
         s.stop().await;
     })
     .await;
