@@ -96,10 +96,16 @@ def store_flags():
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, store_flags):
+    yield from serve(tmp_path_factory, store_flags, SERVED, [])
+
+
+def serve(tmp_path_factory, store_flags, served, extra_flags):
+    """`infsh serve` of these fixture apps with these extra flags, until
+    the generator is closed (then stopped and checked)."""
     binary = _binary()
     root = tmp_path_factory.mktemp("infsh-serve")
     apps = root / "apps"
-    for name in SERVED:
+    for name in served:
         shutil.copytree(FIXTURES / name, apps / name, ignore=shutil.ignore_patterns("__pycache__"))
     apps = apps.resolve()
     log = root / "server.log"
@@ -122,7 +128,7 @@ def server(tmp_path_factory, store_flags):
                 "--apps", str(apps), "--host", "127.0.0.1", "--port", "0",
                 "--data-dir", str(root / "data"), "--python", sys.executable,
                 "--api-key", API_KEY, "--shutdown-grace", "2", "--cancel-grace", "2",
-                *store_flags,
+                *extra_flags, *store_flags,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, env=env,
         )

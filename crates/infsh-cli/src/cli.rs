@@ -46,6 +46,9 @@ pub enum Command {
     /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Task(TaskCommand),
+    /// List, show, keep alive and end sessions on a server (needs --api-url / INFSH_API_URL).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// See a server's worker layout: its slots, GPUs and replicas (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Engine(EngineCommand),
@@ -168,6 +171,16 @@ pub struct RunArgs {
     /// later with `infsh task get ID --wait`).
     #[arg(long, short = 'd')]
     pub detach: bool,
+    /// With --api-url: `new` opens a session (one worker of the app kept
+    /// for your calls, its memory included) and prints its id; an id
+    /// (`sess_…`) runs the call in that session (docs/sessions.md).
+    #[arg(long, value_name = "new|ID")]
+    pub session: Option<String>,
+    /// With `--session new`: end the session after this many seconds
+    /// without a call (1 to 3600; default 60).
+    #[arg(long, value_name = "SECS", requires = "session",
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub session_timeout: Option<u32>,
     #[command(flatten)]
     pub env: EnvArgs,
     #[command(flatten)]
@@ -431,6 +444,32 @@ pub struct TaskListArgs {
     /// Fetch every page.
     #[arg(long, conflicts_with = "cursor")]
     pub all: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// The active sessions: id, app, worker, calls, expiry.
+    List(SessionListArgs),
+    /// Show one session (active, ended or expired, and why).
+    Get(SessionIdArgs),
+    /// Reset a session's idle timeout.
+    Keepalive(SessionIdArgs),
+    /// End a session, releasing its worker.
+    End(SessionIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionIdArgs {
+    /// The session id (`sess_…`).
+    pub id: String,
     #[command(flatten)]
     pub server: ServerArgs,
 }

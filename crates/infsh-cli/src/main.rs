@@ -20,7 +20,7 @@ mod ui;
 
 use clap::Parser;
 
-use crate::cli::{AppCommand, Cli, Command, EngineCommand, LogFormat, TaskCommand};
+use crate::cli::{AppCommand, Cli, Command, EngineCommand, LogFormat, SessionCommand, TaskCommand};
 use crate::exit::{ExitCode, Failure};
 use crate::remote::errors::RemoteError;
 
@@ -78,6 +78,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             TaskCommand::Get(args) => commands::task::get(args, &global, ui).await,
             TaskCommand::Cancel(args) => commands::task::cancel(args, &global, ui).await,
             TaskCommand::List(args) => commands::task::list(args, &global).await,
+        },
+        Command::Session(command) => match command {
+            SessionCommand::List(args) => commands::session::list(args, &global).await,
+            SessionCommand::Get(args) => commands::session::get(args, &global).await,
+            SessionCommand::Keepalive(args) => commands::session::keepalive(args, &global).await,
+            SessionCommand::End(args) => commands::session::end(args, &global).await,
         },
         Command::Engine(command) => match command {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,

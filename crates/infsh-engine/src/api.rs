@@ -70,7 +70,11 @@ pub struct RunRequest {
     pub input: Value,
     pub setup: Option<Value>,
     pub webhook: Option<String>,
+    /// `"new"` opens a session (`sessions.rs`); a session id continues one.
     pub session: Option<String>,
+    /// Idle timeout of a new session in seconds (1 to 3600, default 60);
+    /// only with `session: "new"`.
+    pub session_timeout: Option<i64>,
     pub metadata: Option<Value>,
     /// Per-run timeout in seconds.
     pub timeout_secs: Option<f64>,
@@ -91,6 +95,7 @@ impl RunRequest {
             setup: None,
             webhook: None,
             session: None,
+            session_timeout: None,
             metadata: None,
             timeout_secs: None,
             workers: None,
@@ -164,6 +169,25 @@ pub enum EngineError {
     /// VRAM or memory than any slot has, or a GPU type none has).
     #[error(transparent)]
     NoMatchingWorker(#[from] infsh_placement::NoMatchingWorker),
+    /// A run or a session route named a session this server does not
+    /// know (never opened, forgotten, or opened before a restart).
+    #[error(
+        "unknown session \"{0}\" (sessions live in the server's memory: none survives a restart)"
+    )]
+    SessionNotFound(String),
+    #[error("session \"{id}\" ended: {reason}")]
+    SessionEnded { id: String, reason: String },
+    #[error("session \"{id}\" expired: idle for more than its timeout of {idle_timeout_secs}s")]
+    SessionExpired { id: String, idle_timeout_secs: u64 },
+    #[error("session \"{id}\" belongs to app \"{session_app}\", not \"{app}\"")]
+    SessionAppMismatch {
+        id: String,
+        session_app: String,
+        app: String,
+    },
+    /// `session`/`session_timeout` of a run that cannot be taken (400).
+    #[error("{0}")]
+    InvalidSession(String),
     /// A drain or undrain named an engine that is not this one.
     #[error("unknown engine \"{0}\"")]
     UnknownEngine(String),
@@ -190,6 +214,7 @@ impl EngineError {
                 | EngineError::UnknownTask(_)
                 | EngineError::UnknownFile(_)
                 | EngineError::UnknownEngine(_)
+                | EngineError::SessionNotFound(_)
         )
     }
 }

@@ -29,6 +29,7 @@ use crate::python_launcher::PythonLauncher;
 use crate::recovery::recover;
 use crate::registry::scan;
 use crate::scheduler;
+use crate::sessions::SessionView;
 use crate::shared::Shared;
 use crate::start_error::EngineStartError;
 use crate::submit::Insert;
@@ -364,7 +365,43 @@ impl Engine {
         if self.inner.apps.resolve(&request.app).is_ok() {
             return Ok(None);
         }
+        if request.session.is_some() {
+            // A session leases a replica of this engine (sessions.rs); one
+            // on a remote engine is not carried over the fleet link yet.
+            return Err(EngineError::InvalidSession(format!(
+                "sessions are only available for apps this server hosts itself; \"{}\" runs on remote engines",
+                request.app
+            )));
+        }
         hub.submit(request.clone()).await
+    }
+
+    /// The active sessions (`GET /sessions`).
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.shared().sessions.active()
+    }
+
+    /// One session, whatever its status (`GET /sessions/{id}`).
+    pub fn session(&self, id: &str) -> Result<SessionView, EngineError> {
+        self.shared().sessions.view(id)
+    }
+
+    /// Resets an active session's idle timeout (410 if it is not active).
+    pub fn keepalive_session(&self, id: &str) -> Result<SessionView, EngineError> {
+        self.shared().sessions.keepalive(id)
+    }
+
+    /// Ends a session and releases its replica (a call running in it
+    /// finishes first); ending one that already ended changes nothing.
+    pub fn end_session(&self, id: &str) -> Result<SessionView, EngineError> {
+        let view = self
+            .shared()
+            .sessions
+            .end(id, "ended by DELETE /sessions/{id}")?;
+        if let Ok(handle) = self.inner.apps.by_id(&view.app) {
+            handle.wake();
+        }
+        Ok(view)
     }
 
     /// Returns once everything stored so far is durable.

@@ -193,6 +193,11 @@ impl AppHandle {
         let _ = self.send(Command::Wake);
     }
 
+    /// Has the actor look at its queue and sessions again (a session ended).
+    pub fn wake(&self) {
+        let _ = self.send(Command::Wake);
+    }
+
     /// One row per replica (none once the actor is gone).
     pub async fn workers(&self) -> Vec<WorkerView> {
         let (reply, answer) = oneshot::channel();

@@ -33,6 +33,8 @@
 //! - `fleet_hub` (with `fleet_api`, `fleet_link`): the API node's side of
 //!   remote engines: runs of apps only they host are queued in the store's
 //!   `FleetStore`, claimed with leases, reported back into the live views.
+//! - `sessions`: sessions and the replicas leased to them (the table; each
+//!   app's scheduler binds its replicas in `scheduler/sessions.rs`).
 //! - `time`: the deadline helper of the actors' `select!` loops.
 
 pub mod api;
@@ -56,6 +58,7 @@ mod registry;
 mod replica;
 mod runner;
 mod scheduler;
+mod sessions;
 mod shared;
 mod start_error;
 mod submit;
@@ -77,6 +80,9 @@ pub use fleet_api::{
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
+pub use sessions::{
+    SessionStatus, SessionView, DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, SESSION_PREFIX,
+};
 pub use shared::INTERRUPTED;
 pub use start_error::EngineStartError;
 pub use timing::{StageClock, StageTimes};

@@ -32,6 +32,9 @@ pub(crate) struct Replica {
     /// whoever stops its worker takes the lease and drops it once the
     /// process is gone, which frees the slot (`placement_broker.rs`).
     pub lease: Option<Lease>,
+    /// The session this replica is leased to (`sessions.rs`): only its
+    /// calls run here while it is active.
+    pub session: Option<String>,
 }
 
 /// A running worker.
@@ -67,6 +70,7 @@ impl Replica {
             generation: 0,
             state: ReplicaState::Absent { failed: false },
             lease: None,
+            session: None,
         }
     }
 

@@ -36,6 +36,12 @@
 //! load fails every waiting task (nothing can run them). The failure is
 //! cleared, and the backoff reset, by the next success of what failed.
 //!
+//! Sessions (`scheduler/sessions.rs`): a session's first call takes an
+//! idle replica not leased to another session, which is then leased to it;
+//! its later calls go there alone, one at a time, past the FIFO order of
+//! other tasks (which never use a leased replica). A leased replica that
+//! dies ends its session.
+//!
 //! Everything the actor spawns lives in its `JoinSet`: when the last engine
 //! handle is dropped the command channel closes, the actor returns, and the
 //! set aborts the runners and drops the workers (killed with their process
@@ -102,6 +108,13 @@ pub(crate) enum Event {
         replica: usize,
         pid: u32,
     },
+    /// The worker of this replica exited (seen by its exit watch): a
+    /// death while idle is a crash (the runner reports one while busy).
+    WorkerExited {
+        replica: usize,
+        generation: u64,
+        status: String,
+    },
     /// A probe (a worker started without a slot only to learn the app's
     /// functions) answered.
     Probed(Result<Box<infsh_protocol::Ready>, StartFailure>),
@@ -142,6 +155,8 @@ struct Running {
     cancel: mpsc::Sender<oneshot::Sender<()>>,
     /// The replica it runs on.
     replica: usize,
+    /// Its session, if it is a session's call.
+    session: Option<String>,
 }
 
 /// What failed, in the order of a worker's life: a success at one stage
@@ -277,6 +292,11 @@ impl Actor {
     async fn run(mut self) {
         loop {
             let wake = self.wake_at();
+            // A session due to expire (scheduler/sessions.rs).
+            let wake = match (wake, self.shared.sessions.next_expiry(&self.entry.id)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -562,6 +582,27 @@ impl Actor {
                 generation,
             } => self.evict(replica, generation),
             Event::Probed(result) => self.probed(result),
+            Event::WorkerExited {
+                replica,
+                generation,
+                status,
+            } => {
+                let idle = self
+                    .up_mut(replica, generation)
+                    .is_some_and(|up| up.busy == 0 && !up.setting_up);
+                if idle {
+                    let message = format!("the worker exited ({status}) while idle");
+                    tracing::warn!(app = %self.entry.id, replica, "{message}");
+                    self.worker_outcome(
+                        replica,
+                        generation,
+                        ReplicaOutcome::Crashed {
+                            message,
+                            traceback: None,
+                        },
+                    );
+                }
+            }
             Event::Evicted { replica, pid } => self
                 .stopping
                 .retain(|s| !(s.replica == replica && s.pid == pid)),
@@ -641,6 +682,19 @@ impl Actor {
                 } else {
                     Stage::Load
                 });
+                if let Some(mut exited) = started.worker.exit_watch() {
+                    let events = self.events_tx.clone();
+                    self.tasks.spawn(async move {
+                        if let Ok(status) = exited.wait_for(Option::is_some).await {
+                            let status = status.map(|s| s.to_string()).unwrap_or_default();
+                            let _ = events.send(Event::WorkerExited {
+                                replica: idx,
+                                generation,
+                                status,
+                            });
+                        }
+                    });
+                }
                 self.replicas[idx].state = ReplicaState::Up(Up {
                     worker_id: started.worker.id(),
                     worker: started.worker,
@@ -723,6 +777,7 @@ impl Actor {
 }
 
 mod dispatch;
+mod sessions;
 mod slots;
 mod start;
 #[cfg(test)]

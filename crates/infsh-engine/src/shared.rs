@@ -15,6 +15,7 @@ use crate::live::LiveTasks;
 use crate::metrics::Metrics;
 use crate::placement_broker::Broker;
 use crate::redact::Redactor;
+use crate::sessions::Sessions;
 use crate::webhook::Webhooks;
 
 /// The error of tasks that were running when the server stopped. They are
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub lifecycle: Lifecycle,
     /// Which replica holds which slot of this machine.
     pub broker: Arc<Broker>,
+    /// Sessions and the replicas leased to them (in memory only).
+    pub sessions: Sessions,
 }
 
 impl Shared {
@@ -59,6 +62,7 @@ impl Shared {
             state_dir,
             lifecycle: Lifecycle::default(),
             broker,
+            sessions: Sessions::default(),
         })
     }
 

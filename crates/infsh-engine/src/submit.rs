@@ -3,7 +3,8 @@
 //! app, function, secrets (before any worker starts), the app's functions
 //! (its first submit starts a worker to learn them), the function's schemas
 //! (refused if they do not compile), file inputs, input and setup against
-//! their schemas, a queue slot, the insert, the queue.
+//! their schemas, a queue slot, the session (opened or continued:
+//! `sessions.rs`), the insert, the queue.
 //!
 //! The insert is durable before `submit` returns, except for
 //! [`Insert::Deferred`]: the caller gives the task's id out only with its
@@ -26,6 +27,7 @@ use crate::inputs::{
     resolve_error, validate,
 };
 use crate::metrics::inc;
+use crate::sessions::{requested, Requested};
 use crate::shared::Shared;
 use crate::timing::{Mark, StageClock};
 
@@ -51,8 +53,12 @@ pub(crate) async fn submit(
         return Err(EngineError::ShuttingDown);
     }
     let shared = shared.clone();
+    let session = requested(&request)?;
     let handle = apps.resolve(&request.app)?;
     let app_id = handle.entry.id.clone();
+    if let Requested::Continue(id) = &session {
+        shared.sessions.check(id, &app_id)?;
+    }
     // Before anything starts a worker: an app no slot here can host would
     // otherwise wait in its queue forever.
     if let Some(why) = &handle.never {
@@ -102,9 +108,22 @@ pub(crate) async fn submit(
         });
     }
 
+    let id = id.unwrap_or_else(new_id);
+    // Counted last, once nothing else can refuse the run.
+    let session_id = match session {
+        Requested::None => None,
+        Requested::New(idle_timeout) => Some(shared.sessions.open(&app_id, idle_timeout, &id)),
+        Requested::Continue(session) => {
+            if let Err(e) = shared.sessions.call(&session, &app_id) {
+                handle.release();
+                return Err(e);
+            }
+            Some(session)
+        }
+    };
     let now = now_ms();
     let record = TaskRecord {
-        id: id.unwrap_or_else(new_id),
+        id,
         app: app_id,
         function: resolved.name.clone(),
         input,
@@ -113,7 +132,7 @@ pub(crate) async fn submit(
         output: None,
         error: None,
         webhook: request.webhook.filter(|w| !w.trim().is_empty()),
-        session_id: request.session,
+        session_id,
         metadata: request.metadata.unwrap_or_else(|| json!({})),
         timeout_secs: request.timeout_secs,
         created_at_ms: now,

@@ -29,7 +29,7 @@ use infsh_worker::{
     CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, Worker, WorkerError,
 };
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::registry::AppEntry;
 use crate::shared::Shared;
@@ -154,6 +154,14 @@ pub(crate) trait AppWorker: Send + Sync {
 
     /// Runs `unload` and lets the worker exit, killing it after `grace`.
     async fn shutdown(&self, grace: Duration) -> Result<ExitDescription, WorkerError>;
+
+    /// Says how the process ended once it did, for the scheduler to learn
+    /// of the death of an idle worker (a replica leased to a session ends
+    /// its session then). None: the worker cannot tell (it is found dead
+    /// at its next call instead).
+    fn exit_watch(&self) -> Option<watch::Receiver<Option<ExitDescription>>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -189,6 +197,10 @@ impl AppWorker for Worker {
 
     async fn shutdown(&self, grace: Duration) -> Result<ExitDescription, WorkerError> {
         Worker::shutdown(self, grace).await
+    }
+
+    fn exit_watch(&self) -> Option<watch::Receiver<Option<ExitDescription>>> {
+        Some(Worker::exit_watch(self))
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use infsh_engine::Engine;
 use tokio::sync::watch;
@@ -64,7 +64,7 @@ pub use tokens::upload_token;
 
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
-use routes::{apps, engine_link, engines, files, ops, runs, stream, tasks};
+use routes::{apps, engine_link, engines, files, ops, runs, sessions, stream, tasks};
 use state::ServerState;
 use stream_slots::StreamSlots;
 
@@ -197,7 +197,15 @@ fn build(
             run_limiter,
             rate_limit::limit_runs,
         ))
-        .route("/sessions/{id}", delete(runs::end_session))
+        .route("/sessions", get(sessions::list_sessions))
+        .route(
+            "/sessions/{id}",
+            get(sessions::get_session).delete(sessions::end_session),
+        )
+        .route(
+            "/sessions/{id}/keepalive",
+            post(sessions::keepalive_session),
+        )
         .route("/tasks", get(tasks::list_tasks))
         .route("/tasks/{id}", get(tasks::get_task))
         .route("/tasks/{id}/cancel", post(tasks::cancel_task))

@@ -329,6 +329,31 @@ impl From<EngineError> for Problem {
             )
             .with("app", refusal.app)
             .with("needs", refusal.needs),
+            EngineError::SessionNotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "SESSION_NOT_FOUND", detail)
+                    .with("resource", "session")
+                    .with("session_id", id)
+            }
+            EngineError::SessionEnded { id, reason } => {
+                Problem::new(StatusCode::GONE, "SESSION_ENDED", detail)
+                    .with("session_id", id)
+                    .with("reason", reason)
+            }
+            EngineError::SessionExpired {
+                id,
+                idle_timeout_secs,
+            } => Problem::new(StatusCode::GONE, "SESSION_EXPIRED", detail)
+                .with("session_id", id)
+                .with("idle_timeout", idle_timeout_secs),
+            EngineError::SessionAppMismatch {
+                id,
+                session_app,
+                app,
+            } => Problem::new(StatusCode::BAD_REQUEST, "APP_MISMATCH", detail)
+                .with("session_id", id)
+                .with("session_app", session_app)
+                .with("app", app),
+            EngineError::InvalidSession(_) => Problem::bad_request(detail),
             EngineError::UnknownEngine(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_engine", detail)
             }
@@ -468,6 +493,41 @@ mod tests {
     #[test]
     fn engine_errors_map_to_statuses() {
         let cases: Vec<(EngineError, u16, &str)> = vec![
+            (
+                EngineError::SessionNotFound("sess_x".into()),
+                404,
+                "SESSION_NOT_FOUND",
+            ),
+            (
+                EngineError::SessionEnded {
+                    id: "sess_x".into(),
+                    reason: "r".into(),
+                },
+                410,
+                "SESSION_ENDED",
+            ),
+            (
+                EngineError::SessionExpired {
+                    id: "sess_x".into(),
+                    idle_timeout_secs: 5,
+                },
+                410,
+                "SESSION_EXPIRED",
+            ),
+            (
+                EngineError::SessionAppMismatch {
+                    id: "sess_x".into(),
+                    session_app: "a/b".into(),
+                    app: "c/d".into(),
+                },
+                400,
+                "APP_MISMATCH",
+            ),
+            (
+                EngineError::InvalidSession("x".into()),
+                400,
+                "invalid_request",
+            ),
             (
                 EngineError::UnknownApp {
                     app: "a/b".into(),

@@ -32,6 +32,9 @@ async fn auth_guards_every_route_but_the_public_ones() {
             (Method::GET, "/ready"),
             (Method::GET, "/metrics"),
             (Method::DELETE, "/sessions/s"),
+            (Method::GET, "/sessions"),
+            (Method::GET, "/sessions/s"),
+            (Method::POST, "/sessions/s/keepalive"),
         ] {
             let (st, h, b) = s.json(method.clone(), uri, None).await;
             assert_problem(st, &h, &b, 401, "unauthorized");

@@ -19,7 +19,7 @@ use std::time::Duration;
 use infsh_protocol::{CallId, HostMessage, Ready, SpillDir};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -97,7 +97,10 @@ pub fn start(
     spill_dir: PathBuf,
     idle_logs: mpsc::UnboundedSender<LogLine>,
     startup: Reply<Ready>,
-) -> mpsc::UnboundedSender<Command> {
+) -> (
+    mpsc::UnboundedSender<Command>,
+    watch::Receiver<Option<ExitDescription>>,
+) {
     let Spawned {
         exit,
         pid,
@@ -109,6 +112,8 @@ pub fn start(
     // The reaper owns the Child and is never aborted: the child must be
     // waited for even after the actor is gone.
     let (exit_tx, exit_rx) = oneshot::channel();
+    // For whoever watches the worker while it is idle (`Worker::exit_watch`).
+    let (exit_watch_tx, exit_watch) = watch::channel(None);
     tokio::spawn(async move {
         let status = match exit {
             ExitSource::Child(mut child) => child
@@ -121,6 +126,7 @@ pub fn start(
                 status
             }
         };
+        exit_watch_tx.send_replace(Some(status));
         let _ = exit_tx.send(status);
     });
     let (commands_tx, commands) = mpsc::unbounded_channel();
@@ -150,7 +156,7 @@ pub fn start(
         drain_until: None,
     };
     tokio::spawn(actor.run());
-    commands_tx
+    (commands_tx, exit_watch)
 }
 
 struct Actor {

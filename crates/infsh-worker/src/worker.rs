@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use infsh_protocol::{CallId, Ready};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actor::{self, Command};
 use crate::spawn::Spawned;
@@ -22,6 +22,8 @@ use crate::{
 pub struct Worker {
     commands: mpsc::UnboundedSender<Command>,
     pid: u32,
+    /// Set once the process exited (and was reaped), however.
+    exited: watch::Receiver<Option<ExitDescription>>,
 }
 
 impl Worker {
@@ -56,10 +58,14 @@ impl Worker {
     ) -> Result<(Worker, Ready), WorkerError> {
         let pid = spawned.pid;
         let (ready_tx, ready_rx) = oneshot::channel();
-        let commands = actor::start(spawned, spill_dir, idle_logs, ready_tx);
+        let (commands, exited) = actor::start(spawned, spill_dir, idle_logs, ready_tx);
         // Held while waiting: if this future is dropped, so is the last
         // handle, and the actor kills the process group.
-        let worker = Worker { commands, pid };
+        let worker = Worker {
+            commands,
+            pid,
+            exited,
+        };
         match ready_rx.await {
             Ok(Ok(ready)) => Ok((worker, ready)),
             Ok(Err(e)) => Err(e),
@@ -127,6 +133,13 @@ impl Worker {
     /// The worker's pid, which is also its process group id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Says how the process ended once it did (None before): a watcher of
+    /// an idle worker holds this rather than a handle, which would keep
+    /// the worker alive.
+    pub fn exit_watch(&self) -> watch::Receiver<Option<ExitDescription>> {
+        self.exited.clone()
     }
 
     async fn ask<T>(

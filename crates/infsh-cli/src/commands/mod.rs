@@ -8,5 +8,6 @@ pub mod init;
 pub mod inspect;
 pub mod run;
 pub mod serve;
+pub mod session;
 pub mod task;
 pub mod test;

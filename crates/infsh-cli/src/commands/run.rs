@@ -29,6 +29,16 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> 
         )
         .into());
     }
+    if args.session.is_some() {
+        // A local run's worker ends with the command: there is nothing to
+        // keep between two runs.
+        return Err(Failure::new(
+            ExitCode::Usage,
+            "--session needs a server (a local run's worker ends with the command): \
+             pass --api-url URL or set INFSH_API_URL, e.g. against `infsh serve`",
+        )
+        .into());
+    }
     let (app_path, function_in_app) = split_app_function(&args.app);
     let function_name = args.function.clone().or(function_in_app);
     // Parse what the user typed before starting Python: a typo fails in milliseconds.

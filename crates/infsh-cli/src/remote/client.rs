@@ -22,6 +22,7 @@ mod routes {
     pub const TASKS: &str = "/v1/tasks";
     pub const ENGINES: &str = "/v1/engines";
     pub const WORKERS: &str = "/v1/workers";
+    pub const SESSIONS: &str = "/v1/sessions";
 
     pub fn app(id: &str) -> String {
         format!("/v1/apps/{id}")
@@ -34,6 +35,12 @@ mod routes {
     }
     pub fn cancel(id: &str) -> String {
         format!("/v1/tasks/{}/cancel", super::encode_segment(id))
+    }
+    pub fn session(id: &str) -> String {
+        format!("/v1/sessions/{}", super::encode_segment(id))
+    }
+    pub fn keepalive(id: &str) -> String {
+        format!("/v1/sessions/{}/keepalive", super::encode_segment(id))
     }
 }
 
@@ -162,6 +169,27 @@ impl Remote {
             url,
             message: "the task list is neither a list nor {items, next_cursor}".into(),
         })
+    }
+
+    /// `GET /v1/sessions`: the active sessions.
+    pub async fn sessions(&self) -> Result<Value, RemoteError> {
+        self.get(routes::SESSIONS).await
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Value, RemoteError> {
+        self.get(&routes::session(id)).await
+    }
+
+    pub async fn keepalive_session(&self, id: &str) -> Result<Value, RemoteError> {
+        self.call(Method::POST, &routes::keepalive(id), &[], None)
+            .await
+    }
+
+    /// `DELETE /v1/sessions/{id}` (204).
+    pub async fn end_session(&self, id: &str) -> Result<(), RemoteError> {
+        self.call(Method::DELETE, &routes::session(id), &[], None)
+            .await
+            .map(drop)
     }
 
     /// `GET /v1/engines`: this server's engine with its slots.

@@ -12,19 +12,58 @@ use crate::handle::{AppStatus, QueuedTask};
 use crate::metrics::{dec, inc};
 use crate::replica::ReplicaState;
 use crate::runner::{self, RunArgs};
+use crate::sessions::Binding;
 use crate::tracker::Tracker;
 use crate::worker_seam::{SlotEnv, KILL_GRACE};
 
 impl Actor {
     /// Dispatches what can be, starts replicas for what waits, publishes.
+    ///
+    /// Tasks outside sessions (and sessions' first calls) go in FIFO order:
+    /// the first that finds no replica stops them. The calls of sessions
+    /// already leased a replica only wait for theirs, so they are looked
+    /// at past that point.
     pub(super) fn schedule(&mut self) {
+        self.sync_sessions();
         if !self.draining() && !self.paused() {
-            while let Some(head) = self.queue.front() {
-                let Some((idx, needs_setup)) = self.pick(&head.record.setup) else {
+            let mut i = 0;
+            let mut fifo_blocked = false;
+            while i < self.queue.len() {
+                if fifo_blocked && !self.replicas.iter().any(|r| r.session.is_some()) {
                     break;
+                }
+                let task = &self.queue[i];
+                let setup = &task.record.setup;
+                let (choice, opens) = match task.record.session_id.as_deref() {
+                    None if fifo_blocked => (None, None),
+                    None => (self.pick(setup), None),
+                    Some(session) => match self.shared.sessions.binding(session) {
+                        Binding::Bound {
+                            replica,
+                            generation,
+                        } => (self.pick_leased(replica, generation, setup), None),
+                        Binding::Unbound if !fifo_blocked => {
+                            (self.pick_for_new_session(setup), Some(session.to_string()))
+                        }
+                        // Failed by the next sync_sessions.
+                        Binding::Unbound | Binding::Gone(_) => (None, None),
+                    },
                 };
-                let task = self.queue.pop_front().expect("front exists");
+                let Some((idx, needs_setup)) = choice else {
+                    let waits_in_fifo = task
+                        .record
+                        .session_id
+                        .as_deref()
+                        .is_none_or(|s| self.shared.sessions.binding(s) == Binding::Unbound);
+                    fifo_blocked |= waits_in_fifo;
+                    i += 1;
+                    continue;
+                };
+                let task = self.queue.remove(i).expect("index is valid");
                 dec_usize(&self.queued);
+                if let Some(session) = opens {
+                    self.lease_to(idx, session);
+                }
                 self.dispatch(idx, task, needs_setup);
             }
             self.start_wanted();
@@ -42,6 +81,8 @@ impl Actor {
             .replicas
             .iter()
             .enumerate()
+            // A leased replica runs its session's calls alone.
+            .filter(|(_, r)| r.session.is_none())
             .filter_map(|(i, r)| r.up().map(|up| (i, up)))
             .filter(|(_, up)| !up.setting_up);
         let mut idle = None;
@@ -107,14 +148,25 @@ impl Actor {
     /// of the replicas already starting. A replica whose start failed is
     /// only retried when no other replica is up or starting.
     fn start_for_queue(&mut self) {
-        if self.queue.is_empty() {
+        // A leased session's calls wait for its replica, not for a new one.
+        let waiting = self
+            .queue
+            .iter()
+            .filter(|t| {
+                t.record
+                    .session_id
+                    .as_deref()
+                    .is_none_or(|s| self.shared.sessions.binding(s) == Binding::Unbound)
+            })
+            .count();
+        if waiting == 0 {
             return;
         }
         let concurrency = self.concurrency();
         let mut starting = self.replicas.iter().filter(|r| r.is_starting()).count();
         let any_up = self.replicas.iter().any(|r| r.up().is_some());
         for idx in 0..self.replicas.len() {
-            if starting * concurrency >= self.queue.len() {
+            if starting * concurrency >= waiting {
                 break;
             }
             if let ReplicaState::Absent { failed } = self.replicas[idx].state {
@@ -159,6 +211,7 @@ impl Actor {
             Running {
                 cancel: cancel_tx,
                 replica: idx,
+                session: task.record.session_id.clone(),
             },
         );
         inc(&self.shared.metrics.running);
@@ -189,8 +242,12 @@ impl Actor {
         task_id: String,
         outcome: ReplicaOutcome,
     ) {
-        if self.running.remove(&task_id).is_some() {
+        if let Some(running) = self.running.remove(&task_id) {
             dec(&self.shared.metrics.running);
+            if let Some(session) = &running.session {
+                // Idle from now: its timeout starts again.
+                self.shared.sessions.touch(session);
+            }
         }
         if outcome == ReplicaOutcome::RunnerGone {
             if let Some(live) = self.shared.live.get(&task_id) {
@@ -228,7 +285,8 @@ impl Actor {
             return;
         }
         // The worker is gone or unusable: replace it (after the backoff,
-        // if the app is at fault).
+        // if the app is at fault). Its session's state was in it.
+        self.end_leased_session(idx, &outcome);
         let lease = self.replicas[idx].lease.take();
         if let ReplicaState::Up(up) = std::mem::replace(
             &mut self.replicas[idx].state,

@@ -128,9 +128,13 @@ impl Actor {
     /// stop it with its `unload` if it is still idle, else refuse (the
     /// other app asks again).
     pub(super) fn evict(&mut self, idx: usize, generation: u64) {
-        let idle = self
-            .up_mut(idx, generation)
-            .is_some_and(|up| up.busy == 0 && !up.setting_up);
+        // A replica leased to a session is never idle: its state is the
+        // session's.
+        let leased = self.replicas.get(idx).is_some_and(|r| r.session.is_some());
+        let idle = !leased
+            && self
+                .up_mut(idx, generation)
+                .is_some_and(|up| up.busy == 0 && !up.setting_up);
         let Some(replica) = self.replicas.get_mut(idx) else {
             return;
         };
@@ -240,7 +244,11 @@ impl Actor {
             self.shared.broker.give_up_reservation(&self.entry.id);
         }
         for replica in &mut self.replicas {
-            let busy = replica.up().map_or(0, |up| up.busy);
+            // Leased to a session: busy for the broker, never a victim.
+            let busy = replica
+                .up()
+                .map_or(0, |up| up.busy)
+                .max(usize::from(replica.session.is_some()));
             if let Some(lease) = &mut replica.lease {
                 lease.set_busy(busy);
             }

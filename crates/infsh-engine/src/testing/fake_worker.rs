@@ -7,7 +7,9 @@
 //! - a call's input and a setup's config: `sleep` (seconds before the
 //!   answer), `fail` (the app raises: `CallFailed`/`SetupFailed` with that
 //!   error), `crash` (the worker dies after the sleep, `exit status 1`),
-//!   `ignore_cancel` (the call does not stop on cancel); a setup config of
+//!   `ignore_cancel` (the call does not stop on cancel), `die_idle_after`
+//!   (a call's: the worker is killed, SIGKILL, that many seconds after it
+//!   answered, as by a user's `kill -9`); a setup config of
 //!   `{}` (a preload's) follows [`Fake::script_default_setup`] instead;
 //! - a start: the next entry of [`Fake::script_starts`] (a failed load, a
 //!   slow or stuck start), else an immediate `ready` with one function,
@@ -285,7 +287,8 @@ impl AppLauncher for FakeAppLauncher {
             worker: Arc::new(FakeWorker {
                 fake: fake.clone(),
                 pid,
-                exit: watch::channel(None).0,
+                exit: Arc::new(watch::channel(None).0),
+                exit_status: Arc::new(watch::channel(None).0),
                 calls: Mutex::default(),
             }),
             ready: Fake::ready(pid),
@@ -313,13 +316,37 @@ impl Script {
     }
 }
 
+/// How a fake worker ended, and its last stderr lines.
+type Exit = (ExitDescription, Vec<String>);
+
 struct FakeWorker {
     fake: Arc<Fake>,
     pid: u32,
     /// Set once the worker is gone: how it ended, and its last stderr lines.
-    exit: watch::Sender<Option<(ExitDescription, Vec<String>)>>,
+    exit: Arc<watch::Sender<Option<Exit>>>,
+    /// The same for the worker seam's `exit_watch`.
+    exit_status: Arc<watch::Sender<Option<ExitDescription>>>,
     /// Calls in flight, by id: notified on cancel.
     calls: Mutex<HashMap<CallId, Arc<Notify>>>,
+}
+
+/// Ends a worker (once) through its exit channels.
+fn die(
+    exit: &watch::Sender<Option<Exit>>,
+    exit_status: &watch::Sender<Option<ExitDescription>>,
+    status: ExitDescription,
+    stderr_tail: Vec<String>,
+) {
+    let first = exit.send_if_modified(|exit| {
+        if exit.is_some() {
+            return false;
+        }
+        *exit = Some((status, stderr_tail));
+        true
+    });
+    if first {
+        exit_status.send_replace(Some(status));
+    }
 }
 
 fn exit_status(raw: i32) -> ExitDescription {
@@ -333,13 +360,7 @@ impl FakeWorker {
 
     /// Ends the worker (once): every pending operation fails.
     fn die(&self, status: ExitDescription, stderr_tail: Vec<String>) {
-        self.exit.send_if_modified(|exit| {
-            if exit.is_some() {
-                return false;
-            }
-            *exit = Some((status, stderr_tail));
-            true
-        });
+        die(&self.exit, &self.exit_status, status, stderr_tail);
     }
 
     fn exited(&self, during: &str) -> Option<WorkerError> {
@@ -469,6 +490,15 @@ impl AppWorker for FakeWorker {
                 errors: Vec::new(),
             })
         };
+        if let (Ok(()), Some(after)) = (&result, request.input["die_idle_after"].as_f64()) {
+            // Killed from outside once idle (SIGKILL), `after` seconds
+            // after this call answered.
+            let (exit, status) = (self.exit.clone(), self.exit_status.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs_f64(after)).await;
+                die(&exit, &status, exit_status(9), Vec::new());
+            });
+        }
         match result {
             Ok(()) => Ok(CallOutcome {
                 output: json!({"pid": pid, "input": request.input}),
@@ -502,6 +532,10 @@ impl AppWorker for FakeWorker {
     async fn kill(&self, _grace: Duration) {
         self.fake.record(Op::Kill { pid: self.pid });
         self.die(exit_status(9), Vec::new());
+    }
+
+    fn exit_watch(&self) -> Option<watch::Receiver<Option<ExitDescription>>> {
+        Some(self.exit_status.subscribe())
     }
 
     async fn shutdown(&self, _grace: Duration) -> Result<ExitDescription, WorkerError> {

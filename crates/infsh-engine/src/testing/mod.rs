@@ -111,16 +111,30 @@ impl Harness {
         Harness::launch(fake, config, dir).await
     }
 
+    /// [`Harness::start`] on a store that already holds tasks (those of
+    /// a previous run of the server, which the start recovers).
+    pub async fn start_on_store(store: Arc<MemoryStore>) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_fake_app(dir.path(), "fake", None);
+        let config = base_config(dir.path());
+        Harness::launch_on(Fake::new(), config, dir, store).await
+    }
+
     /// Starts the engine on `fake` with an in-memory store; `dir` (the apps
     /// and data folders) lives as long as the harness.
     async fn launch(fake: Arc<Fake>, config: EngineConfig, dir: tempfile::TempDir) -> Harness {
-        let engine = Engine::start_with(
-            config,
-            Arc::new(fake.clone()),
-            Some(Arc::new(MemoryStore::default())),
-        )
-        .await
-        .expect("the engine starts");
+        Harness::launch_on(fake, config, dir, Arc::new(MemoryStore::default())).await
+    }
+
+    async fn launch_on(
+        fake: Arc<Fake>,
+        config: EngineConfig,
+        dir: tempfile::TempDir,
+        store: Arc<MemoryStore>,
+    ) -> Harness {
+        let engine = Engine::start_with(config, Arc::new(fake.clone()), Some(store))
+            .await
+            .expect("the engine starts");
         Harness {
             engine,
             fake,

@@ -10,7 +10,7 @@ use super::apps::{AppDetailDto, AppDto};
 use super::engines::{AppDrainDto, EngineDto, WorkerDto};
 use super::files::FileDto;
 use super::ops::{HealthDto, ReadyDto};
-use super::sessions::SessionDto;
+use super::sessions::AppSessionDto;
 use super::tasks::{TaskDto, TaskPageDto};
 
 /// The success envelope of every JSON response but `/stream` lines.
@@ -106,8 +106,13 @@ envelope_doc!(
 );
 envelope_doc!(
     SessionEnvelope,
-    SessionDto,
-    "`{\"data\": Session, \"messages\": []}`"
+    AppSessionDto,
+    "`{\"data\": AppSession, \"messages\": []}`"
+);
+envelope_doc!(
+    SessionListEnvelope,
+    Vec<AppSessionDto>,
+    "`{\"data\": [AppSession], \"messages\": []}`"
 );
 
 #[cfg(test)]

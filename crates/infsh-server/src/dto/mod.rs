@@ -30,11 +30,11 @@ pub use engines::{AppDrainDto, EngineDto, WorkerDto};
 pub use envelope::{
     AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope, EngineEnvelope, EngineListEnvelope,
     Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope, ReadyEnvelope, SessionEnvelope,
-    TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
+    SessionListEnvelope, TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
 };
 pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};
 pub use run_body::{FunctionRunBody, RunBody, RunOptions};
-pub use sessions::SessionDto;
+pub use sessions::AppSessionDto;
 pub use tasks::{AttemptDto, TaskDto, TaskPageDto};
 pub use time::iso8601;

@@ -40,7 +40,8 @@ pub struct RunOptions {
     /// URL POSTed the terminal task.
     #[serde(default)]
     pub webhook: Option<String>,
-    /// `"new"` starts a session; a session id continues one.
+    /// `"new"` opens a session (one replica of the app leased to it); a
+    /// session id (`sess_…`) continues one (docs/sessions.md).
     #[serde(default)]
     pub session: Option<String>,
     /// Free-form metadata stored with the task.
@@ -63,6 +64,10 @@ pub struct RunOptions {
     /// the only value infsh has; any other is a 400.
     #[serde(default)]
     pub infra: Option<String>,
+    /// Idle timeout of a new session in seconds, 1 to 3600 (default 60);
+    /// only with `"session": "new"` (else 400).
+    #[serde(default)]
+    pub session_timeout: Option<i64>,
 }
 
 /// Body of `POST /apps/{namespace}/{name}/functions/{function}/run`: the
@@ -90,8 +95,18 @@ pub struct RunBody {
 
 /// Every field, in the order a positional (array) body gives them.
 const RUN_BODY_FIELDS: &[&str] = &[
-    "app", "function", "input", "setup", "webhook", "session", "metadata", "wait", "timeout",
-    "workers", "infra",
+    "app",
+    "function",
+    "input",
+    "setup",
+    "webhook",
+    "session",
+    "metadata",
+    "wait",
+    "timeout",
+    "workers",
+    "infra",
+    "session_timeout",
 ];
 
 impl<'de> Deserialize<'de> for FunctionRunBody {

@@ -29,6 +29,7 @@ use crate::problem::ProblemDoc;
     tags(
         (name = "runs", description = "Run app functions"),
         (name = "tasks", description = "Follow, list and cancel tasks"),
+        (name = "sessions", description = "Sessions: a replica leased to a caller's calls"),
         (name = "files", description = "Upload and download files"),
         (name = "apps", description = "Hosted apps and their functions"),
         (name = "engines", description = "The worker layout: slots, GPUs, replicas; draining"),

@@ -31,15 +31,22 @@ pub enum RunAnswer {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum RunErrors {
-    /// Malformed JSON or a body of the wrong shape.
+    /// Malformed JSON or a body of the wrong shape; `session_timeout` out
+    /// of 1..=3600 or without `"session": "new"`; `APP_MISMATCH`: the
+    /// session belongs to another app.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(ProblemDoc),
     /// Missing or wrong API key.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(ProblemDoc),
-    /// Unknown app or function (`available` lists the existing ones).
+    /// Unknown app or function (`available` lists the existing ones), or
+    /// `SESSION_NOT_FOUND`: an unknown session id.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+    /// `SESSION_ENDED` (ended, or its worker died: `reason`) or
+    /// `SESSION_EXPIRED` (idle past its timeout).
+    #[response(status = 410, content_type = "application/problem+json")]
+    Gone(ProblemDoc),
     /// Required secrets are missing (`errors: [{type, key, message, action}]`).
     #[response(status = 412, content_type = "application/problem+json")]
     RequirementsNotMet(ProblemDoc),
@@ -202,4 +209,18 @@ pub enum DrainAppErrors {
     /// Unknown app (`available` lists the hosted ones).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum SessionErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// `SESSION_NOT_FOUND`: unknown session id (none survives a restart).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// Keepalive only: `SESSION_ENDED` or `SESSION_EXPIRED`.
+    #[response(status = 410, content_type = "application/problem+json")]
+    Gone(ProblemDoc),
 }

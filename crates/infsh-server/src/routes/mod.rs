@@ -16,6 +16,7 @@ pub mod engines;
 pub mod files;
 pub mod ops;
 pub mod runs;
+pub mod sessions;
 pub mod stream;
 pub mod tasks;
 
@@ -26,7 +27,10 @@ pub mod tasks;
     runs::run_app,
     runs::run_alias,
     runs::run_function,
-    runs::end_session,
+    sessions::list_sessions,
+    sessions::get_session,
+    sessions::keepalive_session,
+    sessions::end_session,
     tasks::list_tasks,
     tasks::get_task,
     tasks::cancel_task,

@@ -19,11 +19,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
-use crate::dto::{
-    Envelope, FunctionRunBody, RunBody, RunOptions, SessionDto, SessionEnvelope, TaskDto,
-};
+use crate::dto::{Envelope, FunctionRunBody, RunBody, RunOptions, TaskDto};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::openapi::responses::{AuthErrors, RunAnswer, RunErrors};
+use crate::openapi::responses::{RunAnswer, RunErrors};
 use crate::problem::Problem;
 use crate::state::ServerState;
 
@@ -55,6 +53,7 @@ impl RunOptions {
             setup: self.setup,
             webhook: self.webhook,
             session: self.session,
+            session_timeout: self.session_timeout,
             metadata: self.metadata,
             timeout_secs: self.timeout,
             // An empty list pins nothing.
@@ -263,27 +262,6 @@ pub async fn run_function(
     check_infra(&body)?;
     let (req, wait) = body.into_request(app, Some(function));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
-}
-
-/// End a session (sent by the client's `session()` helper on exit).
-///
-/// Sessions hold no worker or state of their own here (every worker serves
-/// every call of its app), so ending one always succeeds and changes
-/// nothing; later runs may still name the session id.
-#[utoipa::path(
-    delete, path = "/sessions/{id}", tag = "runs",
-    params(("id" = String, Path, description = "Session id")),
-    responses(
-        (status = 200, description = "The session is ended", body = SessionEnvelope),
-        AuthErrors,
-    ),
-    security(("bearer" = []))
-)]
-pub async fn end_session(ApiPath(id): ApiPath<String>) -> Json<Envelope<SessionDto>> {
-    Json(Envelope::new(SessionDto {
-        session_id: id,
-        status: "ended".into(),
-    }))
 }
 
 #[cfg(test)]

@@ -109,6 +109,12 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     if let Some(timeout) = args.timeout {
         body["timeout"] = json!(timeout);
     }
+    if let Some(session) = &args.session {
+        body["session"] = json!(session);
+    }
+    if let Some(timeout) = args.session_timeout {
+        body["session_timeout"] = json!(timeout);
+    }
     // From here on a task may exist on the server: Ctrl-C cancels it, even
     // one that comes before the server has answered with its id.
     let mut interrupt = Interrupt::listen()?;
@@ -148,6 +154,22 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
         )
         .into());
     }
+    let session = submitted
+        .get("session_id")
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
+    if let Some(session) = session
+        .as_deref()
+        .filter(|_| args.session.as_deref() == Some("new"))
+    {
+        // On stderr (stdout stays the result), even with --quiet: the id
+        // is what the user needs next. With --json it is in the report.
+        if !global.json {
+            eprintln!(
+                "session {session}: continue it with --session {session}, end it with `infsh session end {session}`"
+            );
+        }
+    }
     if args.detach {
         output::print_json_or(&submitted, global.json, || {
             println!("{id}");
@@ -179,6 +201,10 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
         args.output_dir.as_deref(),
     )
     .await?;
+    let mut report = report;
+    if let (Some(session), Some(fields)) = (session, report.as_object_mut()) {
+        fields.insert("session_id".into(), json!(session));
+    }
     output::print_json_or(&report, global.json, || output::print_run_human(&report));
     Ok(())
 }

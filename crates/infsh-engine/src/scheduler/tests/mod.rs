@@ -8,6 +8,7 @@ mod backoff;
 mod cancel;
 mod dispatch;
 mod placement;
+mod sessions;
 mod shutdown;
 mod timeout;
 
