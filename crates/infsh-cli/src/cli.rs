@@ -126,6 +126,9 @@ pub struct EnvArgs {
     /// Interpreter to build the app's virtual environment from (default: python3 on PATH).
     #[arg(long, value_name = "PATH")]
     pub base_python: Option<PathBuf>,
+    /// Run a JavaScript app (kernel: node-*) with this `node` (default: `node` on PATH).
+    #[arg(long, env = "INFSH_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +333,9 @@ pub struct WorkerArgs {
     /// Use this Python interpreter for every app as is (skip building app environments).
     #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Run JavaScript apps (kernel: node-*) with this `node` (default: `node` on PATH).
+    #[arg(long, env = "INFSH_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
     /// A secret for apps that declare it in inf.yml (repeatable). Also INFSH_SECRET_<KEY> variables and --secrets-file.
     #[arg(long = "secret", value_name = "KEY=VALUE")]
     pub secrets: Vec<String>,

@@ -264,7 +264,11 @@ fn skipped_folder(path: &Path) -> bool {
 }
 
 fn find_app_folders(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if dir.join(infsh_core::app::INFERENCE_PY).is_file() {
+    let is_app = dir.join(infsh_core::app::INFERENCE_PY).is_file()
+        || infsh_core::app::INFERENCE_JS
+            .iter()
+            .any(|entry| dir.join(entry).is_file());
+    if is_app {
         out.push(dir.to_path_buf());
         return;
     }

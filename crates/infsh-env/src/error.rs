@@ -25,7 +25,9 @@ pub enum EnvError {
     BadNode { node: PathBuf, reason: String },
 
     /// No `npm` beside `node` nor on PATH.
-    #[error("no npm found beside node nor on PATH: it is needed to install the app's package.json")]
+    #[error(
+        "no npm found beside node nor on PATH: it is needed to install the app's package.json"
+    )]
     NoNpm,
 
     /// The installer (or venv creation) exited unsuccessfully.

@@ -305,7 +305,10 @@ fn write_marker(dir: &Path, marker: &Marker) -> Result<(), EnvError> {
 /// Takes an exclusive lock on `path` (created if needed), calling `on_wait`
 /// first if another holder makes us wait. The lock is released when the
 /// returned file is dropped (also when the process dies).
-pub(crate) async fn lock_exclusive(path: &Path, on_wait: impl FnOnce()) -> Result<std::fs::File, EnvError> {
+pub(crate) async fn lock_exclusive(
+    path: &Path,
+    on_wait: impl FnOnce(),
+) -> Result<std::fs::File, EnvError> {
     use fs4::fs_std::FileExt;
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -48,6 +48,24 @@ pub struct PreparedNodeEnv {
     pub reused: bool,
 }
 
+impl PreparedNodeEnv {
+    /// The worker's variables for this environment: `INFSH_NODE_MODULES`
+    /// for its ES module imports (node/infsh-worker/resolve-hook.mjs),
+    /// `NODE_PATH` for `require`.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        match &self.node_modules {
+            Some(dir) => {
+                let dir = dir.display().to_string();
+                vec![
+                    ("INFSH_NODE_MODULES".to_string(), dir.clone()),
+                    ("NODE_PATH".to_string(), dir),
+                ]
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct NodeMarker {
     key: String,
@@ -87,12 +105,22 @@ pub async fn node_version(node: &Path) -> Result<String, EnvError> {
 
 /// The Node major version an `inf.yml` kernel asks for: `node-22` -> 22.
 pub fn kernel_node_major(kernel: &str) -> Option<u32> {
-    kernel.strip_prefix("node-")?.split('.').next()?.parse().ok()
+    kernel
+        .strip_prefix("node-")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The major version of `v20.20.2`.
 pub fn version_major(version: &str) -> Option<u32> {
-    version.trim_start_matches('v').split('.').next()?.parse().ok()
+    version
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The warning to show when the Node found is older than the kernel wants
@@ -209,7 +237,12 @@ pub async fn prepare_node(
     let npm = npm_for(&spec.node)?;
     let mut cmd = tokio::process::Command::new(&npm);
     cmd.arg(subcommand)
-        .args(["--no-audit", "--no-fund", "--no-progress", "--loglevel=error"])
+        .args([
+            "--no-audit",
+            "--no-fund",
+            "--no-progress",
+            "--loglevel=error",
+        ])
         .current_dir(&dir)
         .env("NO_COLOR", "1")
         .env("npm_config_update_notifier", "false");
