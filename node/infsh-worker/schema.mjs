@@ -41,6 +41,12 @@ export async function toJsonSchema(schema, io, zod4) {
       unrepresentable: "any",
       override(ctx) {
         const def = ctx.zodSchema?._zod?.def ?? ctx.zodSchema?._def;
+        // A plain z.object() strips unknown keys when it parses, it does
+        // not refuse them; the worker returns what the function returned,
+        // so an extra key (output_meta) must not fail the host's check.
+        if (def?.type === "object" && def.catchall === undefined) {
+          delete ctx.jsonSchema.additionalProperties;
+        }
         if (def && def[FILE_MARKER]) {
           for (const k of Object.keys(ctx.jsonSchema)) {
             if (k !== "description" && k !== "default") delete ctx.jsonSchema[k];
