@@ -115,6 +115,16 @@ pub struct InitArgs {
     /// Namespace written into inf.yml.
     #[arg(long, default_value = "local")]
     pub namespace: String,
+    /// The app's language: `python` (inference.py) or `node` (inference.js, kernel: node-22).
+    #[arg(long, value_enum, default_value_t = InitLang::Python)]
+    pub lang: InitLang,
+}
+
+/// `infsh app init --lang`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitLang {
+    Python,
+    Node,
 }
 
 /// How the app's Python interpreter is chosen; shared by every command that starts a worker.

@@ -480,3 +480,69 @@ fn an_older_node_than_the_kernel_is_warned_about_and_used() {
         stderr(&out)
     );
 }
+
+#[test]
+fn init_lang_node_scaffolds_a_javascript_app_that_passes_its_own_tests() {
+    let sb = node_sandbox();
+    let app = sb.path().join("my-js-app");
+    let out = sb
+        .infsh_without_python()
+        .args(["app", "init", "--lang", "node"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    for file in [
+        "inference.js",
+        "inf.yml",
+        "package.json",
+        "package-lock.json",
+    ] {
+        assert!(app.join(file).exists(), "{file} missing");
+    }
+    assert!(!app.join("inference.py").exists());
+    let yml = std::fs::read_to_string(app.join("inf.yml")).unwrap();
+    assert!(
+        yml.contains("name: my-js-app") && yml.contains("kernel: node-22"),
+        "{yml}"
+    );
+
+    let out = sb
+        .infsh_without_python()
+        .args(["--json", "app", "test"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let doc = json_stdout(&out);
+    assert_eq!(doc["passed"], 3, "{doc}");
+
+    let out = run_json(
+        &sb,
+        &app,
+        &[
+            "--function",
+            "run",
+            "--input",
+            r#"{"name": "Ada"}"#,
+            "--setup",
+            r#"{"greeting": "Hi"}"#,
+        ],
+    );
+    assert_code(&out, 0);
+    assert_eq!(json_stdout(&out)["output"]["text"], "Hi, Ada!");
+    let out = run_json(
+        &sb,
+        &app,
+        &[
+            "--function",
+            "stream",
+            "--input",
+            r#"{"text": "a b c", "delay": 0}"#,
+        ],
+    );
+    assert_code(&out, 0);
+    let report = json_stdout(&out);
+    assert_eq!(report["output"]["text"], "a b c");
+    assert_eq!(report["snapshots"], 3);
+}
