@@ -133,7 +133,7 @@ fn every_kind_of_function_is_discovered_with_its_zod_4_schema() {
     // Not helper (no schemas), _private, setup, unload or onCancel.
     assert_eq!(
         names,
-        ["add", "count", "crash", "echo", "fail", "hang", "read", "whoami", "write"]
+        ["add", "big", "count", "crash", "echo", "fail", "hang", "read", "whoami", "write"]
     );
     assert_eq!(
         functions["echo"]["input_schema"]["properties"]["text"],
@@ -262,6 +262,25 @@ fn every_signature_runs_with_setup_defaults_logs_and_files() {
     assert_eq!(report["files"][0]["pointer"], "/file");
     let saved = Path::new(file["path"].as_str().unwrap());
     assert_eq!(std::fs::read_to_string(saved).unwrap(), "written");
+}
+
+#[test]
+fn messages_over_the_spill_threshold_travel_both_ways() {
+    let sb = node_sandbox();
+    // 1.5 MB of input (spilled by the host) and 2 MB of output (by the worker).
+    let pad = "p".repeat(1_500_000);
+    let input = serde_json::json!({"bytes": 2_000_000, "pad": pad}).to_string();
+    let input_file = sb.path().join("big.json");
+    std::fs::write(&input_file, input).unwrap();
+    let out = run_json(
+        &sb,
+        &fixture("node-functions"),
+        &["--function", "big", "--input", input_file.to_str().unwrap()],
+    );
+    assert_code(&out, 0);
+    let output = &json_stdout(&out)["output"];
+    assert_eq!(output["pad_length"], 1_500_000);
+    assert_eq!(output["text"].as_str().unwrap().len(), 2_000_000);
 }
 
 #[test]

@@ -44,12 +44,17 @@ struct AsServe {
 pub async fn dev(args: DevArgs, global: &GlobalArgs) -> Result<()> {
     let app_dir = std::fs::canonicalize(&args.app)
         .ok()
-        .filter(|p| p.join("inference.py").is_file())
+        .filter(|p| {
+            p.join(infsh_core::app::INFERENCE_PY).is_file()
+                || infsh_core::app::INFERENCE_JS
+                    .iter()
+                    .any(|entry| p.join(entry).is_file())
+        })
         .ok_or_else(|| {
             Failure::new(
                 ExitCode::Usage,
                 format!(
-                    "{}: not an app folder (no inference.py)",
+                    "{}: not an app folder (no inference.py nor inference.js)",
                     args.app.display()
                 ),
             )
