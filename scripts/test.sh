@@ -48,6 +48,8 @@ echo "==> Node.js and npm for JavaScript apps"
 # build their environments with npm ci from the npm registry.
 node --version
 npm --version
+echo "==> node worker unit tests"
+node --test node/infsh-worker/test/*.test.mjs
 
 echo "==> rust tests"
 # The `ci` profile (.config/nextest.toml) prints failures, slow tests and
