@@ -198,6 +198,8 @@ export class Runtime {
     this.calls.set(id, state);
     try {
       await this.setupChain;
+      // Cancelled while it waited for a setup: it never starts.
+      if (state.cancelled) return;
       const fn = this.functions.get(name);
       if (!fn) {
         const known = [...this.functions.keys()].join(", ") || "none";

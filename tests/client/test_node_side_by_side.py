@@ -116,3 +116,11 @@ def test_a_crashing_javascript_worker_fails_its_task_and_is_replaced(client):
     assert client.run({"app": "tests/node-functions", "input": {"text": "again"}})["output"] == {
         "text": "hello again"
     }
+
+
+def test_a_local_path_in_input_is_uploaded_and_read_by_the_javascript_app(client, tmp_path):
+    source = tmp_path / "note.txt"
+    source.write_text("read by node")
+    result = client.run({"app": "tests/node-functions", "function": "read", "input": {"file": str(source)}})
+    assert result["status"] == 10
+    assert result["output"] == {"content": "read by node", "size": 12}
