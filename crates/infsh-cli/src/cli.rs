@@ -95,6 +95,9 @@ pub struct DevArgs {
     /// Use this Python interpreter as is (skip building the app's virtual environment).
     #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Run a JavaScript app (kernel: node-*) with this `node` (default: `node` on PATH).
+    #[arg(long, env = "INFSH_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
     /// Accept this API key (repeatable); without one there is no authentication.
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,

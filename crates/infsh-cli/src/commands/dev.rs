@@ -66,6 +66,9 @@ pub async fn dev(args: DevArgs, global: &GlobalArgs) -> Result<()> {
     if let Some(python) = &args.python {
         argv.extend(["--python".into(), python.display().to_string()]);
     }
+    if let Some(node) = &args.node {
+        argv.extend(["--node".into(), node.display().to_string()]);
+    }
     for key in &args.api_keys {
         argv.extend(["--api-key".into(), key.clone()]);
     }
