@@ -204,3 +204,47 @@ async fn process_exit_is_reported_with_its_status_and_a_throw_as_an_app_failure(
     }
     assert!(wait_group_gone(pid).await);
 }
+
+/// Processes the app starts must not hold the protocol channel (Python's
+/// worker makes fd 3 non-inheritable; for Node, libuv does).
+#[tokio::test]
+async fn the_protocol_socket_is_not_inherited_by_the_app_s_children() {
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("package.json"), r#"{"type": "module"}"#).unwrap();
+    std::fs::write(
+        app.path().join("inference.js"),
+        r#"import { execSync } from "node:child_process";
+export class App {
+  async setup() {
+    const fd3 = execSync("readlink /proc/self/fd/3 2>/dev/null || echo closed").toString().trim();
+    console.log(`child fd 3: ${fd3}`);
+  }
+}
+"#,
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let cfg = WorkerConfig {
+        python: infsh_env::node::default_node().expect("node on PATH"),
+        runtime: WorkerRuntime::Node,
+        app_dir: app.path().to_path_buf(),
+        state_dir: state.path().to_path_buf(),
+        env: Vec::new(),
+    };
+    let (idle_tx, _idle) = mpsc::unbounded_channel();
+    let (worker, ready) = within(START_TIMEOUT, Worker::start(cfg, idle_tx))
+        .await
+        .unwrap();
+    assert!(ready.functions.is_empty());
+    assert_eq!(ready.sdk_version, None);
+    let (logs_tx, mut logs) = mpsc::unbounded_channel();
+    within(OP_TIMEOUT, worker.setup(json!({}), json!({}), logs_tx))
+        .await
+        .unwrap();
+    let lines: Vec<_> = drain(&mut logs).into_iter().map(|l| l.line).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // The child's own fd 3 (readlink opened /proc/self/fd itself) or none,
+    // never the host's socket.
+    assert!(lines[0].starts_with("child fd 3: "), "{lines:?}");
+    assert!(!lines[0].contains("socket:"), "{lines:?}");
+}
