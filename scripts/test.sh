@@ -43,6 +43,14 @@ python3 scripts/check_module_cycles.py
 echo "==> python worker tests"
 "$INFSH_TEST_PYTHON" -m pytest -q python/tests
 
+echo "==> Node.js and npm for JavaScript apps"
+# node/infsh-worker runs JavaScript apps; app_node.rs and the client tests
+# build their environments with npm ci from the npm registry.
+node --version
+npm --version
+echo "==> node worker unit tests"
+node --test node/infsh-worker/test/*.test.mjs
+
 echo "==> rust tests"
 # The `ci` profile (.config/nextest.toml) prints failures, slow tests and
 # the summary, not one PASS line per test.

@@ -48,6 +48,37 @@ fn main() {
         .unwrap();
     }
     out.push_str("];\n");
+    // The Node worker (node/infsh-worker/*.mjs), extracted beside it.
+    let node_dir = manifest_dir.join("../../node/infsh-worker");
+    println!("cargo:rerun-if-changed={}", node_dir.display());
+    let mut node_files: Vec<(String, PathBuf)> = Vec::new();
+    if let Ok(entries) = fs::read_dir(&node_dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "mjs") && path.is_file() {
+                println!("cargo:rerun-if-changed={}", path.display());
+                let abs = fs::canonicalize(&path).unwrap_or(path.clone());
+                node_files.push((name.to_owned(), abs));
+            }
+        }
+    }
+    node_files.sort();
+    out.push_str(
+        "/// `(file name, contents)` of every `node/infsh-worker/*.mjs`, sorted by name.\n\
+         pub static NODE_RUNTIME_FILES: &[(&str, &str)] = &[\n",
+    );
+    for (name, path) in &node_files {
+        writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    out.push_str("];\n");
     let dest = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("runtime_files.rs");
     fs::write(dest, out).unwrap();
 }

@@ -31,7 +31,12 @@ from support import API_KEY, FIXTURES, REPO, app_processes
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
-SERVED = ["multi-fn", "files-app", "hangs", "fn-raises", "validation-app", "functions-variety"]
+SERVED = [
+    "multi-fn", "files-app", "hangs", "fn-raises", "validation-app", "functions-variety",
+    # JavaScript apps beside the Python ones (test_node_side_by_side.py);
+    # their environments are built with npm on first use.
+    "node-functions", "public/markdown-to-html",
+]
 
 
 def _binary() -> Path:
@@ -106,7 +111,8 @@ def serve(tmp_path_factory, store_flags, served, extra_flags):
     root = tmp_path_factory.mktemp("infsh-serve")
     apps = root / "apps"
     for name in served:
-        shutil.copytree(FIXTURES / name, apps / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(FIXTURES / name, apps / Path(name).name,
+                        ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     apps = apps.resolve()
     log = root / "server.log"
     env = {k: v for k, v in os.environ.items()

@@ -98,6 +98,9 @@ pub struct DevArgs {
     /// Use this Python interpreter as is (skip building the app's virtual environment).
     #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Run a JavaScript app (kernel: node-*) with this `node` (default: `node` on PATH).
+    #[arg(long, env = "INFSH_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
     /// Accept this API key (repeatable); without one there is no authentication.
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,
@@ -118,6 +121,16 @@ pub struct InitArgs {
     /// Namespace written into inf.yml.
     #[arg(long, default_value = "local")]
     pub namespace: String,
+    /// The app's language: `python` (inference.py) or `node` (inference.js, kernel: node-22).
+    #[arg(long, value_enum, default_value_t = InitLang::Python)]
+    pub lang: InitLang,
+}
+
+/// `infsh app init --lang`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitLang {
+    Python,
+    Node,
 }
 
 /// How the app's Python interpreter is chosen; shared by every command that starts a worker.
@@ -129,6 +142,9 @@ pub struct EnvArgs {
     /// Interpreter to build the app's virtual environment from (default: python3 on PATH).
     #[arg(long, value_name = "PATH")]
     pub base_python: Option<PathBuf>,
+    /// Run a JavaScript app (kernel: node-*) with this `node` (default: `node` on PATH).
+    #[arg(long, env = "INFSH_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +359,9 @@ pub struct WorkerArgs {
     /// Use this Python interpreter for every app as is (skip building app environments).
     #[arg(long, env = "INFSH_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Run JavaScript apps (kernel: node-*) with this `node` (default: `node` on PATH).
+    #[arg(long, env = "INFSH_NODE", value_name = "PATH")]
+    pub node: Option<PathBuf>,
     /// A secret for apps that declare it in inf.yml (repeatable). Also INFSH_SECRET_<KEY> variables and --secrets-file.
     #[arg(long = "secret", value_name = "KEY=VALUE")]
     pub secrets: Vec<String>,

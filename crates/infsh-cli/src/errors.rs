@@ -2,7 +2,7 @@
 //! code and, where Python raised, its traceback. The only place that knows
 //! both the libraries' error enums and the CLI's exit codes.
 
-use infsh_core::app::{AppDir, AppError};
+use infsh_core::app::{AppDir, AppError, AppRuntime};
 use infsh_core::files::FileInputError;
 use infsh_core::functions::ResolveError;
 use infsh_core::validate::FieldError;
@@ -52,10 +52,27 @@ pub fn worker_error(err: WorkerError, app: &AppDir) -> Failure {
         WorkerError::Spawn { python, source } => Failure::new(
             ExitCode::Environment,
             format!(
-                "cannot start the Python interpreter {}: {source}",
+                "cannot start the {} {}: {source}",
+                match app.runtime {
+                    AppRuntime::Python => "Python interpreter",
+                    AppRuntime::Node => "Node.js runtime",
+                },
                 python.display()
             ),
         ),
+        WorkerError::LoadFailed(load) if app.runtime == AppRuntime::Node => {
+            let message = match load.kind {
+                LoadFailureKind::NoInferencePy => {
+                    format!("no inference.js in {}", app.root.display())
+                }
+                LoadFailureKind::ImportError => {
+                    format!("the app's inference.js failed to load: {}", load.error)
+                }
+                LoadFailureKind::NoAppClass => load.error.clone(),
+                LoadFailureKind::AppInitError => format!("new App() threw: {}", load.error),
+            };
+            Failure::new(ExitCode::AppLoad, message).with_traceback(load.traceback)
+        }
         WorkerError::LoadFailed(load) => {
             let message = match load.kind {
                 LoadFailureKind::NoInferencePy => {

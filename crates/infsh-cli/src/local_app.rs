@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use infsh_core::app::AppDir;
+use infsh_core::app::{AppDir, AppRuntime};
 use infsh_core::functions::FunctionSet;
 use infsh_core::FunctionValidators;
 use infsh_protocol::{CallId, FunctionInfo, Ready};
-use infsh_worker::{CallEvent, CallOutcome, CallRequest, LogLine, Worker, WorkerConfig};
+use infsh_worker::{
+    CallEvent, CallOutcome, CallRequest, LogLine, Worker, WorkerConfig, WorkerRuntime,
+};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -77,9 +79,25 @@ impl LocalApp {
         }
         report_apt_packages(&app, ui);
 
-        let python = match &env.python {
-            Some(python) => python.clone(),
-            None => prepare_env(&app, env, paths, ui).await?,
+        let mut worker_env: Vec<(String, String)> = app
+            .manifest
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let (python, runtime) = match app.runtime {
+            AppRuntime::Python => match &env.python {
+                Some(python) => (python.clone(), WorkerRuntime::Python),
+                None => (
+                    prepare_env(&app, env, paths, ui).await?,
+                    WorkerRuntime::Python,
+                ),
+            },
+            AppRuntime::Node => {
+                let prepared = crate::node_env::prepare(&app, env, paths, ui).await?;
+                worker_env.extend(prepared.worker_env());
+                (prepared.node, WorkerRuntime::Node)
+            }
         };
 
         let phase = ui.phase("start");
@@ -92,14 +110,10 @@ impl LocalApp {
         });
         let config = WorkerConfig {
             python: python.clone(),
+            runtime,
             app_dir: app.root.clone(),
             state_dir: paths.state_dir(),
-            env: app
-                .manifest
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env: worker_env,
         };
         let started = tokio::select! {
             started = Worker::start(config, idle_tx) => started,
@@ -117,9 +131,10 @@ impl LocalApp {
             app.manifest.default_function.as_deref(),
         );
         phase.finish(&format!(
-            "{} function{} · python {}",
+            "{} function{} · {} {}",
             ready.functions.len(),
             if ready.functions.len() == 1 { "" } else { "s" },
+            app.runtime.name(),
             ready.python
         ));
         for warning in functions.warnings() {
@@ -332,7 +347,12 @@ fn interruption_failure(interruption: Interruption, what: &str) -> Failure {
 }
 
 /// Builds (or reuses) the app's virtual environment; returns its interpreter.
-async fn prepare_env(app: &AppDir, env: &EnvArgs, paths: &Paths, ui: &Arc<Ui>) -> Result<PathBuf> {
+pub(crate) async fn prepare_env(
+    app: &AppDir,
+    env: &EnvArgs,
+    paths: &Paths,
+    ui: &Arc<Ui>,
+) -> Result<PathBuf> {
     let phase = ui.phase("environment");
     let spec = infsh_env::EnvSpec {
         app_dir: app.root.clone(),

@@ -12,6 +12,7 @@ mod examples;
 mod exit;
 mod input;
 mod local_app;
+mod node_env;
 mod output;
 mod output_dir;
 mod paths;

@@ -169,7 +169,7 @@ fn a_folder_without_inference_py_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "{}: not an app folder (no inference.py)",
+            "{}: not an app folder (no inference.py nor inference.js)",
             sandbox.path().display()
         )),
         "{stderr}"

@@ -2,7 +2,8 @@
 //! (`inference.py`, `requirements.txt`, example inputs).
 //!
 //! Opening checks only what the host can check without Python: the folder
-//! exists and has `inference.py`. Whether that file really defines `App` is
+//! exists and has `inference.py` (a Python app) or, for a JavaScript app,
+//! `inference.js` / `src/inference.js` ([`AppRuntime`]). Whether that file really defines `App` is
 //! the worker's verdict (`load_failed` in the protocol).
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use crate::manifest::{Manifest, ManifestError, MANIFEST_FILE};
 
 /// The app's entry module.
 pub const INFERENCE_PY: &str = "inference.py";
+/// A JavaScript app's entry modules, in the order they are looked for
+/// (node/infsh-worker/main.mjs looks the same way).
+pub const INFERENCE_JS: &[&str] = &["inference.js", "src/inference.js"];
 /// The app's pip requirements.
 pub const REQUIREMENTS_FILE: &str = "requirements.txt";
 /// The default function's example input.
@@ -32,9 +36,11 @@ pub enum AppError {
     #[error("not a directory: {path} (an app is a folder holding inference.py)")]
     NotADirectory { path: PathBuf },
     #[error(
-        "no inference.py in {dir}: an app folder needs inference.py defining `class App(BaseApp)`"
+        "no inference.py in {dir}: an app folder needs inference.py defining `class App(BaseApp)` (or, for a JavaScript app, inference.js exporting `class App`)"
     )]
     NoInferencePy { dir: PathBuf },
+    #[error("inf.yml says kernel: {kernel} but {dir} has no inference.js nor src/inference.js")]
+    NoInferenceJs { dir: PathBuf, kernel: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("cannot read {path}: {source}")]
@@ -54,11 +60,57 @@ pub struct Example {
     pub path: PathBuf,
 }
 
+/// Which worker runtime runs an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppRuntime {
+    /// `inference.py`, run by `python -m infsh_worker`.
+    Python,
+    /// `inference.js` or `src/inference.js` (an ES module exporting `class
+    /// App` and Zod schemas), run by the Node worker (node/infsh-worker).
+    Node,
+}
+
+impl AppRuntime {
+    /// `kernel:` of inf.yml first (`node-*` is Node, anything else Python),
+    /// then the entry file that exists: `inference.py` wins over
+    /// `inference.js`.
+    fn detect(root: &Path, kernel: Option<&str>) -> Result<AppRuntime, AppError> {
+        let has_js = INFERENCE_JS.iter().any(|e| root.join(e).is_file());
+        match kernel {
+            Some(k) if k.starts_with("node") => {
+                if has_js {
+                    Ok(AppRuntime::Node)
+                } else {
+                    Err(AppError::NoInferenceJs {
+                        dir: root.to_path_buf(),
+                        kernel: k.to_string(),
+                    })
+                }
+            }
+            _ if root.join(INFERENCE_PY).is_file() => Ok(AppRuntime::Python),
+            None if has_js => Ok(AppRuntime::Node),
+            _ => Err(AppError::NoInferencePy {
+                dir: root.to_path_buf(),
+            }),
+        }
+    }
+
+    /// `python` or `node`, as the CLI names the runtime.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppRuntime::Python => "python",
+            AppRuntime::Node => "node",
+        }
+    }
+}
+
 /// An opened app folder.
 #[derive(Debug, Clone)]
 pub struct AppDir {
     /// The canonical folder path (absolute, links resolved).
     pub root: PathBuf,
+    /// Python or JavaScript.
+    pub runtime: AppRuntime,
     /// `inf.yml`, or [`Manifest::default`] when the app has none.
     pub manifest: Manifest,
     /// Problems found while opening that do not stop the app from running
@@ -82,7 +134,9 @@ impl AppDir {
         if !root.is_dir() {
             return Err(AppError::NotADirectory { path: root });
         }
-        if !root.join(INFERENCE_PY).is_file() {
+        if !root.join(INFERENCE_PY).is_file()
+            && !INFERENCE_JS.iter().any(|e| root.join(e).is_file())
+        {
             return Err(AppError::NoInferencePy { dir: root });
         }
         let mut warnings = Vec::new();
@@ -96,7 +150,8 @@ impl AppDir {
             ));
             Manifest::default()
         };
-        if !root.join(REQUIREMENTS_FILE).is_file() {
+        let runtime = AppRuntime::detect(&root, manifest.kernel.as_deref())?;
+        if runtime == AppRuntime::Python && !root.join(REQUIREMENTS_FILE).is_file() {
             warnings.push(format!(
                 "no {REQUIREMENTS_FILE} in {}: the environment will hold only the inferencesh SDK",
                 root.display()
@@ -104,6 +159,7 @@ impl AppDir {
         }
         Ok(AppDir {
             root,
+            runtime,
             manifest,
             warnings,
         })
@@ -211,7 +267,9 @@ mod tests {
             .tempdir()
             .unwrap();
         for (name, content) in files {
-            std::fs::write(dir.path().join(name), content).unwrap();
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
         }
         dir
     }
@@ -245,6 +303,47 @@ mod tests {
         assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
         assert!(a.warnings[0].contains("inf.yml"));
         assert!(a.warnings[1].contains("requirements.txt"));
+    }
+
+    #[test]
+    fn the_runtime_comes_from_the_kernel_then_from_the_entry_file() {
+        let js = app(&[("inference.js", ""), ("inf.yml", "kernel: node-22\n")]);
+        let a = AppDir::open(js.path()).unwrap();
+        assert_eq!(a.runtime, AppRuntime::Node);
+        // A JavaScript app has no requirements.txt to miss.
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+
+        let nested = app(&[("src/inference.js", "")]);
+        assert_eq!(
+            AppDir::open(nested.path()).unwrap().runtime,
+            AppRuntime::Node
+        );
+        let both = app(&[("inference.py", ""), ("inference.js", "")]);
+        assert_eq!(
+            AppDir::open(both.path()).unwrap().runtime,
+            AppRuntime::Python
+        );
+        let both_node = app(&[
+            ("inference.py", ""),
+            ("inference.js", ""),
+            ("inf.yml", "kernel: node-22\n"),
+        ]);
+        assert_eq!(
+            AppDir::open(both_node.path()).unwrap().runtime,
+            AppRuntime::Node
+        );
+        let py = app(&[("inference.py", ""), ("inf.yml", "kernel: python-3.11\n")]);
+        assert_eq!(AppDir::open(py.path()).unwrap().runtime, AppRuntime::Python);
+
+        let node_without_js = app(&[("inference.py", ""), ("inf.yml", "kernel: node-22\n")]);
+        let err = AppDir::open(node_without_js.path()).unwrap_err();
+        assert!(matches!(err, AppError::NoInferenceJs { .. }));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("inf.yml says kernel: node-22 but /")
+                && text.ends_with(" has no inference.js nor src/inference.js"),
+            "{text}"
+        );
     }
 
     #[test]

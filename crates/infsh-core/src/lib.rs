@@ -34,7 +34,7 @@ pub mod validate;
 pub mod validators;
 pub mod yaml;
 
-pub use app::{AppDir, AppError, Example};
+pub use app::{AppDir, AppError, AppRuntime, Example};
 pub use app_ref::{split_function, AppRef, AppRefError};
 pub use error_chain::ErrorChain;
 pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};

@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub cache_dir: PathBuf,
     /// Use this interpreter for every app instead of building environments.
     pub python: Option<PathBuf>,
+    /// Use this `node` for every JavaScript app (default: `node` on PATH).
+    pub node: Option<PathBuf>,
     /// Start every app's workers at boot instead of at its first call.
     pub preload: bool,
     /// Worker processes per app (each runs `setup` once and serves every function).

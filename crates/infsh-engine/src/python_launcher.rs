@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use infsh_core::AppRuntime;
 use infsh_protocol::Ready;
 use infsh_store::{LogEntry, LogType};
-use infsh_worker::{LogLine, Worker, WorkerConfig, WorkerError, Zygote, ZygoteStart};
+use infsh_worker::{
+    LogLine, Worker, WorkerConfig, WorkerError, WorkerRuntime, Zygote, ZygoteStart,
+};
 use tokio::sync::mpsc;
 
 use crate::inputs::worker_env;
@@ -61,11 +64,21 @@ impl AppLauncher for PythonAppLauncher {
     async fn launch(&self, slot: &SlotEnv) -> Result<Launched, StartFailure> {
         let (shared, entry) = (&self.shared, &self.entry);
         let logs = Arc::new(Mutex::new(Vec::<LogEntry>::new()));
-        let python = match &shared.config.python {
-            Some(python) => python.clone(),
-            None => prepare_environment(shared, entry, logs.clone()).await?,
-        };
         let mut env = worker_env(&entry.dir.manifest, &shared.config.secrets);
+        let (python, runtime) = match entry.dir.runtime {
+            AppRuntime::Python => match &shared.config.python {
+                Some(python) => (python.clone(), WorkerRuntime::Python),
+                None => (
+                    prepare_environment(shared, entry, logs.clone()).await?,
+                    WorkerRuntime::Python,
+                ),
+            },
+            AppRuntime::Node => {
+                let prepared = prepare_node_environment(shared, entry, logs.clone()).await?;
+                env.extend(prepared.worker_env());
+                (prepared.node, WorkerRuntime::Node)
+            }
+        };
         if let Some(devices) = &slot.cuda_visible_devices {
             env.retain(|(k, _)| k != CUDA_VISIBLE_DEVICES);
             env.push((CUDA_VISIBLE_DEVICES.to_string(), devices.clone()));
@@ -78,6 +91,7 @@ impl AppLauncher for PythonAppLauncher {
         }
         let cfg = WorkerConfig {
             python,
+            runtime,
             app_dir: entry.dir.root.clone(),
             state_dir: shared.state_dir.clone(),
             env,
@@ -150,6 +164,62 @@ async fn prepare_environment(
     .await
     .map_err(|e| StartFailure::load(format!("cannot prepare the app's environment: {e}"), None))?;
     Ok(prepared.python)
+}
+
+/// Finds `node` (`--node`, else on PATH), says when it is older than the
+/// app's `kernel: node-N` (and goes on), and builds (or finds) the app's
+/// npm environment; progress goes to `logs` as for Python.
+async fn prepare_node_environment(
+    shared: &Shared,
+    entry: &AppEntry,
+    logs: Arc<Mutex<Vec<LogEntry>>>,
+) -> Result<infsh_env::PreparedNodeEnv, StartFailure> {
+    let failed = |e: infsh_env::EnvError| {
+        StartFailure::load(format!("cannot prepare the app's environment: {e}"), None)
+    };
+    let node = match &shared.config.node {
+        Some(node) => node.clone(),
+        None => infsh_env::node::default_node().map_err(failed)?,
+    };
+    let push = {
+        let logs = logs.clone();
+        move |line: String| {
+            logs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(log_entry(LogType::Build, line))
+        }
+    };
+    let spec = infsh_env::NodeEnvSpec {
+        app_dir: entry.dir.root.clone(),
+        node,
+        cache_dir: shared.config.cache_dir.join("envs"),
+    };
+    let progress_push = push.clone();
+    let prepared = infsh_env::prepare_node(&spec, move |event| match event {
+        infsh_env::EnvProgress::Installing { line } => progress_push(line),
+        infsh_env::EnvProgress::Creating { installer, dir } => progress_push(format!(
+            "building the app's environment with {installer} in {}",
+            dir.display()
+        )),
+        infsh_env::EnvProgress::Waiting { dir } => {
+            progress_push(format!("waiting for another build of {}", dir.display()))
+        }
+        infsh_env::EnvProgress::Done { seconds } => {
+            progress_push(format!("environment built in {seconds:.1}s"))
+        }
+        _ => {}
+    })
+    .await
+    .map_err(failed)?;
+    if let Some(warning) = infsh_env::node::version_warning(
+        entry.dir.manifest.kernel.as_deref(),
+        &prepared.node,
+        &prepared.version,
+    ) {
+        tracing::warn!(app = %entry.id, "{warning}");
+        push(format!("warning: {warning}"));
+    }
+    Ok(prepared)
 }
 
 /// Describes a worker that did not start.

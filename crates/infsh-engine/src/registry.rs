@@ -264,7 +264,11 @@ fn skipped_folder(path: &Path) -> bool {
 }
 
 fn find_app_folders(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if dir.join(infsh_core::app::INFERENCE_PY).is_file() {
+    let is_app = dir.join(infsh_core::app::INFERENCE_PY).is_file()
+        || infsh_core::app::INFERENCE_JS
+            .iter()
+            .any(|entry| dir.join(entry).is_file());
+    if is_app {
         out.push(dir.to_path_buf());
         return;
     }
@@ -296,6 +300,28 @@ mod tests {
         if let Some(yml) = yml {
             std::fs::write(dir.join("inf.yml"), yml).unwrap();
         }
+    }
+
+    #[test]
+    fn scan_finds_javascript_apps_by_their_entry_file() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for (rel, entry) in [("js", "inference.js"), ("js-src", "src/inference.js")] {
+            let file = r.join(rel).join(entry);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, "export class App {}\n").unwrap();
+            std::fs::write(r.join(rel).join("inf.yml"), "kernel: node-22\n").unwrap();
+        }
+        // An inference.js inside node_modules is a package, not an app.
+        let dep = r.join("js/node_modules/dep");
+        std::fs::create_dir_all(&dep).unwrap();
+        std::fs::write(dep.join("inference.js"), "").unwrap();
+        let apps = scan(r).unwrap();
+        let ids: Vec<_> = apps.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, vec!["local/js", "local/js-src"]);
+        assert!(apps
+            .iter()
+            .all(|a| a.dir.runtime == infsh_core::AppRuntime::Node));
     }
 
     #[test]

@@ -16,6 +16,20 @@ pub enum EnvError {
     #[error("cannot use Python interpreter {python}: {reason}")]
     BadPython { python: PathBuf, reason: String },
 
+    /// A Node app, no `--node` given, and no `node` on PATH.
+    #[error("no Node.js found: `node` is not on PATH (pass --node PATH)")]
+    NoNode,
+
+    /// `node --version` did not answer as Node would.
+    #[error("cannot use Node.js {node}: {reason}")]
+    BadNode { node: PathBuf, reason: String },
+
+    /// No `npm` beside `node` nor on PATH.
+    #[error(
+        "no npm found beside node nor on PATH: it is needed to install the app's package.json"
+    )]
+    NoNpm,
+
     /// The installer (or venv creation) exited unsuccessfully.
     #[error("{installer} failed ({status}) while building the environment; last lines of its output:\n{}", .log_tail.join("\n"))]
     InstallFailed {

@@ -122,7 +122,7 @@ impl Build<'_> {
     }
 }
 
-async fn run_streamed(
+pub(crate) async fn run_streamed(
     installer: Installer,
     mut cmd: Command,
     progress: &(dyn Fn(EnvProgress) + Send + Sync),

@@ -31,6 +31,7 @@ pub mod apt;
 mod error;
 mod install;
 pub mod key;
+pub mod node;
 pub mod requirements;
 
 use std::fmt;
@@ -43,6 +44,7 @@ pub use apt::{apt_packages, AptPackages};
 pub use error::EnvError;
 pub use install::{venv_python, LOG_TAIL_LINES};
 pub use key::ENV_FORMAT_VERSION;
+pub use node::{prepare_node, NodeEnvSpec, PreparedNodeEnv};
 
 use install::{Build, Tool};
 
@@ -88,6 +90,8 @@ impl EnvSpec {
 pub enum Installer {
     Uv,
     Pip,
+    /// `npm ci` / `npm install` (Node apps, `node.rs`).
+    Npm,
 }
 
 impl fmt::Display for Installer {
@@ -95,6 +99,7 @@ impl fmt::Display for Installer {
         f.write_str(match self {
             Installer::Uv => "uv",
             Installer::Pip => "pip",
+            Installer::Npm => "npm",
         })
     }
 }
@@ -279,7 +284,7 @@ fn is_finished(dir: &Path, key: &str) -> bool {
     }
 }
 
-fn remove_leftovers(dir: &Path) -> Result<(), EnvError> {
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), EnvError> {
     match std::fs::symlink_metadata(dir) {
         Ok(_) => {
             tracing::info!(dir = %dir.display(), "removing an unfinished environment");
@@ -300,7 +305,10 @@ fn write_marker(dir: &Path, marker: &Marker) -> Result<(), EnvError> {
 /// Takes an exclusive lock on `path` (created if needed), calling `on_wait`
 /// first if another holder makes us wait. The lock is released when the
 /// returned file is dropped (also when the process dies).
-async fn lock_exclusive(path: &Path, on_wait: impl FnOnce()) -> Result<std::fs::File, EnvError> {
+pub(crate) async fn lock_exclusive(
+    path: &Path,
+    on_wait: impl FnOnce(),
+) -> Result<std::fs::File, EnvError> {
     use fs4::fs_std::FileExt;
     let file = std::fs::OpenOptions::new()
         .create(true)

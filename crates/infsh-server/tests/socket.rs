@@ -86,6 +86,7 @@ async fn refuses_non_loopback_without_keys() {
         cancel_grace: Duration::from_secs(1),
         public_url: "http://127.0.0.1:9".into(),
         secrets: Default::default(),
+        node: None,
         fork_workers: true,
         durability: Default::default(),
         placement: Default::default(),

@@ -46,12 +46,27 @@ pub use scratch::Scratch;
 pub use worker::Worker;
 pub use zygote::{Zygote, ZygoteStart};
 
+/// The Node worker's folder and entry module inside the extracted runtime.
+pub use runtime_files::{NODE_MAIN, NODE_PACKAGE};
+
+/// Which worker runtime runs an app: `python -m infsh_worker`, or
+/// `node <runtime>/infsh_worker_node/main.mjs` (node/infsh-worker) for a
+/// JavaScript app. Both speak the same protocol on the same channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkerRuntime {
+    #[default]
+    Python,
+    Node,
+}
+
 /// How to start a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The interpreter of the app's environment (it must have pydantic and
-    /// the `inferencesh` SDK).
+    /// The interpreter of the app's environment: a Python that has pydantic
+    /// and the `inferencesh` SDK, or `node` for [`WorkerRuntime::Node`].
     pub python: PathBuf,
+    /// Which runtime `python` is.
+    pub runtime: WorkerRuntime,
     /// The app folder, holding `inference.py`; the worker's cwd.
     pub app_dir: PathBuf,
     /// Host-owned scratch space, shared by all workers of a host:

@@ -29,13 +29,17 @@ include!(concat!(env!("OUT_DIR"), "/runtime_files.rs"));
 
 /// Name of the Python package, i.e. of the folder holding the files.
 pub const PACKAGE: &str = "infsh_worker";
+/// The folder holding the Node worker (node/infsh-worker), beside it.
+pub const NODE_PACKAGE: &str = "infsh_worker_node";
+/// The Node worker's entry module.
+pub const NODE_MAIN: &str = "main.mjs";
 
 /// A short hex digest of every file's name and contents.
 pub fn content_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
         let mut hasher = Sha256::new();
-        for (name, contents) in RUNTIME_FILES {
+        for (name, contents) in RUNTIME_FILES.iter().chain(NODE_RUNTIME_FILES) {
             // Lengths first, so ("ab", "c") and ("a", "bc") differ.
             hasher.update((name.len() as u64).to_le_bytes());
             hasher.update(name.as_bytes());
@@ -52,7 +56,7 @@ pub fn content_hash() -> &'static str {
 pub fn extract(state_dir: &Path) -> io::Result<PathBuf> {
     let runtime_root = state_dir.join("runtime");
     let target = runtime_root.join(content_hash());
-    if target.join(PACKAGE).is_dir() {
+    if target.join(PACKAGE).is_dir() && target.join(NODE_PACKAGE).is_dir() {
         return Ok(target);
     }
     std::fs::create_dir_all(&runtime_root)?;
@@ -69,7 +73,7 @@ pub fn extract(state_dir: &Path) -> io::Result<PathBuf> {
         Ok(()) => Ok(target),
         // Someone else renamed theirs into place first (ENOTEMPTY/EEXIST):
         // same contents by construction, so use theirs.
-        Err(_) if target.join(PACKAGE).is_dir() => {
+        Err(_) if target.join(PACKAGE).is_dir() && target.join(NODE_PACKAGE).is_dir() => {
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(target)
         }
@@ -150,6 +154,11 @@ fn write_tree(tmp: &Path) -> io::Result<()> {
     for (name, contents) in RUNTIME_FILES {
         std::fs::write(package.join(name), contents)?;
     }
+    let node = tmp.join(NODE_PACKAGE);
+    std::fs::create_dir_all(&node)?;
+    for (name, contents) in NODE_RUNTIME_FILES {
+        std::fs::write(node.join(name), contents)?;
+    }
     Ok(())
 }
 
@@ -173,6 +182,12 @@ mod tests {
         for (name, contents) in RUNTIME_FILES {
             assert_eq!(
                 &std::fs::read_to_string(package.join(name)).unwrap(),
+                contents
+            );
+        }
+        for (name, contents) in NODE_RUNTIME_FILES {
+            assert_eq!(
+                &std::fs::read_to_string(dirs[0].join(NODE_PACKAGE).join(name)).unwrap(),
                 contents
             );
         }
@@ -239,6 +254,9 @@ mod tests {
         sorted.sort();
         assert_eq!(names, sorted);
         assert!(names.iter().all(|n| n.ends_with(".py")));
+        let node: Vec<_> = NODE_RUNTIME_FILES.iter().map(|(n, _)| *n).collect();
+        assert!(node.contains(&NODE_MAIN), "{node:?}");
+        assert!(node.iter().all(|n| n.ends_with(".mjs")));
         assert_eq!(content_hash().len(), 16);
     }
 }

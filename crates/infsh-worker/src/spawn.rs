@@ -116,8 +116,16 @@ pub fn start_process(
     let host_pid = std::process::id() as libc::pid_t;
 
     let mut cmd = Command::new(&cfg.python);
-    cmd.args(["-u", "-m", "infsh_worker"])
-        .current_dir(&paths.app_dir)
+    match cfg.runtime {
+        crate::WorkerRuntime::Python => cmd.args(["-u", "-m", "infsh_worker"]),
+        crate::WorkerRuntime::Node => cmd.arg(
+            paths
+                .runtime_dir
+                .join(crate::runtime_files::NODE_PACKAGE)
+                .join(crate::runtime_files::NODE_MAIN),
+        ),
+    };
+    cmd.current_dir(&paths.app_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -281,7 +289,9 @@ pub async fn prepare_paths_async(cfg: &WorkerConfig) -> Result<Paths, WorkerErro
         Ok(paths) => paths?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
-    crate::runtime_files::compile_bytecode_in_background(&cfg.python, &paths.runtime_dir);
+    if cfg.runtime == crate::WorkerRuntime::Python {
+        crate::runtime_files::compile_bytecode_in_background(&cfg.python, &paths.runtime_dir);
+    }
     Ok(paths)
 }
 

@@ -101,6 +101,14 @@ impl Zygote {
         cfg: WorkerConfig,
         idle_logs: mpsc::UnboundedSender<LogLine>,
     ) -> Result<ZygoteStart, WorkerError> {
+        if cfg.runtime == crate::WorkerRuntime::Node {
+            // A running V8 cannot fork (its threads would not survive):
+            // Node apps get ordinary workers (docs/performance.md measures
+            // a warm spare instead).
+            return Ok(ZygoteStart::NotForkable(
+                "a Node.js process cannot be forked".to_string(),
+            ));
+        }
         let paths = spawn::prepare_paths_async(&cfg).await?;
         // The zygote itself never spills; its workers get folders of their own.
         let _ = std::fs::remove_dir(&paths.spill_dir);

@@ -44,12 +44,17 @@ struct AsServe {
 pub async fn dev(args: DevArgs, global: &GlobalArgs) -> Result<()> {
     let app_dir = std::fs::canonicalize(&args.app)
         .ok()
-        .filter(|p| p.join("inference.py").is_file())
+        .filter(|p| {
+            p.join(infsh_core::app::INFERENCE_PY).is_file()
+                || infsh_core::app::INFERENCE_JS
+                    .iter()
+                    .any(|entry| p.join(entry).is_file())
+        })
         .ok_or_else(|| {
             Failure::new(
                 ExitCode::Usage,
                 format!(
-                    "{}: not an app folder (no inference.py)",
+                    "{}: not an app folder (no inference.py nor inference.js)",
                     args.app.display()
                 ),
             )
@@ -60,6 +65,9 @@ pub async fn dev(args: DevArgs, global: &GlobalArgs) -> Result<()> {
     argv.extend(["--port".into(), args.port.to_string()]);
     if let Some(python) = &args.python {
         argv.extend(["--python".into(), python.display().to_string()]);
+    }
+    if let Some(node) = &args.node {
+        argv.extend(["--node".into(), node.display().to_string()]);
     }
     for key in &args.api_keys {
         argv.extend(["--api-key".into(), key.clone()]);

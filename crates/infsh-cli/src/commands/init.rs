@@ -1,12 +1,14 @@
 //! `infsh app init NAME`: a new app folder that runs as it is.
-//! The files come from `crates/infsh-cli/templates/app/`.
+//! The files come from `crates/infsh-cli/templates/app/` (Python) or
+//! `crates/infsh-cli/templates/app-node/` (`--lang node`: JavaScript, with a
+//! package-lock.json so its environment is built with `npm ci`).
 
 use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, InitArgs};
+use crate::cli::{GlobalArgs, InitArgs, InitLang};
 use crate::exit::{ExitCode, Failure};
 use crate::output;
 
@@ -36,6 +38,35 @@ const TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
+/// The JavaScript app of `--lang node`.
+const NODE_TEMPLATE: &[(&str, &str)] = &[
+    (
+        "inference.js",
+        include_str!("../../templates/app-node/inference.js"),
+    ),
+    ("inf.yml", include_str!("../../templates/app-node/inf.yml")),
+    (
+        "package.json",
+        include_str!("../../templates/app-node/package.json"),
+    ),
+    (
+        "package-lock.json",
+        include_str!("../../templates/app-node/package-lock.json"),
+    ),
+    (
+        "input.json",
+        include_str!("../../templates/app-node/input.json"),
+    ),
+    (
+        "input_reverse.json",
+        include_str!("../../templates/app-node/input_reverse.json"),
+    ),
+    (
+        "input_stream.json",
+        include_str!("../../templates/app-node/input_stream.json"),
+    ),
+];
+
 pub fn init(args: InitArgs, global: &GlobalArgs) -> Result<()> {
     let dir = &args.name;
     let name = app_name(dir)?;
@@ -52,7 +83,11 @@ pub fn init(args: InitArgs, global: &GlobalArgs) -> Result<()> {
     }
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    for (file, contents) in TEMPLATE {
+    let template = match args.lang {
+        InitLang::Python => TEMPLATE,
+        InitLang::Node => NODE_TEMPLATE,
+    };
+    for (file, contents) in template {
         let text = contents
             .replace("{{name}}", &name)
             .replace("{{namespace}}", &args.namespace);

@@ -58,6 +58,7 @@ fn base_config(dir: &std::path::Path) -> EngineConfig {
         cancel_grace: Duration::from_secs(5),
         public_url: "http://127.0.0.1:1".into(),
         secrets: Default::default(),
+        node: None,
         fork_workers: false,
         durability: infsh_store::Durability::Full,
         placement: Default::default(),

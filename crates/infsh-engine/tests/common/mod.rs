@@ -85,6 +85,7 @@ impl Fixture {
             cancel_grace: Duration::from_secs(2),
             public_url: "http://127.0.0.1:9".into(),
             secrets: BTreeMap::new(),
+            node: None,
             fork_workers: true,
             durability: Default::default(),
             placement: Default::default(),

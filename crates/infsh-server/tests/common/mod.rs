@@ -102,6 +102,7 @@ pub async fn start(setup: Setup) -> TestServer {
         cancel_grace: Duration::from_secs(2),
         public_url: setup.public_url.clone(),
         secrets: Default::default(),
+        node: None,
         fork_workers: true,
         durability: Default::default(),
         placement: Default::default(),

@@ -41,6 +41,7 @@ impl TestApp {
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             python: python(),
+            runtime: infsh_worker::WorkerRuntime::Python,
             app_dir: self.dir.path().to_path_buf(),
             state_dir: self.state.path().to_path_buf(),
             env: vec![("INFSH_TEST_MARKER".into(), "yes".into())],

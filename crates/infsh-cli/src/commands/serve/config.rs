@@ -178,6 +178,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         data_dir: places.data_dir,
         cache_dir: places.cache_dir,
         python: args.worker.python.clone(),
+        node: args.worker.node.clone(),
         preload: args.worker.preload,
         replicas: args.worker.replicas as usize,
         concurrency_per_replica: args.worker.concurrency as usize,

@@ -1,0 +1,81 @@
+// Unit tests of the Node worker's pure parts, under `node --test`
+// (scripts/test.sh). The whole worker runs against real apps in
+// crates/infsh-cli/tests/app_node.rs and tests/client/.
+// The Zod 3 converter reads only `_def`, so Zod-3-shaped objects stand in
+// for zod here (the real zod 3 runs in the end-to-end tests).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { schemaStem } from "../discovery.mjs";
+import { errorLine, folderName } from "../runtime.mjs";
+import { isZodSchema, toJsonSchema } from "../schema.mjs";
+import { encode } from "../protocol.mjs";
+
+const FILE = Symbol.for("inferencesh.fileSchema");
+
+function zod3(def, optional = false) {
+  return { _def: def, safeParseAsync() {}, isOptional: () => optional };
+}
+
+test("schema names follow the method name", () => {
+  assert.equal(schemaStem("run"), "Run");
+  assert.equal(schemaStem("generate"), "Generate");
+  assert.equal(schemaStem("generate_image"), "GenerateImage");
+  assert.equal(schemaStem("to-html"), "ToHtml");
+});
+
+test("scratch folder names match the host's rule", () => {
+  assert.equal(folderName("call-1"), "call-1");
+  assert.equal(folderName("a/b c"), "a_b_c");
+  assert.equal(folderName(".x"), "c.x");
+  assert.equal(folderName(""), "c");
+});
+
+test("errors are one line: Name: message", () => {
+  assert.equal(errorLine(new RangeError("bad\n  value")), "RangeError: bad value");
+  assert.equal(errorLine("plain"), "Error: plain");
+});
+
+test("NaN and infinities are sent as null", () => {
+  assert.equal(encode({ a: NaN, b: Infinity, c: 1 }), '{"a":null,"b":null,"c":1}');
+});
+
+test("a Zod 3 object: required, defaults, descriptions, checks, files", async () => {
+  const schema = zod3({
+    typeName: "ZodObject",
+    shape: () => ({
+      text: zod3({ typeName: "ZodString", checks: [{ kind: "min", value: 2 }], description: "Text" }),
+      n: zod3(
+        {
+          typeName: "ZodDefault",
+          defaultValue: () => 3,
+          innerType: zod3({ typeName: "ZodNumber", checks: [{ kind: "int" }, { kind: "max", value: 9, inclusive: true }] }),
+        },
+        true
+      ),
+      mode: zod3({ typeName: "ZodEnum", values: ["a", "b"] }),
+      tags: zod3({ typeName: "ZodOptional", innerType: zod3({ typeName: "ZodArray", type: zod3({ typeName: "ZodString", checks: [] }) }) }, true),
+      image: zod3({ typeName: "ZodEffects", [FILE]: true, schema: zod3({ typeName: "ZodString", checks: [] }) }),
+      extra: zod3({ typeName: "ZodAny", description: "Anything" }, true),
+    }),
+  });
+  assert.ok(isZodSchema(schema));
+  assert.deepEqual(await toJsonSchema(schema, "input", async () => null), {
+    type: "object",
+    properties: {
+      text: { type: "string", minLength: 2, description: "Text" },
+      n: { type: "integer", maximum: 9, default: 3 },
+      mode: { type: "string", enum: ["a", "b"] },
+      tags: { type: "array", items: { type: "string" } },
+      image: { type: "string", format: "file" },
+      extra: { description: "Anything" },
+    },
+    required: ["text", "mode", "image"],
+  });
+});
+
+test("a Zod 4 schema without a toJSONSchema is refused", async () => {
+  const schema = { _zod: {}, safeParseAsync() {} };
+  await assert.rejects(toJsonSchema(schema, "input", async () => null), /no toJSONSchema/);
+});
