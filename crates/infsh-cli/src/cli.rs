@@ -42,7 +42,8 @@ pub enum Command {
     App(AppCommand),
     /// Serve a folder of apps over HTTP: the inference.sh API, so the official
     /// `inferencesh` Python client and `infsh app run --api-url` work against it.
-    Serve(ServeArgs),
+    // Boxed: by far the largest variant (clippy::large_enum_variant).
+    Serve(Box<ServeArgs>),
     /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Task(TaskCommand),
@@ -267,6 +268,17 @@ pub struct ServeArgs {
     /// with `engine lost: NAME`.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    /// Sign webhook deliveries with this Standard Webhooks secret
+    /// (`whsec_` + base64 of at least 24 bytes). Default: one generated
+    /// into the data folder (`webhook.secret`). API nodes sharing a store
+    /// need the same one.
+    #[arg(
+        long,
+        env = "INFSH_WEBHOOK_SECRET",
+        value_name = "whsec_...",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
     // --- the store (pgstore) ---
     /// Where tasks, logs and file records live: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
     /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.

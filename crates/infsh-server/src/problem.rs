@@ -313,6 +313,7 @@ impl From<EngineError> for Problem {
             }
             EngineError::UnknownTask(_) => Problem::not_found("task", detail),
             EngineError::UnknownFile(_) => Problem::not_found("file", detail),
+            EngineError::UnknownApiKey(_) => Problem::not_found("apikey", detail),
             EngineError::TaskAlreadyEnded { status, .. } => {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
                     .with("task_status", status as u8)
@@ -542,6 +543,7 @@ mod tests {
             ),
             (EngineError::UnknownTask("t".into()), 404, "not_found"),
             (EngineError::UnknownFile("f".into()), 404, "not_found"),
+            (EngineError::UnknownApiKey("k".into()), 404, "not_found"),
             (
                 EngineError::TaskAlreadyEnded {
                     id: "t".into(),

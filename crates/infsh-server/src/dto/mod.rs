@@ -36,5 +36,5 @@ pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};
 pub use run_body::{FunctionRunBody, RunBody, RunOptions};
 pub use sessions::SessionDto;
-pub use tasks::{AttemptDto, TaskDto, TaskPageDto};
+pub use tasks::{AttemptDto, TaskDto, TaskPageDto, WebhookDeliveryDto};
 pub use time::iso8601;

@@ -9,6 +9,7 @@ pub(crate) mod config;
 pub mod limit_args;
 pub(crate) mod signing_key;
 mod store;
+pub(crate) mod webhook_secret;
 
 use std::io::Write;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use self::config::{Places, ServeConfig, ServeEnv};
 use self::signing_key::{load_or_create_signing_key, SIGNING_KEY_FILE};
+use self::webhook_secret::{load_or_create_webhook_secret, WEBHOOK_SECRET_FILE};
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
 
@@ -64,6 +66,13 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
     }
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    let webhook_secret = if checked.needs_webhook_secret_file() {
+        Some(load_or_create_webhook_secret(
+            &data_dir.join(WEBHOOK_SECRET_FILE),
+        )?)
+    } else {
+        None
+    };
     let store = store::open(
         args.store.as_deref(),
         config::durability(args.worker.durability),
@@ -100,6 +109,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
             cache_dir,
             bound,
             signing_key,
+            webhook_secret,
         },
     )?;
     let json_logs = args.log_format == crate::cli::LogFormat::Json;
