@@ -20,7 +20,7 @@ mod ui;
 
 use clap::Parser;
 
-use crate::cli::{AppCommand, Cli, Command, EngineCommand, LogFormat, TaskCommand};
+use crate::cli::{AppCommand, Cli, Command, EngineCommand, KeysCommand, LogFormat, TaskCommand};
 use crate::exit::{ExitCode, Failure};
 use crate::remote::errors::RemoteError;
 
@@ -83,6 +83,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,
             EngineCommand::List(args) => commands::engine_list::list(args, &global).await,
             EngineCommand::Run(args) => commands::engine_run::run(args, &global).await,
+        },
+        Command::Keys(command) => match command {
+            KeysCommand::Create(args) => commands::keys::create(args, &global).await,
+            KeysCommand::List(args) => commands::keys::list(args, &global).await,
+            KeysCommand::Revoke(args) => commands::keys::revoke(args, &global).await,
         },
         Command::Completion(args) => {
             use clap::CommandFactory;

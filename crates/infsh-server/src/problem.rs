@@ -138,6 +138,17 @@ impl Problem {
         Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
+    /// 403 for a key without the scope a route needs (`scope` names it;
+    /// `null` for a route only admin keys may use).
+    pub fn insufficient_scope(scope: Option<&str>) -> Problem {
+        let detail = match scope {
+            Some(s) => format!("this API key lacks the scope \"{s}\" this request needs"),
+            None => "this request needs an admin API key".to_string(),
+        };
+        Problem::new(StatusCode::FORBIDDEN, "insufficient_scope", detail)
+            .with("scope", scope.map(Value::from).unwrap_or(Value::Null))
+    }
+
     pub fn payload_too_large(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
     }

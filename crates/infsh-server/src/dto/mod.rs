@@ -15,6 +15,7 @@
 //! tasks, files, apps, the worker layout (engines.rs), ops answers and
 //! sessions, and the timestamp format (time.rs).
 
+mod apikeys;
 mod apps;
 mod engines;
 mod envelope;
@@ -25,12 +26,13 @@ mod sessions;
 mod tasks;
 mod time;
 
+pub use apikeys::{ApiKeyDto, CreateKeyBody};
 pub use apps::{AppDetailDto, AppDto};
 pub use engines::{AppDrainDto, EngineDto, WorkerDto};
 pub use envelope::{
-    AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope, EngineEnvelope, EngineListEnvelope,
-    Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope, ReadyEnvelope, SessionEnvelope,
-    TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
+    ApiKeyEnvelope, ApiKeyListEnvelope, AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope,
+    EngineEnvelope, EngineListEnvelope, Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope,
+    ReadyEnvelope, SessionEnvelope, TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
 };
 pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};
