@@ -220,4 +220,13 @@ pub enum KeyErrors {
     /// Unknown key id (revoke).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+    /// The request body stalled for `--body-timeout` (the connection is closed).
+    #[response(status = 408, content_type = "application/problem+json")]
+    BodyTimeout(ProblemDoc),
+    /// Body over the server's limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDoc),
+    /// Body not sent as `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemDoc),
 }
