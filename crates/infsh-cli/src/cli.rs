@@ -42,7 +42,8 @@ pub enum Command {
     App(AppCommand),
     /// Serve a folder of apps over HTTP: the inference.sh API, so the official
     /// `inferencesh` Python client and `infsh app run --api-url` work against it.
-    Serve(ServeArgs),
+    // Boxed: by far the largest variant (clippy::large_enum_variant).
+    Serve(Box<ServeArgs>),
     /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Task(TaskCommand),
@@ -52,6 +53,10 @@ pub enum Command {
     /// See a server's worker layout: its slots, GPUs and replicas (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Engine(EngineCommand),
+    /// Create, list and revoke API keys with scopes (needs --api-url and an
+    /// admin key, or a key with apikeys:write; docs/security.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script: `infsh completion bash > ~/.local/share/bash-completion/completions/infsh`,
     /// `infsh completion zsh > "${fpath[1]}/_infsh"`, `infsh completion fish > ~/.config/fish/completions/infsh.fish`.
     Completion(CompletionArgs),
@@ -296,6 +301,17 @@ pub struct ServeArgs {
     /// with `engine lost: NAME`.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    /// Sign webhook deliveries with this Standard Webhooks secret
+    /// (`whsec_` + base64 of at least 24 bytes). Default: one generated
+    /// into the data folder (`webhook.secret`). API nodes sharing a store
+    /// need the same one.
+    #[arg(
+        long,
+        env = "INFSH_WEBHOOK_SECRET",
+        value_name = "whsec_...",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
     // --- the store (pgstore) ---
     /// Where tasks, logs and file records live: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
     /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
@@ -410,6 +426,50 @@ drop the task lines (default `warn,infsh::task=info,infsh::serve=info`).
 Precedence: --api-key, INFSH_API_KEYS and --api-keys-file are all accepted
 together. Secrets: --secret wins over --secrets-file, which wins over
 INFSH_SECRET_<KEY>.";
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it once (only its digest is stored).
+    Create(KeysCreateArgs),
+    /// List keys (never the keys themselves).
+    List(KeysListArgs),
+    /// Revoke a key: from now on it gets 401.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    /// A label for the key.
+    #[arg(long)]
+    pub name: String,
+    /// A scope it gets (repeatable): apps:read, apps:execute, files:read,
+    /// files:write, tasks:read, tasks:write, engines:read, engines:write,
+    /// apikeys:write.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Expire after this long: 30d, 12h, 45m, 90s (default: never).
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// Its team (admin keys only; default: the caller's, `default` for admins).
+    #[arg(long)]
+    pub team: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// The key's id (from `keys list`).
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {

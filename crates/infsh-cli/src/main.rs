@@ -21,7 +21,9 @@ mod ui;
 
 use clap::Parser;
 
-use crate::cli::{AppCommand, Cli, Command, EngineCommand, LogFormat, SessionCommand, TaskCommand};
+use crate::cli::{
+    AppCommand, Cli, Command, EngineCommand, KeysCommand, LogFormat, SessionCommand, TaskCommand,
+};
 use crate::exit::{ExitCode, Failure};
 use crate::remote::errors::RemoteError;
 
@@ -74,7 +76,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             AppCommand::Test(args) => commands::test::test(args, &global, ui).await,
             AppCommand::Dev(args) => commands::dev::dev(args, &global).await,
         },
-        Command::Serve(args) => commands::serve::serve(args, &global).await,
+        Command::Serve(args) => commands::serve::serve(*args, &global).await,
         Command::Task(command) => match command {
             TaskCommand::Get(args) => commands::task::get(args, &global, ui).await,
             TaskCommand::Cancel(args) => commands::task::cancel(args, &global, ui).await,
@@ -90,6 +92,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             EngineCommand::Status(args) => commands::engine::status(args, &global).await,
             EngineCommand::List(args) => commands::engine_list::list(args, &global).await,
             EngineCommand::Run(args) => commands::engine_run::run(args, &global).await,
+        },
+        Command::Keys(command) => match command {
+            KeysCommand::Create(args) => commands::keys::create(args, &global).await,
+            KeysCommand::List(args) => commands::keys::list(args, &global).await,
+            KeysCommand::Revoke(args) => commands::keys::revoke(args, &global).await,
         },
         Command::Completion(args) => {
             use clap::CommandFactory;

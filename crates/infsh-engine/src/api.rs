@@ -58,6 +58,9 @@ pub struct EngineConfig {
     /// per-app bounds. The default is no file: detected GPUs, one slot
     /// each, CPU apps unbounded.
     pub placement: infsh_placement::EngineConfig,
+    /// Signs webhook deliveries (Standard Webhooks). None: they go
+    /// unsigned (`infsh serve` always sets one).
+    pub webhook_secret: Option<crate::WebhookSecret>,
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.
@@ -161,6 +164,8 @@ pub enum EngineError {
     UnknownTask(String),
     #[error("unknown file \"{0}\"")]
     UnknownFile(String),
+    #[error("unknown API key \"{0}\"")]
+    UnknownApiKey(String),
     #[error("task \"{id}\" already ended with status {status:?}")]
     TaskAlreadyEnded { id: String, status: TaskStatus },
     #[error("the server is shutting down")]
@@ -215,6 +220,7 @@ impl EngineError {
                 | EngineError::UnknownFunction { .. }
                 | EngineError::UnknownTask(_)
                 | EngineError::UnknownFile(_)
+                | EngineError::UnknownApiKey(_)
                 | EngineError::UnknownEngine(_)
                 | EngineError::SessionNotFound(_)
         )

@@ -126,7 +126,7 @@ impl Engine {
         };
         let files = FileStore::open(config.data_dir.join("files"), store.clone())
             .map_err(EngineStartError::OpenFileStore)?;
-        let webhooks = Webhooks::new()?;
+        let webhooks = Webhooks::new(&store, config.webhook_secret.clone())?;
         let apps_dir = config.apps_dir.clone();
         let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))
             .await
@@ -142,6 +142,9 @@ impl Engine {
                 source,
             }
         })?;
+        // Before recovery: deliveries a previous run left pending go out
+        // beside the ones recovery adds.
+        shared.webhooks.start();
         let apps: BTreeMap<String, AppHandle> = entries
             .into_iter()
             .map(|mut entry| {
@@ -430,6 +433,19 @@ impl Engine {
             Some(hub) => hub.follow(id).await,
             None => Ok(()),
         }
+    }
+
+    /// The delivery of the task's webhook (attempts, last error), once the
+    /// task ended with one; None before, or without a webhook.
+    pub async fn webhook_delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<infsh_store::WebhookDelivery>, EngineError> {
+        self.shared()
+            .store
+            .get_webhook_delivery(id)
+            .await
+            .map_err(EngineError::from)
     }
 
     /// Waits until the task ends (or `limit` passes) and returns it as it is then.

@@ -46,6 +46,7 @@ mod fleet_link;
 mod handle;
 mod hosted;
 mod inputs;
+mod keys;
 mod lifecycle;
 mod live;
 mod metrics;
@@ -69,6 +70,7 @@ mod timing;
 mod tracker;
 mod views;
 mod webhook;
+mod webhook_signing;
 mod worker_seam;
 
 pub use api::*;
@@ -76,6 +78,9 @@ pub use engine::Engine;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,
     RemoteEngineView, RemoteRegistration,
+};
+pub use keys::{
+    key_digest as api_key_digest, CreatedApiKey, NewApiKey, KEY_PREFIX as API_KEY_PREFIX,
 };
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
@@ -91,5 +96,8 @@ pub use webhook::WebhookClientError;
 pub use webhook::{
     payload as webhook_payload, ATTEMPTS as WEBHOOK_ATTEMPTS,
     FIRST_BACKOFF as WEBHOOK_FIRST_BACKOFF,
+};
+pub use webhook_signing::{
+    SecretError as WebhookSecretError, WebhookSecret, GENERATED_SECRET_BYTES, MIN_SECRET_BYTES,
 };
 pub use worker_seam::UNLOAD_GRACE;

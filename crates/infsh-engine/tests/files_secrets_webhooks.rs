@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use infsh_engine::{EngineError, RunRequest};
-use infsh_store::TaskStatus;
+use infsh_engine::{Engine, EngineError, RunRequest};
+use infsh_store::{DeliveryState, TaskStatus, WebhookDelivery};
 use serde_json::{json, Value};
 
 const ENV_ECHO_YML: &str = "namespace: tests\nname: env-echo\nsecrets:\n  - key: TEST_SECRET\n    description: a secret for tests\n  - key: OPTIONAL_SECRET\n    optional: true\nintegrations:\n  - key: TEST_INTEGRATION\nenv:\n  FROM_YML: yml-value\n";
@@ -231,6 +231,58 @@ async fn webhook_is_retried_until_delivered() {
     assert!(
         created.len() == 24 && created.ends_with('Z') && created.contains('T'),
         "{created}"
+    );
+    // The full record: input, metadata and session too.
+    assert_eq!(second["input"], json!({"text": "hook"}));
+    assert_eq!(second["metadata"], json!({}));
+    assert_eq!(second["session_id"], Value::Null);
+    // The outbox row says how it went.
+    let delivery = delivery_reaching(&engine, &task.record.id, DeliveryState::Delivered).await;
+    assert_eq!(delivery.attempts, 2);
+    assert_eq!(delivery.last_error, None, "cleared by the success");
+    assert_eq!(delivery.message_id, format!("msg_{}", task.record.id));
+    shutdown(&engine).await;
+    fx.assert_no_processes().await;
+}
+
+/// Polls the task's webhook delivery until it is in `state`.
+async fn delivery_reaching(engine: &Engine, id: &str, state: DeliveryState) -> WebhookDelivery {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let delivery = engine.webhook_delivery(id).await.unwrap();
+        if let Some(d) = delivery.as_ref().filter(|d| d.state == state) {
+            return d.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the delivery never reached {state:?}: {delivery:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_that_always_fails_gives_up_after_the_last_attempt() {
+    let fx = Fixture::new(&["multi-fn"]);
+    let engine = fx.engine().await;
+    let attempts = infsh_engine::WEBHOOK_ATTEMPTS as usize;
+    let (url, mut bodies) = webhook_listener(vec![503; attempts]).await;
+    let req = RunRequest {
+        webhook: Some(url),
+        ..run("tests/multi-fn", None, json!({"text": "hook"}))
+    };
+    let task = submit(&engine, req).await;
+    finished(&engine, &task.record.id).await;
+    for _ in 0..attempts {
+        within(Duration::from_secs(30), bodies.recv())
+            .await
+            .unwrap();
+    }
+    let delivery = delivery_reaching(&engine, &task.record.id, DeliveryState::Failed).await;
+    assert_eq!(delivery.attempts, infsh_engine::WEBHOOK_ATTEMPTS);
+    assert_eq!(
+        delivery.last_error.as_deref(),
+        Some("HTTP 503 Service Unavailable")
     );
     shutdown(&engine).await;
     fx.assert_no_processes().await;

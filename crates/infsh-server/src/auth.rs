@@ -1,20 +1,21 @@
 //! Bearer-key authentication: `Authorization: Bearer <key>` checked against
-//! `ServerConfig::api_keys` on every route but `/health`, `GET /files/{id}`
+//! `ServerConfig::api_keys` (by scoped_keys.rs's middleware) on every route but `/health`, `GET /files/{id}`
 //! and the signed upload `PUT` (those are wired outside this middleware in
 //! lib.rs). With no keys configured every request passes (serve() refuses
 //! that on non-loopback binds unless `insecure`).
+//!
+//! Keys created at run time (`POST /apikeys`, `infsh keys create`) are
+//! looked up in the store by digest when no admin key matches
+//! (scoped_keys.rs), and limited to their scopes (scopes.rs).
 //!
 //! Keys are compared as SHA-256 digests with a constant-time equality, and
 //! every configured key is checked, so neither the key's bytes nor which key
 //! matched leak through timing.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -44,19 +45,7 @@ impl ApiKeys {
         if self.is_open() {
             return Ok(());
         }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(Problem::unauthorized(
-                "missing API key: send Authorization: Bearer <key>",
-                false,
-            ));
-        };
-        let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-            return Err(Problem::unauthorized(
-                "malformed Authorization header: expected Bearer <key>",
-                true,
-            ));
-        };
-        if self.matches(token) {
+        if self.matches(presented_token(headers)?) {
             Ok(())
         } else {
             Err(Problem::unauthorized("invalid API key", true))
@@ -82,7 +71,8 @@ impl ApiKeys {
         }
     }
 
-    fn matches(&self, token: &str) -> bool {
+    /// Whether `token` is one of these keys (constant time).
+    pub fn matches(&self, token: &str) -> bool {
         let presented = digest(token.as_bytes());
         let mut found = subtle::Choice::from(0u8);
         for d in &self.digests {
@@ -90,6 +80,23 @@ impl ApiKeys {
         }
         found.into()
     }
+}
+
+/// The key of `Authorization: Bearer <key>`, or the 401 for a missing or
+/// malformed header.
+pub fn presented_token(headers: &HeaderMap) -> Result<&str, Problem> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Problem::unauthorized(
+            "missing API key: send Authorization: Bearer <key>",
+            false,
+        ));
+    };
+    value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        Problem::unauthorized(
+            "malformed Authorization header: expected Bearer <key>",
+            true,
+        )
+    })
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -104,25 +111,6 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     }
     let token = rest.trim();
     (!token.is_empty()).then_some(token)
-}
-
-/// Middleware guarding the authenticated routes. Its state is the key set
-/// alone (the same `Arc` that `ServerState` holds), so this module does not
-/// depend on the handlers' state. Attaches the request's [`ClientId`] for
-/// the per-client limits.
-pub async fn require_key(
-    State(keys): State<Arc<ApiKeys>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    match keys.check(req.headers()) {
-        Ok(()) => {
-            let client = keys.client_id(&req);
-            req.extensions_mut().insert(client);
-            next.run(req).await
-        }
-        Err(p) => p.into_response(),
-    }
 }
 
 #[cfg(test)]

@@ -134,6 +134,7 @@ fn harness() -> &'static Harness {
             fork_workers: true,
             durability: Default::default(),
             placement: Default::default(),
+            webhook_secret: None,
         };
         let engine = rt
             .block_on(Engine::start(config))

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use infsh_engine::Engine;
 use tokio::sync::watch;
@@ -52,6 +52,8 @@ mod playground;
 mod problem;
 mod rate_limit;
 mod routes;
+mod scoped_keys;
+mod scopes;
 mod state;
 mod stream_slots;
 mod tokens;
@@ -64,7 +66,7 @@ pub use tokens::upload_token;
 
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
-use routes::{apps, engine_link, engines, files, ops, runs, sessions, stream, tasks};
+use routes::{apikeys, apps, engine_link, engines, files, ops, runs, sessions, stream, tasks};
 use state::ServerState;
 use stream_slots::StreamSlots;
 
@@ -222,9 +224,15 @@ fn build(
         .route("/openapi.json", get(ops::openapi_json))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/apikeys", post(apikeys::create_key))
+        .route("/apikeys/list", post(apikeys::list_keys))
+        .route("/apikeys/{id}", delete(apikeys::revoke_key))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.keys.clone(),
-            auth::require_key,
+            Arc::new(scoped_keys::KeyAuth {
+                keys: state.keys.clone(),
+                engine: state.engine.clone(),
+            }),
+            scoped_keys::require_key,
         ));
 
     // Remote engines: their own keys, never a client's.

@@ -138,6 +138,17 @@ impl Problem {
         Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
+    /// 403 for a key without the scope a route needs (`scope` names it;
+    /// `null` for a route only admin keys may use).
+    pub fn insufficient_scope(scope: Option<&str>) -> Problem {
+        let detail = match scope {
+            Some(s) => format!("this API key lacks the scope \"{s}\" this request needs"),
+            None => "this request needs an admin API key".to_string(),
+        };
+        Problem::new(StatusCode::FORBIDDEN, "insufficient_scope", detail)
+            .with("scope", scope.map(Value::from).unwrap_or(Value::Null))
+    }
+
     pub fn payload_too_large(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
     }
@@ -313,6 +324,7 @@ impl From<EngineError> for Problem {
             }
             EngineError::UnknownTask(_) => Problem::not_found("task", detail),
             EngineError::UnknownFile(_) => Problem::not_found("file", detail),
+            EngineError::UnknownApiKey(_) => Problem::not_found("apikey", detail),
             EngineError::TaskAlreadyEnded { status, .. } => {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
                     .with("task_status", status as u8)
@@ -602,6 +614,7 @@ mod tests {
             ),
             (EngineError::UnknownTask("t".into()), 404, "not_found"),
             (EngineError::UnknownFile("f".into()), 404, "not_found"),
+            (EngineError::UnknownApiKey("k".into()), 404, "not_found"),
             (
                 EngineError::TaskAlreadyEnded {
                     id: "t".into(),

@@ -90,6 +90,7 @@ async fn refuses_non_loopback_without_keys() {
         fork_workers: true,
         durability: Default::default(),
         placement: Default::default(),
+        webhook_secret: None,
     })
     .await
     .unwrap();

@@ -19,6 +19,10 @@
 //!   lease expiry; implemented for SQLite in `sqlite_fleet` and for
 //!   PostgreSQL in `postgres/fleet` (woken across API nodes by
 //!   [`PgWakeup`]'s `LISTEN/NOTIFY`).
+//! - `keys`: API keys created at run time ([`ApiKeyRecord`], digests
+//!   only) and their SQLite statements (PostgreSQL's in `postgres/keys.rs`).
+//! - `webhooks`: the webhook outbox's records ([`WebhookDelivery`]) and
+//!   its SQLite statements (PostgreSQL's in `postgres/webhooks.rs`).
 //! - `model`: the records; `ids`: random ids and timestamps. A task's status
 //!   is infsh-core's [`TaskStatus`], re-exported here.
 
@@ -28,6 +32,7 @@ mod error;
 mod files;
 pub mod fleet;
 mod ids;
+mod keys;
 mod lock;
 pub mod migrations;
 mod model;
@@ -38,6 +43,7 @@ mod sqlite_fleet;
 mod store;
 mod store_url;
 mod wal_keeper;
+mod webhooks;
 mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
@@ -45,6 +51,7 @@ pub use error::{describe_postgres, CommitError, StoreError};
 pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;
+pub use keys::ApiKeyRecord;
 pub use model::*;
 pub use postgres::{
     PgWakeup, PostgresStore, LISTENER_APPLICATION, MIGRATION_LOCK, QUEUE_CHANNEL, TASK_CHANNEL,
@@ -52,4 +59,5 @@ pub use postgres::{
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
 pub use store_url::{redact, StoreUrl};
+pub use webhooks::{DeliveryState, WebhookAttempt, WebhookDelivery};
 pub use writer::DEFERRED_LINGER;

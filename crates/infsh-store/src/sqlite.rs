@@ -45,7 +45,11 @@ use crate::rows::{file_from_row, RawTask, TASK_COLUMNS};
 use crate::store::{TaskFilter, TaskStore};
 use crate::wal_keeper::WRITER_AUTOCHECKPOINT_PAGES;
 use crate::writer::{Msg, Op, WriteQueue, Writer};
-use crate::{FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord, TaskStatus};
+use crate::{keys, webhooks};
+use crate::{
+    ApiKeyRecord, FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord, TaskStatus,
+    WebhookAttempt, WebhookDelivery,
+};
 
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -676,5 +680,57 @@ impl TaskStore for SqliteStore {
             get_file(conn, &id)?.ok_or_else(|| not_found("file", &id))
         })
         .await
+    }
+
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
+        let d = delivery.clone();
+        self.write(move |conn| webhooks::insert(conn, &d)).await
+    }
+
+    async fn claim_due_webhooks(
+        &self,
+        now_ms: i64,
+        claim_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        self.write(move |conn| webhooks::claim_due(conn, now_ms, claim_until_ms, limit))
+            .await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        task_id: &str,
+        attempt: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        let (id, a) = (task_id.to_string(), attempt.clone());
+        self.write(move |conn| webhooks::record(conn, &id, &a))
+            .await
+    }
+
+    async fn get_webhook_delivery(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<WebhookDelivery>, StoreError> {
+        let id = task_id.to_string();
+        self.read(move |conn| webhooks::get(conn, &id)).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let k = key.clone();
+        self.write(move |conn| keys::insert(conn, &k)).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let hash = key_hash.to_string();
+        self.read(move |conn| keys::by_hash(conn, &hash)).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.read(keys::list).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| keys::revoke(conn, &id, at_ms)).await
     }
 }

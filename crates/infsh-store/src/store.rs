@@ -17,7 +17,10 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus};
+use crate::{
+    ApiKeyRecord, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, WebhookAttempt,
+    WebhookDelivery,
+};
 
 /// Which tasks a listing shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,4 +136,45 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Records that a file's bytes (`size` of them) are stored.
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError>;
+
+    /// Puts a task's webhook in the outbox, unless that task has one
+    /// already (a second end reported for it). True when stored.
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` pending deliveries due at `now_ms`, soonest
+    /// first: their due time becomes `claim_until_ms`, so no other claim
+    /// (on this node or another) takes them before the attempt is recorded
+    /// or the claim runs out (the node died mid-attempt).
+    async fn claim_due_webhooks(
+        &self,
+        now_ms: i64,
+        claim_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// Stores one attempt's outcome. `NotFound` for a task with no delivery.
+    async fn record_webhook_attempt(
+        &self,
+        task_id: &str,
+        attempt: &WebhookAttempt,
+    ) -> Result<(), StoreError>;
+
+    /// The delivery of task `task_id`'s webhook, if it has one.
+    async fn get_webhook_delivery(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<WebhookDelivery>, StoreError>;
+
+    /// Stores a key created at run time (its digest, never the key).
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// The key whose hex SHA-256 is `key_hash`, revoked or expired ones too.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Every key, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Revokes key `id` at `at_ms` (a second revoke keeps the first
+    /// time); the record after it. `NotFound` for an unknown id.
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError>;
 }

@@ -7,8 +7,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use infsh_store::{
-    new_id, FileRecord, LogEntry, LogType, PostgresStore, SqliteStore, StoreError, TaskFilter,
-    TaskRecord, TaskStatus, TaskStore,
+    new_id, ApiKeyRecord, DeliveryState, FileRecord, LogEntry, LogType, PostgresStore, SqliteStore,
+    StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, WebhookAttempt, WebhookDelivery,
 };
 use infsh_testkit::PgTestDb;
 use serde_json::json;
@@ -72,6 +72,9 @@ contract!(
     a_deferred_insert_is_stored_on_its_own_after_the_linger,
     concurrent_inserts_all_land_in_order,
     concurrent_log_appends_to_one_task_keep_every_entry,
+    the_webhook_outbox_claims_records_and_gives_up,
+    concurrent_webhook_claims_never_share_a_delivery,
+    api_keys_are_found_by_digest_listed_and_revoked,
 );
 
 fn task(app: &str, created: i64) -> TaskRecord {
@@ -578,4 +581,200 @@ async fn a_deferred_insert_is_stored_on_its_own_after_the_linger(store: Arc<dyn 
     );
     assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 1);
     assert!(!store.amend_pending_insert(&t.id, TaskStatus::Running, 3));
+}
+
+fn delivery(task_id: &str, created: i64) -> WebhookDelivery {
+    WebhookDelivery {
+        task_id: task_id.to_string(),
+        message_id: format!("msg_{task_id}"),
+        url: "http://127.0.0.1:1/hook".into(),
+        body: format!("{{\"id\":\"{task_id}\"}}"),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at_ms: created,
+        created_at_ms: created,
+        updated_at_ms: created,
+    }
+}
+
+async fn the_webhook_outbox_claims_records_and_gives_up(store: Arc<dyn TaskStore>) {
+    let d = delivery("t1", 1_000);
+    assert!(store.enqueue_webhook(&d).await.unwrap());
+    // A second end reported for the task keeps the first delivery.
+    let mut other = delivery("t1", 1_000);
+    other.body = "{}".into();
+    assert!(!store.enqueue_webhook(&other).await.unwrap());
+    assert_eq!(
+        store.get_webhook_delivery("t1").await.unwrap(),
+        Some(d.clone())
+    );
+    assert!(store.get_webhook_delivery("nope").await.unwrap().is_none());
+
+    // Not due yet: nothing to claim.
+    assert!(store
+        .claim_due_webhooks(999, 5_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let claimed = store.claim_due_webhooks(1_000, 5_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].body, d.body);
+    assert_eq!(claimed[0].next_attempt_at_ms, 5_000);
+    // Claimed: no second claim takes it until the claim runs out.
+    assert!(store
+        .claim_due_webhooks(4_999, 6_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let failed = WebhookAttempt {
+        attempts: 1,
+        state: DeliveryState::Pending,
+        error: Some("HTTP 500 Internal Server Error".into()),
+        next_attempt_at_ms: 2_000,
+        at_ms: 1_500,
+    };
+    store.record_webhook_attempt("t1", &failed).await.unwrap();
+    let got = store.get_webhook_delivery("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.attempts,
+            got.state,
+            got.last_error.as_deref(),
+            got.next_attempt_at_ms,
+            got.updated_at_ms
+        ),
+        (
+            1,
+            DeliveryState::Pending,
+            Some("HTTP 500 Internal Server Error"),
+            2_000,
+            1_500
+        )
+    );
+    assert_eq!(
+        store
+            .claim_due_webhooks(2_000, 9_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Given up: never claimed again, whatever the time.
+    let gave_up = WebhookAttempt {
+        attempts: 2,
+        state: DeliveryState::Failed,
+        error: Some("connection refused".into()),
+        next_attempt_at_ms: 9_000,
+        at_ms: 2_500,
+    };
+    store.record_webhook_attempt("t1", &gave_up).await.unwrap();
+    assert!(store
+        .claim_due_webhooks(i64::MAX, i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .get_webhook_delivery("t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        DeliveryState::Failed
+    );
+
+    // Oldest first, at most `limit`.
+    for (id, at) in [("b", 30), ("a", 10), ("c", 20)] {
+        store.enqueue_webhook(&delivery(id, at)).await.unwrap();
+    }
+    let two = store.claim_due_webhooks(100, 200, 2).await.unwrap();
+    assert_eq!(
+        two.iter().map(|d| d.task_id.as_str()).collect::<Vec<_>>(),
+        vec!["a", "c"]
+    );
+
+    let e = store
+        .record_webhook_attempt("nope", &failed)
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e:?}");
+    assert_eq!(e.to_string(), "no such webhook delivery \"nope\"");
+}
+
+/// Nodes claiming at once (here: eight claims on one store) each get
+/// different deliveries, and together all of them.
+async fn concurrent_webhook_claims_never_share_a_delivery(store: Arc<dyn TaskStore>) {
+    for i in 0..40 {
+        store
+            .enqueue_webhook(&delivery(&format!("t{i:02}"), i))
+            .await
+            .unwrap();
+    }
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_due_webhooks(100, 10_000, 5).await.unwrap() })
+    });
+    let mut seen: Vec<String> = Vec::new();
+    for claim in claims {
+        seen.extend(claim.await.unwrap().into_iter().map(|d| d.task_id));
+    }
+    seen.sort();
+    let all: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(seen, all);
+}
+
+async fn api_keys_are_found_by_digest_listed_and_revoked(store: Arc<dyn TaskStore>) {
+    let key = |id: &str, hash: &str, created: i64| ApiKeyRecord {
+        id: id.to_string(),
+        name: format!("key {id}"),
+        key_hash: hash.to_string(),
+        scopes: vec!["apps:execute".into(), "files:write".into()],
+        team: "default".into(),
+        created_at_ms: created,
+        expires_at_ms: Some(created + 1000),
+        revoked_at_ms: None,
+    };
+    let ci = key("k1", "aa11", 20);
+    let other = ApiKeyRecord {
+        team: "blue".into(),
+        scopes: vec![],
+        expires_at_ms: None,
+        ..key("k2", "bb22", 10)
+    };
+    store.insert_api_key(&ci).await.unwrap();
+    store.insert_api_key(&other).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash("aa11").await.unwrap(),
+        Some(ci.clone())
+    );
+    assert!(store.api_key_by_hash("cc33").await.unwrap().is_none());
+    assert_eq!(
+        store.list_api_keys().await.unwrap(),
+        vec![other.clone(), ci.clone()]
+    );
+    // A second key with the same digest is refused (the digest is unique).
+    assert!(store.insert_api_key(&key("k3", "aa11", 30)).await.is_err());
+
+    let revoked = store.revoke_api_key("k1", 500).await.unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(500));
+    // Revoking again keeps the first time.
+    assert_eq!(
+        store.revoke_api_key("k1", 900).await.unwrap().revoked_at_ms,
+        Some(500)
+    );
+    assert_eq!(
+        store
+            .api_key_by_hash("aa11")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at_ms,
+        Some(500)
+    );
+    let e = store.revoke_api_key("nope", 1).await.unwrap_err();
+    assert!(e.is_not_found(), "{e:?}");
+    assert_eq!(e.to_string(), "no such API key \"nope\"");
 }

@@ -24,6 +24,7 @@ use tower::ServiceExt;
 
 use super::serve::config::{self, Places, ServeConfig, ServeEnv};
 use super::serve::signing_key::{load_or_create_signing_key, SIGNING_KEY_FILE};
+use super::serve::webhook_secret::{load_or_create_webhook_secret, WEBHOOK_SECRET_FILE};
 use crate::cli::{DevArgs, GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
 
@@ -111,6 +112,13 @@ async fn serve_and_watch(
         .unwrap_or_else(config::default_cache_dir);
     let checked = config::check(&args, &ServeEnv::from_process())?;
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    let webhook_secret = if checked.needs_webhook_secret_file() {
+        Some(load_or_create_webhook_secret(
+            &data_dir.join(WEBHOOK_SECRET_FILE),
+        )?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|e| {
@@ -135,6 +143,7 @@ async fn serve_and_watch(
             cache_dir,
             bound,
             signing_key,
+            webhook_secret,
         },
     )?;
     for warning in warnings {

@@ -6,6 +6,7 @@ pub mod engine_list;
 pub mod engine_run;
 pub mod init;
 pub mod inspect;
+pub mod keys;
 pub mod run;
 pub mod serve;
 pub mod session;

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use infsh_store::{
-    FileRecord, LogEntry, Page, StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore,
+    ApiKeyRecord, DeliveryState, FileRecord, LogEntry, Page, StoreError, TaskFilter, TaskRecord,
+    TaskStatus, TaskStore, WebhookAttempt, WebhookDelivery,
 };
 use serde_json::Value;
 
@@ -25,6 +26,8 @@ struct Inner {
     tasks: Vec<TaskRecord>,
     logs: HashMap<String, Vec<LogEntry>>,
     files: HashMap<String, FileRecord>,
+    webhooks: HashMap<String, WebhookDelivery>,
+    keys: Vec<ApiKeyRecord>,
 }
 
 fn not_found(kind: &'static str, id: &str) -> StoreError {
@@ -191,5 +194,93 @@ impl TaskStore for MemoryStore {
         file.size = Some(size);
         file.uploaded = true;
         Ok(file.clone())
+    }
+
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.webhooks.contains_key(&delivery.task_id) {
+            return Ok(false);
+        }
+        inner
+            .webhooks
+            .insert(delivery.task_id.clone(), delivery.clone());
+        Ok(true)
+    }
+
+    async fn claim_due_webhooks(
+        &self,
+        now_ms: i64,
+        claim_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<&mut WebhookDelivery> = inner
+            .webhooks
+            .values_mut()
+            .filter(|d| d.state == DeliveryState::Pending && d.next_attempt_at_ms <= now_ms)
+            .collect();
+        due.sort_by_key(|d| d.created_at_ms);
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|d| {
+                d.next_attempt_at_ms = claim_until_ms;
+                d.clone()
+            })
+            .collect())
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        task_id: &str,
+        a: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let d = inner
+            .webhooks
+            .get_mut(task_id)
+            .ok_or_else(|| not_found("webhook delivery", task_id))?;
+        d.attempts = a.attempts;
+        d.state = a.state;
+        d.last_error = a.error.clone();
+        d.next_attempt_at_ms = a.next_attempt_at_ms;
+        d.updated_at_ms = a.at_ms;
+        Ok(())
+    }
+
+    async fn get_webhook_delivery(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<WebhookDelivery>, StoreError> {
+        Ok(self.lock().webhooks.get(task_id).cloned())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.lock().keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .keys
+            .iter()
+            .find(|k| k.key_hash == key_hash)
+            .cloned())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Ok(self.lock().keys.clone())
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError> {
+        let mut inner = self.lock();
+        let key = inner
+            .keys
+            .iter_mut()
+            .find(|k| k.id == id)
+            .ok_or_else(|| not_found("API key", id))?;
+        key.revoked_at_ms.get_or_insert(at_ms);
+        Ok(key.clone())
     }
 }

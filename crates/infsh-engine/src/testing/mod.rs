@@ -62,6 +62,7 @@ fn base_config(dir: &std::path::Path) -> EngineConfig {
         fork_workers: false,
         durability: infsh_store::Durability::Full,
         placement: Default::default(),
+        webhook_secret: None,
     }
 }
 

@@ -89,6 +89,7 @@ impl Fixture {
             fork_workers: true,
             durability: Default::default(),
             placement: Default::default(),
+            webhook_secret: None,
         }
     }
 

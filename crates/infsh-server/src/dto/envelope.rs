@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::apikeys::ApiKeyDto;
 use super::apps::{AppDetailDto, AppDto};
 use super::engines::{AppDrainDto, EngineDto, WorkerDto};
 use super::files::FileDto;
@@ -44,6 +45,16 @@ macro_rules! envelope_doc {
     };
 }
 
+envelope_doc!(
+    ApiKeyEnvelope,
+    ApiKeyDto,
+    "`{\"data\": ApiKey, \"messages\": []}`"
+);
+envelope_doc!(
+    ApiKeyListEnvelope,
+    Vec<ApiKeyDto>,
+    "`{\"data\": [ApiKey], \"messages\": []}`"
+);
 envelope_doc!(
     TaskEnvelope,
     TaskDto,

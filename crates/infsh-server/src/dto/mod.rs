@@ -15,6 +15,7 @@
 //! tasks, files, apps, the worker layout (engines.rs), ops answers and
 //! sessions, and the timestamp format (time.rs).
 
+mod apikeys;
 mod apps;
 mod engines;
 mod envelope;
@@ -25,16 +26,18 @@ mod sessions;
 mod tasks;
 mod time;
 
+pub use apikeys::{ApiKeyDto, CreateKeyBody};
 pub use apps::{AppDetailDto, AppDto};
 pub use engines::{AppDrainDto, EngineDto, WorkerDto};
 pub use envelope::{
-    AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope, EngineEnvelope, EngineListEnvelope,
-    Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope, ReadyEnvelope, SessionEnvelope,
-    SessionListEnvelope, TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
+    ApiKeyEnvelope, ApiKeyListEnvelope, AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope,
+    EngineEnvelope, EngineListEnvelope, Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope,
+    ReadyEnvelope, SessionEnvelope, SessionListEnvelope, TaskEnvelope, TaskPageEnvelope,
+    WorkerListEnvelope,
 };
 pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};
 pub use run_body::{FunctionRunBody, RunBody, RunOptions};
 pub use sessions::AppSessionDto;
-pub use tasks::{AttemptDto, TaskDto, TaskPageDto};
+pub use tasks::{AttemptDto, TaskDto, TaskPageDto, WebhookDeliveryDto};
 pub use time::iso8601;

@@ -45,6 +45,39 @@ pub struct TaskDto {
     /// than one: an engine was lost mid-run and the task ran again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptDto>>,
+    /// How sending its `webhook` went; only in `GET /tasks/{id}`, and only
+    /// once a task with a webhook ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_delivery: Option<WebhookDeliveryDto>,
+}
+
+/// The delivery of a task's webhook (an outbox row: it survives restarts).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct WebhookDeliveryDto {
+    /// `pending` (retried when due), `delivered` (a 2xx came back) or
+    /// `failed` (every attempt failed).
+    pub state: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Why the last attempt failed (`HTTP 500 Internal Server Error`,
+    /// connection refused...); null once delivered.
+    pub last_error: Option<String>,
+    /// The `webhook-id` header: the same on every attempt.
+    pub message_id: String,
+    /// ISO-8601 UTC: the last change.
+    pub updated_at: String,
+}
+
+impl WebhookDeliveryDto {
+    pub fn from_record(d: &infsh_store::WebhookDelivery) -> WebhookDeliveryDto {
+        WebhookDeliveryDto {
+            state: d.state.as_str().to_string(),
+            attempts: d.attempts,
+            last_error: d.last_error.clone(),
+            message_id: d.message_id.clone(),
+            updated_at: iso8601(d.updated_at_ms),
+        }
+    }
 }
 
 /// One run of a task on a remote engine.
@@ -113,6 +146,7 @@ impl TaskDto {
             created_at: iso8601(r.created_at_ms),
             updated_at: iso8601(r.updated_at_ms),
             attempts: None,
+            webhook_delivery: None,
         }
     }
 

@@ -224,3 +224,30 @@ pub enum SessionErrors {
     #[response(status = 410, content_type = "application/problem+json")]
     Gone(ProblemDoc),
 }
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum KeyErrors {
+    /// An empty name, an unknown scope, a bad body.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing, wrong, revoked or expired API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// `insufficient_scope`: the key lacks `apikeys:write`, or asked for a
+    /// scope or team it does not have itself (`scope` names it).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDoc),
+    /// Unknown key id (revoke).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// The request body stalled for `--body-timeout` (the connection is closed).
+    #[response(status = 408, content_type = "application/problem+json")]
+    BodyTimeout(ProblemDoc),
+    /// Body over the server's limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDoc),
+    /// Body not sent as `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemDoc),
+}

@@ -10,6 +10,7 @@ use utoipa::OpenApi;
 
 use crate::openapi::document;
 
+pub mod apikeys;
 pub mod apps;
 pub mod engine_link;
 pub mod engines;
@@ -51,6 +52,9 @@ pub mod tasks;
     ops::ready,
     ops::metrics,
     ops::openapi_json,
+    apikeys::create_key,
+    apikeys::list_keys,
+    apikeys::revoke_key,
 ))]
 pub struct Operations;
 

@@ -12,7 +12,9 @@ use infsh_store::TaskStatus;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::dto::{AttemptDto, Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope};
+use crate::dto::{
+    AttemptDto, Envelope, TaskDto, TaskEnvelope, TaskPageDto, TaskPageEnvelope, WebhookDeliveryDto,
+};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::ServerState;
@@ -40,6 +42,10 @@ pub async fn get_task(
     let mut dto = TaskDto::from_view(&view);
     if !attempts.is_empty() {
         dto.attempts = Some(attempts.iter().map(AttemptDto::from_record).collect());
+    }
+    if view.record.status.is_terminal() {
+        let delivery = state.engine.webhook_delivery(&id).await?;
+        dto.webhook_delivery = delivery.as_ref().map(WebhookDeliveryDto::from_record);
     }
     Ok(Json(Envelope::new(dto)))
 }

@@ -106,6 +106,7 @@ pub async fn start(setup: Setup) -> TestServer {
         fork_workers: true,
         durability: Default::default(),
         placement: Default::default(),
+        webhook_secret: None,
     };
     (setup.tweak)(&mut config, dir.path());
     let engine = Engine::start(config).await.expect("engine starts");

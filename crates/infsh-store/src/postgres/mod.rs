@@ -6,7 +6,8 @@
 //! lock), `rows` (rows into records), `tasks`, `logs`, `files` (the
 //! statements of each table), `fleet` (the [`crate::fleet::FleetStore`] of
 //! remote engines shared by API nodes), `listen` (the `LISTEN/NOTIFY`
-//! wake-up of their claims).
+//! wake-up of their claims), `keys`, `webhooks` (API keys created at run
+//! time, the webhook outbox).
 //!
 //! Every durable write is one autocommitted statement or one short
 //! transaction, durable when its future resolves (PostgreSQL's
@@ -23,11 +24,13 @@ mod connect;
 mod files;
 mod fleet;
 mod listen;
+mod keys;
 mod logs;
 mod migrate;
 mod pending;
 mod rows;
 mod tasks;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -38,7 +41,10 @@ use serde_json::Value;
 use self::pending::{Pending, PendingTask, Take};
 use crate::store::{TaskFilter, TaskStore};
 use crate::store_url::redact;
-use crate::{FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, DEFERRED_LINGER};
+use crate::{
+    ApiKeyRecord, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, WebhookAttempt,
+    WebhookDelivery, DEFERRED_LINGER,
+};
 
 pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL, TASK_CHANNEL};
 pub use self::migrate::MIGRATION_LOCK;
@@ -285,5 +291,49 @@ impl TaskStore for PostgresStore {
 
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
         files::mark_uploaded(&self.client().await?, id, size).await
+    }
+
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
+        webhooks::insert(&self.client().await?, delivery).await
+    }
+
+    async fn claim_due_webhooks(
+        &self,
+        now_ms: i64,
+        claim_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        webhooks::claim_due(&self.client().await?, now_ms, claim_until_ms, limit).await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        task_id: &str,
+        attempt: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        webhooks::record(&self.client().await?, task_id, attempt).await
+    }
+
+    async fn get_webhook_delivery(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<WebhookDelivery>, StoreError> {
+        webhooks::get(&self.client().await?, task_id).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        keys::insert(&self.client().await?, key).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        keys::by_hash(&self.client().await?, key_hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        keys::list(&self.client().await?).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError> {
+        keys::revoke(&self.client().await?, id, at_ms).await
     }
 }

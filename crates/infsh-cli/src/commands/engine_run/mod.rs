@@ -120,6 +120,8 @@ async fn start_engine(
     // not apply (they may be in the environment for a colocated serve).
     serve.api_keys.clear();
     serve.engine_keys.clear();
+    // Webhooks are sent by the API node that took the run.
+    serve.webhook_secret = None;
     let mut env = ServeEnv::from_process();
     env.api_keys = None;
     let checked = config::check(&serve, &env)?;
@@ -135,6 +137,7 @@ async fn start_engine(
                 .unwrap_or_else(config::default_cache_dir),
             bound: SocketAddr::from(([127, 0, 0, 1], 0)),
             signing_key: vec![0; 32],
+            webhook_secret: None,
         },
     )?;
     let engine = Engine::start(built.engine).await.map_err(|e| match e {

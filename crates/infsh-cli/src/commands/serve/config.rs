@@ -52,6 +52,8 @@ pub struct Places {
     pub cache_dir: PathBuf,
     pub bound: SocketAddr,
     pub signing_key: Vec<u8>,
+    /// The data folder's webhook secret, when no `--webhook-secret`.
+    pub webhook_secret: Option<infsh_engine::WebhookSecret>,
 }
 
 /// Everything `infsh serve` runs with.
@@ -80,6 +82,15 @@ pub struct Checked {
     placement: infsh_placement::EngineConfig,
     engine_keys: Vec<String>,
     fleet: Option<FleetOptions>,
+    webhook_secret: Option<infsh_engine::WebhookSecret>,
+}
+
+impl Checked {
+    /// No `--webhook-secret`: the lifecycle reads (or makes) the data
+    /// folder's and passes it in [`Places`].
+    pub fn needs_webhook_secret_file(&self) -> bool {
+        self.webhook_secret.is_none()
+    }
 }
 
 /// Reads the key, secret and engine config files and checks every value; a
@@ -112,6 +123,11 @@ pub fn check(args: &ServeArgs, env: &ServeEnv) -> Result<Checked, Failure> {
         placement: load_engine_config(args.worker.engine_config.as_deref())?,
         engine_keys: collect_api_keys(&args.engine_keys, None, None)?,
         fleet: fleet_options(args)?,
+        webhook_secret: args
+            .webhook_secret
+            .as_deref()
+            .map(super::webhook_secret::parse_flag)
+            .transpose()?,
     })
 }
 
@@ -146,6 +162,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         placement,
         engine_keys,
         fleet,
+        webhook_secret,
     } = checked;
     if engine_keys.iter().any(|k| api_keys.contains(k)) {
         return Err(Failure::new(
@@ -191,6 +208,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         fork_workers: !args.worker.no_fork,
         durability: durability(args.worker.durability),
         placement,
+        webhook_secret: webhook_secret.or(places.webhook_secret),
     };
     let server = ServerConfig {
         api_keys,
@@ -390,7 +408,7 @@ mod tests {
     fn args(flags: &[&str]) -> ServeArgs {
         let argv = ["infsh", "serve", "--apps", "/apps"].iter().chain(flags);
         match Cli::try_parse_from(argv).expect("flags parse").command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("not serve: {other:?}"),
         }
     }
@@ -402,6 +420,7 @@ mod tests {
             cache_dir: "/cache".into(),
             bound: bound.parse().unwrap(),
             signing_key: vec![7; 32],
+            webhook_secret: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod limit_args;
 mod node_id;
 pub(crate) mod signing_key;
 mod store;
+pub(crate) mod webhook_secret;
 
 use std::io::Write;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use self::config::{Places, ServeConfig, ServeEnv};
 use self::node_id::{load_or_create_node_id, NODE_ID_FILE};
 use self::signing_key::{load_or_create_signing_key, SIGNING_KEY_FILE};
+use self::webhook_secret::{load_or_create_webhook_secret, WEBHOOK_SECRET_FILE};
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
 
@@ -67,6 +69,13 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     }
     let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
     let node = load_or_create_node_id(&data_dir.join(NODE_ID_FILE))?;
+    let webhook_secret = if checked.needs_webhook_secret_file() {
+        Some(load_or_create_webhook_secret(
+            &data_dir.join(WEBHOOK_SECRET_FILE),
+        )?)
+    } else {
+        None
+    };
     let store = store::open(
         args.store.as_deref(),
         config::durability(args.worker.durability),
@@ -105,6 +114,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
             cache_dir,
             bound,
             signing_key,
+            webhook_secret,
         },
     )?;
     let json_logs = args.log_format == crate::cli::LogFormat::Json;
