@@ -4,7 +4,8 @@ An API node (`infsh serve --engine-key`, hosting no app of its own) and one
 `infsh engine run` linked to it, hosting copies of fixture apps. The client
 only talks to the API node: each run is queued there, claimed by the engine,
 run on its worker and reported back, and the client sees it as it would a
-local one (wait, stream, no-wait + get_task, a raising function). Teardown
+local one (wait, stream, no-wait + get_task, a raising function, output
+files: uploaded by the engine to the API node, downloaded from there). Teardown
 stops both and fails if a process of the engine's apps is left behind.
 
 SQLite, or PostgreSQL with INFSH_TEST_STORE=postgres (conftest's
@@ -23,12 +24,13 @@ import urllib.error
 import urllib.request
 
 import pytest
+import requests
 from inferencesh import Inference
 
 from support import API_KEY, FIXTURES, REPO, app_processes
 
 ENGINE_KEY = "engine-key-client-test"
-HOSTED = ["multi-fn", "functions-variety", "fn-raises"]
+HOSTED = ["multi-fn", "functions-variety", "fn-raises", "files-app"]
 
 
 def _binary():
@@ -191,3 +193,16 @@ def test_a_raising_function_on_the_engine_fails_the_run_naming_the_error(client)
     with pytest.raises(RuntimeError) as err:
         client.run({"app": "tests/fn-raises", "input": {"value": 3}})
     assert "ZeroDivisionError" in str(err.value)
+
+
+def test_output_files_made_on_the_engine_download_from_the_api_node(client, fleet):
+    result = client.run({"app": "tests/files-app", "function": "make_files", "input": {"label": "x"}})
+    assert result["status"] == 10
+    output = result["output"]
+    got = {}
+    for f in [*output["files"], output["nested"]["file"]]:
+        assert f["uri"].startswith(fleet + "/files/"), f
+        resp = requests.get(f["uri"], timeout=10)
+        assert resp.status_code == 200
+        got[f["filename"]] = resp.content
+    assert got == {"one.txt": b"one\n", "two.txt": b"two\n", "nested.txt": b"nested\n"}

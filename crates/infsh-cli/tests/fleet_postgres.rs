@@ -275,6 +275,39 @@ fn a_task_of_a_killed_api_node_is_requeued_and_finishes_through_the_other_node()
     assert_eq!(seen["attempts"].as_array().unwrap().len(), 2, "{seen:#}");
 }
 
+/// Output files of a task submitted to node A and run by an engine linked
+/// to node B are uploaded to B; the output A serves names B's URLs (the
+/// bytes are on B), and a client of A downloads them from there.
+#[test]
+fn output_files_of_a_remote_task_reach_a_client_of_the_other_node() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let node_a = api_node(&sb_a, &db);
+    let node_b = api_node(&sb_b, &db);
+    let engine = EngineProc::start_hosting(&sb_b, &node_b, "e1", ENGINE_KEY, &["files-app"], &[]);
+    wait_online(&node_a, &["e1"]);
+    let done = node_a.api(
+        "POST",
+        "/apps/run",
+        Some(
+            json!({"app": "tests/files-app", "function": "make_files", "input": {}, "wait": true}),
+        ),
+        200,
+    );
+    assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    let file = &done["output"]["nested"]["file"];
+    let uri = file["uri"].as_str().unwrap_or_default();
+    let path = uri
+        .strip_prefix(node_b.url.as_str())
+        .unwrap_or_else(|| panic!("{uri} is not node B's ({}): {done:#}", node_b.url));
+    let (status, body) = http_get(&node_b.url, path, None).expect("download");
+    assert_eq!((status, body.as_str()), (200, "nested\n"), "{uri}");
+    assert_eq!(
+        node_b.task(done["id"].as_str().unwrap())["output"],
+        done["output"]
+    );
+}
+
 #[test]
 fn a_full_engine_takes_the_next_queued_task_as_soon_as_a_slot_frees() {
     let db = PgTestDb::create();
