@@ -4,8 +4,9 @@ An API node (`infsh serve --engine-key`, hosting no app of its own) and one
 `infsh engine run` linked to it, hosting copies of fixture apps. The client
 only talks to the API node: each run is queued there, claimed by the engine,
 run on its worker and reported back, and the client sees it as it would a
-local one (wait, stream, no-wait + get_task, a raising function, output
-files: uploaded by the engine to the API node, downloaded from there). Teardown
+local one (wait, stream, no-wait + get_task, a raising function, an input
+file uploaded to the node and fetched by the engine, output files uploaded
+by the engine to the node and downloaded from there). Teardown
 stops both and fails if a process of the engine's apps is left behind.
 
 SQLite, or PostgreSQL with INFSH_TEST_STORE=postgres (conftest's
@@ -206,3 +207,16 @@ def test_output_files_made_on_the_engine_download_from_the_api_node(client, flee
         assert resp.status_code == 200
         got[f["filename"]] = resp.content
     assert got == {"one.txt": b"one\n", "two.txt": b"two\n", "nested.txt": b"nested\n"}
+
+
+def test_a_local_input_file_is_uploaded_to_the_node_and_fetched_by_the_engine(client, fleet, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"hello infsh engine")
+    result = client.run({"app": "tests/files-app", "function": "describe", "input": {"file": str(note)}})
+    assert result["status"] == 10, result
+    out = result["output"]
+    assert out["size"] == 18
+    assert out["first_bytes_hex"] == b"hello in".hex()
+    assert out["filename"] == "note.txt"
+    # The input the engine got is the node's file URL (the node keeps it).
+    assert result["input"]["file"].startswith(fleet + "/files/")
