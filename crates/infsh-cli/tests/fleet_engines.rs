@@ -3,7 +3,8 @@
 //! hosting the `slow` fixture, talking over loopback HTTP (docs/deploy.md,
 //! "Engines"). Runs, cancels, drains, a kill -9 of an engine mid-task (the
 //! task runs again on the other, attempt 2 recorded, or fails `engine
-//! lost` with --max-attempts 1), and a wrong engine key.
+//! lost` with --max-attempts 1), a wrong engine key, and output files
+//! uploaded from the engine and downloaded from the API node.
 
 mod common;
 
@@ -264,4 +265,93 @@ fn sigterm_lets_the_running_task_finish_and_be_reported_then_the_engine_exits_0(
     assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
     assert_eq!(done["output"]["label"], "drained");
     assert!(engine.log().contains("draining"), "{}", engine.log());
+}
+
+/// Output files made on an engine are uploaded to the API node before the
+/// output is reported: every `uri` in the output is the node's own
+/// `/files/{id}`, and a client downloads the bytes from the node.
+#[test]
+fn output_files_of_a_task_run_on_an_engine_download_from_the_api_node() {
+    let sb = ServeSandbox::new(&[]);
+    let node = api_node(&sb, &[]);
+    let engine = EngineProc::start_hosting(&sb, &node, "e1", ENGINE_KEY, &["files-app"], &[]);
+    wait_online(&node, &["e1"]);
+    let done = node.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/files-app", "function": "make_files",
+            "input": {"label": "far"}, "wait": true})),
+        200,
+    );
+    assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    let output = &done["output"];
+    assert_eq!(output["nested"]["label"], "far");
+    let files = [
+        (&output["files"][0], "one.txt", "one\n"),
+        (&output["files"][1], "two.txt", "two\n"),
+        (&output["nested"]["file"], "nested.txt", "nested\n"),
+    ];
+    for (file, name, content) in files {
+        let uri = file["uri"].as_str().unwrap_or_default();
+        let path = uri
+            .strip_prefix(node.url.as_str())
+            .unwrap_or_else(|| panic!("{uri} is not the node's ({}): {done:#}", node.url));
+        assert!(path.starts_with("/files/"), "{uri}");
+        assert_eq!(file["filename"], name, "{file}");
+        assert!(file.get("path").is_none(), "{file}");
+        let (status, body) = http_get(&node.url, path, None).expect("download");
+        assert_eq!((status, body.as_str()), (200, content), "{uri}");
+    }
+    // The node's task record says the same (the record is what other
+    // nodes and later reads serve).
+    let stored = node.task(done["id"].as_str().unwrap());
+    assert_eq!(stored["output"]["files"], output["files"]);
+}
+
+/// An output file the API node refuses (larger than its `--max-body-mib`)
+/// fails the task, naming the file and the node's answer, rather than
+/// reporting a URL no client can reach.
+#[test]
+fn an_output_file_the_api_node_refuses_fails_the_task_saying_so() {
+    let sb = ServeSandbox::new(&[]);
+    let node = api_node(&sb, &["--max-body-mib", "1"]);
+    let app = sb.path().join("e1").join("apps").join("big");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("inf.yml"),
+        "namespace: tests\nname: big\nkernel: python-3.11\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("inference.py"),
+        r#"import os, tempfile
+from inferencesh import BaseApp, BaseAppInput, BaseAppOutput, File
+
+class RunInput(BaseAppInput):
+    pass
+
+class RunOutput(BaseAppOutput):
+    file: File
+
+class App(BaseApp):
+    async def run(self, input_data: RunInput) -> RunOutput:
+        path = os.path.join(tempfile.mkdtemp(), "big.bin")
+        with open(path, "wb") as f:
+            f.write(b"x" * (2 * 1024 * 1024))
+        return RunOutput(file=File(path=path))
+"#,
+    )
+    .unwrap();
+    let engine = EngineProc::start_hosting(&sb, &node, "e1", ENGINE_KEY, &[], &[]);
+    wait_online(&node, &["e1"]);
+    let done = node.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/big", "input": {}, "wait": true})),
+        200,
+    );
+    assert_eq!(done["status"], 11, "{done:#}\n{}", engine.log());
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("cannot upload output file "), "{error}");
+    assert!(error.contains(": the API node answered 413: "), "{error}");
 }

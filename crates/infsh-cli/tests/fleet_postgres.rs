@@ -5,7 +5,8 @@
 //! each linked to one node. A task submitted to one node is claimed by an
 //! engine linked to the other, streamed and waited on from either; a node
 //! restarted while the other's task runs leaves it alone; an engine killed
-//! mid-task has its task run again by an engine of the other node.
+//! mid-task has its task run again by an engine of the other node, and so
+//! does the task of a node killed mid-task.
 
 mod common;
 
@@ -219,6 +220,92 @@ fn a_killed_engines_task_runs_again_on_an_engine_of_the_other_node() {
     assert_eq!(attempts[1]["attempt"], 2);
     assert_eq!(attempts[1]["engine"], "e2");
     assert_eq!(attempts[1]["outcome"], "completed");
+}
+
+/// An API node dies without any shutdown (kill -9) while its engine runs a
+/// task submitted to it. The task's state is in PostgreSQL: its lease runs
+/// out there (the engine's heartbeats went to the dead node), the other
+/// node's sweep queues it again, an engine linked to that node runs it,
+/// and the dead node, once restarted, shows it completed (its start-up
+/// recovery leaves a remote task of its own alone).
+#[test]
+fn a_task_of_a_killed_api_node_is_requeued_and_finishes_through_the_other_node() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let mut node_a = api_node(&sb_a, &db);
+    let node_b = api_node(&sb_b, &db);
+    let _e1 = EngineProc::start(&sb_a, &node_a, "e1", ENGINE_KEY, &[]);
+    let _e2 = EngineProc::start(&sb_b, &node_b, "e2", ENGINE_KEY, &[]);
+    wait_online(&node_a, &["e1", "e2"]);
+    // e2 takes nothing until e1 holds the task.
+    node_a.api("POST", "/engines/e2/drain", None, 200);
+    let started = started_file(&sb_a, "started");
+    let id = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 3, "label": "orphan", "started_file": started.to_str().unwrap()}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started\n{}",
+        node_a.log()
+    );
+    node_b.api("POST", "/engines/e2/undrain", None, 200);
+    node_a.kill9();
+
+    let done = node_b.wait_end(&id, Duration::from_secs(40));
+    assert_eq!(
+        done["status"],
+        10,
+        "{done:#}\nA: {}\nB: {}",
+        node_a.log(),
+        node_b.log()
+    );
+    assert_eq!(done["output"]["label"], "orphan");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{done:#}");
+    assert_eq!(attempts[0]["engine"], "e1");
+    assert_eq!(attempts[0]["outcome"], "lost");
+    assert_eq!(attempts[1]["engine"], "e2");
+    assert_eq!(attempts[1]["outcome"], "completed");
+
+    // A comes back with the same data folder (same node id): its recovery
+    // does not touch the task it submitted, which ended elsewhere.
+    let node_a = api_node(&sb_a, &db);
+    let seen = node_a.task(&id);
+    assert_eq!(seen["status"], 10, "{seen:#}\n{}", node_a.log());
+    assert_eq!(seen["output"]["label"], "orphan");
+    assert_eq!(seen["attempts"].as_array().unwrap().len(), 2, "{seen:#}");
+}
+
+/// Output files of a task submitted to node A and run by an engine linked
+/// to node B are uploaded to B; the output A serves names B's URLs (the
+/// bytes are on B), and a client of A downloads them from there.
+#[test]
+fn output_files_of_a_remote_task_reach_a_client_of_the_other_node() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let node_a = api_node(&sb_a, &db);
+    let node_b = api_node(&sb_b, &db);
+    let engine = EngineProc::start_hosting(&sb_b, &node_b, "e1", ENGINE_KEY, &["files-app"], &[]);
+    wait_online(&node_a, &["e1"]);
+    let done = node_a.api(
+        "POST",
+        "/apps/run",
+        Some(
+            json!({"app": "tests/files-app", "function": "make_files", "input": {}, "wait": true}),
+        ),
+        200,
+    );
+    assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    let file = &done["output"]["nested"]["file"];
+    let uri = file["uri"].as_str().unwrap_or_default();
+    let path = uri
+        .strip_prefix(node_b.url.as_str())
+        .unwrap_or_else(|| panic!("{uri} is not node B's ({}): {done:#}", node_b.url));
+    let (status, body) = http_get(&node_b.url, path, None).expect("download");
+    assert_eq!((status, body.as_str()), (200, "nested\n"), "{uri}");
+    assert_eq!(
+        node_b.task(done["id"].as_str().unwrap())["output"],
+        done["output"]
+    );
 }
 
 #[test]

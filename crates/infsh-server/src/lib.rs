@@ -66,7 +66,9 @@ pub use tokens::upload_token;
 
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
-use routes::{apikeys, apps, engine_link, engines, files, ops, runs, sessions, stream, tasks};
+use routes::{
+    apikeys, apps, engine_files, engine_link, engines, files, ops, runs, sessions, stream, tasks,
+};
 use state::ServerState;
 use stream_slots::StreamSlots;
 
@@ -247,6 +249,7 @@ fn build(
             .route("/engine/claim", post(engine_link::claim))
             .route("/engine/heartbeat", post(engine_link::heartbeat))
             .route("/engine/tasks/{id}/report", post(engine_link::report))
+            .route("/engine/files", post(engine_files::upload))
             .route_layer(axum::middleware::from_fn_with_state(
                 keys,
                 engine_auth::require_engine_key,

@@ -427,3 +427,63 @@ async fn a_stream_of_a_remote_task_carries_the_engines_reports_to_the_end() {
     })
     .await
 }
+
+/// `POST /engine/files`: an engine uploads an output file's raw bytes; the
+/// answer's `uri` is this node's `/files/{id}`, which a client downloads
+/// with the name and type given. Engine keys only; an unknown query member
+/// is a 400.
+#[tokio::test]
+async fn an_engine_uploads_an_output_file_and_a_client_downloads_it_from_the_node() {
+    bounded(async {
+        let server = fleet_server(Duration::from_secs(30), 2).await;
+        let upload = |key: &'static str, query: &'static str| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("/v1/engine/files?{query}"))
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(Body::from(&b"one\ntwo\n"[..]))
+                .unwrap()
+        };
+        let (status, _, file) = read_json(
+            server
+                .send(upload(
+                    ENGINE_KEY,
+                    "filename=one.txt&content_type=text/plain",
+                ))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{file}");
+        assert_eq!(file["filename"], "one.txt");
+        assert_eq!(file["content_type"], "text/plain");
+        assert_eq!(file["size"], 8);
+        let uri = file["uri"].as_str().unwrap();
+        let id = file["id"].as_str().unwrap();
+        assert!(uri.ends_with(&format!("/files/{id}")), "{uri}");
+
+        let resp = server
+            .send(
+                Request::builder()
+                    .uri(format!("/files/{id}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain");
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], b"one\ntwo\n");
+
+        let (status, headers, body) =
+            read_json(server.send(upload(CLIENT_KEY, "filename=x")).await).await;
+        assert_problem(status, &headers, &body, 401, "unauthorized");
+        assert_eq!(body["detail"], "invalid engine key");
+        let (status, headers, body) =
+            read_json(server.send(upload(ENGINE_KEY, "name=x")).await).await;
+        assert_problem(status, &headers, &body, 400, "invalid_request");
+        server.stop().await;
+    })
+    .await
+}

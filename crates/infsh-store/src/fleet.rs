@@ -17,6 +17,9 @@
 //! - the first terminal state wins: a report for a task that has ended, or
 //!   whose lease is held by another engine or by none, is
 //!   [`FleetError::NotLeased`] and changes nothing;
+//! - a heartbeat (and the claim, which starts with one) extends only the
+//!   leases the engine lists as held; any other lease of that engine runs
+//!   out (a claim answer lost on the wire must not hide a task forever);
 //! - an expired lease ends the attempt as `lost`; the task is queued again
 //!   while `attempt < max_attempts`, else FAILED `engine lost: <name>`
 //!   (CANCELLED if a cancel was asked for);
@@ -273,9 +276,11 @@ pub trait FleetStore: Send + Sync + 'static {
         lease_ms: i64,
     ) -> Result<Vec<ClaimedTask>, FleetError>;
 
-    /// Marks the engine alive and extends every lease it holds to
-    /// `now + lease_ms`. `holding` is what the engine runs: the answer
-    /// names those it must drop.
+    /// Marks the engine alive and extends the leases of the tasks it lists
+    /// in `holding` (what it runs) to `now + lease_ms`. A lease of this
+    /// engine that it does not list is left to expire, so a task whose
+    /// claim answer never reached it runs again. The answer names the
+    /// listed tasks it must drop, and the listed ones a client cancelled.
     async fn heartbeat(
         &self,
         engine: &str,

@@ -227,27 +227,32 @@ fn heartbeat(
         return Ok(Err(FleetError::UnknownEngine(engine.to_string())));
     }
     let lease_until_ms = now_ms + lease_ms;
-    conn.prepare_cached(
-        "UPDATE tasks SET lease_until_ms = ?2 WHERE leased_by = ?1 AND status < 10",
-    )?
-    .execute(params![engine, lease_until_ms])?;
-    let cancel = conn
-        .prepare_cached(
-            "SELECT id FROM tasks WHERE leased_by = ?1 AND status < 10 AND cancel_requested = 1 \
-             ORDER BY seq",
-        )?
-        .query_map([engine], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
+    // Only the leases the engine lists are extended: a task leased to it
+    // that it does not know of (a claim answer lost on the wire) must
+    // expire and run again, not stay leased for as long as it beats.
+    let mut extend = conn.prepare_cached(
+        "UPDATE tasks SET lease_until_ms = ?3 WHERE id = ?2 AND leased_by = ?1 AND status < 10 \
+         RETURNING seq, cancel_requested",
+    )?;
+    let mut held = Vec::new();
     let mut lost = Vec::new();
     for id in holding {
-        let still = match lease_of(conn, id)? {
-            Some((status, holder)) => !status.is_terminal() && holder.as_deref() == Some(engine),
-            None => false,
-        };
-        if !still {
-            lost.push(id.clone());
+        let row = extend
+            .query_row(params![engine, id, lease_until_ms], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? != 0))
+            })
+            .optional()?;
+        match row {
+            Some((seq, cancel)) => held.push((seq, id.clone(), cancel)),
+            None => lost.push(id.clone()),
         }
     }
+    held.sort();
+    let cancel = held
+        .into_iter()
+        .filter(|(_, _, cancel)| *cancel)
+        .map(|(_, id, _)| id)
+        .collect();
     Ok(Ok(HeartbeatOutcome {
         lease_until_ms,
         cancel,

@@ -75,6 +75,7 @@ contract!(
     unknown_draining_and_mismatched_engines_claim_nothing,
     pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first,
     heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails,
+    a_task_whose_claim_answer_was_lost_is_not_kept_by_heartbeats_and_runs_again,
     with_one_attempt_a_lost_lease_fails_the_task_at_once,
     reports_write_logs_output_and_the_first_terminal_state_wins,
     cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one,
@@ -313,6 +314,59 @@ async fn heartbeats_extend_leases_and_an_expired_lease_requeues_then_fails(store
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The claim committed but its answer never reached the engine (a proxy
+/// timeout, a cut connection): the engine does not list the task, so its
+/// heartbeats must not extend that lease; the task is requeued when the
+/// lease runs out, while the one it lists stays leased.
+async fn a_task_whose_claim_answer_was_lost_is_not_kept_by_heartbeats_and_runs_again(
+    store: &dyn Both,
+) {
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h")]), 1000)
+        .await
+        .unwrap();
+    let known = queued(store, "ns/a").await;
+    let unseen = queued(store, "ns/a").await;
+    let got = store.claim(&claim_of("e1", 2), 1000, LEASE).await.unwrap();
+    assert_eq!(got.len(), 2);
+    // The engine only learnt of `known`; it beats listing just that one.
+    let beat = store
+        .heartbeat("e1", std::slice::from_ref(&known.id), 20_000, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(beat.lease_until_ms, 20_000 + LEASE);
+    assert!(beat.lost.is_empty() && beat.cancel.is_empty(), "{beat:?}");
+
+    let expired = store.expire_leases(1000 + LEASE + 1, 3).await.unwrap();
+    assert_eq!(
+        expired,
+        vec![Expired {
+            task_id: unseen.id.clone(),
+            engine: "e1".into(),
+            attempt: 1,
+            status: TaskStatus::Queued,
+        }]
+    );
+    assert_eq!(
+        store.get_task(&known.id).await.unwrap().unwrap().status,
+        TaskStatus::Dispatched
+    );
+    assert_eq!(
+        store.list_engines().await.unwrap()[0].running,
+        vec![known.id.clone()]
+    );
+    let attempts = store.attempts(&unseen.id).await.unwrap();
+    assert_eq!(attempts[0].outcome.as_deref(), Some("lost"));
+    // Its next claim (which starts with a heartbeat) gets it back as attempt 2.
+    let again = store
+        .claim(&claim_of("e1", 1), 1000 + LEASE + 2, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].task.id, unseen.id);
+    assert_eq!(again[0].attempt, 2);
 }
 
 async fn with_one_attempt_a_lost_lease_fails_the_task_at_once(store: &dyn Both) {

@@ -12,7 +12,8 @@ use nix::unistd::Pid;
 use super::server::{ServeSandbox, Server};
 use super::{python, wait_for};
 
-/// An `infsh engine run` process with its own copy of the `slow` fixture;
+/// An `infsh engine run` process with its own copy of the `slow` fixture
+/// (or others: [`EngineProc::start_hosting`]);
 /// killed (and its app processes with it) on drop.
 pub struct EngineProc {
     pub child: Option<Child>,
@@ -28,9 +29,21 @@ impl EngineProc {
         key: &str,
         extra: &[&str],
     ) -> Self {
+        Self::start_hosting(sb, server, name, key, &["slow"], extra)
+    }
+
+    /// An engine hosting copies of these fixture apps.
+    pub fn start_hosting(
+        sb: &ServeSandbox,
+        server: &Server,
+        name: &str,
+        key: &str,
+        fixtures: &[&str],
+        extra: &[&str],
+    ) -> Self {
         let dir = sb.path().join(name);
         let apps_dir = dir.join("apps");
-        copy_fixtures(&apps_dir, &["slow"]);
+        copy_fixtures(&apps_dir, fixtures);
         let log_path = dir.join("engine.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = StdCommand::new(assert_cmd::cargo::cargo_bin("infsh"))

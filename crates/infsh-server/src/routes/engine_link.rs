@@ -80,7 +80,7 @@ pub struct ClaimBody {
     /// How many tasks it takes now (0: only a heartbeat).
     #[serde(default)]
     pub max: usize,
-    /// The tasks it runs.
+    /// The tasks it runs: only their leases are extended.
     #[serde(default)]
     pub holding: Vec<String>,
 }
@@ -138,7 +138,7 @@ pub struct HeartbeatBody {
     pub holding: Vec<String>,
 }
 
-/// `POST /engine/heartbeat`: extends the engine's leases.
+/// `POST /engine/heartbeat`: extends the leases of the tasks it lists.
 pub async fn heartbeat(
     State(state): State<ServerState>,
     ApiJson(body): ApiJson<HeartbeatBody>,

@@ -12,6 +12,7 @@ use crate::openapi::document;
 
 pub mod apikeys;
 pub mod apps;
+pub mod engine_files;
 pub mod engine_link;
 pub mod engines;
 pub mod files;

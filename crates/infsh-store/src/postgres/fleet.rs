@@ -286,17 +286,21 @@ async fn heartbeat(
         return Err(FleetError::UnknownEngine(engine.to_string()));
     }
     let lease_until_ms = now_ms + lease_ms;
-    // RETURNING names the tasks it still holds (after any sweep that got
-    // the row lock first and took them away).
+    // Only the leases the engine lists are extended: a task leased to it
+    // that it does not know of (a claim answer lost on the wire) must
+    // expire and run again, not stay leased for as long as it beats.
+    // RETURNING names the listed tasks it still holds (after any sweep that
+    // got the row lock first and took them away).
     let extend = client
         .prepare_cached(
-            "UPDATE tasks SET lease_until_ms = $2 WHERE leased_by = $1 AND status < 10 \
+            "UPDATE tasks SET lease_until_ms = $2 \
+             WHERE leased_by = $1 AND status < 10 AND id = ANY($3) \
              RETURNING id, cancel_requested, seq",
         )
         .await
         .map_err(StoreError::from)?;
     let mut held: Vec<(i64, String, bool)> = client
-        .query(&extend, &[&engine, &lease_until_ms])
+        .query(&extend, &[&engine, &lease_until_ms, &holding])
         .await
         .map_err(StoreError::from)?
         .iter()

@@ -1,4 +1,4 @@
-//! The HTTP side of `infsh engine run`: the four engine-link calls of an
+//! The HTTP side of `infsh engine run`: the engine-link calls of an
 //! API node (docs/http-api.md, "Engine link"), authenticated by the engine
 //! key. Errors are split the way the loop acts on them: unreachable (retry
 //! with backoff), refused key (exit), unknown engine (register again), a
@@ -111,12 +111,37 @@ impl Link {
             .map(drop)
     }
 
-    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Value, LinkError> {
-        let response = self
+    /// Uploads an output file's bytes; the URL clients fetch it from.
+    pub async fn upload_file(
+        &self,
+        bytes: Vec<u8>,
+        filename: &str,
+        content_type: &str,
+    ) -> Result<String, LinkError> {
+        let request = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}/v1/engine/files", self.base))
+            .query(&[("filename", filename), ("content_type", content_type)])
+            .body(bytes);
+        let value = self.send(request).await?;
+        value
+            .get("uri")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| LinkError::Other {
+                status: 200,
+                detail: format!("malformed file upload answer: {value}"),
+            })
+    }
+
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Value, LinkError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, LinkError> {
+        let response = request
             .bearer_auth(&self.key)
-            .json(body)
             .send()
             .await
             .map_err(|e| LinkError::Unreachable(e.without_url().to_string()))?;

@@ -10,6 +10,7 @@
 
 mod app_hash;
 mod link;
+mod output_files;
 mod register;
 mod task;
 

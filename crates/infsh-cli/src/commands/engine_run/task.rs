@@ -3,7 +3,9 @@
 //! report (status changes, new log lines, the output as streamed, the end).
 //! A report the API node refuses with `not_leased` means the task is no
 //! longer ours (its lease ran out and it went elsewhere, or it ended
-//! there): the local copy is cancelled and nothing more is sent.
+//! there): the local copy is cancelled and nothing more is sent. Output
+//! files are uploaded to the API node before the output naming them is
+//! reported (output_files.rs).
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use infsh_engine::{Engine, RunRequest};
 use infsh_store::{TaskRecord, TaskStatus};
 
 use super::link::{Link, LinkError, Report};
+use super::output_files;
 
 /// Runs the task to its end here and reports it; returns when done.
 pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
@@ -37,6 +40,7 @@ pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
     let mut sent_status = TaskStatus::Queued;
     let mut sent_output = None;
     let mut sent_logs = 0;
+    let mut uploaded = output_files::Uploaded::default();
     while let Some(view) = views.recv().await {
         let record = view.record;
         let terminal = record.status.is_terminal();
@@ -55,6 +59,16 @@ pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
         report.logs = view.logs.get(sent_logs..).unwrap_or_default().to_vec();
         if report.status.is_none() && report.output.is_none() && report.logs.is_empty() {
             continue;
+        }
+        if let Some(output) = report.output.as_mut() {
+            if let Err(error) =
+                output_files::upload_outputs(&engine, &link, &mut uploaded, output).await
+            {
+                // Its output cannot reach a client: the task fails saying why.
+                let _ = engine.cancel(&id).await;
+                let _ = send(&link, &id, failed(error)).await;
+                return;
+            }
         }
         match send(&link, &id, report).await {
             Ok(()) => {
