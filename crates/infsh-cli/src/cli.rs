@@ -42,7 +42,7 @@ pub enum Command {
     App(AppCommand),
     /// Serve a folder of apps over HTTP: the inference.sh API, so the official
     /// `inferencesh` Python client and `infsh app run --api-url` work against it.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show, list and cancel tasks on a server (needs --api-url / INFSH_API_URL).
     #[command(subcommand)]
     Task(TaskCommand),
@@ -240,9 +240,10 @@ pub struct ServeArgs {
     /// The URL clients reach this server at (used in file URIs). Default: http://HOST:PORT as bound.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// Largest accepted request body (JSON and file uploads), in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_body_mib: u32,
+    /// Largest accepted request body of any kind, in MiB: a cap over
+    /// --max-json-mib and --max-upload-gib. Default: none (those two decide).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_mib: Option<u32>,
     /// Answer `wait` runs with a Server-Timing header: the task's time inside
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]

@@ -73,7 +73,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             AppCommand::Test(args) => commands::test::test(args, &global, ui).await,
             AppCommand::Dev(args) => commands::dev::dev(args, &global).await,
         },
-        Command::Serve(args) => commands::serve::serve(args, &global).await,
+        Command::Serve(args) => commands::serve::serve(*args, &global).await,
         Command::Task(command) => match command {
             TaskCommand::Get(args) => commands::task::get(args, &global, ui).await,
             TaskCommand::Cancel(args) => commands::task::cancel(args, &global, ui).await,

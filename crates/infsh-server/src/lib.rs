@@ -36,6 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 mod auth;
+mod body_limits;
 mod client_id;
 mod dto;
 mod engine_auth;
@@ -81,7 +82,9 @@ pub struct ServerConfig {
     pub api_keys: Vec<String>,
     /// Allow serving without keys on a non-loopback bind.
     pub insecure: bool,
-    /// Largest accepted request body (JSON and uploads).
+    /// Largest accepted request body of any kind: a cap over
+    /// [`Limits::max_json_bytes`] and [`Limits::max_upload_bytes`]
+    /// (`--max-body-mib`; `usize::MAX` for none).
     pub max_body_bytes: usize,
     /// How long a signed upload URL stays valid.
     pub upload_token_ttl: Duration,
@@ -165,6 +168,7 @@ fn build(
     limit_metrics: Arc<LimitMetrics>,
 ) -> Router {
     let limits = &config.limits;
+    let body_limits = body_limits::BodyLimits::new(limits, config.max_body_bytes);
     let state = ServerState {
         engine,
         keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
@@ -182,6 +186,7 @@ fn build(
             limit_metrics.clone(),
         )),
         limit_metrics: limit_metrics.clone(),
+        body_limits,
     };
     let run_limiter = Arc::new(RunLimiter::new(limits.runs_per_minute, limit_metrics));
 
@@ -254,7 +259,12 @@ fn build(
         .merge(public)
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Bodies read whole (JSON) stop at the JSON limit; uploads stream
+        // and check theirs as they go (routes/files.rs).
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(body_limits.json.bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::Extension(body_limits))
         .layer(CatchPanicLayer::custom(problem::panic_response))
         .with_state(state);
 

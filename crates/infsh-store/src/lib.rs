@@ -40,7 +40,7 @@ mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::{describe_postgres, CommitError, StoreError};
-pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
+pub use files::{clean_filename, FileStore, PartialUpload, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use model::*;

@@ -135,7 +135,7 @@ pub enum CreateFileErrors {
     /// The request body stalled for `--body-timeout` (the connection is closed).
     #[response(status = 408, content_type = "application/problem+json")]
     BodyTimeout(ProblemDoc),
-    /// Body over the server's limit.
+    /// Body over `--max-json-mib` (`limited_by` names the flag).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemDoc),
     /// Body not sent as `application/json`.
@@ -146,6 +146,9 @@ pub enum CreateFileErrors {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum UploadErrors {
+    /// The upload ended short of its registered size, or was cut off.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
     /// Missing, forged or expired upload token.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(ProblemDoc),
@@ -155,7 +158,8 @@ pub enum UploadErrors {
     /// The request body stalled for `--body-timeout` (the connection is closed).
     #[response(status = 408, content_type = "application/problem+json")]
     BodyTimeout(ProblemDoc),
-    /// Body over the server's limit.
+    /// Body over `--max-upload-gib` or the file's registered size
+    /// (`limited_by` names which).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemDoc),
 }
@@ -166,6 +170,9 @@ pub enum DownloadErrors {
     /// Malformed or unknown file id, or no bytes uploaded yet.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+    /// A `Range` that starts past the end (`Content-Range: bytes */SIZE`).
+    #[response(status = 416, content_type = "application/problem+json")]
+    RangeNotSatisfiable(ProblemDoc),
 }
 
 #[derive(IntoResponses)]

@@ -11,6 +11,7 @@ use utoipa::OpenApi;
 use crate::openapi::document;
 
 pub mod apps;
+pub mod byte_range;
 pub mod engine_link;
 pub mod engines;
 pub mod files;

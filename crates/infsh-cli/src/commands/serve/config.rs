@@ -203,7 +203,9 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
     let server = ServerConfig {
         api_keys,
         insecure: args.insecure,
-        max_body_bytes: (args.max_body_mib as usize).saturating_mul(1024 * 1024),
+        max_body_bytes: args
+            .max_body_mib
+            .map_or(usize::MAX, |m| (m as usize).saturating_mul(1024 * 1024)),
         upload_token_ttl: UPLOAD_TOKEN_TTL,
         signing_key: places.signing_key,
         server_timing: args.server_timing,
@@ -398,7 +400,7 @@ mod tests {
     fn args(flags: &[&str]) -> ServeArgs {
         let argv = ["infsh", "serve", "--apps", "/apps"].iter().chain(flags);
         match Cli::try_parse_from(argv).expect("flags parse").command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("not serve: {other:?}"),
         }
     }
@@ -448,7 +450,10 @@ mod tests {
         let server = &config.server;
         assert!(server.api_keys.is_empty());
         assert!(!server.insecure && !server.server_timing);
-        assert_eq!(server.max_body_bytes, 1024 * 1024 * 1024);
+        // No catch-all cap: --max-json-mib (32) and --max-upload-gib (10) decide.
+        assert_eq!(server.max_body_bytes, usize::MAX);
+        assert_eq!(server.limits.max_json_bytes, 32 << 20);
+        assert_eq!(server.limits.max_upload_bytes, 10 << 30);
         assert_eq!(server.upload_token_ttl, Duration::from_secs(3600));
         assert_eq!(server.signing_key, vec![7; 32]);
         assert_eq!(engine.placement, infsh_placement::EngineConfig::default());
