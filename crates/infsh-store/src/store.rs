@@ -133,4 +133,19 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Records that a file's bytes (`size` of them) are stored.
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError>;
+
+    /// Deletes a task with its logs and attempts; false when there was none.
+    async fn delete_task(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Deletes a file's record (not its bytes: the [`crate::FileStore`]'s);
+    /// false when there was none.
+    async fn delete_file(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Stored files, newest first (by `created_at_ms`, then id); `cursor`
+    /// is a previous page's `next_cursor` (`InvalidCursor` otherwise).
+    async fn list_files(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FileRecord>, StoreError>;
 }

@@ -19,6 +19,7 @@
 
 mod connect;
 mod files;
+mod lifecycle;
 mod logs;
 mod migrate;
 mod pending;
@@ -251,5 +252,27 @@ impl TaskStore for PostgresStore {
 
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
         files::mark_uploaded(&self.client().await?, id, size).await
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {
+        lifecycle::delete_task(&self.client().await?, id).await
+    }
+
+    async fn delete_file(&self, id: &str) -> Result<bool, StoreError> {
+        lifecycle::delete_file(&self.client().await?, id).await
+    }
+
+    async fn list_files(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FileRecord>, StoreError> {
+        let after = crate::file_page::files_after(cursor)?;
+        lifecycle::list_files(
+            &self.client().await?,
+            limit.clamp(1, crate::MAX_PAGE),
+            after,
+        )
+        .await
     }
 }
