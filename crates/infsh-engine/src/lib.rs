@@ -37,6 +37,7 @@
 
 pub mod api;
 mod app_info;
+mod deletion;
 mod engine;
 mod fleet_api;
 mod fleet_hub;
@@ -69,6 +70,7 @@ mod webhook;
 mod worker_seam;
 
 pub use api::*;
+pub use deletion::DeletedFiles;
 pub use engine::Engine;
 pub use fleet_api::{
     ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,

@@ -65,7 +65,9 @@ pub use tokens::upload_token;
 
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
-use routes::{apps, engine_link, engines, files, ops, runs, stream, tasks};
+use routes::{
+    apps, engine_link, engines, file_records, files, ops, runs, stream, task_delete, tasks,
+};
 use state::ServerState;
 use stream_slots::StreamSlots;
 
@@ -204,10 +206,20 @@ fn build(
         ))
         .route("/sessions/{id}", delete(runs::end_session))
         .route("/tasks", get(tasks::list_tasks))
-        .route("/tasks/{id}", get(tasks::get_task))
+        .route(
+            "/tasks/{id}",
+            get(tasks::get_task).delete(task_delete::delete_task),
+        )
+        .route(
+            "/tasks/{id}/files",
+            get(task_delete::task_files).delete(task_delete::delete_task_files),
+        )
         .route("/tasks/{id}/cancel", post(tasks::cancel_task))
         .route("/tasks/{id}/stream", get(stream::stream_task))
-        .route("/files", post(files::create_files))
+        .route(
+            "/files",
+            post(files::create_files).get(file_records::list_files),
+        )
         .route("/apps", get(apps::list_apps))
         .route("/apps/{namespace}/{name}", get(apps::get_app))
         .route("/apps/{namespace}/{name}/drain", post(apps::drain_app))
@@ -247,7 +259,10 @@ fn build(
         .route("/health", get(ops::health))
         .route(
             "/files/{id}",
-            get(files::download_file).put(files::upload_file),
+            get(files::download_file)
+                .put(files::upload_file)
+                // Checks the key itself: the route is the public download's.
+                .delete(file_records::delete_file),
         )
         .route("/files/{id}/{filename}", get(files::download_named_file))
         // The web playground's page and assets: they hold no data (the page

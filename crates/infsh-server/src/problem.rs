@@ -322,6 +322,10 @@ impl From<EngineError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
                     .with("task_status", status as u8)
             }
+            EngineError::TaskNotEnded { status, .. } => {
+                Problem::new(StatusCode::CONFLICT, "conflict", detail)
+                    .with("task_status", status as u8)
+            }
             EngineError::ShuttingDown => Problem::shutting_down(),
             // 503 at once rather than a queued task that never starts: no
             // slot of this machine can ever host the app (docs/gpus.md).

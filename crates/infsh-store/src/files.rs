@@ -174,6 +174,20 @@ impl FileStore {
         Ok(record)
     }
 
+    /// Deletes a file: its bytes (if any), then its record. False when no
+    /// such file is stored.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let Ok(path) = self.path_of(id) else {
+            return Ok(false);
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("cannot delete", &path, e)),
+        }
+        self.store.delete_file(id).await
+    }
+
     /// A file's record and where its bytes are. `None` for an unknown (or
     /// malformed) id.
     pub async fn get(&self, id: &str) -> Result<Option<(FileRecord, PathBuf)>, StoreError> {

@@ -18,6 +18,7 @@
 mod apps;
 mod engines;
 mod envelope;
+mod file_records;
 mod files;
 mod ops;
 mod run_body;
@@ -31,6 +32,10 @@ pub use envelope::{
     AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope, EngineEnvelope, EngineListEnvelope,
     Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope, ReadyEnvelope, SessionEnvelope,
     TaskEnvelope, TaskPageEnvelope, WorkerListEnvelope,
+};
+pub use file_records::{
+    DeletedFilesDto, DeletedFilesEnvelope, DeletedTaskDto, DeletedTaskEnvelope, FilePageDto,
+    FilePageEnvelope, TaskFileDto, TaskFileListEnvelope,
 };
 pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};

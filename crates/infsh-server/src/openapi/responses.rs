@@ -210,3 +210,45 @@ pub enum DrainAppErrors {
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
 }
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DeleteTaskErrors {
+    /// A bad `role` or `files` value.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// The task has not ended: cancel it first (`task_status`).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum TaskFilesErrors {
+    /// A bad `role`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum FileRecordErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Malformed or unknown file id.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}

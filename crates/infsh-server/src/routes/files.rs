@@ -94,18 +94,7 @@ pub fn clean_filename(name: &str) -> Option<String> {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use super::file_uri::encode_segment;
 
 fn base_url(state: &ServerState) -> String {
     state
@@ -271,7 +260,9 @@ fn interrupted(e: &axum::Error) -> Problem {
     }
 }
 
-/// Download a stored file (no API key: the id is the capability).
+/// Download a stored file (no API key: the id is the capability). Asked
+/// for JSON (`Accept: application/json`, or a JSON `Content-Type` as the
+/// official client sends) with a valid key: the file's record instead.
 #[utoipa::path(
     get, path = "/files/{id}", tag = "files",
     params(("id" = String, Path, description = "File id (32 hex characters)")),
@@ -286,6 +277,11 @@ pub async fn download_file(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    if super::file_records::wants_record(&headers) {
+        return Ok(super::file_records::file_record(&state, &id, &headers)
+            .await?
+            .into_response());
+    }
     serve_file(&state, &id, headers.get(header::RANGE)).await
 }
 

@@ -14,10 +14,13 @@ pub mod apps;
 pub mod byte_range;
 pub mod engine_link;
 pub mod engines;
+pub mod file_records;
+pub mod file_uri;
 pub mod files;
 pub mod ops;
 pub mod runs;
 pub mod stream;
+pub mod task_delete;
 pub mod tasks;
 
 /// Every documented operation (and, through them, the DTO schemas): the
@@ -31,11 +34,16 @@ pub mod tasks;
     tasks::list_tasks,
     tasks::get_task,
     tasks::cancel_task,
+    task_delete::delete_task,
+    task_delete::task_files,
+    task_delete::delete_task_files,
     stream::stream_task,
     files::create_files,
     files::upload_file,
     files::download_file,
     files::download_named_file,
+    file_records::list_files,
+    file_records::delete_file,
     apps::list_apps,
     apps::get_app,
     apps::drain_app,
