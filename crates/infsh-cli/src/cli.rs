@@ -165,8 +165,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub setup_timeout: Option<f64>,
     /// With --api-url: submit the task, print its id and exit (follow it
-    /// later with `infsh task get ID --wait`).
-    #[arg(long, short = 'd')]
+    /// later with `infsh task get ID --wait`). `--no-wait` is the same.
+    #[arg(long, short = 'd', visible_alias = "no-wait")]
     pub detach: bool,
     #[command(flatten)]
     pub env: EnvArgs,
@@ -181,7 +181,9 @@ pub struct RemoteArgs {
     /// instead of locally. Local file paths in the input are uploaded first.
     #[arg(long, env = "INFSH_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
-    /// API key for the server, sent as `Authorization: Bearer KEY`.
+    /// API key for the server, sent as `Authorization: Bearer KEY`
+    /// (INFERENCE_API_KEY, the platform SDKs' variable, when neither this
+    /// nor INFSH_API_KEY is set).
     #[arg(
         long,
         env = "INFSH_API_KEY",
@@ -197,7 +199,8 @@ pub struct ServerArgs {
     /// The server's URL, e.g. http://127.0.0.1:8080.
     #[arg(long, env = "INFSH_API_URL", value_name = "URL", required = true)]
     pub api_url: Option<String>,
-    /// API key for the server, sent as `Authorization: Bearer KEY`.
+    /// API key for the server, sent as `Authorization: Bearer KEY`
+    /// (INFERENCE_API_KEY when neither this nor INFSH_API_KEY is set).
     #[arg(
         long,
         env = "INFSH_API_KEY",

@@ -95,7 +95,10 @@ async fn unknown_routes_and_methods_are_problem_json() {
         let (st, h, b) = s.json(Method::PUT, "/tasks/x", None).await;
         assert_problem(st, &h, &b, 405, "method_not_allowed");
         assert!(h[header::ALLOW].to_str().unwrap().contains("GET"), "{h:?}");
-        assert!(h[header::ALLOW].to_str().unwrap().contains("DELETE"), "{h:?}");
+        assert!(
+            h[header::ALLOW].to_str().unwrap().contains("DELETE"),
+            "{h:?}"
+        );
         let (st, h, b) = s.json(Method::PUT, "/files", None).await;
         assert_problem(st, &h, &b, 405, "method_not_allowed");
         s.stop().await;
