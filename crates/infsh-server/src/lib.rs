@@ -66,7 +66,8 @@ pub use tokens::upload_token;
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
 use routes::{
-    apps, engine_link, engines, file_records, files, ops, runs, stream, task_delete, tasks,
+    apps, engine_link, engines, file_records, files, ops, runs, stream, task_delete, task_status,
+    tasks,
 };
 use state::ServerState;
 use stream_slots::StreamSlots;
@@ -210,6 +211,7 @@ fn build(
             "/tasks/{id}",
             get(tasks::get_task).delete(task_delete::delete_task),
         )
+        .route("/tasks/{id}/status", get(task_status::task_status))
         .route(
             "/tasks/{id}/files",
             get(task_delete::task_files).delete(task_delete::delete_task_files),

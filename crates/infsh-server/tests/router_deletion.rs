@@ -154,9 +154,19 @@ async fn deleting_a_task_keeps_its_files_unless_asked_and_a_running_one_is_409()
         let id = task["id"].as_str().unwrap();
         let (_, _, files) = s.get(&format!("/tasks/{id}/files")).await;
         assert_eq!(files["data"].as_array().unwrap().len(), 3);
+        // The status alone (GET /tasks/{id}/status, polled by the JS SDK).
+        let (st, _, b) = s.get(&format!("/tasks/{id}/status")).await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["id"], id);
+        assert_eq!(b["data"]["status"], 10);
+        assert_eq!(b["data"]["status_name"], "completed");
+        assert_eq!(b["data"]["terminal"], true);
+        assert!(b["data"]["updated_at"].as_str().unwrap().ends_with('Z'));
         let (st, _, b) = s.json(Method::DELETE, &format!("/tasks/{id}"), None).await;
         assert_eq!(st, 200, "{b}");
         assert_eq!(b["data"]["files"]["deleted"], json!([]));
+        let (st, h, b) = s.get(&format!("/tasks/{id}/status")).await;
+        assert_problem(st, &h, &b, 404, "not_found");
         for f in files["data"].as_array().unwrap() {
             let resp = s
                 .send(

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod runs;
 pub mod stream;
 pub mod task_delete;
+pub mod task_status;
 pub mod tasks;
 
 /// Every documented operation (and, through them, the DTO schemas): the
@@ -34,6 +35,7 @@ pub mod tasks;
     tasks::list_tasks,
     tasks::get_task,
     tasks::cancel_task,
+    task_status::task_status,
     task_delete::delete_task,
     task_delete::task_files,
     task_delete::delete_task_files,
