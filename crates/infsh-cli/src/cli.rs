@@ -247,6 +247,11 @@ pub struct ServeArgs {
     /// --max-json-mib and --max-upload-gib. Default: none (those two decide).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_body_mib: Option<u32>,
+    /// Let browser apps served from ORIGIN (e.g. https://app.example.com)
+    /// call the API: CORS headers and preflight answers for it (repeatable).
+    /// Default: none (browsers refuse cross-origin calls).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
     /// Answer `wait` runs with a Server-Timing header: the task's time inside
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]

@@ -38,6 +38,7 @@ use tower_http::trace::TraceLayer;
 mod auth;
 mod body_limits;
 mod client_id;
+mod cors;
 mod dto;
 mod engine_auth;
 mod extract;
@@ -102,6 +103,9 @@ pub struct ServerConfig {
     pub engine_keys: Vec<String>,
     /// Connection timeouts and caps, run rate and stream caps.
     pub limits: Limits,
+    /// Browser origins allowed to call the API (`--cors-origin`, cors.rs).
+    /// Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,10 +291,15 @@ fn build(
 
     // Routing happens inside `routes`, after the URI was normalized here
     // (a layer on `routes` itself would run after routing).
-    Router::new()
+    let app = Router::new()
         .fallback_service(routes)
-        .layer(axum::middleware::map_request(normalize_request))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::map_request(normalize_request));
+    // Outside auth: a browser's preflight carries no key.
+    let app = match cors::layer(&config.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(TraceLayer::new_for_http())
 }
 
 async fn normalize_request(mut req: Request) -> Request {
