@@ -266,18 +266,19 @@ async fn files_are_listed_paged_read_as_records_and_deleted() {
             .as_str()
             .unwrap()
             .ends_with(&format!("/files/{id}/in.txt")));
-        let resp = s
-            .send(
-                Request::get(format!("/files/{id}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        assert_eq!(&bytes[..], b"abc");
+        // A JSON Content-Type alone (clients send one on any GET) is a download.
+        for ct in [None, Some("application/json")] {
+            let mut req = Request::get(format!("/files/{id}"));
+            if let Some(ct) = ct {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            let resp = s.send(req.body(Body::empty()).unwrap()).await;
+            assert_eq!(resp.status(), 200);
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(&bytes[..], b"abc");
+        }
 
         let (st, _, b) = s.json(Method::DELETE, &format!("/files/{id}"), None).await;
         assert_eq!(st, 200, "{b}");
@@ -301,7 +302,8 @@ async fn file_records_and_deletion_need_the_key_when_keys_are_set() {
             let mut r = Request::builder()
                 .method(method)
                 .uri(uri)
-                .header(header::CONTENT_TYPE, "application/json");
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json");
             if key {
                 r = r.header(header::AUTHORIZATION, "Bearer k1");
             }

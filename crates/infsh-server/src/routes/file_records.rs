@@ -5,9 +5,9 @@
 //!
 //! `/files/{id}` is also the public download URL (no key: the id is the
 //! capability), so the record is served only to a request that asks for
-//! JSON (`Accept: application/json`, or the JSON `Content-Type` the
-//! official client puts on every API call) and carries a valid key;
-//! anything else still gets the bytes. `DELETE` sits on the same public
+//! it with `Accept: application/json` and carries a valid key; anything
+//! else still gets the bytes. (Not a JSON `Content-Type`: clients send one
+//! on bodiless GETs too, downloads included.) `DELETE` sits on the same public
 //! route and checks the key itself.
 
 use axum::extract::State;
@@ -25,20 +25,17 @@ use crate::state::ServerState;
 
 /// Whether a `GET /files/{id}` asks for the record rather than the bytes.
 pub fn wants_record(headers: &HeaderMap) -> bool {
-    let has = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"))
-    };
-    has(header::ACCEPT) || has(header::CONTENT_TYPE)
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"))
 }
 
 fn record_dto(state: &ServerState, f: &infsh_engine::StoredFile) -> FileDto {
     FileDto::from_record(f, named_uri(state, &f.id, &f.filename))
 }
 
-/// `GET /files/{id}` with a JSON `Accept` (or `Content-Type`): the record.
+/// `GET /files/{id}` with `Accept: application/json`: the record.
 pub async fn file_record(
     state: &ServerState,
     id: &str,

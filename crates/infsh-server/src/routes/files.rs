@@ -261,8 +261,8 @@ fn interrupted(e: &axum::Error) -> Problem {
 }
 
 /// Download a stored file (no API key: the id is the capability). Asked
-/// for JSON (`Accept: application/json`, or a JSON `Content-Type` as the
-/// official client sends) with a valid key: the file's record instead.
+/// with `Accept: application/json` and a valid key: the file's record
+/// instead.
 #[utoipa::path(
     get, path = "/files/{id}", tag = "files",
     params(("id" = String, Path, description = "File id (32 hex characters)")),
