@@ -189,8 +189,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", value_parser = positive_seconds)]
     pub setup_timeout: Option<f64>,
     /// With --api-url: submit the task, print its id and exit (follow it
-    /// later with `infsh task get ID --wait`).
-    #[arg(long, short = 'd')]
+    /// later with `infsh task get ID --wait`). `--no-wait` is the same.
+    #[arg(long, short = 'd', visible_alias = "no-wait")]
     pub detach: bool,
     /// With --api-url: `new` opens a session (one worker of the app kept
     /// for your calls, its memory included) and prints its id; an id
@@ -215,7 +215,9 @@ pub struct RemoteArgs {
     /// instead of locally. Local file paths in the input are uploaded first.
     #[arg(long, env = "INFSH_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
-    /// API key for the server, sent as `Authorization: Bearer KEY`.
+    /// API key for the server, sent as `Authorization: Bearer KEY`
+    /// (INFERENCE_API_KEY, the platform SDKs' variable, when neither this
+    /// nor INFSH_API_KEY is set).
     #[arg(
         long,
         env = "INFSH_API_KEY",
@@ -231,7 +233,8 @@ pub struct ServerArgs {
     /// The server's URL, e.g. http://127.0.0.1:8080.
     #[arg(long, env = "INFSH_API_URL", value_name = "URL", required = true)]
     pub api_url: Option<String>,
-    /// API key for the server, sent as `Authorization: Bearer KEY`.
+    /// API key for the server, sent as `Authorization: Bearer KEY`
+    /// (INFERENCE_API_KEY when neither this nor INFSH_API_KEY is set).
     #[arg(
         long,
         env = "INFSH_API_KEY",
@@ -274,9 +277,15 @@ pub struct ServeArgs {
     /// The URL clients reach this server at (used in file URIs). Default: http://HOST:PORT as bound.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// Largest accepted request body (JSON and file uploads), in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_body_mib: u32,
+    /// Largest accepted request body of any kind, in MiB: a cap over
+    /// --max-json-mib and --max-upload-gib. Default: none (those two decide).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_mib: Option<u32>,
+    /// Let browser apps served from ORIGIN (e.g. https://app.example.com)
+    /// call the API: CORS headers and preflight answers for it (repeatable).
+    /// Default: none (browsers refuse cross-origin calls).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
     /// Answer `wait` runs with a Server-Timing header: the task's time inside
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]

@@ -168,6 +168,9 @@ pub enum EngineError {
     UnknownApiKey(String),
     #[error("task \"{id}\" already ended with status {status:?}")]
     TaskAlreadyEnded { id: String, status: TaskStatus },
+    /// Deleting a task (or its files) that has not ended: cancel it first.
+    #[error("task \"{id}\" has not ended (status {status:?}): cancel it first")]
+    TaskNotEnded { id: String, status: TaskStatus },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage error: {0}")]
@@ -371,6 +374,22 @@ pub struct MetricsSnapshot {
 
 /// A file registered by `POST /files`, before or after its bytes arrived.
 pub type StoredFile = FileRecord;
+
+/// Which side of a task a file is on (`GET /tasks/{id}/files?role=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFileRole {
+    Input,
+    Output,
+}
+
+impl TaskFileRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskFileRole::Input => "input",
+            TaskFileRole::Output => "output",
+        }
+    }
+}
 
 /// A page of tasks for `GET /tasks`.
 pub type TaskPage = Page<TaskRecord>;

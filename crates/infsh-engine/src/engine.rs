@@ -606,6 +606,22 @@ impl Engine {
             })
     }
 
+    /// Starts streaming the bytes of a registered file
+    /// ([`infsh_store::PartialUpload`]: written to a temporary file, put in
+    /// place only when finished).
+    pub async fn begin_upload(&self, id: &str) -> Result<infsh_store::PartialUpload, EngineError> {
+        self.shared()
+            .files
+            .begin_upload(id)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } | StoreError::InvalidId => {
+                    EngineError::UnknownFile(id.to_string())
+                }
+                other => EngineError::Store(other),
+            })
+    }
+
     /// A stored file and where its bytes are on disk. A registered file
     /// whose bytes have not arrived yet has `uploaded: false` (its path
     /// does not exist yet).

@@ -39,6 +39,7 @@
 
 pub mod api;
 mod app_info;
+mod deletion;
 mod engine;
 mod fleet_api;
 mod fleet_hub;
@@ -74,6 +75,7 @@ mod webhook_signing;
 mod worker_seam;
 
 pub use api::*;
+pub use deletion::DeletedFiles;
 pub use engine::Engine;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,

@@ -150,6 +150,7 @@ fn harness() -> &'static Harness {
                 server_timing: false,
                 engine_keys: vec![],
                 limits: Default::default(),
+                cors_origins: vec![],
             },
         );
         Harness { rt, router }

@@ -36,7 +36,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 mod auth;
+mod body_limits;
 mod client_id;
+mod cors;
 mod dto;
 mod engine_auth;
 mod extract;
@@ -67,7 +69,8 @@ pub use tokens::upload_token;
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
 use routes::{
-    apikeys, apps, engine_files, engine_link, engines, files, ops, runs, sessions, stream, tasks,
+    apikeys, apps, engine_files, engine_link, engines, file_records, files, ops, runs, sessions,
+    stream, task_delete, task_status, tasks,
 };
 use state::ServerState;
 use stream_slots::StreamSlots;
@@ -85,7 +88,9 @@ pub struct ServerConfig {
     pub api_keys: Vec<String>,
     /// Allow serving without keys on a non-loopback bind.
     pub insecure: bool,
-    /// Largest accepted request body (JSON and uploads).
+    /// Largest accepted request body of any kind: a cap over
+    /// [`Limits::max_json_bytes`] and [`Limits::max_upload_bytes`]
+    /// (`--max-body-mib`; `usize::MAX` for none).
     pub max_body_bytes: usize,
     /// How long a signed upload URL stays valid.
     pub upload_token_ttl: Duration,
@@ -100,6 +105,9 @@ pub struct ServerConfig {
     pub engine_keys: Vec<String>,
     /// Connection timeouts and caps, run rate and stream caps.
     pub limits: Limits,
+    /// Browser origins allowed to call the API (`--cors-origin`, cors.rs).
+    /// Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +177,7 @@ fn build(
     limit_metrics: Arc<LimitMetrics>,
 ) -> Router {
     let limits = &config.limits;
+    let body_limits = body_limits::BodyLimits::new(limits, config.max_body_bytes);
     let state = ServerState {
         engine,
         keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
@@ -186,6 +195,7 @@ fn build(
             limit_metrics.clone(),
         )),
         limit_metrics: limit_metrics.clone(),
+        body_limits,
     };
     let run_limiter = Arc::new(RunLimiter::new(limits.runs_per_minute, limit_metrics));
 
@@ -211,10 +221,21 @@ fn build(
             post(sessions::keepalive_session),
         )
         .route("/tasks", get(tasks::list_tasks))
-        .route("/tasks/{id}", get(tasks::get_task))
+        .route(
+            "/tasks/{id}",
+            get(tasks::get_task).delete(task_delete::delete_task),
+        )
+        .route("/tasks/{id}/status", get(task_status::task_status))
+        .route(
+            "/tasks/{id}/files",
+            get(task_delete::task_files).delete(task_delete::delete_task_files),
+        )
         .route("/tasks/{id}/cancel", post(tasks::cancel_task))
         .route("/tasks/{id}/stream", get(stream::stream_task))
-        .route("/files", post(files::create_files))
+        .route(
+            "/files",
+            post(files::create_files).get(file_records::list_files),
+        )
         .route("/apps", get(apps::list_apps))
         .route("/apps/{namespace}/{name}", get(apps::get_app))
         .route("/apps/{namespace}/{name}/drain", post(apps::drain_app))
@@ -261,7 +282,10 @@ fn build(
         .route("/health", get(ops::health))
         .route(
             "/files/{id}",
-            get(files::download_file).put(files::upload_file),
+            get(files::download_file)
+                .put(files::upload_file)
+                // Checks the key itself: the route is the public download's.
+                .delete(file_records::delete_file),
         )
         .route("/files/{id}/{filename}", get(files::download_named_file))
         // The web playground's page and assets: they hold no data (the page
@@ -273,16 +297,26 @@ fn build(
         .merge(public)
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Bodies read whole (JSON) stop at the JSON limit; uploads stream
+        // and check theirs as they go (routes/files.rs).
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(body_limits.json.bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::Extension(body_limits))
         .layer(CatchPanicLayer::custom(problem::panic_response))
         .with_state(state);
 
     // Routing happens inside `routes`, after the URI was normalized here
     // (a layer on `routes` itself would run after routing).
-    Router::new()
+    let app = Router::new()
         .fallback_service(routes)
-        .layer(axum::middleware::map_request(normalize_request))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::map_request(normalize_request));
+    // Outside auth: a browser's preflight carries no key.
+    let app = match cors::layer(&config.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(TraceLayer::new_for_http())
 }
 
 async fn normalize_request(mut req: Request) -> Request {

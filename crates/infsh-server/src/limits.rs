@@ -7,6 +7,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+const MIB: u64 = 1024 * 1024;
+
 /// Every limit; [`Limits::default`] is what `infsh serve` uses without flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -30,6 +32,11 @@ pub struct Limits {
     pub streams_per_task: usize,
     /// Most open streams per API key (per client address without keys).
     pub streams_per_client: usize,
+    /// Largest JSON request body (runs, file registrations): 413 as soon
+    /// as a body passes it, without reading the rest.
+    pub max_json_bytes: u64,
+    /// Largest file upload (`PUT` to a signed URL), streamed to disk.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +49,8 @@ impl Default for Limits {
             runs_per_minute: None,
             streams_per_task: 32,
             streams_per_client: 256,
+            max_json_bytes: 32 * MIB,
+            max_upload_bytes: 10 * 1024 * MIB,
         }
     }
 }

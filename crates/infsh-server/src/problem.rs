@@ -71,6 +71,11 @@ pub struct ProblemDoc {
     pub available: Option<Vec<String>>,
     /// 422: `[{path, message}]`; 412: `[{type, key, message, action}]`.
     pub errors: Option<Vec<Value>>,
+    /// 413: the limit passed, in bytes (429 `too_many_streams`: the cap).
+    pub limit: Option<u64>,
+    /// 413: what set the limit: `--max-json-mib`, `--max-upload-gib`,
+    /// `--max-body-mib` or `registered_size` (the file's registered `size`).
+    pub limited_by: Option<String>,
 }
 
 impl Problem {
@@ -329,6 +334,10 @@ impl From<EngineError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
                     .with("task_status", status as u8)
             }
+            EngineError::TaskNotEnded { status, .. } => {
+                Problem::new(StatusCode::CONFLICT, "conflict", detail)
+                    .with("task_status", status as u8)
+            }
             EngineError::ShuttingDown => Problem::shutting_down(),
             // 503 at once rather than a queued task that never starts: no
             // slot of this machine can ever host the app (docs/gpus.md).
@@ -413,7 +422,13 @@ impl From<BytesRejection> for Problem {
 /// The body timeout, if that is what failed the body read (the error sits
 /// a few `source()`s down, under axum's wrappers).
 fn stalled(r: &BytesRejection) -> Option<&BodyTimedOut> {
-    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    find_timeout(r)
+}
+
+/// The body timeout somewhere in `err`'s chain of sources (a streamed
+/// upload's read error, or a rejection).
+pub fn find_timeout<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(err) = e {
         if let Some(t) = err.downcast_ref::<BodyTimedOut>() {
             return Some(t);

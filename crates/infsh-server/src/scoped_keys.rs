@@ -100,6 +100,27 @@ impl KeyAuth {
     }
 }
 
+/// For a handler on a public route that checks keys itself (the file
+/// record and delete on `/files/{id}`, the download URL): the request's
+/// key must be an admin key or a run-time key with `scope`.
+pub async fn require_scope(
+    keys: &Arc<ApiKeys>,
+    engine: &Engine,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<(), Problem> {
+    let auth = KeyAuth {
+        keys: keys.clone(),
+        engine: engine.clone(),
+    };
+    match auth.authenticate(headers).await? {
+        Principal::Key(key) if !key.scopes.contains(&scope) => {
+            Err(Problem::insufficient_scope(Some(scope.as_str())))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Middleware guarding the authenticated routes: an admin key (flags,
 /// environment, keys file) passes; so does a key created at run time
 /// (scoped_keys.rs) that is neither revoked nor expired and has the scope

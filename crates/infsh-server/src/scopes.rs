@@ -75,9 +75,21 @@ pub fn needs(method: &Method, path: &str) -> Needs {
         | ("POST", "/sessions/{id}/keepalive")
         | ("DELETE", "/sessions/{id}") => AppsExecute,
         ("GET" | "HEAD", "/apps" | "/apps/{namespace}/{name}" | "/openapi.json") => AppsRead,
-        ("GET" | "HEAD", "/tasks" | "/tasks/{id}" | "/tasks/{id}/stream") => TasksRead,
-        ("POST", "/tasks/{id}/cancel") => TasksWrite,
+        (
+            "GET" | "HEAD",
+            "/tasks"
+            | "/tasks/{id}"
+            | "/tasks/{id}/stream"
+            | "/tasks/{id}/status"
+            | "/tasks/{id}/files",
+        ) => TasksRead,
+        ("POST", "/tasks/{id}/cancel") | ("DELETE", "/tasks/{id}" | "/tasks/{id}/files") => {
+            TasksWrite
+        }
         ("POST", "/files") => FilesWrite,
+        // GET and DELETE /files/{id} sit on the public download route and
+        // check their scope themselves (routes/file_records.rs).
+        ("GET" | "HEAD", "/files") => FilesRead,
         ("GET" | "HEAD", "/engines" | "/workers" | "/ready" | "/metrics") => EnginesRead,
         (
             "POST",
@@ -118,7 +130,11 @@ mod tests {
             needs(&Method::DELETE, "/apikeys/{id}"),
             Needs::Scope(Scope::ApikeysWrite)
         );
-        assert_eq!(needs(&Method::DELETE, "/tasks/{id}"), Needs::Admin);
+        assert_eq!(
+            needs(&Method::DELETE, "/tasks/{id}"),
+            Needs::Scope(Scope::TasksWrite)
+        );
+        assert_eq!(needs(&Method::PUT, "/tasks/{id}"), Needs::Admin);
         assert_eq!(needs(&Method::GET, "/apps/run"), Needs::Admin);
     }
 }

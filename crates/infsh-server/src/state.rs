@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::auth::ApiKeys;
+use crate::body_limits::BodyLimits;
 use crate::limit_metrics::LimitMetrics;
 use crate::stream_slots::StreamSlots;
 use crate::tokens::UploadSigner;
@@ -52,6 +53,8 @@ pub struct ServerState {
     pub stream_slots: Arc<StreamSlots>,
     /// The connection limits' counters, for `GET /metrics`.
     pub limit_metrics: Arc<LimitMetrics>,
+    /// JSON and upload body limits (body_limits.rs).
+    pub body_limits: BodyLimits,
 }
 
 impl ServerState {

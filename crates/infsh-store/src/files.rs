@@ -113,6 +113,33 @@ impl FileStore {
         self.store.mark_file_uploaded(id, size).await
     }
 
+    /// Starts a streamed upload of a registered file: bytes go to a
+    /// temporary file in `root` ([`PartialUpload::write`]) and replace the
+    /// file's bytes only at [`PartialUpload::finish`]. Dropping the upload
+    /// unfinished (the client went away, a limit tripped) removes the
+    /// temporary file, so a half upload never leaves bytes behind.
+    pub async fn begin_upload(&self, id: &str) -> Result<PartialUpload, StoreError> {
+        let path = self.path_of(id)?;
+        let Some(record) = self.store.get_file(id).await? else {
+            return Err(StoreError::NotFound {
+                kind: "file",
+                id: id.to_string(),
+            });
+        };
+        let tmp = self.root.join(format!(".tmp-{}", new_id()));
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| StoreError::io("cannot create", &tmp, e))?;
+        Ok(PartialUpload {
+            record,
+            dest: path,
+            tmp: Some(tmp),
+            file: Some(file),
+            written: 0,
+            store: self.store.clone(),
+        })
+    }
+
     /// Copies a local file (an app's output) into the store as a new,
     /// uploaded file.
     pub async fn import(
@@ -147,6 +174,20 @@ impl FileStore {
         Ok(record)
     }
 
+    /// Deletes a file: its bytes (if any), then its record. False when no
+    /// such file is stored.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let Ok(path) = self.path_of(id) else {
+            return Ok(false);
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("cannot delete", &path, e)),
+        }
+        self.store.delete_file(id).await
+    }
+
     /// A file's record and where its bytes are. `None` for an unknown (or
     /// malformed) id.
     pub async fn get(&self, id: &str) -> Result<Option<(FileRecord, PathBuf)>, StoreError> {
@@ -154,6 +195,85 @@ impl FileStore {
             return Ok(None);
         };
         Ok(self.store.get_file(id).await?.map(|r| (r, path)))
+    }
+}
+
+/// A streamed upload in progress ([`FileStore::begin_upload`]).
+pub struct PartialUpload {
+    record: FileRecord,
+    dest: PathBuf,
+    /// The temporary file; None once renamed into place.
+    tmp: Option<PathBuf>,
+    file: Option<tokio::fs::File>,
+    written: u64,
+    store: Arc<dyn TaskStore>,
+}
+
+impl PartialUpload {
+    /// The file's record as registered (its `size` is what the client
+    /// announced, if anything).
+    pub fn record(&self) -> &FileRecord {
+        &self.record
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends `data` (written through at once: nothing is buffered here
+    /// beyond the one chunk).
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let (Some(file), Some(tmp)) = (self.file.as_mut(), self.tmp.as_ref()) else {
+            return Err(StoreError::io(
+                "cannot write",
+                &self.dest,
+                std::io::Error::other("upload already finished"),
+            ));
+        };
+        file.write_all(data)
+            .await
+            .map_err(|e| StoreError::io("cannot write", tmp, e))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Syncs the bytes, renames them into place and marks the file
+    /// uploaded with the size written.
+    pub async fn finish(mut self) -> Result<FileRecord, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let (Some(mut file), Some(tmp)) = (self.file.take(), self.tmp.clone()) else {
+            return Err(StoreError::io(
+                "cannot write",
+                &self.dest,
+                std::io::Error::other("upload already finished"),
+            ));
+        };
+        let synced = async {
+            file.flush().await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&tmp, &self.dest).await
+        }
+        .await;
+        synced.map_err(|e| StoreError::io("cannot write", &self.dest, e))?;
+        // Renamed: nothing left for Drop to remove.
+        self.tmp = None;
+        self.store
+            .mark_file_uploaded(&self.record.id, self.written)
+            .await
+    }
+}
+
+impl Drop for PartialUpload {
+    fn drop(&mut self) {
+        // Close before unlinking; a blocking unlink of one directory entry
+        // is cheap enough to do here.
+        self.file = None;
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }
 

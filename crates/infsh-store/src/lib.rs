@@ -29,6 +29,7 @@
 mod commit_outcome;
 mod durability;
 mod error;
+mod file_page;
 mod files;
 pub mod fleet;
 mod ids;
@@ -40,6 +41,7 @@ mod postgres;
 mod rows;
 mod sqlite;
 mod sqlite_fleet;
+mod sqlite_lifecycle;
 mod store;
 mod store_url;
 mod wal_keeper;
@@ -48,7 +50,8 @@ mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::{describe_postgres, CommitError, StoreError};
-pub use files::{clean_filename, FileStore, DEFAULT_CONTENT_TYPE};
+pub use file_page::{file_cursor, parse_file_cursor};
+pub use files::{clean_filename, FileStore, PartialUpload, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use keys::ApiKeyRecord;

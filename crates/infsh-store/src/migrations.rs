@@ -12,6 +12,11 @@ use crate::StoreError;
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "fleet", include_str!("../migrations/0002_fleet.sql")),
+    (
+        3,
+        "lifecycle",
+        include_str!("../migrations/0003_lifecycle.sql"),
+    ),
     (4, "access", include_str!("../migrations/0004_access.sql")),
     (
         5,
@@ -74,12 +79,12 @@ mod tests {
     #[test]
     fn migrate_is_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 4, 5]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, 4);
+        assert_eq!(n, 5);
     }
 
     #[test]

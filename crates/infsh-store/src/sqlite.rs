@@ -733,4 +733,27 @@ impl TaskStore for SqliteStore {
         let id = id.to_string();
         self.write(move |conn| keys::revoke(conn, &id, at_ms)).await
     }
+
+    async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| crate::sqlite_lifecycle::delete_task(conn, &id))
+            .await
+    }
+
+    async fn delete_file(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| crate::sqlite_lifecycle::delete_file(conn, &id))
+            .await
+    }
+
+    async fn list_files(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FileRecord>, StoreError> {
+        let after = crate::file_page::files_after(cursor)?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |conn| crate::sqlite_lifecycle::list_files(conn, limit, after))
+            .await
+    }
 }

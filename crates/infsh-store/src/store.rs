@@ -177,4 +177,18 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Revokes key `id` at `at_ms` (a second revoke keeps the first
     /// time); the record after it. `NotFound` for an unknown id.
     async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError>;
+    /// Deletes a task with its logs and attempts; false when there was none.
+    async fn delete_task(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Deletes a file's record (not its bytes: the [`crate::FileStore`]'s);
+    /// false when there was none.
+    async fn delete_file(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Stored files, newest first (by `created_at_ms`, then id); `cursor`
+    /// is a previous page's `next_cursor` (`InvalidCursor` otherwise).
+    async fn list_files(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FileRecord>, StoreError>;
 }

@@ -75,6 +75,9 @@ contract!(
     the_webhook_outbox_claims_records_and_gives_up,
     concurrent_webhook_claims_never_share_a_delivery,
     api_keys_are_found_by_digest_listed_and_revoked,
+    deleting_a_task_takes_its_logs_and_only_it,
+    deleting_a_file_takes_only_its_record,
+    files_page_newest_first,
 );
 
 fn task(app: &str, created: i64) -> TaskRecord {
@@ -777,4 +780,105 @@ async fn api_keys_are_found_by_digest_listed_and_revoked(store: Arc<dyn TaskStor
     let e = store.revoke_api_key("nope", 1).await.unwrap_err();
     assert!(e.is_not_found(), "{e:?}");
     assert_eq!(e.to_string(), "no such API key \"nope\"");
+}
+
+async fn deleting_a_task_takes_its_logs_and_only_it(store: Arc<dyn TaskStore>) {
+    let gone = task("ns/a", 1);
+    let kept = task("ns/a", 2);
+    store.insert_task(&gone).await.unwrap();
+    store.insert_task(&kept).await.unwrap();
+    for t in [&gone, &kept] {
+        store
+            .append_logs(&t.id, &[log(LogType::Run, "hello", 3)])
+            .await
+            .unwrap();
+    }
+    assert!(store.delete_task(&gone.id).await.unwrap());
+    assert_eq!(store.get_task(&gone.id).await.unwrap(), None);
+    assert!(store.get_logs(&gone.id).await.unwrap().is_empty());
+    assert!(!store.delete_task(&gone.id).await.unwrap(), "already gone");
+    assert!(!store.delete_task("nope").await.unwrap());
+    assert_eq!(
+        store.get_task(&kept.id).await.unwrap().as_ref(),
+        Some(&kept)
+    );
+    assert_eq!(store.get_logs(&kept.id).await.unwrap().len(), 1);
+    let page = store
+        .list_tasks(&TaskFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.items), vec![kept.id.clone()]);
+    // A new task after a deletion still lists first.
+    let newer = task("ns/a", 3);
+    store.insert_task(&newer).await.unwrap();
+    let page = store
+        .list_tasks(&TaskFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.items), vec![newer.id.clone(), kept.id.clone()]);
+}
+
+fn file_at(created: i64) -> FileRecord {
+    FileRecord {
+        id: new_id(),
+        filename: "f.bin".into(),
+        content_type: "application/octet-stream".into(),
+        size: None,
+        uploaded: false,
+        created_at_ms: created,
+    }
+}
+
+async fn deleting_a_file_takes_only_its_record(store: Arc<dyn TaskStore>) {
+    let a = file_at(1);
+    let b = file_at(2);
+    store.insert_file(&a).await.unwrap();
+    store.insert_file(&b).await.unwrap();
+    assert!(store.delete_file(&a.id).await.unwrap());
+    assert_eq!(store.get_file(&a.id).await.unwrap(), None);
+    assert!(!store.delete_file(&a.id).await.unwrap());
+    assert_eq!(store.get_file(&b.id).await.unwrap().as_ref(), Some(&b));
+    assert!(matches!(
+        store.mark_file_uploaded(&a.id, 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn files_page_newest_first(store: Arc<dyn TaskStore>) {
+    assert!(store.list_files(10, None).await.unwrap().items.is_empty());
+    // Two share a creation time: the id breaks the tie, and paging never
+    // skips or repeats one.
+    let mut files: Vec<FileRecord> = [5, 1, 3, 3, 4].into_iter().map(file_at).collect();
+    for f in &files {
+        store.insert_file(f).await.unwrap();
+    }
+    files.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+    let want: Vec<String> = files.iter().map(|f| f.id.clone()).collect();
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_files(2, cursor.as_deref()).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        got.extend(page.items.iter().map(|f| f.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(pages, 3);
+    let all = store.list_files(10, None).await.unwrap();
+    assert_eq!(all.items, files);
+    assert_eq!(all.next_cursor, None);
+    for bad in ["x", "12", "1.nothex"] {
+        assert!(
+            matches!(
+                store.list_files(10, Some(bad)).await,
+                Err(StoreError::InvalidCursor(_))
+            ),
+            "{bad}"
+        );
+    }
 }

@@ -19,9 +19,16 @@ pub use client::Remote;
 pub fn connect(args: &RemoteArgs) -> Result<Option<Remote>, Failure> {
     match args.api_url.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(url) => Remote::new(url, args.api_key.clone())
-            .map(Some)
-            .map_err(|e| e.into_failure()),
+        // INFERENCE_API_KEY is what the platform's SDKs read: a key set for
+        // them works here too (INFSH_API_KEY and --api-key win).
+        Some(url) => Remote::new(
+            url,
+            args.api_key
+                .clone()
+                .or_else(|| std::env::var("INFERENCE_API_KEY").ok()),
+        )
+        .map(Some)
+        .map_err(|e| e.into_failure()),
     }
 }
 

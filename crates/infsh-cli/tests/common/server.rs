@@ -106,6 +106,7 @@ impl ServeSandbox {
             Some(key) => cmd.env("INFSH_API_KEY", key),
             None => cmd.env_remove("INFSH_API_KEY"),
         };
+        cmd.env_remove("INFERENCE_API_KEY");
         cmd
     }
 

@@ -149,6 +149,7 @@ impl TaskStore for MemoryStore {
             .rev()
             .filter(|(seq, t)| {
                 *seq < before
+                    && !t.id.is_empty()
                     && filter.app.as_ref().is_none_or(|a| *a == t.app)
                     && filter.status.is_none_or(|s| s == t.status)
             });
@@ -171,7 +172,7 @@ impl TaskStore for MemoryStore {
             .lock()
             .tasks
             .iter()
-            .filter(|t| statuses.contains(&t.status))
+            .filter(|t| !t.id.is_empty() && statuses.contains(&t.status))
             .cloned()
             .collect())
     }
@@ -282,5 +283,48 @@ impl TaskStore for MemoryStore {
             .ok_or_else(|| not_found("API key", id))?;
         key.revoked_at_ms.get_or_insert(at_ms);
         Ok(key.clone())
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        // A tombstone, not a removal: positions are sequence numbers.
+        let Some(t) = inner
+            .tasks
+            .iter_mut()
+            .find(|t| t.id == id && !t.id.is_empty())
+        else {
+            return Ok(false);
+        };
+        t.id = String::new();
+        inner.logs.remove(id);
+        Ok(true)
+    }
+
+    async fn delete_file(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().files.remove(id).is_some())
+    }
+
+    async fn list_files(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FileRecord>, StoreError> {
+        let after = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(infsh_store::parse_file_cursor(c)?),
+            None => None,
+        };
+        let mut files: Vec<FileRecord> = self.lock().files.values().cloned().collect();
+        files.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        let mut rest = files.into_iter().filter(|f| {
+            after
+                .as_ref()
+                .is_none_or(|(ms, id)| (f.created_at_ms, &f.id) < (*ms, id))
+        });
+        let items: Vec<FileRecord> = rest.by_ref().take(limit.max(1)).collect();
+        let next_cursor = match (rest.next(), items.last()) {
+            (Some(_), Some(last)) => Some(infsh_store::file_cursor(last)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
     }
 }

@@ -19,6 +19,7 @@ mod apikeys;
 mod apps;
 mod engines;
 mod envelope;
+mod file_records;
 mod files;
 mod ops;
 mod run_body;
@@ -34,6 +35,10 @@ pub use envelope::{
     EngineEnvelope, EngineListEnvelope, Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope,
     ReadyEnvelope, SessionEnvelope, SessionListEnvelope, TaskEnvelope, TaskPageEnvelope,
     WorkerListEnvelope,
+};
+pub use file_records::{
+    DeletedFilesDto, DeletedFilesEnvelope, DeletedTaskDto, DeletedTaskEnvelope, FilePageDto,
+    FilePageEnvelope, TaskFileDto, TaskFileListEnvelope,
 };
 pub use files::{CreateFilesBody, FileDto};
 pub use ops::{AppReadinessDto, HealthDto, ReadyDto};

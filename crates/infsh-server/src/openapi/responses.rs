@@ -142,7 +142,7 @@ pub enum CreateFileErrors {
     /// The request body stalled for `--body-timeout` (the connection is closed).
     #[response(status = 408, content_type = "application/problem+json")]
     BodyTimeout(ProblemDoc),
-    /// Body over the server's limit.
+    /// Body over `--max-json-mib` (`limited_by` names the flag).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemDoc),
     /// Body not sent as `application/json`.
@@ -153,6 +153,9 @@ pub enum CreateFileErrors {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum UploadErrors {
+    /// The upload ended short of its registered size, or was cut off.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
     /// Missing, forged or expired upload token.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(ProblemDoc),
@@ -162,7 +165,8 @@ pub enum UploadErrors {
     /// The request body stalled for `--body-timeout` (the connection is closed).
     #[response(status = 408, content_type = "application/problem+json")]
     BodyTimeout(ProblemDoc),
-    /// Body over the server's limit.
+    /// Body over `--max-upload-gib` or the file's registered size
+    /// (`limited_by` names which).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemDoc),
 }
@@ -173,6 +177,9 @@ pub enum DownloadErrors {
     /// Malformed or unknown file id, or no bytes uploaded yet.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
+    /// A `Range` that starts past the end (`Content-Range: bytes */SIZE`).
+    #[response(status = 416, content_type = "application/problem+json")]
+    RangeNotSatisfiable(ProblemDoc),
 }
 
 #[derive(IntoResponses)]
@@ -227,6 +234,23 @@ pub enum SessionErrors {
 
 #[derive(IntoResponses)]
 #[allow(dead_code)]
+pub enum DeleteTaskErrors {
+    /// A bad `role` or `files` value.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// The task has not ended: cancel it first (`task_status`).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
 pub enum KeyErrors {
     /// An empty name, an unknown scope, a bad body.
     #[response(status = 400, content_type = "application/problem+json")]
@@ -250,4 +274,29 @@ pub enum KeyErrors {
     /// Body not sent as `application/json`.
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum TaskFilesErrors {
+    /// A bad `role`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Unknown task.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+}
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum FileRecordErrors {
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// Malformed or unknown file id.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
 }

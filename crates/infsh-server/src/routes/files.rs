@@ -3,26 +3,32 @@
 //! 1. `POST /files` (API key) with `{"files":[{filename, content_type, size}]}`
 //!    registers each file and answers a list of `{id, uri, upload_url, ...}`;
 //! 2. `PUT /files/{id}?token=…` (no API key: the client sends none) stores
-//!    the raw body; the token is the HMAC capability from tokens.rs, bound
-//!    to the id and expiring after `upload_token_ttl`; forged, missing or
-//!    expired → 403;
+//!    the raw body, streamed to disk a chunk at a time under the upload
+//!    limit and the registered size (body_limits.rs); the token is the HMAC
+//!    capability from tokens.rs, bound to the id and expiring after
+//!    `upload_token_ttl`; forged, missing or expired → 403;
 //! 3. `GET /files/{id}` (no API key: the 32-hex-char random id is the
-//!    capability) serves the bytes. `GET /files/{id}/{filename}` is the same
-//!    file (the name is for humans and for apps guessing a type).
+//!    capability) streams the bytes, one `Range` honoured (byte_range.rs).
+//!    `GET /files/{id}/{filename}` is the same file (the name is for humans
+//!    and for apps guessing a type).
 //!
 //! Ids are validated strictly (exactly 32 lower-case hex characters) before
 //! the engine sees them, so nothing path-like ever reaches the file store.
 
 use std::time::SystemTime;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::IntoParams;
 
+use super::byte_range::{self, RangeAsk};
+use crate::body_limits::{declared_length, too_large};
 use crate::dto::{iso8601, CreateFilesBody, Envelope, FileDto, FileEnvelope, FileListEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::problem::Problem;
@@ -88,18 +94,7 @@ pub fn clean_filename(name: &str) -> Option<String> {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use super::file_uri::encode_segment;
 
 fn base_url(state: &ServerState) -> String {
     state
@@ -200,26 +195,94 @@ pub async fn upload_file(
         .verify(&id, q.token.as_deref(), SystemTime::now())
         .map_err(|e| Problem::forbidden(e.to_string()))?;
     // Read the body only after the token checked out.
-    let body = Bytes::from_request(req, &state).await?;
-    let record = state.engine.write_file(&id, body).await?;
+    let limit = state.body_limits.upload;
+    let (record, _) = state.engine.file(&id).await?;
+    // The size announced at registration; once bytes arrived, `size` is
+    // theirs, and a new upload may replace them with another length.
+    let registered_size = record.size.filter(|_| !record.uploaded);
+    let declared = declared_length(req.headers());
+    if declared.is_some_and(|n| n > limit.bytes) {
+        return Err(too_large("upload", limit));
+    }
+    if let (Some(n), Some(size)) = (declared, registered_size) {
+        if n > size {
+            return Err(over_registered(&id, size));
+        }
+    }
+    let mut upload = state.engine.begin_upload(&id).await?;
+    let mut body = req.into_body().into_data_stream();
+    // One chunk at a time, straight to the temporary file: memory stays at
+    // a chunk however large the upload. Any early return drops `upload`,
+    // which removes the temporary file.
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| interrupted(&e))?;
+        let after = upload.written() + chunk.len() as u64;
+        if after > limit.bytes {
+            return Err(too_large("upload", limit));
+        }
+        if let Some(size) = registered_size.filter(|size| after > *size) {
+            return Err(over_registered(&id, size));
+        }
+        upload
+            .write(&chunk)
+            .await
+            .map_err(|e| Problem::from(infsh_engine::EngineError::Store(e)))?;
+    }
+    if let Some(size) = registered_size.filter(|s| *s != upload.written()) {
+        return Err(Problem::bad_request(format!(
+            "the upload ended after {} bytes, but file \"{id}\" was registered with {size}",
+            upload.written()
+        )));
+    }
+    let record = upload
+        .finish()
+        .await
+        .map_err(|e| Problem::from(infsh_engine::EngineError::Store(e)))?;
     let uri = state.engine.file_uri(&record.id);
     Ok(Json(Envelope::new(FileDto::from_record(&record, uri))))
 }
 
-/// Download a stored file (no API key: the id is the capability).
+/// 413 for bytes past the size a file was registered with.
+fn over_registered(id: &str, size: u64) -> Problem {
+    Problem::payload_too_large(format!(
+        "the upload is larger than the {size} bytes file \"{id}\" was registered with"
+    ))
+    .with("limit", size)
+    .with("limited_by", "registered_size")
+    .header(header::CONNECTION, HeaderValue::from_static("close"))
+}
+
+/// The body failed while read: stalled (408) or cut off (400).
+fn interrupted(e: &axum::Error) -> Problem {
+    match crate::problem::find_timeout(e) {
+        Some(t) => Problem::body_timeout(t),
+        None => Problem::bad_request(format!("the upload was interrupted: {e}")),
+    }
+}
+
+/// Download a stored file (no API key: the id is the capability). Asked
+/// with `Accept: application/json` and a valid key: the file's record
+/// instead.
 #[utoipa::path(
     get, path = "/files/{id}", tag = "files",
     params(("id" = String, Path, description = "File id (32 hex characters)")),
     responses(
         (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "One `Range` of the file's bytes, with `Content-Range`", content_type = "application/octet-stream", body = Vec<u8>),
         crate::openapi::responses::DownloadErrors,
     )
 )]
 pub async fn download_file(
     State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    serve_file(&state, &id).await
+    if super::file_records::wants_record(&headers) {
+        return Ok(super::file_records::file_record(&state, &id, &headers)
+            .await?
+            .into_response());
+    }
+    serve_file(&state, &id, headers.get(header::RANGE)).await
 }
 
 /// The same file under a readable name (`/files/{id}/{filename}`).
@@ -231,17 +294,23 @@ pub async fn download_file(
     ),
     responses(
         (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "One `Range` of the file's bytes, with `Content-Range`", content_type = "application/octet-stream", body = Vec<u8>),
         crate::openapi::responses::DownloadErrors,
     )
 )]
 pub async fn download_named_file(
     State(state): State<ServerState>,
     ApiPath((id, _filename)): ApiPath<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    serve_file(&state, &id).await
+    serve_file(&state, &id, headers.get(header::RANGE)).await
 }
 
-async fn serve_file(state: &ServerState, id: &str) -> Result<Response, Problem> {
+async fn serve_file(
+    state: &ServerState,
+    id: &str,
+    range: Option<&HeaderValue>,
+) -> Result<Response, Problem> {
     if !valid_file_id(id) {
         return Err(unknown_file(id));
     }
@@ -252,11 +321,36 @@ async fn serve_file(state: &ServerState, id: &str) -> Result<Response, Problem> 
             format!("file \"{id}\" has no content yet: PUT it to its upload_url first"),
         ));
     }
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
         tracing::error!(file = id, path = %path.display(), error = %e, "stored file unreadable");
         unknown_file(id)
     })?;
-    let len = file.metadata().await.map(|m| m.len()).ok();
+    let len = file.metadata().await.map(|m| m.len()).map_err(|e| {
+        tracing::error!(file = id, path = %path.display(), error = %e, "stored file unreadable");
+        unknown_file(id)
+    })?;
+    let (status, start, count) = match byte_range::parse(range.and_then(|h| h.to_str().ok()), len) {
+        RangeAsk::Whole => (StatusCode::OK, 0, len),
+        RangeAsk::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeAsk::Unsatisfiable => {
+            return Err(Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the requested range is outside file \"{id}\", which has {len} bytes"),
+            )
+            .with("size", len)
+            .header(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("bytes */0")),
+            ));
+        }
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| Problem::internal(format!("cannot read file \"{id}\": {e}")))?;
+    }
     let content_type = HeaderValue::from_str(&record.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let ascii_name: String = record
@@ -273,6 +367,7 @@ async fn serve_file(state: &ServerState, id: &str) -> Result<Response, Problem> 
     let disposition = HeaderValue::from_str(&format!("inline; filename=\"{ascii_name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("inline"));
     let mut resp = (
+        status,
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, disposition),
@@ -286,13 +381,19 @@ async fn serve_file(state: &ServerState, id: &str) -> Result<Response, Problem> 
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         ],
-        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+        // Streamed from disk a buffer at a time, never read whole.
+        Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count))),
     )
         .into_response();
-    if let Some(len) = len {
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let range = format!("bytes {start}-{}/{len}", start + count - 1);
+        if let Ok(v) = HeaderValue::from_str(&range) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
     }
     Ok(resp)
 }

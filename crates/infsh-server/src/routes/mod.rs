@@ -13,13 +13,18 @@ use crate::openapi::document;
 pub mod apikeys;
 pub mod apps;
 pub mod engine_files;
+pub mod byte_range;
 pub mod engine_link;
 pub mod engines;
+pub mod file_records;
+pub mod file_uri;
 pub mod files;
 pub mod ops;
 pub mod runs;
 pub mod sessions;
 pub mod stream;
+pub mod task_delete;
+pub mod task_status;
 pub mod tasks;
 
 /// Every documented operation (and, through them, the DTO schemas): the
@@ -36,11 +41,17 @@ pub mod tasks;
     tasks::list_tasks,
     tasks::get_task,
     tasks::cancel_task,
+    task_status::task_status,
+    task_delete::delete_task,
+    task_delete::task_files,
+    task_delete::delete_task_files,
     stream::stream_task,
     files::create_files,
     files::upload_file,
     files::download_file,
     files::download_named_file,
+    file_records::list_files,
+    file_records::delete_file,
     apps::list_apps,
     apps::get_app,
     apps::drain_app,

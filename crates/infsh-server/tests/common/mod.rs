@@ -51,6 +51,7 @@ pub fn server_config() -> ServerConfig {
         server_timing: false,
         engine_keys: vec![],
         limits: Default::default(),
+        cors_origins: vec![],
     }
 }
 

@@ -25,6 +25,7 @@ mod files;
 mod fleet;
 mod listen;
 mod keys;
+mod lifecycle;
 mod logs;
 mod migrate;
 mod pending;
@@ -335,5 +336,27 @@ impl TaskStore for PostgresStore {
 
     async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError> {
         keys::revoke(&self.client().await?, id, at_ms).await
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {
+        lifecycle::delete_task(&self.client().await?, id).await
+    }
+
+    async fn delete_file(&self, id: &str) -> Result<bool, StoreError> {
+        lifecycle::delete_file(&self.client().await?, id).await
+    }
+
+    async fn list_files(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<FileRecord>, StoreError> {
+        let after = crate::file_page::files_after(cursor)?;
+        lifecycle::list_files(
+            &self.client().await?,
+            limit.clamp(1, crate::MAX_PAGE),
+            after,
+        )
+        .await
     }
 }

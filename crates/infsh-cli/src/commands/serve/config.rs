@@ -213,12 +213,15 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
     let server = ServerConfig {
         api_keys,
         insecure: args.insecure,
-        max_body_bytes: (args.max_body_mib as usize).saturating_mul(1024 * 1024),
+        max_body_bytes: args
+            .max_body_mib
+            .map_or(usize::MAX, |m| (m as usize).saturating_mul(1024 * 1024)),
         upload_token_ttl: UPLOAD_TOKEN_TTL,
         signing_key: places.signing_key,
         server_timing: args.server_timing,
         engine_keys,
         limits: args.limits.limits(),
+        cors_origins: args.cors_origins.clone(),
     };
     Ok(ServeConfig {
         engine,
@@ -459,7 +462,11 @@ mod tests {
         let server = &config.server;
         assert!(server.api_keys.is_empty());
         assert!(!server.insecure && !server.server_timing);
-        assert_eq!(server.max_body_bytes, 1024 * 1024 * 1024);
+        // No catch-all cap: --max-json-mib (32) and --max-upload-gib (10) decide.
+        assert_eq!(server.max_body_bytes, usize::MAX);
+        assert_eq!(server.limits.max_json_bytes, 32 << 20);
+        assert_eq!(server.limits.max_upload_bytes, 10 << 30);
+        assert!(server.cors_origins.is_empty());
         assert_eq!(server.upload_token_ttl, Duration::from_secs(3600));
         assert_eq!(server.signing_key, vec![7; 32]);
         assert_eq!(engine.placement, infsh_placement::EngineConfig::default());
@@ -537,6 +544,8 @@ mod tests {
                 "--cancel-grace=0",
                 "--shutdown-grace=2",
                 "--max-body-mib=2",
+                "--cors-origin=https://a.example",
+                "--cors-origin=http://localhost:3000",
                 "--durability=relaxed",
                 "--server-timing",
                 "--public-url= http://example.test/ ",
@@ -570,6 +579,10 @@ mod tests {
         assert_eq!(config.shutdown_grace, Duration::from_secs(2));
         assert_eq!(config.server.api_keys, vec!["k1", "k2"]);
         assert_eq!(config.server.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(
+            config.server.cors_origins,
+            vec!["https://a.example", "http://localhost:3000"]
+        );
         assert!(config.server.server_timing);
     }
 

@@ -34,6 +34,13 @@ pub struct LimitArgs {
     /// Most open task streams per API key (per client address without keys); beyond it 429.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_key: u32,
+    /// Largest JSON request body (runs, file registrations), in MiB; past
+    /// it 413 at once, without reading the rest.
+    #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_json_mib: u32,
+    /// Largest file upload (PUT to a signed URL, streamed to disk), in GiB; past it 413.
+    #[arg(long, value_name = "GIB", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_upload_gib: u32,
 }
 
 impl LimitArgs {
@@ -46,6 +53,8 @@ impl LimitArgs {
             runs_per_minute: self.rate_limit,
             streams_per_task: self.max_streams_per_task as usize,
             streams_per_client: self.max_streams_per_key as usize,
+            max_json_bytes: u64::from(self.max_json_mib) << 20,
+            max_upload_bytes: u64::from(self.max_upload_gib) << 30,
         }
     }
 }
@@ -103,6 +112,10 @@ mod tests {
             "3",
             "--max-streams-per-key",
             "4",
+            "--max-json-mib",
+            "5",
+            "--max-upload-gib",
+            "2",
         ])
         .unwrap();
         assert_eq!(l.header_timeout, Duration::from_millis(500));
@@ -111,6 +124,8 @@ mod tests {
         assert_eq!(l.max_connections, Some(100));
         assert_eq!(l.runs_per_minute, NonZeroU32::new(60));
         assert_eq!((l.streams_per_task, l.streams_per_client), (3, 4));
+        assert_eq!(l.max_json_bytes, 5 << 20);
+        assert_eq!(l.max_upload_bytes, 2 << 30);
     }
 
     #[test]
@@ -122,6 +137,8 @@ mod tests {
             ("--rate-limit", "0"),
             ("--max-connections", "0"),
             ("--max-streams-per-task", "0"),
+            ("--max-json-mib", "0"),
+            ("--max-upload-gib", "0"),
         ] {
             let e = parse(&[&format!("{flag}={value}")])
                 .err()

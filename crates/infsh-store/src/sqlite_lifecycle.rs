@@ -1,0 +1,54 @@
+//! Deletion and file listing on SQLite (the [`crate::TaskStore`] methods
+//! `delete_task`, `delete_file`, `list_files`; issue 15). Logs and attempts
+//! go with their task (`ON DELETE CASCADE`, foreign keys are on).
+
+use rusqlite::{params, Connection};
+
+use crate::file_page::file_cursor;
+use crate::rows::file_from_row;
+use crate::{FileRecord, Page, StoreError};
+
+pub(crate) fn delete_task(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+        .execute([id])?
+        > 0)
+}
+
+pub(crate) fn delete_file(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM files WHERE id = ?1")?
+        .execute([id])?
+        > 0)
+}
+
+pub(crate) fn list_files(
+    conn: &Connection,
+    limit: usize,
+    after: Option<(i64, String)>,
+) -> Result<Page<FileRecord>, StoreError> {
+    let (ms, id) = after.unwrap_or((i64::MAX, String::new()));
+    let unbounded = ms == i64::MAX;
+    // One more than the page: whether there is a next one.
+    let mut rows: Vec<FileRecord> = conn
+        .prepare_cached(
+            "SELECT id, filename, content_type, size, uploaded, created_at_ms FROM files \
+             WHERE ?1 OR created_at_ms < ?2 OR (created_at_ms = ?2 AND id < ?3) \
+             ORDER BY created_at_ms DESC, id DESC LIMIT ?4",
+        )?
+        .query_map(
+            params![unbounded, ms, id, (limit + 1) as i64],
+            file_from_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(file_cursor)
+    } else {
+        None
+    };
+    Ok(Page {
+        items: rows,
+        next_cursor,
+    })
+}
