@@ -267,8 +267,11 @@ fn interrupted(e: &axum::Error) -> Problem {
     get, path = "/files/{id}", tag = "files",
     params(("id" = String, Path, description = "File id (32 hex characters)")),
     responses(
-        (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "One `Range` of the file's bytes, with `Content-Range`", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file's bytes with the content type it was stored with; with `Accept: application/json` and a key (`files:read`), the file's record", content(
+            (Vec<u8> = "*/*"),
+            (crate::dto::FileEnvelope = "application/json"),
+        )),
+        (status = 206, description = "One `Range` of the file's bytes, with `Content-Range`", content_type = "*/*", body = Vec<u8>),
         crate::openapi::responses::DownloadErrors,
     )
 )]
@@ -293,8 +296,8 @@ pub async fn download_file(
         ("filename" = String, Path, description = "Any name; ignored"),
     ),
     responses(
-        (status = 200, description = "The file's bytes with its content type", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "One `Range` of the file's bytes, with `Content-Range`", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The file's bytes with the content type it was stored with", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "One `Range` of the file's bytes, with `Content-Range`", content_type = "*/*", body = Vec<u8>),
         crate::openapi::responses::DownloadErrors,
     )
 )]
