@@ -561,6 +561,7 @@ impl Engine {
         let filter = TaskFilter {
             app: app.map(AppRef::id),
             status,
+            team: None,
         };
         self.shared()
             .store

@@ -23,9 +23,9 @@
 mod connect;
 mod files;
 mod fleet;
-mod listen;
 mod keys;
 mod lifecycle;
+mod listen;
 mod logs;
 mod migrate;
 mod pending;
