@@ -88,3 +88,68 @@ fn keys_are_created_listed_scoped_and_revoked() {
         stderr(&out)
     );
 }
+
+/// Creates a key of `team` through the binary; returns it.
+fn key_of(sb: &ServeSandbox, server: &Server, team: &str) -> String {
+    let out = sb.run(
+        server,
+        &[
+            "keys",
+            "create",
+            "--name",
+            team,
+            "--team",
+            team,
+            "--scope",
+            "apps:execute",
+            "--scope",
+            "tasks:read",
+        ],
+    );
+    assert_code(&out, 0);
+    stdout(&out).trim().to_string()
+}
+
+fn listed(server: &Server, key: &str) -> Vec<String> {
+    let (status, body) = http_get(&server.url, "/tasks", Some(key)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Teams through the real binary and its SQLite file: another team's task
+/// is 404 `not_found` and missing from its listing, also after a restart
+/// (the team is stored with the task); the admin key sees it.
+#[test]
+fn another_teams_task_is_not_found_also_after_a_restart() {
+    let sb = ServeSandbox::new(&["multi-fn"]);
+    let server = sb.start_with_key(&[]);
+    let blue = key_of(&sb, &server, "blue");
+    let red = key_of(&sb, &server, "red");
+    let run = json!({"app": "tests/multi-fn", "input": {"text": "t"}, "wait": true});
+    let (status, body) = http_post_json(&server.url, "/apps/run", Some(&blue), &run).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    drop(server);
+    let server = sb.start_with_key(&[]);
+    let (status, body) = http_get(&server.url, &format!("/tasks/{id}"), Some(&red)).unwrap();
+    assert_eq!(status, 404, "{body}");
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["type"], "https://infsh.dev/errors/not_found");
+    assert_eq!(problem["resource"], "task");
+    assert!(listed(&server, &red).is_empty());
+    assert_eq!(listed(&server, &blue), vec![id.clone()]);
+    let admin = server.key.unwrap();
+    assert_eq!(listed(&server, admin), vec![id.clone()]);
+    let (status, body) = http_get(&server.url, &format!("/tasks/{id}"), Some(&blue)).unwrap();
+    assert_eq!(status, 200, "{body}");
+}

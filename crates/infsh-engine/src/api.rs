@@ -87,6 +87,9 @@ pub struct RunRequest {
     /// body's `workers`): only an engine that has one of them claims it.
     /// Refused for an app this node hosts itself.
     pub workers: Option<Vec<String>>,
+    /// The team the task belongs to (the run's key's; see the server's
+    /// teams.rs). None: no team recorded, which counts as `default`.
+    pub team: Option<String>,
 }
 
 impl RunRequest {
@@ -104,6 +107,7 @@ impl RunRequest {
             metadata: None,
             timeout_secs: None,
             workers: None,
+            team: None,
         }
     }
 }

@@ -558,9 +558,23 @@ impl Engine {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<TaskPage, EngineError> {
+        self.list_in_team(app, status, None, limit, cursor).await
+    }
+
+    /// [`Engine::list`] of one team's tasks (None: every team's); a task
+    /// stored without a team is `default`'s.
+    pub async fn list_in_team(
+        &self,
+        app: Option<&AppRef>,
+        status: Option<infsh_store::TaskStatus>,
+        team: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<TaskPage, EngineError> {
         let filter = TaskFilter {
             app: app.map(AppRef::id),
             status,
+            team: team.map(str::to_string),
         };
         self.shared()
             .store

@@ -248,6 +248,7 @@ impl FleetHub {
             timeout_secs: request.timeout_secs,
             created_at_ms: now,
             updated_at_ms: now,
+            team: request.team.clone(),
         };
         self.store
             .enqueue_remote(&record, request.workers.as_deref())

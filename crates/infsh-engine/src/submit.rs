@@ -137,6 +137,7 @@ pub(crate) async fn submit(
         timeout_secs: request.timeout_secs,
         created_at_ms: now,
         updated_at_ms: now,
+        team: request.team.clone(),
     };
     // From here on the task is stored and must be queued even if the
     // caller goes away (a client that disconnects drops this future): the

@@ -389,6 +389,7 @@ mod log_cap_tests {
             timeout_secs: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            team: None,
         }
     }
 }

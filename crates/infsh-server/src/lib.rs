@@ -58,6 +58,7 @@ mod scoped_keys;
 mod scopes;
 mod state;
 mod stream_slots;
+mod teams;
 mod tokens;
 
 pub use limits::Limits;

@@ -67,6 +67,10 @@ pub struct TaskRecord {
     pub timeout_secs: Option<f64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The team of the key that made it (admin keys: `default`); None for
+    /// a task stored before teams, which counts as `default`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// A stored file (an upload, or an output moved out of a worker).

@@ -10,7 +10,7 @@ use crate::{FileRecord, StoreError, TaskRecord, TaskStatus};
 /// The columns [`RawTask::from_row`] reads, in its order.
 pub(crate) const TASK_COLUMNS: &str =
     "seq, id, app, function_name, input, setup, status, output, error, \
-     webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms";
+     webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, team";
 
 /// A `tasks` row as stored, before its JSON and enums are decoded.
 pub(crate) struct RawTask {
@@ -29,6 +29,7 @@ pub(crate) struct RawTask {
     pub(crate) timeout_secs: Option<f64>,
     pub(crate) created_at_ms: i64,
     pub(crate) updated_at_ms: i64,
+    pub(crate) team: Option<String>,
 }
 
 impl RawTask {
@@ -49,6 +50,7 @@ impl RawTask {
             timeout_secs: row.get(12)?,
             created_at_ms: row.get(13)?,
             updated_at_ms: row.get(14)?,
+            team: row.get(15)?,
         })
     }
 
@@ -86,6 +88,7 @@ impl RawTask {
             timeout_secs: self.timeout_secs,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
+            team: self.team,
             id: id.clone(),
         };
         Ok((self.seq, record))
@@ -126,6 +129,7 @@ mod tests {
             timeout_secs: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            team: None,
         }
     }
 

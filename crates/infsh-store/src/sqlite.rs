@@ -314,9 +314,9 @@ fn get_file(conn: &Connection, id: &str) -> Result<Option<FileRecord>, StoreErro
 pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
-         webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms) \
+         webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, team) \
          VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), \
-         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         t.id,
@@ -333,6 +333,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), Store
         t.timeout_secs,
         t.created_at_ms,
         t.updated_at_ms,
+        t.team,
     ])?;
     Ok(())
 }
@@ -580,6 +581,10 @@ impl TaskStore for SqliteStore {
             if let Some(status) = filter.status {
                 args.push(SqlValue::Integer(i64::from(u8::from(status))));
                 clauses.push(format!("status = ?{}", args.len()));
+            }
+            if let Some(team) = filter.team {
+                args.push(SqlValue::Text(team));
+                clauses.push(format!("COALESCE(team, 'default') = ?{}", args.len()));
             }
             if let Some(before) = before {
                 args.push(SqlValue::Integer(before));

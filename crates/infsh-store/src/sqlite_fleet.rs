@@ -158,7 +158,7 @@ fn claim(
     let mut candidates = Vec::new();
     while let Some(row) = rows.next()? {
         let raw = RawTask::from_row(row)?;
-        let pinned: Option<String> = row.get(15)?;
+        let pinned: Option<String> = row.get(16)?;
         let (_, task) = raw.decode()?;
         if !apps.contains(task.app.as_str()) {
             continue;

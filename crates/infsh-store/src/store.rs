@@ -28,6 +28,9 @@ pub struct TaskFilter {
     /// `namespace/name`.
     pub app: Option<String>,
     pub status: Option<TaskStatus>,
+    /// Only this team's tasks (a task stored without a team is
+    /// `default`'s). None: every team's (admin keys).
+    pub team: Option<String>,
 }
 
 #[async_trait]

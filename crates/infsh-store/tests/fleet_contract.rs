@@ -98,6 +98,7 @@ fn task(app: &str) -> TaskRecord {
         timeout_secs: None,
         created_at_ms: 1,
         updated_at_ms: 1,
+        team: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn task() -> TaskRecord {
         timeout_secs: None,
         created_at_ms: 1,
         updated_at_ms: 1,
+        team: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn task() -> TaskRecord {
         timeout_secs: None,
         created_at_ms: 1,
         updated_at_ms: 1,
+        team: None,
     }
 }
 

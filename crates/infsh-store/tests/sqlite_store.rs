@@ -26,6 +26,7 @@ fn task(app: &str, created: i64) -> TaskRecord {
         timeout_secs: Some(1.5),
         created_at_ms: created,
         updated_at_ms: created,
+        team: None,
     }
 }
 
@@ -160,6 +161,7 @@ async fn list_is_newest_first_with_filters_and_cursors() {
     let even = TaskFilter {
         app: Some("tests/even".into()),
         status: None,
+        team: None,
     };
     let page = store.list_tasks(&even, 10, None).await.unwrap();
     assert_eq!(page.items.len(), 4);
@@ -168,6 +170,7 @@ async fn list_is_newest_first_with_filters_and_cursors() {
     let running = TaskFilter {
         app: Some("tests/even".into()),
         status: Some(TaskStatus::Running),
+        team: None,
     };
     let page = store.list_tasks(&running, 10, None).await.unwrap();
     assert_eq!(page.items.len(), 1);

@@ -78,7 +78,51 @@ contract!(
     deleting_a_task_takes_its_logs_and_only_it,
     deleting_a_file_takes_only_its_record,
     files_page_newest_first,
+    tasks_keep_their_team_and_list_by_it,
 );
+
+/// A task keeps the team it was stored with, through the durable and the
+/// deferred insert; a team filter lists only that team's, a task without a
+/// team (stored before teams) counting as `default`'s.
+async fn tasks_keep_their_team_and_list_by_it(store: Arc<dyn TaskStore>) {
+    let mut legacy = task("tests/teams", 1);
+    legacy.team = None;
+    store.insert_task(&legacy).await.unwrap();
+    let mut default = task("tests/teams", 2);
+    default.team = Some("default".into());
+    store.insert_task(&default).await.unwrap();
+    let mut blue = task("tests/teams", 3);
+    blue.team = Some("blue".into());
+    store.insert_task_deferred(&blue).await.unwrap();
+    store.sync().await.unwrap();
+
+    let got = store.get_task(&blue.id).await.unwrap().unwrap();
+    assert_eq!(got.team.as_deref(), Some("blue"));
+    assert_eq!(
+        store.get_task(&legacy.id).await.unwrap().unwrap().team,
+        None
+    );
+
+    let of = |team: &str| TaskFilter {
+        team: Some(team.into()),
+        ..TaskFilter::default()
+    };
+    let page = store.list_tasks(&of("blue"), 10, None).await.unwrap();
+    assert_eq!(ids(&page.items), [blue.id.clone()]);
+    let page = store.list_tasks(&of("default"), 10, None).await.unwrap();
+    assert_eq!(ids(&page.items), [default.id.clone(), legacy.id.clone()]);
+    assert!(store
+        .list_tasks(&of("red"), 10, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let all = store
+        .list_tasks(&TaskFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3, "no team filter: every team's");
+}
 
 fn task(app: &str, created: i64) -> TaskRecord {
     TaskRecord {
@@ -96,6 +140,7 @@ fn task(app: &str, created: i64) -> TaskRecord {
         timeout_secs: Some(1.5),
         created_at_ms: created,
         updated_at_ms: created,
+        team: None,
     }
 }
 
@@ -270,6 +315,7 @@ async fn listing_pages_newest_first_with_filters(store: Arc<dyn TaskStore>) {
     let even = TaskFilter {
         app: Some("tests/even".into()),
         status: None,
+        team: None,
     };
     let page = store.list_tasks(&even, 100, None).await.unwrap();
     assert_eq!(
@@ -279,6 +325,7 @@ async fn listing_pages_newest_first_with_filters(store: Arc<dyn TaskStore>) {
     let done = TaskFilter {
         app: None,
         status: Some(TaskStatus::Completed),
+        team: None,
     };
     assert_eq!(
         ids(&store.list_tasks(&done, 100, None).await.unwrap().items),
@@ -287,6 +334,7 @@ async fn listing_pages_newest_first_with_filters(store: Arc<dyn TaskStore>) {
     let both = TaskFilter {
         app: Some("tests/even".into()),
         status: Some(TaskStatus::Completed),
+        team: None,
     };
     assert!(store
         .list_tasks(&both, 100, None)
@@ -299,6 +347,7 @@ async fn listing_pages_newest_first_with_filters(store: Arc<dyn TaskStore>) {
             &TaskFilter {
                 app: Some("tests/odd".into()),
                 status: Some(TaskStatus::Queued),
+                team: None,
             },
             1,
             None,
@@ -311,6 +360,7 @@ async fn listing_pages_newest_first_with_filters(store: Arc<dyn TaskStore>) {
             &TaskFilter {
                 app: Some("tests/odd".into()),
                 status: Some(TaskStatus::Queued),
+                team: None,
             },
             1,
             odd_p1.next_cursor.as_deref(),

@@ -152,6 +152,10 @@ impl TaskStore for MemoryStore {
                     && !t.id.is_empty()
                     && filter.app.as_ref().is_none_or(|a| *a == t.app)
                     && filter.status.is_none_or(|s| s == t.status)
+                    && filter
+                        .team
+                        .as_deref()
+                        .is_none_or(|team| team == t.team.as_deref().unwrap_or("default"))
             });
         let items: Vec<(usize, &TaskRecord)> = matching.by_ref().take(limit).collect();
         let next_cursor = match (matching.next(), items.last()) {

@@ -238,6 +238,7 @@ mod tests {
             timeout_secs: None,
             created_at_ms: 0,
             updated_at_ms: 1000,
+            team: None,
         }
     }
 

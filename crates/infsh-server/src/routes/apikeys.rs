@@ -20,7 +20,7 @@ use crate::scopes::Scope;
 use crate::state::ServerState;
 
 /// The team of keys made without one.
-pub const DEFAULT_TEAM: &str = "default";
+pub use crate::teams::DEFAULT_TEAM;
 /// The longest `expires_in_seconds` (100 years): its end must fit a timestamp.
 const MAX_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 

@@ -24,6 +24,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::responses::{RunAnswer, RunErrors};
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::{team_of_new_task, Caller};
 
 /// `?wait=true` blocks until the task ends.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -58,6 +59,7 @@ impl RunOptions {
             timeout_secs: self.timeout,
             // An empty list pins nothing.
             workers: self.workers.filter(|w| !w.is_empty()),
+            team: None,
         };
         (req, wait)
     }
@@ -204,11 +206,13 @@ fn stage_timing(state: &ServerState, id: &str, clock: &StageClock) -> Option<Str
 )]
 pub async fn run_app(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
     check_infra(&body.options)?;
-    let (req, wait) = body.into_request()?;
+    let (mut req, wait) = body.into_request()?;
+    req.team = Some(team_of_new_task(&caller));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
 
@@ -225,10 +229,11 @@ pub async fn run_app(
 )]
 pub async fn run_alias(
     state: State<ServerState>,
+    caller: Caller,
     q: ApiQuery<WaitQuery>,
     body: ApiJson<RunBody>,
 ) -> Result<Response, Problem> {
-    run_app(state, q, body).await
+    run_app(state, caller, q, body).await
 }
 
 /// Run one named function; the body is a run body without `app`/`function`.
@@ -252,6 +257,7 @@ pub async fn run_alias(
 )]
 pub async fn run_function(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath((namespace, name, function)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(FunctionRunBody(body)): ApiJson<FunctionRunBody>,
@@ -260,7 +266,8 @@ pub async fn run_function(
     let app = AppRef::new(&namespace, &name)
         .map_err(|_| crate::routes::apps::unknown_app(&state, &namespace, &name))?;
     check_infra(&body)?;
-    let (req, wait) = body.into_request(app, Some(function));
+    let (mut req, wait) = body.into_request(app, Some(function));
+    req.team = Some(team_of_new_task(&caller));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
 

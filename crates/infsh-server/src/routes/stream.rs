@@ -37,6 +37,7 @@ use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::ServerState;
 use crate::stream_slots::StreamSlot;
+use crate::teams::{check_task, Caller};
 
 /// Line framing of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,10 +170,12 @@ impl StreamState {
 )]
 pub async fn stream_task(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     client: Option<Extension<ClientId>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    check_task(&state, &caller, &id).await?;
     let rx = state.engine.subscribe(&id).await?;
     let client = client.map(|Extension(c)| c).unwrap_or(ClientId::Unknown);
     let slot = state.stream_slots.acquire(&id, client)?;

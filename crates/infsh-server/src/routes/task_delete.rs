@@ -18,6 +18,7 @@ use crate::dto::{
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::{check_task, Caller};
 
 /// `?files=` of `DELETE /tasks/{id}`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -59,9 +60,11 @@ fn role(q: &RoleQuery) -> Result<Option<TaskFileRole>, Problem> {
 )]
 pub async fn delete_task(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteTaskQuery>,
 ) -> Result<Json<Envelope<DeletedTaskDto>>, Problem> {
+    check_task(&state, &caller, &id).await?;
     let files = state
         .engine
         .delete_task(&id, q.files.unwrap_or(false))
@@ -85,9 +88,11 @@ pub async fn delete_task(
 )]
 pub async fn task_files(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RoleQuery>,
 ) -> Result<Json<Envelope<Vec<TaskFileDto>>>, Problem> {
+    check_task(&state, &caller, &id).await?;
     let role = role(&q)?;
     let files = state.engine.task_files(&id, role).await?;
     Ok(Json(Envelope::new(
@@ -110,9 +115,11 @@ pub async fn task_files(
 )]
 pub async fn delete_task_files(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RoleQuery>,
 ) -> Result<Json<Envelope<DeletedFilesDto>>, Problem> {
+    check_task(&state, &caller, &id).await?;
     let role = role(&q)?;
     let done = state.engine.delete_task_files(&id, role).await?;
     Ok(Json(Envelope::new(done.into())))

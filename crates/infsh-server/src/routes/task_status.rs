@@ -13,6 +13,7 @@ use crate::dto::{iso8601, Envelope};
 use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::{check_task, Caller};
 
 /// A task's status.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -50,8 +51,10 @@ pub struct TaskStatusEnvelope {
 )]
 pub async fn task_status(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskStatusDto>>, Problem> {
+    check_task(&state, &caller, &id).await?;
     let r = state.engine.get(&id).await?.record;
     Ok(Json(Envelope::new(TaskStatusDto {
         id: r.id,

@@ -18,6 +18,7 @@ use crate::dto::{
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::{check_task, visible_team, Caller};
 
 /// Default and largest page size of `GET /tasks`.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -35,8 +36,10 @@ pub const MAX_LIMIT: usize = 100;
 )]
 pub async fn get_task(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    check_task(&state, &caller, &id).await?;
     let view = state.engine.get(&id).await?;
     let attempts = state.engine.task_attempts(&id).await?;
     let mut dto = TaskDto::from_view(&view);
@@ -63,8 +66,10 @@ pub async fn get_task(
 )]
 pub async fn cancel_task(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
+    check_task(&state, &caller, &id).await?;
     let view = state.engine.cancel(&id).await?;
     Ok(Json(Envelope::new(TaskDto::from_view(&view))))
 }
@@ -96,6 +101,7 @@ pub struct ListQuery {
 )]
 pub async fn list_tasks(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Envelope<TaskPageDto>>, Problem> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
@@ -129,7 +135,7 @@ pub async fn list_tasks(
     }
     let page = state
         .engine
-        .list(app.as_ref(), status, limit, cursor)
+        .list_in_team(app.as_ref(), status, visible_team(&caller), limit, cursor)
         .await?;
     Ok(Json(Envelope::new(TaskPageDto {
         items: page.items.iter().map(TaskDto::from_record).collect(),

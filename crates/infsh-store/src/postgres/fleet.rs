@@ -231,8 +231,8 @@ async fn claim(
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
         let (seq, task) = raw_task(row)?.decode()?;
-        let pinned: Option<String> = row.try_get(15)?;
-        let attempt: i32 = row.try_get(16)?;
+        let pinned: Option<String> = row.try_get(16)?;
+        let attempt: i32 = row.try_get(17)?;
         let pinned_workers = pinned
             .map(|p| {
                 serde_json::from_str(&p).map_err(|e| corrupt_json(&task.id, "pinned_workers", e))

@@ -149,6 +149,7 @@ mod tests {
             timeout_secs: None,
             created_at_ms: 1,
             updated_at_ms: 1,
+            team: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub(crate) fn raw_task(row: &Row) -> Result<RawTask, StoreError> {
         timeout_secs: row.try_get(12)?,
         created_at_ms: row.try_get(13)?,
         updated_at_ms: row.try_get(14)?,
+        team: row.try_get(15)?,
     })
 }
 

@@ -36,8 +36,8 @@ pub(crate) async fn insert(
     let stmt = client
         .prepare_cached(&format!(
             "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
-             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, node) \
-             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, node, team) \
+             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .await?;
     client
@@ -59,6 +59,7 @@ pub(crate) async fn insert(
                 &t.created_at_ms,
                 &t.updated_at_ms,
                 &node,
+                &t.team,
             ],
         )
         .await?;
@@ -172,6 +173,10 @@ pub(crate) async fn list(
     if let Some(status) = &status {
         params.push(status);
         clauses.push(format!("status = ${}", params.len()));
+    }
+    if let Some(team) = &filter.team {
+        params.push(team);
+        clauses.push(format!("COALESCE(team, 'default') = ${}", params.len()));
     }
     if let Some(before) = &before {
         params.push(before);
