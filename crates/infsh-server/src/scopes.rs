@@ -77,10 +77,7 @@ pub fn needs(method: &Method, path: &str) -> Needs {
         ("GET" | "HEAD", "/apps" | "/apps/{namespace}/{name}" | "/openapi.json") => AppsRead,
         (
             "GET" | "HEAD",
-            "/tasks"
-            | "/tasks/{id}"
-            | "/tasks/{id}/stream"
-            | "/tasks/{id}/status"
+            "/tasks" | "/tasks/{id}" | "/tasks/{id}/stream" | "/tasks/{id}/status"
             | "/tasks/{id}/files",
         ) => TasksRead,
         ("POST", "/tasks/{id}/cancel") | ("DELETE", "/tasks/{id}" | "/tasks/{id}/files") => {

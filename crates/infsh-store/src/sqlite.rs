@@ -756,4 +756,13 @@ impl TaskStore for SqliteStore {
         self.read(move |conn| crate::sqlite_lifecycle::list_files(conn, limit, after))
             .await
     }
+
+    async fn ended_tasks_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(move |conn| crate::sqlite_lifecycle::ended_tasks_before(conn, before_ms, limit))
+            .await
+    }
 }

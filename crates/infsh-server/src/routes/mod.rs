@@ -12,8 +12,8 @@ use crate::openapi::document;
 
 pub mod apikeys;
 pub mod apps;
-pub mod engine_files;
 pub mod byte_range;
+pub mod engine_files;
 pub mod engine_link;
 pub mod engines;
 pub mod file_records;

@@ -23,9 +23,9 @@
 mod connect;
 mod files;
 mod fleet;
-mod listen;
 mod keys;
 mod lifecycle;
+mod listen;
 mod logs;
 mod migrate;
 mod pending;
@@ -358,5 +358,13 @@ impl TaskStore for PostgresStore {
             after,
         )
         .await
+    }
+
+    async fn ended_tasks_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        lifecycle::ended_tasks_before(&self.client().await?, before_ms, limit).await
     }
 }
