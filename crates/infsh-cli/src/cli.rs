@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::serve::limit_args::LimitArgs;
+use crate::commands::serve::retention_args::RetentionArgs;
 
 /// infsh: run multi-function inference apps (inference.sh style) locally,
 /// serve them over HTTP, and run them on a server.
@@ -286,6 +287,8 @@ pub struct ServeArgs {
     /// Default: none (browsers refuse cross-origin calls).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Answer `wait` runs with a Server-Timing header: the task's time inside
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]

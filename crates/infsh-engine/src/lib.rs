@@ -58,6 +58,7 @@ mod recovery;
 mod redact;
 mod registry;
 mod replica;
+mod retention;
 mod runner;
 mod scheduler;
 mod sessions;
@@ -87,6 +88,7 @@ pub use keys::{
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
+pub use retention::{SweepOutcome, RETENTION_BATCH};
 pub use sessions::{
     SessionStatus, SessionView, DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, SESSION_PREFIX,
 };
