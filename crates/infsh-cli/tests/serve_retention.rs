@@ -44,3 +44,43 @@ fn retention_flag_refuses_a_bad_duration() {
         "{err}"
     );
 }
+
+/// The value of gauge `name` in a Prometheus text.
+fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_report_disk_used_by_files_and_the_store() {
+    let sb = ServeSandbox::new(&["multi-fn"]);
+    let server = sb.start(&[]);
+    let metrics = || server.request("GET", "/metrics", None).unwrap().1;
+    let before = metrics();
+    let files_before = gauge(&before, "infsh_files_bytes").unwrap_or_else(|| panic!("{before}"));
+    let store = gauge(&before, "infsh_store_bytes").unwrap_or_else(|| panic!("{before}"));
+    // The SQLite file in the data dir, with its schema: pages of it.
+    assert!(store > 4096, "{store}");
+    // A 5000-byte upload shows in the files gauge.
+    let body = vec![b'x'; 5000];
+    let file = server.api(
+        "POST",
+        "/files",
+        Some(json!({"files": [{"filename": "a.bin", "content_type": "application/octet-stream", "size": 5000}]})),
+        200,
+    );
+    let upload = file[0]["upload_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{file}"));
+    let (status, text) = server
+        .raw("PUT", upload, Some(&body), "application/octet-stream")
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let after = metrics();
+    assert_eq!(
+        gauge(&after, "infsh_files_bytes"),
+        Some(files_before + 5000),
+        "{after}"
+    );
+}

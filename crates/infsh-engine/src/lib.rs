@@ -40,6 +40,7 @@
 pub mod api;
 mod app_info;
 mod deletion;
+mod disk_usage;
 mod engine;
 mod fleet_api;
 mod fleet_hub;
@@ -77,6 +78,7 @@ mod worker_seam;
 
 pub use api::*;
 pub use deletion::DeletedFiles;
+pub use disk_usage::DiskUsage;
 pub use engine::Engine;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,

@@ -192,6 +192,13 @@ pub trait TaskStore: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Page<FileRecord>, StoreError>;
 
+    /// Bytes the store takes (for `/metrics`): the SQLite file with its
+    /// WAL, the PostgreSQL database. `None` where it has no size to report
+    /// (the in-memory test store).
+    async fn store_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// Up to `limit` ids of ended tasks (terminal status) last updated
     /// before `before_ms`, oldest first: the retention sweep's batch (a
     /// terminal task is never updated again, so `updated_at_ms` is its end).

@@ -79,6 +79,7 @@ contract!(
     deleting_a_file_takes_only_its_record,
     files_page_newest_first,
     ended_tasks_before_finds_the_retention_batch,
+    store_reports_its_size,
 );
 
 fn task(app: &str, created: i64) -> TaskRecord {
@@ -932,4 +933,12 @@ async fn ended_tasks_before_finds_the_retention_batch(store: Arc<dyn TaskStore>)
         store.ended_tasks_before(400, 10).await.unwrap(),
         oldest[1..].to_vec()
     );
+}
+
+async fn store_reports_its_size(store: Arc<dyn TaskStore>) {
+    store.insert_task(&task("ns/a", 1)).await.unwrap();
+    store.sync().await.unwrap();
+    let bytes = store.store_bytes().await.unwrap().expect("a size");
+    // A real database with the schema in it: more than a few pages.
+    assert!(bytes > 4096, "{bytes}");
 }

@@ -360,6 +360,15 @@ impl TaskStore for PostgresStore {
         .await
     }
 
+    async fn store_bytes(&self) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?;
+        let bytes: i64 = row.get(0);
+        Ok(Some(u64::try_from(bytes).unwrap_or(0)))
+    }
+
     async fn ended_tasks_before(
         &self,
         before_ms: i64,
