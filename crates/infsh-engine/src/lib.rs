@@ -77,7 +77,7 @@ mod webhook_signing;
 mod worker_seam;
 
 pub use api::*;
-pub use deletion::DeletedFiles;
+pub use deletion::{task_file_ids, DeletedFiles};
 pub use disk_usage::DiskUsage;
 pub use engine::Engine;
 pub use fleet_api::{

@@ -10,7 +10,7 @@ pub mod limit_args;
 mod node_id;
 pub(crate) mod retention_args;
 pub(crate) mod signing_key;
-mod store;
+pub(crate) mod store;
 pub(crate) mod webhook_secret;
 
 use std::io::Write;
