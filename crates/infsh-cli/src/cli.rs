@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::serve::limit_args::LimitArgs;
+use crate::commands::serve::retention_args::{parse_retention, RetentionArgs};
 
 /// infsh: run multi-function inference apps (inference.sh style) locally,
 /// serve them over HTTP, and run them on a server.
@@ -57,9 +58,29 @@ pub enum Command {
     /// admin key, or a key with apikeys:write; docs/security.md).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Delete (or with --dry-run, count) tasks that ended more than
+    /// --retention ago, with their files, in a data folder or --store.
+    Gc(GcArgs),
     /// Print a shell completion script: `infsh completion bash > ~/.local/share/bash-completion/completions/infsh`,
     /// `infsh completion zsh > "${fpath[1]}/_infsh"`, `infsh completion fish > ~/.config/fish/completions/infsh.fish`.
     Completion(CompletionArgs),
+}
+
+/// `infsh gc` (docs/cli.md, docs/operations.md "Retention").
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Delete tasks that ended more than DURATION ago (30d, 12h, 45m, 90s), with their files.
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub retention: std::time::Duration,
+    /// Only count what would go (tasks, files, bytes); delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The data folder `infsh serve` used (default: the user's data folder).
+    #[arg(long, env = "INFSH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The store `infsh serve --store` used (default: SQLite in the data folder).
+    #[arg(long, env = "INFSH_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +307,8 @@ pub struct ServeArgs {
     /// Default: none (browsers refuse cross-origin calls).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Answer `wait` runs with a Server-Timing header: the task's time inside
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]

@@ -98,6 +98,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             KeysCommand::List(args) => commands::keys::list(args, &global).await,
             KeysCommand::Revoke(args) => commands::keys::revoke(args, &global).await,
         },
+        Command::Gc(args) => commands::gc::gc(args, &global).await,
         Command::Completion(args) => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -47,7 +47,7 @@ pub(crate) fn file_ids_in(v: &Value, out: &mut Vec<String>) {
 }
 
 /// `(role, id)` of the files a task's input and output name.
-pub(crate) fn task_file_ids(task: &TaskRecord) -> Vec<(TaskFileRole, String)> {
+pub fn task_file_ids(task: &TaskRecord) -> Vec<(TaskFileRole, String)> {
     let mut input = Vec::new();
     file_ids_in(&task.input, &mut input);
     let mut output = Vec::new();

@@ -40,6 +40,7 @@
 pub mod api;
 mod app_info;
 mod deletion;
+mod disk_usage;
 mod engine;
 mod fleet_api;
 mod fleet_hub;
@@ -58,6 +59,7 @@ mod recovery;
 mod redact;
 mod registry;
 mod replica;
+mod retention;
 mod runner;
 mod scheduler;
 mod sessions;
@@ -75,7 +77,8 @@ mod webhook_signing;
 mod worker_seam;
 
 pub use api::*;
-pub use deletion::DeletedFiles;
+pub use deletion::{task_file_ids, DeletedFiles};
+pub use disk_usage::DiskUsage;
 pub use engine::Engine;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,
@@ -87,6 +90,7 @@ pub use keys::{
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
 pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
+pub use retention::{SweepOutcome, RETENTION_BATCH};
 pub use sessions::{
     SessionStatus, SessionView, DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, SESSION_PREFIX,
 };

@@ -39,6 +39,7 @@ mod auth;
 mod body_limits;
 mod client_id;
 mod cors;
+mod disk_metrics;
 mod dto;
 mod engine_auth;
 mod extract;

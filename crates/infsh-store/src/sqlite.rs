@@ -761,4 +761,27 @@ impl TaskStore for SqliteStore {
         self.read(move |conn| crate::sqlite_lifecycle::list_files(conn, limit, after))
             .await
     }
+
+    async fn store_bytes(&self) -> Result<Option<u64>, StoreError> {
+        // The database file and its WAL (and shared-memory index) beside it.
+        let base = self.inner.path.clone().into_os_string();
+        let mut total = 0;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = base.clone();
+            name.push(suffix);
+            if let Ok(meta) = tokio::fs::metadata(&name).await {
+                total += meta.len();
+            }
+        }
+        Ok(Some(total))
+    }
+
+    async fn ended_tasks_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(move |conn| crate::sqlite_lifecycle::ended_tasks_before(conn, before_ms, limit))
+            .await
+    }
 }

@@ -52,3 +52,19 @@ pub(crate) fn list_files(
         next_cursor,
     })
 }
+
+/// Ended tasks (status 10-13) last updated before `before_ms`, oldest
+/// first, at most `limit` (the retention sweep's batch).
+pub(crate) fn ended_tasks_before(
+    conn: &Connection,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE status >= 10 AND status <= 13 AND updated_at_ms < ?1 \
+             ORDER BY updated_at_ms, id LIMIT ?2",
+        )?
+        .query_map(params![before_ms, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}

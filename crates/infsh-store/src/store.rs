@@ -194,4 +194,35 @@ pub trait TaskStore: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<FileRecord>, StoreError>;
+
+    /// Bytes the store takes (for `/metrics`): the SQLite file with its
+    /// WAL, the PostgreSQL database. `None` where it has no size to report
+    /// (the in-memory test store).
+    async fn store_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Up to `limit` ids of ended tasks (terminal status) last updated
+    /// before `before_ms`, oldest first: the retention sweep's batch (a
+    /// terminal task is never updated again, so `updated_at_ms` is its end).
+    /// The default scans; the SQLite and PostgreSQL stores use the
+    /// `(status, updated_at_ms)` index.
+    async fn ended_tasks_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let terminal: Vec<TaskStatus> = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        let mut ended: Vec<TaskRecord> = self
+            .tasks_with_status(&terminal)
+            .await?
+            .into_iter()
+            .filter(|t| t.updated_at_ms < before_ms)
+            .collect();
+        ended.sort_by(|a, b| (a.updated_at_ms, &a.id).cmp(&(b.updated_at_ms, &b.id)));
+        Ok(ended.into_iter().take(limit).map(|t| t.id).collect())
+    }
 }

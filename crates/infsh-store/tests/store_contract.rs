@@ -79,6 +79,8 @@ contract!(
     deleting_a_file_takes_only_its_record,
     files_page_newest_first,
     tasks_keep_their_team_and_list_by_it,
+    ended_tasks_before_finds_the_retention_batch,
+    store_reports_its_size,
 );
 
 /// A task keeps the team it was stored with, through the durable and the
@@ -931,4 +933,62 @@ async fn files_page_newest_first(store: Arc<dyn TaskStore>) {
             "{bad}"
         );
     }
+}
+
+async fn ended_tasks_before_finds_the_retention_batch(store: Arc<dyn TaskStore>) {
+    // Ended at 100, 200, 300 (three terminal statuses), one still running
+    // since 50, one ended after the cutoff.
+    let mut ended = Vec::new();
+    for (at, status) in [
+        (300, TaskStatus::Cancelled),
+        (100, TaskStatus::Completed),
+        (200, TaskStatus::Failed),
+    ] {
+        let t = task("ns/a", 10);
+        store.insert_task(&t).await.unwrap();
+        store.update_status(&t.id, status, at).await.unwrap();
+        ended.push((at, t.id));
+    }
+    let running = task("ns/a", 10);
+    store.insert_task(&running).await.unwrap();
+    store
+        .update_status(&running.id, TaskStatus::Running, 50)
+        .await
+        .unwrap();
+    let late = task("ns/a", 10);
+    store.insert_task(&late).await.unwrap();
+    store
+        .update_status(&late.id, TaskStatus::Completed, 400)
+        .await
+        .unwrap();
+    store.sync().await.unwrap();
+    ended.sort();
+    let oldest: Vec<String> = ended.iter().map(|(_, id)| id.clone()).collect();
+
+    assert_eq!(store.ended_tasks_before(400, 10).await.unwrap(), oldest);
+    assert_eq!(
+        store.ended_tasks_before(400, 2).await.unwrap(),
+        oldest[..2].to_vec(),
+        "a batch is the oldest first"
+    );
+    assert_eq!(
+        store.ended_tasks_before(200, 10).await.unwrap(),
+        oldest[..1].to_vec(),
+        "strictly before the cutoff"
+    );
+    assert!(store.ended_tasks_before(100, 10).await.unwrap().is_empty());
+    // Deleted ones are not found again: the sweep makes progress.
+    store.delete_task(&oldest[0]).await.unwrap();
+    assert_eq!(
+        store.ended_tasks_before(400, 10).await.unwrap(),
+        oldest[1..].to_vec()
+    );
+}
+
+async fn store_reports_its_size(store: Arc<dyn TaskStore>) {
+    store.insert_task(&task("ns/a", 1)).await.unwrap();
+    store.sync().await.unwrap();
+    let bytes = store.store_bytes().await.unwrap().expect("a size");
+    // A real database with the schema in it: more than a few pages.
+    assert!(bytes > 4096, "{bytes}");
 }

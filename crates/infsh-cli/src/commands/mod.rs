@@ -4,6 +4,7 @@ pub mod dev;
 pub mod engine;
 pub mod engine_list;
 pub mod engine_run;
+pub mod gc;
 pub mod init;
 pub mod inspect;
 pub mod keys;

@@ -74,6 +74,9 @@ pub async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
         &state.engine.engine_view(),
     );
     text.push_str(&state.limit_metrics.render());
+    text.push_str(&crate::disk_metrics::render_disk(
+        &state.engine.disk_usage().await,
+    ));
     (
         [(
             header::CONTENT_TYPE,

@@ -48,3 +48,20 @@ pub(crate) async fn list_files(
     };
     Ok(Page { items, next_cursor })
 }
+
+/// Ended tasks (status 10-13) last updated before `before_ms`, oldest
+/// first, at most `limit` (the retention sweep's batch).
+pub(crate) async fn ended_tasks_before(
+    client: &Client,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE status >= 10 AND status <= 13 AND updated_at_ms < $1 \
+             ORDER BY updated_at_ms, id LIMIT $2",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&before_ms, &(limit as i64)]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

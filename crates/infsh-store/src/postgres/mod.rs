@@ -359,4 +359,21 @@ impl TaskStore for PostgresStore {
         )
         .await
     }
+
+    async fn store_bytes(&self) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?;
+        let bytes: i64 = row.get(0);
+        Ok(Some(u64::try_from(bytes).unwrap_or(0)))
+    }
+
+    async fn ended_tasks_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        lifecycle::ended_tasks_before(&self.client().await?, before_ms, limit).await
+    }
 }

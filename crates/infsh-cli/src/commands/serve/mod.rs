@@ -8,8 +8,9 @@
 pub(crate) mod config;
 pub mod limit_args;
 mod node_id;
+pub(crate) mod retention_args;
 pub(crate) mod signing_key;
-mod store;
+pub(crate) mod store;
 pub(crate) mod webhook_secret;
 
 use std::io::Write;
@@ -148,6 +149,12 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
                 format!("cannot take remote engines: {e}"),
             )
         })?;
+    }
+    if let Some(retention) = args.retention.retention {
+        engine.spawn_retention(
+            retention,
+            retention_args::RetentionArgs::sweep_every(retention),
+        );
     }
     let apps: Vec<String> = engine.apps().into_iter().map(|a| a.id).collect();
     if global.json {

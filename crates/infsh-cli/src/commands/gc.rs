@@ -1,0 +1,98 @@
+//! `infsh gc --retention D [--dry-run]` (issue 15): what `serve
+//! --retention` sweeps, once, against a data folder (or `--store`) with no
+//! server running: ended tasks older than D, with their logs and the stored
+//! files their input and output name. `--dry-run` only counts.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Result;
+use infsh_store::{Durability, FileStore, SqliteStore, TaskStore};
+use serde_json::json;
+
+use crate::cli::{GcArgs, GlobalArgs};
+use crate::exit::{ExitCode, Failure};
+
+pub async fn gc(args: GcArgs, global: &GlobalArgs) -> Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::commands::serve::config::default_data_dir);
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        Failure::new(ExitCode::Internal, format!("{what}: {e}"))
+    };
+    let store: Arc<dyn TaskStore> = match crate::commands::serve::store::open(
+        args.store.as_deref(),
+        Durability::Full,
+        false,
+        "gc",
+    )
+    .await?
+    {
+        Some(opened) => opened.tasks,
+        None => {
+            let db = data_dir.join("infsh.db");
+            if !db.is_file() {
+                return Err(Failure::new(
+                    ExitCode::Usage,
+                    format!("--data-dir {}: no infsh.db in it", data_dir.display()),
+                )
+                .into());
+            }
+            Arc::new(
+                SqliteStore::open_with_async(&db, Durability::Full)
+                    .await
+                    .map_err(|e| internal(&format!("cannot open {}", db.display()), &e))?,
+            )
+        }
+    };
+    let files = FileStore::open(data_dir.join("files"), store.clone())
+        .map_err(|e| internal("cannot open the files folder", &e))?;
+    let cutoff = infsh_store::now_ms()
+        .saturating_sub(i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX));
+    let ids = store
+        .ended_tasks_before(cutoff, i64::MAX as usize)
+        .await
+        .map_err(|e| internal("cannot list ended tasks", &e))?;
+    let (mut n_files, mut bytes) = (0u64, 0u64);
+    for id in &ids {
+        let Some(task) = store.get_task(id).await? else {
+            continue;
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for (_, file_id) in infsh_engine::task_file_ids(&task) {
+            if seen.contains(&file_id) {
+                continue;
+            }
+            if let Ok(Some((record, _))) = files.get(&file_id).await {
+                n_files += 1;
+                bytes += record.size.unwrap_or(0);
+                if !args.dry_run {
+                    files.remove(&file_id).await?;
+                }
+            }
+            seen.push(file_id);
+        }
+        if !args.dry_run {
+            store.delete_task(id).await?;
+        }
+    }
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut out = std::io::stdout().lock();
+    if global.json {
+        let doc =
+            json!({"dry_run": args.dry_run, "tasks": ids.len(), "files": n_files, "bytes": bytes});
+        writeln!(out, "{doc}")?;
+    } else {
+        writeln!(
+            out,
+            "{verb} {} task(s) and {n_files} file(s), {bytes} bytes",
+            ids.len()
+        )?;
+    }
+    Ok(())
+}
