@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::EnvArgs;
 use crate::deadline::{deadline_after, sleep_until};
+use crate::env_phase;
 use crate::errors::{
     app_error, env_error, file_input_error, invalid_input, invalid_schema, resolve_error,
     worker_error,
@@ -360,41 +361,8 @@ pub(crate) async fn prepare_env(
         cache_dir: paths.envs_dir(),
         ..Default::default()
     };
-    let progress_ui = ui.clone();
-    let detail = Arc::new(Mutex::new(String::new()));
-    let detail_for_progress = detail.clone();
-    let result = {
-        let phase_ref = &phase;
-        let prepare = infsh_env::prepare(&spec, move |event| match event {
-            infsh_env::EnvProgress::Installing { line } => {
-                *detail_for_progress.lock().expect("detail") = line;
-            }
-            infsh_env::EnvProgress::Creating { dir, .. } => {
-                progress_ui.info(&format!(
-                    "building the app's environment in {}",
-                    dir.display()
-                ));
-            }
-            infsh_env::EnvProgress::Waiting { dir } => {
-                progress_ui.info(&format!(
-                    "waiting for another infsh that is building {}",
-                    dir.display()
-                ));
-            }
-            _ => {}
-        });
-        tokio::pin!(prepare);
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                result = &mut prepare => break result,
-                _ = tick.tick() => phase_ref.set_detail(&detail.lock().expect("detail")),
-                _ = &mut ctrl_c => return Err(Failure::new(ExitCode::Interrupted, "interrupted while building the environment").into()),
-            }
-        }
-    };
+    let (progress, detail) = env_phase::progress(ui, "building the app's environment");
+    let result = env_phase::drive(&phase, &detail, infsh_env::prepare(&spec, progress)).await?;
     match result {
         Ok(prepared) => {
             let how = if prepared.reused { "reused" } else { "built" };

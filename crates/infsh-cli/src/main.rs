@@ -6,6 +6,7 @@ mod app_arg;
 mod cli;
 mod commands;
 mod deadline;
+mod env_phase;
 mod errors;
 mod example_input;
 mod examples;

@@ -4,16 +4,15 @@
 //! (infsh-env's `node.rs`), shown with the same "environment" phase and
 //! errors as a Python environment.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Result;
 use infsh_core::app::AppDir;
 use infsh_env::PreparedNodeEnv;
 
 use crate::cli::EnvArgs;
+use crate::env_phase;
 use crate::errors::env_error;
-use crate::exit::{ExitCode, Failure};
 use crate::paths::Paths;
 use crate::ui::Ui;
 
@@ -34,38 +33,9 @@ pub async fn prepare(
         node,
         cache_dir: paths.envs_dir(),
     };
-    let progress_ui = ui.clone();
-    let detail = Arc::new(Mutex::new(String::new()));
-    let detail_for_progress = detail.clone();
-    let prepare = infsh_env::prepare_node(&spec, move |event| match event {
-        infsh_env::EnvProgress::Installing { line } => {
-            *detail_for_progress.lock().expect("detail") = line;
-        }
-        infsh_env::EnvProgress::Creating { dir, .. } => {
-            progress_ui.info(&format!(
-                "building the app's environment with npm in {}",
-                dir.display()
-            ));
-        }
-        infsh_env::EnvProgress::Waiting { dir } => {
-            progress_ui.info(&format!(
-                "waiting for another infsh that is building {}",
-                dir.display()
-            ));
-        }
-        _ => {}
-    });
-    tokio::pin!(prepare);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let result = loop {
-        tokio::select! {
-            result = &mut prepare => break result,
-            _ = tick.tick() => phase.set_detail(&detail.lock().expect("detail")),
-            _ = &mut ctrl_c => return Err(Failure::new(ExitCode::Interrupted, "interrupted while building the environment").into()),
-        }
-    };
+    let (progress, detail) = env_phase::progress(ui, "building the app's environment with npm");
+    let result =
+        env_phase::drive(&phase, &detail, infsh_env::prepare_node(&spec, progress)).await?;
     let prepared = match result {
         Ok(prepared) => prepared,
         Err(err) => {
