@@ -90,6 +90,9 @@ pub struct RunRequest {
     /// The team the task belongs to (the run's key's; see the server's
     /// teams.rs). None: no team recorded, which counts as `default`.
     pub team: Option<String>,
+    /// The run body's `run_at` (Unix ms): the task stays QUEUED until then.
+    /// None, or a time past: at once.
+    pub run_at_ms: Option<i64>,
 }
 
 impl RunRequest {
@@ -108,6 +111,7 @@ impl RunRequest {
             timeout_secs: None,
             workers: None,
             team: None,
+            run_at_ms: None,
         }
     }
 }

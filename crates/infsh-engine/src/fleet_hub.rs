@@ -249,6 +249,8 @@ impl FleetHub {
             created_at_ms: now,
             updated_at_ms: now,
             team: request.team.clone(),
+            // The claim skips it until then (the stores' `claim_remote`).
+            run_at_ms: request.run_at_ms,
         };
         self.store
             .enqueue_remote(&record, request.workers.as_deref())

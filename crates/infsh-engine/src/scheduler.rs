@@ -72,6 +72,8 @@ use start::{start_worker, Started};
 
 /// What the actor's spawned futures report.
 pub(crate) enum Event {
+    /// A held task's `run_at` has come (`run_at.rs`).
+    Due(String),
     Started {
         replica: usize,
         generation: u64,
@@ -196,6 +198,8 @@ struct Actor {
     /// Changes when a slot may have become free or dispatch resumed.
     wake: watch::Receiver<u64>,
     queue: VecDeque<QueuedTask>,
+    /// Tasks whose `run_at` is ahead, not in `queue` yet (`run_at.rs`).
+    scheduled: Vec<QueuedTask>,
     replicas: Vec<Replica>,
     running: HashMap<String, Running>,
     info: Option<Arc<AppInfo>>,
@@ -261,6 +265,7 @@ pub(crate) fn spawn(
         drained: drained.clone(),
         wake,
         queue: VecDeque::new(),
+        scheduled: Vec::new(),
         replicas,
         running: HashMap::new(),
         info: None,
@@ -466,13 +471,15 @@ impl Actor {
                     // Stored as QUEUED: the next start runs it.
                     dec_usize(&self.queued);
                 } else {
-                    self.queue.push_back(*task);
-                    self.schedule();
+                    self.enqueue_task(*task);
                 }
             }
             Command::Cancel { id, reply } => {
                 let answer = if let Some(pos) = self.queue.iter().position(|t| t.record.id == id) {
                     let task = self.queue.remove(pos).expect("position is valid");
+                    dec_usize(&self.queued);
+                    CancelReply::Dequeued(Box::new(task))
+                } else if let Some(task) = self.take_scheduled(&id) {
                     dec_usize(&self.queued);
                     CancelReply::Dequeued(Box::new(task))
                 } else if let Some(running) = self.running.get(&id) {
@@ -582,6 +589,7 @@ impl Actor {
                 generation,
             } => self.evict(replica, generation),
             Event::Probed(result) => self.probed(result),
+            Event::Due(id) => self.due(&id),
             Event::WorkerExited {
                 replica,
                 generation,
@@ -777,6 +785,7 @@ impl Actor {
 }
 
 mod dispatch;
+mod run_at;
 mod sessions;
 mod slots;
 mod start;

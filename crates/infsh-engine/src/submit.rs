@@ -138,6 +138,7 @@ pub(crate) async fn submit(
         created_at_ms: now,
         updated_at_ms: now,
         team: request.team.clone(),
+        run_at_ms: request.run_at_ms,
     };
     // From here on the task is stored and must be queued even if the
     // caller goes away (a client that disconnects drops this future): the

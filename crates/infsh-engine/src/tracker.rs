@@ -390,6 +390,7 @@ mod log_cap_tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             team: None,
+            run_at_ms: None,
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct TaskRecord {
     /// a task stored before teams, which counts as `default`'s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// When the run may start (the run body's `run_at`, Unix ms): it stays
+    /// QUEUED until then. None: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at_ms: Option<i64>,
 }
 
 /// A stored file (an upload, or an output moved out of a worker).

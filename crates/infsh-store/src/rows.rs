@@ -10,7 +10,7 @@ use crate::{FileRecord, StoreError, TaskRecord, TaskStatus};
 /// The columns [`RawTask::from_row`] reads, in its order.
 pub(crate) const TASK_COLUMNS: &str =
     "seq, id, app, function_name, input, setup, status, output, error, \
-     webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, team";
+     webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, team, run_at_ms";
 
 /// A `tasks` row as stored, before its JSON and enums are decoded.
 pub(crate) struct RawTask {
@@ -30,6 +30,7 @@ pub(crate) struct RawTask {
     pub(crate) created_at_ms: i64,
     pub(crate) updated_at_ms: i64,
     pub(crate) team: Option<String>,
+    pub(crate) run_at_ms: Option<i64>,
 }
 
 impl RawTask {
@@ -51,6 +52,7 @@ impl RawTask {
             created_at_ms: row.get(13)?,
             updated_at_ms: row.get(14)?,
             team: row.get(15)?,
+            run_at_ms: row.get(16)?,
         })
     }
 
@@ -89,6 +91,7 @@ impl RawTask {
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
             team: self.team,
+            run_at_ms: self.run_at_ms,
             id: id.clone(),
         };
         Ok((self.seq, record))
@@ -130,6 +133,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             team: None,
+            run_at_ms: None,
         }
     }
 

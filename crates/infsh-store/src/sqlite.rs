@@ -314,9 +314,9 @@ fn get_file(conn: &Connection, id: &str) -> Result<Option<FileRecord>, StoreErro
 pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
-         webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, team) \
+         webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, team, run_at_ms) \
          VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), \
-         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         t.id,
@@ -334,6 +334,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), Store
         t.created_at_ms,
         t.updated_at_ms,
         t.team,
+        t.run_at_ms,
     ])?;
     Ok(())
 }

@@ -152,13 +152,15 @@ fn claim(
     let slots: HashSet<&str> = request.slots.iter().map(String::as_str).collect();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {TASK_COLUMNS}, pinned_workers FROM tasks \
-         WHERE remote = 1 AND status = 2 AND leased_by IS NULL ORDER BY seq LIMIT ?1"
+         WHERE remote = 1 AND status = 2 AND leased_by IS NULL \
+         AND (run_at_ms IS NULL OR run_at_ms <= ?2) ORDER BY seq LIMIT ?1"
     ))?;
-    let mut rows = stmt.query([CLAIM_WINDOW as i64])?;
+    // A task whose `run_at` is ahead is not claimed yet.
+    let mut rows = stmt.query([CLAIM_WINDOW as i64, now_ms])?;
     let mut candidates = Vec::new();
     while let Some(row) = rows.next()? {
         let raw = RawTask::from_row(row)?;
-        let pinned: Option<String> = row.get(16)?;
+        let pinned: Option<String> = row.get(17)?;
         let (_, task) = raw.decode()?;
         if !apps.contains(task.app.as_str()) {
             continue;

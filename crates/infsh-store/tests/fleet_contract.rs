@@ -99,6 +99,7 @@ fn task(app: &str) -> TaskRecord {
         created_at_ms: 1,
         updated_at_ms: 1,
         team: None,
+        run_at_ms: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn task(app: &str, created: i64) -> TaskRecord {
         created_at_ms: created,
         updated_at_ms: created,
         team: None,
+        run_at_ms: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn task() -> TaskRecord {
         created_at_ms: 1,
         updated_at_ms: 1,
         team: None,
+        run_at_ms: None,
     }
 }
 

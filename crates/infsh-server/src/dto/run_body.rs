@@ -68,6 +68,11 @@ pub struct RunOptions {
     /// only with `"session": "new"` (else 400).
     #[serde(default)]
     pub session_timeout: Option<i64>,
+    /// When the task may start, as an RFC 3339 time
+    /// (`2026-01-02T03:04:05Z`): it stays QUEUED until then, across a
+    /// restart. A time past runs at once; one that does not parse is a 400.
+    #[serde(default)]
+    pub run_at: Option<String>,
 }
 
 /// Body of `POST /apps/{namespace}/{name}/functions/{function}/run`: the
@@ -107,6 +112,7 @@ const RUN_BODY_FIELDS: &[&str] = &[
     "workers",
     "infra",
     "session_timeout",
+    "run_at",
 ];
 
 impl<'de> Deserialize<'de> for FunctionRunBody {
@@ -349,7 +355,8 @@ mod tests {
         let fields = json!({
             "app": "ns/a", "function": "fn", "input": {"x": 1}, "setup": {"s": 2},
             "webhook": "http://h", "session": "new", "metadata": {"m": 3},
-            "wait": true, "timeout": 5, "workers": ["w1"], "infra": "private"
+            "wait": true, "timeout": 5, "workers": ["w1"], "infra": "private",
+            "run_at": "2026-01-02T03:04:05Z"
         });
         let by_key: RunBody = serde_json::from_value(fields.clone()).unwrap();
         let positional: RunBody = serde_json::from_value(Value::Array(
@@ -369,6 +376,7 @@ mod tests {
             assert_eq!(o.timeout, Some(5.0));
             assert_eq!(o.workers, Some(vec!["w1".to_string()]));
             assert_eq!(o.infra.as_deref(), Some("private"));
+            assert_eq!(o.run_at.as_deref(), Some("2026-01-02T03:04:05Z"));
         }
         let FunctionRunBody(options) = serde_json::from_value(fields).unwrap();
         assert_eq!(options.wait, Some(true));

@@ -40,6 +40,10 @@ pub struct TaskDto {
     pub created_at: String,
     /// ISO-8601 UTC.
     pub updated_at: String,
+    /// ISO-8601 UTC: when the run asked to start (its `run_at`); until
+    /// then it stays QUEUED. Only for a run that set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
     /// Its runs on remote engines (`infsh engine run`), first first; only
     /// in `GET /tasks/{id}`, and only for a task an engine claimed. More
     /// than one: an engine was lost mid-run and the task ran again.
@@ -145,6 +149,7 @@ impl TaskDto {
             timeout: r.timeout_secs,
             created_at: iso8601(r.created_at_ms),
             updated_at: iso8601(r.updated_at_ms),
+            run_at: r.run_at_ms.map(iso8601),
             attempts: None,
             webhook_delivery: None,
         }
@@ -239,6 +244,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 1000,
             team: None,
+            run_at_ms: None,
         }
     }
 

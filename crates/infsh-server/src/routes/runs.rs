@@ -44,9 +44,15 @@ fn input_or_empty(input: Option<Value>) -> Value {
 impl RunOptions {
     /// The engine's request for `function` of `app`, and `wait`: the one
     /// mapping both run routes share.
-    fn into_request(self, app: AppRef, function: Option<String>) -> (RunRequest, bool) {
+    /// 400 for a `run_at` that is not an RFC 3339 time.
+    fn into_request(
+        self,
+        app: AppRef,
+        function: Option<String>,
+    ) -> Result<(RunRequest, bool), Problem> {
         // `infra` is checked by the routes before (check_infra).
         let wait = self.wait.unwrap_or(false);
+        let run_at_ms = run_at_ms(self.run_at.as_deref())?;
         let req = RunRequest {
             app,
             function,
@@ -60,8 +66,22 @@ impl RunOptions {
             // An empty list pins nothing.
             workers: self.workers.filter(|w| !w.is_empty()),
             team: None,
+            run_at_ms,
         };
-        (req, wait)
+        Ok((req, wait))
+    }
+}
+
+/// A run body's `run_at` → Unix ms. Absent, null or empty: at once (the
+/// official client sends no `run_at` unless asked).
+fn run_at_ms(run_at: Option<&str>) -> Result<Option<i64>, Problem> {
+    match run_at.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => infsh_store::parse_timestamp(s).map(Some).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "`run_at` \"{s}\" is not an RFC 3339 time (e.g. \"2026-01-02T03:04:05Z\")"
+            ))
+        }),
     }
 }
 
@@ -73,7 +93,7 @@ impl RunBody {
             .app
             .parse()
             .map_err(|e: AppRefError| Problem::bad_request(e.to_string()))?;
-        Ok(self.options.into_request(app, self.function))
+        self.options.into_request(app, self.function)
     }
 }
 
@@ -130,7 +150,7 @@ pub fn parse_function_run_body(
 ) -> Result<(RunRequest, bool), Problem> {
     let FunctionRunBody(body) = serde_json::from_slice(body).map_err(json_problem)?;
     let app = AppRef::new(namespace, name).map_err(|e| Problem::bad_request(e.to_string()))?;
-    let (req, wait) = body.into_request(app, Some(function.to_string()));
+    let (req, wait) = body.into_request(app, Some(function.to_string()))?;
     check_request(&req)?;
     Ok((req, wait))
 }
@@ -266,7 +286,7 @@ pub async fn run_function(
     let app = AppRef::new(&namespace, &name)
         .map_err(|_| crate::routes::apps::unknown_app(&state, &namespace, &name))?;
     check_infra(&body)?;
-    let (mut req, wait) = body.into_request(app, Some(function));
+    let (mut req, wait) = body.into_request(app, Some(function))?;
     req.team = Some(team_of_new_task(&caller));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }

@@ -207,6 +207,7 @@ async fn claim(
              status = $3, updated_at_ms = $4 \
              WHERE id IN (SELECT id FROM tasks WHERE remote = 1 AND status = $5 \
                AND leased_by IS NULL AND app = ANY($6) \
+               AND (run_at_ms IS NULL OR run_at_ms <= $4) \
                AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $7) \
                ORDER BY (app = ANY($8)) DESC, seq LIMIT $9 FOR UPDATE SKIP LOCKED) \
              RETURNING {TASK_COLUMNS}, pinned_workers, attempt"
@@ -231,8 +232,8 @@ async fn claim(
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
         let (seq, task) = raw_task(row)?.decode()?;
-        let pinned: Option<String> = row.try_get(16)?;
-        let attempt: i32 = row.try_get(17)?;
+        let pinned: Option<String> = row.try_get(17)?;
+        let attempt: i32 = row.try_get(18)?;
         let pinned_workers = pinned
             .map(|p| {
                 serde_json::from_str(&p).map_err(|e| corrupt_json(&task.id, "pinned_workers", e))

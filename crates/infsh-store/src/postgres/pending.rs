@@ -150,6 +150,7 @@ mod tests {
             created_at_ms: 1,
             updated_at_ms: 1,
             team: None,
+            run_at_ms: None,
         }
     }
 

@@ -25,6 +25,7 @@ pub(crate) fn raw_task(row: &Row) -> Result<RawTask, StoreError> {
         created_at_ms: row.try_get(13)?,
         updated_at_ms: row.try_get(14)?,
         team: row.try_get(15)?,
+        run_at_ms: row.try_get(16)?,
     })
 }
 

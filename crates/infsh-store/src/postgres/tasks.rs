@@ -36,8 +36,8 @@ pub(crate) async fn insert(
     let stmt = client
         .prepare_cached(&format!(
             "INSERT INTO tasks (seq, id, app, function_name, input, setup, status, output, error, \
-             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, node, team) \
-             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             webhook, session_id, metadata, timeout_secs, created_at_ms, updated_at_ms, node, team, run_at_ms) \
+             VALUES (nextval('{TASK_SEQ}'), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .await?;
     client
@@ -60,6 +60,7 @@ pub(crate) async fn insert(
                 &t.updated_at_ms,
                 &node,
                 &t.team,
+                &t.run_at_ms,
             ],
         )
         .await?;

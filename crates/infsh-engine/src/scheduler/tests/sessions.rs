@@ -303,6 +303,7 @@ async fn a_queued_call_of_a_session_from_before_a_restart_fails_saying_why() {
             created_at_ms: now_ms(),
             updated_at_ms: now_ms(),
             team: None,
+            run_at_ms: None,
         })
         .await
         .unwrap();
