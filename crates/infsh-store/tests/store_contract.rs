@@ -81,7 +81,38 @@ contract!(
     tasks_keep_their_team_and_list_by_it,
     ended_tasks_before_finds_the_retention_batch,
     store_reports_its_size,
+    a_task_keeps_its_run_at,
 );
+
+/// A run's `run_at` is stored with its task, through the durable and the
+/// deferred insert, and comes back from recovery's listing: a held task
+/// still waits after a restart.
+async fn a_task_keeps_its_run_at(store: Arc<dyn TaskStore>) {
+    let mut held = task("tests/run-at", 1);
+    held.run_at_ms = Some(1_900_000_000_123);
+    store.insert_task(&held).await.unwrap();
+    let mut deferred = task("tests/run-at", 2);
+    deferred.run_at_ms = Some(1_900_000_000_456);
+    store.insert_task_deferred(&deferred).await.unwrap();
+    let now = task("tests/run-at", 3);
+    store.insert_task(&now).await.unwrap();
+    store.sync().await.unwrap();
+
+    for t in [&held, &deferred, &now] {
+        let got = store.get_task(&t.id).await.unwrap().unwrap();
+        assert_eq!(got.run_at_ms, t.run_at_ms, "{}", t.id);
+    }
+    let queued = store
+        .tasks_with_status(&[TaskStatus::Queued])
+        .await
+        .unwrap();
+    // (A deferred insert takes its place in the order when it is written.)
+    assert_eq!(queued.len(), 3);
+    for t in [&held, &deferred, &now] {
+        let got = queued.iter().find(|q| q.id == t.id).unwrap();
+        assert_eq!(got.run_at_ms, t.run_at_ms, "{}", t.id);
+    }
+}
 
 /// A task keeps the team it was stored with, through the durable and the
 /// deferred insert; a team filter lists only that team's, a task without a
