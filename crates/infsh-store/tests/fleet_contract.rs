@@ -80,7 +80,33 @@ contract!(
     reports_write_logs_output_and_the_first_terminal_state_wins,
     cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one,
     a_reregistration_keeps_draining_and_first_registration_time,
+    a_task_is_not_claimed_before_its_run_at,
 );
+
+/// A remote task with a `run_at` ahead is passed over by claims (and
+/// does not block the ones behind it) until its time; then it is claimed.
+async fn a_task_is_not_claimed_before_its_run_at(store: &dyn Both) {
+    store
+        .register_engine(&registration("e1", &[("ns/a", "h")]), 1000)
+        .await
+        .unwrap();
+    let mut held = task("ns/a");
+    held.run_at_ms = Some(5000);
+    store.enqueue_remote(&held, None).await.unwrap();
+    let now = queued(store, "ns/a").await;
+
+    let got = store.claim(&claim_of("e1", 10), 2000, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id.clone()).collect::<Vec<_>>(),
+        vec![now.id]
+    );
+    let got = store.claim(&claim_of("e1", 10), 5000, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id.clone()).collect::<Vec<_>>(),
+        vec![held.id.clone()]
+    );
+    assert_eq!(got[0].task.run_at_ms, Some(5000));
+}
 
 fn task(app: &str) -> TaskRecord {
     TaskRecord {
