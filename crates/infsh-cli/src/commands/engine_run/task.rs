@@ -18,9 +18,13 @@ use super::link::{Link, LinkError, Report};
 use super::output_files;
 
 /// How long a report of a change that does not end the task waits for the
-/// changes after it (the PostgreSQL store holds a local task's insert back
-/// as long, for the same reason).
-const REPORT_HOLD: Duration = Duration::from_millis(50);
+/// changes after it: as long as a local task's logs and snapshots wait to
+/// be written to the store (`FLUSH_EVERY` of the engine's runner), so a
+/// stream of a remote task is as fresh as one of a local task. Shorter (50
+/// ms was tried) and a task a little longer than the hold sends a status
+/// report that its end then waits behind, on a loaded machine as slow as
+/// the report it saved.
+const REPORT_HOLD: Duration = Duration::from_millis(250);
 
 /// Runs the task to its end here and reports it; returns when done.
 pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
