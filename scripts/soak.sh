@@ -10,6 +10,8 @@
 #   scripts/soak.sh --ci            1,500 tasks, debug build (what the test suite runs, well under 90 s
 #                                   once built); results in target/soak-ci/ci.{json,md}
 #   scripts/soak.sh [--ci] [N] --keep --seed 7 ...   other flags go to the harness (infsh-soak --help)
+# Then, in every mode, the fleet soak: 500 tasks over two API nodes and three
+# engines killed and restarted (an ignored test of crates/infsh-cli, debug build).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,7 +22,7 @@ extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --ci) ci=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *)
       if [ -z "$n" ] && [[ "$1" =~ ^[0-9]+$ ]]; then n="$1"; else extra+=("$1"); fi ;;
   esac
@@ -49,7 +51,7 @@ label="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD -- 2>/dev/null; then label="$label+local-changes"; fi
 
 echo "==> soak: $n tasks" >&2
-exec "$root/target/soak/$profile/infsh-soak" \
+"$root/target/soak/$profile/infsh-soak" \
   --infsh "$root/target/$profile/infsh" \
   --python "$python" \
   --app-dir "$root/tests/fixtures/apps/soak-app" \
@@ -57,3 +59,19 @@ exec "$root/target/soak/$profile/infsh-soak" \
   --label "$label" \
   "${out[@]}" \
   ${extra[@]+"${extra[@]}"}
+
+# The fleet soak (crates/infsh-cli/tests/fleet_soak.rs): 500 tasks over two
+# API nodes and three engines on PostgreSQL, engines killed (-9) and
+# restarted during the run; every task must end once. An ignored test (a
+# minute and a half), run here. PostgreSQL as scripts/test.sh finds it.
+echo "==> fleet soak: 500 tasks, engines killed and restarted" >&2
+if [ -z "${INFSH_TEST_DATABASE_URL:-}" ]; then
+  pg_out="$(scripts/test-postgres.sh)"
+  export INFSH_TEST_DATABASE_URL="$(sed -n 1p <<<"$pg_out")"
+  pg_dir="$(sed -n 2p <<<"$pg_out")"
+  if [ -n "$pg_dir" ]; then
+    trap 'scripts/test-postgres.sh --stop "$pg_dir"' EXIT
+  fi
+fi
+export INFSH_TEST_PYTHON="${INFSH_TEST_PYTHON:-$python}"
+cargo nextest run --locked -p infsh-cli --test fleet_soak --run-ignored all --no-capture

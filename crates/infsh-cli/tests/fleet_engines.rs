@@ -12,11 +12,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::engine_proc::EngineProc;
+use common::fleet::wait_online;
 use common::server::*;
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ENGINE_KEY: &str = "engine-key-fleet";
 const LEASE: &str = "1";
@@ -28,32 +29,6 @@ fn api_node(sb: &ServeSandbox, extra: &[&str]) -> Server {
     ]
     .concat();
     sb.start_with_key(&flags)
-}
-
-/// `GET /engines`' remote engines once `names` are all online.
-fn wait_online(server: &Server, names: &[&str]) -> Vec<Value> {
-    let mut remote = Vec::new();
-    let online = wait_for(Duration::from_secs(60), || {
-        let engines = server.api("GET", "/engines", None, 200);
-        remote = engines
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["remote"].is_object())
-            .cloned()
-            .collect();
-        names.iter().all(|n| {
-            remote
-                .iter()
-                .any(|e| e["name"] == *n && e["remote"]["state"] == "online")
-        })
-    });
-    assert!(
-        online,
-        "engines {names:?} never online: {remote:#?}\n{}",
-        server.log()
-    );
-    remote
 }
 
 fn started_file(sb: &ServeSandbox, name: &str) -> PathBuf {
@@ -231,7 +206,7 @@ fn with_max_attempts_1_a_killed_engines_task_fails_engine_lost() {
 }
 
 #[test]
-fn a_wrong_engine_key_makes_the_engine_exit_11_saying_so() {
+fn a_wrong_engine_key_makes_the_engine_exit_11_and_both_sides_log_it() {
     let sb = ServeSandbox::new(&[]);
     let server = api_node(&sb, &[]);
     let mut engine = EngineProc::start(&sb, &server, "e1", "not-the-key", &[]);
@@ -241,6 +216,16 @@ fn a_wrong_engine_key_makes_the_engine_exit_11_saying_so() {
     assert!(
         log.contains("engine e1: the API node refused the engine key (401): invalid engine key"),
         "{log}"
+    );
+    // The API node says so too, naming what was refused.
+    let server_log = server.log();
+    assert!(
+        server_log
+            .lines()
+            .any(|l| l.contains("refused an engine request")
+                && l.contains("path=/engine/register")
+                && l.contains("detail=invalid engine key")),
+        "{server_log}"
     );
 }
 

@@ -14,50 +14,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::engine_proc::EngineProc;
+use common::fleet::{pg_api_node, wait_online};
 use common::server::*;
 use common::*;
 use infsh_testkit::PgTestDb;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ENGINE_KEY: &str = "engine-key-pg-fleet";
 const LEASE: &str = "1";
 
 /// An API node on `db` (its own sandbox: data folder, logs).
 fn api_node(sb: &ServeSandbox, db: &PgTestDb) -> Server {
-    sb.start_with_key(&[
-        "--store",
-        db.url(),
-        "--engine-key",
-        ENGINE_KEY,
-        "--lease-seconds",
-        LEASE,
-    ])
-}
-
-/// `GET /engines`' remote engines once `names` are all online there.
-fn wait_online(server: &Server, names: &[&str]) -> Vec<Value> {
-    let mut remote = Vec::new();
-    let online = wait_for(Duration::from_secs(60), || {
-        let engines = server.api("GET", "/engines", None, 200);
-        remote = engines
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["remote"].is_object())
-            .cloned()
-            .collect();
-        names.iter().all(|n| {
-            remote
-                .iter()
-                .any(|e| e["name"] == *n && e["remote"]["state"] == "online")
-        })
-    });
-    assert!(
-        online,
-        "engines {names:?} never online: {remote:#?}\n{}",
-        server.log()
-    );
-    remote
+    pg_api_node(sb, db, ENGINE_KEY, LEASE, &[])
 }
 
 fn started_file(sb: &ServeSandbox, name: &str) -> PathBuf {

@@ -152,9 +152,15 @@ impl FleetHub {
                 )));
             }
             let info = AppInfo::new(app.ready.clone(), app.default_function.as_deref());
-            let invalid = |error| FleetLinkError::InvalidSchema {
-                app: app.app.clone(),
-                error,
+            let invalid = |error| {
+                let refused = FleetLinkError::InvalidSchema {
+                    app: app.app.clone(),
+                    error,
+                };
+                // The engine exits on this; the operator of the API node
+                // learns of it here.
+                tracing::warn!(engine = %name, error = %refused, "refused an engine's registration");
+                refused
             };
             info.validators.setup().map_err(invalid)?;
             for function in info.functions.functions() {
@@ -278,11 +284,31 @@ impl FleetHub {
         loop {
             woken.borrow_and_update();
             let now = now_ms();
-            let beat = self
-                .store
-                .heartbeat(&request.engine, holding, now, self.lease_ms())
-                .await?;
-            let tasks = self.store.claim(&request, now, self.lease_ms()).await?;
+            // Side by side: they touch other rows (the engine's leases, the
+            // queued tasks), and on PostgreSQL each is a commit of its own,
+            // one after the other the largest share of a claim's latency.
+            let (beat, tasks) = tokio::join!(
+                self.store
+                    .heartbeat(&request.engine, holding, now, self.lease_ms()),
+                self.store.claim(&request, now, self.lease_ms()),
+            );
+            let tasks = tasks?;
+            let beat = match beat {
+                Ok(beat) => beat,
+                // Tasks leased by the claim must reach the engine (else
+                // they would wait out a lease and count an attempt): the
+                // claim's own lease stands, and the next heartbeat says
+                // what to cancel.
+                Err(e) if !tasks.is_empty() => {
+                    tracing::warn!(engine = %request.engine, error = %e, "heartbeat failed beside a claim");
+                    infsh_store::fleet::HeartbeatOutcome {
+                        lease_until_ms: now + self.lease_ms(),
+                        cancel: Vec::new(),
+                        lost: Vec::new(),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
             for claimed in &tasks {
                 self.publish(&claimed.task.id, |view| {
                     view.record.status = TaskStatus::Dispatched;

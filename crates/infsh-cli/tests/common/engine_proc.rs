@@ -41,13 +41,28 @@ impl EngineProc {
         fixtures: &[&str],
         extra: &[&str],
     ) -> Self {
-        let dir = sb.path().join(name);
+        Self::spawn(sb, &server.url, name, name, key, fixtures, extra)
+    }
+
+    /// An engine named `name` linked to the API node at `url` (a node, or a
+    /// proxy in front of one), its apps, data and log in `sb/dir` (another
+    /// `dir` for each life of an engine restarted under one name).
+    pub fn spawn(
+        sb: &ServeSandbox,
+        url: &str,
+        name: &str,
+        dir: &str,
+        key: &str,
+        fixtures: &[&str],
+        extra: &[&str],
+    ) -> Self {
+        let dir = sb.path().join(dir);
         let apps_dir = dir.join("apps");
         copy_fixtures(&apps_dir, fixtures);
         let log_path = dir.join("engine.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = StdCommand::new(assert_cmd::cargo::cargo_bin("infsh"))
-            .args(["engine", "run", "--server", &server.url, "--name", name])
+            .args(["engine", "run", "--server", url, "--name", name])
             .arg("--apps")
             .arg(&apps_dir)
             .arg("--data-dir")

@@ -5,8 +5,11 @@
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod cut_proxy;
 pub mod engine_proc;
+pub mod fleet;
 pub mod server;
+pub mod throwaway_pg;
 
 use std::ffi::OsStr;
 use std::path::Path;

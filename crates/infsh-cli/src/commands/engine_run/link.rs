@@ -159,7 +159,12 @@ impl Link {
             .and_then(Value::as_str)
             .map_or_else(|| text.clone(), str::to_string);
         let resource = value.get("resource").and_then(Value::as_str);
-        let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+        // The problem's code: the last segment of its type URL.
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or("");
         Err(match status {
             401 | 403 => LinkError::Refused { status, detail },
             409 => LinkError::NotLeased(detail),

@@ -4,7 +4,8 @@
 //! API node, then loops on `claim` (HTTP long-poll, which is also its
 //! heartbeat), runs each claimed task locally under the API node's id and
 //! reports it back (task.rs). Unreachable API node: retry with backoff,
-//! register again when it forgot us. Wrong engine key: exit 11. SIGINT or
+//! register again when it forgot us. Wrong engine key: exit 11; a
+//! registration refused (an app whose schema does not compile): exit 3. SIGINT or
 //! SIGTERM: take no more tasks, let the running ones finish and be
 //! reported (--shutdown-grace), exit 0; a second signal stops them now.
 
@@ -192,6 +193,7 @@ async fn claim_loop(
                 }
                 Err(e) => {
                     fatal(&e, link)?;
+                    registration_refused(&e, link)?;
                     backoff.wait(&e, &signals).await;
                     continue;
                 }
@@ -257,6 +259,25 @@ fn fatal(e: &LinkError, link: &Link) -> Result<(), Failure> {
         LinkError::Refused { .. } => Err(Failure::new(
             ExitCode::Auth,
             format!("engine {}: {e}", link.engine),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A registration the API node refuses as such (400: an app whose schema
+/// does not compile, a bad engine name) ends the engine: sending it again
+/// gets the same answer. Exit 3, as for an app that cannot be loaded.
+fn registration_refused(e: &LinkError, link: &Link) -> Result<(), Failure> {
+    match e {
+        LinkError::Other {
+            status: 400,
+            detail,
+        } => Err(Failure::new(
+            ExitCode::AppLoad,
+            format!(
+                "engine {}: the API node refused the registration (400): {detail}",
+                link.engine
+            ),
         )),
         _ => Ok(()),
     }

@@ -10,11 +10,21 @@
 use std::time::Duration;
 
 use infsh_core::AppRef;
-use infsh_engine::{Engine, RunRequest};
+use infsh_engine::{Engine, RunRequest, TaskView};
 use infsh_store::{TaskRecord, TaskStatus};
+use tokio::sync::mpsc;
 
 use super::link::{Link, LinkError, Report};
 use super::output_files;
+
+/// How long a report of a change that does not end the task waits for the
+/// changes after it: as long as a local task's logs and snapshots wait to
+/// be written to the store (`FLUSH_EVERY` of the engine's runner), so a
+/// stream of a remote task is as fresh as one of a local task. Shorter (50
+/// ms was tried) and a task a little longer than the hold sends a status
+/// report that its end then waits behind, on a loaded machine as slow as
+/// the report it saved.
+const REPORT_HOLD: Duration = Duration::from_millis(250);
 
 /// Runs the task to its end here and reports it; returns when done.
 pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
@@ -41,7 +51,8 @@ pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
     let mut sent_output = None;
     let mut sent_logs = 0;
     let mut uploaded = output_files::Uploaded::default();
-    while let Some(view) = views.recv().await {
+    while let Some(mut view) = views.recv().await {
+        view = coalesce(&mut views, view).await;
         let record = view.record;
         let terminal = record.status.is_terminal();
         let mut report = Report::default();
@@ -88,6 +99,33 @@ pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
     }
 }
 
+/// The newest of the views that arrive within [`REPORT_HOLD`] of `view`
+/// (at once if one ends the task). A view is a whole snapshot, so the
+/// newest says all the ones before it did: a short task is one report,
+/// one commit on the API node's store, instead of one per status (each of
+/// them a PostgreSQL commit the client's `wait` sat behind).
+async fn coalesce(views: &mut mpsc::Receiver<TaskView>, mut view: TaskView) -> TaskView {
+    let hold = tokio::time::sleep(REPORT_HOLD);
+    tokio::pin!(hold);
+    while !view.record.status.is_terminal() {
+        tokio::select! {
+            next = views.recv() => match next {
+                Some(next) => view = next,
+                None => break,
+            },
+            () = &mut hold => break,
+        }
+    }
+    // Any sent while the hold ran out.
+    while !view.record.status.is_terminal() {
+        match views.try_recv() {
+            Ok(next) => view = next,
+            Err(_) => break,
+        }
+    }
+    view
+}
+
 /// The claimed task as a local run. Its webhook stays with the API node,
 /// which calls it when our report ends the task. Sessions are not carried
 /// to engines yet (a session lives on one server).
@@ -113,13 +151,15 @@ fn failed(error: String) -> Report {
     }
 }
 
-/// Sends one report, retrying while the API node is unreachable (its
-/// lease decides, on the API node, whether a late report still counts).
+/// Sends one report, retrying while the API node is unreachable or fails
+/// on its side (a 5xx: its database restarting, say): its lease decides,
+/// on the API node, whether a late report still counts, and once it ran
+/// out the answer is a refusal, not a retry.
 async fn send(link: &Link, id: &str, report: Report) -> Result<(), LinkError> {
     let mut wait = Duration::from_millis(100);
     loop {
         match link.report(id, &report).await {
-            Err(LinkError::Unreachable(e)) => {
+            Err(e @ (LinkError::Unreachable(_) | LinkError::Other { status: 500.., .. })) => {
                 tracing::warn!(task = %id, error = %e, "report not delivered; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
