@@ -26,6 +26,11 @@ use super::output_files;
 /// the report it saved.
 const REPORT_HOLD: Duration = Duration::from_millis(250);
 
+/// The hold once a task streams outputs: a token stream through a fleet
+/// must stay live (a report at most every 25 ms, each a whole snapshot),
+/// not arrive four times a second.
+const STREAM_HOLD: Duration = Duration::from_millis(25);
+
 /// Runs the task to its end here and reports it; returns when done.
 pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
     let id = task.id.clone();
@@ -103,14 +108,23 @@ pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
 /// (at once if one ends the task). A view is a whole snapshot, so the
 /// newest says all the ones before it did: a short task is one report,
 /// one commit on the API node's store, instead of one per status (each of
-/// them a PostgreSQL commit the client's `wait` sat behind).
+/// them a PostgreSQL commit the client's `wait` sat behind). A task's first
+/// output goes at once, and a streaming task's later ones within
+/// [`STREAM_HOLD`], so time to first token does not pay the hold.
 async fn coalesce(views: &mut mpsc::Receiver<TaskView>, mut view: TaskView) -> TaskView {
-    let hold = tokio::time::sleep(REPORT_HOLD);
+    let streaming = view.record.output.is_some();
+    let hold = tokio::time::sleep(if streaming { STREAM_HOLD } else { REPORT_HOLD });
     tokio::pin!(hold);
     while !view.record.status.is_terminal() {
         tokio::select! {
             next = views.recv() => match next {
-                Some(next) => view = next,
+                Some(next) => {
+                    let first_output = !streaming && next.record.output.is_some();
+                    view = next;
+                    if first_output {
+                        break;
+                    }
+                }
                 None => break,
             },
             () = &mut hold => break,
