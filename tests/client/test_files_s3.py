@@ -67,14 +67,15 @@ def s3(tmp_path_factory):
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        # Its first request loads moto's backends: seconds on a busy machine.
+        deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(endpoint + "/", timeout=2).close()
+                urllib.request.urlopen(endpoint + "/", timeout=30).close()
                 break
             except urllib.error.HTTPError:
                 break  # it answers
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused while it starts, or a read timed out
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"moto_server never answered; log:\n{log.read_text()}")
