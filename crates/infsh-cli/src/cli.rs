@@ -81,6 +81,9 @@ pub struct GcArgs {
     /// The store `infsh serve --store` used (default: SQLite in the data folder).
     #[arg(long, env = "INFSH_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// The files `infsh serve --files` used (default: the data folder's `files`).
+    #[arg(long, env = "INFSH_FILES", value_name = "URL")]
+    pub files: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +352,13 @@ pub struct ServeArgs {
     /// (API nodes sharing one database) or `sqlite:///PATH`. Default: SQLite in the data folder.
     #[arg(long, env = "INFSH_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Where stored files' bytes live: `file:///PATH` (a local or shared folder)
+    /// or `s3://BUCKET[/PREFIX]` (S3-compatible; endpoint, region and keys from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    /// Default: the `files` folder in the data folder. API nodes sharing a
+    /// store need the same one.
+    #[arg(long, env = "INFSH_FILES", value_name = "URL")]
+    pub files: Option<String>,
     /// Connection timeouts and caps, run rate and stream caps.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -61,6 +61,9 @@ pub struct EngineConfig {
     /// Signs webhook deliveries (Standard Webhooks). None: they go
     /// unsigned (`infsh serve` always sets one).
     pub webhook_secret: Option<crate::WebhookSecret>,
+    /// Where stored files' bytes live (`--files`: a folder or a bucket,
+    /// opened). None: the folder `files` under `data_dir`.
+    pub files: Option<infsh_store::FileBackend>,
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.

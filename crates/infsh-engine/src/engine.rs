@@ -6,7 +6,6 @@
 //! CONTRACT NOTE: crates/infsh-server calls exactly these methods.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -124,8 +123,11 @@ impl Engine {
                 Arc::new(store)
             }
         };
-        let files = FileStore::open(config.data_dir.join("files"), store.clone())
-            .map_err(EngineStartError::OpenFileStore)?;
+        let files = match config.files.clone() {
+            Some(backend) => FileStore::on(backend, store.clone()),
+            None => FileStore::open(config.data_dir.join("files"), store.clone()),
+        }
+        .map_err(EngineStartError::OpenFileStore)?;
         let webhooks = Webhooks::new(&store, config.webhook_secret.clone())?;
         let apps_dir = config.apps_dir.clone();
         let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))
@@ -234,8 +236,20 @@ impl Engine {
     }
 
     /// One app with its functions' schemas (starts a worker to discover them if none ran yet).
+    /// An app only remote engines host: their registration's functions.
     pub async fn app(&self, app: &AppRef) -> Result<AppDetail, EngineError> {
-        let handle = self.app_handle(app)?;
+        let handle = match self.app_handle(app) {
+            Ok(handle) => handle,
+            Err(unknown @ EngineError::UnknownApp { .. }) => {
+                if let Some(hub) = self.inner.fleet.get() {
+                    if let Some(detail) = hub.app_detail(app).await? {
+                        return Ok(detail);
+                    }
+                }
+                return Err(unknown);
+            }
+            Err(e) => return Err(e),
+        };
         let info = handle.discover().await?;
         Ok(AppDetail {
             summary: Self::summary_with(handle, Some(info.clone())),
@@ -636,10 +650,13 @@ impl Engine {
             })
     }
 
-    /// A stored file and where its bytes are on disk. A registered file
-    /// whose bytes have not arrived yet has `uploaded: false` (its path
-    /// does not exist yet).
-    pub async fn file(&self, id: &str) -> Result<(StoredFile, PathBuf), EngineError> {
+    /// A stored file and a handle on its bytes (in a folder or a bucket).
+    /// A registered file whose bytes have not arrived yet has
+    /// `uploaded: false` (its bytes do not exist yet).
+    pub async fn file(
+        &self,
+        id: &str,
+    ) -> Result<(StoredFile, infsh_store::StoredBytes), EngineError> {
         self.shared()
             .files
             .get(id)

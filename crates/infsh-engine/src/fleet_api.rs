@@ -130,6 +130,31 @@ pub struct RemoteAppView {
     pub conflict: bool,
 }
 
+/// An app remote engines host, for `GET /apps` beside the local ones.
+#[derive(Debug, Clone)]
+pub struct HostedRemotely {
+    /// Functions and default function from the served hash's
+    /// registration; no description, category or images (engines do not
+    /// send them). `ready` while a live engine serves it, else `unhealthy`.
+    pub summary: crate::AppSummary,
+    /// The content hash runs go to (the earliest live registration's);
+    /// None while every engine hosting it is offline.
+    pub hash: Option<String>,
+    /// Every engine hosting it, by registration order of the store.
+    pub engines: Vec<RemoteAppHost>,
+    pub(crate) info: Option<std::sync::Arc<crate::app_info::AppInfo>>,
+}
+
+/// One engine hosting an app ([`HostedRemotely`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteAppHost {
+    pub engine: String,
+    pub hash: String,
+    /// Another hash is served: this engine takes none of the app's tasks.
+    pub conflict: bool,
+    pub state: infsh_store::fleet::EngineState,
+}
+
 /// A remote engine, as `GET /engines` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RemoteEngineView {

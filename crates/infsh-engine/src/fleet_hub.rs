@@ -15,29 +15,31 @@
 //! or streams it: [`FleetHub::follow`]) re-reads it from the store and
 //! publishes it. Webhooks go out once, from the node that ended the task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use infsh_core::AppRef;
 use infsh_store::fleet::{
     app_hashes, CancelOutcome, ClaimRequest, EngineApp, EngineRecord, EngineRegistration,
-    FleetError, FleetStore, Report, TaskChange, Wakeup,
+    EngineState, FleetError, FleetStore, Report, TaskChange, Wakeup,
 };
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::api::{EngineError, RunRequest, TaskView};
+use crate::api::{AppDetail, AppState, AppSummary, EngineError, RunRequest, TaskView};
 use crate::app_info::AppInfo;
 use crate::fleet_api::{
-    ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,
-    RemoteRegistration,
+    ClaimAnswer, FleetLinkError, FleetOptions, HostedRemotely, RemoteApp, RemoteAppHost,
+    RemoteAppView, RemoteEngineView, RemoteRegistration,
 };
 use crate::inputs::{
     call_validators, check_file_inputs, input_and_setup, requested_function, resolve_error,
     validate,
 };
+use crate::metrics::inc;
 use crate::shared::Shared;
 use crate::time::sleep_until;
 
@@ -238,6 +240,7 @@ impl FleetHub {
             format!("input for function \"{}\"", resolved.name)
         })?;
         validate(&setup_validator, &setup, || "setup config".into())?;
+        self.check_queue(&app.app).await?;
         let now = now_ms();
         let record = TaskRecord {
             id: new_id(),
@@ -268,8 +271,29 @@ impl FleetHub {
         };
         lock(&self.remote_live).insert(view.record.id.clone());
         self.shared.live.insert(view.clone());
+        inc(&self.shared.metrics.submitted);
         self.wake.notify();
         Ok(Some(view))
+    }
+
+    /// `--queue-capacity` for remote runs, as for local ones: the app's
+    /// remote tasks waiting for an engine (on PostgreSQL, submitted to any
+    /// node) are counted in the store; at capacity the run is refused with
+    /// the same 429. Two nodes checking at once may each let one more in.
+    async fn check_queue(&self, app: &str) -> Result<(), EngineError> {
+        let capacity = self.shared.config.queue_capacity.max(1);
+        let queued = self.store.queued_remote(app).await.map_err(fleet_error)?;
+        if queued < capacity as u64 {
+            return Ok(());
+        }
+        inc(&self.shared.metrics.rejected_queue_full);
+        let mean = self.shared.metrics.mean_seconds(app).unwrap_or(1.0);
+        let estimate = (mean * (queued as f64 + 1.0)).clamp(1.0, 300.0);
+        Err(EngineError::QueueFull {
+            app: app.to_string(),
+            capacity,
+            retry_after: Duration::from_secs(estimate.ceil() as u64),
+        })
     }
 
     /// A heartbeat, then tasks: at once if any are queued for the engine,
@@ -458,6 +482,79 @@ impl FleetHub {
             .collect())
     }
 
+    /// Every app remote engines host (offline ones included), by id: the
+    /// hash their runs go to, each engine with its own hash, and the
+    /// functions of the served hash's registration.
+    pub async fn apps(&self) -> Result<Vec<HostedRemotely>, EngineError> {
+        let engines = self.store.list_engines().await.map_err(fleet_error)?;
+        let now = now_ms();
+        let hashes = app_hashes(&engines, now, self.lease_ms());
+        let mut by_app: BTreeMap<String, HostedRemotely> = BTreeMap::new();
+        for engine in &engines {
+            let state = engine.state(now, self.lease_ms());
+            for app in &engine.apps {
+                let served = hashes.get(&app.app);
+                let entry = by_app.entry(app.app.clone()).or_insert_with(|| {
+                    let (namespace, name) = app.app.split_once('/').unwrap_or(("", &app.app));
+                    HostedRemotely {
+                        summary: AppSummary {
+                            id: app.app.clone(),
+                            namespace: namespace.to_string(),
+                            name: name.to_string(),
+                            description: None,
+                            category: None,
+                            images: None,
+                            default_function: None,
+                            functions: None,
+                            // Ready once a live engine serves it.
+                            state: AppState::Unhealthy,
+                        },
+                        hash: served.cloned(),
+                        engines: Vec::new(),
+                        info: None,
+                    }
+                });
+                let serves = served == Some(&app.hash);
+                entry.engines.push(RemoteAppHost {
+                    engine: engine.name.clone(),
+                    hash: app.hash.clone(),
+                    conflict: served.is_some() && !serves,
+                    state,
+                });
+                if serves && state != EngineState::Offline {
+                    entry.summary.state = AppState::Ready;
+                }
+                if serves && entry.info.is_none() {
+                    if let Some(info) = self.info(app) {
+                        entry.summary.functions = Some(info.names());
+                        entry.summary.default_function =
+                            info.functions.default_name().map(str::to_string);
+                        entry.info = Some(info);
+                    }
+                }
+            }
+        }
+        Ok(by_app.into_values().collect())
+    }
+
+    /// `GET /apps/{ns}/{name}` of an app only engines host: the served
+    /// registration's functions and setup schema. None: no engine serves it.
+    pub async fn app_detail(&self, app: &AppRef) -> Result<Option<AppDetail>, EngineError> {
+        let Some(remote) = self.apps().await?.into_iter().find(|r| {
+            r.summary.id == app.id() || (app.namespace().is_none() && r.summary.name == app.name())
+        }) else {
+            return Ok(None);
+        };
+        let Some(info) = remote.info.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(AppDetail {
+            summary: remote.summary,
+            functions: info.functions.functions_schema(),
+            setup_schema: info.ready.setup_schema.clone(),
+        }))
+    }
+
     pub async fn set_draining(&self, name: &str, draining: bool) -> Result<(), EngineError> {
         self.store
             .set_engine_draining(name, draining)
@@ -482,6 +579,21 @@ impl FleetHub {
     /// its truth from now on, and its webhook goes out, once, from here.
     async fn ended(&self, id: &str) {
         lock(&self.remote_live).remove(id);
+        let record = self.ended_record(id).await;
+        let Some(record) = record else { return };
+        // Counted by the node that saw the end (a report, a cancel, a
+        // sweep), so over a fleet the nodes' counters add up.
+        match record.status {
+            TaskStatus::Completed => inc(&self.shared.metrics.completed),
+            TaskStatus::Failed => inc(&self.shared.metrics.failed),
+            TaskStatus::Cancelled => inc(&self.shared.metrics.cancelled),
+            _ => {}
+        }
+        self.shared.webhooks.deliver(&record);
+    }
+
+    /// The ended task's record: its live view's (dropped here) or the store's.
+    async fn ended_record(&self, id: &str) -> Option<TaskRecord> {
         let record = match self.shared.live.get(id) {
             Some(live) => {
                 let record = live.borrow().record.clone();
@@ -491,14 +603,14 @@ impl FleetHub {
             // Submitted on another node: no live view here, the store has it.
             None => match self.shared.store.get_task(id).await {
                 Ok(Some(record)) => record,
-                Ok(None) => return,
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::error!(task = %id, error = %e, "cannot read an ended task for its webhook");
-                    return;
+                    return None;
                 }
             },
         };
-        self.shared.webhooks.deliver(&record);
+        Some(record)
     }
 
     /// Keeps a live view of a remote task that another node runs the link

@@ -10,7 +10,7 @@ use infsh_store::fleet::{ClaimRequest, FleetStore, LocalWakeup, Report, Wakeup};
 use crate::api::EngineError;
 use crate::engine::Engine;
 use crate::fleet_api::{
-    ClaimAnswer, FleetLinkError, FleetOptions, RemoteEngineView, RemoteRegistration,
+    ClaimAnswer, FleetLinkError, FleetOptions, HostedRemotely, RemoteEngineView, RemoteRegistration,
 };
 use crate::fleet_hub::FleetHub;
 
@@ -95,6 +95,14 @@ impl Engine {
     ) -> Result<Vec<infsh_store::fleet::AttemptRecord>, EngineError> {
         match self.inner.fleet.get() {
             Some(hub) => hub.attempts(id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Apps remote engines host (empty when the fleet is off).
+    pub async fn remote_apps(&self) -> Result<Vec<HostedRemotely>, EngineError> {
+        match self.inner.fleet.get() {
+            Some(hub) => hub.apps().await,
             None => Ok(Vec::new()),
         }
     }

@@ -81,8 +81,8 @@ pub use deletion::{task_file_ids, DeletedFiles};
 pub use disk_usage::DiskUsage;
 pub use engine::Engine;
 pub use fleet_api::{
-    ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,
-    RemoteEngineView, RemoteRegistration,
+    ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, HostedRemotely, RemoteApp,
+    RemoteAppHost, RemoteAppView, RemoteEngineView, RemoteRegistration,
 };
 pub use keys::{
     key_digest as api_key_digest, CreatedApiKey, NewApiKey, KEY_PREFIX as API_KEY_PREFIX,

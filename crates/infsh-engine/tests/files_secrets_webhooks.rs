@@ -126,9 +126,9 @@ async fn output_files_are_stored_and_uploads_work() {
     ];
     assert_eq!(output["nested"]["label"], "L");
     for (id, want) in ids.iter().zip([&b"one\n"[..], b"two\n", b"nested\n"]) {
-        let (record, path) = engine.file(id).await.unwrap();
+        let (record, bytes) = engine.file(id).await.unwrap();
         assert!(record.uploaded);
-        assert_eq!(std::fs::read(path).unwrap(), want);
+        assert_eq!(std::fs::read(bytes.local_path().unwrap()).unwrap(), want);
     }
 
     // The upload flow of POST /files + PUT.
@@ -143,8 +143,8 @@ async fn output_files_are_stored_and_uploads_work() {
         .unwrap();
     assert!(written.uploaded);
     assert_eq!(written.size, Some(3));
-    let (_, path) = engine.file(&created.id).await.unwrap();
-    assert_eq!(std::fs::read(path).unwrap(), b"xyz");
+    let (_, bytes) = engine.file(&created.id).await.unwrap();
+    assert_eq!(bytes.to_vec().await.unwrap(), b"xyz");
     for bad in ["../infsh.db", "0123", ""] {
         assert!(matches!(
             engine.file(bad).await,

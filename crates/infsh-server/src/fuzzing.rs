@@ -135,6 +135,7 @@ fn harness() -> &'static Harness {
             durability: Default::default(),
             placement: Default::default(),
             webhook_secret: None,
+            files: None,
         };
         let engine = rt
             .block_on(Engine::start(config))

@@ -91,6 +91,7 @@ async fn refuses_non_loopback_without_keys() {
         durability: Default::default(),
         placement: Default::default(),
         webhook_secret: None,
+        files: None,
     })
     .await
     .unwrap();

@@ -32,6 +32,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A request to the files bucket (`--files s3://`) failed; `key` is
+    /// `s3://bucket/prefix/id`.
+    #[error("{what} {key}: {message}")]
+    Object {
+        what: &'static str,
+        key: String,
+        message: String,
+    },
     /// A stored value that does not decode (an unknown status or log type).
     #[error("corrupt record {id}: {message}")]
     Corrupt { id: String, message: String },

@@ -1,32 +1,43 @@
 //! [`FileStore`]: stored files (uploads, and outputs moved out of workers).
-//! Bytes live in `<root>/<id>` (the engine uses `<data_dir>/files`), records
+//! Bytes live in the [`FileBackend`]: `<root>/<id>` in a folder (the engine
+//! defaults to `<data_dir>/files`) or `<prefix>/<id>` in a bucket; records
 //! in the [`TaskStore`]'s `files` table.
 //!
-//! An id is the only thing that ever becomes a path, and only after
-//! [`is_valid_id`] accepted it (32 lowercase hex characters), so no request
-//! can name a file outside `root`. Writes go to a temporary file in `root`
-//! first and are renamed into place, so a reader never sees half a file.
+//! An id is the only thing that ever becomes a path or a key, and only
+//! after [`is_valid_id`] accepted it (32 lowercase hex characters), so no
+//! request can name a file outside the folder or prefix. In a folder,
+//! writes go to a temporary file first and are renamed into place; in a
+//! bucket, an object appears only when its PUT (or multipart upload)
+//! completes. Either way a reader never sees half a file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::buffered::BufWriter;
+
+use crate::file_backend::{read_local, Bucket, ByteStream, FileBackend};
 use crate::ids::{is_valid_id, new_id, now_ms};
 use crate::{FileRecord, StoreError, TaskStore};
 
 /// The content type of a file nobody described.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
+/// Records listed per query when the bytes of a bucket's files are summed.
+const SIZE_PAGE: usize = 500;
+
 #[derive(Clone)]
 pub struct FileStore {
-    root: PathBuf,
+    backend: FileBackend,
     store: Arc<dyn TaskStore>,
 }
 
 impl std::fmt::Debug for FileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileStore")
-            .field("root", &self.root)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -48,24 +59,42 @@ pub fn clean_filename(name: &str) -> String {
 }
 
 impl FileStore {
-    /// Creates `root` if needed.
+    /// Files in the folder `root`, created if needed.
     pub fn open(root: impl Into<PathBuf>, store: Arc<dyn TaskStore>) -> Result<Self, StoreError> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| StoreError::io("cannot create", &root, e))?;
-        Ok(FileStore { root, store })
+        Ok(FileStore {
+            backend: FileBackend::Folder(root),
+            store,
+        })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Files in an opened backend ([`FileBackend::open`]).
+    pub fn on(backend: FileBackend, store: Arc<dyn TaskStore>) -> Result<Self, StoreError> {
+        match backend {
+            FileBackend::Folder(root) => FileStore::open(root, store),
+            bucket => Ok(FileStore {
+                backend: bucket,
+                store,
+            }),
+        }
     }
 
-    /// Where the bytes of file `id` are (or will be). Refuses any id that is
-    /// not exactly 32 lowercase hex characters.
-    pub fn path_of(&self, id: &str) -> Result<PathBuf, StoreError> {
+    pub fn backend(&self) -> &FileBackend {
+        &self.backend
+    }
+
+    /// Where the bytes of file `id` are (or will be), in a folder; None in
+    /// a bucket. Refuses any id that is not exactly 32 lowercase hex
+    /// characters.
+    pub fn path_of(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
         if !is_valid_id(id) {
             return Err(StoreError::InvalidId);
         }
-        Ok(self.root.join(id))
+        Ok(match &self.backend {
+            FileBackend::Folder(root) => Some(root.join(id)),
+            FileBackend::Bucket(_) => None,
+        })
     }
 
     /// Registers a file whose bytes will come later ([`FileStore::write`]).
@@ -92,10 +121,7 @@ impl FileStore {
     }
 
     /// Stores the bytes of a registered file (replacing earlier ones).
-    pub async fn write<B>(&self, id: &str, body: B) -> Result<FileRecord, StoreError>
-    where
-        B: AsRef<[u8]> + Send + 'static,
-    {
+    pub async fn write(&self, id: &str, body: impl Into<Bytes>) -> Result<FileRecord, StoreError> {
         let path = self.path_of(id)?;
         if self.store.get_file(id).await?.is_none() {
             return Err(StoreError::NotFound {
@@ -103,21 +129,29 @@ impl FileStore {
                 id: id.to_string(),
             });
         }
-        let root = self.root.clone();
-        let size = tokio::task::spawn_blocking(move || {
-            write_atomically(&root, &path, |f| f.write_all(body.as_ref()))?;
-            Ok::<_, StoreError>(body.as_ref().len() as u64)
-        })
-        .await
-        .map_err(StoreError::Join)??;
+        let body: Bytes = body.into();
+        let size = body.len() as u64;
+        match (&self.backend, path) {
+            (FileBackend::Folder(root), Some(path)) => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || {
+                    write_atomically(&root, &path, |f| f.write_all(&body))
+                })
+                .await
+                .map_err(StoreError::Join)??;
+            }
+            (FileBackend::Bucket(bucket), _) => bucket.put(id, body).await?,
+            (FileBackend::Folder(_), None) => unreachable!("a folder has paths"),
+        }
         self.store.mark_file_uploaded(id, size).await
     }
 
     /// Starts a streamed upload of a registered file: bytes go to a
-    /// temporary file in `root` ([`PartialUpload::write`]) and replace the
-    /// file's bytes only at [`PartialUpload::finish`]. Dropping the upload
-    /// unfinished (the client went away, a limit tripped) removes the
-    /// temporary file, so a half upload never leaves bytes behind.
+    /// temporary file (or a multipart upload) ([`PartialUpload::write`])
+    /// and replace the file's bytes only at [`PartialUpload::finish`].
+    /// Dropping the upload unfinished (the client went away, a limit
+    /// tripped) removes the temporary file (aborts the multipart upload),
+    /// so a half upload never leaves bytes behind.
     pub async fn begin_upload(&self, id: &str) -> Result<PartialUpload, StoreError> {
         let path = self.path_of(id)?;
         let Some(record) = self.store.get_file(id).await? else {
@@ -126,15 +160,27 @@ impl FileStore {
                 id: id.to_string(),
             });
         };
-        let tmp = self.root.join(format!(".tmp-{}", new_id()));
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| StoreError::io("cannot create", &tmp, e))?;
+        let sink = match (&self.backend, path) {
+            (FileBackend::Folder(root), Some(dest)) => {
+                let tmp = root.join(format!(".tmp-{}", new_id()));
+                let file = tokio::fs::File::create(&tmp)
+                    .await
+                    .map_err(|e| StoreError::io("cannot create", &tmp, e))?;
+                Sink::Folder {
+                    dest,
+                    tmp: Some(tmp),
+                    file: Some(file),
+                }
+            }
+            (FileBackend::Bucket(bucket), _) => Sink::Bucket {
+                writer: Some(bucket.writer(id)),
+                bucket: bucket.clone(),
+            },
+            (FileBackend::Folder(_), None) => unreachable!("a folder has paths"),
+        };
         Ok(PartialUpload {
             record,
-            dest: path,
-            tmp: Some(tmp),
-            file: Some(file),
+            sink,
             written: 0,
             store: self.store.clone(),
         })
@@ -149,19 +195,24 @@ impl FileStore {
         content_type: &str,
     ) -> Result<FileRecord, StoreError> {
         let id = new_id();
-        let path = self.path_of(&id)?;
-        let root = self.root.clone();
-        let src = source.to_path_buf();
-        let size = tokio::task::spawn_blocking(move || {
-            let mut input =
-                std::fs::File::open(&src).map_err(|e| StoreError::io("cannot open", &src, e))?;
-            write_atomically(&root, &path, |f| std::io::copy(&mut input, f).map(|_| ()))?;
-            std::fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|e| StoreError::io("cannot stat", &path, e))
-        })
-        .await
-        .map_err(StoreError::Join)??;
+        let size = match (&self.backend, self.path_of(&id)?) {
+            (FileBackend::Folder(root), Some(path)) => {
+                let root = root.clone();
+                let src = source.to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    let mut input = std::fs::File::open(&src)
+                        .map_err(|e| StoreError::io("cannot open", &src, e))?;
+                    write_atomically(&root, &path, |f| std::io::copy(&mut input, f).map(|_| ()))?;
+                    std::fs::metadata(&path)
+                        .map(|m| m.len())
+                        .map_err(|e| StoreError::io("cannot stat", &path, e))
+                })
+                .await
+                .map_err(StoreError::Join)??
+            }
+            (FileBackend::Bucket(bucket), _) => import_to_bucket(bucket, &id, source).await?,
+            (FileBackend::Folder(_), None) => unreachable!("a folder has paths"),
+        };
         let record = FileRecord {
             id,
             filename: clean_filename(filename),
@@ -180,42 +231,186 @@ impl FileStore {
         let Ok(path) = self.path_of(id) else {
             return Ok(false);
         };
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io("cannot delete", &path, e)),
+        match (&self.backend, path) {
+            (FileBackend::Folder(_), Some(path)) => match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("cannot delete", &path, e)),
+            },
+            (FileBackend::Bucket(bucket), _) => bucket.delete(id).await?,
+            (FileBackend::Folder(_), None) => unreachable!("a folder has paths"),
         }
         self.store.delete_file(id).await
     }
 
-    /// Bytes of every file under the files folder (for `/metrics`),
-    /// counted off the async threads; unreadable entries count 0.
+    /// Bytes of the stored files (for `/metrics`): in a folder, every file
+    /// under it, counted off the async threads (unreadable entries count
+    /// 0); in a bucket, the sizes the records hold (listing a bucket costs
+    /// a request per thousand objects, and its prefix may hold others').
     pub async fn bytes_on_disk(&self) -> u64 {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || dir_bytes(&root))
-            .await
-            .unwrap_or(0)
+        match &self.backend {
+            FileBackend::Folder(root) => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || dir_bytes(&root))
+                    .await
+                    .unwrap_or(0)
+            }
+            FileBackend::Bucket(_) => match self.recorded_bytes().await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot sum the stored files' sizes");
+                    0
+                }
+            },
+        }
     }
 
-    /// A file's record and where its bytes are. `None` for an unknown (or
+    /// The sizes of every uploaded file's record, added up.
+    async fn recorded_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list_files(SIZE_PAGE, cursor.as_deref()).await?;
+            total += page
+                .items
+                .iter()
+                .filter(|f| f.uploaded)
+                .filter_map(|f| f.size)
+                .sum::<u64>();
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(total),
+            }
+        }
+    }
+
+    /// A file's record and a handle on its bytes. `None` for an unknown (or
     /// malformed) id.
-    pub async fn get(&self, id: &str) -> Result<Option<(FileRecord, PathBuf)>, StoreError> {
-        let Ok(path) = self.path_of(id) else {
+    pub async fn get(&self, id: &str) -> Result<Option<(FileRecord, StoredBytes)>, StoreError> {
+        if !is_valid_id(id) {
             return Ok(None);
+        }
+        let bytes = StoredBytes {
+            id: id.to_string(),
+            backend: self.backend.clone(),
         };
-        Ok(self.store.get_file(id).await?.map(|r| (r, path)))
+        Ok(self.store.get_file(id).await?.map(|r| (r, bytes)))
+    }
+}
+
+/// Streams a local file into a new object (multipart past one part).
+async fn import_to_bucket(bucket: &Bucket, id: &str, source: &Path) -> Result<u64, StoreError> {
+    use tokio::io::AsyncWriteExt;
+    let file = tokio::fs::File::open(source)
+        .await
+        .map_err(|e| StoreError::io("cannot open", source, e))?;
+    let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let mut writer = bucket.writer(id);
+    let mut size = 0u64;
+    let copied: Result<(), StoreError> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| StoreError::io("cannot read", source, e))?;
+            size += chunk.len() as u64;
+            writer
+                .put(chunk)
+                .await
+                .map_err(|e| bucket.write_error(id, std::io::Error::other(e)))?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = copied {
+        // Parts already sent are dropped with the upload.
+        let _ = writer.abort().await;
+        return Err(e);
+    }
+    // A failed completion aborts the upload itself.
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| bucket.write_error(id, e))?;
+    Ok(size)
+}
+
+/// Where a stored file's bytes are ([`FileStore::get`]): read them with
+/// [`StoredBytes::size`] and [`StoredBytes::read`], whatever the backend.
+#[derive(Debug, Clone)]
+pub struct StoredBytes {
+    id: String,
+    backend: FileBackend,
+}
+
+impl StoredBytes {
+    /// The file on this machine's disk, when the backend is a folder (it
+    /// may not exist yet: a registered file whose bytes have not come).
+    pub fn local_path(&self) -> Option<PathBuf> {
+        match &self.backend {
+            FileBackend::Folder(root) => Some(root.join(&self.id)),
+            FileBackend::Bucket(_) => None,
+        }
+    }
+
+    /// The stored length in bytes.
+    pub async fn size(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            FileBackend::Folder(root) => {
+                let path = root.join(&self.id);
+                tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len())
+                    .map_err(|e| StoreError::io("cannot stat", &path, e))
+            }
+            FileBackend::Bucket(bucket) => bucket.len(&self.id).await,
+        }
+    }
+
+    /// `count` bytes from `start`, streamed (a ranged GET in a bucket):
+    /// never read whole.
+    pub async fn read(&self, start: u64, count: u64) -> Result<ByteStream, StoreError> {
+        match &self.backend {
+            FileBackend::Folder(root) => read_local(&root.join(&self.id), start, count).await,
+            FileBackend::Bucket(bucket) => bucket.read(&self.id, start, count).await,
+        }
+    }
+
+    /// All the bytes, in memory (for small files only).
+    pub async fn to_vec(&self) -> Result<Vec<u8>, StoreError> {
+        let len = self.size().await?;
+        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        let mut chunks = self.read(0, len).await?;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Object {
+                what: "cannot read",
+                key: self.id.clone(),
+                message: e.to_string(),
+            })?;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 }
 
 /// A streamed upload in progress ([`FileStore::begin_upload`]).
 pub struct PartialUpload {
     record: FileRecord,
-    dest: PathBuf,
-    /// The temporary file; None once renamed into place.
-    tmp: Option<PathBuf>,
-    file: Option<tokio::fs::File>,
+    sink: Sink,
     written: u64,
     store: Arc<dyn TaskStore>,
+}
+
+/// Where a streamed upload's bytes go until it finishes.
+enum Sink {
+    Folder {
+        dest: PathBuf,
+        /// The temporary file; None once renamed into place.
+        tmp: Option<PathBuf>,
+        file: Option<tokio::fs::File>,
+    },
+    Bucket {
+        bucket: Bucket,
+        /// None once the upload completed (or was aborted).
+        writer: Option<BufWriter>,
+    },
 }
 
 impl PartialUpload {
@@ -230,45 +425,73 @@ impl PartialUpload {
         self.written
     }
 
-    /// Appends `data` (written through at once: nothing is buffered here
-    /// beyond the one chunk).
+    fn finished(&self) -> StoreError {
+        StoreError::io(
+            "cannot write",
+            &self.record.id,
+            std::io::Error::other("upload already finished"),
+        )
+    }
+
+    /// Appends `data`: written through at once to a folder; in a bucket,
+    /// buffered up to one part, then sent as a part of a multipart upload
+    /// (waiting while too many parts are in flight).
     pub async fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         use tokio::io::AsyncWriteExt;
-        let (Some(file), Some(tmp)) = (self.file.as_mut(), self.tmp.as_ref()) else {
-            return Err(StoreError::io(
-                "cannot write",
-                &self.dest,
-                std::io::Error::other("upload already finished"),
-            ));
-        };
-        file.write_all(data)
-            .await
-            .map_err(|e| StoreError::io("cannot write", tmp, e))?;
+        match &mut self.sink {
+            Sink::Folder {
+                file: Some(file),
+                tmp: Some(tmp),
+                ..
+            } => file
+                .write_all(data)
+                .await
+                .map_err(|e| StoreError::io("cannot write", &*tmp, e))?,
+            Sink::Bucket {
+                bucket,
+                writer: Some(writer),
+            } => writer
+                .put(Bytes::copy_from_slice(data))
+                .await
+                .map_err(|e| bucket.write_error(&self.record.id, std::io::Error::other(e)))?,
+            _ => return Err(self.finished()),
+        }
         self.written += data.len() as u64;
         Ok(())
     }
 
-    /// Syncs the bytes, renames them into place and marks the file
-    /// uploaded with the size written.
+    /// Puts the bytes in place (syncs and renames the temporary file;
+    /// completes the PUT or multipart upload) and marks the file uploaded
+    /// with the size written.
     pub async fn finish(mut self) -> Result<FileRecord, StoreError> {
         use tokio::io::AsyncWriteExt;
-        let (Some(mut file), Some(tmp)) = (self.file.take(), self.tmp.clone()) else {
-            return Err(StoreError::io(
-                "cannot write",
-                &self.dest,
-                std::io::Error::other("upload already finished"),
-            ));
-        };
-        let synced = async {
-            file.flush().await?;
-            file.sync_all().await?;
-            drop(file);
-            tokio::fs::rename(&tmp, &self.dest).await
+        match &mut self.sink {
+            Sink::Folder { dest, tmp, file } => {
+                let (Some(mut f), Some(t)) = (file.take(), tmp.clone()) else {
+                    return Err(self.finished());
+                };
+                let synced = async {
+                    f.flush().await?;
+                    f.sync_all().await?;
+                    drop(f);
+                    tokio::fs::rename(&t, &*dest).await
+                }
+                .await;
+                synced.map_err(|e| StoreError::io("cannot write", &*dest, e))?;
+                // Renamed: nothing left for Drop to remove.
+                *tmp = None;
+            }
+            Sink::Bucket { bucket, writer } => {
+                let Some(w) = writer.as_mut() else {
+                    return Err(self.finished());
+                };
+                let done = w.shutdown().await;
+                // Shut down (a failed completion aborts the upload itself):
+                // nothing left for Drop to abort.
+                *writer = None;
+                done.map_err(|e| bucket.write_error(&self.record.id, e))?;
+            }
         }
-        .await;
-        synced.map_err(|e| StoreError::io("cannot write", &self.dest, e))?;
-        // Renamed: nothing left for Drop to remove.
-        self.tmp = None;
         self.store
             .mark_file_uploaded(&self.record.id, self.written)
             .await
@@ -277,11 +500,29 @@ impl PartialUpload {
 
 impl Drop for PartialUpload {
     fn drop(&mut self) {
-        // Close before unlinking; a blocking unlink of one directory entry
-        // is cheap enough to do here.
-        self.file = None;
-        if let Some(tmp) = self.tmp.take() {
-            let _ = std::fs::remove_file(&tmp);
+        match &mut self.sink {
+            Sink::Folder { tmp, file, .. } => {
+                // Close before unlinking; a blocking unlink of one
+                // directory entry is cheap enough to do here.
+                *file = None;
+                if let Some(tmp) = tmp.take() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            Sink::Bucket { writer, .. } => {
+                // An unfinished multipart upload keeps its parts (billed)
+                // until aborted; aborting is a request, so it runs on the
+                // runtime after the drop.
+                if let Some(mut w) = writer.take() {
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            if let Err(e) = w.abort().await {
+                                tracing::warn!(error = %e, "cannot abort an unfinished upload");
+                            }
+                        });
+                    }
+                }
+            }
         }
     }
 }

@@ -309,6 +309,10 @@ pub trait FleetStore: Send + Sync + 'static {
 
     /// Whether the task is queued for remote engines.
     async fn is_remote(&self, task_id: &str) -> Result<bool, FleetError>;
+
+    /// Remote tasks of `app` queued and not claimed yet (the queue limit
+    /// of remote runs; on PostgreSQL, every API node's).
+    async fn queued_remote(&self, app: &str) -> Result<u64, FleetError>;
 }
 
 /// Wakes whoever waits for queued remote tasks (a long-polling claim). In

@@ -14,7 +14,8 @@
 //! - [`Durability`] (`durability`): whether a durable write is flushed to
 //!   the disk before it returns (`Full`) or shortly after (`Relaxed`).
 //! - `migrations`: versioned SQL under `migrations/`, portable to PostgreSQL.
-//! - [`FileStore`] (`files`): file bytes on disk under random ids.
+//! - [`FileStore`] (`files`): file bytes under random ids, in a folder or
+//!   an S3-compatible bucket ([`FileBackend`], `file_backend`: `--files`).
 //! - [`fleet::FleetStore`] (`fleet`): remote engines, claims with leases,
 //!   lease expiry; implemented for SQLite in `sqlite_fleet` and for
 //!   PostgreSQL in `postgres/fleet` (woken across API nodes by
@@ -29,6 +30,7 @@
 mod commit_outcome;
 mod durability;
 mod error;
+mod file_backend;
 mod file_page;
 mod files;
 pub mod fleet;
@@ -50,8 +52,9 @@ mod writer;
 
 pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::{describe_postgres, CommitError, StoreError};
+pub use file_backend::{ByteStream, FileBackend, FilesUrl};
 pub use file_page::{file_cursor, parse_file_cursor};
-pub use files::{clean_filename, FileStore, PartialUpload, DEFAULT_CONTENT_TYPE};
+pub use files::{clean_filename, FileStore, PartialUpload, StoredBytes, DEFAULT_CONTENT_TYPE};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, parse_timestamp, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use keys::ApiKeyRecord;

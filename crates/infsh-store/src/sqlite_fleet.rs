@@ -524,6 +524,21 @@ impl FleetStore for SqliteStore {
             .await?)
     }
 
+    async fn queued_remote(&self, app: &str) -> Result<u64, FleetError> {
+        let app = app.to_string();
+        Ok(self
+            .read(move |conn| {
+                let n: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM tasks \
+                         WHERE remote = 1 AND status = 2 AND leased_by IS NULL AND app = ?1",
+                    )?
+                    .query_row([&app], |r| r.get(0))?;
+                Ok(n.max(0) as u64)
+            })
+            .await?)
+    }
+
     async fn is_remote(&self, task_id: &str) -> Result<bool, FleetError> {
         let id = task_id.to_string();
         Ok(self

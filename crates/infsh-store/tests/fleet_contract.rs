@@ -71,6 +71,7 @@ macro_rules! contract {
 }
 
 contract!(
+    queued_remote_counts_an_apps_unclaimed_remote_tasks,
     a_registered_engine_claims_queued_remote_tasks_once_oldest_first,
     unknown_draining_and_mismatched_engines_claim_nothing,
     pinned_runs_go_to_an_engine_with_the_slot_and_warm_apps_come_first,
@@ -523,4 +524,26 @@ async fn a_reregistration_keeps_draining_and_first_registration_time(store: &dyn
     assert_eq!(again.registered_at_ms, 10);
     assert_eq!(again.last_heartbeat_ms, 50);
     assert_eq!(again.apps[0].hash, "h9");
+}
+
+/// The queue limit of remote runs counts these: queued, unclaimed, of the app.
+async fn queued_remote_counts_an_apps_unclaimed_remote_tasks(store: &dyn Both) {
+    assert_eq!(store.queued_remote("tests/a").await.unwrap(), 0);
+    queued(store, "tests/a").await;
+    queued(store, "tests/a").await;
+    queued(store, "tests/b").await;
+    assert_eq!(store.queued_remote("tests/a").await.unwrap(), 2);
+    assert_eq!(store.queued_remote("tests/b").await.unwrap(), 1);
+    store
+        .register_engine(&registration("e1", &[("tests/a", "h1")]), 1_000)
+        .await
+        .unwrap();
+    let claimed = store.claim(&claim_of("e1", 1), 1_000, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        store.queued_remote("tests/a").await.unwrap(),
+        1,
+        "a claimed task no longer waits"
+    );
+    assert_eq!(store.queued_remote("tests/none").await.unwrap(), 0);
 }

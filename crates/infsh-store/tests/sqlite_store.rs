@@ -248,7 +248,10 @@ async fn everything_survives_a_reopen() {
     let (record, bytes_at) = files.get(&file_id).await.unwrap().unwrap();
     assert!(record.uploaded);
     assert_eq!(record.size, Some(3));
-    assert_eq!(std::fs::read(bytes_at).unwrap(), b"abc");
+    assert_eq!(
+        std::fs::read(bytes_at.local_path().unwrap()).unwrap(),
+        b"abc"
+    );
 }
 
 #[tokio::test]
@@ -289,9 +292,13 @@ async fn file_store_records_and_refuses_bad_ids() {
     let written = files.write(&f.id, vec![1u8, 2, 3, 4]).await.unwrap();
     assert!(written.uploaded);
     assert_eq!(written.size, Some(4));
-    let (got, path) = files.get(&f.id).await.unwrap().unwrap();
+    let (got, bytes) = files.get(&f.id).await.unwrap().unwrap();
     assert_eq!(got, written);
-    assert_eq!(path, dir.path().join("files").join(&f.id));
+    assert_eq!(
+        bytes.local_path(),
+        Some(dir.path().join("files").join(&f.id))
+    );
+    assert_eq!(bytes.size().await.unwrap(), 4);
 
     // Imports copy a local file in.
     let src = dir.path().join("out.bin");
@@ -299,8 +306,8 @@ async fn file_store_records_and_refuses_bad_ids() {
     let imported = files.import(&src, "out.bin", "text/plain").await.unwrap();
     assert_eq!(imported.size, Some(5));
     assert!(imported.uploaded);
-    let (_, path) = files.get(&imported.id).await.unwrap().unwrap();
-    assert_eq!(std::fs::read(path).unwrap(), b"hello");
+    let (_, bytes) = files.get(&imported.id).await.unwrap().unwrap();
+    assert_eq!(bytes.to_vec().await.unwrap(), b"hello");
     assert!(src.exists(), "the source stays");
 
     for bad in [

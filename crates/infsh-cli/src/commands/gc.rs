@@ -1,5 +1,5 @@
 //! `infsh gc --retention D [--dry-run]` (issue 15): what `serve
-//! --retention` sweeps, once, against a data folder (or `--store`) with no
+//! --retention` sweeps, once, against a data folder (or `--store`, `--files`) with no
 //! server running: ended tasks older than D, with their logs and the stored
 //! files their input and output name. `--dry-run` only counts.
 
@@ -46,8 +46,11 @@ pub async fn gc(args: GcArgs, global: &GlobalArgs) -> Result<()> {
             )
         }
     };
-    let files = FileStore::open(data_dir.join("files"), store.clone())
-        .map_err(|e| internal("cannot open the files folder", &e))?;
+    let files = match crate::commands::serve::files::open(args.files.as_deref()).await? {
+        Some(backend) => FileStore::on(backend, store.clone()),
+        None => FileStore::open(data_dir.join("files"), store.clone()),
+    }
+    .map_err(|e| internal("cannot open the files folder", &e))?;
     let cutoff = infsh_store::now_ms()
         .saturating_sub(i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX));
     let ids = store

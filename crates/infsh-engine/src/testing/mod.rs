@@ -63,6 +63,7 @@ fn base_config(dir: &std::path::Path) -> EngineConfig {
         durability: infsh_store::Durability::Full,
         placement: Default::default(),
         webhook_secret: None,
+        files: None,
     }
 }
 

@@ -90,6 +90,7 @@ impl Fixture {
             durability: Default::default(),
             placement: Default::default(),
             webhook_secret: None,
+            files: None,
         }
     }
 

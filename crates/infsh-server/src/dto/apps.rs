@@ -23,6 +23,27 @@ pub struct AppDto {
     pub functions: Option<Vec<String>>,
     #[schema(schema_with = app_state_schema)]
     pub state: AppState,
+    /// Apps of remote engines only: the content hash (of the app folder)
+    /// their runs go to, the earliest live registration's; absent while
+    /// every engine hosting it is offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Remote engines hosting the app (absent when none does).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub engines: Vec<AppEngineDto>,
+}
+
+/// A remote engine hosting an app, in `GET /apps`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AppEngineDto {
+    pub engine: String,
+    /// The content hash this engine registered.
+    pub hash: String,
+    /// Another hash is served: this engine takes none of the app's tasks.
+    pub conflict: bool,
+    /// `online`, `draining` or `offline`.
+    #[schema(value_type = String)]
+    pub state: infsh_store::fleet::EngineState,
 }
 
 /// A hosted app with its functions' schemas, for `GET /apps/{namespace}/{name}`.
@@ -70,7 +91,31 @@ impl AppDto {
             default_function: s.default_function.clone(),
             functions: s.functions.clone(),
             state: s.state,
+            hash: None,
+            engines: Vec::new(),
         }
+    }
+
+    /// An app only remote engines host.
+    pub fn from_remote(r: &infsh_engine::HostedRemotely) -> AppDto {
+        let mut dto = AppDto::from_summary(&r.summary);
+        dto.add_engines(r);
+        dto
+    }
+
+    /// Names the remote engines hosting this app, with the served hash.
+    pub fn add_engines(&mut self, r: &infsh_engine::HostedRemotely) {
+        self.hash = r.hash.clone();
+        self.engines = r
+            .engines
+            .iter()
+            .map(|h| AppEngineDto {
+                engine: h.engine.clone(),
+                hash: h.hash.clone(),
+                conflict: h.conflict,
+                state: h.state,
+            })
+            .collect();
     }
 }
 

@@ -18,7 +18,9 @@ use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::ServerState;
 
-/// List hosted apps, sorted by id.
+/// List hosted apps, sorted by id: this node's and those of remote
+/// engines (with their content hash and hosting engines; `conflict` marks an
+/// engine whose hash is not the one served).
 #[utoipa::path(
     get, path = "/apps", tag = "apps",
     responses(
@@ -27,15 +29,25 @@ use crate::state::ServerState;
     ),
     security(("bearer" = []))
 )]
-pub async fn list_apps(State(state): State<ServerState>) -> Json<Envelope<Vec<AppDto>>> {
-    Json(Envelope::new(
-        state
-            .engine
-            .apps()
-            .iter()
-            .map(AppDto::from_summary)
-            .collect(),
-    ))
+pub async fn list_apps(
+    State(state): State<ServerState>,
+) -> Result<Json<Envelope<Vec<AppDto>>>, Problem> {
+    let mut apps: Vec<AppDto> = state
+        .engine
+        .apps()
+        .iter()
+        .map(AppDto::from_summary)
+        .collect();
+    for remote in state.engine.remote_apps().await? {
+        // A run goes to this node's own workers when it hosts the app: the
+        // local entry stays, naming the engines beside it.
+        match apps.iter_mut().find(|a| a.id == remote.summary.id) {
+            Some(local) => local.add_engines(&remote),
+            None => apps.push(AppDto::from_remote(&remote)),
+        }
+    }
+    apps.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(Envelope::new(apps)))
 }
 
 /// One app with its functions' schemas.

@@ -24,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::IntoParams;
 
 use super::byte_range::{self, RangeAsk};
@@ -317,21 +316,18 @@ async fn serve_file(
     if !valid_file_id(id) {
         return Err(unknown_file(id));
     }
-    let (record, path) = state.engine.file(id).await?;
+    let (record, stored) = state.engine.file(id).await?;
     if !record.uploaded {
         return Err(Problem::not_found(
             "file",
             format!("file \"{id}\" has no content yet: PUT it to its upload_url first"),
         ));
     }
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-        tracing::error!(file = id, path = %path.display(), error = %e, "stored file unreadable");
+    let unreadable = |e: infsh_store::StoreError| {
+        tracing::error!(file = id, error = %e, "stored file unreadable");
         unknown_file(id)
-    })?;
-    let len = file.metadata().await.map(|m| m.len()).map_err(|e| {
-        tracing::error!(file = id, path = %path.display(), error = %e, "stored file unreadable");
-        unknown_file(id)
-    })?;
+    };
+    let len = stored.size().await.map_err(unreadable)?;
     let (status, start, count) = match byte_range::parse(range.and_then(|h| h.to_str().ok()), len) {
         RangeAsk::Whole => (StatusCode::OK, 0, len),
         RangeAsk::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
@@ -349,11 +345,8 @@ async fn serve_file(
             ));
         }
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| Problem::internal(format!("cannot read file \"{id}\": {e}")))?;
-    }
+    // Only the asked range is read (a ranged GET in a bucket).
+    let chunks = stored.read(start, count).await.map_err(unreadable)?;
     let content_type = HeaderValue::from_str(&record.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let ascii_name: String = record
@@ -386,8 +379,9 @@ async fn serve_file(
             ),
             (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         ],
-        // Streamed from disk a buffer at a time, never read whole.
-        Body::from_stream(tokio_util::io::ReaderStream::new(file.take(count))),
+        // Streamed from the folder or bucket a buffer at a time, never
+        // read whole.
+        Body::from_stream(chunks),
     )
         .into_response();
     resp.headers_mut()

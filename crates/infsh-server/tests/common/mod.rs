@@ -108,6 +108,7 @@ pub async fn start(setup: Setup) -> TestServer {
         durability: Default::default(),
         placement: Default::default(),
         webhook_secret: None,
+        files: None,
     };
     (setup.tweak)(&mut config, dir.path());
     let engine = Engine::start(config).await.expect("engine starts");

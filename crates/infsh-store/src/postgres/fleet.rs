@@ -618,6 +618,23 @@ impl FleetStore for PostgresStore {
             .collect()
     }
 
+    async fn queued_remote(&self, app: &str) -> Result<u64, FleetError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT COUNT(*) FROM tasks \
+                 WHERE remote = 1 AND status = $1 AND leased_by IS NULL AND app = $2",
+            )
+            .await
+            .map_err(StoreError::from)?;
+        let n: i64 = client
+            .query_one(&stmt, &[&code(TaskStatus::Queued), &app])
+            .await
+            .map_err(StoreError::from)?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
     async fn is_remote(&self, task_id: &str) -> Result<bool, FleetError> {
         let client = self.client().await?;
         let stmt = client

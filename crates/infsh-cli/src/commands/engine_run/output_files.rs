@@ -76,10 +76,8 @@ fn collect(value: &Value, prefix: &str, at: &str, out: &mut Vec<(String, String)
 
 /// One upload, retried while the API node is unreachable.
 async fn upload(engine: &Engine, link: &Link, id: &str) -> Result<String, String> {
-    let (record, path) = engine.file(id).await.map_err(|e| e.to_string())?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (record, stored) = engine.file(id).await.map_err(|e| e.to_string())?;
+    let bytes = stored.to_vec().await.map_err(|e| e.to_string())?;
     let mut wait = Duration::from_millis(100);
     loop {
         match link

@@ -209,6 +209,8 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         durability: durability(args.worker.durability),
         placement,
         webhook_secret: webhook_secret.or(places.webhook_secret),
+        // Opened (a bucket is reached) in `files::open`, before the port.
+        files: None,
     };
     let server = ServerConfig {
         api_keys,

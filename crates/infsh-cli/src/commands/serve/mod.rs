@@ -6,6 +6,7 @@
 
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
 pub(crate) mod config;
+pub(crate) mod files;
 pub mod limit_args;
 mod node_id;
 pub(crate) mod retention_args;
@@ -84,6 +85,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         &node,
     )
     .await?;
+    let files = files::open(args.files.as_deref()).await?;
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -126,6 +128,8 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
     // Signals are watched from before the engine starts, so a SIGTERM during
     // a slow --preload still ends things cleanly.
     let signals = watch_signals()?;
+    let mut config = config;
+    config.files = files;
     let started = match store {
         Some(store::Opened {
             tasks,
