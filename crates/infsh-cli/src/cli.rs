@@ -68,10 +68,14 @@ pub enum Command {
 
 /// `infsh gc` (docs/cli.md, docs/operations.md "Retention").
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["retention", "file_retention"])))]
 pub struct GcArgs {
     /// Delete tasks that ended more than DURATION ago (30d, 12h, 45m, 90s), with their files.
     #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
-    pub retention: std::time::Duration,
+    pub retention: Option<std::time::Duration>,
+    /// Delete stored files older than DURATION that no (kept) task names.
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub file_retention: Option<std::time::Duration>,
     /// Only count what would go (tasks, files, bytes); delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -226,6 +230,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", requires = "session",
           value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub session_timeout: Option<u32>,
+    /// With --api-url: the task waits on the server until TIME, an RFC 3339
+    /// time (`2026-01-02T03:04:05Z`) or `+DURATION` from now (`+10m`,
+    /// `+2h`); it survives a server restart. Usually with --detach.
+    #[arg(long, value_name = "TIME", value_parser = parse_run_at)]
+    pub run_at: Option<String>,
     #[command(flatten)]
     pub env: EnvArgs,
     #[command(flatten)]
@@ -312,6 +321,22 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// How long the signed file URLs the API hands out (`?sig=`) stay
+    /// valid (7d, 12h, 45m, 90s). With API keys, a private file's bytes
+    /// need such a URL or a key.
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention, default_value = "7d")]
+    pub file_url_ttl: std::time::Duration,
+    /// Secret that upload URLs and file URLs are signed with (at least 24
+    /// bytes). API nodes that share a store need the same one, so a URL one
+    /// of them hands out works on all. Default: one generated into the data
+    /// folder (`signing.key`).
+    #[arg(
+        long,
+        env = "INFSH_SIGNING_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub signing_secret: Option<String>,
     /// Answer `wait` runs with a Server-Timing header: the task's time inside
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]
@@ -673,6 +698,22 @@ fn positive_seconds(raw: &str) -> Result<f64, String> {
     }
 }
 
+/// `--run-at`: an RFC 3339 time, or `+DURATION` from now; answered as the
+/// RFC 3339 UTC time the run body carries.
+pub fn parse_run_at(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let ms = match t.strip_prefix('+') {
+        Some(rest) => {
+            let ahead = parse_retention(rest)?;
+            infsh_store::now_ms().saturating_add(ahead.as_millis() as i64)
+        }
+        None => infsh_store::parse_timestamp(t).ok_or_else(|| {
+            "expected an RFC 3339 time (2026-01-02T03:04:05Z) or +DURATION (+10m, +2h)".to_string()
+        })?,
+    };
+    Ok(infsh_store::format_timestamp(ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,5 +726,20 @@ mod tests {
         }
         // Huge but finite is accepted; the deadline then simply never fires.
         assert_eq!(positive_seconds("1e300"), Ok(1e300));
+    }
+
+    #[test]
+    fn run_at_is_an_rfc3339_time_or_a_duration_ahead() {
+        assert_eq!(
+            parse_run_at("2026-01-02T03:04:05+01:00").as_deref(),
+            Ok("2026-01-02T02:04:05.000Z")
+        );
+        let ahead = parse_run_at("+10m").unwrap();
+        let ms = infsh_store::parse_timestamp(&ahead).unwrap();
+        let want = infsh_store::now_ms() + 600_000;
+        assert!((want - 5_000..=want).contains(&ms), "{ahead}");
+        for bad in ["tomorrow", "+0s", "+", "2026-13-01T00:00:00Z"] {
+            assert!(parse_run_at(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! or a `{"uri": …}` object). Derived from the task itself, so tasks stored
 //! before this existed have their files too.
 
-use infsh_store::{is_valid_id, FileRecord, Page, TaskRecord, ID_LEN};
+use infsh_store::{is_valid_id, FileAccess, FileRecord, Page, TaskRecord, ID_LEN};
 use serde_json::Value;
 
 use crate::api::{EngineError, TaskFileRole};
@@ -145,13 +145,44 @@ impl Engine {
         }
     }
 
-    /// Stored files, newest first, a page at a time.
+    /// Stored files, newest first, a page at a time; `team`: only that
+    /// team's.
     pub async fn list_files(
         &self,
         limit: usize,
         cursor: Option<&str>,
+        team: Option<&str>,
     ) -> Result<Page<FileRecord>, EngineError> {
-        Ok(self.shared().store.list_files(limit, cursor).await?)
+        Ok(self.shared().store.list_files(limit, cursor, team).await?)
+    }
+
+    /// File `id`'s team and public flag (issue 15); `UnknownFile` for none.
+    pub async fn file_access(&self, id: &str) -> Result<FileAccess, EngineError> {
+        self.shared()
+            .store
+            .file_access(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownFile(id.to_string()))
+    }
+
+    /// Whether file `id` was registered `public: true` (false for an
+    /// unknown file: the caller then checks its right to read, and only
+    /// then tells it the file does not exist).
+    pub async fn file_is_public(&self, id: &str) -> Result<bool, EngineError> {
+        if !is_valid_id(id) {
+            return Ok(false);
+        }
+        Ok(self
+            .shared()
+            .store
+            .file_access(id)
+            .await?
+            .is_some_and(|a| a.public))
+    }
+
+    /// Sets file `id`'s team and public flag (at registration).
+    pub async fn set_file_access(&self, id: &str, access: &FileAccess) -> Result<(), EngineError> {
+        Ok(self.shared().store.set_file_access(id, access).await?)
     }
 }
 

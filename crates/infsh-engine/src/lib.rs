@@ -42,6 +42,7 @@ mod app_info;
 mod deletion;
 mod disk_usage;
 mod engine;
+mod file_retention;
 mod fleet_api;
 mod fleet_hub;
 mod fleet_link;
@@ -80,6 +81,7 @@ pub use api::*;
 pub use deletion::{task_file_ids, DeletedFiles};
 pub use disk_usage::DiskUsage;
 pub use engine::Engine;
+pub use file_retention::unreferenced_files_before;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, HostedRemotely, RemoteApp,
     RemoteAppHost, RemoteAppView, RemoteEngineView, RemoteRegistration,

@@ -147,6 +147,7 @@ fn harness() -> &'static Harness {
                 insecure: false,
                 max_body_bytes: 64 * 1024,
                 upload_token_ttl: Duration::from_secs(60),
+                file_url_ttl: Duration::from_secs(60),
                 signing_key: b"fuzz-signing-key".to_vec(),
                 server_timing: false,
                 engine_keys: vec![],

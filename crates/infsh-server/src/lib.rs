@@ -43,6 +43,8 @@ mod disk_metrics;
 mod dto;
 mod engine_auth;
 mod extract;
+mod file_access;
+mod file_urls;
 /// The bodies of the cargo-fuzz targets in `fuzz/` (feature `fuzzing`; not
 /// an API).
 #[cfg(feature = "fuzzing")]
@@ -62,6 +64,8 @@ mod stream_slots;
 mod teams;
 mod tokens;
 
+#[doc(hidden)]
+pub use file_urls::file_signature;
 pub use limits::Limits;
 pub use listener::fd_limit::{default_max_connections, raise_fd_limit, FdLimits};
 pub use state::StreamTiming;
@@ -96,7 +100,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a signed upload URL stays valid.
     pub upload_token_ttl: Duration,
-    /// Key for signing upload tokens (persisted in the data dir by the CLI).
+    /// How long a signed file download URL (`?sig=`) stays valid
+    /// (`--file-url-ttl`, default 7 days).
+    pub file_url_ttl: Duration,
+    /// Key for signing upload tokens and file URLs (`--signing-secret`, or
+    /// persisted in the data dir by the CLI; API nodes sharing a store need
+    /// the same). Empty: a random one for this process.
     pub signing_key: Vec<u8>,
     /// Answer `wait` runs with a `Server-Timing` header: where the task's
     /// time went inside the server, stage by stage (`StageTimes`).
@@ -180,13 +189,20 @@ fn build(
 ) -> Router {
     let limits = &config.limits;
     let body_limits = body_limits::BodyLimits::new(limits, config.max_body_bytes);
+    let signer = tokens::UploadSigner::new(&config.signing_key, config.upload_token_ttl);
+    let keys = Arc::new(auth::ApiKeys::new(&config.api_keys));
+    let file_urls = file_urls::FileUrls::new(
+        signer.key(),
+        config.file_url_ttl,
+        &engine.config().public_url,
+        // Without keys the whole API is open: files too.
+        !keys.is_open(),
+    );
     let state = ServerState {
         engine,
-        keys: Arc::new(auth::ApiKeys::new(&config.api_keys)),
-        signer: Arc::new(tokens::UploadSigner::new(
-            &config.signing_key,
-            config.upload_token_ttl,
-        )),
+        keys,
+        signer: Arc::new(signer),
+        file_urls: Arc::new(file_urls),
         timing,
         shutdown,
         openapi: routes::fixed_document(),

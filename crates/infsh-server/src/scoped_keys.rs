@@ -108,7 +108,7 @@ pub async fn require_scope(
     engine: &Engine,
     headers: &HeaderMap,
     scope: Scope,
-) -> Result<(), Problem> {
+) -> Result<Principal, Problem> {
     let auth = KeyAuth {
         keys: keys.clone(),
         engine: engine.clone(),
@@ -117,7 +117,7 @@ pub async fn require_scope(
         Principal::Key(key) if !key.scopes.contains(&scope) => {
             Err(Problem::insufficient_scope(Some(scope.as_str())))
         }
-        _ => Ok(()),
+        p => Ok(p),
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::auth::ApiKeys;
 use crate::body_limits::BodyLimits;
+use crate::file_urls::FileUrls;
 use crate::limit_metrics::LimitMetrics;
 use crate::stream_slots::StreamSlots;
 use crate::tokens::UploadSigner;
@@ -42,6 +43,8 @@ pub struct ServerState {
     /// Also the auth middleware's whole state (auth.rs).
     pub keys: Arc<ApiKeys>,
     pub signer: Arc<UploadSigner>,
+    /// Signs and checks file download URLs (file_urls.rs).
+    pub file_urls: Arc<FileUrls>,
     pub timing: StreamTiming,
     pub shutdown: watch::Receiver<bool>,
     /// The fixed OpenAPI document that `GET /openapi.json` extends
@@ -69,6 +72,22 @@ impl ServerState {
             if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// A task as answered: its output's file URLs signed afresh (the task
+    /// itself keeps them unsigned; file_urls.rs).
+    pub fn task_dto(&self, view: &infsh_engine::TaskView) -> crate::dto::TaskDto {
+        let mut dto = crate::dto::TaskDto::from_view(view);
+        self.sign_output(&mut dto);
+        dto
+    }
+
+    /// Signs the file URLs in `dto`'s output.
+    pub fn sign_output(&self, dto: &mut crate::dto::TaskDto) {
+        if let Some(output) = dto.output.as_mut() {
+            self.file_urls
+                .sign_all(output, std::time::SystemTime::now());
         }
     }
 }

@@ -45,3 +45,56 @@ pub async fn check_task(state: &ServerState, caller: &Caller, id: &str) -> Resul
         Err(EngineError::UnknownTask(id.to_string()).into())
     }
 }
+
+/// Ok when `principal` may see file `id`: an unknown file and another
+/// team's are the same 404 (`not_found`, kind `file`).
+pub async fn check_file(
+    state: &ServerState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), Problem> {
+    let unknown = || Problem::not_found("file", format!("unknown file \"{id}\""));
+    if !infsh_store::is_valid_id(id) {
+        return Err(unknown());
+    }
+    let access = match state.engine.file_access(id).await {
+        Ok(a) => a,
+        Err(EngineError::UnknownFile(_)) => return Err(unknown()),
+        Err(e) => return Err(e.into()),
+    };
+    if same_team(principal, access.team.as_deref()) {
+        Ok(())
+    } else {
+        Err(unknown())
+    }
+}
+
+/// Ok when `caller` may see session `id`: a session is its opening task's
+/// team's; an unknown session and another team's are the same 404.
+pub async fn check_session(state: &ServerState, caller: &Caller, id: &str) -> Result<(), Problem> {
+    if visible_team(caller).is_none() {
+        return Ok(());
+    }
+    let view = state.engine.session(id)?;
+    check_task(state, caller, &view.task_id)
+        .await
+        .map_err(|_| EngineError::SessionNotFound(id.to_string()).into())
+}
+
+/// Whether `caller` may see `session` (for listings).
+pub async fn sees_session(
+    state: &ServerState,
+    caller: &Caller,
+    session: &infsh_engine::SessionView,
+) -> bool {
+    check_task(state, caller, &session.task_id).await.is_ok()
+}
+
+/// Whether `principal` may see a file of `file_team` (None: the default
+/// team): its own team's, or any for admin keys.
+pub fn same_team(principal: &Principal, file_team: Option<&str>) -> bool {
+    match principal {
+        Principal::Admin => true,
+        Principal::Key(k) => file_team.unwrap_or(DEFAULT_TEAM) == k.team,
+    }
+}

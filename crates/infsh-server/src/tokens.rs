@@ -79,6 +79,12 @@ impl UploadSigner {
         UploadSigner { key, ttl }
     }
 
+    /// The effective key (random when none was given): file URLs are
+    /// signed with it too (file_urls.rs).
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
     /// A token for `id` valid until `now + ttl`; returns it with the expiry
     /// (unix seconds).
     pub fn sign(&self, id: &str, now: SystemTime) -> (String, u64) {

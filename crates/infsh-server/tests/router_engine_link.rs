@@ -459,16 +459,20 @@ async fn an_engine_uploads_an_output_file_and_a_client_downloads_it_from_the_nod
         assert_eq!(file["size"], 8);
         let uri = file["uri"].as_str().unwrap();
         let id = file["id"].as_str().unwrap();
+        // Unsigned: the engine reports it in the task's output, which is
+        // signed each time it is shown (router_file_access.rs).
         assert!(uri.ends_with(&format!("/files/{id}")), "{uri}");
 
-        let resp = server
-            .send(
-                Request::builder()
-                    .uri(format!("/files/{id}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        // Private on a server with keys: a client reads it with its key.
+        let download = |key: Option<&str>| {
+            let mut b = Request::builder().uri(format!("/files/{id}"));
+            if let Some(key) = key {
+                b = b.header(header::AUTHORIZATION, format!("Bearer {key}"));
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(server.send(download(None)).await.status(), 401);
+        let resp = server.send(download(Some(CLIENT_KEY))).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain");
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)

@@ -67,12 +67,20 @@ async fn auth_guards_every_route_but_the_public_ones() {
             assert_eq!(st, 200, "{b}");
         }
 
-        // Public: health, file download and the signed upload (they fail on
-        // their own terms, not with 401).
+        // Public: health and the signed upload (it fails on its own terms,
+        // not with 401). A download without `?sig=` or a key is 401
+        // whether or not the file exists (router_file_access.rs); with a
+        // key, an unknown one is 404.
         let (st, _, b) = s.get("/health").await;
         assert_eq!(st, 200);
         assert_eq!(b, json!({"data": {"status": "ok"}, "messages": []}));
         let (st, h, b) = s.get("/files/0123456789abcdef0123456789abcdef").await;
+        assert_problem(st, &h, &b, 401, "unauthorized");
+        let req = Request::get("/files/0123456789abcdef0123456789abcdef")
+            .header(header::AUTHORIZATION, "Bearer k1")
+            .body(Body::empty())
+            .unwrap();
+        let (st, h, b) = read_json(s.send(req).await).await;
         assert_problem(st, &h, &b, 404, "not_found");
         let (st, h, b) = s
             .json(Method::PUT, "/files/0123456789abcdef0123456789abcdef", None)

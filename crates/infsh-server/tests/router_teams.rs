@@ -137,3 +137,76 @@ async fn another_teams_task_is_an_unknown_task_and_admin_keys_see_all() {
     })
     .await;
 }
+
+/// Issue 15: a session is the team's of the task that opened it. Another
+/// team's key gets the 404 `SESSION_NOT_FOUND` an unknown session gets, on
+/// every session route and on a run continuing it; listings leave it out;
+/// admin keys see it.
+#[tokio::test]
+async fn another_teams_session_is_an_unknown_session() {
+    bounded(async {
+        let mut setup = Setup::new(&["counter"]);
+        setup.server.api_keys = vec![ADMIN.into()];
+        let s = start(setup).await;
+        let blue = key_of(&s, "blue").await;
+        let red = key_of(&s, "red").await;
+        let body =
+            json!({"app": "tests/counter", "input": {}, "session": "new", "session_timeout": 30});
+        let (st, _, v) = call(&s, Method::POST, "/apps/run?wait=true", &blue, Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+        let id = v["data"]["session_id"].as_str().unwrap().to_string();
+
+        let sessions = |key: String| {
+            let s = &s;
+            async move {
+                let (st, _, v) = call(s, Method::GET, "/sessions", &key, None).await;
+                assert_eq!(st, 200, "{v}");
+                v["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x["id"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(sessions(blue.clone()).await, vec![id.clone()]);
+        assert!(sessions(red.clone()).await.is_empty());
+        assert_eq!(sessions(ADMIN.into()).await, vec![id.clone()]);
+
+        let unknown = "sess_0123";
+        for (method, path) in [
+            (Method::GET, "/sessions/{}"),
+            (Method::POST, "/sessions/{}/keepalive"),
+            (Method::DELETE, "/sessions/{}"),
+        ] {
+            let (st, h, theirs) =
+                call(&s, method.clone(), &path.replace("{}", &id), &red, None).await;
+            assert_problem(st, &h, &theirs, 404, "SESSION_NOT_FOUND");
+            let (_, _, none) =
+                call(&s, method.clone(), &path.replace("{}", unknown), &red, None).await;
+            let mut theirs = theirs;
+            theirs["detail"] = json!(theirs["detail"].as_str().unwrap().replace(&id, unknown));
+            theirs["session_id"] = json!(unknown);
+            assert_eq!(theirs, none, "{method} {path}");
+        }
+        // A run in it from another team: the same 404, and no call made.
+        let body = json!({"app": "tests/counter", "input": {}, "session": id});
+        let (st, h, v) = call(
+            &s,
+            Method::POST,
+            "/apps/run?wait=true",
+            &red,
+            Some(body.clone()),
+        )
+        .await;
+        assert_problem(st, &h, &v, 404, "SESSION_NOT_FOUND");
+        // Its team continues it (the count shows the red run never ran).
+        let (st, _, v) = call(&s, Method::POST, "/apps/run?wait=true", &blue, Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["data"]["output"]["count"], 2, "{v}");
+        let (st, _, v) = call(&s, Method::GET, &format!("/sessions/{id}"), ADMIN, None).await;
+        assert_eq!(st, 200, "{v}");
+        s.stop().await;
+    })
+    .await;
+}

@@ -89,6 +89,15 @@ pub struct FileRecord {
     pub created_at_ms: i64,
 }
 
+/// Who may see a stored file (issue 15): its team (None: made by an admin
+/// key, or before teams; the default team) and whether it is public (its
+/// bytes readable without a key or a signature).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAccess {
+    pub team: Option<String>,
+    pub public: bool,
+}
+
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {

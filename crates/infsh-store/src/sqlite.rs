@@ -47,8 +47,8 @@ use crate::wal_keeper::WRITER_AUTOCHECKPOINT_PAGES;
 use crate::writer::{Msg, Op, WriteQueue, Writer};
 use crate::{keys, webhooks};
 use crate::{
-    ApiKeyRecord, FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord, TaskStatus,
-    WebhookAttempt, WebhookDelivery,
+    ApiKeyRecord, FileAccess, FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord,
+    TaskStatus, WebhookAttempt, WebhookDelivery,
 };
 
 /// How long a connection waits for another process's lock before failing.
@@ -674,6 +674,26 @@ impl TaskStore for SqliteStore {
         self.read(move |conn| get_file(conn, &id)).await
     }
 
+    async fn file_access(&self, id: &str) -> Result<Option<FileAccess>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| crate::sqlite_lifecycle::file_access(conn, &id))
+            .await
+    }
+
+    async fn set_file_access(&self, id: &str, access: &FileAccess) -> Result<(), StoreError> {
+        let (id, access) = (id.to_string(), access.clone());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE files SET team = ?2, public = ?3 WHERE id = ?1")?
+                .execute(params![id, access.team, i64::from(access.public)])?;
+            if n == 0 {
+                return Err(not_found("file", &id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
         let id = id.to_string();
         self.write(move |conn| {
@@ -756,10 +776,12 @@ impl TaskStore for SqliteStore {
         &self,
         limit: usize,
         cursor: Option<&str>,
+        team: Option<&str>,
     ) -> Result<Page<FileRecord>, StoreError> {
         let after = crate::file_page::files_after(cursor)?;
         let limit = limit.clamp(1, MAX_PAGE);
-        self.read(move |conn| crate::sqlite_lifecycle::list_files(conn, limit, after))
+        let team = team.map(str::to_string);
+        self.read(move |conn| crate::sqlite_lifecycle::list_files(conn, limit, after, team))
             .await
     }
 

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::{
-    ApiKeyRecord, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, WebhookAttempt,
-    WebhookDelivery,
+    ApiKeyRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus,
+    WebhookAttempt, WebhookDelivery,
 };
 
 /// Which tasks a listing shows.
@@ -137,6 +137,13 @@ pub trait TaskStore: Send + Sync + 'static {
 
     async fn get_file(&self, id: &str) -> Result<Option<FileRecord>, StoreError>;
 
+    /// File `id`'s team and public flag; None for an unknown file.
+    async fn file_access(&self, id: &str) -> Result<Option<FileAccess>, StoreError>;
+
+    /// Sets file `id`'s team and public flag (at registration). `NotFound`
+    /// for an unknown file.
+    async fn set_file_access(&self, id: &str, access: &FileAccess) -> Result<(), StoreError>;
+
     /// Records that a file's bytes (`size` of them) are stored.
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError>;
 
@@ -189,10 +196,13 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Stored files, newest first (by `created_at_ms`, then id); `cursor`
     /// is a previous page's `next_cursor` (`InvalidCursor` otherwise).
+    /// `team`: only that team's files (a NULL team counts as
+    /// [`DEFAULT_TEAM`]); None: every file.
     async fn list_files(
         &self,
         limit: usize,
         cursor: Option<&str>,
+        team: Option<&str>,
     ) -> Result<Page<FileRecord>, StoreError>;
 
     /// Bytes the store takes (for `/metrics`): the SQLite file with its

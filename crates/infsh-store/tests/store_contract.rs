@@ -7,8 +7,9 @@ use std::any::Any;
 use std::sync::Arc;
 
 use infsh_store::{
-    new_id, ApiKeyRecord, DeliveryState, FileRecord, LogEntry, LogType, PostgresStore, SqliteStore,
-    StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, WebhookAttempt, WebhookDelivery,
+    new_id, ApiKeyRecord, DeliveryState, FileAccess, FileRecord, LogEntry, LogType, PostgresStore,
+    SqliteStore, StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, WebhookAttempt,
+    WebhookDelivery,
 };
 use infsh_testkit::PgTestDb;
 use serde_json::json;
@@ -78,6 +79,7 @@ contract!(
     deleting_a_task_takes_its_logs_and_only_it,
     deleting_a_file_takes_only_its_record,
     files_page_newest_first,
+    file_access_team_and_public,
     tasks_keep_their_team_and_list_by_it,
     ended_tasks_before_finds_the_retention_batch,
     store_reports_its_size,
@@ -929,7 +931,12 @@ async fn deleting_a_file_takes_only_its_record(store: Arc<dyn TaskStore>) {
 }
 
 async fn files_page_newest_first(store: Arc<dyn TaskStore>) {
-    assert!(store.list_files(10, None).await.unwrap().items.is_empty());
+    assert!(store
+        .list_files(10, None, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     // Two share a creation time: the id breaks the tie, and paging never
     // skips or repeats one.
     let mut files: Vec<FileRecord> = [5, 1, 3, 3, 4].into_iter().map(file_at).collect();
@@ -942,7 +949,7 @@ async fn files_page_newest_first(store: Arc<dyn TaskStore>) {
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = store.list_files(2, cursor.as_deref()).await.unwrap();
+        let page = store.list_files(2, cursor.as_deref(), None).await.unwrap();
         pages += 1;
         assert!(page.items.len() <= 2);
         got.extend(page.items.iter().map(|f| f.id.clone()));
@@ -953,18 +960,61 @@ async fn files_page_newest_first(store: Arc<dyn TaskStore>) {
     }
     assert_eq!(got, want);
     assert_eq!(pages, 3);
-    let all = store.list_files(10, None).await.unwrap();
+    let all = store.list_files(10, None, None).await.unwrap();
     assert_eq!(all.items, files);
     assert_eq!(all.next_cursor, None);
     for bad in ["x", "12", "1.nothex"] {
         assert!(
             matches!(
-                store.list_files(10, Some(bad)).await,
+                store.list_files(10, Some(bad), None).await,
                 Err(StoreError::InvalidCursor(_))
             ),
             "{bad}"
         );
     }
+}
+
+/// Issue 15: a file's team and public flag; listings filtered by team (a
+/// file without a team is `default`'s).
+async fn file_access_team_and_public(store: Arc<dyn TaskStore>) {
+    let (old, mine, theirs) = (file_at(1), file_at(2), file_at(3));
+    for f in [&old, &mine, &theirs] {
+        store.insert_file(f).await.unwrap();
+    }
+    // Before any is set: private, no team.
+    assert_eq!(
+        store.file_access(&old.id).await.unwrap(),
+        Some(FileAccess::default())
+    );
+    assert_eq!(store.file_access(&new_id()).await.unwrap(), None);
+    let a = FileAccess {
+        team: Some("a".into()),
+        public: true,
+    };
+    store.set_file_access(&mine.id, &a).await.unwrap();
+    let b = FileAccess {
+        team: Some("b".into()),
+        public: false,
+    };
+    store.set_file_access(&theirs.id, &b).await.unwrap();
+    assert_eq!(store.file_access(&mine.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.file_access(&theirs.id).await.unwrap(), Some(b));
+    assert!(matches!(
+        store.set_file_access(&new_id(), &a).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let listed = |team: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            let page = store.list_files(10, None, team).await.unwrap();
+            page.items.into_iter().map(|f| f.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(Some("a")).await, vec![mine.id.clone()]);
+    assert_eq!(listed(Some("b")).await, vec![theirs.id.clone()]);
+    assert_eq!(listed(Some("default")).await, vec![old.id.clone()]);
+    assert!(listed(Some("c")).await.is_empty());
+    assert_eq!(listed(None).await, vec![theirs.id, mine.id, old.id]);
 }
 
 async fn ended_tasks_before_finds_the_retention_batch(store: Arc<dyn TaskStore>) {

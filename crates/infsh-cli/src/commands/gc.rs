@@ -1,7 +1,9 @@
-//! `infsh gc --retention D [--dry-run]` (issue 15): what `serve
-//! --retention` sweeps, once, against a data folder (or `--store`, `--files`) with no
-//! server running: ended tasks older than D, with their logs and the stored
-//! files their input and output name. `--dry-run` only counts.
+//! `infsh gc [--retention D] [--file-retention F] [--dry-run]` (issue 15):
+//! what `serve --retention` / `--file-retention` sweep, once, against a
+//! data folder (or `--store`, `--files`) with no server running: ended tasks
+//! older than D, with their logs and the stored files their input and output
+//! name; then files older than F that no task left names. `--dry-run` only
+//! counts.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -51,35 +53,55 @@ pub async fn gc(args: GcArgs, global: &GlobalArgs) -> Result<()> {
         None => FileStore::open(data_dir.join("files"), store.clone()),
     }
     .map_err(|e| internal("cannot open the files folder", &e))?;
-    let cutoff = infsh_store::now_ms()
-        .saturating_sub(i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX));
-    let ids = store
-        .ended_tasks_before(cutoff, i64::MAX as usize)
-        .await
-        .map_err(|e| internal("cannot list ended tasks", &e))?;
-    let (mut n_files, mut bytes) = (0u64, 0u64);
-    for id in &ids {
-        let Some(task) = store.get_task(id).await? else {
-            continue;
-        };
-        let mut seen: Vec<String> = Vec::new();
-        for (_, file_id) in infsh_engine::task_file_ids(&task) {
-            if seen.contains(&file_id) {
+    let (mut n_tasks, mut n_files, mut bytes) = (0usize, 0u64, 0u64);
+    if let Some(retention) = args.retention {
+        let cutoff = infsh_store::now_ms()
+            .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let ids = store
+            .ended_tasks_before(cutoff, i64::MAX as usize)
+            .await
+            .map_err(|e| internal("cannot list ended tasks", &e))?;
+        n_tasks = ids.len();
+        for id in &ids {
+            let Some(task) = store.get_task(id).await? else {
                 continue;
-            }
-            if let Ok(Some((record, _))) = files.get(&file_id).await {
-                n_files += 1;
-                bytes += record.size.unwrap_or(0);
-                if !args.dry_run {
-                    files.remove(&file_id).await?;
+            };
+            let mut seen: Vec<String> = Vec::new();
+            for (_, file_id) in infsh_engine::task_file_ids(&task) {
+                if seen.contains(&file_id) {
+                    continue;
                 }
+                if let Ok(Some((record, _))) = files.get(&file_id).await {
+                    n_files += 1;
+                    bytes += record.size.unwrap_or(0);
+                    if !args.dry_run {
+                        files.remove(&file_id).await?;
+                    }
+                }
+                seen.push(file_id);
             }
-            seen.push(file_id);
-        }
-        if !args.dry_run {
-            store.delete_task(id).await?;
+            if !args.dry_run {
+                store.delete_task(id).await?;
+            }
         }
     }
+    let unreferenced = match args.file_retention {
+        Some(retention) => {
+            let cutoff = infsh_store::now_ms()
+                .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            let old = infsh_engine::unreferenced_files_before(store.as_ref(), cutoff)
+                .await
+                .map_err(|e| internal("cannot list unreferenced files", &e))?;
+            let old_bytes: u64 = old.iter().map(|f| f.size.unwrap_or(0)).sum();
+            if !args.dry_run {
+                for f in &old {
+                    files.remove(&f.id).await?;
+                }
+            }
+            Some((old.len(), old_bytes))
+        }
+        None => None,
+    };
     let verb = if args.dry_run {
         "would delete"
     } else {
@@ -87,15 +109,23 @@ pub async fn gc(args: GcArgs, global: &GlobalArgs) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     if global.json {
-        let doc =
-            json!({"dry_run": args.dry_run, "tasks": ids.len(), "files": n_files, "bytes": bytes});
+        let mut doc =
+            json!({"dry_run": args.dry_run, "tasks": n_tasks, "files": n_files, "bytes": bytes});
+        if let Some((n, b)) = unreferenced {
+            doc["unreferenced_files"] = json!(n);
+            doc["unreferenced_bytes"] = json!(b);
+        }
         writeln!(out, "{doc}")?;
     } else {
-        writeln!(
-            out,
-            "{verb} {} task(s) and {n_files} file(s), {bytes} bytes",
-            ids.len()
-        )?;
+        if args.retention.is_some() {
+            writeln!(
+                out,
+                "{verb} {n_tasks} task(s) and {n_files} file(s), {bytes} bytes"
+            )?;
+        }
+        if let Some((n, b)) = unreferenced {
+            writeln!(out, "{verb} {n} unreferenced file(s), {b} bytes")?;
+        }
     }
     Ok(())
 }

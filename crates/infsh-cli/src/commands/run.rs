@@ -29,6 +29,14 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>) -> Result<()> 
         )
         .into());
     }
+    if args.run_at.is_some() {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            "--run-at needs a server (it keeps the task until then): \
+             pass --api-url URL or set INFSH_API_URL, e.g. against `infsh serve`",
+        )
+        .into());
+    }
     if args.session.is_some() {
         // A local run's worker ends with the command: there is nothing to
         // keep between two runs.

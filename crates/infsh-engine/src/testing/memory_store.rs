@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use infsh_store::{
-    ApiKeyRecord, DeliveryState, FileRecord, LogEntry, Page, StoreError, TaskFilter, TaskRecord,
-    TaskStatus, TaskStore, WebhookAttempt, WebhookDelivery,
+    ApiKeyRecord, DeliveryState, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskFilter,
+    TaskRecord, TaskStatus, TaskStore, WebhookAttempt, WebhookDelivery,
 };
 use serde_json::Value;
 
@@ -26,6 +26,7 @@ struct Inner {
     tasks: Vec<TaskRecord>,
     logs: HashMap<String, Vec<LogEntry>>,
     files: HashMap<String, FileRecord>,
+    file_access: HashMap<String, FileAccess>,
     webhooks: HashMap<String, WebhookDelivery>,
     keys: Vec<ApiKeyRecord>,
 }
@@ -190,6 +191,23 @@ impl TaskStore for MemoryStore {
         Ok(self.lock().files.get(id).cloned())
     }
 
+    async fn file_access(&self, id: &str) -> Result<Option<FileAccess>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .files
+            .contains_key(id)
+            .then(|| inner.file_access.get(id).cloned().unwrap_or_default()))
+    }
+
+    async fn set_file_access(&self, id: &str, access: &FileAccess) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.files.contains_key(id) {
+            return Err(not_found("file", id));
+        }
+        inner.file_access.insert(id.to_string(), access.clone());
+        Ok(())
+    }
+
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
         let mut inner = self.lock();
         let file = inner
@@ -312,12 +330,25 @@ impl TaskStore for MemoryStore {
         &self,
         limit: usize,
         cursor: Option<&str>,
+        team: Option<&str>,
     ) -> Result<Page<FileRecord>, StoreError> {
         let after = match cursor.filter(|c| !c.is_empty()) {
             Some(c) => Some(infsh_store::parse_file_cursor(c)?),
             None => None,
         };
-        let mut files: Vec<FileRecord> = self.lock().files.values().cloned().collect();
+        let inner = self.lock();
+        let mut files: Vec<FileRecord> = inner
+            .files
+            .values()
+            .filter(|f| {
+                team.is_none_or(|team| {
+                    let of = inner.file_access.get(&f.id).and_then(|a| a.team.as_deref());
+                    of.unwrap_or("default") == team
+                })
+            })
+            .cloned()
+            .collect();
+        drop(inner);
         files.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
         let mut rest = files.into_iter().filter(|f| {
             after

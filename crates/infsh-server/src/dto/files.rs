@@ -13,8 +13,8 @@ pub struct CreateFilesBody {
     pub files: Vec<FileSpec>,
 }
 
-/// One file to register. `uri`, `path` and `public` are sent by the client
-/// (`""`, `null`, `null`) and ignored.
+/// One file to register. `uri` and `path` are sent by the client (`""`,
+/// `null`) and ignored.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct FileSpec {
     /// `null` for data URIs and base64 strings; the server makes a name up.
@@ -25,6 +25,10 @@ pub struct FileSpec {
     /// Byte length the client will upload.
     #[serde(default)]
     pub size: Option<u64>,
+    /// `true`: anyone with the URL may read the bytes, without a key or a
+    /// signature. Default (`null`, `false`): private (docs/security.md).
+    #[serde(default)]
+    pub public: Option<bool>,
 }
 
 /// A registered file. `upload_url` is present only in `POST /files` answers.
@@ -32,7 +36,9 @@ pub struct FileSpec {
 pub struct FileDto {
     /// 32 lower-case hex characters; knowing it is what grants `GET /files/{id}`.
     pub id: String,
-    /// Where the bytes can be fetched (no auth); pass it as a File input.
+    /// Where the bytes can be fetched without a key: for a private file on a
+    /// server with keys, it carries an expiring signature (`?sig=`); pass it
+    /// as a File input.
     pub uri: String,
     /// Signed URL to `PUT` the raw bytes to (no auth; expires).
     #[serde(skip_serializing_if = "Option::is_none")]

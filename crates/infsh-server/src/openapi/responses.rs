@@ -174,7 +174,15 @@ pub enum UploadErrors {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum DownloadErrors {
-    /// Malformed or unknown file id, or no bytes uploaded yet.
+    /// A private file asked for with neither `?sig=` nor a key, or with a
+    /// wrong, revoked or expired key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// A tampered (`invalid_signature`) or expired (`signature_expired`)
+    /// `?sig=`, or a key without `files:read` (`insufficient_scope`).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDoc),
+    /// Malformed or unknown file id (or another team's), or no bytes uploaded yet.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
     /// A `Range` that starts past the end (`Content-Range: bytes */SIZE`).

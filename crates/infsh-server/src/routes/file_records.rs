@@ -3,10 +3,10 @@
 //! the platform answers it; the bytes stay at its `uri`), and
 //! `DELETE /files/{id}`.
 //!
-//! `/files/{id}` is also the public download URL (no key: the id is the
-//! capability), so the record is served only to a request that asks for
-//! it with `Accept: application/json` and carries a valid key; anything
-//! else still gets the bytes. (Not a JSON `Content-Type`: clients send one
+//! `/files/{id}` is also the download URL (file_access.rs), so the record
+//! is served only to a request that asks for it with
+//! `Accept: application/json` and carries a valid key; anything else is a
+//! download. (Not a JSON `Content-Type`: clients send one
 //! on bodiless GETs too, downloads included.) `DELETE` sits on the same public
 //! route and checks the key itself (an admin key, or a run-time key with
 //! `files:read` / `files:write`: scoped_keys.rs).
@@ -25,6 +25,8 @@ use crate::problem::Problem;
 use crate::scoped_keys::require_scope;
 use crate::scopes::Scope;
 use crate::state::ServerState;
+use crate::teams::{check_file, visible_team, Caller};
+use std::time::SystemTime;
 
 /// Whether a `GET /files/{id}` asks for the record rather than the bytes.
 pub fn wants_record(headers: &HeaderMap) -> bool {
@@ -35,7 +37,8 @@ pub fn wants_record(headers: &HeaderMap) -> bool {
 }
 
 fn record_dto(state: &ServerState, f: &infsh_engine::StoredFile) -> FileDto {
-    FileDto::from_record(f, named_uri(state, &f.id, &f.filename))
+    let uri = named_uri(state, &f.id, &f.filename);
+    FileDto::from_record(f, state.file_urls.signed(&uri, SystemTime::now()))
 }
 
 /// `GET /files/{id}` with `Accept: application/json`: the record.
@@ -44,10 +47,8 @@ pub async fn file_record(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<Json<Envelope<FileDto>>, Problem> {
-    require_scope(&state.keys, &state.engine, headers, Scope::FilesRead).await?;
-    if !infsh_store::is_valid_id(id) {
-        return Err(Problem::not_found("file", format!("unknown file \"{id}\"")));
-    }
+    let principal = require_scope(&state.keys, &state.engine, headers, Scope::FilesRead).await?;
+    check_file(state, &principal, id).await?;
     let (record, _) = state.engine.file(id).await?;
     Ok(Json(Envelope::new(record_dto(state, &record))))
 }
@@ -67,10 +68,8 @@ pub async fn delete_file(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Json<Envelope<FileDto>>, Problem> {
-    require_scope(&state.keys, &state.engine, &headers, Scope::FilesWrite).await?;
-    if !infsh_store::is_valid_id(&id) {
-        return Err(Problem::not_found("file", format!("unknown file \"{id}\"")));
-    }
+    let principal = require_scope(&state.keys, &state.engine, &headers, Scope::FilesWrite).await?;
+    check_file(&state, &principal, &id).await?;
     let (record, _) = state.engine.file(&id).await?;
     state.engine.delete_file(&id).await?;
     Ok(Json(Envelope::new(record_dto(&state, &record))))
@@ -86,7 +85,8 @@ pub struct FileListQuery {
     pub cursor: Option<String>,
 }
 
-/// List stored files, newest first, a page at a time.
+/// List stored files, newest first, a page at a time (a run-time key: its
+/// team's only).
 #[utoipa::path(
     get, path = "/files", tag = "files",
     params(FileListQuery),
@@ -98,6 +98,7 @@ pub struct FileListQuery {
 )]
 pub async fn list_files(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<FileListQuery>,
 ) -> Result<Json<Envelope<FilePageDto>>, Problem> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
@@ -109,7 +110,7 @@ pub async fn list_files(
     let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
     let page = state
         .engine
-        .list_files(limit, cursor)
+        .list_files(limit, cursor, visible_team(&caller))
         .await
         .map_err(|e| match e {
             infsh_engine::EngineError::Store(infsh_store::StoreError::InvalidCursor(c)) => {

@@ -7,8 +7,9 @@
 //!    limit and the registered size (body_limits.rs); the token is the HMAC
 //!    capability from tokens.rs, bound to the id and expiring after
 //!    `upload_token_ttl`; forged, missing or expired → 403;
-//! 3. `GET /files/{id}` (no API key: the 32-hex-char random id is the
-//!    capability) streams the bytes, one `Range` honoured (byte_range.rs).
+//! 3. `GET /files/{id}` streams the bytes, one `Range` honoured
+//!    (byte_range.rs), to whoever file_access.rs lets in: on a server with
+//!    keys, a private file needs its `uri`'s expiring `?sig=` or a key.
 //!    `GET /files/{id}/{filename}` is the same file (the name is for humans
 //!    and for apps guessing a type).
 //!
@@ -30,8 +31,11 @@ use super::byte_range::{self, RangeAsk};
 use crate::body_limits::{declared_length, too_large};
 use crate::dto::{iso8601, CreateFilesBody, Envelope, FileDto, FileEnvelope, FileListEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::file_access::{check_download, DownloadQuery};
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::{team_of_new_task, Caller};
+use infsh_store::FileAccess;
 
 /// Most files one `POST /files` may register.
 pub const MAX_FILES_PER_REQUEST: usize = 100;
@@ -116,6 +120,7 @@ fn base_url(state: &ServerState) -> String {
 )]
 pub async fn create_files(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateFilesBody>,
 ) -> Result<Json<Envelope<Vec<FileDto>>>, Problem> {
     if body.files.is_empty() {
@@ -145,15 +150,27 @@ pub async fn create_files(
             .engine
             .create_file(&filename, Some(&content_type), spec.size)
             .await?;
+        let access = FileAccess {
+            team: Some(team_of_new_task(&caller)),
+            public: spec.public.unwrap_or(false),
+        };
+        state.engine.set_file_access(&record.id, &access).await?;
         let now = SystemTime::now();
         let (token, expires) = state.signer.sign(&record.id, now);
         // `/files/{id}/{filename}`: apps that download the URI keep the
-        // name (and so the extension some libraries go by).
+        // name (and so the extension some libraries go by). Signed unless
+        // public: the client passes it as an input, and the worker fetches
+        // it without a key.
         let uri = format!(
             "{}/{}",
             state.engine.file_uri(&record.id),
             encode_segment(&record.filename)
         );
+        let uri = if access.public {
+            uri
+        } else {
+            state.file_urls.signed(&uri, now)
+        };
         let mut dto = FileDto::from_record(&record, uri);
         dto.upload_url = Some(format!("{base}/files/{}?token={token}", record.id));
         dto.upload_expires_at = Some(iso8601((expires as i64).saturating_mul(1000)));
@@ -237,7 +254,9 @@ pub async fn upload_file(
         .finish()
         .await
         .map_err(|e| Problem::from(infsh_engine::EngineError::Store(e)))?;
-    let uri = state.engine.file_uri(&record.id);
+    let uri = state
+        .file_urls
+        .signed(&state.engine.file_uri(&record.id), SystemTime::now());
     Ok(Json(Envelope::new(FileDto::from_record(&record, uri))))
 }
 
@@ -259,12 +278,13 @@ fn interrupted(e: &axum::Error) -> Problem {
     }
 }
 
-/// Download a stored file (no API key: the id is the capability). Asked
-/// with `Accept: application/json` and a valid key: the file's record
-/// instead.
+/// Download a stored file: public files to anyone; private ones (on a
+/// server with keys) with the `?sig=` of their `uri` or a key with
+/// `files:read`. Asked with `Accept: application/json` and a valid key: the
+/// file's record instead.
 #[utoipa::path(
     get, path = "/files/{id}", tag = "files",
-    params(("id" = String, Path, description = "File id (32 hex characters)")),
+    params(("id" = String, Path, description = "File id (32 hex characters)"), DownloadQuery),
     responses(
         (status = 200, description = "The file's bytes with the content type it was stored with; with `Accept: application/json` and a key (`files:read`), the file's record", content(
             (Vec<u8> = "*/*"),
@@ -277,6 +297,7 @@ fn interrupted(e: &axum::Error) -> Problem {
 pub async fn download_file(
     State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     if super::file_records::wants_record(&headers) {
@@ -284,6 +305,7 @@ pub async fn download_file(
             .await?
             .into_response());
     }
+    check_download(&state, &id, q.sig.as_deref(), &headers).await?;
     serve_file(&state, &id, headers.get(header::RANGE)).await
 }
 
@@ -293,6 +315,7 @@ pub async fn download_file(
     params(
         ("id" = String, Path, description = "File id (32 hex characters)"),
         ("filename" = String, Path, description = "Any name; ignored"),
+        DownloadQuery,
     ),
     responses(
         (status = 200, description = "The file's bytes with the content type it was stored with", content_type = "*/*", body = Vec<u8>),
@@ -303,8 +326,10 @@ pub async fn download_file(
 pub async fn download_named_file(
     State(state): State<ServerState>,
     ApiPath((id, _filename)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    check_download(&state, &id, q.sig.as_deref(), &headers).await?;
     serve_file(&state, &id, headers.get(header::RANGE)).await
 }
 

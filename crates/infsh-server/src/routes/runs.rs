@@ -19,12 +19,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::IntoParams;
 
-use crate::dto::{Envelope, FunctionRunBody, RunBody, RunOptions, TaskDto};
+use crate::dto::{Envelope, FunctionRunBody, RunBody, RunOptions};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::responses::{RunAnswer, RunErrors};
 use crate::problem::Problem;
 use crate::state::ServerState;
-use crate::teams::{team_of_new_task, Caller};
+use crate::teams::{check_session, team_of_new_task, Caller};
 
 /// `?wait=true` blocks until the task ends.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -178,7 +178,7 @@ async fn submit(state: &ServerState, req: RunRequest, wait: bool) -> Result<Resp
     }
     if !wait {
         let view = state.engine.submit(req).await?;
-        return Ok(Json(Envelope::new(TaskDto::from_view(&view))).into_response());
+        return Ok(Json(Envelope::new(state.task_dto(&view))).into_response());
     }
     // The id goes out with the end, which is durable: the insert need not
     // be waited for (Engine::submit_to_wait).
@@ -192,7 +192,7 @@ async fn submit(state: &ServerState, req: RunRequest, wait: bool) -> Result<Resp
             state.engine.get(&id).await.unwrap_or(view)
         }
     };
-    let body = Json(Envelope::new(TaskDto::from_view(&view)));
+    let body = Json(Envelope::new(state.task_dto(&view)));
     Ok(match stage_timing(state, &id, &clock) {
         Some(value) => ([(SERVER_TIMING.clone(), value)], body).into_response(),
         None => body.into_response(),
@@ -232,6 +232,9 @@ pub async fn run_app(
 ) -> Result<Response, Problem> {
     check_infra(&body.options)?;
     let (mut req, wait) = body.into_request()?;
+    if let Some(session) = req.session.as_deref().filter(|s| *s != "new") {
+        check_session(&state, &caller, session).await?;
+    }
     req.team = Some(team_of_new_task(&caller));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }
@@ -287,6 +290,9 @@ pub async fn run_function(
         .map_err(|_| crate::routes::apps::unknown_app(&state, &namespace, &name))?;
     check_infra(&body)?;
     let (mut req, wait) = body.into_request(app, Some(function))?;
+    if let Some(session) = req.session.as_deref().filter(|s| *s != "new") {
+        check_session(&state, &caller, session).await?;
+    }
     req.team = Some(team_of_new_task(&caller));
     submit(&state, req, wait || q.wait.unwrap_or(false)).await
 }

@@ -2,7 +2,9 @@
 //! `GET /sessions/{id}`, `POST /sessions/{id}/keepalive` (resets its idle
 //! timeout) and `DELETE /sessions/{id}` (ends it, releasing its replica).
 //! A session is opened by a run with `"session": "new"` (runs.rs) and lives
-//! in the server's memory: none survives a restart.
+//! in the server's memory: none survives a restart. A session belongs to
+//! the team of the task that opened it (teams.rs): another team's answers
+//! the 404 an unknown one does, and listings leave it out.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ use crate::extract::ApiPath;
 use crate::openapi::responses::{AuthErrors, SessionErrors};
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::{check_session, sees_session, Caller};
 
 /// The active sessions, oldest first (the whole list, like `GET /apps`).
 #[utoipa::path(
@@ -23,11 +26,17 @@ use crate::state::ServerState;
     ),
     security(("bearer" = []))
 )]
-pub async fn list_sessions(State(state): State<ServerState>) -> Json<Envelope<Vec<AppSessionDto>>> {
-    let sessions = state.engine.sessions();
-    Json(Envelope::new(
-        sessions.iter().map(AppSessionDto::from).collect(),
-    ))
+pub async fn list_sessions(
+    State(state): State<ServerState>,
+    caller: Caller,
+) -> Json<Envelope<Vec<AppSessionDto>>> {
+    let mut visible = Vec::new();
+    for session in state.engine.sessions() {
+        if sees_session(&state, &caller, &session).await {
+            visible.push(AppSessionDto::from(&session));
+        }
+    }
+    Json(Envelope::new(visible))
 }
 
 /// One session, active, ended or expired (`reason` says why it is over).
@@ -42,8 +51,10 @@ pub async fn list_sessions(State(state): State<ServerState>) -> Json<Envelope<Ve
 )]
 pub async fn get_session(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<AppSessionDto>>, Problem> {
+    check_session(&state, &caller, &id).await?;
     let view = state.engine.session(&id)?;
     Ok(Json(Envelope::new(AppSessionDto::from(&view))))
 }
@@ -60,8 +71,10 @@ pub async fn get_session(
 )]
 pub async fn keepalive_session(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<AppSessionDto>>, Problem> {
+    check_session(&state, &caller, &id).await?;
     let view = state.engine.keepalive_session(&id)?;
     Ok(Json(Envelope::new(AppSessionDto::from(&view))))
 }
@@ -81,8 +94,10 @@ pub async fn keepalive_session(
 )]
 pub async fn end_session(
     State(state): State<ServerState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
+    check_session(&state, &caller, &id).await?;
     state.engine.end_session(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::client_id::ClientId;
-use crate::dto::TaskDto;
 use crate::extract::ApiPath;
 use crate::problem::Problem;
 use crate::state::ServerState;
@@ -90,8 +89,8 @@ impl Framing {
 
 pub const HEARTBEAT: &[u8] = br#"{"type":"heartbeat"}"#;
 
-fn snapshot_json(view: &TaskView) -> Vec<u8> {
-    serde_json::to_vec(&TaskDto::from_view(view)).unwrap_or_default()
+fn snapshot_json(state: &ServerState, view: &TaskView) -> Vec<u8> {
+    serde_json::to_vec(&state.task_dto(view)).unwrap_or_default()
 }
 
 /// Everything the body stream owns between two frames.
@@ -148,7 +147,7 @@ impl StreamState {
     fn snapshot(&mut self, view: TaskView) -> Bytes {
         self.done = self.done || view.record.status.is_terminal();
         self.last_snapshot_at = Instant::now();
-        let frame = self.framing.frame(&snapshot_json(&view));
+        let frame = self.framing.frame(&snapshot_json(&self.state, &view));
         self.last = Some(view);
         frame
     }

@@ -98,7 +98,16 @@ pub async fn task_files(
     Ok(Json(Envelope::new(
         files
             .iter()
-            .map(|(r, f)| TaskFileDto::new(*r, f, named_uri(&state, &f.id, &f.filename)))
+            .map(|(r, f)| {
+                TaskFileDto::new(
+                    *r,
+                    f,
+                    state.file_urls.signed(
+                        &named_uri(&state, &f.id, &f.filename),
+                        std::time::SystemTime::now(),
+                    ),
+                )
+            })
             .collect(),
     )))
 }

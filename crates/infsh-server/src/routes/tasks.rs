@@ -42,7 +42,7 @@ pub async fn get_task(
     check_task(&state, &caller, &id).await?;
     let view = state.engine.get(&id).await?;
     let attempts = state.engine.task_attempts(&id).await?;
-    let mut dto = TaskDto::from_view(&view);
+    let mut dto = state.task_dto(&view);
     if !attempts.is_empty() {
         dto.attempts = Some(attempts.iter().map(AttemptDto::from_record).collect());
     }
@@ -71,7 +71,7 @@ pub async fn cancel_task(
 ) -> Result<Json<Envelope<TaskDto>>, Problem> {
     check_task(&state, &caller, &id).await?;
     let view = state.engine.cancel(&id).await?;
-    Ok(Json(Envelope::new(TaskDto::from_view(&view))))
+    Ok(Json(Envelope::new(state.task_dto(&view))))
 }
 
 /// Filters and paging of `GET /tasks`.
@@ -138,7 +138,15 @@ pub async fn list_tasks(
         .list_in_team(app.as_ref(), status, visible_team(&caller), limit, cursor)
         .await?;
     Ok(Json(Envelope::new(TaskPageDto {
-        items: page.items.iter().map(TaskDto::from_record).collect(),
+        items: page
+            .items
+            .iter()
+            .map(|r| {
+                let mut dto = TaskDto::from_record(r);
+                state.sign_output(&mut dto);
+                dto
+            })
+            .collect(),
         next_cursor: page.next_cursor,
     })))
 }

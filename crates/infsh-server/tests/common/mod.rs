@@ -47,6 +47,7 @@ pub fn server_config() -> ServerConfig {
         insecure: false,
         max_body_bytes: 1024 * 1024,
         upload_token_ttl: Duration::from_secs(600),
+        file_url_ttl: Duration::from_secs(7 * 86_400),
         signing_key: SIGNING_KEY.to_vec(),
         server_timing: false,
         engine_keys: vec![],

@@ -5,7 +5,7 @@ use deadpool_postgres::Client;
 
 use super::rows::{file, FILE_COLUMNS};
 use super::tasks::not_found;
-use crate::{FileRecord, StoreError};
+use crate::{FileAccess, FileRecord, StoreError};
 
 pub(crate) async fn insert(client: &Client, f: &FileRecord) -> Result<(), StoreError> {
     let stmt = client
@@ -56,4 +56,36 @@ pub(crate) async fn mark_uploaded(
         Some(row) => file(&row),
         None => Err(not_found("file", id)),
     }
+}
+
+/// File `id`'s team and public flag (None: no such file).
+pub(crate) async fn access(client: &Client, id: &str) -> Result<Option<FileAccess>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT team, public FROM files WHERE id = $1")
+        .await?;
+    Ok(match client.query_opt(&stmt, &[&id]).await? {
+        Some(row) => Some(FileAccess {
+            team: row.try_get(0)?,
+            public: row.try_get::<_, i32>(1)? != 0,
+        }),
+        None => None,
+    })
+}
+
+/// Sets file `id`'s team and public flag; `NotFound` for an unknown file.
+pub(crate) async fn set_access(
+    client: &Client,
+    id: &str,
+    access: &FileAccess,
+) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached("UPDATE files SET team = $2, public = $3 WHERE id = $1")
+        .await?;
+    let n = client
+        .execute(&stmt, &[&id, &access.team, &i32::from(access.public)])
+        .await?;
+    if n == 0 {
+        return Err(not_found("file", id));
+    }
+    Ok(())
 }

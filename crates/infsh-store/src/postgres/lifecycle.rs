@@ -26,18 +26,20 @@ pub(crate) async fn list_files(
     client: &Client,
     limit: usize,
     after: Option<(i64, String)>,
+    team: Option<&str>,
 ) -> Result<Page<FileRecord>, StoreError> {
     let unbounded = after.is_none();
     let (ms, id) = after.unwrap_or((i64::MAX, String::new()));
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {FILE_COLUMNS} FROM files \
-             WHERE $1 OR created_at_ms < $2 OR (created_at_ms = $2 AND id < $3) \
+             WHERE ($1 OR created_at_ms < $2 OR (created_at_ms = $2 AND id < $3)) \
+             AND ($5::TEXT IS NULL OR COALESCE(team, 'default') = $5) \
              ORDER BY created_at_ms DESC, id DESC LIMIT $4"
         ))
         .await?;
     let rows = client
-        .query(&stmt, &[&unbounded, &ms, &id, &((limit + 1) as i64)])
+        .query(&stmt, &[&unbounded, &ms, &id, &((limit + 1) as i64), &team])
         .await?;
     let mut items = rows.iter().map(file).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if items.len() > limit {

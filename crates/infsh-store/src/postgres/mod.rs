@@ -43,8 +43,8 @@ use self::pending::{Pending, PendingTask, Take};
 use crate::store::{TaskFilter, TaskStore};
 use crate::store_url::redact;
 use crate::{
-    ApiKeyRecord, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus, WebhookAttempt,
-    WebhookDelivery, DEFERRED_LINGER,
+    ApiKeyRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus,
+    WebhookAttempt, WebhookDelivery, DEFERRED_LINGER,
 };
 
 pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL, TASK_CHANNEL};
@@ -290,6 +290,14 @@ impl TaskStore for PostgresStore {
         files::get(&self.client().await?, id).await
     }
 
+    async fn file_access(&self, id: &str) -> Result<Option<FileAccess>, StoreError> {
+        files::access(&self.client().await?, id).await
+    }
+
+    async fn set_file_access(&self, id: &str, access: &FileAccess) -> Result<(), StoreError> {
+        files::set_access(&self.client().await?, id, access).await
+    }
+
     async fn mark_file_uploaded(&self, id: &str, size: u64) -> Result<FileRecord, StoreError> {
         files::mark_uploaded(&self.client().await?, id, size).await
     }
@@ -350,12 +358,14 @@ impl TaskStore for PostgresStore {
         &self,
         limit: usize,
         cursor: Option<&str>,
+        team: Option<&str>,
     ) -> Result<Page<FileRecord>, StoreError> {
         let after = crate::file_page::files_after(cursor)?;
         lifecycle::list_files(
             &self.client().await?,
             limit.clamp(1, crate::MAX_PAGE),
             after,
+            team,
         )
         .await
     }

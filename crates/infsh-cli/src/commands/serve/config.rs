@@ -219,6 +219,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
             .max_body_mib
             .map_or(usize::MAX, |m| (m as usize).saturating_mul(1024 * 1024)),
         upload_token_ttl: UPLOAD_TOKEN_TTL,
+        file_url_ttl: args.file_url_ttl,
         signing_key: places.signing_key,
         server_timing: args.server_timing,
         engine_keys,
@@ -470,6 +471,7 @@ mod tests {
         assert_eq!(server.limits.max_upload_bytes, 10 << 30);
         assert!(server.cors_origins.is_empty());
         assert_eq!(server.upload_token_ttl, Duration::from_secs(3600));
+        assert_eq!(server.file_url_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(server.signing_key, vec![7; 32]);
         assert_eq!(engine.placement, infsh_placement::EngineConfig::default());
     }

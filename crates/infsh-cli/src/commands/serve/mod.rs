@@ -69,7 +69,10 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
     }
-    let signing_key = load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    let signing_key = match args.signing_secret.as_deref() {
+        Some(secret) => signing_key::from_flag(secret)?,
+        None => load_or_create_signing_key(&data_dir.join(SIGNING_KEY_FILE))?,
+    };
     let node = load_or_create_node_id(&data_dir.join(NODE_ID_FILE))?;
     let webhook_secret = if checked.needs_webhook_secret_file() {
         Some(load_or_create_webhook_secret(
@@ -153,6 +156,12 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
                 format!("cannot take remote engines: {e}"),
             )
         })?;
+    }
+    if let Some(retention) = args.retention.file_retention {
+        engine.spawn_file_retention(
+            retention,
+            retention_args::RetentionArgs::sweep_every(retention),
+        );
     }
     if let Some(retention) = args.retention.retention {
         engine.spawn_retention(

@@ -12,6 +12,11 @@ pub struct RetentionArgs {
     /// Default: off (tasks are kept until deleted).
     #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
     pub retention: Option<Duration>,
+    /// Delete stored files that no kept task names (uploads never used,
+    /// files of deleted tasks) once they are older than DURATION, in a
+    /// background sweep at most once a minute. Default: off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub file_retention: Option<Duration>,
 }
 
 impl RetentionArgs {

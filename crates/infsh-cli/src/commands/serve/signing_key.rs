@@ -1,5 +1,6 @@
-//! The key that signs upload URLs, kept in the data folder so URLs handed
-//! out before a restart stay valid after it.
+//! The key that signs upload URLs and file URLs (issue 15), kept in the
+//! data folder so URLs handed out before a restart stay valid after it, or
+//! given as `--signing-secret` (the same on every API node of a fleet).
 
 use std::io::Write;
 use std::path::Path;
@@ -9,6 +10,26 @@ use crate::exit::{ExitCode, Failure};
 /// Name of the upload-URL signing key in the data dir.
 pub const SIGNING_KEY_FILE: &str = "signing.key";
 const SIGNING_KEY_BYTES: usize = 32;
+
+/// Fewest bytes `--signing-secret` takes (as webhook secrets).
+pub const MIN_SIGNING_SECRET_BYTES: usize = 24;
+
+/// `--signing-secret`'s value as the key, or the usage error for one too
+/// short to resist guessing.
+pub fn from_flag(secret: &str) -> Result<Vec<u8>, Failure> {
+    let secret = secret.trim();
+    if secret.len() < MIN_SIGNING_SECRET_BYTES {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            format!(
+                "--signing-secret: {} bytes is too short: give at least {MIN_SIGNING_SECRET_BYTES} \
+                 (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            ),
+        ));
+    }
+    Ok(secret.as_bytes().to_vec())
+}
 
 /// The key that signs upload URLs: read from `path`, or created there
 /// (random, mode 0600) on first start, so URLs survive restarts.
@@ -62,6 +83,20 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<Vec<u8>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signing_secret_flag_needs_24_bytes() {
+        let e = from_flag("short").unwrap_err();
+        assert_eq!(e.code, ExitCode::Usage);
+        assert!(
+            e.message
+                .starts_with("--signing-secret: 5 bytes is too short: give at least 24"),
+            "{}",
+            e.message
+        );
+        let key = from_flag(" 0123456789abcdef01234567 ").unwrap();
+        assert_eq!(key, b"0123456789abcdef01234567".to_vec());
+    }
 
     #[test]
     fn the_signing_key_is_created_once_with_mode_0600() {

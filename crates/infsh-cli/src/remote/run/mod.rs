@@ -115,6 +115,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs, ui: Arc<Ui>, remote: Remote
     if let Some(timeout) = args.session_timeout {
         body["session_timeout"] = json!(timeout);
     }
+    if let Some(run_at) = &args.run_at {
+        body["run_at"] = json!(run_at);
+    }
     // From here on a task may exist on the server: Ctrl-C cancels it, even
     // one that comes before the server has answered with its id.
     let mut interrupt = Interrupt::listen()?;
