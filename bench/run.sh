@@ -4,6 +4,7 @@
 #   bench/run.sh                  # full run: every system twice; ~10 min after the first install
 #   bench/run.sh --quick --rounds 1   # a short run, to check the harness (~2 min)
 #   bench/run.sh --systems infsh,cog --perf   # arguments go to bench/bench.py
+#   bench/run.sh --embed [--rounds 2]         # the embed and batching benchmarks (bench/embed.py)
 #
 # Installs what it needs, idempotently, under bench/.work (gitignored):
 #   - the infsh release binary (cargo build --release; INFSH_BIN=... to use another),
@@ -16,6 +17,8 @@
 # Every server it starts listens on 127.0.0.1 and is stopped at the end,
 # also on failure or Ctrl-C (bench.py stops them; this trap is the backstop).
 set -euo pipefail
+embed=""
+if [ "${1:-}" = "--embed" ]; then embed=1; shift; fi
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$bench")"
 work="$bench/.work"
@@ -53,6 +56,13 @@ if [ -z "${INFSH_BIN:-}" ]; then
   export INFSH_BIN="$root/target/release/infsh"
 fi
 say "infsh's Python environment"
+if [ -n "$embed" ] && [ -z "${INFSH_BENCH_PYTHON:-}" ]; then
+  # The embed apps need numpy beside the SDK: an environment of their own.
+  uv="$(command -v uv || true)"; [ -z "$uv" ] && uv="$root/.tools/bin/uv"
+  [ -x "$work/venvs/infsh-py/bin/python" ] || "$uv" venv -q -p "${PEER_PYTHON:-python3}" "$work/venvs/infsh-py" >&2
+  VIRTUAL_ENV="$work/venvs/infsh-py" "$uv" pip install -q inferencesh numpy >&2
+  INFSH_BENCH_PYTHON="$work/venvs/infsh-py/bin/python"
+fi
 INFSH_BENCH_PYTHON="${INFSH_BENCH_PYTHON:-$("$root/scripts/dev-python.sh")}"
 export INFSH_BENCH_PYTHON
 
@@ -120,5 +130,15 @@ install_peer bentoml "bentoml==$BENTOML_VERSION"
 set -e
 
 # -- run -------------------------------------------------------------------
+if [ -n "$embed" ]; then
+  for peer in cog litserve bentoml; do # the embed apps' model is numpy
+    if [ -x "$work/venvs/$peer/bin/python" ]; then
+      VIRTUAL_ENV="$work/venvs/$peer" "$uv" pip install -q numpy >&2 || say "$peer: numpy not installed"
+    fi
+  done
+  say "running the embed and batching benchmarks (bench/embed.py $*)"
+  python3 "$bench/embed.py" "$@"
+  exit
+fi
 say "running the benchmark (bench/bench.py $*)"
 python3 "$bench/bench.py" "$@"

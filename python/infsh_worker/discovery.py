@@ -48,6 +48,7 @@ class FunctionInfo:
         is_async: bool,
         accepts_metadata: bool,
         entry: Dict[str, Any],
+        batched: bool = False,
     ) -> None:
         self.name = name
         # Validated on the event loop (microseconds) unless validation may
@@ -60,16 +61,22 @@ class FunctionInfo:
         self.is_async = is_async
         self.accepts_metadata = accepts_metadata
         self.entry = entry
+        # Takes list[Input] and returns list[Output] (batching, opt in
+        # through inf.yml): the models above are those of one item.
+        self.batched = batched
 
     def ready_entry(self) -> Dict[str, Any]:
         """This function's item of ``ready.functions``."""
-        return {
+        entry = {
             "name": self.name,
             "streaming": self.streaming,
             "is_async": self.is_async,
             "accepts_metadata": self.accepts_metadata,
             "entry": self.entry,
         }
+        if self.batched:
+            entry["batched"] = True
+        return entry
 
 
 class SetupInfo:
@@ -204,6 +211,17 @@ def _positional(fn: Any) -> List[inspect.Parameter]:
     return [p for p in params[1:] if p.kind in kinds]
 
 
+_LIST_ORIGINS = (list, List, collections.abc.Sequence)
+
+
+def _list_item_model(tp: Any) -> Optional[type]:
+    """``M`` for ``list[M]`` / ``List[M]`` / ``Sequence[M]`` of a pydantic model, else None."""
+    if typing.get_origin(tp) not in _LIST_ORIGINS:
+        return None
+    args = typing.get_args(tp)
+    return args[0] if len(args) == 1 and is_model_class(args[0]) else None
+
+
 def _return_model(ret: Any) -> Tuple[Optional[type], bool]:
     """(output model, streaming) from a return annotation, or (None, False)."""
     if is_model_class(ret):
@@ -274,13 +292,27 @@ def discover_functions(app_class: type) -> List[FunctionInfo]:
             _warn(f"App.{name} is not exposed: its annotations do not resolve ({type(e).__name__}: {e})")
             continue
         input_model = hints.get(params[0].name)
+        batched = False
         if not is_model_class(input_model):
-            continue
-        output_model, streaming = _return_model(hints.get("return"))
-        if output_model is None:
-            continue
-        # An `async def ... yield` annotated with a plain model still streams.
-        streaming = streaming or _is_async_gen(fn)
+            # A batched function (docs/writing-apps.md, "Batching"):
+            # list[Input] -> list[Output]; its schemas are one item's.
+            input_model = _list_item_model(input_model)
+            output_model = _list_item_model(hints.get("return"))
+            if input_model is None:
+                continue
+            if output_model is None or _is_async_gen(fn):
+                _warn(
+                    f"App.{name} is not exposed: it takes a list of {input_model.__name__}, "
+                    f"so it must return a list of output models (one per input), not stream"
+                )
+                continue
+            batched, streaming = True, False
+        else:
+            output_model, streaming = _return_model(hints.get("return"))
+            if output_model is None:
+                continue
+            # An `async def ... yield` annotated with a plain model still streams.
+            streaming = streaming or _is_async_gen(fn)
 
         try:
             entry: Dict[str, Any] = {
@@ -304,6 +336,7 @@ def discover_functions(app_class: type) -> List[FunctionInfo]:
                 is_async=_is_async(fn),
                 accepts_metadata=len(params) >= 2,
                 entry=entry,
+                batched=batched,
             )
         )
     return found

@@ -24,6 +24,10 @@ from pydantic import BaseModel, RootModel
 from . import sdk
 
 _SEQUENCES = (list, tuple, set, frozenset, deque)
+# Values that hold no File: skipped before any isinstance check or pointer
+# is made (a 32 x 1024 vector output has 32,768 of them; walking each one
+# cost more than the rest of the call: docs/performance.md, "embed").
+_LEAVES = frozenset({float, int, str, bool, type(None), bytes})
 _MISSING = object()
 
 
@@ -74,7 +78,7 @@ def _file_entry(f: Any, pointer: str) -> Dict[str, Any]:
 
 
 def _walk(obj: Any, dumped: Any, pointer: str, out: List[Dict[str, Any]], depth: int) -> None:
-    if depth > 200:  # self-referencing structures cannot be dumped anyway
+    if type(obj) in _LEAVES or depth > 200:  # self-referencing structures cannot be dumped anyway
         return
     if sdk.File is not None and isinstance(obj, sdk.File):
         if isinstance(dumped, dict):
@@ -98,9 +102,12 @@ def _walk(obj: Any, dumped: Any, pointer: str, out: List[Dict[str, Any]], depth:
                 _walk(value, sub, f"{pointer}/{escape(str(key))}", out, depth + 1)
         return
     if isinstance(obj, _SEQUENCES):
+        if _LEAVES.issuperset(map(type, obj)):
+            return  # a list of numbers or strings: looked at in C, not one by one
         if isinstance(dumped, list) and len(dumped) == len(obj):
             for i, (value, sub) in enumerate(zip(obj, dumped)):
-                _walk(value, sub, f"{pointer}/{i}", out, depth + 1)
+                if type(value) not in _LEAVES:
+                    _walk(value, sub, f"{pointer}/{i}", out, depth + 1)
 
 
 def serialize(model: BaseModel) -> Tuple[Any, List[Dict[str, Any]]]:

@@ -61,6 +61,12 @@ def exit_protocol_error(reason: str) -> None:
     os._exit(2)
 
 
+try:
+    from pydantic_core import to_json as _to_json
+except ImportError:  # pragma: no cover - pydantic 2 always has it
+    _to_json = None
+
+
 def _finite(value: Any) -> Any:
     """A copy of ``value`` with NaN and infinities replaced by ``None``.
 
@@ -79,7 +85,17 @@ def _finite(value: Any) -> Any:
 
 
 def encode(msg: Dict[str, Any]) -> bytes:
-    """The JSON bytes of one message (compact, UTF-8, finite numbers only)."""
+    """The JSON bytes of one message (compact, UTF-8, finite numbers only).
+
+    pydantic-core's serializer (Rust) when it takes the message: some 50
+    times faster than ``json.dumps`` on an output of 32,768 floats
+    (docs/performance.md, "embed"), with NaN and infinities written as
+    ``null`` as below. ``json.dumps`` for anything it refuses."""
+    if _to_json is not None:
+        try:
+            return _to_json(msg, inf_nan_mode="null")
+        except Exception:
+            pass
     try:
         text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from pydantic import ValidationError
 
-from . import Cancelled, PROTOCOL_VERSION, scratch
+from . import Cancelled, PROTOCOL_VERSION, batch, scratch
 from .discovery import FunctionInfo, SetupInfo, _is_async
 from .files import OutputError, as_output_model, serialize
 from .loader import LoadedApp, error_line, format_tb
@@ -166,6 +166,8 @@ class _Call:
         self.lock = threading.Lock()
         self.thread_id: Optional[int] = None
         self.cancel_requested = False
+        # The run it belongs to, for a batched function (batch.py).
+        self.batch: Optional[Any] = None
 
 
 # -- the runtime -------------------------------------------------------------
@@ -294,6 +296,8 @@ class Runtime:
             self._start_setup(msg)
         elif kind == "call":
             self._start_call(msg)
+        elif kind == "call_batch":
+            self._start_batch(msg)
         elif kind == "cancel":
             self._start_cancel(msg)
         elif kind == "shutdown":
@@ -390,10 +394,25 @@ class Runtime:
                 }
             )
             return
+        if info.batched:
+            batch.start(self, info, [(call_id, msg)])  # a batch of one
+            return
         call = _Call(call_id, info, started)
         self.calls[call_id] = call
         call.task = self.loop.create_task(self._run_call(call, msg))
         call.task.add_done_callback(lambda task: self._task_finished(call, task))
+
+    def _start_batch(self, msg: Dict[str, Any]) -> None:
+        name = msg.get("function")
+        items = [i for i in (msg.get("calls") or []) if isinstance(i, dict)]
+        info = self.functions.get(name) if isinstance(name, str) else None
+        if info is None or not info.batched:
+            # Not a batched function (or none): each call on its own, which
+            # answers an unknown function as a single call would.
+            for item in items:
+                self._start_call({"type": "call", "function": name, **item})
+            return
+        batch.start(self, info, [(item.get("id"), item) for item in items])
 
     def _task_finished(self, call: _Call, task: "asyncio.Task[None]") -> None:
         """Safety net: every call gets exactly one answer. A task cancelled
@@ -554,6 +573,9 @@ class Runtime:
         with call.lock:
             call.cancel_requested = True
         assert self.loop is not None
+        if call.batch is not None:
+            self.loop.create_task(batch.cancel(self, call))
+            return
         self.loop.create_task(self._cancel(call))
 
     async def _cancel(self, call: _Call) -> None:

@@ -153,6 +153,7 @@ mod tests {
             streaming: false,
             is_async: true,
             accepts_metadata: false,
+            batched: false,
             entry: json!({"description": format!("{name} doc"), "input_schema": {"type": "object"}, "output_schema": {}}),
         }
     }

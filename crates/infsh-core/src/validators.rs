@@ -158,6 +158,7 @@ mod tests {
             streaming: false,
             is_async: true,
             accepts_metadata: false,
+            batched: false,
             entry: json!({"input_schema": input_schema}),
         }
     }

@@ -23,6 +23,7 @@ fn functions() -> Vec<FunctionInfo> {
             streaming: false,
             is_async: true,
             accepts_metadata: false,
+            batched: false,
             entry: entry.clone(),
         })
         .collect()

@@ -25,6 +25,9 @@ pub(crate) struct QueuedTask {
     pub live: LiveTask,
     /// Where the task's time goes (read by whoever waits for it).
     pub clock: Arc<StageClock>,
+    /// When it was queued here: the oldest call of a batch waits for
+    /// others from then (`scheduler/batching.rs`).
+    pub since: tokio::time::Instant,
 }
 
 pub(crate) enum Command {

@@ -224,6 +224,7 @@ mod tests {
             streaming: false,
             is_async: true,
             accepts_metadata: false,
+            batched: false,
             entry: json!({"input_schema": {
                 "type": "object",
                 "properties": {"file": {"type": "string", "format": "file"}}

@@ -39,6 +39,8 @@
 
 pub mod api;
 mod app_info;
+mod batch_gate;
+mod batch_policy;
 mod deletion;
 mod disk_usage;
 mod engine;

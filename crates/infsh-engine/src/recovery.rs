@@ -104,6 +104,7 @@ pub(crate) async fn recover(
             record: task,
             live,
             clock: Default::default(),
+            since: tokio::time::Instant::now(),
         });
         report.requeued += 1;
     }

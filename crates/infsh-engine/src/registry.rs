@@ -10,6 +10,7 @@
 //! Folders are visited in name order, so which of two apps claiming the same
 //! id wins (the first) does not depend on the file system.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use infsh_core::{AppRef, ErrorChain};
 use infsh_placement::engine_config::manifest_bound_problems;
 use infsh_placement::{AppNeeds, AppOverrides, NeedsError};
 use serde_json::Value;
+
+use crate::batch_policy::{read_batching, BatchPolicy};
 
 /// How deep below `apps_dir` app folders are looked for.
 pub const MAX_DEPTH: usize = 3;
@@ -41,6 +44,8 @@ pub(crate) struct AppEntry {
     /// Replica bounds: inf.yml's `infsh:` block, with the engine config's
     /// `apps:` entry over it once the engine applied it.
     pub bounds: AppOverrides,
+    /// Its batched functions (`infsh.functions`, `batch_policy.rs`).
+    pub batching: BTreeMap<String, BatchPolicy>,
 }
 
 impl AppEntry {
@@ -70,6 +75,7 @@ impl AppEntry {
             setup_timeout: limits.setup_timeout,
             needs,
             bounds: limits.bounds,
+            batching: limits.batching,
             dir,
         }
     }
@@ -97,12 +103,15 @@ impl AppEntry {
 ///   max_replicas: 2      # default: `infsh serve --replicas`
 ///   concurrency: 4       # tasks per replica; default: the server's
 ///   keep_warm: true      # never evicted
+///   functions:           # batching, opt in (batch_policy.rs)
+///     embed: {max_batch_size: 32, max_batch_wait_ms: 5}
 /// ```
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct AppLimits {
     pub task_timeout: Option<Duration>,
     pub setup_timeout: Option<Duration>,
     pub bounds: AppOverrides,
+    pub batching: BTreeMap<String, BatchPolicy>,
     pub problems: Vec<String>,
 }
 
@@ -130,6 +139,7 @@ impl AppLimits {
                     read("infsh.setup_timeout", block.get("setup_timeout")),
                 );
                 limits.bounds = read_bounds(block, &mut limits.problems);
+                limits.batching = read_batching(block, &mut limits.problems);
                 times
             }
             Some(other) => {

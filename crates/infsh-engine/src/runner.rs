@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::batch_gate::BatchTicket;
 use crate::handle::QueuedTask;
 use crate::outputs::{store_output_files, strip_local_paths};
 use crate::replica::StopReason;
@@ -58,6 +59,9 @@ pub(crate) struct RunArgs {
     /// Cancellation requests, each with an ack sent once CANCELLING.
     pub cancel: mpsc::Receiver<oneshot::Sender<()>>,
     pub events: mpsc::UnboundedSender<Event>,
+    /// Its place in a batch (`batch_gate.rs`): the call goes with the
+    /// batch's other calls, in one `call_batch`.
+    pub batch: Option<BatchTicket>,
 }
 
 /// Sends the task's end to the scheduler, also when the runner is dropped
@@ -108,6 +112,7 @@ pub(crate) async fn run(args: RunArgs) {
         events: args.events.clone(),
         stop_reason: args.stop_reason,
         gpu_ids: args.gpu_ids,
+        batch: args.batch,
     };
     runner.tracker.logs(args.early_logs);
     runner.tracker.set_status(TaskStatus::Dispatched).await;
@@ -141,6 +146,7 @@ struct Runner {
     events: mpsc::UnboundedSender<Event>,
     stop_reason: StopReason,
     gpu_ids: Vec<String>,
+    batch: Option<BatchTicket>,
 }
 
 /// Why the runner itself stopped the call.
@@ -265,8 +271,14 @@ impl Runner {
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let worker = self.worker.clone();
+        let batch = self.batch.take();
         self.clock.mark(Mark::Sent);
-        let call = worker.call(request, events_tx);
+        let call = async move {
+            match batch {
+                Some(ticket) => ticket.call(request, events_tx).await,
+                None => worker.call(request, events_tx).await,
+            }
+        };
         tokio::pin!(call);
         let limit = self
             .record

@@ -157,6 +157,8 @@ struct Running {
     cancel: mpsc::Sender<oneshot::Sender<()>>,
     /// The replica it runs on.
     replica: usize,
+    /// The batch it runs in (`scheduler/batching.rs`), if any.
+    batch: Option<u64>,
     /// Its session, if it is a session's call.
     session: Option<String>,
 }
@@ -226,6 +228,16 @@ struct Actor {
     tasks: JoinSet<()>,
     /// Starts the app's workers (and keeps its zygote).
     launcher: Arc<dyn AppLauncher>,
+    /// Batching (`scheduler/batching.rs`): the tasks of each batch still
+    /// running, by batch number (a batch holds one slot of its replica
+    /// until its last task ended).
+    batches: HashMap<u64, usize>,
+    next_batch: u64,
+    /// When the oldest call held for a batch stops waiting for more.
+    gather_until: Option<Instant>,
+    /// Queued tasks held for their batch while a replica could take them:
+    /// no replica is started for them.
+    held_for_batch: usize,
 }
 
 /// Starts the actor of one app, whose workers `launcher` starts.
@@ -281,6 +293,10 @@ pub(crate) fn spawn(
         slot_reserved: false,
         tasks: JoinSet::new(),
         launcher,
+        batches: HashMap::new(),
+        next_batch: 0,
+        gather_until: None,
+        held_for_batch: 0,
     };
     tokio::spawn(actor.run());
     AppHandle {
@@ -299,6 +315,11 @@ impl Actor {
             let wake = self.wake_at();
             // A session due to expire (scheduler/sessions.rs).
             let wake = match (wake, self.shared.sessions.next_expiry(&self.entry.id)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // A batch that stops gathering.
+            let wake = match (wake, self.gather_until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -784,6 +805,7 @@ impl Actor {
     }
 }
 
+mod batching;
 mod dispatch;
 mod run_at;
 mod sessions;

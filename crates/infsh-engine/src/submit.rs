@@ -164,6 +164,7 @@ pub(crate) async fn submit(
             record,
             live,
             clock: clock.clone(),
+            since: tokio::time::Instant::now(),
         });
         Ok((view, clock))
     })

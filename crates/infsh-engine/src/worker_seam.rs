@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use infsh_protocol::{CallId, Ready};
 use infsh_store::LogEntry;
 use infsh_worker::{
-    CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, Worker, WorkerError,
+    BatchCall, CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, Worker, WorkerError,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -144,6 +144,10 @@ pub(crate) trait AppWorker: Send + Sync {
         events: mpsc::UnboundedSender<CallEvent>,
     ) -> Result<CallOutcome, WorkerError>;
 
+    /// Runs a batched function once for several calls (`call_batch`);
+    /// returns at once, each call is answered on its own `reply`.
+    fn call_batch(&self, function: String, calls: Vec<BatchCall>);
+
     /// Asks the worker to cancel a call in flight (it then fails with kind
     /// `cancelled`); a call that does not stop is the caller's to kill.
     async fn cancel(&self, id: &CallId) -> Result<(), WorkerError>;
@@ -185,6 +189,10 @@ impl AppWorker for Worker {
         events: mpsc::UnboundedSender<CallEvent>,
     ) -> Result<CallOutcome, WorkerError> {
         Worker::call(self, request, events).await
+    }
+
+    fn call_batch(&self, function: String, calls: Vec<BatchCall>) {
+        Worker::call_batch(self, function, calls)
     }
 
     async fn cancel(&self, id: &CallId) -> Result<(), WorkerError> {

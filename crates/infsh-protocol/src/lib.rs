@@ -18,8 +18,8 @@ pub mod messages;
 
 pub use frame::{read_message, write_message, FrameError, SpillDir};
 pub use messages::{
-    CallFailed, CallId, FailureKind, FunctionInfo, HostMessage, InputErrorItem, LoadFailed,
-    LoadFailureKind, OutputFile, Ready, SetupFailed, SetupFailureKind, WorkerMessage,
+    BatchItem, CallFailed, CallId, FailureKind, FunctionInfo, HostMessage, InputErrorItem,
+    LoadFailed, LoadFailureKind, OutputFile, Ready, SetupFailed, SetupFailureKind, WorkerMessage,
 };
 
 /// Version of the worker protocol; the worker reports its own in `ready`.

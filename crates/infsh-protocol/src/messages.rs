@@ -68,10 +68,26 @@ pub enum HostMessage {
         #[serde(default = "empty_object")]
         metadata: Value,
     },
+    /// Run a batched function once for several calls; each call is
+    /// answered on its own (`done` or `failed` per id).
+    CallBatch {
+        function: String,
+        calls: Vec<BatchItem>,
+    },
     /// Cancel a call; it then ends with `failed` (`kind: cancelled`).
     Cancel { id: CallId },
     /// Run `unload` and exit; answered by `bye`.
     Shutdown,
+}
+
+/// One call of a `call_batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub id: CallId,
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    #[serde(default = "empty_object")]
+    pub metadata: Value,
 }
 
 /// Worker → host.
@@ -146,6 +162,11 @@ pub struct FunctionInfo {
     pub is_async: bool,
     /// Takes `(self, input, metadata)`.
     pub accepts_metadata: bool,
+    /// Takes a list of inputs and returns a list of outputs, one per input
+    /// (batching, opt in through inf.yml): the host sends `call_batch`, and
+    /// `entry`'s schemas are those of one item.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batched: bool,
     /// Exactly this function's value in `functions_schema.json`:
     /// `description`, `input_schema`, `output_schema`, then whatever the
     /// SDK's `@function` decorator added. Kept as raw JSON so keys we do not

@@ -21,6 +21,7 @@ fn upscale() -> FunctionInfo {
         streaming: false,
         is_async: true,
         accepts_metadata: false,
+        batched: false,
         entry: json!({
             "description": "Upscale an image.",
             "input_schema": {"properties": {"scale": {"type": "integer"}}, "type": "object"},
@@ -48,6 +49,42 @@ fn host_call() {
         metadata: json!({"task_id": "t1"}),
     };
     insta::assert_snapshot!(wire(&msg));
+}
+
+#[test]
+fn host_call_batch() {
+    let msg = HostMessage::CallBatch {
+        function: "embed".into(),
+        calls: vec![
+            BatchItem {
+                id: CallId::new("c-1"),
+                input: json!({"text": "a"}),
+                metadata: json!({"task_id": "t1"}),
+            },
+            BatchItem {
+                id: CallId::new("c-2"),
+                input: json!({"text": "b"}),
+                metadata: json!({"task_id": "t2"}),
+            },
+        ],
+    };
+    assert_eq!(
+        wire(&msg),
+        r#"{"type":"call_batch","function":"embed","calls":[{"id":"c-1","input":{"text":"a"},"metadata":{"task_id":"t1"}},{"id":"c-2","input":{"text":"b"},"metadata":{"task_id":"t2"}}]}"#
+    );
+    let back: HostMessage = serde_json::from_str(&wire(&msg)).unwrap();
+    assert_eq!(back, msg);
+}
+
+#[test]
+fn a_batched_function_says_so_and_an_unbatched_one_stays_as_it_was() {
+    let mut f = upscale();
+    assert!(!serde_json::to_string(&f).unwrap().contains("batched"));
+    f.batched = true;
+    let text = serde_json::to_string(&f).unwrap();
+    assert!(text.contains(r#""batched":true"#), "{text}");
+    let back: FunctionInfo = serde_json::from_str(&text).unwrap();
+    assert!(back.batched);
 }
 
 #[test]

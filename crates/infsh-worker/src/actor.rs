@@ -55,6 +55,11 @@ pub enum Command {
         events: mpsc::UnboundedSender<CallEvent>,
         reply: Reply<CallOutcome>,
     },
+    /// Several calls of one batched function, sent as one `call_batch`.
+    CallBatch {
+        function: String,
+        calls: Vec<crate::BatchCall>,
+    },
     Cancel {
         id: CallId,
         reply: Reply<()>,

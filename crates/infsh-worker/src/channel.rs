@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 pub enum Op {
     Setup,
     Call(CallId),
+    CallBatch(Vec<CallId>),
     Cancel,
     Shutdown,
 }

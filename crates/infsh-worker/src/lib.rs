@@ -119,6 +119,15 @@ pub struct CallRequest {
     pub metadata: Value,
 }
 
+/// One call of a batch ([`Worker::call_batch`]): the request, where its
+/// events go, and where its answer goes.
+#[derive(Debug)]
+pub struct BatchCall {
+    pub req: CallRequest,
+    pub events: tokio::sync::mpsc::UnboundedSender<CallEvent>,
+    pub reply: tokio::sync::oneshot::Sender<Result<CallOutcome, WorkerError>>,
+}
+
 /// A call's result (`done`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallOutcome {

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::actor::{self, Command};
 use crate::spawn::Spawned;
 use crate::{
-    spawn, CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, WorkerConfig, WorkerError,
+    spawn, BatchCall, CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, WorkerConfig,
+    WorkerError,
 };
 
 /// A handle to one running worker. Clones share the worker; when the last
@@ -103,6 +104,21 @@ impl Worker {
     ) -> Result<CallOutcome, WorkerError> {
         self.ask(|reply| Command::Call { req, events, reply })
             .await?
+    }
+
+    /// Calls a batched function once for several calls (one `call_batch`
+    /// message). Each call is answered on its own `reply`, its events on its
+    /// own `events` (the app's output goes to every call of the batch, as
+    /// to every call in flight). Returns at once; a worker that is gone
+    /// fails every reply.
+    pub fn call_batch(&self, function: String, calls: Vec<BatchCall>) {
+        if let Err(mpsc::error::SendError(Command::CallBatch { calls, .. })) =
+            self.commands.send(Command::CallBatch { function, calls })
+        {
+            for call in calls {
+                let _ = call.reply.send(Err(supervisor_gone()));
+            }
+        }
     }
 
     /// Asks the worker to cancel a call in flight; that call then fails with

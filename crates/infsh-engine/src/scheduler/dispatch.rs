@@ -6,8 +6,10 @@ use infsh_store::TaskStatus;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::batching::BatchStep;
 use super::{dec_usize, Actor, ReplicaOutcome, Running, Stage};
 use crate::api::AppState;
+use crate::batch_gate::BatchTicket;
 use crate::handle::{AppStatus, QueuedTask};
 use crate::metrics::{dec, inc};
 use crate::replica::ReplicaState;
@@ -25,12 +27,25 @@ impl Actor {
     /// at past that point.
     pub(super) fn schedule(&mut self) {
         self.sync_sessions();
+        self.gather_until = None;
+        self.held_for_batch = 0;
         if !self.draining() && !self.paused() {
             let mut i = 0;
             let mut fifo_blocked = false;
             while i < self.queue.len() {
                 if fifo_blocked && !self.replicas.iter().any(|r| r.session.is_some()) {
                     break;
+                }
+                if !fifo_blocked {
+                    match self.try_batch(i) {
+                        BatchStep::NotBatched | BatchStep::Single => {}
+                        BatchStep::Dispatched => continue,
+                        BatchStep::Held => {
+                            fifo_blocked = true;
+                            i += 1;
+                            continue;
+                        }
+                    }
                 }
                 let task = &self.queue[i];
                 let setup = &task.record.setup;
@@ -74,7 +89,7 @@ impl Actor {
     /// A replica for a task with this setup config: one already set up so
     /// with a free slot (the least busy), else an idle one (setup re-runs;
     /// not during a backoff).
-    fn pick(&self, setup: &serde_json::Value) -> Option<(usize, bool)> {
+    pub(super) fn pick(&self, setup: &serde_json::Value) -> Option<(usize, bool)> {
         let may_set_up = !self.in_backoff();
         let concurrency = self.concurrency();
         let ready = self
@@ -159,6 +174,9 @@ impl Actor {
                     .is_none_or(|s| self.shared.sessions.binding(s) == Binding::Unbound)
             })
             .count();
+        // Calls held for their batch have a replica; they only wait for
+        // company.
+        let waiting = waiting.saturating_sub(self.held_for_batch);
         if waiting == 0 {
             return;
         }
@@ -189,12 +207,28 @@ impl Actor {
     }
 
     fn dispatch(&mut self, idx: usize, task: QueuedTask, needs_setup: bool) {
+        self.dispatch_with(idx, task, needs_setup, None);
+    }
+
+    /// Hands `task` to a runner on replica `idx`. A task of a batch comes
+    /// with its batch's number and its ticket; the batch took its slot of
+    /// the replica already.
+    pub(super) fn dispatch_with(
+        &mut self,
+        idx: usize,
+        task: QueuedTask,
+        needs_setup: bool,
+        batch: Option<(u64, BatchTicket)>,
+    ) {
         let generation = self.replicas[idx].generation;
         let gpu_ids = SlotEnv::of(self.replicas[idx].lease.as_ref().and_then(|l| l.slot())).gpu_ids;
         let ReplicaState::Up(up) = &mut self.replicas[idx].state else {
             unreachable!("dispatch to a replica that is not up");
         };
-        up.busy += 1;
+        let (batch_id, ticket) = batch.unzip();
+        if batch_id.is_none() {
+            up.busy += 1;
+        }
         up.last_used_ms = Some(infsh_store::now_ms());
         if needs_setup {
             up.setting_up = true;
@@ -211,6 +245,7 @@ impl Actor {
             Running {
                 cancel: cancel_tx,
                 replica: idx,
+                batch: batch_id,
                 session: task.record.session_id.clone(),
             },
         );
@@ -231,6 +266,7 @@ impl Actor {
             gpu_ids,
             cancel: cancel_rx,
             events: self.events_tx.clone(),
+            batch: ticket,
         };
         self.tasks.spawn(runner::run(args));
     }
@@ -242,8 +278,13 @@ impl Actor {
         task_id: String,
         outcome: ReplicaOutcome,
     ) {
+        // A batch frees its slot with its last task.
+        let mut frees_slot = true;
         if let Some(running) = self.running.remove(&task_id) {
             dec(&self.shared.metrics.running);
+            if let Some(batch) = running.batch {
+                frees_slot = self.batch_task_ended(batch);
+            }
             if let Some(session) = &running.session {
                 // Idle from now: its timeout starts again.
                 self.shared.sessions.touch(session);
@@ -262,7 +303,9 @@ impl Actor {
             }
         }
         if let Some(up) = self.up_mut(idx, generation) {
-            up.busy = up.busy.saturating_sub(1);
+            if frees_slot {
+                up.busy = up.busy.saturating_sub(1);
+            }
             up.last_used_ms = Some(infsh_store::now_ms());
         }
         // A healthy end was reported already (and a later one must not

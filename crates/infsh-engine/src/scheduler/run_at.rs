@@ -13,12 +13,13 @@ use crate::handle::QueuedTask;
 
 impl Actor {
     /// Queues `task`, or holds it until its `run_at`.
-    pub(super) fn enqueue_task(&mut self, task: QueuedTask) {
+    pub(super) fn enqueue_task(&mut self, mut task: QueuedTask) {
         let wait_ms = task
             .record
             .run_at_ms
             .map_or(0, |at| at.saturating_sub(now_ms()));
         if wait_ms <= 0 {
+            task.since = tokio::time::Instant::now();
             self.queue.push_back(task);
             self.schedule();
             return;
@@ -34,7 +35,8 @@ impl Actor {
 
     /// `id`'s time has come: into the queue (unless it was cancelled since).
     pub(super) fn due(&mut self, id: &str) {
-        if let Some(task) = self.take_scheduled(id) {
+        if let Some(mut task) = self.take_scheduled(id) {
+            task.since = tokio::time::Instant::now();
             self.queue.push_back(task);
             self.schedule();
         }

@@ -14,6 +14,7 @@ use infsh_protocol::Ready;
 use super::{dec_usize, Actor, Event, Stage, Stopping};
 use crate::api::EngineError;
 use crate::app_info::AppInfo;
+use crate::batch_policy::batching_mismatch;
 use crate::placement_broker::{Evictor, Grant, Lease};
 use crate::replica::ReplicaState;
 use crate::tracker::Tracker;
@@ -189,9 +190,18 @@ impl Actor {
         self.probing = true;
         let launcher = self.launcher.clone();
         let events = self.events_tx.clone();
+        let entry = self.entry.clone();
         self.tasks.spawn(async move {
             match launcher.launch(&SlotEnv::probe()).await {
                 Ok(launched) => {
+                    if let Some(message) =
+                        batching_mismatch(&entry.batching, entry.dir.runtime, &launched.ready)
+                    {
+                        launched.worker.kill(KILL_GRACE).await;
+                        let failure = StartFailure::load(message, None);
+                        let _ = events.send(Event::Probed(Err(failure)));
+                        return;
+                    }
                     let _ = events.send(Event::Probed(Ok(Box::new(launched.ready))));
                     launched.worker.kill(KILL_GRACE).await;
                 }

@@ -11,6 +11,7 @@ use infsh_worker::LogLine;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::batch_policy::batching_mismatch;
 use crate::metrics::inc;
 use crate::registry::AppEntry;
 use crate::shared::Shared;
@@ -43,6 +44,10 @@ pub(crate) async fn start_worker(
         ready,
         mut logs,
     } = launcher.launch(&slot).await?;
+    if let Some(message) = batching_mismatch(&entry.batching, entry.dir.runtime, &ready) {
+        worker.kill(KILL_GRACE).await;
+        return Err(StartFailure::load(message, None));
+    }
     inc(&shared.metrics.workers_started);
     tracing::info!(app = %entry.id, pid = worker.pid(), functions = ready.functions.len(), "worker started");
 

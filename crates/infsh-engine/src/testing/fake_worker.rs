@@ -32,7 +32,8 @@ use infsh_protocol::{
     CallFailed, CallId, FailureKind, FunctionInfo, Ready, SetupFailed, SetupFailureKind,
 };
 use infsh_worker::{
-    CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, LogStream, WorkerError,
+    BatchCall, CallEvent, CallOutcome, CallRequest, ExitDescription, LogLine, LogStream,
+    WorkerError,
 };
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch, Notify};
@@ -68,6 +69,11 @@ pub(crate) enum Op {
     Call {
         pid: u32,
         task: String,
+    },
+    /// A `call_batch` of these tasks, in the order given.
+    CallBatch {
+        pid: u32,
+        tasks: Vec<String>,
     },
     /// A call ended, however.
     CallEnded {
@@ -223,7 +229,21 @@ impl Fake {
         }
     }
 
-    fn ready(pid: u32) -> Ready {
+    /// `run`, plus each function the app declares batched (taking a list).
+    fn ready(pid: u32, batched: &[String]) -> Ready {
+        let mut ready = Fake::ready_run(pid);
+        let run = ready.functions[0].clone();
+        ready
+            .functions
+            .extend(batched.iter().map(|name| FunctionInfo {
+                name: name.clone(),
+                batched: true,
+                ..run.clone()
+            }));
+        ready
+    }
+
+    fn ready_run(pid: u32) -> Ready {
         Ready {
             protocol: infsh_protocol::PROTOCOL_VERSION,
             pid,
@@ -235,6 +255,7 @@ impl Fake {
                 streaming: false,
                 is_async: true,
                 accepts_metadata: false,
+                batched: false,
                 entry: json!({"input_schema": {"type": "object"}}),
             }],
             setup_schema: json!({"type": "object"}),
@@ -245,12 +266,13 @@ impl Fake {
 
 impl WorkerLauncher for Arc<Fake> {
     fn for_app(&self, _shared: Arc<Shared>, entry: Arc<AppEntry>) -> Arc<dyn AppLauncher> {
-        Arc::new(FakeAppLauncher(self.clone(), entry.id.clone()))
+        let batched = entry.batching.keys().cloned().collect();
+        Arc::new(FakeAppLauncher(self.clone(), entry.id.clone(), batched))
     }
 }
 
-/// The fake and the app id.
-struct FakeAppLauncher(Arc<Fake>, String);
+/// The fake, the app id and its batched functions.
+struct FakeAppLauncher(Arc<Fake>, String, Vec<String>);
 
 #[async_trait]
 impl AppLauncher for FakeAppLauncher {
@@ -289,9 +311,9 @@ impl AppLauncher for FakeAppLauncher {
                 pid,
                 exit: Arc::new(watch::channel(None).0),
                 exit_status: Arc::new(watch::channel(None).0),
-                calls: Mutex::default(),
+                calls: Arc::default(),
             }),
-            ready: Fake::ready(pid),
+            ready: Fake::ready(pid, &self.2),
             logs: Vec::new(),
         })
     }
@@ -319,6 +341,7 @@ impl Script {
 /// How a fake worker ended, and its last stderr lines.
 type Exit = (ExitDescription, Vec<String>);
 
+#[derive(Clone)]
 struct FakeWorker {
     fake: Arc<Fake>,
     pid: u32,
@@ -327,7 +350,7 @@ struct FakeWorker {
     /// The same for the worker seam's `exit_watch`.
     exit_status: Arc<watch::Sender<Option<ExitDescription>>>,
     /// Calls in flight, by id: notified on cancel.
-    calls: Mutex<HashMap<CallId, Arc<Notify>>>,
+    calls: Arc<Mutex<HashMap<CallId, Arc<Notify>>>>,
 }
 
 /// Ends a worker (once) through its exit channels.
@@ -512,6 +535,25 @@ impl AppWorker for FakeWorker {
                 "CancelledError: cancelled".into(),
             )),
             Err(Performed::Error(e)) => Err(e),
+        }
+    }
+
+    /// Each call of the batch runs as a call of its own would (its own
+    /// script, cancel and answer), all at once.
+    fn call_batch(&self, _function: String, calls: Vec<BatchCall>) {
+        self.fake.record(Op::CallBatch {
+            pid: self.pid,
+            tasks: calls
+                .iter()
+                .map(|c| c.req.id.as_str().to_string())
+                .collect(),
+        });
+        for call in calls {
+            let worker = self.clone();
+            tokio::spawn(async move {
+                let answer = worker.call(call.req, call.events).await;
+                let _ = call.reply.send(answer);
+            });
         }
     }
 

@@ -117,6 +117,13 @@ impl Actor {
                     let _ = call.reply.send(Err(err()));
                 }
             }
+            Op::CallBatch(ids) => {
+                for id in ids {
+                    if let Some(call) = self.calls.remove(&id) {
+                        let _ = call.reply.send(Err(err()));
+                    }
+                }
+            }
             Op::Setup => {
                 if let Some(op) = self.setups.pop_front() {
                     let _ = op.reply.send(Err(err()));

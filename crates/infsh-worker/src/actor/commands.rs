@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use infsh_protocol::HostMessage;
+use infsh_protocol::{BatchItem, HostMessage};
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 use super::{Actor, CallOp, Command, SetupOp};
 use crate::channel::{Op, Outgoing};
-use crate::{ExitDescription, WorkerError};
+use crate::{BatchCall, ExitDescription, WorkerError};
 
 impl Actor {
     pub(super) fn command(&mut self, cmd: Command) {
@@ -55,6 +55,7 @@ impl Actor {
                 };
                 self.send(msg, Op::Call(req.id));
             }
+            Command::CallBatch { function, calls } => self.call_batch(function, calls),
             Command::Cancel { id, reply } => {
                 if let Some(err) = self.gone_error("cancel") {
                     let _ = reply.send(Err(err));
@@ -91,6 +92,48 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Registers every call of the batch, then sends them as one message.
+    /// A call refused here (a duplicate id, a worker gone) is answered
+    /// alone; the others still go.
+    fn call_batch(&mut self, function: String, calls: Vec<BatchCall>) {
+        let mut items = Vec::with_capacity(calls.len());
+        for call in calls {
+            if let Some(err) = self.gone_error(&format!("call {function}")) {
+                let _ = call.reply.send(Err(err));
+                continue;
+            }
+            let id = call.req.id;
+            if self.calls.contains_key(&id) || items.iter().any(|i: &BatchItem| i.id == id) {
+                let _ = call.reply.send(Err(WorkerError::DuplicateCallId(id)));
+                continue;
+            }
+            self.calls.insert(
+                id.clone(),
+                CallOp {
+                    function: function.clone(),
+                    events: call.events,
+                    reply: call.reply,
+                },
+            );
+            items.push(BatchItem {
+                id,
+                input: call.req.input,
+                metadata: call.req.metadata,
+            });
+        }
+        if items.is_empty() {
+            return;
+        }
+        let ids = items.iter().map(|i| i.id.clone()).collect();
+        self.send(
+            HostMessage::CallBatch {
+                function,
+                calls: items,
+            },
+            Op::CallBatch(ids),
+        );
     }
 
     pub(super) fn send_next_setup(&mut self) {

@@ -50,6 +50,7 @@ pub async fn describe_app(remote: &Remote, id: &str) -> Result<RemoteApp, Failur
                 .unwrap_or(false),
             is_async: true,
             accepts_metadata: false,
+            batched: false,
             entry: entry.clone(),
         })
         .collect();

@@ -5,6 +5,7 @@
 //! end to end with real Python workers in `crates/infsh-engine/tests/`.
 
 mod backoff;
+mod batching;
 mod cancel;
 mod dispatch;
 mod placement;
