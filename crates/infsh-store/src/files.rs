@@ -270,7 +270,8 @@ impl FileStore {
         let mut total = 0u64;
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.list_files(SIZE_PAGE, cursor.as_deref()).await?;
+            // Every team's files: the bucket holds them all.
+            let page = self.store.list_files(SIZE_PAGE, cursor.as_deref(), None).await?;
             total += page
                 .items
                 .iter()
