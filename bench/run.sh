@@ -4,6 +4,7 @@
 #   bench/run.sh                  # full run: every system twice; ~10 min after the first install
 #   bench/run.sh --quick --rounds 1   # a short run, to check the harness (~2 min)
 #   bench/run.sh --systems infsh,cog --perf   # arguments go to bench/bench.py
+#   bench/run.sh --tokens [--streams 64]      # the tokens benchmark instead (bench/tokens.py)
 #
 # Installs what it needs, idempotently, under bench/.work (gitignored):
 #   - the infsh release binary (cargo build --release; INFSH_BIN=... to use another),
@@ -120,5 +121,11 @@ install_peer bentoml "bentoml==$BENTOML_VERSION"
 set -e
 
 # -- run -------------------------------------------------------------------
+if [ "${1:-}" = "--tokens" ]; then
+  shift
+  say "running the tokens benchmark (bench/tokens.py $*)"
+  python3 "$bench/tokens.py" "$@"
+  exit 0
+fi
 say "running the benchmark (bench/bench.py $*)"
 python3 "$bench/bench.py" "$@"

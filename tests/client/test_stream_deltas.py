@@ -103,7 +103,8 @@ def test_the_client_merges_deltas_to_the_full_text_in_few_bytes(proxy):
     # The client showed text as it came, built from delta lines: every
     # partial text is a prefix of the whole, and they grow.
     partial = [u["output"]["response"] for u in updates if u.get("_delta")]
-    assert len(partial) >= N // 4, len(partial)
+    # (At most one delta line per 10 ms window: several tokens each.)
+    assert len(partial) >= N // 20, len(partial)
     assert all(text.startswith(p) for p in partial)
     assert partial == sorted(partial, key=len)
     # Everything the client read (POST, stream, headers included): a delta

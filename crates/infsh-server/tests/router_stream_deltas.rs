@@ -220,3 +220,31 @@ async fn a_deltas_value_other_than_true_or_false_is_400() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn appended_text_waits_for_the_delta_window_but_the_end_does_not() {
+    bounded(async {
+        // A window longer than the task: the first delta goes at once, the
+        // rest of the text is held until the terminal snapshot, which takes
+        // it along (a catch-up delta) without waiting for the window.
+        let mut setup = Setup::new(&["tokens"]);
+        setup.timing.delta_window = std::time::Duration::from_secs(3600);
+        let s = start(setup).await;
+        let n = 60;
+        let id = run_tokens(&s, n, 0.003).await;
+        let lines = parse(
+            &read_chunks(
+                s.send(stream_req(&id, "?deltas=true", None)).await,
+                TEST_LIMIT,
+            )
+            .await,
+        );
+        let deltas = lines.iter().filter(|l| is_delta(l)).count();
+        assert!((1..=2).contains(&deltas), "{deltas} deltas: {lines:?}");
+        let (merged, last) = merge_like_the_client(&lines);
+        assert_eq!(last["status"], 10);
+        assert_eq!(merged, full_text(n));
+        s.stop().await;
+    })
+    .await;
+}

@@ -127,6 +127,10 @@ struct StreamState {
     deltas: Option<DeltaTracker>,
     /// A view taken off `rx` while coalescing, to be sent next.
     peeked: Option<TaskView>,
+    /// The newest change held back by the delta window, and when the window
+    /// ends (StreamTiming::delta_window).
+    held: Option<TaskView>,
+    next_delta_at: Instant,
 }
 
 impl StreamState {
@@ -147,8 +151,20 @@ impl StreamState {
     async fn next_event(&mut self) -> Option<Option<Bytes>> {
         let frame = tokio::select! {
             biased;
+            _ = tokio::time::sleep_until(self.next_delta_at), if self.held.is_some() => {
+                let view = self.held.take()?;
+                return self.change(view).map(Some);
+            }
             msg = next_view(&mut self.peeked, &mut self.rx) => match msg {
-                Some(view) => return self.change(view).map(Some),
+                Some(view) if self.hold(&view) => {
+                    self.held = Some(view);
+                    return None;
+                }
+                Some(view) => {
+                    // A newer view carries everything a held one had.
+                    self.held = None;
+                    return self.change(view).map(Some);
+                }
                 None => {
                     // The engine closed the feed without a terminal snapshot
                     // (engine stopping): show the final state if it is one,
@@ -205,10 +221,23 @@ impl StreamState {
             Step::Delta(line) => {
                 // A delta counts as news for the client's idle timer too.
                 self.last_snapshot_at = Instant::now();
+                self.next_delta_at = self.last_snapshot_at + self.state.timing.delta_window;
                 self.last = Some(view);
                 Some(self.framing.frame(&line))
             }
         }
+    }
+
+    /// Whether `view` waits for the delta window: only a delta client's
+    /// change within the window that keeps the status it last saw (so a
+    /// status change or the end is never late).
+    fn hold(&self, view: &TaskView) -> bool {
+        self.deltas.is_some()
+            && Instant::now() < self.next_delta_at
+            && self
+                .last
+                .as_ref()
+                .is_some_and(|last| last.record.status == view.record.status)
     }
 
     /// The newest of the views already queued behind `view` with its status:
@@ -278,6 +307,8 @@ pub async fn stream_task(
         done: false,
         deltas,
         peeked: None,
+        held: None,
+        next_delta_at: Instant::now(),
     };
     let frames = futures_util::stream::unfold(st, |mut st| async move {
         let frame = st.next_frame().await?;
