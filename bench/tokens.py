@@ -149,7 +149,8 @@ def plain_stream(method, path, body_of, headers=None):
 def configs(p):
     out = []
     if "infsh" in p.systems:
-        for deltas, label in ((True, "official client (deltas)"), (False, "old client (snapshots)")):
+        clients = ((True, "official client (deltas)"), (False, "old client (snapshots)"))
+        for deltas, label in clients[:1] if p.no_snapshots else clients:
             def launch(port, tmp):
                 apps = os.path.join(tmp, "apps")
                 shutil.copytree(os.path.join(APPS, "infsh"), apps)
@@ -392,6 +393,7 @@ def main():
     ap.add_argument("--waves", type=int, default=3)
     ap.add_argument("--ttft-n", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--no-snapshots", action="store_true", help="skip infsh as an old client (full snapshots)")
     ap.add_argument("--systems", default="infsh,cog,litserve,bentoml")
     ap.add_argument("--out", default=os.path.join(bench.BENCH, "results"))
     ap.add_argument("--infsh-bin", default=os.environ.get("INFSH_BIN", os.path.join(bench.ROOT, "target", "release", "infsh")))
