@@ -5,6 +5,7 @@
 #   bench/run.sh --quick --rounds 1   # a short run, to check the harness (~2 min)
 #   bench/run.sh --systems infsh,cog --perf   # arguments go to bench/bench.py
 #   bench/run.sh --embed [--rounds 2]         # the embed and batching benchmarks (bench/embed.py)
+#   bench/run.sh --tokens [--streams 64]      # the tokens benchmark instead (bench/tokens.py)
 #
 # Installs what it needs, idempotently, under bench/.work (gitignored):
 #   - the infsh release binary (cargo build --release; INFSH_BIN=... to use another),
@@ -139,6 +140,12 @@ if [ -n "$embed" ]; then
   say "running the embed and batching benchmarks (bench/embed.py $*)"
   python3 "$bench/embed.py" "$@"
   exit
+fi
+if [ "${1:-}" = "--tokens" ]; then
+  shift
+  say "running the tokens benchmark (bench/tokens.py $*)"
+  python3 "$bench/tokens.py" "$@"
+  exit 0
 fi
 say "running the benchmark (bench/bench.py $*)"
 python3 "$bench/bench.py" "$@"

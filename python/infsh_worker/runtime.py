@@ -553,6 +553,11 @@ class Runtime:
                         self.send_result({"type": "snapshot", "id": call.id, "output": output, "files": files})
                     except MessageTooLarge as e:
                         raise OutputError(f"a snapshot is too large to send: {e}; return large data as a File") from None
+                # A generator that never awaits (CPU-bound, or yielding what
+                # it already has) would otherwise hold the event loop to its
+                # last item: the other calls' streams, new calls and cancels
+                # would wait for it. One loop turn per yield lets them in.
+                await asyncio.sleep(0)
         finally:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:

@@ -202,6 +202,20 @@ def test_async_iterator_streams(worker):
     ]
 
 
+def test_streams_that_never_await_take_turns(worker):
+    # `iter` yields without awaiting anything: without a loop turn per
+    # yield, the first call would run to its end before the second started.
+    for id in ("a", "b"):
+        worker.send({"type": "call", "id": id, "function": "iter", "input": {"n": 300}, "metadata": {}})
+    order = []
+    while order.count("done") < 2:
+        frame = worker.recv()
+        if frame["type"] in ("snapshot", "done"):
+            order.append(frame["id"] if frame["type"] == "snapshot" else "done")
+    first_done = order.index("done")
+    assert "b" in order[:first_done], "b streamed nothing before a ended"
+
+
 def test_stream_that_yields_nothing_fails(worker):
     failed = worker.call("empty_stream", {})
     assert failed["kind"] == "app"

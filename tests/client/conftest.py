@@ -33,6 +33,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 SERVED = [
     "multi-fn", "files-app", "hangs", "fn-raises", "validation-app", "functions-variety", "batched",
+    "tokens",
     # JavaScript apps beside the Python ones (test_node_side_by_side.py);
     # their environments are built with npm on first use.
     "node-functions", "public/markdown-to-html",

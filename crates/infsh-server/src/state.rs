@@ -17,6 +17,10 @@ use crate::limit_metrics::LimitMetrics;
 use crate::stream_slots::StreamSlots;
 use crate::tokens::UploadSigner;
 
+/// [`StreamTiming::delta_window`] by default: far below what a reader
+/// notices, and several tokens of a fast model.
+pub const DEFAULT_DELTA_WINDOW: Duration = Duration::from_millis(10);
+
 /// How often the task stream sends heartbeats and repeats the snapshot
 /// (docs/client-wire-notes.md §3.4: heartbeat every 5-15 s, a full snapshot
 /// at least every ~20 s, or the client leaves after 30 s).
@@ -24,6 +28,11 @@ use crate::tokens::UploadSigner;
 pub struct StreamTiming {
     pub heartbeat: Duration,
     pub snapshot: Duration,
+    /// A delta client gets at most one delta line per window: text appended
+    /// within it goes out together (the first delta goes at once). A line
+    /// costs the client's ~60-byte envelope, so a token per line is ~10
+    /// times the token's size; status changes and the end never wait.
+    pub delta_window: Duration,
 }
 
 impl Default for StreamTiming {
@@ -31,6 +40,7 @@ impl Default for StreamTiming {
         StreamTiming {
             heartbeat: Duration::from_secs(5),
             snapshot: Duration::from_secs(15),
+            delta_window: DEFAULT_DELTA_WINDOW,
         }
     }
 }

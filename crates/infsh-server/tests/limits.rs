@@ -252,6 +252,7 @@ async fn idle_keep_alive_connections_close_after_the_idle_timeout_but_a_long_str
         let timing = StreamTiming {
             heartbeat: Duration::from_millis(200),
             snapshot: Duration::from_secs(15),
+            ..StreamTiming::default()
         };
         let live = live(&["slow"], &[], short(0.5, 1.0, 30.0), timing).await;
         let addr = live.addr;
@@ -532,6 +533,7 @@ async fn streams_past_the_per_task_cap_get_429() {
         let timing = StreamTiming {
             heartbeat: Duration::from_millis(200),
             snapshot: Duration::from_secs(15),
+            ..StreamTiming::default()
         };
         let live = live(&["slow"], &[], limits, timing).await;
         let addr = live.addr;

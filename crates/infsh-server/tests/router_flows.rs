@@ -261,6 +261,7 @@ async fn stream_heartbeats_repeats_snapshots_and_sse_framing_and_cancel() {
         setup.timing = StreamTiming {
             heartbeat: Duration::from_millis(150),
             snapshot: Duration::from_millis(400),
+            ..StreamTiming::default()
         };
         let s = start(setup).await;
         let pid_file = s.dir.path().join("child.pid");

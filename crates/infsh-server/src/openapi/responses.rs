@@ -92,6 +92,9 @@ pub enum TaskErrors {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum StreamErrors {
+    /// `invalid query string`: `deltas` is not `true` or `false`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
     /// Missing or wrong API key.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(ProblemDoc),

@@ -23,6 +23,7 @@ pub mod ops;
 pub mod runs;
 pub mod sessions;
 pub mod stream;
+pub mod stream_delta;
 pub mod task_delete;
 pub mod task_status;
 pub mod tasks;

@@ -15,6 +15,11 @@
 //! With `Accept: text/event-stream` (and no `application/x-ndjson`) the same
 //! objects are framed as SSE: `data: <json>\n\n`.
 //!
+//! A client that merges deltas (the official one, or `?deltas=true`) gets
+//! appended `response`/`reasoning` text as delta lines instead of repeated
+//! snapshots; the first line and the terminal line stay full snapshots
+//! (see stream_delta.rs).
+//!
 //! An unknown task is a 404 problem. An existing task never gets an error
 //! body here (the client does not check the status of this response).
 //! The client hanging up after the terminal line just drops the body.
@@ -31,8 +36,9 @@ use infsh_engine::TaskView;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use super::stream_delta::{wants_deltas, DeltaTracker, Step, StreamQuery};
 use crate::client_id::ClientId;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::Problem;
 use crate::state::ServerState;
 use crate::stream_slots::StreamSlot;
@@ -87,6 +93,17 @@ impl Framing {
     }
 }
 
+/// The view put back by coalescing, else the next one from the engine.
+async fn next_view(
+    peeked: &mut Option<TaskView>,
+    rx: &mut mpsc::Receiver<TaskView>,
+) -> Option<TaskView> {
+    match peeked.take() {
+        Some(view) => Some(view),
+        None => rx.recv().await,
+    }
+}
+
 pub const HEARTBEAT: &[u8] = br#"{"type":"heartbeat"}"#;
 
 fn snapshot_json(state: &ServerState, view: &TaskView) -> Vec<u8> {
@@ -105,18 +122,48 @@ struct StreamState {
     last: Option<TaskView>,
     last_snapshot_at: Instant,
     done: bool,
+    /// Some when this client gets delta lines.
+    deltas: Option<DeltaTracker>,
+    /// A view taken off `rx` while coalescing, to be sent next.
+    peeked: Option<TaskView>,
+    /// The newest change held back by the delta window, and when the window
+    /// ends (StreamTiming::delta_window).
+    held: Option<TaskView>,
+    next_delta_at: Instant,
 }
 
 impl StreamState {
     /// The next frame, or None when the response should end.
     async fn next_frame(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(frame) = self.next_event().await {
+                return frame;
+            }
         }
-        tokio::select! {
+    }
+
+    /// The next event: Some(frame or end), or None for a change that showed
+    /// the client nothing new (a yield repeating its output).
+    async fn next_event(&mut self) -> Option<Option<Bytes>> {
+        let frame = tokio::select! {
             biased;
-            msg = self.rx.recv() => match msg {
-                Some(view) => Some(self.snapshot(view)),
+            _ = tokio::time::sleep_until(self.next_delta_at), if self.held.is_some() => {
+                let view = self.held.take()?;
+                return self.change(view).map(Some);
+            }
+            msg = next_view(&mut self.peeked, &mut self.rx) => match msg {
+                Some(view) if self.hold(&view) => {
+                    self.held = Some(view);
+                    return None;
+                }
+                Some(view) => {
+                    // A newer view carries everything a held one had.
+                    self.held = None;
+                    return self.change(view).map(Some);
+                }
                 None => {
                     // The engine closed the feed without a terminal snapshot
                     // (engine stopping): show the final state if it is one,
@@ -132,7 +179,7 @@ impl StreamState {
             _ = self.ticks.tick() => {
                 if self.last_snapshot_at.elapsed() >= self.state.timing.snapshot {
                     if let Some(view) = self.last.take() {
-                        return Some(self.snapshot(view));
+                        return Some(Some(self.snapshot(view)));
                     }
                 }
                 Some(self.framing.frame(HEARTBEAT))
@@ -141,7 +188,70 @@ impl StreamState {
                 self.done = true;
                 None
             }
+        };
+        Some(frame)
+    }
+
+    /// A delta line when this client takes them and one can say the change,
+    /// else a full snapshot; None when the change shows nothing new.
+    fn change(&mut self, mut view: TaskView) -> Option<Bytes> {
+        if self.deltas.is_some() {
+            view = self.latest_of_same_status(view);
         }
+        let step = match (&mut self.deltas, &self.last) {
+            (Some(tracker), Some(last)) => tracker.step(last, &view),
+            _ => Step::Snapshot,
+        };
+        match step {
+            Step::Snapshot => {
+                let catch_up = self.deltas.as_mut().and_then(|t| t.catch_up(&view));
+                let snapshot = self.snapshot(view);
+                Some(match catch_up {
+                    // Both lines in one chunk: the delta must not be left
+                    // behind the snapshot that ends the stream.
+                    Some(line) => [self.framing.frame(&line), snapshot].concat().into(),
+                    None => snapshot,
+                })
+            }
+            Step::Nothing => {
+                self.last = Some(view);
+                None
+            }
+            Step::Delta(line) => {
+                // A delta counts as news for the client's idle timer too.
+                self.last_snapshot_at = Instant::now();
+                self.next_delta_at = self.last_snapshot_at + self.state.timing.delta_window;
+                self.last = Some(view);
+                Some(self.framing.frame(&line))
+            }
+        }
+    }
+
+    /// Whether `view` waits for the delta window: only a delta client's
+    /// change within the window that keeps the status it last saw (so a
+    /// status change or the end is never late).
+    fn hold(&self, view: &TaskView) -> bool {
+        self.deltas.is_some()
+            && Instant::now() < self.next_delta_at
+            && self
+                .last
+                .as_ref()
+                .is_some_and(|last| last.record.status == view.record.status)
+    }
+
+    /// The newest of the views already queued behind `view` with its status:
+    /// a delta client behind its producer gets one delta with all the text
+    /// that piled up instead of one line per yield. A status change is never
+    /// skipped.
+    fn latest_of_same_status(&mut self, mut view: TaskView) -> TaskView {
+        while let Some(next) = self.peeked.take().or_else(|| self.rx.try_recv().ok()) {
+            if next.record.status != view.record.status {
+                self.peeked = Some(next);
+                break;
+            }
+            view = next;
+        }
+        view
     }
 
     fn snapshot(&mut self, view: TaskView) -> Bytes {
@@ -156,9 +266,9 @@ impl StreamState {
 /// Stream a task's snapshots (NDJSON, or SSE on request) until it ends.
 #[utoipa::path(
     get, path = "/tasks/{id}/stream", tag = "tasks",
-    params(("id" = String, Path, description = "Task id")),
+    params(("id" = String, Path, description = "Task id"), StreamQuery),
     responses(
-        (status = 200, description = "One bare task DTO per line (no envelope), `{\"type\":\"heartbeat\"}` lines in between; ends after the terminal snapshot. With `Accept: text/event-stream`, the same objects as SSE `data:` frames.",
+        (status = 200, description = "One bare task DTO per line (no envelope), `{\"type\":\"heartbeat\"}` lines in between; ends after the terminal snapshot. With `Accept: text/event-stream`, the same objects as SSE `data:` frames. With deltas (see `deltas`), appended `response`/`reasoning` text comes as `{\"event\":\"delta\",\"data\":{\"delta\":{\"response\":\"…\"},\"seq\":N}}` lines; the first and the terminal lines stay full snapshots.",
          content(
             (String = "application/x-ndjson"),
             (String = "text/event-stream"),
@@ -171,6 +281,7 @@ pub async fn stream_task(
     State(state): State<ServerState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
     client: Option<Extension<ClientId>>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
@@ -179,6 +290,7 @@ pub async fn stream_task(
     let client = client.map(|Extension(c)| c).unwrap_or(ClientId::Unknown);
     let slot = state.stream_slots.acquire(&id, client)?;
     let framing = Framing::from_accept(&headers);
+    let deltas = wants_deltas(&query, &headers).then(DeltaTracker::default);
     let heartbeat = state.timing.heartbeat;
     let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -192,6 +304,10 @@ pub async fn stream_task(
         last: None,
         last_snapshot_at: Instant::now(),
         done: false,
+        deltas,
+        peeked: None,
+        held: None,
+        next_delta_at: Instant::now(),
     };
     let frames = futures_util::stream::unfold(st, |mut st| async move {
         let frame = st.next_frame().await?;
