@@ -374,6 +374,39 @@ impl From<EngineError> for Problem {
                 .with("session_id", id)
                 .with("session_app", session_app)
                 .with("app", app),
+            EngineError::SessionVersionMismatch {
+                id,
+                session_version,
+                version,
+                ..
+            } => Problem::new(StatusCode::BAD_REQUEST, "VERSION_MISMATCH", detail)
+                .with("session_id", id)
+                .with("session_version", session_version)
+                .with("version", version),
+            EngineError::UnknownVersion { .. } => Problem::not_found("version", detail),
+            EngineError::AmbiguousVersion { matches, .. } => {
+                Problem::new(StatusCode::BAD_REQUEST, "ambiguous_version", detail)
+                    .with("matches", matches)
+            }
+            EngineError::BadPackage(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "bad_package", detail)
+            }
+            EngineError::VersionFailed {
+                app,
+                hash,
+                message,
+                traceback,
+            } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "version_failed", detail)
+                .with("app", app)
+                .with("version", hash)
+                .with("message", message)
+                .with(
+                    "traceback",
+                    traceback.map(Value::from).unwrap_or(Value::Null),
+                ),
+            EngineError::VersionConflict(_) => {
+                Problem::new(StatusCode::CONFLICT, "version_conflict", detail)
+            }
             EngineError::InvalidSession(_) => Problem::bad_request(detail),
             EngineError::UnknownEngine(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_engine", detail)

@@ -24,6 +24,12 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_task_node.sql"),
     ),
     (6, "run_at", include_str!("../migrations/0006_run_at.sql")),
+    // 7 is reserved for another branch's migration.
+    (
+        8,
+        "app_versions",
+        include_str!("../migrations/0008_app_versions.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -80,12 +86,12 @@ mod tests {
     #[test]
     fn migrate_is_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 8]);
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, 6);
+        assert_eq!(n, 7);
     }
 
     #[test]
