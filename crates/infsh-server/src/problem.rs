@@ -699,6 +699,80 @@ mod tests {
         }
     }
 
+    /// The version errors: status, code, and the words a deployer reads.
+    #[test]
+    fn version_errors_map_to_statuses_and_say_why() {
+        let cases: Vec<(EngineError, u16, &str, &str)> = vec![
+            (
+                EngineError::SessionVersionMismatch {
+                    id: "sess_x".into(),
+                    app: "a/b".into(),
+                    session_version: "111111111111".into(),
+                    version: "222222222222".into(),
+                },
+                400,
+                "VERSION_MISMATCH",
+                "session \"sess_x\" runs version 111111111111 of app \"a/b\", not 222222222222",
+            ),
+            (
+                EngineError::UnknownVersion {
+                    app: "a/b".into(),
+                    version: "abcd".into(),
+                },
+                404,
+                "not_found",
+                "app \"a/b\" has no version \"abcd\" (list them: GET /apps/a/b/versions)",
+            ),
+            (
+                EngineError::AmbiguousVersion {
+                    app: "a/b".into(),
+                    version: "abcd".into(),
+                    matches: vec!["abcd1".into(), "abcd2".into()],
+                },
+                400,
+                "ambiguous_version",
+                "version \"abcd\" of app \"a/b\" is ambiguous: it begins abcd1, abcd2; give more of the hash",
+            ),
+            (
+                EngineError::BadPackage("not a package".into()),
+                400,
+                "bad_package",
+                "not a package",
+            ),
+            (
+                EngineError::VersionFailed {
+                    app: "a/b".into(),
+                    hash: "abcd".into(),
+                    message: "No module named 'x'".into(),
+                    traceback: Some("Traceback ...".into()),
+                },
+                422,
+                "version_failed",
+                "version abcd of app \"a/b\" failed to build: No module named 'x'",
+            ),
+            (
+                EngineError::VersionConflict("in use".into()),
+                409,
+                "version_conflict",
+                "in use",
+            ),
+        ];
+        for (err, status, code, detail) in cases {
+            let p = Problem::from(err);
+            assert_eq!(p.status.as_u16(), status, "{}", p.detail);
+            assert_eq!(p.code, code);
+            assert_eq!(p.detail, detail);
+        }
+        let (_, body, _) = parts(Problem::from(EngineError::VersionFailed {
+            app: "a/b".into(),
+            hash: "abcd".into(),
+            message: "m".into(),
+            traceback: Some("Traceback ...".into()),
+        }));
+        assert_eq!(body["traceback"], "Traceback ...");
+        assert_eq!(body["version"], "abcd");
+    }
+
     #[test]
     fn unknown_app_lists_available() {
         let (_, body, _) = parts(Problem::from(EngineError::UnknownApp {
