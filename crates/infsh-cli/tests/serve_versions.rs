@@ -331,3 +331,86 @@ fn two_hundred_runs_across_a_switch_all_succeed_and_the_current_version_survives
     assert_eq!(list[0]["id"], v2["id"]);
     assert_eq!(list[0]["current"], true);
 }
+
+#[test]
+fn a_session_keeps_its_version_across_a_switch() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let server = sb.start(&[]);
+    let v1 = deploy(&sb, &server, &[]);
+    let v1_id = v1["id"].as_str().unwrap().to_string();
+    let opened = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": APP, "input": {}, "wait": true, "session": "new"})),
+        200,
+    );
+    assert_eq!(opened["output"]["label"], "v1", "{opened}");
+    let session = opened["session_id"].as_str().unwrap().to_string();
+    let got = server.api("GET", &format!("/sessions/{session}"), None, 200);
+    assert_eq!(
+        (&got["app_id"], &got["app_version_id"]),
+        (&json!(APP), &json!(v1_id))
+    );
+
+    write_app(&src(&sb), "v2", "");
+    let v2 = deploy(&sb, &server, &[]);
+    let v2_id = v2["id"].as_str().unwrap().to_string();
+    assert_eq!(label(&server, APP), "v2");
+    // Named without a version, the session's call stays on v1.
+    let kept = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": APP, "input": {}, "wait": true, "session": session})),
+        200,
+    );
+    assert_eq!(kept["output"]["label"], "v1", "{kept}");
+    // Naming v2 in v1's session is refused.
+    let refused = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": format!("{APP}@{}", &v2_id[..8]), "input": {}, "session": session})),
+        400,
+    );
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/VERSION_MISMATCH"),
+        "{refused}"
+    );
+    assert_eq!(
+        refused["detail"],
+        format!(
+            "session \"{session}\" runs version {} of app \"{APP}\", not {}",
+            &v1_id[..12],
+            &v2_id[..12]
+        )
+    );
+    // v1 cannot be removed while the session lives.
+    let busy = server.api(
+        "DELETE",
+        &format!("/apps/tests/versioned/versions/{}", &v1_id[..8]),
+        None,
+        409,
+    );
+    assert_eq!(
+        busy["detail"],
+        format!(
+            "version {} of app \"{APP}\" has 1 live session(s): end them first",
+            &v1_id[..12]
+        )
+    );
+    let (st, _) = server
+        .request("DELETE", &format!("/sessions/{session}"), None)
+        .unwrap();
+    assert_eq!(st, 204);
+    let (st, body) = server
+        .request(
+            "DELETE",
+            &format!("/apps/tests/versioned/versions/{}", &v1_id[..8]),
+            None,
+        )
+        .unwrap();
+    assert_eq!(st, 204, "{body}");
+}
