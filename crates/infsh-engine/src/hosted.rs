@@ -54,7 +54,8 @@ impl HostedApps {
     /// The app a reference names: `ns/name` (its current version if it has
     /// one, else the folder app), `ns/name@HASH` (a version by a hash
     /// prefix of at least [`MIN_VERSION_PREFIX`]), `ns/name@latest` (the
-    /// current version), or a bare name that one app has. Any
+    /// current version), or a bare name that one app has. An app with no
+    /// deployed version ignores any `@version` (the folder app). Any
     /// `:function` is ignored here.
     pub fn resolve(&self, app: &AppRef) -> Result<AppHandle, EngineError> {
         let table = self.read();
@@ -86,6 +87,20 @@ impl HostedApps {
                     .ok_or_else(|| Self::unknown(&table, app.to_string()))
             }
             Some(prefix) => {
+                // An app never deployed as versions (only its `--apps`
+                // folder) ignores the version, as before versions existed:
+                // clients send the platform's version names.
+                let any_version = format!("{id}@");
+                let has_versions = table
+                    .handles
+                    .range(any_version.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&any_version));
+                if !has_versions {
+                    if let Some(folder) = table.handles.get(&id) {
+                        return Ok(folder.clone());
+                    }
+                }
                 let prefix = prefix.to_ascii_lowercase();
                 let start = format!("{id}@{prefix}");
                 let matches: Vec<&AppHandle> = if prefix.len() < MIN_VERSION_PREFIX {
