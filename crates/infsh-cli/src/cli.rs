@@ -112,6 +112,49 @@ pub enum AppCommand {
     /// Serve one app folder with the web playground at `/`, reloading the app whenever its files change.
     #[command(after_help = DEV_AFTER_HELP)]
     Dev(DevArgs),
+    /// Pack an app folder and deploy it to a server as a new version: the
+    /// server builds it and discovers its functions before it becomes current.
+    Deploy(DeployArgs),
+    /// List an app's versions on a server (newest first; `*` marks the current one).
+    Versions(VersionsArgs),
+    /// Make a version of an app current on a server (a rollback names an older one).
+    Activate(VersionArgs),
+    /// Remove a version of an app from a server (not the current one).
+    Remove(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The app folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Pack and check the folder without uploading it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Upload and build the version without making it current.
+    #[arg(long)]
+    pub no_activate: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    /// The app, `namespace/name`.
+    pub app: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// The app, `namespace/name`.
+    pub app: String,
+    /// The version: its hash, or a prefix of at least 4 digits.
+    #[arg(value_name = "VERSION")]
+    pub hash: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]

@@ -76,6 +76,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             AppCommand::Run(args) => commands::run::run(args, &global, ui).await,
             AppCommand::Test(args) => commands::test::test(args, &global, ui).await,
             AppCommand::Dev(args) => commands::dev::dev(args, &global).await,
+            AppCommand::Deploy(args) => commands::deploy::deploy(args, &global).await,
+            AppCommand::Versions(args) => commands::deploy::versions(args, &global).await,
+            AppCommand::Activate(args) => commands::deploy::activate(args, &global).await,
+            AppCommand::Remove(args) => commands::deploy::remove(args, &global).await,
         },
         Command::Serve(args) => commands::serve::serve(*args, &global).await,
         Command::Task(command) => match command {

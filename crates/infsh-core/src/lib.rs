@@ -13,6 +13,8 @@
 //! - [`files`]: `File` inputs: finding them, resolving local paths;
 //! - [`task_status`]: the task statuses of the API ([`TaskStatus`]): numbers,
 //!   names and the aliases clients send;
+//! - [`package`]: an app folder as one stream (what `infsh app deploy`
+//!   uploads), its content hash, ignore rules, safe unpacking;
 //! - [`schema`], [`pointer`]: helpers for pydantic schemas and JSON pointers;
 //! - [`error_chain`]: an error with its causes on one line, for logs
 //!   ([`ErrorChain`]).
@@ -27,6 +29,7 @@ pub mod files;
 pub mod functions;
 pub mod manifest;
 pub mod media;
+pub mod package;
 pub mod pointer;
 pub mod schema;
 pub mod task_status;

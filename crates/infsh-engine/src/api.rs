@@ -171,6 +171,41 @@ pub enum EngineError {
         app: String,
         error: infsh_core::InvalidSchema,
     },
+    /// A run or a version route named a version the app does not have.
+    #[error("app \"{app}\" has no version \"{version}\" (list them: GET /apps/{app}/versions)")]
+    UnknownVersion { app: String, version: String },
+    #[error("version \"{version}\" of app \"{app}\" is ambiguous: it begins {}; give more of the hash", matches.join(", "))]
+    AmbiguousVersion {
+        app: String,
+        version: String,
+        matches: Vec<String>,
+    },
+    /// An upload that is not an app package, or whose inf.yml names
+    /// another app than the route (400).
+    #[error("{0}")]
+    BadPackage(String),
+    /// A deployed version whose environment or import failed: it is kept
+    /// as `failed` and never becomes current (422).
+    #[error("version {hash} of app \"{app}\" failed to build: {message}")]
+    VersionFailed {
+        app: String,
+        hash: String,
+        message: String,
+        traceback: Option<String>,
+    },
+    /// A version change that cannot be made in its state: removing the
+    /// current version or one with live sessions, activating one that is
+    /// not ready (409).
+    #[error("{0}")]
+    VersionConflict(String),
+    /// A run named a session with a version other than the session's (400).
+    #[error("session \"{id}\" runs version {session_version} of app \"{app}\", not {version}")]
+    SessionVersionMismatch {
+        id: String,
+        app: String,
+        session_version: String,
+        version: String,
+    },
     #[error("unknown task \"{0}\"")]
     UnknownTask(String),
     #[error("unknown file \"{0}\"")]
@@ -231,6 +266,7 @@ impl EngineError {
         matches!(
             self,
             EngineError::UnknownApp { .. }
+                | EngineError::UnknownVersion { .. }
                 | EngineError::UnknownFunction { .. }
                 | EngineError::UnknownTask(_)
                 | EngineError::UnknownFile(_)

@@ -49,7 +49,7 @@ pub struct Engine {
 
 pub(crate) struct Inner {
     pub shared: Arc<Shared>,
-    /// Fixed at start.
+    /// The folder apps fixed at start, and versions deployed since.
     pub apps: HostedApps,
     /// The SQLite store the engine opened itself (None with a store given
     /// to `start_with`): also the fleet's store.
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     /// The fleet's store and wake-up when the store was given
     /// ([`Engine::start_on_fleet`]).
     pub backing: Option<FleetBacking>,
+    /// Starts the workers of versions deployed while the server runs.
+    pub launcher: Arc<dyn WorkerLauncher>,
     /// Remote engines, once [`Engine::enable_fleet`] was called.
     pub fleet: OnceLock<Arc<FleetHub>>,
 }
@@ -161,7 +163,13 @@ impl Engine {
             })
             .collect();
         let apps = HostedApps::new(apps);
-        tracing::info!(apps = apps.len(), ids = ?apps.ids().collect::<Vec<_>>(), "hosting apps");
+        let versions = crate::version_hosting::rehost(&shared, &apps, &*launcher)
+            .await
+            .map_err(|e| EngineStartError::Versions(e.to_string()))?;
+        if versions > 0 {
+            tracing::info!(versions, "hosting deployed versions");
+        }
+        tracing::info!(apps = apps.len(), ids = ?apps.ids(), "hosting apps");
         let fleet_store = match &backing {
             Some(backing) => Some(backing.store.clone()),
             None => sqlite.clone().map(|s| Arc::new(s) as Arc<dyn FleetStore>),
@@ -172,7 +180,7 @@ impl Engine {
         if recovered != Default::default() {
             tracing::info!(?recovered, "recovered tasks from the last run");
         }
-        for app in apps.iter() {
+        for app in &apps.iter() {
             if shared.config.preload || app.entry.bounds.min_replicas.unwrap_or(0) > 0 {
                 app.preload();
             }
@@ -181,6 +189,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 shared,
                 apps,
+                launcher,
                 sqlite,
                 backing,
                 fleet: OnceLock::new(),
@@ -197,7 +206,7 @@ impl Engine {
     }
 
     /// The app a reference names (see [`HostedApps::resolve`]).
-    fn app_handle(&self, app: &AppRef) -> Result<&AppHandle, EngineError> {
+    fn app_handle(&self, app: &AppRef) -> Result<AppHandle, EngineError> {
         self.inner.apps.resolve(app)
     }
 
@@ -232,7 +241,7 @@ impl Engine {
 
     /// Every hosted app, sorted by id.
     pub fn apps(&self) -> Vec<AppSummary> {
-        self.inner.apps.iter().map(Self::summary).collect()
+        self.inner.apps.iter().iter().map(Self::summary).collect()
     }
 
     /// One app with its functions' schemas (starts a worker to discover them if none ran yet).
@@ -252,7 +261,7 @@ impl Engine {
         };
         let info = handle.discover().await?;
         Ok(AppDetail {
-            summary: Self::summary_with(handle, Some(info.clone())),
+            summary: Self::summary_with(&handle, Some(info.clone())),
             functions: info.functions.functions_schema(),
             setup_schema: info.ready.setup_schema.clone(),
         })
@@ -261,6 +270,7 @@ impl Engine {
     pub fn readiness(&self) -> Vec<AppReadiness> {
         self.inner
             .apps
+            .iter()
             .iter()
             .map(|h| {
                 let status = h.status();
@@ -278,12 +288,12 @@ impl Engine {
 
     /// Every app's health in detail (last error, traceback, backoff), by id.
     pub fn health(&self) -> Vec<AppHealth> {
-        self.inner.apps.iter().map(Self::health_of).collect()
+        self.inner.apps.iter().iter().map(Self::health_of).collect()
     }
 
     /// One app's health in detail.
     pub fn app_health(&self, app: &AppRef) -> Result<AppHealth, EngineError> {
-        self.app_handle(app).map(Self::health_of)
+        self.app_handle(app).map(|h| Self::health_of(&h))
     }
 
     fn health_of(handle: &AppHandle) -> AppHealth {
@@ -671,7 +681,13 @@ impl Engine {
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
-        let queued = self.inner.apps.iter().map(|h| h.queued() as u64).sum();
+        let queued = self
+            .inner
+            .apps
+            .iter()
+            .iter()
+            .map(|h| h.queued() as u64)
+            .sum();
         self.shared().metrics.snapshot(queued)
     }
 
@@ -752,6 +768,7 @@ impl Engine {
         let stopped: Vec<_> = self
             .inner
             .apps
+            .iter()
             .iter()
             .filter_map(|app| app.shutdown(UNLOAD_GRACE))
             .collect();

@@ -35,6 +35,9 @@
 //!   `FleetStore`, claimed with leases, reported back into the live views.
 //! - `sessions`: sessions and the replicas leased to them (the table; each
 //!   app's scheduler binds its replicas in `scheduler/sessions.rs`).
+//! - `versions`: deployed app versions (package, build, current one,
+//!   rollback, removal), hosted by `version_hosting` (also at start);
+//!   `hosted` routes runs to them.
 //! - `time`: the deadline helper of the actors' `select!` loops.
 
 pub mod api;
@@ -74,6 +77,8 @@ mod testing;
 mod time;
 mod timing;
 mod tracker;
+mod version_hosting;
+mod versions;
 mod views;
 mod webhook;
 mod webhook_signing;
@@ -88,6 +93,7 @@ pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, HostedRemotely, RemoteApp,
     RemoteAppHost, RemoteAppView, RemoteEngineView, RemoteRegistration,
 };
+pub use hosted::SHORT_HASH;
 pub use keys::{
     key_digest as api_key_digest, CreatedApiKey, NewApiKey, KEY_PREFIX as API_KEY_PREFIX,
 };
@@ -101,6 +107,8 @@ pub use sessions::{
 pub use shared::INTERRUPTED;
 pub use start_error::EngineStartError;
 pub use timing::{StageClock, StageTimes};
+pub use version_hosting::{upload_dir, VERSIONS_DIR};
+pub use versions::VersionView;
 pub use views::{EngineView, GpuView, SlotView, WorkerView};
 pub use webhook::WebhookClientError;
 pub use webhook::{

@@ -30,8 +30,10 @@ pub const DEFAULT_NAMESPACE: &str = "local";
 /// One hosted app.
 #[derive(Debug, Clone)]
 pub(crate) struct AppEntry {
-    /// `namespace/name`.
+    /// `namespace/name`; a deployed version's is `namespace/name@HASH`.
     pub id: String,
+    /// A deployed version's content hash (None: a folder of `--apps`).
+    pub version: Option<String>,
     pub namespace: String,
     pub name: String,
     pub dir: AppDir,
@@ -49,7 +51,20 @@ pub(crate) struct AppEntry {
 }
 
 impl AppEntry {
-    fn new(dir: AppDir) -> AppEntry {
+    /// A deployed version of an app: its unpacked folder and content hash.
+    pub(crate) fn for_version(dir: AppDir, hash: &str) -> AppEntry {
+        let mut entry = AppEntry::new(dir);
+        entry.id = format!("{}@{hash}", entry.id);
+        entry.version = Some(hash.to_string());
+        entry
+    }
+
+    /// `namespace/name`, without a version.
+    pub(crate) fn app_id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub(crate) fn new(dir: AppDir) -> AppEntry {
         let m = &dir.manifest;
         let clean = |s: &Option<String>| {
             s.as_deref()
@@ -69,6 +84,7 @@ impl AppEntry {
         }
         AppEntry {
             id: format!("{namespace}/{name}"),
+            version: None,
             namespace,
             name,
             task_timeout: limits.task_timeout,

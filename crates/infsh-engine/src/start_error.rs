@@ -45,6 +45,9 @@ pub enum EngineStartError {
     /// The last run's tasks could not be read or updated.
     #[error("recovering tasks: {0}")]
     Recovery(#[source] StoreError),
+    /// The deployed versions could not be hosted again.
+    #[error("hosting deployed versions: {0}")]
+    Versions(String),
     /// The engine config's `workers` name GPUs this machine does not have.
     #[error("engine config: {0}")]
     Layout(#[source] infsh_placement::LayoutError),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{EngineError, RunRequest, TaskView};
-use crate::handle::QueuedTask;
+use crate::handle::{AppHandle, QueuedTask};
 use crate::hosted::HostedApps;
 use crate::inputs::{
     call_validators, check_file_inputs, input_and_setup, missing_secrets, requested_function,
@@ -54,11 +54,12 @@ pub(crate) async fn submit(
     }
     let shared = shared.clone();
     let session = requested(&request)?;
-    let handle = apps.resolve(&request.app)?;
-    let app_id = handle.entry.id.clone();
+    let mut handle = apps.resolve(&request.app)?;
     if let Requested::Continue(id) = &session {
-        shared.sessions.check(id, &app_id)?;
+        handle = session_version(&shared, apps, id, &request.app, handle)?;
+        shared.sessions.check(id, &handle.entry.id)?;
     }
+    let app_id = handle.entry.id.clone();
     // Before anything starts a worker: an app no slot here can host would
     // otherwise wait in its queue forever.
     if let Some(why) = &handle.never {
@@ -173,4 +174,45 @@ pub(crate) async fn submit(
         what: "storing the task",
         source,
     })?
+}
+
+/// A session keeps the version it was opened on: a call naming the app
+/// without a version (or `@latest`) goes to the session's version even
+/// after a switch; one naming another version is refused
+/// (`VERSION_MISMATCH`).
+fn session_version(
+    shared: &Arc<Shared>,
+    apps: &HostedApps,
+    session: &str,
+    app: &infsh_core::AppRef,
+    resolved: AppHandle,
+) -> Result<AppHandle, EngineError> {
+    let Ok(view) = shared.sessions.view(session) else {
+        return Ok(resolved);
+    };
+    let (session_app, session_version) = match view.app.split_once('@') {
+        Some((a, v)) => (a, Some(v)),
+        None => (view.app.as_str(), None),
+    };
+    if session_app != resolved.entry.app_id() || view.app == resolved.entry.id {
+        // Another app (the check refuses it) or the very version.
+        return Ok(resolved);
+    }
+    let named = app.version().filter(|v| *v != crate::hosted::LATEST);
+    if named.is_none() {
+        if let Ok(kept) = apps.by_id(&view.app) {
+            return Ok(kept);
+        }
+    }
+    let short = |v: Option<&str>| {
+        v.map_or("(the app's folder)".to_string(), |v| {
+            v.chars().take(crate::hosted::SHORT_HASH).collect()
+        })
+    };
+    Err(EngineError::SessionVersionMismatch {
+        id: session.to_string(),
+        app: session_app.to_string(),
+        session_version: short(session_version),
+        version: short(resolved.entry.version.as_deref()),
+    })
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Uri;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use infsh_engine::Engine;
 use tokio::sync::watch;
@@ -76,7 +76,7 @@ use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
 use routes::{
     apikeys, apps, engine_files, engine_link, engines, file_records, files, ops, runs, sessions,
-    stream, task_delete, task_status, tasks,
+    stream, task_delete, task_status, tasks, versions,
 };
 use state::ServerState;
 use stream_slots::StreamSlots;
@@ -258,6 +258,18 @@ fn build(
         .route("/apps/{namespace}/{name}", get(apps::get_app))
         .route("/apps/{namespace}/{name}/drain", post(apps::drain_app))
         .route("/apps/{namespace}/{name}/undrain", post(apps::undrain_app))
+        .route(
+            "/apps/{namespace}/{name}/versions",
+            post(versions::deploy_version).get(versions::list_versions),
+        )
+        .route(
+            "/apps/{namespace}/{name}/versions/{id}/current",
+            put(versions::activate_version),
+        )
+        .route(
+            "/apps/{namespace}/{name}/versions/{id}",
+            delete(versions::remove_version),
+        )
         .route("/engines", get(engines::list_engines))
         .route("/engines/{name}/drain", post(engines::drain_engine))
         .route("/engines/{name}/undrain", post(engines::undrain_engine))

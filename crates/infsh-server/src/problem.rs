@@ -374,6 +374,39 @@ impl From<EngineError> for Problem {
                 .with("session_id", id)
                 .with("session_app", session_app)
                 .with("app", app),
+            EngineError::SessionVersionMismatch {
+                id,
+                session_version,
+                version,
+                ..
+            } => Problem::new(StatusCode::BAD_REQUEST, "VERSION_MISMATCH", detail)
+                .with("session_id", id)
+                .with("session_version", session_version)
+                .with("version", version),
+            EngineError::UnknownVersion { .. } => Problem::not_found("version", detail),
+            EngineError::AmbiguousVersion { matches, .. } => {
+                Problem::new(StatusCode::BAD_REQUEST, "ambiguous_version", detail)
+                    .with("matches", matches)
+            }
+            EngineError::BadPackage(_) => {
+                Problem::new(StatusCode::BAD_REQUEST, "bad_package", detail)
+            }
+            EngineError::VersionFailed {
+                app,
+                hash,
+                message,
+                traceback,
+            } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "version_failed", detail)
+                .with("app", app)
+                .with("version", hash)
+                .with("message", message)
+                .with(
+                    "traceback",
+                    traceback.map(Value::from).unwrap_or(Value::Null),
+                ),
+            EngineError::VersionConflict(_) => {
+                Problem::new(StatusCode::CONFLICT, "version_conflict", detail)
+            }
             EngineError::InvalidSession(_) => Problem::bad_request(detail),
             EngineError::UnknownEngine(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_engine", detail)
@@ -664,6 +697,80 @@ mod tests {
             assert_eq!(p.code, code);
             assert_eq!(p.body()["status"], json!(status));
         }
+    }
+
+    /// The version errors: status, code, and the words a deployer reads.
+    #[test]
+    fn version_errors_map_to_statuses_and_say_why() {
+        let cases: Vec<(EngineError, u16, &str, &str)> = vec![
+            (
+                EngineError::SessionVersionMismatch {
+                    id: "sess_x".into(),
+                    app: "a/b".into(),
+                    session_version: "111111111111".into(),
+                    version: "222222222222".into(),
+                },
+                400,
+                "VERSION_MISMATCH",
+                "session \"sess_x\" runs version 111111111111 of app \"a/b\", not 222222222222",
+            ),
+            (
+                EngineError::UnknownVersion {
+                    app: "a/b".into(),
+                    version: "abcd".into(),
+                },
+                404,
+                "not_found",
+                "app \"a/b\" has no version \"abcd\" (list them: GET /apps/a/b/versions)",
+            ),
+            (
+                EngineError::AmbiguousVersion {
+                    app: "a/b".into(),
+                    version: "abcd".into(),
+                    matches: vec!["abcd1".into(), "abcd2".into()],
+                },
+                400,
+                "ambiguous_version",
+                "version \"abcd\" of app \"a/b\" is ambiguous: it begins abcd1, abcd2; give more of the hash",
+            ),
+            (
+                EngineError::BadPackage("not a package".into()),
+                400,
+                "bad_package",
+                "not a package",
+            ),
+            (
+                EngineError::VersionFailed {
+                    app: "a/b".into(),
+                    hash: "abcd".into(),
+                    message: "No module named 'x'".into(),
+                    traceback: Some("Traceback ...".into()),
+                },
+                422,
+                "version_failed",
+                "version abcd of app \"a/b\" failed to build: No module named 'x'",
+            ),
+            (
+                EngineError::VersionConflict("in use".into()),
+                409,
+                "version_conflict",
+                "in use",
+            ),
+        ];
+        for (err, status, code, detail) in cases {
+            let p = Problem::from(err);
+            assert_eq!(p.status.as_u16(), status, "{}", p.detail);
+            assert_eq!(p.code, code);
+            assert_eq!(p.detail, detail);
+        }
+        let (_, body, _) = parts(Problem::from(EngineError::VersionFailed {
+            app: "a/b".into(),
+            hash: "abcd".into(),
+            message: "m".into(),
+            traceback: Some("Traceback ...".into()),
+        }));
+        assert_eq!(body["traceback"], "Traceback ...");
+        assert_eq!(body["version"], "abcd");
     }
 
     #[test]

@@ -74,7 +74,18 @@ pub fn needs(method: &Method, path: &str) -> Needs {
         ("GET" | "HEAD", "/sessions" | "/sessions/{id}")
         | ("POST", "/sessions/{id}/keepalive")
         | ("DELETE", "/sessions/{id}") => AppsExecute,
-        ("GET" | "HEAD", "/apps" | "/apps/{namespace}/{name}" | "/openapi.json") => AppsRead,
+        (
+            "GET" | "HEAD",
+            "/apps"
+            | "/apps/{namespace}/{name}"
+            | "/apps/{namespace}/{name}/versions"
+            | "/openapi.json",
+        ) => AppsRead,
+        // Deploying, switching and removing versions change what every
+        // caller runs: an operator's scope, like draining an app.
+        ("POST", "/apps/{namespace}/{name}/versions")
+        | ("PUT", "/apps/{namespace}/{name}/versions/{id}/current")
+        | ("DELETE", "/apps/{namespace}/{name}/versions/{id}") => EnginesWrite,
         (
             "GET" | "HEAD",
             "/tasks" | "/tasks/{id}" | "/tasks/{id}/stream" | "/tasks/{id}/status"

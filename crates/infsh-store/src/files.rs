@@ -271,7 +271,10 @@ impl FileStore {
         let mut cursor: Option<String> = None;
         loop {
             // Every team's files: the bucket holds them all.
-            let page = self.store.list_files(SIZE_PAGE, cursor.as_deref(), None).await?;
+            let page = self
+                .store
+                .list_files(SIZE_PAGE, cursor.as_deref(), None)
+                .await?;
             total += page
                 .items
                 .iter()

@@ -24,6 +24,9 @@
 //!   only) and their SQLite statements (PostgreSQL's in `postgres/keys.rs`).
 //! - `webhooks`: the webhook outbox's records ([`WebhookDelivery`]) and
 //!   its SQLite statements (PostgreSQL's in `postgres/webhooks.rs`).
+//! - `versions`: deployed app versions ([`AppVersionRecord`]) and which
+//!   one of each app is current, with their SQLite statements
+//!   (PostgreSQL's in `postgres/versions.rs`).
 //! - `model`: the records; `ids`: random ids and timestamps. A task's status
 //!   is infsh-core's [`TaskStatus`], re-exported here.
 
@@ -46,6 +49,7 @@ mod sqlite_fleet;
 mod sqlite_lifecycle;
 mod store;
 mod store_url;
+mod versions;
 mod wal_keeper;
 mod webhooks;
 mod writer;
@@ -65,5 +69,6 @@ pub use postgres::{
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
 pub use store_url::{redact, StoreUrl};
+pub use versions::{AppVersionRecord, VersionStatus};
 pub use webhooks::{DeliveryState, WebhookAttempt, WebhookDelivery};
 pub use writer::DEFERRED_LINGER;

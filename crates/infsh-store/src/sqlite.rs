@@ -45,10 +45,10 @@ use crate::rows::{file_from_row, RawTask, TASK_COLUMNS};
 use crate::store::{TaskFilter, TaskStore};
 use crate::wal_keeper::WRITER_AUTOCHECKPOINT_PAGES;
 use crate::writer::{Msg, Op, WriteQueue, Writer};
-use crate::{keys, webhooks};
+use crate::{keys, versions, webhooks};
 use crate::{
-    ApiKeyRecord, FileAccess, FileRecord, LogEntry, LogType, Page, StoreError, TaskRecord,
-    TaskStatus, WebhookAttempt, WebhookDelivery,
+    ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, LogType, Page, StoreError,
+    TaskRecord, TaskStatus, VersionStatus, WebhookAttempt, WebhookDelivery,
 };
 
 /// How long a connection waits for another process's lock before failing.
@@ -758,6 +758,63 @@ impl TaskStore for SqliteStore {
     async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError> {
         let id = id.to_string();
         self.write(move |conn| keys::revoke(conn, &id, at_ms)).await
+    }
+
+    async fn insert_app_version(&self, version: &AppVersionRecord) -> Result<bool, StoreError> {
+        let v = version.clone();
+        self.write(move |conn| versions::insert(conn, &v)).await
+    }
+
+    async fn set_app_version_status(
+        &self,
+        app: &str,
+        hash: &str,
+        status: VersionStatus,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<AppVersionRecord, StoreError> {
+        let (app, hash, error) = (app.to_string(), hash.to_string(), error.map(str::to_string));
+        self.write(move |conn| {
+            versions::set_status(conn, &app, &hash, status, error.as_deref(), at_ms)
+        })
+        .await
+    }
+
+    async fn get_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+    ) -> Result<Option<AppVersionRecord>, StoreError> {
+        let (app, hash) = (app.to_string(), hash.to_string());
+        self.read(move |conn| versions::get(conn, &app, &hash))
+            .await
+    }
+
+    async fn list_app_versions(&self, app: &str) -> Result<Vec<AppVersionRecord>, StoreError> {
+        let app = app.to_string();
+        self.read(move |conn| versions::list(conn, &app)).await
+    }
+
+    async fn set_current_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (app, hash) = (app.to_string(), hash.to_string());
+        self.write(move |conn| versions::set_current(conn, &app, &hash, at_ms))
+            .await
+    }
+
+    async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError> {
+        let app = app.to_string();
+        self.read(move |conn| versions::current(conn, &app)).await
+    }
+
+    async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError> {
+        let (app, hash) = (app.to_string(), hash.to_string());
+        self.write(move |conn| versions::delete(conn, &app, &hash))
+            .await
     }
 
     async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::{
-    ApiKeyRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus,
-    WebhookAttempt, WebhookDelivery,
+    ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord,
+    TaskStatus, VersionStatus, WebhookAttempt, WebhookDelivery,
 };
 
 /// Which tasks a listing shows.
@@ -187,6 +187,46 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Revokes key `id` at `at_ms` (a second revoke keeps the first
     /// time); the record after it. `NotFound` for an unknown id.
     async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError>;
+    /// Stores a deployed version of an app; false (nothing changed) when
+    /// the app has that hash already.
+    async fn insert_app_version(&self, version: &AppVersionRecord) -> Result<bool, StoreError>;
+
+    /// Sets a version's status and error; the record after it. `NotFound`
+    /// for an unknown version.
+    async fn set_app_version_status(
+        &self,
+        app: &str,
+        hash: &str,
+        status: VersionStatus,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<AppVersionRecord, StoreError>;
+
+    async fn get_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+    ) -> Result<Option<AppVersionRecord>, StoreError>;
+
+    /// An app's versions, newest first.
+    async fn list_app_versions(&self, app: &str) -> Result<Vec<AppVersionRecord>, StoreError>;
+
+    /// Makes `hash` the app's current version. `NotFound` when the app has
+    /// no such version.
+    async fn set_current_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The hash of the app's current version, if it has one.
+    async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError>;
+
+    /// Deletes a version's record; false when there was none or it is the
+    /// app's current version.
+    async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError>;
+
     /// Deletes a task with its logs and attempts; false when there was none.
     async fn delete_task(&self, id: &str) -> Result<bool, StoreError>;
 

@@ -7,9 +7,9 @@ use std::any::Any;
 use std::sync::Arc;
 
 use infsh_store::{
-    new_id, ApiKeyRecord, DeliveryState, FileAccess, FileRecord, LogEntry, LogType, PostgresStore,
-    SqliteStore, StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, WebhookAttempt,
-    WebhookDelivery,
+    new_id, ApiKeyRecord, AppVersionRecord, DeliveryState, FileAccess, FileRecord, LogEntry,
+    LogType, PostgresStore, SqliteStore, StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore,
+    VersionStatus, WebhookAttempt, WebhookDelivery,
 };
 use infsh_testkit::PgTestDb;
 use serde_json::json;
@@ -84,7 +84,123 @@ contract!(
     ended_tasks_before_finds_the_retention_batch,
     store_reports_its_size,
     a_task_keeps_its_run_at,
+    app_versions_build_switch_and_delete,
 );
+
+fn version(app: &str, hash: &str, created: i64) -> AppVersionRecord {
+    AppVersionRecord {
+        app: app.into(),
+        hash: hash.into(),
+        size_bytes: 1234,
+        status: VersionStatus::Building,
+        error: None,
+        created_at_ms: created,
+        updated_at_ms: created,
+    }
+}
+
+/// Versions of an app: stored once per hash, listed newest first and only
+/// the app's, a build's outcome recorded, one current version switched in
+/// one statement, and the current one never deleted.
+async fn app_versions_build_switch_and_delete(store: Arc<dyn TaskStore>) {
+    let (v1, v2) = ("a".repeat(64), "b".repeat(64));
+    assert!(store
+        .insert_app_version(&version("ns/app", &v1, 10))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_app_version(&version("ns/app", &v2, 20))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_app_version(&version("ns/other", &v1, 30))
+        .await
+        .unwrap());
+    // The same content again: nothing changes.
+    let mut again = version("ns/app", &v1, 99);
+    again.status = VersionStatus::Failed;
+    assert!(!store.insert_app_version(&again).await.unwrap());
+    let listed = store.list_app_versions("ns/app").await.unwrap();
+    let hashes: Vec<&str> = listed.iter().map(|v| v.hash.as_str()).collect();
+    assert_eq!(hashes, [v2.as_str(), v1.as_str()]);
+    assert_eq!(listed[1], version("ns/app", &v1, 10));
+
+    let ready = store
+        .set_app_version_status("ns/app", &v1, VersionStatus::Ready, None, 40)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ready.status, ready.updated_at_ms),
+        (VersionStatus::Ready, 40)
+    );
+    let failed = store
+        .set_app_version_status(
+            "ns/app",
+            &v2,
+            VersionStatus::Failed,
+            Some("Traceback: boom"),
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.error.as_deref(), Some("Traceback: boom"));
+    assert_eq!(
+        store.get_app_version("ns/app", &v2).await.unwrap(),
+        Some(failed)
+    );
+    assert_eq!(store.get_app_version("ns/app", "c").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .set_app_version_status("ns/app", "c", VersionStatus::Ready, None, 1)
+            .await,
+        Err(StoreError::NotFound {
+            kind: "app version",
+            ..
+        })
+    ));
+
+    assert_eq!(store.current_app_version("ns/app").await.unwrap(), None);
+    store
+        .set_current_app_version("ns/app", &v1, 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.current_app_version("ns/app").await.unwrap(),
+        Some(v1.clone())
+    );
+    store
+        .set_current_app_version("ns/app", &v2, 70)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.current_app_version("ns/app").await.unwrap(),
+        Some(v2.clone())
+    );
+    assert_eq!(store.current_app_version("ns/other").await.unwrap(), None);
+    let err = store
+        .set_current_app_version("ns/app", "c", 80)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no such app version \"ns/app@c\"");
+    assert_eq!(
+        store.current_app_version("ns/app").await.unwrap(),
+        Some(v2.clone())
+    );
+
+    // The current version stays; another goes, once.
+    assert!(!store.delete_app_version("ns/app", &v2).await.unwrap());
+    assert!(store.delete_app_version("ns/app", &v1).await.unwrap());
+    assert!(!store.delete_app_version("ns/app", &v1).await.unwrap());
+    let left: Vec<String> = store
+        .list_app_versions("ns/app")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.hash)
+        .collect();
+    assert_eq!(left, [v2]);
+    assert_eq!(store.list_app_versions("ns/other").await.unwrap().len(), 1);
+}
 
 /// A run's `run_at` is stored with its task, through the durable and the
 /// deferred insert, and comes back from recovery's listing: a held task

@@ -1,5 +1,6 @@
 //! One module per command; `main` dispatches here.
 
+pub mod deploy;
 pub mod dev;
 pub mod engine;
 pub mod engine_list;

@@ -135,6 +135,43 @@ impl Remote {
         Ok(unwrap_envelope(payload))
     }
 
+    /// Posts raw bytes (an app package) and waits up to `limit` for the
+    /// answer (a deploy answers once the server built the version).
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        bytes: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Value, RemoteError> {
+        let url = self.url(path);
+        let response = self
+            .authed(self.http.post(&url))
+            .timeout(limit)
+            .query(query)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| RemoteError::unreachable(&url, e))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| RemoteError::unreachable(&url, e))?;
+        if !status.is_success() {
+            return Err(RemoteError::from_response(status, &text));
+        }
+        let payload: Value =
+            serde_json::from_str(&text).map_err(|source| RemoteError::NotJson {
+                url: url.clone(),
+                body: snippet(&text),
+                source,
+            })?;
+        Ok(unwrap_envelope(payload))
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, RemoteError> {
         self.call(Method::GET, path, &[], None).await
     }

@@ -166,6 +166,14 @@ impl RemoteError {
         }
     }
 
+    /// The problem document the server answered with, if any.
+    pub fn problem(&self) -> Option<&Value> {
+        match self {
+            RemoteError::Api { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
     /// The user-facing failure with its exit code.
     pub fn into_failure(self) -> Failure {
         let code = match &self {

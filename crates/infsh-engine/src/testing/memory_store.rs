@@ -10,8 +10,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use infsh_store::{
-    ApiKeyRecord, DeliveryState, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskFilter,
-    TaskRecord, TaskStatus, TaskStore, WebhookAttempt, WebhookDelivery,
+    ApiKeyRecord, AppVersionRecord, DeliveryState, FileAccess, FileRecord, LogEntry, Page,
+    StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, VersionStatus, WebhookAttempt,
+    WebhookDelivery,
 };
 use serde_json::Value;
 
@@ -29,6 +30,8 @@ struct Inner {
     file_access: HashMap<String, FileAccess>,
     webhooks: HashMap<String, WebhookDelivery>,
     keys: Vec<ApiKeyRecord>,
+    versions: Vec<AppVersionRecord>,
+    current_versions: HashMap<String, String>,
 }
 
 fn not_found(kind: &'static str, id: &str) -> StoreError {
@@ -305,6 +308,98 @@ impl TaskStore for MemoryStore {
             .ok_or_else(|| not_found("API key", id))?;
         key.revoked_at_ms.get_or_insert(at_ms);
         Ok(key.clone())
+    }
+
+    async fn insert_app_version(&self, version: &AppVersionRecord) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .versions
+            .iter()
+            .any(|v| v.app == version.app && v.hash == version.hash)
+        {
+            return Ok(false);
+        }
+        inner.versions.push(version.clone());
+        Ok(true)
+    }
+
+    async fn set_app_version_status(
+        &self,
+        app: &str,
+        hash: &str,
+        status: VersionStatus,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<AppVersionRecord, StoreError> {
+        let mut inner = self.lock();
+        let v = inner
+            .versions
+            .iter_mut()
+            .find(|v| v.app == app && v.hash == hash)
+            .ok_or_else(|| not_found("app version", &format!("{app}@{hash}")))?;
+        v.status = status;
+        v.error = error.map(str::to_string);
+        v.updated_at_ms = at_ms;
+        Ok(v.clone())
+    }
+
+    async fn get_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+    ) -> Result<Option<AppVersionRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .versions
+            .iter()
+            .find(|v| v.app == app && v.hash == hash)
+            .cloned())
+    }
+
+    async fn list_app_versions(&self, app: &str) -> Result<Vec<AppVersionRecord>, StoreError> {
+        let mut list: Vec<AppVersionRecord> = self
+            .lock()
+            .versions
+            .iter()
+            .filter(|v| v.app == app)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| (b.created_at_ms, &a.hash).cmp(&(a.created_at_ms, &b.hash)));
+        Ok(list)
+    }
+
+    async fn set_current_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+        _at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner
+            .versions
+            .iter()
+            .any(|v| v.app == app && v.hash == hash)
+        {
+            return Err(not_found("app version", &format!("{app}@{hash}")));
+        }
+        inner
+            .current_versions
+            .insert(app.to_string(), hash.to_string());
+        Ok(())
+    }
+
+    async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().current_versions.get(app).cloned())
+    }
+
+    async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.current_versions.get(app).map(String::as_str) == Some(hash) {
+            return Ok(false);
+        }
+        let before = inner.versions.len();
+        inner.versions.retain(|v| !(v.app == app && v.hash == hash));
+        Ok(inner.versions.len() < before)
     }
 
     async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {

@@ -230,7 +230,7 @@ impl Harness {
             .expect("the app is hosted")
     }
 
-    fn handle(&self) -> &crate::handle::AppHandle {
+    fn handle(&self) -> crate::handle::AppHandle {
         self.engine
             .inner
             .apps

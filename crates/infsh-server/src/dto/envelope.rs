@@ -13,6 +13,7 @@ use super::files::FileDto;
 use super::ops::{HealthDto, ReadyDto};
 use super::sessions::AppSessionDto;
 use super::tasks::{TaskDto, TaskPageDto};
+use super::versions::AppVersionDto;
 
 /// The success envelope of every JSON response but `/stream` lines.
 #[derive(Debug, Clone, Serialize)]
@@ -124,6 +125,16 @@ envelope_doc!(
     SessionListEnvelope,
     Vec<AppSessionDto>,
     "`{\"data\": [AppSession], \"messages\": []}`"
+);
+envelope_doc!(
+    VersionEnvelope,
+    AppVersionDto,
+    "`{\"data\": AppVersion, \"messages\": []}`"
+);
+envelope_doc!(
+    VersionListEnvelope,
+    Vec<AppVersionDto>,
+    "`{\"data\": [AppVersion], \"messages\": []}`"
 );
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod run_body;
 mod sessions;
 mod tasks;
 mod time;
+mod versions;
 
 pub use apikeys::{ApiKeyDto, CreateKeyBody};
 pub use apps::{AppDetailDto, AppDto};
@@ -34,7 +35,7 @@ pub use envelope::{
     ApiKeyEnvelope, ApiKeyListEnvelope, AppDetailEnvelope, AppDrainEnvelope, AppListEnvelope,
     EngineEnvelope, EngineListEnvelope, Envelope, FileEnvelope, FileListEnvelope, HealthEnvelope,
     ReadyEnvelope, SessionEnvelope, SessionListEnvelope, TaskEnvelope, TaskPageEnvelope,
-    WorkerListEnvelope,
+    VersionEnvelope, VersionListEnvelope, WorkerListEnvelope,
 };
 pub use file_records::{
     DeletedFilesDto, DeletedFilesEnvelope, DeletedTaskDto, DeletedTaskEnvelope, FilePageDto,
@@ -46,3 +47,4 @@ pub use run_body::{FunctionRunBody, RunBody, RunOptions};
 pub use sessions::AppSessionDto;
 pub use tasks::{AttemptDto, TaskDto, TaskPageDto, WebhookDeliveryDto};
 pub use time::iso8601;
+pub use versions::AppVersionDto;

@@ -16,7 +16,8 @@ pub struct AppSessionDto {
     pub id: String,
     /// The app, `namespace/name`.
     pub app_id: String,
-    /// Always null: infsh has no app versions yet.
+    /// The deployed version the session runs (its content hash; a
+    /// session keeps it across a switch); null for an app of `--apps`.
     pub app_version_id: Option<String>,
     /// The replica leased to it (`namespace/name#0`, as `GET /workers`
     /// names it); null until its first call was dispatched.
@@ -44,8 +45,8 @@ impl From<&SessionView> for AppSessionDto {
     fn from(v: &SessionView) -> AppSessionDto {
         AppSessionDto {
             id: v.id.clone(),
-            app_id: v.app.clone(),
-            app_version_id: None,
+            app_id: v.app.split('@').next().unwrap_or(&v.app).to_string(),
+            app_version_id: v.app.split_once('@').map(|(_, hash)| hash.to_string()),
             worker_id: v.worker.clone(),
             status: match v.status {
                 SessionStatus::Active => "active",

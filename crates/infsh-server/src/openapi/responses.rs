@@ -311,3 +311,30 @@ pub enum FileRecordErrors {
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemDoc),
 }
+
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum VersionErrors {
+    /// Not an app package (`bad_package`), or a version prefix that
+    /// several versions begin with (`ambiguous_version`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// Missing or wrong API key.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// The key lacks the scope.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDoc),
+    /// Unknown app version.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// `version_conflict`: the current version or one with live sessions
+    /// cannot be removed; a version that is not ready cannot become
+    /// current; one being built cannot be deployed again meanwhile.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemDoc),
+    /// `version_failed`: its environment or import failed (`traceback`);
+    /// it is kept as failed and never becomes current.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Failed(ProblemDoc),
+}

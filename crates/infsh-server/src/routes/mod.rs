@@ -27,6 +27,7 @@ pub mod stream_delta;
 pub mod task_delete;
 pub mod task_status;
 pub mod tasks;
+pub mod versions;
 
 /// Every documented operation (and, through them, the DTO schemas): the
 /// part of the fixed document that comes from the handlers.
@@ -57,6 +58,10 @@ pub mod tasks;
     apps::get_app,
     apps::drain_app,
     apps::undrain_app,
+    versions::deploy_version,
+    versions::list_versions,
+    versions::activate_version,
+    versions::remove_version,
     engines::list_engines,
     engines::list_workers,
     engines::drain_engine,

@@ -7,7 +7,7 @@
 //! statements of each table), `fleet` (the [`crate::fleet::FleetStore`] of
 //! remote engines shared by API nodes), `listen` (the `LISTEN/NOTIFY`
 //! wake-up of their claims), `keys`, `webhooks` (API keys created at run
-//! time, the webhook outbox).
+//! time, the webhook outbox), `versions` (app versions and the current one).
 //!
 //! Every durable write is one autocommitted statement or one short
 //! transaction, durable when its future resolves (PostgreSQL's
@@ -31,6 +31,7 @@ mod migrate;
 mod pending;
 mod rows;
 mod tasks;
+mod versions;
 mod webhooks;
 
 use std::sync::Arc;
@@ -43,8 +44,8 @@ use self::pending::{Pending, PendingTask, Take};
 use crate::store::{TaskFilter, TaskStore};
 use crate::store_url::redact;
 use crate::{
-    ApiKeyRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord, TaskStatus,
-    WebhookAttempt, WebhookDelivery, DEFERRED_LINGER,
+    ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord,
+    TaskStatus, VersionStatus, WebhookAttempt, WebhookDelivery, DEFERRED_LINGER,
 };
 
 pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL, TASK_CHANNEL};
@@ -344,6 +345,50 @@ impl TaskStore for PostgresStore {
 
     async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<ApiKeyRecord, StoreError> {
         keys::revoke(&self.client().await?, id, at_ms).await
+    }
+
+    async fn insert_app_version(&self, version: &AppVersionRecord) -> Result<bool, StoreError> {
+        versions::insert(&self.client().await?, version).await
+    }
+
+    async fn set_app_version_status(
+        &self,
+        app: &str,
+        hash: &str,
+        status: VersionStatus,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<AppVersionRecord, StoreError> {
+        versions::set_status(&self.client().await?, app, hash, status, error, at_ms).await
+    }
+
+    async fn get_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+    ) -> Result<Option<AppVersionRecord>, StoreError> {
+        versions::get(&self.client().await?, app, hash).await
+    }
+
+    async fn list_app_versions(&self, app: &str) -> Result<Vec<AppVersionRecord>, StoreError> {
+        versions::list(&self.client().await?, app).await
+    }
+
+    async fn set_current_app_version(
+        &self,
+        app: &str,
+        hash: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        versions::set_current(&self.client().await?, app, hash, at_ms).await
+    }
+
+    async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError> {
+        versions::current(&self.client().await?, app).await
+    }
+
+    async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError> {
+        versions::delete(&self.client().await?, app, hash).await
     }
 
     async fn delete_task(&self, id: &str) -> Result<bool, StoreError> {

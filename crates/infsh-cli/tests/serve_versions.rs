@@ -1,0 +1,416 @@
+//! End to end: `infsh app deploy|versions|activate|remove` against the real
+//! `infsh serve` with real Python workers. An app folder outside `--apps`
+//! is deployed as versions; runs name the current one (`ns/name`), a
+//! pinned one (`ns/name@HASH`) or `@latest`; a switch lets a running task
+//! finish on its version; a version whose import fails never becomes
+//! current; the current version survives a restart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::server::*;
+use common::*;
+use serde_json::{json, Value};
+
+const APP: &str = "tests/versioned";
+
+/// Writes the app's source folder: `run` answers `label` after sleeping
+/// `input.sleep` seconds; `extra_import` breaks its import when given.
+fn write_app(dir: &Path, label: &str, extra_import: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("inf.yml"),
+        "namespace: tests\nname: versioned\ndefault_function: run\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("inference.py"),
+        format!(
+            "import asyncio\n{extra_import}\n\
+             from inferencesh import BaseApp, BaseAppInput, BaseAppOutput\n\n\
+             LABEL = {label:?}\n\n\
+             class RunInput(BaseAppInput):\n    sleep: float = 0\n\n\
+             class RunOutput(BaseAppOutput):\n    label: str\n\n\
+             class App(BaseApp):\n\
+             \x20   async def setup(self):\n        pass\n\n\
+             \x20   async def run(self, input_data: RunInput) -> RunOutput:\n\
+             \x20       await asyncio.sleep(input_data.sleep)\n\
+             \x20       return RunOutput(label=LABEL)\n"
+        ),
+    )
+    .unwrap();
+    // Never packed: an environment and an ignored file.
+    std::fs::create_dir_all(dir.join(".venv/bin")).unwrap();
+    std::fs::write(dir.join(".venv/bin/python"), "not packed").unwrap();
+    std::fs::write(dir.join("notes.log"), "not packed").unwrap();
+    std::fs::write(dir.join(".infshignore"), "*.log\n").unwrap();
+}
+
+fn src(sb: &ServeSandbox) -> PathBuf {
+    sb.path().join("src")
+}
+
+/// `infsh app deploy src --json [extra]`: the version, as the server answered.
+fn deploy(sb: &ServeSandbox, server: &Server, extra: &[&str]) -> Value {
+    let src = src(sb);
+    let args = [
+        &["--json", "app", "deploy", src.to_str().unwrap()][..],
+        extra,
+    ]
+    .concat();
+    sb.run_json(server, &args, 0)
+}
+
+/// A run with `wait`: its label.
+fn label(server: &Server, app: &str) -> String {
+    let task = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": app, "input": {}, "wait": true})),
+        200,
+    );
+    assert_eq!(task["status"], 10, "{task}");
+    task["output"]["label"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn deploys_switch_without_stopping_a_running_task_and_roll_back() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let server = sb.start(&[]);
+
+    // A dry run packs and checks, and uploads nothing.
+    let dry = sb.run_json(
+        &server,
+        &[
+            "--json",
+            "app",
+            "deploy",
+            src(&sb).to_str().unwrap(),
+            "--dry-run",
+        ],
+        0,
+    );
+    assert_eq!(dry["app"], APP);
+    assert_eq!(
+        dry["files"],
+        json!([".infshignore", "inf.yml", "inference.py"])
+    );
+    let (st, body) = server
+        .request("GET", "/apps/tests/versioned/versions", None)
+        .unwrap();
+    assert_eq!(st, 404, "{body}");
+
+    let v1 = deploy(&sb, &server, &[]);
+    assert_eq!(
+        (&v1["status"], &v1["current"]),
+        (&json!("ready"), &json!(true))
+    );
+    let v1_id = v1["id"].as_str().unwrap().to_string();
+    assert_eq!(v1_id.len(), 64);
+    assert_eq!(v1["short_id"].as_str().unwrap(), &v1_id[..12]);
+    assert_eq!(label(&server, APP), "v1");
+
+    // A long task on v1, running when v2 becomes current.
+    let long = server.submit(json!({"app": APP, "input": {"sleep": 4}}));
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
+
+    write_app(&src(&sb), "v2", "");
+    let out = sb.run(&server, &["app", "deploy", src(&sb).to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("building"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(": ready, current"),
+        "{}",
+        stdout(&out)
+    );
+    let versions = sb.run_json(&server, &["--json", "app", "versions", APP], 0);
+    let list = versions.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{versions}");
+    let v2_id = list[0]["id"].as_str().unwrap().to_string();
+    assert_ne!(v2_id, v1_id);
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[1]["current"], false);
+
+    // New runs get v2; v1 stays callable pinned; @latest is the current.
+    assert_eq!(label(&server, APP), "v2");
+    assert_eq!(label(&server, &format!("{APP}@{}", &v1_id[..8])), "v1");
+    assert_eq!(label(&server, &format!("{APP}@latest")), "v2");
+    // The long task finished on v1, where it started.
+    let done = server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 10);
+    assert_eq!(done["output"]["label"], "v1", "{done}");
+    assert_eq!(done["app"], format!("{APP}@{v1_id}"), "{done}");
+
+    // Rollback.
+    let back = sb.run_json(&server, &["--json", "app", "activate", APP, &v1_id[..6]], 0);
+    assert_eq!(
+        (&back["id"], &back["current"]),
+        (&json!(v1_id), &json!(true))
+    );
+    assert_eq!(label(&server, APP), "v1");
+
+    // The current version stays; another goes, and is no longer callable.
+    let out = sb.run(&server, &["app", "remove", APP, &v1_id[..6]]);
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out)
+            .contains("is the current version of app \"tests/versioned\": activate another first"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sb.run(&server, &["app", "remove", APP, &v2_id[..6]]);
+    assert_code(&out, 0);
+    let gone = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": format!("{APP}@{}", &v2_id[..6]), "input": {}})),
+        404,
+    );
+    assert_eq!(
+        gone["detail"],
+        format!(
+            "app \"{APP}\" has no version \"{}\" (list them: GET /apps/{APP}/versions)",
+            &v2_id[..6]
+        )
+    );
+}
+
+#[test]
+fn a_version_whose_import_fails_never_becomes_current() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let server = sb.start(&[]);
+    let v1 = deploy(&sb, &server, &[]);
+
+    write_app(&src(&sb), "broken", "import no_such_module_for_infsh_tests");
+    let out = sb.run(&server, &["app", "deploy", src(&sb).to_str().unwrap()]);
+    assert_code(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("failed to build"), "{err}");
+    assert!(
+        err.contains("No module named 'no_such_module_for_infsh_tests'"),
+        "{err}"
+    );
+    assert!(err.contains("Traceback"), "{err}");
+
+    // v1 still serves; the failed one is listed as failed, with why.
+    assert_eq!(label(&server, APP), "v1");
+    let list = server.api("GET", "/apps/tests/versioned/versions", None, 200);
+    let failed = &list[0];
+    assert_eq!(failed["status"], "failed", "{list}");
+    assert_eq!(failed["current"], false);
+    assert!(failed["error"]
+        .as_str()
+        .unwrap()
+        .contains("no_such_module_for_infsh_tests"));
+    assert_eq!(list[1]["id"], v1["id"]);
+    assert_eq!(list[1]["current"], true);
+    // A failed version cannot be made current.
+    let refused = server.api(
+        "PUT",
+        &format!(
+            "/apps/tests/versioned/versions/{}/current",
+            failed["id"].as_str().unwrap()
+        ),
+        None,
+        409,
+    );
+    assert_eq!(refused["status"], 409);
+    assert!(refused["detail"]
+        .as_str()
+        .unwrap()
+        .ends_with("is failed: only a ready version becomes current"));
+
+    // Not a package at all; a package of another app.
+    let (st, body) = server
+        .raw(
+            "POST",
+            "/apps/tests/versioned/versions",
+            Some(b"PK\x03\x04"),
+            "application/octet-stream",
+        )
+        .unwrap();
+    assert_eq!(st, 400, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["detail"],
+        "the upload is not a valid app package: not an app package (it does not start with INFSHPKG1)"
+    );
+    write_app(&src(&sb), "v1", "");
+    let mut package = Vec::new();
+    infsh_core::package::pack(&src(&sb), &mut package).unwrap();
+    let (st, body) = server
+        .raw(
+            "POST",
+            "/apps/tests/other/versions",
+            Some(&package),
+            "application/octet-stream",
+        )
+        .unwrap();
+    assert_eq!(st, 400, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["detail"],
+        "the package's inf.yml names app \"tests/versioned\", not \"tests/other\": deploy it to /apps/tests/versioned/versions"
+    );
+}
+
+/// Runs of `APP` with `wait` until `stop` is set and at least `min` ran:
+/// each one's label, in order. Panics on any failed run.
+fn run_until(
+    url: String,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+    min: usize,
+) -> Vec<String> {
+    let mut labels = Vec::new();
+    while labels.len() < min || !stop.load(Ordering::SeqCst) {
+        let (st, body) = http_post_json(
+            &url,
+            "/apps/run",
+            None,
+            &json!({"app": APP, "input": {}, "wait": true}),
+        )
+        .expect("the server answers");
+        assert_eq!(st, 200, "{body}");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["data"]["status"], 10, "{body}");
+        labels.push(doc["data"]["output"]["label"].as_str().unwrap().to_string());
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+    labels
+}
+
+#[test]
+fn two_hundred_runs_across_a_switch_all_succeed_and_the_current_version_survives_a_restart() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let mut server = sb.start(&["--replicas", "2"]);
+    deploy(&sb, &server, &[]);
+    // Four callers, 50 runs each at least, going on until v2 is current
+    // and 20 more runs went through.
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop, count) = (server.url.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || run_until(url, stop, count, 50))
+        })
+        .collect();
+    assert!(wait_for(Duration::from_secs(60), || count
+        .load(Ordering::SeqCst)
+        >= 20));
+    write_app(&src(&sb), "v2", "");
+    let v2 = deploy(&sb, &server, &[]);
+    let at_switch = count.load(Ordering::SeqCst);
+    assert!(wait_for(Duration::from_secs(60), || {
+        count.load(Ordering::SeqCst) >= at_switch + 20
+    }));
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for caller in callers {
+        let labels = caller.join().expect("every run succeeded");
+        total += labels.len();
+        // Each caller's runs in order: v1 first, then once v2, only v2.
+        assert_eq!(labels[0], "v1", "{labels:?}");
+        let first_v2 = labels.iter().position(|l| l == "v2").expect("v2 reached");
+        assert!(labels[first_v2..].iter().all(|l| l == "v2"), "{labels:?}");
+    }
+    assert!(total >= 200, "{total}");
+    assert_eq!(label(&server, APP), "v2");
+
+    server.terminate(Duration::from_secs(30));
+    drop(server);
+    let server = sb.start(&[]);
+    assert_eq!(label(&server, APP), "v2");
+    let list = server.api("GET", "/apps/tests/versioned/versions", None, 200);
+    assert_eq!(list[0]["id"], v2["id"]);
+    assert_eq!(list[0]["current"], true);
+}
+
+#[test]
+fn a_session_keeps_its_version_across_a_switch() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let server = sb.start(&[]);
+    let v1 = deploy(&sb, &server, &[]);
+    let v1_id = v1["id"].as_str().unwrap().to_string();
+    let opened = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": APP, "input": {}, "wait": true, "session": "new"})),
+        200,
+    );
+    assert_eq!(opened["output"]["label"], "v1", "{opened}");
+    let session = opened["session_id"].as_str().unwrap().to_string();
+    let got = server.api("GET", &format!("/sessions/{session}"), None, 200);
+    assert_eq!(
+        (&got["app_id"], &got["app_version_id"]),
+        (&json!(APP), &json!(v1_id))
+    );
+
+    write_app(&src(&sb), "v2", "");
+    let v2 = deploy(&sb, &server, &[]);
+    let v2_id = v2["id"].as_str().unwrap().to_string();
+    assert_eq!(label(&server, APP), "v2");
+    // Named without a version, the session's call stays on v1.
+    let kept = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": APP, "input": {}, "wait": true, "session": session})),
+        200,
+    );
+    assert_eq!(kept["output"]["label"], "v1", "{kept}");
+    // Naming v2 in v1's session is refused.
+    let refused = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": format!("{APP}@{}", &v2_id[..8]), "input": {}, "session": session})),
+        400,
+    );
+    assert!(
+        refused["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/VERSION_MISMATCH"),
+        "{refused}"
+    );
+    assert_eq!(
+        refused["detail"],
+        format!(
+            "session \"{session}\" runs version {} of app \"{APP}\", not {}",
+            &v1_id[..12],
+            &v2_id[..12]
+        )
+    );
+    // v1 cannot be removed while the session lives.
+    let busy = server.api(
+        "DELETE",
+        &format!("/apps/tests/versioned/versions/{}", &v1_id[..8]),
+        None,
+        409,
+    );
+    assert_eq!(
+        busy["detail"],
+        format!(
+            "version {} of app \"{APP}\" has 1 live session(s): end them first",
+            &v1_id[..12]
+        )
+    );
+    let (st, _) = server
+        .request("DELETE", &format!("/sessions/{session}"), None)
+        .unwrap();
+    assert_eq!(st, 204);
+    let (st, body) = server
+        .request(
+            "DELETE",
+            &format!("/apps/tests/versioned/versions/{}", &v1_id[..8]),
+            None,
+        )
+        .unwrap();
+    assert_eq!(st, 204, "{body}");
+}

@@ -1,0 +1,377 @@
+//! Deployed app versions (`infsh app deploy`): a package uploaded to the
+//! server becomes a version of its app, named by its content hash. The
+//! server unpacks it, builds its environment and discovers its functions
+//! (one worker starts) before it may become current; a failed build or
+//! import is kept as `failed`, with its traceback, and never becomes
+//! current.
+//!
+//! On disk, under `--data-dir`: `versions/NS/NAME/HASH.pkg` (the package
+//! as uploaded) and `versions/NS/NAME/HASH/` (unpacked: the app folder its
+//! workers run). The store keeps each version's status and which one is
+//! current (`infsh-store`'s `app_versions`). A start hosts every ready
+//! version again, before recovery, so queued tasks of a version find it.
+//!
+//! Switching is one write to the store and one to the hosted table: runs
+//! taken after it go to the new version, whose replica is already up (the
+//! deploy started one); the old version's running tasks finish on it, and
+//! it stays callable as `ns/name@HASH` until removed.
+
+use std::path::{Path, PathBuf};
+
+use infsh_core::app::AppDir;
+use infsh_store::{now_ms, AppVersionRecord, VersionStatus};
+use serde::Serialize;
+
+use crate::api::EngineError;
+use crate::engine::Engine;
+use crate::hosted::{MIN_VERSION_PREFIX, SHORT_HASH};
+use crate::registry::AppEntry;
+use crate::version_hosting::{app_dir, check_app_id, host};
+use crate::worker_seam::UNLOAD_GRACE;
+
+/// A version as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionView {
+    /// `ns/name`.
+    pub app: String,
+    /// The content hash (hex SHA-256).
+    pub id: String,
+    /// Its first [`SHORT_HASH`] digits.
+    pub short: String,
+    pub status: VersionStatus,
+    pub current: bool,
+    pub error: Option<String>,
+    pub size_bytes: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl VersionView {
+    fn of(record: AppVersionRecord, current: Option<&str>) -> VersionView {
+        VersionView {
+            current: current == Some(record.hash.as_str()),
+            short: record.hash.chars().take(SHORT_HASH).collect(),
+            app: record.app,
+            id: record.hash,
+            status: record.status,
+            error: record.error,
+            size_bytes: record.size_bytes,
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+        }
+    }
+}
+
+impl Engine {
+    /// Makes a version of app `app` (`ns/name`) from the package at
+    /// `upload` (hashed as it was received: `hash`), builds it and, with
+    /// `activate`, makes it current. The same content deployed again is
+    /// the same version (built again only if it had failed).
+    pub async fn deploy_version(
+        &self,
+        app: &str,
+        upload: PathBuf,
+        hash: String,
+        activate: bool,
+    ) -> Result<VersionView, EngineError> {
+        let result = self.deploy_inner(app, &upload, hash, activate).await;
+        let _ = tokio::fs::remove_file(&upload).await;
+        result
+    }
+
+    async fn deploy_inner(
+        &self,
+        app: &str,
+        upload: &Path,
+        hash: String,
+        activate: bool,
+    ) -> Result<VersionView, EngineError> {
+        check_app_id(app)?;
+        let store = &self.shared().store;
+        let existing = store.get_app_version(app, &hash).await?;
+        match existing.as_ref().map(|v| v.status) {
+            Some(VersionStatus::Ready) => {
+                if activate {
+                    return self.activate_version(app, &hash).await;
+                }
+                return self.version_view(app, &hash).await;
+            }
+            Some(VersionStatus::Building) => {
+                return Err(EngineError::VersionConflict(format!(
+                    "version {hash} of app \"{app}\" is being built already"
+                )))
+            }
+            Some(VersionStatus::Failed) | None => {}
+        }
+        let base = app_dir(&self.shared().config.data_dir, app);
+        let folder = base.join(&hash);
+        let size = tokio::fs::metadata(upload)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        // Unpack beside the final folder, check, then rename into place.
+        let (upload_path, base_path, folder_path, expected) = (
+            upload.to_path_buf(),
+            base.clone(),
+            folder.clone(),
+            app.to_string(),
+        );
+        let hash_for_io = hash.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
+            let io = |what: &str, e: std::io::Error| {
+                EngineError::BadPackage(format!("cannot store the version ({what}): {e}"))
+            };
+            std::fs::create_dir_all(&base_path).map_err(|e| io("create its folder", e))?;
+            let tmp = base_path.join(format!(".{hash_for_io}.unpacking"));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let file = std::fs::File::open(&upload_path).map_err(|e| io("open the upload", e))?;
+            let unpacked = infsh_core::package::unpack(std::io::BufReader::new(file), &tmp)
+                .and_then(|_| {
+                    AppDir::open(&tmp).map_err(|e| infsh_core::package::PackageError::Io {
+                        path: tmp.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                });
+            let dir = match unpacked {
+                Ok(dir) => dir,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(EngineError::BadPackage(format!(
+                        "the upload is not a valid app package: {e}"
+                    )));
+                }
+            };
+            let named = AppEntry::new(dir).app_id();
+            if named != expected {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(EngineError::BadPackage(format!(
+                    "the package's inf.yml names app \"{named}\", not \"{expected}\": \
+                     deploy it to /apps/{named}/versions"
+                )));
+            }
+            let _ = std::fs::remove_dir_all(&folder_path);
+            std::fs::rename(&tmp, &folder_path).map_err(|e| io("rename the folder", e))?;
+            std::fs::copy(&upload_path, base_path.join(format!("{hash_for_io}.pkg")))
+                .map_err(|e| io("keep the package", e))?;
+            Ok(())
+        })
+        .await
+        .map_err(|source| EngineError::Background {
+            what: "unpacking a version",
+            source,
+        })??;
+        let now = now_ms();
+        let record = AppVersionRecord {
+            app: app.to_string(),
+            hash: hash.clone(),
+            size_bytes: size,
+            status: VersionStatus::Building,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        if !store.insert_app_version(&record).await? {
+            store
+                .set_app_version_status(app, &hash, VersionStatus::Building, None, now)
+                .await?;
+        }
+        tracing::info!(%app, %hash, "building a new version");
+        let handle = host(
+            self.shared(),
+            &self.inner.apps,
+            &*self.inner.launcher,
+            &folder,
+            &hash,
+        )?;
+        match handle.discover().await {
+            Ok(info) => {
+                tracing::info!(%app, %hash, functions = ?info.names(), "version ready");
+                store
+                    .set_app_version_status(app, &hash, VersionStatus::Ready, None, now_ms())
+                    .await?;
+                if activate {
+                    self.activate_version(app, &hash).await
+                } else {
+                    self.version_view(app, &hash).await
+                }
+            }
+            Err(e) => {
+                let (message, traceback) = match e {
+                    EngineError::AppUnavailable {
+                        message, traceback, ..
+                    } => (message, traceback),
+                    other => (other.to_string(), None),
+                };
+                let error = match &traceback {
+                    Some(tb) => format!("{message}\n{tb}"),
+                    None => message.clone(),
+                };
+                tracing::warn!(%app, %hash, "version failed: {message}");
+                store
+                    .set_app_version_status(
+                        app,
+                        &hash,
+                        VersionStatus::Failed,
+                        Some(&error),
+                        now_ms(),
+                    )
+                    .await?;
+                if let Some(h) = self.inner.apps.remove_version(&handle.entry.id) {
+                    h.shutdown(UNLOAD_GRACE);
+                }
+                Err(EngineError::VersionFailed {
+                    app: app.to_string(),
+                    hash,
+                    message,
+                    traceback,
+                })
+            }
+        }
+    }
+
+    /// An app's versions, newest first.
+    pub async fn list_versions(&self, app: &str) -> Result<Vec<VersionView>, EngineError> {
+        let store = &self.shared().store;
+        let current = store.current_app_version(app).await?;
+        let list = store.list_app_versions(app).await?;
+        if list.is_empty() {
+            return Err(EngineError::UnknownVersion {
+                app: app.to_string(),
+                version: "(any)".into(),
+            });
+        }
+        Ok(list
+            .into_iter()
+            .map(|v| VersionView::of(v, current.as_deref()))
+            .collect())
+    }
+
+    async fn version_view(&self, app: &str, hash: &str) -> Result<VersionView, EngineError> {
+        let store = &self.shared().store;
+        let current = store.current_app_version(app).await?;
+        let record =
+            store
+                .get_app_version(app, hash)
+                .await?
+                .ok_or_else(|| EngineError::UnknownVersion {
+                    app: app.to_string(),
+                    version: hash.to_string(),
+                })?;
+        Ok(VersionView::of(record, current.as_deref()))
+    }
+
+    /// The full hash of app `app`'s version named by `version` (a hash
+    /// prefix of at least [`MIN_VERSION_PREFIX`] digits, or `latest`).
+    async fn find_version(&self, app: &str, version: &str) -> Result<String, EngineError> {
+        let store = &self.shared().store;
+        if version == crate::hosted::LATEST {
+            if let Some(hash) = store.current_app_version(app).await? {
+                return Ok(hash);
+            }
+        }
+        let prefix = version.to_ascii_lowercase();
+        let unknown = || EngineError::UnknownVersion {
+            app: app.to_string(),
+            version: version.to_string(),
+        };
+        if prefix.len() < MIN_VERSION_PREFIX {
+            return Err(unknown());
+        }
+        let matches: Vec<String> = store
+            .list_app_versions(app)
+            .await?
+            .into_iter()
+            .map(|v| v.hash)
+            .filter(|h| h.starts_with(&prefix))
+            .collect();
+        match matches.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(unknown()),
+            many => Err(EngineError::AmbiguousVersion {
+                app: app.to_string(),
+                version: version.to_string(),
+                matches: many.to_vec(),
+            }),
+        }
+    }
+
+    /// Makes a ready version current (a rollback names an older one).
+    pub async fn activate_version(
+        &self,
+        app: &str,
+        version: &str,
+    ) -> Result<VersionView, EngineError> {
+        let hash = self.find_version(app, version).await?;
+        let view = self.version_view(app, &hash).await?;
+        if view.status != VersionStatus::Ready {
+            return Err(EngineError::VersionConflict(format!(
+                "version {} of app \"{app}\" is {}: only a ready version becomes current",
+                view.short,
+                view.status.as_str()
+            )));
+        }
+        let folder = app_dir(&self.shared().config.data_dir, app).join(&hash);
+        host(
+            self.shared(),
+            &self.inner.apps,
+            &*self.inner.launcher,
+            &folder,
+            &hash,
+        )?;
+        self.shared()
+            .store
+            .set_current_app_version(app, &hash, now_ms())
+            .await?;
+        let previous = self.inner.apps.set_current(app, &hash);
+        tracing::info!(%app, %hash, ?previous, "current version switched");
+        self.version_view(app, &hash).await
+    }
+
+    /// Removes a version that is neither current nor leased to a live
+    /// session: its record, its files, its workers.
+    pub async fn remove_version(&self, app: &str, version: &str) -> Result<(), EngineError> {
+        let hash = self.find_version(app, version).await?;
+        let short: String = hash.chars().take(SHORT_HASH).collect();
+        let id = format!("{app}@{hash}");
+        if self.inner.apps.current(app).as_deref() == Some(hash.as_str())
+            || self
+                .shared()
+                .store
+                .current_app_version(app)
+                .await?
+                .as_deref()
+                == Some(&hash)
+        {
+            return Err(EngineError::VersionConflict(format!(
+                "version {short} is the current version of app \"{app}\": activate another first"
+            )));
+        }
+        let live = self
+            .shared()
+            .sessions
+            .active()
+            .into_iter()
+            .filter(|s| s.app == id)
+            .count();
+        if live > 0 {
+            return Err(EngineError::VersionConflict(format!(
+                "version {short} of app \"{app}\" has {live} live session(s): end them first"
+            )));
+        }
+        if !self.shared().store.delete_app_version(app, &hash).await? {
+            return Err(EngineError::VersionConflict(format!(
+                "version {short} of app \"{app}\" became current meanwhile"
+            )));
+        }
+        if let Some(handle) = self.inner.apps.remove_version(&id) {
+            if let Some(stopped) = handle.shutdown(UNLOAD_GRACE) {
+                let _ = stopped.await;
+            }
+        }
+        let base = app_dir(&self.shared().config.data_dir, app);
+        let _ = tokio::fs::remove_dir_all(base.join(&hash)).await;
+        let _ = tokio::fs::remove_file(base.join(format!("{hash}.pkg"))).await;
+        tracing::info!(%app, %hash, "version removed");
+        Ok(())
+    }
+}
