@@ -33,6 +33,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+pub use crate::fleet_sessions::{
+    engine_lost_reason, engine_restarted_reason, EngineSession, FailedCall, FleetSession,
+    SessionChange, SessionState,
+};
 use crate::{LogEntry, StoreError, TaskRecord, TaskStatus};
 
 /// An app an engine hosts, as it registered it.
@@ -222,6 +226,19 @@ pub enum FleetError {
     UnknownEngine(String),
     #[error("no such task \"{0}\"")]
     UnknownTask(String),
+    /// Sessions (`fleet_sessions.rs`): the texts are the engine's own.
+    #[error("unknown session \"{0}\"")]
+    SessionNotFound(String),
+    #[error("session \"{id}\" ended: {reason}")]
+    SessionEnded { id: String, reason: String },
+    #[error("session \"{id}\" expired: idle for more than its timeout of {idle_timeout_secs}s")]
+    SessionExpired { id: String, idle_timeout_secs: u64 },
+    #[error("session \"{id}\" belongs to app \"{session_app}\", not \"{app}\"")]
+    SessionAppMismatch {
+        id: String,
+        session_app: String,
+        app: String,
+    },
 }
 
 fn holder_text(holder: &Option<String>, status: TaskStatus) -> String {
@@ -309,6 +326,55 @@ pub trait FleetStore: Send + Sync + 'static {
 
     /// Whether the task is queued for remote engines.
     async fn is_remote(&self, task_id: &str) -> Result<bool, FleetError>;
+
+    // Sessions (`fleet_sessions.rs` has the rules). The claim above also
+    // takes a session's calls: only by the engine holding it (the first
+    // claim binds it), one at a time, oldest first.
+
+    /// Stores a new session (before its first call is queued).
+    async fn open_session(&self, session: &FleetSession) -> Result<(), FleetError>;
+
+    async fn get_session(&self, id: &str) -> Result<Option<FleetSession>, FleetError>;
+
+    /// The active sessions, oldest first.
+    async fn active_sessions(&self) -> Result<Vec<FleetSession>, FleetError>;
+
+    /// Applies a call, keepalive or end to session `id` under its lock:
+    /// [`FleetError::SessionNotFound`] or the session's refusal otherwise.
+    async fn change_session(
+        &self,
+        id: &str,
+        change: &SessionChange,
+        now_ms: i64,
+    ) -> Result<FleetSession, FleetError>;
+
+    /// Ends every active session `engine` holds with `reason` (it
+    /// restarted); the ids ended.
+    async fn end_engine_sessions(
+        &self,
+        engine: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError>;
+
+    /// Takes an engine's word on the sessions it holds (their replicas,
+    /// those that ended there); answers the ids it must let go of (over,
+    /// unknown, or held by another engine).
+    async fn sync_engine_sessions(
+        &self,
+        engine: &str,
+        held: &[EngineSession],
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError>;
+
+    /// Expires idle sessions, ends those of engines silent for longer
+    /// than `offline_after_ms`, and fails the queued calls of sessions
+    /// that are over (returned, to publish).
+    async fn sweep_sessions(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+    ) -> Result<Vec<FailedCall>, FleetError>;
 }
 
 /// Wakes whoever waits for queued remote tasks (a long-polling claim). In
