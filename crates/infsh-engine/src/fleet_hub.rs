@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use infsh_core::AppRef;
 use infsh_store::fleet::{
-    app_hashes, CancelOutcome, ClaimRequest, EngineApp, EngineRecord, EngineRegistration,
-    FleetError, FleetStore, Report, TaskChange, Wakeup,
+    app_hashes, engine_restarted_reason, CancelOutcome, ClaimRequest, EngineApp, EngineRecord,
+    EngineRegistration, EngineSession, FleetError, FleetStore, Report, SessionRefusal, TaskChange,
+    Wakeup,
 };
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
@@ -32,20 +33,21 @@ use crate::api::{EngineError, RunRequest, TaskView};
 use crate::app_info::AppInfo;
 use crate::fleet_api::{
     ClaimAnswer, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView, RemoteEngineView,
-    RemoteRegistration,
+    RemoteRegistration, RemoteSessionView,
 };
 use crate::inputs::{
     call_validators, check_file_inputs, input_and_setup, requested_function, resolve_error,
     validate,
 };
+use crate::sessions::requested;
 use crate::shared::Shared;
 use crate::time::sleep_until;
 
 pub(crate) struct FleetHub {
-    shared: Arc<Shared>,
-    store: Arc<dyn FleetStore>,
-    wake: Arc<dyn Wakeup>,
-    options: FleetOptions,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<dyn FleetStore>,
+    pub(crate) wake: Arc<dyn Wakeup>,
+    pub(crate) options: FleetOptions,
     /// Registered apps' functions, by (app, hash): built once per hash.
     infos: Mutex<HashMap<(String, String), Arc<AppInfo>>>,
     /// Remote tasks with a live view on this node (what a resync re-reads).
@@ -70,10 +72,30 @@ fn app_info_of(app: &EngineApp) -> Option<AppInfo> {
     Some(AppInfo::new(ready, default))
 }
 
-fn fleet_error(e: FleetError) -> EngineError {
+pub(crate) fn fleet_error(e: FleetError) -> EngineError {
     match e {
         FleetError::Store(s) => EngineError::Store(s),
         FleetError::UnknownTask(id) => EngineError::UnknownTask(id),
+        FleetError::Session(refused) => match refused {
+            SessionRefusal::NotFound(id) => EngineError::SessionNotFound(id),
+            SessionRefusal::Ended { id, reason } => EngineError::SessionEnded { id, reason },
+            SessionRefusal::Expired {
+                id,
+                idle_timeout_secs,
+            } => EngineError::SessionExpired {
+                id,
+                idle_timeout_secs,
+            },
+            SessionRefusal::AppMismatch {
+                id,
+                session_app,
+                app,
+            } => EngineError::SessionAppMismatch {
+                id,
+                session_app,
+                app,
+            },
+        },
         other => EngineError::UnknownEngine(other.to_string()),
     }
 }
@@ -114,7 +136,7 @@ impl FleetHub {
         Ok(hub)
     }
 
-    fn lease_ms(&self) -> i64 {
+    pub(crate) fn lease_ms(&self) -> i64 {
         self.options.lease.as_millis() as i64
     }
 
@@ -179,6 +201,19 @@ impl FleetHub {
             )
             .await?;
         tracing::info!(engine = %record.name, version = %record.version, apps = record.apps.len(), "remote engine registered");
+        // An engine registers when it starts: the sessions it held were in
+        // the memory of workers that are gone.
+        let ended = self
+            .store
+            .end_engine_sessions(
+                &record.name,
+                &engine_restarted_reason(&record.name),
+                now_ms(),
+            )
+            .await?;
+        if !ended.is_empty() {
+            tracing::warn!(engine = %record.name, sessions = ?ended, "engine restarted: its sessions end");
+        }
         // Tasks may be waiting for it.
         self.wake.notify();
         Ok(record)
@@ -215,6 +250,7 @@ impl FleetHub {
         let Some(app) = self.remote_app(&request.app).await? else {
             return Ok(None);
         };
+        let session = requested(&request)?;
         let info = self.info(&app).ok_or_else(|| EngineError::AppUnavailable {
             app: app.app.clone(),
             message: "its engine registered no readable functions".into(),
@@ -233,8 +269,10 @@ impl FleetHub {
         })?;
         validate(&setup_validator, &setup, || "setup config".into())?;
         let now = now_ms();
+        let id = new_id();
+        let session_id = self.session_for(session, &app.app, &id, now).await?;
         let record = TaskRecord {
-            id: new_id(),
+            id,
             app: app.app.clone(),
             function: resolved.name.clone(),
             input,
@@ -243,7 +281,7 @@ impl FleetHub {
             output: None,
             error: None,
             webhook: request.webhook.filter(|w| !w.trim().is_empty()),
-            session_id: request.session,
+            session_id,
             metadata: request.metadata.unwrap_or_else(|| json!({})),
             timeout_secs: request.timeout_secs,
             created_at_ms: now,
@@ -272,9 +310,13 @@ impl FleetHub {
         &self,
         request: ClaimRequest,
         holding: &[String],
+        sessions: &[EngineSession],
     ) -> Result<ClaimAnswer, FleetLinkError> {
         let deadline = Instant::now() + self.options.claim_wait();
         let mut woken = self.wake.subscribe();
+        // What the engine says of its sessions counts once; later rounds
+        // only look for those that ended here meanwhile (a `DELETE`).
+        let mut sessions = sessions.to_vec();
         loop {
             woken.borrow_and_update();
             let now = now_ms();
@@ -282,6 +324,13 @@ impl FleetHub {
                 .store
                 .heartbeat(&request.engine, holding, now, self.lease_ms())
                 .await?;
+            let end_sessions = self
+                .store
+                .sync_engine_sessions(&request.engine, &sessions, now)
+                .await?;
+            for held in &mut sessions {
+                held.ended = None;
+            }
             let tasks = self.store.claim(&request, now, self.lease_ms()).await?;
             for claimed in &tasks {
                 self.publish(&claimed.task.id, |view| {
@@ -295,9 +344,12 @@ impl FleetHub {
                 lease_until_ms: beat.lease_until_ms,
                 cancel: beat.cancel,
                 lost: beat.lost,
+                end_sessions,
             };
-            let has_news =
-                !answer.tasks.is_empty() || !answer.cancel.is_empty() || !answer.lost.is_empty();
+            let has_news = !answer.tasks.is_empty()
+                || !answer.cancel.is_empty()
+                || !answer.lost.is_empty()
+                || !answer.end_sessions.is_empty();
             if has_news || Instant::now() >= deadline || !self.shared.lifecycle.is_running() {
                 return Ok(answer);
             }
@@ -323,6 +375,7 @@ impl FleetHub {
             lease_until_ms: beat.lease_until_ms,
             cancel: beat.cancel,
             lost: beat.lost,
+            end_sessions: Vec::new(),
         })
     }
 
@@ -408,6 +461,7 @@ impl FleetHub {
 
     pub async fn engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {
         let engines = self.store.list_engines().await.map_err(fleet_error)?;
+        let sessions = self.store.active_sessions().await.map_err(fleet_error)?;
         let now = now_ms();
         let hashes = app_hashes(&engines, now, self.lease_ms());
         Ok(engines
@@ -421,6 +475,15 @@ impl FleetHub {
                         app: a.app.clone(),
                         hash: a.hash.clone(),
                         conflict: hashes.get(&a.app).is_some_and(|h| h != &a.hash),
+                    })
+                    .collect(),
+                sessions: sessions
+                    .iter()
+                    .filter(|s| s.engine.as_deref() == Some(e.name.as_str()))
+                    .map(|s| RemoteSessionView {
+                        id: s.id.clone(),
+                        app: s.app.clone(),
+                        worker: s.worker.clone(),
                     })
                     .collect(),
                 name: e.name,
@@ -446,7 +509,7 @@ impl FleetHub {
         Ok(())
     }
 
-    fn publish(&self, id: &str, change: impl FnOnce(&mut TaskView)) {
+    pub(crate) fn publish(&self, id: &str, change: impl FnOnce(&mut TaskView)) {
         if let Some(live) = self.shared.live.get(id) {
             live.send_modify(change);
         }
@@ -454,7 +517,7 @@ impl FleetHub {
 
     /// A remote task ended here (this node applied its end): the store is
     /// its truth from now on, and its webhook goes out, once, from here.
-    async fn ended(&self, id: &str) {
+    pub(crate) async fn ended(&self, id: &str) {
         lock(&self.remote_live).remove(id);
         let record = match self.shared.live.get(id) {
             Some(live) => {
@@ -576,6 +639,7 @@ impl FleetHub {
         if requeued {
             self.wake.notify();
         }
+        self.sweep_sessions().await;
     }
 }
 

@@ -45,6 +45,7 @@ mod engine;
 mod fleet_api;
 mod fleet_hub;
 mod fleet_link;
+mod fleet_sessions;
 mod handle;
 mod hosted;
 mod inputs;
@@ -82,7 +83,7 @@ pub use disk_usage::DiskUsage;
 pub use engine::Engine;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, RemoteApp, RemoteAppView,
-    RemoteEngineView, RemoteRegistration,
+    RemoteEngineView, RemoteRegistration, RemoteSessionView,
 };
 pub use keys::{
     key_digest as api_key_digest, CreatedApiKey, NewApiKey, KEY_PREFIX as API_KEY_PREFIX,

@@ -35,7 +35,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use crate::fleet_sessions::{
     engine_lost_reason, engine_restarted_reason, EngineSession, FailedCall, FleetSession,
-    SessionChange, SessionState,
+    SessionChange, SessionRefusal, SessionState,
 };
 use crate::{LogEntry, StoreError, TaskRecord, TaskStatus};
 
@@ -226,19 +226,9 @@ pub enum FleetError {
     UnknownEngine(String),
     #[error("no such task \"{0}\"")]
     UnknownTask(String),
-    /// Sessions (`fleet_sessions.rs`): the texts are the engine's own.
-    #[error("unknown session \"{0}\"")]
-    SessionNotFound(String),
-    #[error("session \"{id}\" ended: {reason}")]
-    SessionEnded { id: String, reason: String },
-    #[error("session \"{id}\" expired: idle for more than its timeout of {idle_timeout_secs}s")]
-    SessionExpired { id: String, idle_timeout_secs: u64 },
-    #[error("session \"{id}\" belongs to app \"{session_app}\", not \"{app}\"")]
-    SessionAppMismatch {
-        id: String,
-        session_app: String,
-        app: String,
-    },
+    /// A session refused a call or keepalive (`fleet_sessions.rs`).
+    #[error(transparent)]
+    Session(#[from] SessionRefusal),
 }
 
 fn holder_text(holder: &Option<String>, status: TaskStatus) -> String {
@@ -339,8 +329,8 @@ pub trait FleetStore: Send + Sync + 'static {
     /// The active sessions, oldest first.
     async fn active_sessions(&self) -> Result<Vec<FleetSession>, FleetError>;
 
-    /// Applies a call, keepalive or end to session `id` under its lock:
-    /// [`FleetError::SessionNotFound`] or the session's refusal otherwise.
+    /// Applies a call, keepalive or end to session `id` under its lock, or
+    /// refuses it ([`SessionRefusal`]: unknown, over, another app).
     async fn change_session(
         &self,
         id: &str,

@@ -20,7 +20,23 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::FleetError;
+/// Why a session refuses a call or keepalive (the texts are the engine's
+/// own for its sessions).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefusal {
+    #[error("unknown session \"{0}\"")]
+    NotFound(String),
+    #[error("session \"{id}\" ended: {reason}")]
+    Ended { id: String, reason: String },
+    #[error("session \"{id}\" expired: idle for more than its timeout of {idle_timeout_secs}s")]
+    Expired { id: String, idle_timeout_secs: u64 },
+    #[error("session \"{id}\" belongs to app \"{session_app}\", not \"{app}\"")]
+    AppMismatch {
+        id: String,
+        session_app: String,
+        app: String,
+    },
+}
 
 /// A fleet session's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,17 +165,17 @@ impl FleetSession {
     }
 
     /// Why it refuses a call of `app` (or a keepalive: `app` = its own).
-    pub fn refusal(&self, app: &str) -> Option<FleetError> {
+    pub fn refusal(&self, app: &str) -> Option<SessionRefusal> {
         match self.status {
-            SessionState::Ended => Some(FleetError::SessionEnded {
+            SessionState::Ended => Some(SessionRefusal::Ended {
                 id: self.id.clone(),
                 reason: self.reason.clone().unwrap_or_default(),
             }),
-            SessionState::Expired => Some(FleetError::SessionExpired {
+            SessionState::Expired => Some(SessionRefusal::Expired {
                 id: self.id.clone(),
                 idle_timeout_secs: (self.idle_timeout_ms / 1000).max(0) as u64,
             }),
-            SessionState::Active if self.app != app => Some(FleetError::SessionAppMismatch {
+            SessionState::Active if self.app != app => Some(SessionRefusal::AppMismatch {
                 id: self.id.clone(),
                 session_app: self.app.clone(),
                 app: app.to_string(),
@@ -169,7 +185,7 @@ impl FleetSession {
     }
 
     /// Applies `change` at `now_ms`, or refuses it changing nothing.
-    pub fn apply(&mut self, change: &SessionChange, now_ms: i64) -> Result<(), FleetError> {
+    pub fn apply(&mut self, change: &SessionChange, now_ms: i64) -> Result<(), SessionRefusal> {
         match change {
             SessionChange::Call { app } => {
                 if let Some(refused) = self.refusal(app) {

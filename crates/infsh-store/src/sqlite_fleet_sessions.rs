@@ -7,7 +7,8 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::fleet::{
-    EngineSession, FailedCall, FleetError, FleetSession, SessionChange, SessionState,
+    EngineSession, FailedCall, FleetError, FleetSession, SessionChange, SessionRefusal,
+    SessionState,
 };
 use crate::{StoreError, TaskStatus};
 
@@ -150,10 +151,10 @@ pub(crate) fn change(
     now_ms: i64,
 ) -> Result<Result<FleetSession, FleetError>, StoreError> {
     let Some(mut session) = get(conn, id)? else {
-        return Ok(Err(FleetError::SessionNotFound(id.to_string())));
+        return Ok(Err(SessionRefusal::NotFound(id.to_string()).into()));
     };
     if let Err(refused) = session.apply(change, now_ms) {
-        return Ok(Err(refused));
+        return Ok(Err(refused.into()));
     }
     save(conn, &session)?;
     Ok(Ok(session))

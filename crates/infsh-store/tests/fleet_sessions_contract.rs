@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use infsh_store::fleet::{
     ClaimRequest, EngineApp, EngineRegistration, EngineSession, FleetError, FleetSession,
-    FleetStore, Report, SessionChange, SessionState,
+    FleetStore, Report, SessionChange, SessionRefusal, SessionState,
 };
 use infsh_store::{new_id, PostgresStore, SqliteStore, TaskRecord, TaskStatus, TaskStore};
 use infsh_testkit::PgTestDb;
@@ -212,7 +212,7 @@ async fn calls_keepalives_and_ends_follow_the_rules(store: &dyn Both) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, FleetError::SessionAppMismatch { .. }),
+        matches!(err, FleetError::Session(SessionRefusal::AppMismatch { .. })),
         "{err}"
     );
     let err = store

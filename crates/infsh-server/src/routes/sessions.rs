@@ -2,7 +2,8 @@
 //! `GET /sessions/{id}`, `POST /sessions/{id}/keepalive` (resets its idle
 //! timeout) and `DELETE /sessions/{id}` (ends it, releasing its replica).
 //! A session is opened by a run with `"session": "new"` (runs.rs) and lives
-//! in the server's memory: none survives a restart.
+//! in the server's memory (none survives a restart), or, for an app remote
+//! engines host, in the fleet store, shared by every API node on it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,11 +24,13 @@ use crate::state::ServerState;
     ),
     security(("bearer" = []))
 )]
-pub async fn list_sessions(State(state): State<ServerState>) -> Json<Envelope<Vec<AppSessionDto>>> {
-    let sessions = state.engine.sessions();
-    Json(Envelope::new(
+pub async fn list_sessions(
+    State(state): State<ServerState>,
+) -> Result<Json<Envelope<Vec<AppSessionDto>>>, Problem> {
+    let sessions = state.engine.sessions().await?;
+    Ok(Json(Envelope::new(
         sessions.iter().map(AppSessionDto::from).collect(),
-    ))
+    )))
 }
 
 /// One session, active, ended or expired (`reason` says why it is over).
@@ -44,7 +47,7 @@ pub async fn get_session(
     State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<AppSessionDto>>, Problem> {
-    let view = state.engine.session(&id)?;
+    let view = state.engine.session(&id).await?;
     Ok(Json(Envelope::new(AppSessionDto::from(&view))))
 }
 
@@ -62,7 +65,7 @@ pub async fn keepalive_session(
     State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<AppSessionDto>>, Problem> {
-    let view = state.engine.keepalive_session(&id)?;
+    let view = state.engine.keepalive_session(&id).await?;
     Ok(Json(Envelope::new(AppSessionDto::from(&view))))
 }
 
@@ -83,6 +86,6 @@ pub async fn end_session(
     State(state): State<ServerState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
-    state.engine.end_session(&id)?;
+    state.engine.end_session(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::fleet::{
-    ClaimRequest, EngineSession, FailedCall, FleetError, FleetSession, SessionChange, SessionState,
+    ClaimRequest, EngineSession, FailedCall, FleetError, FleetSession, SessionChange,
+    SessionRefusal, SessionState,
 };
 use crate::{StoreError, TaskStatus};
 
@@ -207,7 +208,7 @@ pub(super) async fn change(
     now_ms: i64,
 ) -> Result<FleetSession, FleetError> {
     let Some(mut session) = get(client, id, true).await? else {
-        return Err(FleetError::SessionNotFound(id.to_string()));
+        return Err(SessionRefusal::NotFound(id.to_string()).into());
     };
     session.apply(change, now_ms)?;
     save(client, &session).await?;
