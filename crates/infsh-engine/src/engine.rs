@@ -392,39 +392,48 @@ impl Engine {
         if self.inner.apps.resolve(&request.app).is_ok() {
             return Ok(None);
         }
-        if request.session.is_some() {
-            // A session leases a replica of this engine (sessions.rs); one
-            // on a remote engine is not carried over the fleet link yet.
-            return Err(EngineError::InvalidSession(format!(
-                "sessions are only available for apps this server hosts itself; \"{}\" runs on remote engines",
-                request.app
-            )));
-        }
         hub.submit(request.clone()).await
     }
 
-    /// The active sessions (`GET /sessions`).
-    pub fn sessions(&self) -> Vec<SessionView> {
-        self.shared().sessions.active()
+    /// The active sessions (`GET /sessions`): this server's, then those
+    /// of apps remote engines host (docs/sessions.md, "In a fleet").
+    pub async fn sessions(&self) -> Result<Vec<SessionView>, EngineError> {
+        let mut sessions = self.shared().sessions.active();
+        if let Some(hub) = self.inner.fleet.get() {
+            sessions.extend(hub.sessions().await?);
+        }
+        Ok(sessions)
     }
 
     /// One session, whatever its status (`GET /sessions/{id}`).
-    pub fn session(&self, id: &str) -> Result<SessionView, EngineError> {
-        self.shared().sessions.view(id)
+    pub async fn session(&self, id: &str) -> Result<SessionView, EngineError> {
+        match (self.shared().sessions.view(id), self.inner.fleet.get()) {
+            (Err(EngineError::SessionNotFound(_)), Some(hub)) => hub.session(id).await,
+            (local, _) => local,
+        }
     }
 
     /// Resets an active session's idle timeout (410 if it is not active).
-    pub fn keepalive_session(&self, id: &str) -> Result<SessionView, EngineError> {
-        self.shared().sessions.keepalive(id)
+    pub async fn keepalive_session(&self, id: &str) -> Result<SessionView, EngineError> {
+        match (self.shared().sessions.keepalive(id), self.inner.fleet.get()) {
+            (Err(EngineError::SessionNotFound(_)), Some(hub)) => hub.keepalive_session(id).await,
+            (local, _) => local,
+        }
     }
 
     /// Ends a session and releases its replica (a call running in it
     /// finishes first); ending one that already ended changes nothing.
-    pub fn end_session(&self, id: &str) -> Result<SessionView, EngineError> {
-        let view = self
+    pub async fn end_session(&self, id: &str) -> Result<SessionView, EngineError> {
+        let local = self
             .shared()
             .sessions
-            .end(id, "ended by DELETE /sessions/{id}")?;
+            .end(id, crate::fleet_sessions::ENDED_BY_DELETE);
+        let view = match (local, self.inner.fleet.get()) {
+            (Err(EngineError::SessionNotFound(_)), Some(hub)) => {
+                return hub.end_session(id).await;
+            }
+            (local, _) => local?,
+        };
         if let Ok(handle) = self.inner.apps.by_id(&view.app) {
             handle.wake();
         }

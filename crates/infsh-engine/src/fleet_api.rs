@@ -100,6 +100,9 @@ pub struct ClaimAnswer {
     pub cancel: Vec<String>,
     /// Tasks the engine holds no more (drop them, report nothing).
     pub lost: Vec<String>,
+    /// Sessions it told of that are over here (ended by `DELETE`, expired,
+    /// or not its own): end them there, releasing their replicas.
+    pub end_sessions: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,4 +170,16 @@ pub struct RemoteEngineView {
     pub apps: Vec<RemoteAppView>,
     /// Ids of the tasks it holds.
     pub running: Vec<String>,
+    /// The active sessions it holds, each on one of its replicas.
+    pub sessions: Vec<RemoteSessionView>,
+}
+
+/// A session a remote engine holds, as `GET /engines` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteSessionView {
+    pub id: String,
+    pub app: String,
+    /// The replica leased to it there (`ns/name#0`); None until the engine
+    /// names it (its next claim after the session's first call).
+    pub worker: Option<String>,
 }

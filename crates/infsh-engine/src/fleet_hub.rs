@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use infsh_core::AppRef;
 use infsh_store::fleet::{
-    app_hashes, CancelOutcome, ClaimRequest, EngineApp, EngineRecord, EngineRegistration,
-    EngineState, FleetError, FleetStore, Report, TaskChange, Wakeup,
+    app_hashes, engine_restarted_reason, CancelOutcome, ClaimRequest, EngineApp, EngineRecord,
+    EngineRegistration, EngineSession, EngineState, FleetError, FleetStore, Report, SessionRefusal,
+    TaskChange, Wakeup,
 };
 use infsh_store::{new_id, now_ms, TaskRecord, TaskStatus};
 use serde_json::{json, Value};
@@ -33,21 +34,22 @@ use crate::api::{AppDetail, AppState, AppSummary, EngineError, RunRequest, TaskV
 use crate::app_info::AppInfo;
 use crate::fleet_api::{
     ClaimAnswer, FleetLinkError, FleetOptions, HostedRemotely, RemoteApp, RemoteAppHost,
-    RemoteAppView, RemoteEngineView, RemoteRegistration,
+    RemoteAppView, RemoteEngineView, RemoteRegistration, RemoteSessionView,
 };
 use crate::inputs::{
     call_validators, check_file_inputs, input_and_setup, requested_function, resolve_error,
     validate,
 };
 use crate::metrics::inc;
+use crate::sessions::requested;
 use crate::shared::Shared;
 use crate::time::sleep_until;
 
 pub(crate) struct FleetHub {
-    shared: Arc<Shared>,
-    store: Arc<dyn FleetStore>,
-    wake: Arc<dyn Wakeup>,
-    options: FleetOptions,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<dyn FleetStore>,
+    pub(crate) wake: Arc<dyn Wakeup>,
+    pub(crate) options: FleetOptions,
     /// Registered apps' functions, by (app, hash): built once per hash.
     infos: Mutex<HashMap<(String, String), Arc<AppInfo>>>,
     /// Remote tasks with a live view on this node (what a resync re-reads).
@@ -72,10 +74,30 @@ fn app_info_of(app: &EngineApp) -> Option<AppInfo> {
     Some(AppInfo::new(ready, default))
 }
 
-fn fleet_error(e: FleetError) -> EngineError {
+pub(crate) fn fleet_error(e: FleetError) -> EngineError {
     match e {
         FleetError::Store(s) => EngineError::Store(s),
         FleetError::UnknownTask(id) => EngineError::UnknownTask(id),
+        FleetError::Session(refused) => match refused {
+            SessionRefusal::NotFound(id) => EngineError::SessionNotFound(id),
+            SessionRefusal::Ended { id, reason } => EngineError::SessionEnded { id, reason },
+            SessionRefusal::Expired {
+                id,
+                idle_timeout_secs,
+            } => EngineError::SessionExpired {
+                id,
+                idle_timeout_secs,
+            },
+            SessionRefusal::AppMismatch {
+                id,
+                session_app,
+                app,
+            } => EngineError::SessionAppMismatch {
+                id,
+                session_app,
+                app,
+            },
+        },
         other => EngineError::UnknownEngine(other.to_string()),
     }
 }
@@ -116,7 +138,7 @@ impl FleetHub {
         Ok(hub)
     }
 
-    fn lease_ms(&self) -> i64 {
+    pub(crate) fn lease_ms(&self) -> i64 {
         self.options.lease.as_millis() as i64
     }
 
@@ -187,6 +209,19 @@ impl FleetHub {
             )
             .await?;
         tracing::info!(engine = %record.name, version = %record.version, apps = record.apps.len(), "remote engine registered");
+        // An engine registers when it starts: the sessions it held were in
+        // the memory of workers that are gone.
+        let ended = self
+            .store
+            .end_engine_sessions(
+                &record.name,
+                &engine_restarted_reason(&record.name),
+                now_ms(),
+            )
+            .await?;
+        if !ended.is_empty() {
+            tracing::warn!(engine = %record.name, sessions = ?ended, "engine restarted: its sessions end");
+        }
         // Tasks may be waiting for it.
         self.wake.notify();
         Ok(record)
@@ -223,6 +258,7 @@ impl FleetHub {
         let Some(app) = self.remote_app(&request.app).await? else {
             return Ok(None);
         };
+        let session = requested(&request)?;
         let info = self.info(&app).ok_or_else(|| EngineError::AppUnavailable {
             app: app.app.clone(),
             message: "its engine registered no readable functions".into(),
@@ -242,8 +278,10 @@ impl FleetHub {
         validate(&setup_validator, &setup, || "setup config".into())?;
         self.check_queue(&app.app).await?;
         let now = now_ms();
+        let id = new_id();
+        let session_id = self.session_for(session, &app.app, &id, now).await?;
         let record = TaskRecord {
-            id: new_id(),
+            id,
             app: app.app.clone(),
             function: resolved.name.clone(),
             input,
@@ -252,7 +290,7 @@ impl FleetHub {
             output: None,
             error: None,
             webhook: request.webhook.filter(|w| !w.trim().is_empty()),
-            session_id: request.session,
+            session_id,
             metadata: request.metadata.unwrap_or_else(|| json!({})),
             timeout_secs: request.timeout_secs,
             created_at_ms: now,
@@ -302,21 +340,37 @@ impl FleetHub {
         &self,
         request: ClaimRequest,
         holding: &[String],
+        sessions: &[EngineSession],
     ) -> Result<ClaimAnswer, FleetLinkError> {
         let deadline = Instant::now() + self.options.claim_wait();
         let mut woken = self.wake.subscribe();
+        // What the engine says of its sessions counts once; later rounds
+        // only look for those that ended here meanwhile (a `DELETE`).
+        let mut sessions = sessions.to_vec();
         loop {
             woken.borrow_and_update();
             let now = now_ms();
             // Side by side: they touch other rows (the engine's leases, the
             // queued tasks), and on PostgreSQL each is a commit of its own,
             // one after the other the largest share of a claim's latency.
-            let (beat, tasks) = tokio::join!(
+            // The sessions' sync goes before the claim: a session that
+            // ended on the engine must not be handed its next call.
+            let (beat, claimed) = tokio::join!(
                 self.store
                     .heartbeat(&request.engine, holding, now, self.lease_ms()),
-                self.store.claim(&request, now, self.lease_ms()),
+                async {
+                    let end = self
+                        .store
+                        .sync_engine_sessions(&request.engine, &sessions, now)
+                        .await?;
+                    let tasks = self.store.claim(&request, now, self.lease_ms()).await?;
+                    Ok::<_, FleetError>((end, tasks))
+                },
             );
-            let tasks = tasks?;
+            let (end_sessions, tasks) = claimed?;
+            for held in &mut sessions {
+                held.ended = None;
+            }
             let beat = match beat {
                 Ok(beat) => beat,
                 // Tasks leased by the claim must reach the engine (else
@@ -345,9 +399,12 @@ impl FleetHub {
                 lease_until_ms: beat.lease_until_ms,
                 cancel: beat.cancel,
                 lost: beat.lost,
+                end_sessions,
             };
-            let has_news =
-                !answer.tasks.is_empty() || !answer.cancel.is_empty() || !answer.lost.is_empty();
+            let has_news = !answer.tasks.is_empty()
+                || !answer.cancel.is_empty()
+                || !answer.lost.is_empty()
+                || !answer.end_sessions.is_empty();
             if has_news || Instant::now() >= deadline || !self.shared.lifecycle.is_running() {
                 return Ok(answer);
             }
@@ -373,6 +430,7 @@ impl FleetHub {
             lease_until_ms: beat.lease_until_ms,
             cancel: beat.cancel,
             lost: beat.lost,
+            end_sessions: Vec::new(),
         })
     }
 
@@ -458,6 +516,7 @@ impl FleetHub {
 
     pub async fn engines(&self) -> Result<Vec<RemoteEngineView>, EngineError> {
         let engines = self.store.list_engines().await.map_err(fleet_error)?;
+        let sessions = self.store.active_sessions().await.map_err(fleet_error)?;
         let now = now_ms();
         let hashes = app_hashes(&engines, now, self.lease_ms());
         Ok(engines
@@ -471,6 +530,15 @@ impl FleetHub {
                         app: a.app.clone(),
                         hash: a.hash.clone(),
                         conflict: hashes.get(&a.app).is_some_and(|h| h != &a.hash),
+                    })
+                    .collect(),
+                sessions: sessions
+                    .iter()
+                    .filter(|s| s.engine.as_deref() == Some(e.name.as_str()))
+                    .map(|s| RemoteSessionView {
+                        id: s.id.clone(),
+                        app: s.app.clone(),
+                        worker: s.worker.clone(),
                     })
                     .collect(),
                 name: e.name,
@@ -569,7 +637,7 @@ impl FleetHub {
         Ok(())
     }
 
-    fn publish(&self, id: &str, change: impl FnOnce(&mut TaskView)) {
+    pub(crate) fn publish(&self, id: &str, change: impl FnOnce(&mut TaskView)) {
         if let Some(live) = self.shared.live.get(id) {
             live.send_modify(change);
         }
@@ -577,7 +645,7 @@ impl FleetHub {
 
     /// A remote task ended here (this node applied its end): the store is
     /// its truth from now on, and its webhook goes out, once, from here.
-    async fn ended(&self, id: &str) {
+    pub(crate) async fn ended(&self, id: &str) {
         lock(&self.remote_live).remove(id);
         let record = self.ended_record(id).await;
         let Some(record) = record else { return };
@@ -714,6 +782,7 @@ impl FleetHub {
         if requeued {
             self.wake.notify();
         }
+        self.sweep_sessions().await;
     }
 }
 

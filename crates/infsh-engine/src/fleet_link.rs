@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use infsh_store::fleet::{ClaimRequest, FleetStore, LocalWakeup, Report, Wakeup};
+use infsh_store::fleet::{ClaimRequest, EngineSession, FleetStore, LocalWakeup, Report, Wakeup};
 
 use crate::api::EngineError;
 use crate::engine::Engine;
@@ -62,12 +62,15 @@ impl Engine {
         self.hub()?.register(registration).await
     }
 
+    /// A claim: `holding` the tasks the engine runs, `sessions` what it
+    /// says of the sessions it holds (docs/sessions.md, "In a fleet").
     pub async fn claim_remote(
         &self,
         request: ClaimRequest,
         holding: &[String],
+        sessions: &[EngineSession],
     ) -> Result<ClaimAnswer, FleetLinkError> {
-        self.hub()?.claim(request, holding).await
+        self.hub()?.claim(request, holding, sessions).await
     }
 
     pub async fn heartbeat_remote(

@@ -51,6 +51,7 @@ mod file_retention;
 mod fleet_api;
 mod fleet_hub;
 mod fleet_link;
+mod fleet_sessions;
 mod handle;
 mod hosted;
 mod inputs;
@@ -91,7 +92,7 @@ pub use engine::Engine;
 pub use file_retention::unreferenced_files_before;
 pub use fleet_api::{
     ClaimAnswer, FleetBacking, FleetLinkError, FleetOptions, HostedRemotely, RemoteApp,
-    RemoteAppHost, RemoteAppView, RemoteEngineView, RemoteRegistration,
+    RemoteAppHost, RemoteAppView, RemoteEngineView, RemoteRegistration, RemoteSessionView,
 };
 pub use hosted::SHORT_HASH;
 pub use keys::{

@@ -68,6 +68,8 @@ pub struct WorkerView {
     pub last_used: Option<i64>,
     /// Dispatch to it is paused: its app or the whole engine is drained.
     pub draining: bool,
+    /// The session it is leased to (docs/sessions.md), if any.
+    pub session: Option<String>,
 }
 
 /// `acme/flux#0`.

@@ -75,7 +75,7 @@ pub async fn check_session(state: &ServerState, caller: &Caller, id: &str) -> Re
     if visible_team(caller).is_none() {
         return Ok(());
     }
-    let view = state.engine.session(id)?;
+    let view = state.engine.session(id).await?;
     check_task(state, caller, &view.task_id)
         .await
         .map_err(|_| EngineError::SessionNotFound(id.to_string()).into())

@@ -289,6 +289,7 @@ async fn workers_list_one_row_per_replica() {
         assert_eq!(w["state"], "idle");
         assert_eq!(w["current_tasks"], json!([]));
         assert_eq!(w["draining"], false);
+        assert_eq!(w["session"], Value::Null, "leased to no session");
         assert!(w["pid"].as_u64().is_some(), "{w}");
         assert!(w["warm_since"].as_i64().is_some(), "{w}");
         assert!(w["last_used"].as_i64().is_some(), "{w}");
@@ -303,6 +304,7 @@ async fn workers_list_one_row_per_replica() {
                 "id",
                 "last_used",
                 "pid",
+                "session",
                 "slot",
                 "state",
                 "warm_since"

@@ -49,6 +49,10 @@ async fn a_session_keeps_its_workers_state_and_ends_with_delete() {
             assert_eq!(b["data"]["session_id"], id.as_str());
         }
 
+        // `GET /workers` shows the replica's lease.
+        let (_, _, b) = s.get("/workers").await;
+        assert_eq!(b["data"][0]["session"], id.as_str(), "{b}");
+
         let (st, _, b) = s.get("/sessions").await;
         assert_eq!(st, 200, "{b}");
         let list = b["data"].as_array().unwrap();
@@ -191,14 +195,15 @@ async fn session_refusals_have_their_platform_codes() {
         assert_eq!(b["app"], "tests/multi-fn");
 
         // Idle past its 1 s: expired, and its calls are refused.
-        assert!(
-            eventually(TEST_LIMIT, || s
-                .engine
-                .session(&id)
-                .is_ok_and(|v| v.status == SessionStatus::Expired))
-            .await,
-            "the session never expired"
-        );
+        // (Bounded by the test's own limit.)
+        while !s
+            .engine
+            .session(&id)
+            .await
+            .is_ok_and(|v| v.status == SessionStatus::Expired)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let (st, h, b) = run(&s, json!({"session": id})).await;
         assert_problem(st, &h, &b, 410, "SESSION_EXPIRED");
         assert_eq!(
@@ -215,54 +220,220 @@ async fn session_refusals_have_their_platform_codes() {
     .await;
 }
 
-/// A session leases a replica of this server: one for an app only remote
-/// engines host is refused (the fleet part of sessions is not done).
+/// A remote engine's registration hosting `tests/remote` and `tests/other`.
+fn remote_registration() -> Value {
+    let app = |id: &str| {
+        json!({
+            "app": id, "hash": "abc123",
+            "ready": {
+                "protocol": 1, "pid": 1, "python": "3.11.0", "app_class": "App",
+                "setup_schema": {"type": "object"},
+                "functions": [{
+                    "name": "run", "streaming": false, "is_async": false,
+                    "accepts_metadata": false,
+                    "entry": {"input_schema": {"type": "object"}, "output_schema": {"type": "object"}}
+                }]
+            }
+        })
+    };
+    json!({
+        "name": "box", "version": "0.1.0", "slots": [{"name": "box-cpu-0"}],
+        "apps": [app("tests/remote"), app("tests/other")]
+    })
+}
+
+/// The engine's side of the link (this test plays the remote engine).
+async fn engine_post(s: &TestServer, uri: &str, body: Value) -> Value {
+    let req = Request::post(uri)
+        .header(header::AUTHORIZATION, "Bearer engine-key-1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = s.send(req).await;
+    if resp.status() == StatusCode::NO_CONTENT {
+        return Value::Null;
+    }
+    let (st, _, b) = read_json(resp).await;
+    assert_eq!(st, 200, "{uri}: {b}");
+    b
+}
+
+/// Claims (as engine "box", telling of `sessions`) until the answer has
+/// news; returns it.
+async fn claim(s: &TestServer, holding: &[&str], sessions: Value) -> Value {
+    engine_post(
+        s,
+        "/v1/engine/claim",
+        json!({"engine": "box", "max": 4, "holding": holding, "sessions": sessions}),
+    )
+    .await
+}
+
+async fn done(s: &TestServer, task: &str) {
+    engine_post(
+        s,
+        &format!("/v1/engine/tasks/{task}/report"),
+        json!({"engine": "box", "status": 10, "output": {}}),
+    )
+    .await;
+}
+
+/// A session of an app only a remote engine hosts: its record and lease
+/// are in the fleet store; the engine that claims its first call holds it,
+/// names its replica in its claims (`GET /engines`, `GET /sessions/{id}`),
+/// hears in a claim's answer that it was ended; expiry, refusals, and an
+/// engine that registers again (it restarted) ending its sessions.
 #[tokio::test]
-async fn a_session_for_an_app_only_remote_engines_host_is_400() {
+async fn a_session_of_a_remote_engines_app_lives_in_the_fleet_store() {
     bounded(async {
         let mut setup = Setup::new(&[]);
         setup.server.engine_keys = vec!["engine-key-1".into()];
         let s = start(setup).await;
         s.engine
             .enable_fleet(infsh_engine::FleetOptions::new(
-                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(10),
                 1,
             ))
             .await
             .unwrap();
-        let registration = json!({
-            "name": "box", "version": "0.1.0", "slots": [{"name": "box-cpu-0"}],
-            "apps": [{
-                "app": "tests/remote", "hash": "abc123",
-                "ready": {
-                    "protocol": 1, "pid": 1, "python": "3.11.0", "app_class": "App",
-                    "setup_schema": {"type": "object"},
-                    "functions": [{
-                        "name": "run", "streaming": false, "is_async": false,
-                        "accepts_metadata": false,
-                        "entry": {"input_schema": {"type": "object"}, "output_schema": {"type": "object"}}
-                    }]
-                }
-            }]
-        });
-        let req = Request::post("/v1/engine/register")
-            .header(header::AUTHORIZATION, "Bearer engine-key-1")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(registration.to_string()))
-            .unwrap();
-        let (st, _, b) = read_json(s.send(req).await).await;
+        engine_post(&s, "/v1/engine/register", remote_registration()).await;
+
+        let (st, _, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": "new", "session_timeout": 600}),
+            )
+            .await;
         assert_eq!(st, 200, "{b}");
+        let id = b["data"]["session_id"].as_str().unwrap().to_string();
+        assert!(id.starts_with("sess_"), "{b}");
+        let first = b["data"]["id"].as_str().unwrap().to_string();
+        let (_, _, b) = s.get(&format!("/sessions/{id}")).await;
+        assert_eq!(b["data"]["status"], "active", "{b}");
+        assert_eq!(b["data"]["app_id"], "tests/remote");
+        assert_eq!(b["data"]["task_id"], first.as_str());
+        assert_eq!(b["data"]["worker_id"], Value::Null, "no engine holds it yet");
+
+        // The engine claims its first call (the session's id travels with it).
+        let answer = claim(&s, &[], json!([])).await;
+        assert_eq!(answer["tasks"][0]["task"]["id"], first.as_str(), "{answer}");
+        assert_eq!(answer["tasks"][0]["task"]["session_id"], id.as_str());
+        done(&s, &first).await;
+
+        // Refusals of a call, before anything is queued.
         let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/other", "input": {}, "session": id}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 400, "APP_MISMATCH");
+        assert_eq!(
+            b["detail"],
+            format!("session \"{id}\" belongs to app \"tests/remote\", not \"tests/other\"")
+        );
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": "sess_nope"}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 404, "SESSION_NOT_FOUND");
+
+        // Its second call: the engine names the replica it leased.
+        let (st, _, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": id}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        let second = b["data"]["id"].as_str().unwrap().to_string();
+        let answer = claim(&s, &[], json!([{"id": id, "worker": "tests/remote#0"}])).await;
+        assert_eq!(answer["tasks"][0]["task"]["id"], second.as_str(), "{answer}");
+        done(&s, &second).await;
+        let (_, _, b) = s.get(&format!("/sessions/{id}")).await;
+        assert_eq!(b["data"]["worker_id"], "tests/remote#0@box", "{b}");
+        assert_eq!(b["data"]["call_count"], 2);
+        let (_, _, b) = s.get("/engines").await;
+        let remote = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "box")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            remote["remote"]["sessions"],
+            json!([{"id": id, "app": "tests/remote", "worker": "tests/remote#0"}])
+        );
+        let (st, _, b) = s.post(&format!("/sessions/{id}/keepalive"), json!({})).await;
+        assert_eq!((st.as_u16(), &b["data"]["status"]), (200, &json!("active")));
+
+        // Ended through the API: 204, the engine is told to let it go, and
+        // its next call is 410 with why.
+        let (st, _) = delete(&s, &format!("/sessions/{id}")).await;
+        assert_eq!(st, 204);
+        let answer = claim(&s, &[], json!([{"id": id, "worker": "tests/remote#0"}])).await;
+        assert_eq!(answer["end_sessions"], json!([id]), "{answer}");
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": id}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 410, "SESSION_ENDED");
+        assert_eq!(b["reason"], "ended by DELETE /sessions/{id}");
+
+        // Idle past its timeout (its first call done): expired, 410.
+        let (_, _, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": "new", "session_timeout": 1}),
+            )
+            .await;
+        let idle = b["data"]["session_id"].as_str().unwrap().to_string();
+        let answer = claim(&s, &[], json!([])).await;
+        done(&s, answer["tasks"][0]["task"]["id"].as_str().unwrap()).await;
+        loop {
+            let (_, _, b) = s.get(&format!("/sessions/{idle}")).await;
+            if b["data"]["status"] == "expired" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": idle}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 410, "SESSION_EXPIRED");
+
+        // The engine registers again (it restarted): its sessions end.
+        let (_, _, b) = s
             .post(
                 "/apps/run",
                 json!({"app": "tests/remote", "input": {}, "session": "new"}),
             )
             .await;
-        assert_problem(st, &h, &b, 400, "invalid_request");
+        let held = b["data"]["session_id"].as_str().unwrap().to_string();
+        let answer = claim(&s, &[], json!([])).await;
+        done(&s, answer["tasks"][0]["task"]["id"].as_str().unwrap()).await;
+        engine_post(&s, "/v1/engine/register", remote_registration()).await;
+        let (st, h, b) = s
+            .post(
+                "/apps/run",
+                json!({"app": "tests/remote", "input": {}, "session": held}),
+            )
+            .await;
+        assert_problem(st, &h, &b, 410, "SESSION_ENDED");
         assert_eq!(
-            b["detail"],
-            "sessions are only available for apps this server hosts itself; \"tests/remote\" runs on remote engines"
+            b["reason"],
+            "its engine \"box\" restarted: a session never survives a restart of its engine"
         );
+        let (_, _, b) = s.get("/sessions").await;
+        assert_eq!(b["data"], json!([]), "none active");
         s.stop().await;
     })
     .await;

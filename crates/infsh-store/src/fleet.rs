@@ -33,6 +33,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+pub use crate::fleet_sessions::{
+    engine_lost_reason, engine_restarted_reason, EngineSession, FailedCall, FleetSession,
+    SessionChange, SessionRefusal, SessionState,
+};
 use crate::{LogEntry, StoreError, TaskRecord, TaskStatus};
 
 /// An app an engine hosts, as it registered it.
@@ -222,6 +226,9 @@ pub enum FleetError {
     UnknownEngine(String),
     #[error("no such task \"{0}\"")]
     UnknownTask(String),
+    /// A session refused a call or keepalive (`fleet_sessions.rs`).
+    #[error(transparent)]
+    Session(#[from] SessionRefusal),
 }
 
 fn holder_text(holder: &Option<String>, status: TaskStatus) -> String {
@@ -313,6 +320,55 @@ pub trait FleetStore: Send + Sync + 'static {
     /// Remote tasks of `app` queued and not claimed yet (the queue limit
     /// of remote runs; on PostgreSQL, every API node's).
     async fn queued_remote(&self, app: &str) -> Result<u64, FleetError>;
+
+    // Sessions (`fleet_sessions.rs` has the rules). The claim above also
+    // takes a session's calls: only by the engine holding it (the first
+    // claim binds it), one at a time, oldest first.
+
+    /// Stores a new session (before its first call is queued).
+    async fn open_session(&self, session: &FleetSession) -> Result<(), FleetError>;
+
+    async fn get_session(&self, id: &str) -> Result<Option<FleetSession>, FleetError>;
+
+    /// The active sessions, oldest first.
+    async fn active_sessions(&self) -> Result<Vec<FleetSession>, FleetError>;
+
+    /// Applies a call, keepalive or end to session `id` under its lock, or
+    /// refuses it ([`SessionRefusal`]: unknown, over, another app).
+    async fn change_session(
+        &self,
+        id: &str,
+        change: &SessionChange,
+        now_ms: i64,
+    ) -> Result<FleetSession, FleetError>;
+
+    /// Ends every active session `engine` holds with `reason` (it
+    /// restarted); the ids ended.
+    async fn end_engine_sessions(
+        &self,
+        engine: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError>;
+
+    /// Takes an engine's word on the sessions it holds (their replicas,
+    /// those that ended there); answers the ids it must let go of (over,
+    /// unknown, or held by another engine).
+    async fn sync_engine_sessions(
+        &self,
+        engine: &str,
+        held: &[EngineSession],
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError>;
+
+    /// Expires idle sessions, ends those of engines silent for longer
+    /// than `offline_after_ms`, and fails the queued calls of sessions
+    /// that are over (returned, to publish).
+    async fn sweep_sessions(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+    ) -> Result<Vec<FailedCall>, FleetError>;
 }
 
 /// Wakes whoever waits for queued remote tasks (a long-polling claim). In

@@ -12,11 +12,12 @@ use serde_json::Value;
 
 use crate::fleet::{
     app_hashes, engine_lost_message, AttemptRecord, CancelOutcome, ClaimRequest, ClaimedTask,
-    EngineApp, EngineRecord, EngineRegistration, Expired, FleetError, FleetStore, HeartbeatOutcome,
-    Report,
+    EngineApp, EngineRecord, EngineRegistration, EngineSession, Expired, FailedCall, FleetError,
+    FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange,
 };
 use crate::rows::{RawTask, TASK_COLUMNS};
 use crate::sqlite::{append_logs, insert_task, to_json, SqliteStore};
+use crate::sqlite_fleet_sessions;
 use crate::{StoreError, TaskRecord, TaskStatus};
 
 /// How many queued candidates one claim looks at (pinned runs another
@@ -158,12 +159,23 @@ fn claim(
     // A task whose `run_at` is ahead is not claimed yet.
     let mut rows = stmt.query([CLAIM_WINDOW as i64, now_ms])?;
     let mut candidates = Vec::new();
+    let mut sessions_taken: HashSet<String> = HashSet::new();
     while let Some(row) = rows.next()? {
         let raw = RawTask::from_row(row)?;
         let pinned: Option<String> = row.get(17)?;
-        let (_, task) = raw.decode()?;
+        let (seq, task) = raw.decode()?;
         if !apps.contains(task.app.as_str()) {
             continue;
+        }
+        // A session's call: only by the engine holding it, one at a time,
+        // oldest first (one per session in this claim too).
+        if let Some(session) = &task.session_id {
+            if sessions_taken.contains(session)
+                || !sqlite_fleet_sessions::claimable(conn, session, seq, &request.engine)?
+            {
+                continue;
+            }
+            sessions_taken.insert(session.clone());
         }
         let pinned: Option<Vec<String>> = pinned
             .map(|p| {
@@ -184,6 +196,9 @@ fn claim(
     let lease_until_ms = now_ms + lease_ms;
     let mut claimed = Vec::with_capacity(candidates.len());
     for (mut task, pinned_workers) in candidates {
+        if let Some(session) = &task.session_id {
+            sqlite_fleet_sessions::bind(conn, session, &request.engine, now_ms)?;
+        }
         let attempt: i64 = conn
             .prepare_cached(
                 "UPDATE tasks SET leased_by = ?2, lease_until_ms = ?3, attempt = attempt + 1, \
@@ -549,6 +564,69 @@ impl FleetStore for SqliteStore {
                     .optional()?;
                 Ok(remote == Some(1))
             })
+            .await?)
+    }
+
+    async fn open_session(&self, session: &FleetSession) -> Result<(), FleetError> {
+        let session = session.clone();
+        Ok(self
+            .write(move |conn| sqlite_fleet_sessions::insert(conn, &session))
+            .await?)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<FleetSession>, FleetError> {
+        let id = id.to_string();
+        Ok(self
+            .read(move |conn| sqlite_fleet_sessions::get(conn, &id))
+            .await?)
+    }
+
+    async fn active_sessions(&self) -> Result<Vec<FleetSession>, FleetError> {
+        Ok(self.read(sqlite_fleet_sessions::active).await?)
+    }
+
+    async fn change_session(
+        &self,
+        id: &str,
+        change: &SessionChange,
+        now_ms: i64,
+    ) -> Result<FleetSession, FleetError> {
+        let (id, change) = (id.to_string(), change.clone());
+        self.write(move |conn| sqlite_fleet_sessions::change(conn, &id, &change, now_ms))
+            .await?
+    }
+
+    async fn end_engine_sessions(
+        &self,
+        engine: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError> {
+        let (engine, reason) = (engine.to_string(), reason.to_string());
+        Ok(self
+            .write(move |conn| sqlite_fleet_sessions::end_engine(conn, &engine, &reason, now_ms))
+            .await?)
+    }
+
+    async fn sync_engine_sessions(
+        &self,
+        engine: &str,
+        held: &[EngineSession],
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError> {
+        let (engine, held) = (engine.to_string(), held.to_vec());
+        Ok(self
+            .write(move |conn| sqlite_fleet_sessions::sync_engine(conn, &engine, &held, now_ms))
+            .await?)
+    }
+
+    async fn sweep_sessions(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+    ) -> Result<Vec<FailedCall>, FleetError> {
+        Ok(self
+            .write(move |conn| sqlite_fleet_sessions::sweep(conn, now_ms, offline_after_ms))
             .await?)
     }
 }

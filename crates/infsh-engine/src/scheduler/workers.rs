@@ -50,6 +50,7 @@ impl Actor {
                     warm_since,
                     last_used,
                     draining,
+                    session: replica.session.clone(),
                 })
             })
             .collect();
@@ -63,6 +64,7 @@ impl Actor {
             warm_since: Some(s.warm_since_ms),
             last_used: s.last_used_ms,
             draining,
+            session: None,
         }));
         rows
     }

@@ -50,6 +50,21 @@ pub struct RemoteEngineDto {
     pub apps: Vec<RemoteAppDto>,
     /// Ids of the tasks it holds.
     pub running: Vec<String>,
+    /// The active sessions it holds (docs/sessions.md, "In a fleet"), each
+    /// leased one of its replicas.
+    pub sessions: Vec<RemoteSessionDto>,
+}
+
+/// A session a remote engine holds.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RemoteSessionDto {
+    /// `sess_…`.
+    pub id: String,
+    /// `namespace/name`.
+    pub app: String,
+    /// The replica leased to it there (`ns/name#0`); `null` until the
+    /// engine names it.
+    pub worker: Option<String>,
 }
 
 /// An app a remote engine hosts.
@@ -114,6 +129,9 @@ pub struct WorkerDto {
     /// Nothing new is dispatched to it: its app
     /// (`POST /apps/{namespace}/{name}/drain`) or the whole engine is drained.
     pub draining: bool,
+    /// The session (`sess_…`) it is leased to: only that session's calls
+    /// run on it (docs/sessions.md). `null` when it serves any run.
+    pub session: Option<String>,
 }
 
 /// The answer of `POST /apps/{namespace}/{name}/drain` and `.../undrain`.
@@ -168,6 +186,15 @@ impl EngineDto {
                     })
                     .collect(),
                 running: v.running.clone(),
+                sessions: v
+                    .sessions
+                    .iter()
+                    .map(|s| RemoteSessionDto {
+                        id: s.id.clone(),
+                        app: s.app.clone(),
+                        worker: s.worker.clone(),
+                    })
+                    .collect(),
             }),
         }
     }
@@ -211,6 +238,7 @@ impl WorkerDto {
             warm_since: v.warm_since,
             last_used: v.last_used,
             draining: v.draining,
+            session: v.session.clone(),
         }
     }
 }
@@ -257,6 +285,7 @@ mod tests {
             warm_since: Some(1),
             last_used: Some(2),
             draining: false,
+            session: Some("sess_x".into()),
         };
         assert_eq!(
             serde_json::to_value(EngineDto::from_view(&engine)).unwrap(),

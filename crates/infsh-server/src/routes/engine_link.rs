@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use infsh_engine::{ClaimAnswer, FleetLinkError, RemoteRegistration};
-use infsh_store::fleet::{ClaimRequest, FleetError, Report};
+use infsh_store::fleet::{ClaimRequest, EngineSession, FleetError, Report};
 use infsh_store::{now_ms, LogEntry, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -49,6 +49,9 @@ impl From<FleetLinkError> for Problem {
                 tracing::error!(error = %e, "fleet store error");
                 Problem::internal(format!("storage error: {e}"))
             }
+            // A session's refusals answer a client's run, never a link
+            // route (a claim's session news is its `end_sessions` list).
+            FleetLinkError::Fleet(FleetError::Session(_)) => Problem::internal(detail),
         }
     }
 }
@@ -83,6 +86,10 @@ pub struct ClaimBody {
     /// The tasks it runs: only their leases are extended.
     #[serde(default)]
     pub holding: Vec<String>,
+    /// The sessions it holds: their replicas, and those that ended there
+    /// (their worker died) with why.
+    #[serde(default)]
+    pub sessions: Vec<EngineSession>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +116,7 @@ fn answer_json(answer: ClaimAnswer) -> Value {
         "lease_until_ms": answer.lease_until_ms,
         "cancel": answer.cancel,
         "lost": answer.lost,
+        "end_sessions": answer.end_sessions,
     })
 }
 
@@ -124,7 +132,7 @@ pub async fn claim(
         max: body.max.min(MAX_CLAIM),
     };
     let answer = tokio::select! {
-        answer = state.engine.claim_remote(request, &body.holding) => answer?,
+        answer = state.engine.claim_remote(request, &body.holding, &body.sessions) => answer?,
         () = state.shutting_down() => return Err(Problem::shutting_down()),
     };
     Ok(Json(answer_json(answer)))

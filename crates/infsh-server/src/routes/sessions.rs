@@ -2,9 +2,11 @@
 //! `GET /sessions/{id}`, `POST /sessions/{id}/keepalive` (resets its idle
 //! timeout) and `DELETE /sessions/{id}` (ends it, releasing its replica).
 //! A session is opened by a run with `"session": "new"` (runs.rs) and lives
-//! in the server's memory: none survives a restart. A session belongs to
-//! the team of the task that opened it (teams.rs): another team's answers
-//! the 404 an unknown one does, and listings leave it out.
+//! in the server's memory (none survives a restart), or, for an app remote
+//! engines host, in the fleet store, shared by every API node on it. A
+//! session belongs to the team of the task that opened it (teams.rs):
+//! another team's answers the 404 an unknown one does, and listings leave
+//! it out.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,14 +31,14 @@ use crate::teams::{check_session, sees_session, Caller};
 pub async fn list_sessions(
     State(state): State<ServerState>,
     caller: Caller,
-) -> Json<Envelope<Vec<AppSessionDto>>> {
+) -> Result<Json<Envelope<Vec<AppSessionDto>>>, Problem> {
     let mut visible = Vec::new();
-    for session in state.engine.sessions() {
+    for session in state.engine.sessions().await? {
         if sees_session(&state, &caller, &session).await {
             visible.push(AppSessionDto::from(&session));
         }
     }
-    Json(Envelope::new(visible))
+    Ok(Json(Envelope::new(visible)))
 }
 
 /// One session, active, ended or expired (`reason` says why it is over).
@@ -55,7 +57,7 @@ pub async fn get_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<AppSessionDto>>, Problem> {
     check_session(&state, &caller, &id).await?;
-    let view = state.engine.session(&id)?;
+    let view = state.engine.session(&id).await?;
     Ok(Json(Envelope::new(AppSessionDto::from(&view))))
 }
 
@@ -75,7 +77,7 @@ pub async fn keepalive_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<AppSessionDto>>, Problem> {
     check_session(&state, &caller, &id).await?;
-    let view = state.engine.keepalive_session(&id)?;
+    let view = state.engine.keepalive_session(&id).await?;
     Ok(Json(Envelope::new(AppSessionDto::from(&view))))
 }
 
@@ -98,6 +100,6 @@ pub async fn end_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
     check_session(&state, &caller, &id).await?;
-    state.engine.end_session(&id)?;
+    state.engine.end_session(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,11 +20,11 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::rows::raw_task;
-use super::{logs, tasks, PostgresStore};
+use super::{fleet_sessions, logs, tasks, PostgresStore};
 use crate::fleet::{
     app_hashes, engine_lost_message, AttemptRecord, CancelOutcome, ClaimRequest, ClaimedTask,
-    EngineApp, EngineRecord, EngineRegistration, Expired, FleetError, FleetStore, HeartbeatOutcome,
-    Report,
+    EngineApp, EngineRecord, EngineRegistration, EngineSession, Expired, FailedCall, FleetError,
+    FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange,
 };
 use crate::rows::TASK_COLUMNS;
 use crate::{StoreError, TaskRecord, TaskStatus};
@@ -206,7 +206,7 @@ async fn claim(
             "UPDATE tasks SET leased_by = $1, lease_until_ms = $2, attempt = attempt + 1, \
              status = $3, updated_at_ms = $4 \
              WHERE id IN (SELECT id FROM tasks WHERE remote = 1 AND status = $5 \
-               AND leased_by IS NULL AND app = ANY($6) \
+               AND leased_by IS NULL AND app = ANY($6) AND session_id IS NULL \
                AND (run_at_ms IS NULL OR run_at_ms <= $4) \
                AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $7) \
                ORDER BY (app = ANY($8)) DESC, seq LIMIT $9 FOR UPDATE SKIP LOCKED) \
@@ -229,6 +229,33 @@ async fn claim(
             ],
         )
         .await?;
+    let mut rows = rows;
+    // Session calls go one per claim, by their own rules (fleet_sessions.rs).
+    if rows.len() < request.max {
+        if let Some(id) = fleet_sessions::claim_one(client, request, &apps, now_ms).await? {
+            let lease = client
+                .prepare_cached(&format!(
+                    "UPDATE tasks SET leased_by = $1, lease_until_ms = $2, attempt = attempt + 1, \
+                     status = $3, updated_at_ms = $4 WHERE id = $5 \
+                     RETURNING {TASK_COLUMNS}, pinned_workers, attempt"
+                ))
+                .await?;
+            rows.push(
+                client
+                    .query_one(
+                        &lease,
+                        &[
+                            &request.engine,
+                            &lease_until_ms,
+                            &code(TaskStatus::Dispatched),
+                            &now_ms,
+                            &id,
+                        ],
+                    )
+                    .await?,
+            );
+        }
+    }
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
         let (seq, task) = raw_task(row)?.decode()?;
@@ -647,5 +674,72 @@ impl FleetStore for PostgresStore {
             .map_err(StoreError::from)?
             .map(|r| r.get(0));
         Ok(remote == Some(1))
+    }
+
+    async fn open_session(&self, session: &FleetSession) -> Result<(), FleetError> {
+        Ok(fleet_sessions::insert(&self.client().await?, session).await?)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<FleetSession>, FleetError> {
+        Ok(fleet_sessions::get(&self.client().await?, id, false).await?)
+    }
+
+    async fn active_sessions(&self) -> Result<Vec<FleetSession>, FleetError> {
+        Ok(fleet_sessions::active(&self.client().await?).await?)
+    }
+
+    async fn change_session(
+        &self,
+        id: &str,
+        change: &SessionChange,
+        now_ms: i64,
+    ) -> Result<FleetSession, FleetError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        // A refusal returns before the commit: the transaction rolls back.
+        let session = fleet_sessions::change(&tx, id, change, now_ms).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(session)
+    }
+
+    async fn end_engine_sessions(
+        &self,
+        engine: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let ended = fleet_sessions::end_engine(&tx, engine, reason, now_ms).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(ended)
+    }
+
+    async fn sync_engine_sessions(
+        &self,
+        engine: &str,
+        held: &[EngineSession],
+        now_ms: i64,
+    ) -> Result<Vec<String>, FleetError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let drop = fleet_sessions::sync_engine(&tx, engine, held, now_ms).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(drop)
+    }
+
+    async fn sweep_sessions(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+    ) -> Result<Vec<FailedCall>, FleetError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let failed = fleet_sessions::sweep(&tx, now_ms, offline_after_ms).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(failed)
     }
 }

@@ -23,6 +23,7 @@
 mod connect;
 mod files;
 mod fleet;
+mod fleet_sessions;
 mod keys;
 mod lifecycle;
 mod listen;

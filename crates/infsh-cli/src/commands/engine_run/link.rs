@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use infsh_engine::RemoteRegistration;
+use infsh_store::fleet::EngineSession;
 use infsh_store::{LogEntry, TaskRecord, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +47,9 @@ pub struct ClaimAnswer {
     pub cancel: Vec<String>,
     #[serde(default)]
     pub lost: Vec<String>,
+    /// Sessions over on the API node: end them here.
+    #[serde(default)]
+    pub end_sessions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,9 +96,11 @@ impl Link {
         max: usize,
         holding: &[String],
         workers: &[String],
+        sessions: &[EngineSession],
     ) -> Result<ClaimAnswer, LinkError> {
         let body = serde_json::json!({
             "engine": self.engine, "max": max, "holding": holding, "slots": workers,
+            "sessions": sessions,
         });
         let value = self.post("/v1/engine/claim", &body).await?;
         serde_json::from_value(value).map_err(|e| LinkError::Other {

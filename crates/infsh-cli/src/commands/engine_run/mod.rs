@@ -13,6 +13,7 @@ mod app_hash;
 mod link;
 mod output_files;
 mod register;
+mod sessions;
 mod task;
 
 use std::collections::HashSet;
@@ -161,6 +162,7 @@ async fn claim_loop(
     grace: Duration,
 ) -> Result<()> {
     let held: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let sessions = sessions::HeldSessions::default();
     let (changed_tx, mut changed) = watch::channel(());
     let capacity = register::capacity(engine);
     let workers = register::worker_names(engine, &link.engine);
@@ -206,8 +208,9 @@ async fn claim_loop(
         };
         changed.borrow_and_update();
         let mut stop = signals.clone();
+        let held_sessions = sessions.reports(engine).await;
         let answer = tokio::select! {
-            answer = link.claim(max, &holding, &workers) => answer,
+            answer = link.claim(max, &holding, &workers, &held_sessions) => answer,
             // A signal, or (draining, or every slot busy) a task that
             // ended: look again now. Only a claim for no task is dropped
             // mid-flight: one that may lease tasks is always read to its
@@ -230,6 +233,7 @@ async fn claim_loop(
             }
         };
         backoff = Backoff::default();
+        sessions.end(engine, &answer.end_sessions).await;
         for id in answer.cancel.into_iter().chain(answer.lost) {
             let engine = engine.clone();
             tokio::spawn(async move { engine.cancel(&id).await });
@@ -238,14 +242,15 @@ async fn claim_loop(
             let id = claimed.task.id.clone();
             tracing::info!(task = %id, attempt = claimed.attempt, "claimed");
             held.lock().unwrap().insert(id.clone());
-            let (engine, link, held, changed_tx) = (
+            let (engine, link, held, changed_tx, sessions) = (
                 engine.clone(),
                 link.clone(),
                 held.clone(),
                 changed_tx.clone(),
+                sessions.clone(),
             );
             tokio::spawn(async move {
-                task::run_claimed(engine, link, claimed.task).await;
+                task::run_claimed(engine, link, claimed.task, sessions).await;
                 held.lock().unwrap().remove(&id);
                 let _ = changed_tx.send(());
             });

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::link::{Link, LinkError, Report};
 use super::output_files;
+use super::sessions::{HeldSessions, LOCAL_TIMEOUT_SECS};
 
 /// How long a report of a change that does not end the task waits for the
 /// changes after it: as long as a local task's logs and snapshots wait to
@@ -32,18 +33,32 @@ const REPORT_HOLD: Duration = Duration::from_millis(250);
 const STREAM_HOLD: Duration = Duration::from_millis(25);
 
 /// Runs the task to its end here and reports it; returns when done.
-pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord) {
+pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord, sessions: HeldSessions) {
     let id = task.id.clone();
-    let request = match run_request(&task) {
+    let request = match run_request(&task, &sessions) {
         Ok(request) => request,
         Err(error) => {
             let _ = send(&link, &id, failed(error)).await;
             return;
         }
     };
-    if let Err(e) = engine.submit_with_id(request, id.clone()).await {
-        let _ = send(&link, &id, failed(e.to_string())).await;
-        return;
+    let fleet_session = task.session_id.as_deref();
+    match engine.submit_with_id(request, id.clone()).await {
+        Ok(view) => {
+            // Its first call here opened the local session that runs it.
+            if let (Some(fleet_id), Some(local)) = (fleet_session, view.record.session_id) {
+                if sessions.local(fleet_id).is_none() {
+                    sessions.insert(fleet_id, local);
+                }
+            }
+        }
+        Err(e) => {
+            let error = fleet_session
+                .and_then(|f| super::sessions::refusal_text(f, &e))
+                .unwrap_or_else(|| e.to_string());
+            let _ = send(&link, &id, failed(error)).await;
+            return;
+        }
     }
     let mut views = match engine.subscribe(&id).await {
         Ok(views) => views,
@@ -141,9 +156,10 @@ async fn coalesce(views: &mut mpsc::Receiver<TaskView>, mut view: TaskView) -> T
 }
 
 /// The claimed task as a local run. Its webhook stays with the API node,
-/// which calls it when our report ends the task. Sessions are not carried
-/// to engines yet (a session lives on one server).
-fn run_request(task: &TaskRecord) -> Result<RunRequest, String> {
+/// which calls it when our report ends the task. A session's first call
+/// here opens a local session (leasing it a replica), its later calls
+/// continue it (sessions.rs).
+fn run_request(task: &TaskRecord, sessions: &HeldSessions) -> Result<RunRequest, String> {
     let app: AppRef = task
         .app
         .parse()
@@ -154,6 +170,15 @@ fn run_request(task: &TaskRecord) -> Result<RunRequest, String> {
     request.setup = Some(task.setup.clone());
     request.metadata = Some(task.metadata.clone());
     request.timeout_secs = task.timeout_secs;
+    if let Some(fleet_id) = &task.session_id {
+        match sessions.local(fleet_id) {
+            Some(local) => request.session = Some(local),
+            None => {
+                request.session = Some("new".into());
+                request.session_timeout = Some(LOCAL_TIMEOUT_SECS);
+            }
+        }
+    }
     Ok(request)
 }
 

@@ -46,7 +46,7 @@ async fn a_sessions_calls_go_to_its_replica_and_other_tasks_to_another() {
     let (session, first) = open(&h, json!({}), None).await;
     assert_eq!(h.ended(&first).await.status, TaskStatus::Completed);
     let leased = pid_of(&h.fake.ops(), &first);
-    let view = h.engine.session(&session).unwrap();
+    let view = h.engine.session(&session).await.unwrap();
     assert_eq!(view.worker.as_deref(), Some("local/fake#0"));
     assert_eq!((view.status, view.call_count), (SessionStatus::Active, 1));
 
@@ -71,7 +71,7 @@ async fn a_sessions_calls_go_to_its_replica_and_other_tasks_to_another() {
         .filter(|id| calls.contains(id))
         .collect();
     assert_eq!(order, calls, "in order");
-    assert_eq!(h.engine.session(&session).unwrap().call_count, 6);
+    assert_eq!(h.engine.session(&session).await.unwrap().call_count, 6);
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,20 +94,20 @@ async fn an_idle_session_expires_and_a_keepalive_or_a_call_resets_its_timeout() 
     h.ended(&first).await;
     // Idle from 1 s: due at 11 s; the keepalive at 8 s moves it to 18 s.
     h.at(8.0).await;
-    h.engine.keepalive_session(&session).unwrap();
+    h.engine.keepalive_session(&session).await.unwrap();
     h.at(17.0).await;
     let second = call(&h, &session, json!({})).await;
     h.ended(&second).await;
     h.at(26.0).await;
     assert_eq!(
-        h.engine.session(&session).unwrap().status,
+        h.engine.session(&session).await.unwrap().status,
         SessionStatus::Active
     );
     h.at(27.5).await;
-    let view = h.engine.session(&session).unwrap();
+    let view = h.engine.session(&session).await.unwrap();
     assert_eq!(view.status, SessionStatus::Expired);
     assert!(
-        h.engine.sessions().is_empty(),
+        h.engine.sessions().await.unwrap().is_empty(),
         "only active ones are listed"
     );
     let refused = h
@@ -123,7 +123,7 @@ async fn an_idle_session_expires_and_a_keepalive_or_a_call_resets_its_timeout() 
         format!("session \"{session}\" expired: idle for more than its timeout of 10s")
     );
     assert!(matches!(
-        h.engine.keepalive_session(&session),
+        h.engine.keepalive_session(&session).await,
         Err(EngineError::SessionExpired { .. })
     ));
 }
@@ -134,7 +134,7 @@ async fn a_long_call_does_not_expire_its_session() {
     let (session, first) = open(&h, json!({"sleep": 30}), Some(5)).await;
     h.at(20.0).await;
     assert_eq!(
-        h.engine.session(&session).unwrap().status,
+        h.engine.session(&session).await.unwrap().status,
         SessionStatus::Active
     );
     h.ended(&first).await;
@@ -154,7 +154,7 @@ async fn ending_a_session_releases_its_replica_to_the_tasks_waiting_for_it() {
         h.fake.count(call_of(&waiting)) == 0,
         "it waits for the lease"
     );
-    let ended = h.engine.end_session(&session).unwrap();
+    let ended = h.engine.end_session(&session).await.unwrap();
     assert_eq!(ended.status, SessionStatus::Ended);
     assert_eq!(h.ended(&waiting).await.status, TaskStatus::Completed);
     assert_eq!(
@@ -170,7 +170,7 @@ async fn ending_a_session_releases_its_replica_to_the_tasks_waiting_for_it() {
         format!("session \"{session}\" ended: ended by DELETE /sessions/{{id}}")
     );
     assert_eq!(
-        h.engine.end_session(&session).unwrap().status,
+        h.engine.end_session(&session).await.unwrap().status,
         SessionStatus::Ended,
         "ending it again changes nothing"
     );
@@ -190,7 +190,7 @@ async fn the_death_of_its_worker_ends_a_session_and_fails_its_queued_calls() {
         Some(format!("session \"{session}\" ended: {reason}").as_str())
     );
     assert_eq!(h.fake.count(call_of(&queued)), 0);
-    let view = h.engine.session(&session).unwrap();
+    let view = h.engine.session(&session).await.unwrap();
     assert_eq!(view.status, SessionStatus::Ended);
     assert_eq!(view.reason.as_deref(), Some(reason));
     let refused = h
@@ -231,7 +231,7 @@ async fn unknown_sessions_and_bad_timeouts_are_refused_before_anything_is_stored
         Err(EngineError::InvalidSession(_))
     ));
     assert!(h.fake.ops().is_empty(), "no worker started");
-    assert!(h.engine.sessions().is_empty());
+    assert!(h.engine.sessions().await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -241,11 +241,11 @@ async fn an_idle_leased_worker_killed_ends_its_session_at_once_with_the_reason()
     assert_eq!(h.ended(&first).await.status, TaskStatus::Completed);
     h.at(4.0).await;
     assert_eq!(
-        h.engine.session(&session).unwrap().status,
+        h.engine.session(&session).await.unwrap().status,
         SessionStatus::Active
     );
     h.at(6.0).await;
-    let view = h.engine.session(&session).unwrap();
+    let view = h.engine.session(&session).await.unwrap();
     let reason = "its worker died: the worker exited (signal 9 (SIGKILL)) while idle";
     assert_eq!(view.status, SessionStatus::Ended);
     assert_eq!(view.reason.as_deref(), Some(reason));
