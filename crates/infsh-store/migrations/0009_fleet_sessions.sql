@@ -1,4 +1,4 @@
--- infsh store, version 10: sessions of apps that remote engines host
+-- infsh store, version 9: sessions of apps that remote engines host
 -- (docs/sessions.md, "In a fleet"). The record and its lease live here so
 -- that every API node on the store sees them: which engine holds the
 -- session (the one that claimed its first call), the replica there,
