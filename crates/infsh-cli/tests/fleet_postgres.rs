@@ -245,13 +245,18 @@ fn a_task_of_a_killed_api_node_is_requeued_and_finishes_through_the_other_node()
 
 /// Output files of a task submitted to node A and run by an engine linked
 /// to node B are uploaded to B; the output A serves names B's URLs (the
-/// bytes are on B), and a client of A downloads them from there.
+/// bytes are on B), and a client of A downloads them from there. A node
+/// signs only URLs under its own `--public-url` (behind one load balancer
+/// every node has the same one): A hands out B's URL unsigned, so A's
+/// client sends its key; B hands out the same URL signed, which opens
+/// without one (the nodes share one `--signing-secret`).
 #[test]
 fn output_files_of_a_remote_task_reach_a_client_of_the_other_node() {
     let db = PgTestDb::create();
     let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
-    let node_a = api_node(&sb_a, &db);
-    let node_b = api_node(&sb_b, &db);
+    let secret = ["--signing-secret", "one-signing-secret-for-the-fleet"];
+    let node_a = pg_api_node(&sb_a, &db, ENGINE_KEY, LEASE, &secret);
+    let node_b = pg_api_node(&sb_b, &db, ENGINE_KEY, LEASE, &secret);
     let engine = EngineProc::start_hosting(&sb_b, &node_b, "e1", ENGINE_KEY, &["files-app"], &[]);
     wait_online(&node_a, &["e1"]);
     let done = node_a.api(
@@ -268,12 +273,23 @@ fn output_files_of_a_remote_task_reach_a_client_of_the_other_node() {
     let path = uri
         .strip_prefix(node_b.url.as_str())
         .unwrap_or_else(|| panic!("{uri} is not node B's ({}): {done:#}", node_b.url));
-    let (status, body) = http_get(&node_b.url, path, None).expect("download");
+    assert!(!uri.contains("sig="), "{uri}");
+    let (status, body) = http_get(&node_b.url, path, Some(TEST_KEY)).expect("download");
     assert_eq!((status, body.as_str()), (200, "nested\n"), "{uri}");
-    assert_eq!(
-        node_b.task(done["id"].as_str().unwrap())["output"],
-        done["output"]
+    let (status, _) = http_get(&node_b.url, path, None).expect("download");
+    assert_eq!(status, 401, "{uri}");
+
+    let seen_by_b = node_b.task(done["id"].as_str().unwrap());
+    let signed = seen_by_b["output"]["nested"]["file"]["uri"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        signed.starts_with(uri) && signed.contains("?sig="),
+        "{signed}"
     );
+    let signed_path = signed.strip_prefix(node_b.url.as_str()).unwrap();
+    let (status, body) = http_get(&node_b.url, signed_path, None).expect("download");
+    assert_eq!((status, body.as_str()), (200, "nested\n"), "{signed}");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use infsh_protocol::OutputFile;
+use infsh_store::FileAccess;
 use serde_json::{json, Value};
 
 use crate::shared::Shared;
@@ -38,11 +39,13 @@ fn replace_at(output: &mut Value, pointer: &str, value: Value) -> bool {
 }
 
 /// Stores the output's local files and rewrites it. Fails when a file
-/// cannot be read or stored.
+/// cannot be read or stored. Each file belongs to `team`, the task's (None:
+/// the default team's), so another team's keys neither list nor read it.
 pub(crate) async fn store_output_files(
     shared: &Shared,
     mut output: Value,
     files: &[OutputFile],
+    team: Option<&str>,
 ) -> Result<Value, OutputFileError> {
     for file in files {
         let Some(path) = file.path.as_deref().filter(|p| !p.is_empty()) else {
@@ -75,6 +78,20 @@ pub(crate) async fn store_output_files(
                 pointer: file.pointer.clone(),
                 source,
             })?;
+        if let Some(team) = team {
+            let access = FileAccess {
+                team: Some(team.to_string()),
+                public: false,
+            };
+            shared
+                .store
+                .set_file_access(&record.id, &access)
+                .await
+                .map_err(|source| OutputFileError {
+                    pointer: file.pointer.clone(),
+                    source,
+                })?;
+        }
         let value = json!({
             "uri": shared.file_uri(&record.id),
             "filename": record.filename,

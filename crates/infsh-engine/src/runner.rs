@@ -344,7 +344,14 @@ impl Runner {
             Ok(done) => {
                 self.clock.worker_seconds(done.seconds);
                 self.tracker.set_status(TaskStatus::Uploading).await;
-                match store_output_files(&self.shared, done.output, &done.files).await {
+                match store_output_files(
+                    &self.shared,
+                    done.output,
+                    &done.files,
+                    self.record.team.as_deref(),
+                )
+                .await
+                {
                     Ok(output) => (TaskStatus::Completed, Some(output), None, answered),
                     Err(error) => (TaskStatus::Failed, None, Some(error.to_string()), answered),
                 }

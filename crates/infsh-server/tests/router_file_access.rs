@@ -367,3 +367,56 @@ async fn a_server_without_keys_signs_and_checks_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn output_files_belong_to_the_team_of_their_task() {
+    bounded(async {
+        let s = with_keys().await;
+        let blue = key_of(&s, "blue").await;
+        let red = key_of(&s, "red").await;
+        let body =
+            json!({"app": "tests/files-app", "function": "make_files", "input": {"label": "x"}});
+        let (st, _, v) = call(
+            &s,
+            Method::POST,
+            "/apps/run?wait=true",
+            Some(&blue),
+            Some(body),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["data"]["status"], 10, "{v}");
+        let uri = v["data"]["output"]["nested"]["file"]["uri"]
+            .as_str()
+            .unwrap();
+        let path = path_of(uri);
+        let id = path["/files/".len().."/files/".len() + ID_LEN].to_string();
+
+        // Blue's key reads and lists its task's outputs (three files).
+        let (st, _, rec) = record(&s, &id, &blue).await;
+        assert_eq!(st, 200, "{rec}");
+        let listed = |key: String| {
+            let s = &s;
+            async move {
+                let (st, _, v) = call(s, Method::GET, "/files?limit=100", Some(&key), None).await;
+                assert_eq!(st, 200, "{v}");
+                v["data"]["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["id"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let blues = listed(blue.clone()).await;
+        assert_eq!(blues.len(), 3, "{blues:?}");
+        assert!(blues.contains(&id), "{blues:?}");
+        // Red's key: neither listed nor readable by key (the same 404 as
+        // an unknown id).
+        assert!(listed(red.clone()).await.is_empty());
+        let (st, h, v) = call(&s, Method::GET, &format!("/files/{id}"), Some(&red), None).await;
+        assert_problem(st, &h, &v, 404, "not_found");
+        s.stop().await;
+    })
+    .await;
+}

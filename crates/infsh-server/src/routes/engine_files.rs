@@ -3,12 +3,15 @@
 //! no client can reach; before it reports an output it sends each file here
 //! and reports the URL this answer gives instead. The record goes to the
 //! API node's store (on a shared PostgreSQL store every node sees it), the
-//! bytes to this node's files folder. Engine keys only, like the other
-//! engine-link routes; not in the OpenAPI document.
+//! bytes to this node's files folder. The file belongs to the team of the
+//! task it is an output of (`task`), like a local task's output files.
+//! Engine keys only, like the other engine-link routes; not in the OpenAPI
+//! document.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::Json;
+use infsh_store::FileAccess;
 use serde::Deserialize;
 
 use crate::dto::FileDto;
@@ -22,6 +25,8 @@ use crate::state::ServerState;
 #[serde(deny_unknown_fields)]
 pub struct EngineFileQuery {
     pub filename: Option<String>,
+    /// The task whose output it is (its team owns the file).
+    pub task: Option<String>,
     pub content_type: Option<String>,
 }
 
@@ -50,6 +55,22 @@ pub async fn upload(
         .create_file(&filename, Some(&content_type), Some(body.len() as u64))
         .await?;
     let record = state.engine.write_file(&record.id, body).await?;
+    let team = match q.task.as_deref() {
+        Some(task) => state
+            .engine
+            .get(task)
+            .await
+            .ok()
+            .and_then(|v| v.record.team),
+        None => None,
+    };
+    if let Some(team) = team {
+        let access = FileAccess {
+            team: Some(team),
+            public: false,
+        };
+        state.engine.set_file_access(&record.id, &access).await?;
+    }
     let uri = state.engine.file_uri(&record.id);
     Ok(Json(FileDto::from_record(&record, uri)))
 }

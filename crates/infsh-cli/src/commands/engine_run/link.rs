@@ -123,11 +123,16 @@ impl Link {
         bytes: Vec<u8>,
         filename: &str,
         content_type: &str,
+        task: &str,
     ) -> Result<String, LinkError> {
         let request = self
             .http
             .post(format!("{}/v1/engine/files", self.base))
-            .query(&[("filename", filename), ("content_type", content_type)])
+            .query(&[
+                ("filename", filename),
+                ("content_type", content_type),
+                ("task", task),
+            ])
             .body(bytes);
         let value = self.send(request).await?;
         value

@@ -24,6 +24,7 @@ pub async fn upload_outputs(
     link: &Link,
     uploaded: &mut Uploaded,
     output: &mut Value,
+    task: &str,
 ) -> Result<(), String> {
     let prefix = engine.file_uri("");
     let mut slots = Vec::new();
@@ -32,7 +33,7 @@ pub async fn upload_outputs(
         let uri = match uploaded.0.get(&id) {
             Some(uri) => uri.clone(),
             None => {
-                let uri = upload(engine, link, &id)
+                let uri = upload(engine, link, &id, task)
                     .await
                     .map_err(|e| format!("cannot upload output file {id}: {e}"))?;
                 uploaded.0.insert(id, uri.clone());
@@ -75,13 +76,13 @@ fn collect(value: &Value, prefix: &str, at: &str, out: &mut Vec<(String, String)
 }
 
 /// One upload, retried while the API node is unreachable.
-async fn upload(engine: &Engine, link: &Link, id: &str) -> Result<String, String> {
+async fn upload(engine: &Engine, link: &Link, id: &str, task: &str) -> Result<String, String> {
     let (record, stored) = engine.file(id).await.map_err(|e| e.to_string())?;
     let bytes = stored.to_vec().await.map_err(|e| e.to_string())?;
     let mut wait = Duration::from_millis(100);
     loop {
         match link
-            .upload_file(bytes.clone(), &record.filename, &record.content_type)
+            .upload_file(bytes.clone(), &record.filename, &record.content_type, task)
             .await
         {
             Ok(uri) => return Ok(uri),

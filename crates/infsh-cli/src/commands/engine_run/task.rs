@@ -93,7 +93,7 @@ pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord, sessions:
         }
         if let Some(output) = report.output.as_mut() {
             if let Err(error) =
-                output_files::upload_outputs(&engine, &link, &mut uploaded, output).await
+                output_files::upload_outputs(&engine, &link, &mut uploaded, output, &id).await
             {
                 // Its output cannot reach a client: the task fails saying why.
                 let _ = engine.cancel(&id).await;
