@@ -359,6 +359,7 @@ pub(crate) async fn prepare_env(
         app_dir: app.root.clone(),
         base_python: env.base_python.clone(),
         cache_dir: paths.envs_dir(),
+        kernel: app.manifest.kernel.clone(),
         ..Default::default()
     };
     let (progress, detail) = env_phase::progress(ui, "building the app's environment");

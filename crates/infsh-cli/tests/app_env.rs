@@ -90,3 +90,71 @@ fn a_requirement_that_cannot_install_fails_with_the_installer_output() {
         stderr(&out)
     );
 }
+
+/// `python3`'s `3.X` on this machine (the version uv finds without downloading).
+fn machine_python_version() -> String {
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn run_with_kernel(sb: &Sandbox, kernel: &str) -> std::process::Output {
+    let app = sb.path().join("app");
+    let out = sb.infsh().args(["app", "init"]).arg(&app).output().unwrap();
+    assert_code(&out, 0);
+    let yml = std::fs::read_to_string(app.join("inf.yml")).unwrap();
+    let yml: String = yml
+        .lines()
+        .filter(|l| !l.starts_with("kernel:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(app.join("inf.yml"), format!("{yml}kernel: {kernel}\n")).unwrap();
+    let dev_bin = python().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        dev_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    sb.infsh_without_python()
+        .env("PATH", &path)
+        .args(["app", "run"])
+        .arg(&app)
+        .args(["--input", r#"{"name": "kernel"}"#])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_kernel_of_the_machines_python_builds_with_that_interpreter() {
+    let sb = Sandbox::new();
+    let version = machine_python_version();
+    let out = run_with_kernel(&sb, &format!("python-{version}"));
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("built"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_kernel_uv_cannot_provide_is_a_clear_environment_error() {
+    let sb = Sandbox::new();
+    let out = run_with_kernel(&sb, "python-3.99");
+    assert_code(&out, 9);
+    assert!(
+        stderr(&out).contains(
+            "could not build the app's environment: inf.yml asks for kernel python-3.99 \
+             but uv has no Python 3.99 and could not install it (No download found for request: cpython-3.99"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out)
+            .contains("); install it with `uv python install 3.99` or change kernel: in inf.yml"),
+        "{}",
+        stderr(&out)
+    );
+}

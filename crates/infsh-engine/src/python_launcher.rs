@@ -146,7 +146,10 @@ async fn prepare_environment(
             .unwrap_or_else(|p| p.into_inner())
             .push(log_entry(LogType::Build, line))
     };
-    let spec = infsh_env::EnvSpec::new(&entry.dir.root, shared.config.cache_dir.join("envs"));
+    let spec = infsh_env::EnvSpec {
+        kernel: entry.dir.manifest.kernel.clone(),
+        ..infsh_env::EnvSpec::new(&entry.dir.root, shared.config.cache_dir.join("envs"))
+    };
     let prepared = infsh_env::prepare(&spec, move |event| match event {
         infsh_env::EnvProgress::Installing { line } => push(line),
         infsh_env::EnvProgress::Creating { installer, dir } => push(format!(

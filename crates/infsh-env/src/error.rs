@@ -16,6 +16,30 @@ pub enum EnvError {
     #[error("cannot use Python interpreter {python}: {reason}")]
     BadPython { python: PathBuf, reason: String },
 
+    /// inf.yml `kernel: python-...` that is not `python-3.X`.
+    #[error(
+        "inf.yml kernel: {kernel} is not a Python version: write python-3.X, e.g. python-3.11"
+    )]
+    BadKernel { kernel: String },
+
+    /// uv has no interpreter for the kernel and could not install one.
+    #[error("inf.yml asks for kernel {kernel} but uv has no Python {version} and could not install it ({reason}); install it with `uv python install {version}` or change kernel: in inf.yml")]
+    KernelUnavailable {
+        kernel: String,
+        version: String,
+        /// uv's own error line.
+        reason: String,
+    },
+
+    /// No uv, and the base interpreter is another version than the kernel's.
+    #[error("inf.yml asks for kernel {kernel} but {python} is Python {found} and uv is not on PATH to provide Python {version}; install uv, pass --python with a Python {version}, or change kernel: in inf.yml")]
+    KernelMismatch {
+        kernel: String,
+        version: String,
+        python: PathBuf,
+        found: String,
+    },
+
     /// A Node app, no `--node` given, and no `node` on PATH.
     #[error("no Node.js found: `node` is not on PATH (pass --node PATH)")]
     NoNode,

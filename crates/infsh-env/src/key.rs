@@ -3,7 +3,7 @@
 //! Two builds with the same key are interchangeable, so the key covers
 //! everything that changes the result: the requirements file's bytes, the base
 //! interpreter (implementation, full version, machine, and its real path, since
-//! a venv links to the interpreter it was made from), and [`ENV_FORMAT_VERSION`],
+//! a venv links to the interpreter it was made from), inf.yml's `kernel:`, and [`ENV_FORMAT_VERSION`],
 //! bumped whenever this crate changes how environments are built.
 
 use std::path::{Path, PathBuf};
@@ -67,16 +67,24 @@ pub async fn probe_interpreter(python: &Path) -> Result<Interpreter, EnvError> {
     }
 }
 
-/// The full hex sha256 key of an environment.
-pub fn env_key(requirements: &[u8], interpreter: &Interpreter) -> String {
+/// The full hex sha256 key of an environment; `kernel` is inf.yml's
+/// `kernel:` (empty when none), so asking for another Python never reuses an
+/// environment built for the previous one.
+pub fn env_key(requirements: &[u8], interpreter: &Interpreter, kernel: &str) -> String {
     let mut h = Sha256::new();
     // Length-prefixed fields so no two different inputs hash the same bytes.
+    // The kernel comes last and only when there is one, so environments of
+    // apps without a kernel keep the keys they had before kernels counted.
+    let kernel_field = (!kernel.is_empty()).then_some(kernel.as_bytes());
     for field in [
         ENV_FORMAT_VERSION.as_bytes(),
         interpreter.identity.as_bytes(),
         interpreter.executable.as_os_str().as_encoded_bytes(),
         requirements,
-    ] {
+    ]
+    .into_iter()
+    .chain(kernel_field)
+    {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field);
     }
@@ -103,40 +111,52 @@ mod tests {
     #[test]
     fn key_is_stable_hex() {
         let i = interp("CPython | 3.11.7 | x86_64", "/usr/bin/python3.11");
-        let k = env_key(b"inferencesh\n", &i);
+        let k = env_key(b"inferencesh\n", &i, "");
         assert_eq!(k.len(), 64);
         assert!(k.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(k, env_key(b"inferencesh\n", &i));
+        assert_eq!(k, env_key(b"inferencesh\n", &i, ""));
         assert_eq!(short_key(&k).len(), 16);
     }
 
     #[test]
     fn key_changes_with_each_input() {
         let i = interp("CPython | 3.11.7 | x86_64", "/usr/bin/python3.11");
-        let base = env_key(b"torch\n", &i);
-        assert_ne!(base, env_key(b"torch\nnumpy\n", &i));
-        assert_ne!(base, env_key(b"", &i));
+        let base = env_key(b"torch\n", &i, "");
+        assert_ne!(base, env_key(b"torch\nnumpy\n", &i, ""));
+        assert_ne!(base, env_key(b"", &i, ""));
         assert_ne!(
             base,
             env_key(
                 b"torch\n",
-                &interp("CPython | 3.11.8 | x86_64", "/usr/bin/python3.11")
+                &interp("CPython | 3.11.8 | x86_64", "/usr/bin/python3.11"),
+                ""
             )
         );
         assert_ne!(
             base,
             env_key(
                 b"torch\n",
-                &interp("CPython | 3.11.7 | x86_64", "/opt/py/bin/python3.11")
+                &interp("CPython | 3.11.7 | x86_64", "/opt/py/bin/python3.11"),
+                ""
             )
         );
     }
 
     #[test]
+    fn key_includes_the_kernel() {
+        let i = interp("CPython | 3.11.7 | x86_64", "/usr/bin/python3.11");
+        let none = env_key(b"torch\n", &i, "");
+        let py311 = env_key(b"torch\n", &i, "python-3.11");
+        assert_ne!(none, py311);
+        assert_ne!(py311, env_key(b"torch\n", &i, "python-3.12"));
+        assert_eq!(py311, env_key(b"torch\n", &i, "python-3.11"));
+    }
+
+    #[test]
     fn fields_do_not_run_together() {
         // Moving bytes from one field into the next must change the key.
-        let a = env_key(b"xtorch", &interp("CPython", "/p"));
-        let b = env_key(b"torch", &interp("CPythonx", "/p"));
+        let a = env_key(b"xtorch", &interp("CPython", "/p"), "");
+        let b = env_key(b"torch", &interp("CPythonx", "/p"), "");
         assert_ne!(a, b);
     }
 

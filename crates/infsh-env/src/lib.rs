@@ -30,6 +30,7 @@
 pub mod apt;
 mod error;
 mod install;
+pub mod kernel;
 pub mod key;
 pub mod node;
 pub mod requirements;
@@ -62,6 +63,9 @@ pub struct EnvSpec {
     pub cache_dir: PathBuf,
     /// Use `uv` when it is on PATH (default `true`); `false` forces `venv` + pip.
     pub prefer_uv: bool,
+    /// inf.yml's `kernel:`. `python-3.X` makes uv provide that interpreter
+    /// (installing it when needed); without uv it must match the base one.
+    pub kernel: Option<String>,
 }
 
 impl Default for EnvSpec {
@@ -80,6 +84,7 @@ impl EnvSpec {
             base_python: None,
             cache_dir: cache_dir.into(),
             prefer_uv: true,
+            kernel: None,
         }
     }
 }
@@ -178,11 +183,35 @@ pub async fn prepare(
     if let Err(e) = std::fs::read_dir(&spec.app_dir) {
         return Err(EnvError::io("cannot open app folder", &spec.app_dir, e));
     }
-    let base = match &spec.base_python {
-        Some(p) => p.clone(),
-        None => default_python()?,
+    let kernel_version = kernel::python_kernel_version(spec.kernel.as_deref())?;
+    let uv = spec.prefer_uv.then(|| which::which("uv").ok()).flatten();
+    let base = match (&kernel_version, &uv) {
+        (Some(version), Some(uv)) => {
+            let kernel = spec.kernel.as_deref().unwrap_or_default();
+            kernel::uv_python(uv, kernel, version).await?
+        }
+        _ => match &spec.base_python {
+            Some(p) => p.clone(),
+            None => default_python()?,
+        },
     };
     let interp = key::probe_interpreter(&base).await?;
+    if let Some(version) = &kernel_version {
+        let found = kernel::identity_version(&interp.identity).unwrap_or_default();
+        if &found != version {
+            return Err(EnvError::KernelMismatch {
+                kernel: spec.kernel.clone().unwrap_or_default(),
+                version: version.clone(),
+                python: base,
+                found,
+            });
+        }
+    }
+    let kernel_in_key = if kernel_version.is_some() {
+        spec.kernel.as_deref().unwrap_or_default()
+    } else {
+        ""
+    };
 
     let req_path = spec.app_dir.join("requirements.txt");
     let (req_bytes, req_file) = match std::fs::read(&req_path) {
@@ -190,7 +219,7 @@ pub async fn prepare(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
         Err(e) => return Err(EnvError::io("cannot read", &req_path, e)),
     };
-    let key = key::env_key(&req_bytes, &interp);
+    let key = key::env_key(&req_bytes, &interp, kernel_in_key);
     let dir = spec.cache_dir.join(key::short_key(&key));
 
     if is_finished(&dir, &key) {
@@ -215,7 +244,7 @@ pub async fn prepare(
     }
     remove_leftovers(&dir)?;
 
-    let tool = match spec.prefer_uv.then(|| which::which("uv").ok()).flatten() {
+    let tool = match uv {
         Some(uv) => Tool::Uv { uv },
         None => Tool::Pip,
     };

@@ -188,3 +188,51 @@ async fn use_interpreter_accepts_a_working_python() {
     assert!(env.reused && env.installer.is_none() && env.key.is_empty());
     assert!(env.dir.is_absolute());
 }
+
+#[tokio::test]
+async fn without_uv_a_kernel_other_than_the_interpreter_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app_dir = tmp.path().join("kernel");
+    app(&app_dir, None);
+    let python = infsh_env::default_python().unwrap();
+    let spec = EnvSpec {
+        prefer_uv: false,
+        base_python: Some(python.clone()),
+        kernel: Some("python-3.99".into()),
+        ..EnvSpec::new(&app_dir, tmp.path().join("envs"))
+    };
+    let err = prepare(&spec, |_| {}).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, EnvError::KernelMismatch { .. }), "{text}");
+    let prefix = format!(
+        "inf.yml asks for kernel python-3.99 but {} is Python 3.",
+        python.display()
+    );
+    assert!(text.starts_with(&prefix), "{text}");
+    assert!(
+        text.ends_with(
+            " and uv is not on PATH to provide Python 3.99; install uv, pass --python with a Python 3.99, or change kernel: in inf.yml"
+        ),
+        "{text}"
+    );
+    assert!(
+        !tmp.path().join("envs").exists(),
+        "nothing is built for a kernel that cannot be honoured"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_kernel_is_refused_before_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app_dir = tmp.path().join("kernel");
+    app(&app_dir, None);
+    let spec = EnvSpec {
+        kernel: Some("python-abc".into()),
+        ..EnvSpec::new(&app_dir, tmp.path().join("envs"))
+    };
+    let err = prepare(&spec, |_| {}).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "inf.yml kernel: python-abc is not a Python version: write python-3.X, e.g. python-3.11"
+    );
+}
