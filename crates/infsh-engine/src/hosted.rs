@@ -97,9 +97,14 @@ impl HostedApps {
                     .next()
                     .is_some_and(|(k, _)| k.starts_with(&any_version));
                 if !has_versions {
-                    if let Some(folder) = table.handles.get(&id) {
-                        return Ok(folder.clone());
-                    }
+                    // No versions: the folder app, or no such app at all
+                    // (an unknown app is a 404 about the app, not its
+                    // version).
+                    return table
+                        .handles
+                        .get(&id)
+                        .cloned()
+                        .ok_or_else(|| Self::unknown(&table, app.to_string()));
                 }
                 let prefix = prefix.to_ascii_lowercase();
                 let start = format!("{id}@{prefix}");

@@ -94,6 +94,18 @@ async fn upload(s: &TestServer, key: &str, public: Option<bool>, bytes: &'static
     file
 }
 
+/// The ids `GET /files` lists for `key`.
+async fn listed(s: &TestServer, key: &str) -> Vec<String> {
+    let (st, _, v) = call(s, Method::GET, "/files?limit=100", Some(key), None).await;
+    assert_eq!(st, 200, "{v}");
+    v["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -306,22 +318,9 @@ async fn another_teams_file_is_an_unknown_file() {
         assert_problem(st, &h, &v, 404, "not_found");
 
         // Listings: each team its own; admin keys all.
-        let listed = |key: String| {
-            let s = &s;
-            async move {
-                let (st, _, v) = call(s, Method::GET, "/files?limit=100", Some(&key), None).await;
-                assert_eq!(st, 200, "{v}");
-                v["data"]["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|f| f["id"].as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(listed(blue.clone()).await, vec![id.clone()]);
-        assert!(listed(red.clone()).await.is_empty());
-        assert_eq!(listed(ADMIN.into()).await.len(), 2);
+        assert_eq!(listed(&s, &blue).await, vec![id.clone()]);
+        assert!(listed(&s, &red).await.is_empty());
+        assert_eq!(listed(&s, ADMIN).await.len(), 2);
 
         // The signed URI still opens it for anyone holding it (it is the
         // capability the owner chose to share).
@@ -395,25 +394,12 @@ async fn output_files_belong_to_the_team_of_their_task() {
         // Blue's key reads and lists its task's outputs (three files).
         let (st, _, rec) = record(&s, &id, &blue).await;
         assert_eq!(st, 200, "{rec}");
-        let listed = |key: String| {
-            let s = &s;
-            async move {
-                let (st, _, v) = call(s, Method::GET, "/files?limit=100", Some(&key), None).await;
-                assert_eq!(st, 200, "{v}");
-                v["data"]["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|f| f["id"].as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            }
-        };
-        let blues = listed(blue.clone()).await;
+        let blues = listed(&s, &blue).await;
         assert_eq!(blues.len(), 3, "{blues:?}");
         assert!(blues.contains(&id), "{blues:?}");
         // Red's key: neither listed nor readable by key (the same 404 as
         // an unknown id).
-        assert!(listed(red.clone()).await.is_empty());
+        assert!(listed(&s, &red).await.is_empty());
         let (st, h, v) = call(&s, Method::GET, &format!("/files/{id}"), Some(&red), None).await;
         assert_problem(st, &h, &v, 404, "not_found");
         s.stop().await;

@@ -100,7 +100,7 @@ mod tests {
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, 7);
+        assert_eq!(n, MIGRATIONS.len() as i64);
     }
 
     #[test]
