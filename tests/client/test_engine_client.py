@@ -13,142 +13,31 @@ SQLite, or PostgreSQL with INFSH_TEST_STORE=postgres (conftest's
 `store_flags`).
 """
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-
 import pytest
 import requests
 from inferencesh import Inference
 
-from support import API_KEY, FIXTURES, REPO, app_processes
+from fleet_support import Fleet, copy_apps
+from support import API_KEY
 
 ENGINE_KEY = "engine-key-client-test"
 HOSTED = ["multi-fn", "functions-variety", "fn-raises", "files-app"]
-
-
-def _binary():
-    path = os.environ.get("INFSH_BIN") or str(REPO / "target" / "debug" / "infsh")
-    if not os.path.isfile(path):
-        pytest.fail(f"no infsh binary at {path}: run `cargo build -p infsh-cli` (or set INFSH_BIN)")
-    return path
 
 
 def meta(output):
     return {"output_meta": None, **output}
 
 
-def _get(url, path):
-    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {API_KEY}"})
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return resp.status, json.loads(resp.read())["data"]
-
-
-def _env(root):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INFSH_API", "INFSH_SECRET_", "INFSH_ENGINE")) and k != "INFSH_STORE"}
-    env.update({"INFSH_CACHE_DIR": str(root / "cache"), "INFSH_LOG": "info", "NO_COLOR": "1"})
-    return env
-
-
-def _start_node(root, store_flags):
-    """`infsh serve` hosting nothing, taking engines; returns (proc, url, log)."""
-    empty = root / "node-apps"
-    empty.mkdir()
-    log = root / "node.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [str(_binary()), "--json", "serve", "--apps", str(empty), "--host", "127.0.0.1",
-             "--port", "0", "--data-dir", str(root / "node-data"), "--python", sys.executable,
-             "--api-key", API_KEY, "--engine-key", ENGINE_KEY, "--lease-seconds", "5",
-             "--shutdown-grace", "2", *store_flags],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, env=_env(root),
-        )
-    first = {}
-
-    def read_first_line():
-        first["line"] = proc.stdout.readline().decode()
-        for _ in proc.stdout:
-            pass
-
-    threading.Thread(target=read_first_line, daemon=True).start()
-    deadline = time.monotonic() + 90
-    while "line" not in first:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"infsh serve printed no address line; log:\n{log.read_text()}")
-        time.sleep(0.02)
-    return proc, json.loads(first["line"])["url"], log
-
-
-def _stop(proc, limit=30):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, store_flags):
-    root = tmp_path_factory.mktemp("infsh-fleet")
-    apps = root / "engine-apps"
-    for name in HOSTED:
-        shutil.copytree(FIXTURES / name, apps / name, ignore=shutil.ignore_patterns("__pycache__"))
-    apps = apps.resolve()
-    node, url, node_log = _start_node(root, store_flags)
-    engine_log = root / "engine.log"
-    env = _env(root)
-    env["INFSH_ENGINE_KEY"] = ENGINE_KEY
-    with open(engine_log, "wb") as log_file:
-        engine = subprocess.Popen(
-            [str(_binary()), "engine", "run", "--server", url, "--name", "e1", "--apps", str(apps),
-             "--data-dir", str(root / "engine-data"), "--python", sys.executable,
-             "--shutdown-grace", "2", "--cancel-grace", "1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file, env=env,
-        )
-    logs = lambda: f"node:\n{node_log.read_text()}\nengine:\n{engine_log.read_text()}"  # noqa: E731
+    processes = Fleet(tmp_path_factory.mktemp("infsh-fleet"), ENGINE_KEY)
     try:
-        deadline = time.monotonic() + 120
-        online = False
-        while not online and engine.poll() is None and time.monotonic() < deadline:
-            try:
-                _, engines = _get(url, "/engines")
-                online = any(isinstance(e.get("remote"), dict) and e["name"] == "e1"
-                             and e["remote"]["state"] == "online"
-                             and len(e["remote"]["apps"]) == len(HOSTED) for e in engines)
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if not online:
-                time.sleep(0.1)
-        if not online:
-            pytest.fail(f"engine e1 never online with its apps; {logs()}")
+        url = processes.start_node("node", store_flags)
+        processes.start_engine("e1", url, copy_apps(HOSTED, processes.root / "engine-apps"))
+        processes.wait_online(url, {"e1": len(HOSTED)})
         yield url
     finally:
-        engine_code = _stop(engine)
-        node_code = _stop(node)
-        deadline = time.monotonic() + 15
-        left = app_processes(apps)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = app_processes(apps)
-        for pid, _ in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert engine_code == 0, f"infsh engine run exited with {engine_code} on SIGTERM; {logs()}"
-        assert node_code == 0, f"infsh serve exited with {node_code} on SIGTERM; {logs()}"
-        assert not left, f"processes of the engine's apps outlived it: {left}"
+        processes.close()
 
 
 @pytest.fixture()

@@ -106,7 +106,9 @@ def _object(endpoint, file_id):
 
 
 def _file_id(uri: str) -> str:
-    return uri.split("/files/", 1)[1].split("/")[0]
+    # Output URIs carry their signature (`?sig=`, files are private on a
+    # server with keys): the id is the path segment before it.
+    return uri.split("/files/", 1)[1].split("/")[0].split("?", 1)[0]
 
 
 @pytest.fixture(scope="module")
