@@ -12,6 +12,7 @@ mod node_id;
 pub(crate) mod retention_args;
 pub(crate) mod signing_key;
 pub(crate) mod store;
+mod app_watch;
 pub(crate) mod webhook_secret;
 
 use std::io::Write;
@@ -169,6 +170,12 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
             retention_args::RetentionArgs::sweep_every(retention),
         );
     }
+    // Kept until the server stops: dropping it ends the watch.
+    let _watcher = if args.watch {
+        Some(app_watch::start(engine.clone(), &data_dir, json_logs)?)
+    } else {
+        None
+    };
     let apps: Vec<String> = engine.apps().into_iter().map(|a| a.id).collect();
     if global.json {
         let line = json!({"url": url, "apps": apps, "data_dir": data_dir});
