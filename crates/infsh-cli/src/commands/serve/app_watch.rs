@@ -89,7 +89,7 @@ pub(super) fn start(
         uploads: infsh_engine::upload_dir(&engine.config().data_dir),
         data_dir: data_dir.to_path_buf(),
         json_logs,
-        served: HashMap::new(),
+        served: initial_hashes(&folders),
         engine,
     };
     tokio::spawn(reloader.run(folders, changes));
@@ -109,12 +109,6 @@ struct Reloader {
 
 impl Reloader {
     async fn run(mut self, folders: Vec<Folder>, mut changes: mpsc::UnboundedReceiver<PathBuf>) {
-        // What each folder holds now: an unchanged save deploys nothing.
-        for folder in &folders {
-            if let Ok(hash) = package_hash(&folder.root).await {
-                self.served.insert(folder.app.clone(), hash);
-            }
-        }
         loop {
             let Some(first) = changes.recv().await else {
                 return;
@@ -210,12 +204,14 @@ impl Reloader {
                 );
             }
             Err(e) => {
-                let traceback = match &e {
+                let why = match e {
                     EngineError::VersionFailed {
-                        traceback: Some(tb),
-                        ..
-                    } => format!("\n{}", tb.trim_end()),
-                    _ => String::new(),
+                        message, traceback, ..
+                    } => match traceback {
+                        Some(tb) => format!("failed to build: {message}\n{}", tb.trim_end()),
+                        None => format!("failed to build: {message}"),
+                    },
+                    other => format!("cannot be deployed: {other}"),
                 };
                 let keeps = match &previous {
                     Some(hash) => format!("the last good version ({}) keeps serving", short(hash)),
@@ -224,7 +220,7 @@ impl Reloader {
                 self.say(
                     true,
                     &format!(
-                        "{app}: version {} failed: {e}{traceback}\n{keeps}; fix the app and save again",
+                        "{app}: version {} {why}\n{keeps}; fix the app and save again",
                         short(&hash)
                     ),
                 );
@@ -269,16 +265,18 @@ impl Reloader {
     }
 }
 
-/// The package hash of `root` as `infsh app deploy` computes it.
-async fn package_hash(root: &Path) -> Result<String, String> {
-    let root = root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        infsh_core::package::pack(&root, &mut std::io::sink())
-            .map(|(hash, _)| hash)
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+/// What each folder holds when the watch starts (its package hash, as
+/// `infsh app deploy` computes it): a save that changes nothing deploys
+/// nothing. Taken before the watch reports anything, so an edit made once
+/// the server listens is always seen as one.
+fn initial_hashes(folders: &[Folder]) -> HashMap<String, String> {
+    folders
+        .iter()
+        .filter_map(|f| {
+            let (hash, _) = infsh_core::package::pack(&f.root, &mut std::io::sink()).ok()?;
+            Some((f.app.clone(), hash))
+        })
+        .collect()
 }
 
 fn short(hash: &str) -> &str {
