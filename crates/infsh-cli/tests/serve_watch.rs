@@ -84,7 +84,9 @@ fn watch_redeploys_an_edited_app_and_keeps_the_last_good_version_through_a_broke
     write_app(&sb, "v1");
     let server = sb.start(&["--watch"]);
     assert!(
-        server.log().contains("watching 1 app folder for changes (tests/watched)"),
+        server
+            .log()
+            .contains("watching 1 app folder for changes (tests/watched)"),
         "{}",
         server.log()
     );
@@ -184,7 +186,10 @@ fn watch_redeploys_an_edited_app_and_keeps_the_last_good_version_through_a_broke
     // Then a real edit, to know the watch has seen the ones before it.
     write_inference(&app_dir(&sb), "v4", "");
     wait_for_label(&server, "v4");
-    let reloads = server.log().matches("--watch: reloading tests/watched").count();
+    let reloads = server
+        .log()
+        .matches("--watch: reloading tests/watched")
+        .count();
     assert_eq!(reloads, 4, "v2, broken, v3, v4:\n{}", server.log());
 }
 

@@ -242,10 +242,11 @@ impl Reloader {
         let target = path.clone();
         let packed = tokio::task::spawn_blocking(move || -> Result<String, String> {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let file = std::fs::File::create(&target)
-                .map_err(|e| format!("{}: {e}", target.display()))?;
+            let file =
+                std::fs::File::create(&target).map_err(|e| format!("{}: {e}", target.display()))?;
             let mut out = std::io::BufWriter::new(file);
-            let (hash, _) = infsh_core::package::pack(&root, &mut out).map_err(|e| e.to_string())?;
+            let (hash, _) =
+                infsh_core::package::pack(&root, &mut out).map_err(|e| e.to_string())?;
             std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
             Ok(hash)
         })

@@ -5,6 +5,7 @@
 //! the flags and environment mean is `config.rs`.
 
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
+mod app_watch;
 pub(crate) mod config;
 pub(crate) mod files;
 pub mod limit_args;
@@ -12,7 +13,6 @@ mod node_id;
 pub(crate) mod retention_args;
 pub(crate) mod signing_key;
 pub(crate) mod store;
-mod app_watch;
 pub(crate) mod webhook_secret;
 
 use std::io::Write;
