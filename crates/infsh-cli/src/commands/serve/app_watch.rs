@@ -298,6 +298,12 @@ fn is_packed_change(relative: &str, is_dir: bool, rules: &IgnoreRules) -> bool {
     {
         return false;
     }
+    // Packing skips an ignored folder whole (`build/`): so does a change
+    // anywhere below it.
+    let ignored_above = (1..=dirs.len()).any(|n| rules.ignores(&dirs[..n].join("/"), true));
+    if ignored_above {
+        return false;
+    }
     // The ignore files themselves change what is packed.
     if relative == ".infshignore" || relative == ".gitignore" {
         return true;
@@ -340,6 +346,7 @@ mod tests {
             "4913",
             "run.log",
             "build/out.bin",
+            "build/deep/out.bin",
         ] {
             assert!(!is_packed_change(skipped, false, &rules), "{skipped}");
         }
