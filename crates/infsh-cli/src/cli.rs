@@ -341,6 +341,11 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one (the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Development: when a file of an app folder under --apps changes,
+    /// deploy the folder as a new version (current once it built; a
+    /// failing build is logged and the last good version keeps serving).
+    #[arg(long, requires = "apps")]
+    pub watch: bool,
     /// Accept this API key (repeatable). Also read from INFSH_API_KEYS (comma separated) and --api-keys-file.
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,

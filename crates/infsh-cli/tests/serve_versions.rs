@@ -77,6 +77,29 @@ fn label(server: &Server, app: &str) -> String {
     task["output"]["label"].as_str().unwrap().to_string()
 }
 
+/// The rows of `GET /workers` of one version (`ns/name@HASH`).
+fn workers_of(server: &Server, version: &str) -> Vec<Value> {
+    let rows = server.api("GET", "/workers", None, 200);
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["app"] == version)
+        .cloned()
+        .collect()
+}
+
+/// Polls `GET /workers` until no row of `version` is left.
+fn wait_no_workers(server: &Server, version: &str) {
+    let gone = wait_for(Duration::from_secs(30), || {
+        workers_of(server, version).is_empty()
+    });
+    assert!(
+        gone,
+        "{version} still has workers: {:?}",
+        workers_of(server, version)
+    );
+}
+
 #[test]
 fn deploys_switch_without_stopping_a_running_task_and_roll_back() {
     let sb = ServeSandbox::new(&[]);
@@ -259,6 +282,63 @@ fn a_version_whose_import_fails_never_becomes_current() {
     );
 }
 
+#[test]
+fn an_old_versions_replicas_stop_once_idle_after_a_switch() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let server = sb.start(&[]);
+    let v1_id = deploy(&sb, &server, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v1_app = format!("{APP}@{v1_id}");
+
+    // A long task on v1, running when v2 becomes current.
+    let long = server.submit(json!({"app": APP, "input": {"sleep": 6}}));
+    server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 7);
+    write_app(&src(&sb), "v2", "");
+    let v2_id = deploy(&sb, &server, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2_app = format!("{APP}@{v2_id}");
+    // v1's busy replica stays while its task runs.
+    let rows = workers_of(&server, &v1_app);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "busy", "{rows:?}");
+    assert_eq!(rows[0]["current_tasks"], json!([long]), "{rows:?}");
+    assert_eq!(label(&server, APP), "v2");
+    // The task finishes on v1; then its replica stops.
+    let done = server.wait_task(&long, Duration::from_secs(60), |t| t["status"] == 10);
+    assert_eq!(
+        (&done["output"]["label"], &done["app"]),
+        (&json!("v1"), &json!(v1_app)),
+        "{done}"
+    );
+    wait_no_workers(&server, &v1_app);
+    assert_eq!(workers_of(&server, &v2_app).len(), 1);
+    assert!(server.log().contains(&format!(
+        "retired (another version is current): stopping the idle replica app={v1_app}"
+    )));
+
+    // A pinned run starts v1 again, as any cold app.
+    assert_eq!(label(&server, &format!("{APP}@{}", &v1_id[..8])), "v1");
+    let rows = workers_of(&server, &v1_app);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "idle", "{rows:?}");
+
+    // A rollback to v1: v2's idle replica stops at once, v1's stays.
+    server.api(
+        "PUT",
+        &format!("/apps/tests/versioned/versions/{}/current", &v1_id[..8]),
+        None,
+        200,
+    );
+    wait_no_workers(&server, &v2_app);
+    assert_eq!(workers_of(&server, &v1_app).len(), 1);
+    assert_eq!(label(&server, APP), "v1");
+}
+
 /// Runs of `APP` with `wait` until `stop` is set and at least `min` ran:
 /// each one's label, in order. Panics on any failed run.
 fn run_until(
@@ -401,10 +481,16 @@ fn a_session_keeps_its_version_across_a_switch() {
             &v1_id[..12]
         )
     );
+    // The session's replica of v1 stays while the session lives.
+    let leased = workers_of(&server, &format!("{APP}@{v1_id}"));
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    assert_eq!(leased[0]["session"], session.as_str(), "{leased:?}");
     let (st, _) = server
         .request("DELETE", &format!("/sessions/{session}"), None)
         .unwrap();
     assert_eq!(st, 204);
+    // Ended, it is an idle replica of a retired version: it stops.
+    wait_no_workers(&server, &format!("{APP}@{v1_id}"));
     let (st, body) = server
         .request(
             "DELETE",

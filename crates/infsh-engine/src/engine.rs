@@ -239,6 +239,18 @@ impl Engine {
         }
     }
 
+    /// The apps of `--apps` (not deployed versions): each one's id
+    /// (`ns/name`) and folder, for `infsh serve --watch`.
+    pub fn app_folders(&self) -> Vec<(String, std::path::PathBuf)> {
+        self.inner
+            .apps
+            .iter()
+            .into_iter()
+            .filter(|h| h.entry.version.is_none())
+            .map(|h| (h.entry.id.clone(), h.entry.dir.root.clone()))
+            .collect()
+    }
+
     /// Every hosted app, sorted by id.
     pub fn apps(&self) -> Vec<AppSummary> {
         self.inner.apps.iter().iter().map(Self::summary).collect()

@@ -46,6 +46,11 @@ pub(crate) enum Command {
     Wake,
     /// Answer with one row per replica.
     Workers(oneshot::Sender<Vec<WorkerView>>),
+    /// `true`: another version of the app became current: stop the idle
+    /// replicas now and the busy ones when their tasks end (a session's
+    /// replica stays while it lives), and start none for a preload or
+    /// `min_replicas`. `false`: this one is current (again).
+    Retire(bool),
     /// Stop every worker (their `unload` runs), wait for the tasks still
     /// running to be recorded, then end the actor.
     Shutdown {
@@ -125,6 +130,11 @@ impl AppHandle {
         self.commands
             .send(cmd)
             .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Sends [`Command::Retire`]; an actor that ended has nothing to stop.
+    pub fn retire(&self, retired: bool) {
+        let _ = self.send(Command::Retire(retired));
     }
 
     pub async fn discover(&self) -> Result<Arc<AppInfo>, EngineError> {

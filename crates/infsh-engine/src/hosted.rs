@@ -180,10 +180,25 @@ impl HostedApps {
     }
 
     /// Makes `hash` app `app`'s current version; the hash it replaces.
+    /// Every other hosted version of the app, and its `--apps` folder app,
+    /// is retired (its replicas stop once idle: `scheduler/retire.rs`);
+    /// this one is not (a rollback brings a retired one back).
     pub fn set_current(&self, app: &str, hash: &str) -> Option<String> {
-        self.write()
-            .current
-            .insert(app.to_string(), hash.to_string())
+        let (previous, handles) = {
+            let mut table = self.write();
+            let previous = table.current.insert(app.to_string(), hash.to_string());
+            let handles: Vec<AppHandle> = table
+                .handles
+                .values()
+                .filter(|h| h.entry.app_id() == app)
+                .cloned()
+                .collect();
+            (previous, handles)
+        };
+        for handle in handles {
+            handle.retire(handle.entry.version.as_deref() != Some(hash));
+        }
+        previous
     }
 
     /// The hash of app `app`'s current version.

@@ -35,6 +35,9 @@ pub(crate) struct Replica {
     /// The session this replica is leased to (`sessions.rs`): only its
     /// calls run here while it is active.
     pub session: Option<String>,
+    /// Its version stopped being current while it was up or starting: it
+    /// stops once idle (`scheduler/retire.rs`). A start clears it.
+    pub retiring: bool,
 }
 
 /// A running worker.
@@ -71,6 +74,7 @@ impl Replica {
             state: ReplicaState::Absent { failed: false },
             lease: None,
             session: None,
+            retiring: false,
         }
     }
 

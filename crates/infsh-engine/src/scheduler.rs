@@ -42,6 +42,9 @@
 //! other tasks (which never use a leased replica). A leased replica that
 //! dies ends its session.
 //!
+//! Retiring (`scheduler/retire.rs`): once another version of the app is
+//! current, its replicas stop as they become idle.
+//!
 //! Everything the actor spawns lives in its `JoinSet`: when the last engine
 //! handle is dropped the command channel closes, the actor returns, and the
 //! set aborts the runners and drops the workers (killed with their process
@@ -238,6 +241,8 @@ struct Actor {
     /// Queued tasks held for their batch while a replica could take them:
     /// no replica is started for them.
     held_for_batch: usize,
+    /// Another version of the app is current (`scheduler/retire.rs`).
+    retired: bool,
 }
 
 /// Starts the actor of one app, whose workers `launcher` starts.
@@ -297,6 +302,7 @@ pub(crate) fn spawn(
         next_batch: 0,
         gather_until: None,
         held_for_batch: 0,
+        retired: false,
     };
     tokio::spawn(actor.run());
     AppHandle {
@@ -520,6 +526,10 @@ impl Actor {
                 let _ = reply.send(self.worker_views());
             }
             Command::Drain => self.drain(),
+            Command::Retire(retired) => {
+                self.retire(retired);
+                self.schedule();
+            }
             Command::Shutdown {
                 unload_grace,
                 reply,
@@ -664,6 +674,8 @@ impl Actor {
         let replica = &mut self.replicas[idx];
         replica.generation = generation;
         replica.lease = Some(lease);
+        // A fresh start (a pinned run of a retired version) is a cold app's.
+        replica.retiring = false;
         let start = start_worker(
             self.shared.clone(),
             self.entry.clone(),
@@ -807,6 +819,7 @@ impl Actor {
 
 mod batching;
 mod dispatch;
+mod retire;
 mod run_at;
 mod sessions;
 mod slots;

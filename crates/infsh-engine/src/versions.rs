@@ -13,8 +13,10 @@
 //!
 //! Switching is one write to the store and one to the hosted table: runs
 //! taken after it go to the new version, whose replica is already up (the
-//! deploy started one); the old version's running tasks finish on it, and
-//! it stays callable as `ns/name@HASH` until removed.
+//! deploy started one); the old version's running tasks finish on it, its
+//! replicas stop once idle (`scheduler/retire.rs`, sent by
+//! `HostedApps::set_current`), and it stays callable as `ns/name@HASH`
+//! until removed.
 
 use std::path::{Path, PathBuf};
 

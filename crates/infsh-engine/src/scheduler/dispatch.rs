@@ -82,6 +82,7 @@ impl Actor {
                 self.dispatch(idx, task, needs_setup);
             }
             self.start_wanted();
+            self.stop_retired_idle();
         }
         self.publish();
     }
@@ -127,7 +128,8 @@ impl Actor {
                 .iter()
                 .any(|r| r.is_starting() || r.up().is_some())
         };
-        if self.shared.config.preload {
+        // A retired version keeps no replica warm: only runs start one.
+        if self.shared.config.preload && !self.retired {
             let any_up = any(self);
             for idx in 0..self.replicas.len() {
                 if let ReplicaState::Absent { failed } = self.replicas[idx].state {
@@ -145,7 +147,11 @@ impl Actor {
         }
         // min_replicas: started at boot (and again after a crash), set up
         // with the default config like a preload.
-        let min = self.entry.bounds.min_replicas.unwrap_or(0);
+        let min = if self.retired {
+            0
+        } else {
+            self.entry.bounds.min_replicas.unwrap_or(0)
+        };
         for idx in 0..min.min(self.replicas.len()) {
             if matches!(
                 self.replicas[idx].state,

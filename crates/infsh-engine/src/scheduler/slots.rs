@@ -147,13 +147,20 @@ impl Actor {
             }
             return;
         }
+        self.shared.broker.count_eviction();
+        self.stop_idle(idx, "evicted for another app: unloading to free the slot");
+    }
+
+    /// Stops idle replica `idx` with its `unload` (shown `stopping` in
+    /// `GET /workers` until its process is gone, then its slot is free).
+    pub(super) fn stop_idle(&mut self, idx: usize, why: &str) {
+        let replica = &mut self.replicas[idx];
         let lease = replica.lease.take();
         let ReplicaState::Up(up) =
             std::mem::replace(&mut replica.state, ReplicaState::Absent { failed: false })
         else {
             unreachable!("an idle replica is up");
         };
-        self.shared.broker.count_eviction();
         let pid = up.worker.pid();
         self.stopping.push(Stopping {
             replica: idx,
@@ -165,14 +172,14 @@ impl Actor {
         tracing::info!(
             app = %self.entry.id,
             replica = idx,
-            pid = up.worker.pid(),
+            pid,
             slot = ?replica_slot_name(lease.as_ref()),
-            "evicted for another app: unloading to free the slot"
+            "{why}"
         );
         let events = self.events_tx.clone();
         self.tasks.spawn(async move {
             if let Err(e) = up.worker.shutdown(UNLOAD_GRACE).await {
-                tracing::debug!(error = %infsh_core::ErrorChain(&e), "evicted worker's unload");
+                tracing::debug!(error = %infsh_core::ErrorChain(&e), "stopped worker's unload");
             }
             // The slot is free once the process is gone.
             drop(lease);

@@ -5,6 +5,7 @@
 //! the flags and environment mean is `config.rs`.
 
 // `app dev` (dev.rs) serves one app with the same flags and key handling.
+mod app_watch;
 pub(crate) mod config;
 pub(crate) mod files;
 pub mod limit_args;
@@ -169,6 +170,12 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
             retention_args::RetentionArgs::sweep_every(retention),
         );
     }
+    // Kept until the server stops: dropping it ends the watch.
+    let _watcher = if args.watch {
+        Some(app_watch::start(engine.clone(), &data_dir, json_logs)?)
+    } else {
+        None
+    };
     let apps: Vec<String> = engine.apps().into_iter().map(|a| a.id).collect();
     if global.json {
         let line = json!({"url": url, "apps": apps, "data_dir": data_dir});

@@ -9,6 +9,7 @@ mod batching;
 mod cancel;
 mod dispatch;
 mod placement;
+mod retire;
 mod sessions;
 mod shutdown;
 mod timeout;
