@@ -194,7 +194,7 @@ async fn claim(
         .filter(|a| served.get(&a.app) == Some(&a.hash))
         .map(|a| a.app.as_str())
         .collect();
-    if apps.is_empty() {
+    if apps.is_empty() && !request.versions {
         return Ok(Vec::new());
     }
     let lease_until_ms = now_ms + lease_ms;
@@ -206,7 +206,8 @@ async fn claim(
             "UPDATE tasks SET leased_by = $1, lease_until_ms = $2, attempt = attempt + 1, \
              status = $3, updated_at_ms = $4 \
              WHERE id IN (SELECT id FROM tasks WHERE remote = 1 AND status = $5 \
-               AND leased_by IS NULL AND app = ANY($6) AND session_id IS NULL \
+               AND leased_by IS NULL AND session_id IS NULL \
+               AND (app = ANY($6) OR ($10 AND strpos(app, '@') > 0)) \
                AND (run_at_ms IS NULL OR run_at_ms <= $4) \
                AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $7) \
                ORDER BY (app = ANY($8)) DESC, seq LIMIT $9 FOR UPDATE SKIP LOCKED) \
@@ -226,6 +227,7 @@ async fn claim(
                 &request.slots,
                 &request.warm,
                 &limit,
+                &request.versions,
             ],
         )
         .await?;
