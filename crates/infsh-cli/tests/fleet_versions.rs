@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::engine_proc::EngineProc;
-use common::fleet::wait_online;
+use common::fleet::{pg_api_node, wait_online};
 use common::server::*;
 use serde_json::{json, Value};
 
@@ -192,4 +192,38 @@ fn an_engine_without_apps_fetches_builds_and_caches_deployed_versions() {
     assert_runs_on_engine(&server, &format!("{APP}@{}", &v2[..8]), &v2, "v2", &|| {
         engine.log()
     });
+}
+
+/// Two API nodes on one PostgreSQL database sharing one `--files` folder:
+/// a version deployed to node A runs on an engine linked to node B, which
+/// serves the package from the shared storage (B never saw the upload).
+#[test]
+fn a_version_deployed_to_one_node_runs_on_an_engine_of_the_other() {
+    let db = infsh_testkit::PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let shared = sb_a.path().join("shared-files");
+    let files = format!("file://{}", shared.display());
+    let flags = ["--files", files.as_str(), "--versions-on-engines"];
+    let node_a = pg_api_node(&sb_a, &db, ENGINE_KEY, "2", &flags);
+    let node_b = pg_api_node(&sb_b, &db, ENGINE_KEY, "2", &flags);
+    let engine = EngineProc::spawn_fetching(&sb_b, &node_b.url, "e1", "e1", ENGINE_KEY, &[]);
+    wait_online(&node_a, &["e1"]);
+
+    let v1 = deploy(&sb_a, &node_a, "v1");
+    assert!(
+        shared.join(format!("versions/{APP}/{v1}.pkg")).is_file(),
+        "the package is not in the shared storage"
+    );
+    assert!(!sb_b.data_dir().join(format!("versions/{APP}")).exists());
+    assert_runs_on_engine(&node_a, APP, &v1, "v1", &|| engine.log());
+    assert_eq!(
+        count(&node_b.log(), "sent a version's package to an engine"),
+        1,
+        "{}",
+        node_b.log()
+    );
+    assert_eq!(
+        count(&node_a.log(), "sent a version's package to an engine"),
+        0
+    );
 }
