@@ -164,7 +164,9 @@ fn claim(
         let raw = RawTask::from_row(row)?;
         let pinned: Option<String> = row.get(17)?;
         let (seq, task) = raw.decode()?;
-        if !apps.contains(task.app.as_str()) && !(request.versions && is_version_task(&task.app)) {
+        let takes =
+            apps.contains(task.app.as_str()) || (request.versions && is_version_task(&task.app));
+        if !takes {
             continue;
         }
         // A session's call: only by the engine holding it, one at a time,
