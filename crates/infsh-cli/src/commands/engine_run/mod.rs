@@ -1,9 +1,11 @@
 //! `infsh engine run`: this machine as a remote engine of an API node
-//! (docs/deploy.md, "Engines"). It hosts `--apps` in a local `Engine` (the
-//! worker flags are `infsh serve`'s, `WorkerArgs`), registers them with the
-//! API node, then loops on `claim` (HTTP long-poll, which is also its
-//! heartbeat), runs each claimed task locally under the API node's id and
-//! reports it back (task.rs). Unreachable API node: retry with backoff,
+//! (docs/deploy.md, "Engines"). It hosts `--apps` (optional) in a local
+//! `Engine` (the worker flags are `infsh serve`'s, `WorkerArgs`), registers
+//! them with the API node, then loops on `claim` (HTTP long-poll, which is
+//! also its heartbeat), runs each claimed task locally under the API node's
+//! id and reports it back (task.rs). A task of a deployed version it does
+//! not host yet has the version fetched, checked and built first
+//! (versions.rs). Unreachable API node: retry with backoff,
 //! register again when it forgot us. Wrong engine key: exit 11; a
 //! registration refused (an app whose schema does not compile): exit 3. SIGINT or
 //! SIGTERM: take no more tasks, let the running ones finish and be
