@@ -409,6 +409,12 @@ pub struct ServeArgs {
     /// with `engine lost: NAME`.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+    /// Runs of deployed versions (`infsh app deploy`) go to remote engines,
+    /// which fetch each version's package from an API node by hash, instead
+    /// of to this node's workers (the deploy still builds it here once).
+    /// Needs --engine-key.
+    #[arg(long, env = "INFSH_VERSIONS_ON_ENGINES")]
+    pub versions_on_engines: bool,
     /// Sign webhook deliveries with this Standard Webhooks secret
     /// (`whsec_` + base64 of at least 24 bytes). Default: one generated
     /// into the data folder (`webhook.secret`). API nodes sharing a store
@@ -447,8 +453,10 @@ pub struct ServeArgs {
 #[derive(Debug, Args, Clone)]
 pub struct WorkerArgs {
     /// Folder of apps to serve: every sub-folder (up to 3 levels deep) holding an inference.py.
+    /// Required by `infsh serve`; an engine without it hosts only the
+    /// deployed versions it fetches.
     #[arg(long, value_name = "DIR")]
-    pub apps: PathBuf,
+    pub apps: Option<PathBuf>,
     /// Where tasks, stored files and the signing key live (default: the user's data folder, e.g. ~/.local/share/infsh).
     #[arg(long, env = "INFSH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -180,6 +180,10 @@ pub enum EngineError {
         version: String,
         matches: Vec<String>,
     },
+    /// A ready version whose package this API node cannot find: neither
+    /// under its data folder nor in its `--files` storage (404).
+    #[error("version {hash} of app \"{app}\" has no package on this API node (deploy it again, or give every API node the same --files)")]
+    VersionPackageMissing { app: String, hash: String },
     /// An upload that is not an app package, or whose inf.yml names
     /// another app than the route (400).
     #[error("{0}")]
@@ -267,6 +271,7 @@ impl EngineError {
             self,
             EngineError::UnknownApp { .. }
                 | EngineError::UnknownVersion { .. }
+                | EngineError::VersionPackageMissing { .. }
                 | EngineError::UnknownFunction { .. }
                 | EngineError::UnknownTask(_)
                 | EngineError::UnknownFile(_)

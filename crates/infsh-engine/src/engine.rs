@@ -401,10 +401,18 @@ impl Engine {
         let Some(hub) = self.inner.fleet.get() else {
             return Ok(None);
         };
-        if self.inner.apps.resolve(&request.app).is_ok() {
-            return Ok(None);
+        match self.inner.apps.resolve(&request.app) {
+            // A deployed version, built here, run by an engine that
+            // fetches its package (docs/deploy.md, "Versions on engines").
+            Ok(handle) if hub.options.versions_on_engines && handle.entry.version.is_some() => {
+                let info = handle.discover().await?;
+                hub.enqueue(request.clone(), &handle.entry.id, &info)
+                    .await
+                    .map(Some)
+            }
+            Ok(_) => Ok(None),
+            Err(_) => hub.submit(request.clone()).await,
         }
-        hub.submit(request.clone()).await
     }
 
     /// The active sessions (`GET /sessions`): this server's, then those

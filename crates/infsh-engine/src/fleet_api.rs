@@ -37,6 +37,9 @@ pub struct FleetOptions {
     pub max_attempts: u32,
     /// How often expired leases are looked for.
     pub sweep_every: Duration,
+    /// Runs of deployed versions go to engines that fetch versions
+    /// (`infsh serve --versions-on-engines`), not to this node's workers.
+    pub versions_on_engines: bool,
 }
 
 impl FleetOptions {
@@ -50,6 +53,7 @@ impl FleetOptions {
             lease,
             max_attempts: max_attempts.max(1),
             sweep_every: (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            versions_on_engines: false,
         }
     }
 

@@ -258,31 +258,43 @@ impl FleetHub {
         let Some(app) = self.remote_app(&request.app).await? else {
             return Ok(None);
         };
-        let session = requested(&request)?;
         let info = self.info(&app).ok_or_else(|| EngineError::AppUnavailable {
             app: app.app.clone(),
             message: "its engine registered no readable functions".into(),
             traceback: None,
         })?;
+        self.enqueue(request, &app.app, &info).await.map(Some)
+    }
+
+    /// Validates a run of app `app` (an engine's app, or a deployed
+    /// version `ns/name@HASH` this node built: `infsh serve
+    /// --versions-on-engines`) against `info` and queues it for engines.
+    pub(crate) async fn enqueue(
+        &self,
+        request: RunRequest,
+        app: &str,
+        info: &AppInfo,
+    ) -> Result<TaskView, EngineError> {
+        let session = requested(&request)?;
         let function = requested_function(&request);
         let resolved = info
             .functions
             .resolve(function.as_deref())
-            .map_err(|e| resolve_error(&app.app, e))?;
+            .map_err(|e| resolve_error(app, e))?;
         let (input, setup) = input_and_setup(request.input, request.setup);
-        let (input_validator, setup_validator) = call_validators(&app.app, &info, resolved)?;
+        let (input_validator, setup_validator) = call_validators(app, info, resolved)?;
         check_file_inputs(resolved, &input)?;
         validate(&input_validator, &input, || {
             format!("input for function \"{}\"", resolved.name)
         })?;
         validate(&setup_validator, &setup, || "setup config".into())?;
-        self.check_queue(&app.app).await?;
+        self.check_queue(app).await?;
         let now = now_ms();
         let id = new_id();
-        let session_id = self.session_for(session, &app.app, &id, now).await?;
+        let session_id = self.session_for(session, app, &id, now).await?;
         let record = TaskRecord {
             id,
-            app: app.app.clone(),
+            app: app.to_string(),
             function: resolved.name.clone(),
             input,
             setup,
@@ -311,7 +323,7 @@ impl FleetHub {
         self.shared.live.insert(view.clone());
         inc(&self.shared.metrics.submitted);
         self.wake.notify();
-        Ok(Some(view))
+        Ok(view)
     }
 
     /// `--queue-capacity` for remote runs, as for local ones: the app's

@@ -28,7 +28,7 @@ use crate::api::EngineError;
 use crate::engine::Engine;
 use crate::hosted::{MIN_VERSION_PREFIX, SHORT_HASH};
 use crate::registry::AppEntry;
-use crate::version_hosting::{app_dir, check_app_id, host};
+use crate::version_hosting::{app_dir, check_app_id, host, VERSIONS_DIR};
 use crate::worker_seam::UNLOAD_GRACE;
 
 /// A version as the API shows it.
@@ -188,6 +188,9 @@ impl Engine {
         match handle.discover().await {
             Ok(info) => {
                 tracing::info!(%app, %hash, functions = ?info.names(), "version ready");
+                // Ready means every API node sharing `--files` can hand its
+                // package to an engine (`version_package`).
+                self.share_package(app, &hash).await?;
                 store
                     .set_app_version_status(app, &hash, VersionStatus::Ready, None, now_ms())
                     .await?;
@@ -373,7 +376,89 @@ impl Engine {
         let base = app_dir(&self.shared().config.data_dir, app);
         let _ = tokio::fs::remove_dir_all(base.join(&hash)).await;
         let _ = tokio::fs::remove_file(base.join(format!("{hash}.pkg"))).await;
+        if let Some(files) = &self.shared().config.files {
+            if let Err(e) = files.delete_object(&package_key(app, &hash)).await {
+                tracing::warn!(%app, %hash, error = %e, "cannot delete the version's shared package");
+            }
+        }
         tracing::info!(%app, %hash, "version removed");
         Ok(())
+    }
+}
+
+/// Where a version's package lives in the `--files` storage.
+fn package_key(app: &str, hash: &str) -> String {
+    format!("{VERSIONS_DIR}/{app}/{hash}.pkg")
+}
+
+impl Engine {
+    /// With `--files` given, copies a version's package there, so any API
+    /// node sharing that storage serves it to engines. Without it the
+    /// package stays under this node's data folder only (one node).
+    async fn share_package(&self, app: &str, hash: &str) -> Result<(), EngineError> {
+        let Some(files) = &self.shared().config.files else {
+            return Ok(());
+        };
+        let path = app_dir(&self.shared().config.data_dir, app).join(format!("{hash}.pkg"));
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            EngineError::BadPackage(format!("cannot read the version's package: {e}"))
+        })?;
+        files
+            .put_object(&package_key(app, hash), bytes.into())
+            .await?;
+        Ok(())
+    }
+
+    /// The package of app `app`'s ready version `hash` (the full hash), for
+    /// an engine that runs it (`GET /engine/versions/{ns}/{name}/{hash}/package`):
+    /// from this node's data folder, else from the `--files` storage (a
+    /// version deployed to another API node).
+    pub async fn version_package(&self, app: &str, hash: &str) -> Result<Vec<u8>, EngineError> {
+        let unknown = || EngineError::UnknownVersion {
+            app: app.to_string(),
+            version: hash.to_string(),
+        };
+        if check_app_id(app).is_err() || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(unknown());
+        }
+        let record = self.shared().store.get_app_version(app, hash).await?;
+        if record.map(|r| r.status) != Some(VersionStatus::Ready) {
+            return Err(unknown());
+        }
+        let path = app_dir(&self.shared().config.data_dir, app).join(format!("{hash}.pkg"));
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(EngineError::BadPackage(format!(
+                    "cannot read the version's package: {e}"
+                )))
+            }
+        }
+        if let Some(files) = &self.shared().config.files {
+            if let Some(bytes) = files.get_object(&package_key(app, hash)).await? {
+                return Ok(bytes.to_vec());
+            }
+        }
+        Err(EngineError::VersionPackageMissing {
+            app: app.to_string(),
+            hash: hash.to_string(),
+        })
+    }
+
+    /// Whether version `hash` of app `app` is hosted here (an engine's
+    /// cache of fetched versions: hosted again at each start).
+    pub fn hosts_version(&self, app: &str, hash: &str) -> bool {
+        self.inner.apps.has(&format!("{app}@{hash}"))
+    }
+
+    /// The ids (`ns/name@HASH`) of the versions hosted here.
+    pub fn hosted_versions(&self) -> Vec<String> {
+        self.inner
+            .apps
+            .ids()
+            .into_iter()
+            .filter(|id| id.contains('@'))
+            .collect()
     }
 }

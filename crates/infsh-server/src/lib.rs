@@ -75,8 +75,8 @@ pub use tokens::upload_token;
 use limit_metrics::LimitMetrics;
 use rate_limit::RunLimiter;
 use routes::{
-    apikeys, apps, engine_files, engine_link, engines, file_records, files, ops, runs, sessions,
-    stream, task_delete, task_status, tasks, versions,
+    apikeys, apps, engine_files, engine_link, engine_versions, engines, file_records, files, ops,
+    runs, sessions, stream, task_delete, task_status, tasks, versions,
 };
 use state::ServerState;
 use stream_slots::StreamSlots;
@@ -301,6 +301,10 @@ fn build(
             .route("/engine/heartbeat", post(engine_link::heartbeat))
             .route("/engine/tasks/{id}/report", post(engine_link::report))
             .route("/engine/files", post(engine_files::upload))
+            .route(
+                "/engine/versions/{namespace}/{name}/{hash}/package",
+                get(engine_versions::package),
+            )
             .route_layer(axum::middleware::from_fn_with_state(
                 keys,
                 engine_auth::require_engine_key,

@@ -383,7 +383,9 @@ impl From<EngineError> for Problem {
                 .with("session_id", id)
                 .with("session_version", session_version)
                 .with("version", version),
-            EngineError::UnknownVersion { .. } => Problem::not_found("version", detail),
+            EngineError::UnknownVersion { .. } | EngineError::VersionPackageMissing { .. } => {
+                Problem::not_found("version", detail)
+            }
             EngineError::AmbiguousVersion { matches, .. } => {
                 Problem::new(StatusCode::BAD_REQUEST, "ambiguous_version", detail)
                     .with("matches", matches)

@@ -491,3 +491,45 @@ async fn an_engine_uploads_an_output_file_and_a_client_downloads_it_from_the_nod
     })
     .await
 }
+
+/// `GET /engine/versions/{ns}/{name}/{hash}/package` (routes/engine_versions.rs):
+/// engine keys only; an unknown version (or a hash that is not one) is a
+/// 404 problem about the version. The package itself is served end to end
+/// (crates/infsh-cli/tests/fleet_versions.rs), where versions are built.
+#[tokio::test]
+async fn the_version_package_route_takes_engine_keys_and_names_an_unknown_version() {
+    bounded(async {
+        let server = fleet_server(Duration::from_secs(30), 2).await;
+        let hash = "ab".repeat(32);
+        let uri = format!("/v1/engine/versions/tests/remote/{hash}/package");
+        let (status, headers, body) =
+            call(&server, Method::GET, &uri, Some(CLIENT_KEY), None).await;
+        assert_problem(status, &headers, &body, 401, "unauthorized");
+        assert_eq!(body["detail"], "invalid engine key");
+        let (status, headers, body) =
+            call(&server, Method::GET, &uri, Some(ENGINE_KEY), None).await;
+        assert_problem(status, &headers, &body, 404, "not_found");
+        assert_eq!(body["resource"], "version");
+        assert_eq!(
+            body["detail"],
+            format!(
+                "app \"tests/remote\" has no version \"{hash}\" (list them: GET /apps/tests/remote/versions)"
+            )
+        );
+        let (status, headers, body) = call(
+            &server,
+            Method::GET,
+            "/v1/engine/versions/tests/remote/not-hex/package",
+            Some(ENGINE_KEY),
+            None,
+        )
+        .await;
+        assert_problem(status, &headers, &body, 404, "not_found");
+        assert_eq!(
+            body["detail"],
+            "app \"tests/remote\" has no version \"not-hex\" (list them: GET /apps/tests/remote/versions)"
+        );
+        server.stop().await;
+    })
+    .await
+}

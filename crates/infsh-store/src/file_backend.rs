@@ -124,6 +124,82 @@ impl FileBackend {
     }
 }
 
+/// Objects of the server's own beside the stored files, named by a
+/// `/`-separated key of plain names (`versions/NS/NAME/HASH.pkg`: a
+/// deployed version's package, which every API node sharing this storage
+/// serves to engines). Small enough to be read whole.
+impl FileBackend {
+    pub async fn put_object(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        check_key(key)?;
+        match self {
+            FileBackend::Folder(root) => {
+                let path = root.join(key);
+                let tmp = path.with_extension(format!("tmp-{}", crate::new_id()));
+                let result = async {
+                    if let Some(parent) = path.parent() {
+                        tokio::fs::create_dir_all(parent).await?;
+                    }
+                    tokio::fs::write(&tmp, &bytes).await?;
+                    tokio::fs::rename(&tmp, &path).await
+                }
+                .await;
+                if let Err(e) = result {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(StoreError::io("cannot write", &path, e));
+                }
+                Ok(())
+            }
+            FileBackend::Bucket(bucket) => bucket.put_key(key, bytes).await,
+        }
+    }
+
+    /// The object's bytes; None when there is none.
+    pub async fn get_object(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        check_key(key)?;
+        match self {
+            FileBackend::Folder(root) => {
+                let path = root.join(key);
+                match tokio::fs::read(&path).await {
+                    Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StoreError::io("cannot read", &path, e)),
+                }
+            }
+            FileBackend::Bucket(bucket) => bucket.get_key(key).await,
+        }
+    }
+
+    /// Deletes the object; one that is not there is no error.
+    pub async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        match self {
+            FileBackend::Folder(root) => {
+                let path = root.join(key);
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StoreError::io("cannot delete", &path, e)),
+                }
+            }
+            FileBackend::Bucket(bucket) => bucket.delete_key(key).await,
+        }
+    }
+}
+
+/// A key of plain names: nothing that leaves the folder or the prefix.
+fn check_key(key: &str) -> Result<(), StoreError> {
+    let plain =
+        |part: &str| !part.is_empty() && part != "." && part != ".." && !part.contains('\\');
+    if key.split('/').all(plain) {
+        Ok(())
+    } else {
+        Err(StoreError::BadUrl {
+            url: key.to_string(),
+            message: "not an object key of plain names".into(),
+        })
+    }
+}
+
 /// An S3-compatible bucket and the prefix files live under.
 #[derive(Clone)]
 pub struct Bucket {
@@ -194,6 +270,40 @@ impl Bucket {
             what,
             key: format!("{}/{id}", self.url),
             message: one_line(&e),
+        }
+    }
+
+    /// `key`'s parts each a child of the prefix (a `/` in one child would
+    /// be escaped, not a separator).
+    fn key_path(&self, key: &str) -> ObjectPath {
+        key.split('/')
+            .fold(self.prefix.clone(), |path, part| path.child(part))
+    }
+
+    async fn put_key(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(&self.key_path(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("cannot write", key, e))
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.key_path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("cannot delete", key, e)),
+        }
+    }
+
+    async fn get_key(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.store.get(&self.key_path(key)).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.error("cannot read", key, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("cannot read", key, e)),
         }
     }
 
@@ -322,6 +432,38 @@ pub(crate) async fn read_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn folder_objects_are_written_read_and_deleted_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FileBackend::Folder(dir.path().to_path_buf());
+        let key = "versions/ns/app/abc.pkg";
+        assert_eq!(backend.get_object(key).await.unwrap(), None);
+        backend
+            .put_object(key, Bytes::from_static(b"pkg"))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("versions/ns/app/abc.pkg")).unwrap(),
+            b"pkg"
+        );
+        assert_eq!(
+            backend.get_object(key).await.unwrap(),
+            Some(Bytes::from_static(b"pkg"))
+        );
+        backend.delete_object(key).await.unwrap();
+        backend.delete_object(key).await.unwrap();
+        assert_eq!(backend.get_object(key).await.unwrap(), None);
+        for bad in ["../x", "versions//x", "a/./b", ""] {
+            assert!(
+                matches!(
+                    backend.get_object(bad).await,
+                    Err(StoreError::BadUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn parses_folders_and_buckets() {

@@ -24,7 +24,9 @@
 //!   while `attempt < max_attempts`, else FAILED `engine lost: <name>`
 //!   (CANCELLED if a cancel was asked for);
 //! - an engine takes no task of an app it hosts with a content hash other
-//!   than the app's first registration among live engines ([`app_hashes`]).
+//!   than the app's first registration among live engines ([`app_hashes`]);
+//! - a task of a deployed version (`ns/name@HASH`) goes to an engine that
+//!   fetches versions ([`ClaimRequest::versions`]), whatever it registered.
 
 use std::collections::BTreeMap;
 
@@ -135,6 +137,16 @@ pub struct ClaimRequest {
     pub warm: Vec<String>,
     /// At most this many tasks.
     pub max: usize,
+    /// It fetches deployed versions from the API node: it also takes tasks
+    /// of any version (`ns/name@HASH`), those in `warm` (cached there)
+    /// first.
+    pub versions: bool,
+}
+
+/// Whether a task's app names a deployed version (`ns/name@HASH`): any
+/// engine that fetches versions may take it.
+pub fn is_version_task(app: &str) -> bool {
+    app.contains('@')
 }
 
 /// A task handed to an engine.

@@ -11,9 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::fleet::{
-    app_hashes, engine_lost_message, AttemptRecord, CancelOutcome, ClaimRequest, ClaimedTask,
-    EngineApp, EngineRecord, EngineRegistration, EngineSession, Expired, FailedCall, FleetError,
-    FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange,
+    app_hashes, engine_lost_message, is_version_task, AttemptRecord, CancelOutcome, ClaimRequest,
+    ClaimedTask, EngineApp, EngineRecord, EngineRegistration, EngineSession, Expired, FailedCall,
+    FleetError, FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange,
 };
 use crate::rows::{RawTask, TASK_COLUMNS};
 use crate::sqlite::{append_logs, insert_task, to_json, SqliteStore};
@@ -147,7 +147,7 @@ fn claim(
         .filter(|a| served.get(&a.app) == Some(&a.hash))
         .map(|a| a.app.as_str())
         .collect();
-    if apps.is_empty() {
+    if apps.is_empty() && !request.versions {
         return Ok(Vec::new());
     }
     let slots: HashSet<&str> = request.slots.iter().map(String::as_str).collect();
@@ -164,7 +164,9 @@ fn claim(
         let raw = RawTask::from_row(row)?;
         let pinned: Option<String> = row.get(17)?;
         let (seq, task) = raw.decode()?;
-        if !apps.contains(task.app.as_str()) {
+        let takes =
+            apps.contains(task.app.as_str()) || (request.versions && is_version_task(&task.app));
+        if !takes {
             continue;
         }
         // A session's call: only by the engine holding it, one at a time,

@@ -82,7 +82,55 @@ contract!(
     cancel_ends_a_queued_task_and_asks_the_engine_of_a_leased_one,
     a_reregistration_keeps_draining_and_first_registration_time,
     a_task_is_not_claimed_before_its_run_at,
+    version_tasks_go_to_engines_that_fetch_versions_cached_ones_first,
 );
+
+/// A task of a deployed version (`ns/name@HASH`) is claimed only by an
+/// engine that fetches versions, whatever apps it registered (none here);
+/// the versions it has cached (`warm`) come first, then the oldest.
+async fn version_tasks_go_to_engines_that_fetch_versions_cached_ones_first(store: &dyn Both) {
+    store
+        .register_engine(&registration("plain", &[("ns/a", "h")]), 1000)
+        .await
+        .unwrap();
+    store
+        .register_engine(&registration("fetcher", &[]), 1000)
+        .await
+        .unwrap();
+    let v1 = task("ns/v@1111");
+    let v2 = task("ns/v@2222");
+    store.enqueue_remote(&v1, None).await.unwrap();
+    store.enqueue_remote(&v2, None).await.unwrap();
+
+    let got = store
+        .claim(&claim_of("plain", 10), 2000, LEASE)
+        .await
+        .unwrap();
+    assert!(
+        got.is_empty(),
+        "an engine that does not fetch versions took {got:?}"
+    );
+    let got = store
+        .claim(&claim_of("fetcher", 10), 2000, LEASE)
+        .await
+        .unwrap();
+    assert!(got.is_empty(), "a claim without `versions` took {got:?}");
+
+    let mut fetching = claim_of("fetcher", 1);
+    fetching.versions = true;
+    fetching.warm = vec!["ns/v@2222".into()];
+    let got = store.claim(&fetching, 2000, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id.clone()).collect::<Vec<_>>(),
+        vec![v2.id.clone()],
+        "the cached version first"
+    );
+    let got = store.claim(&fetching, 2000, LEASE).await.unwrap();
+    assert_eq!(
+        got.iter().map(|c| c.task.id.clone()).collect::<Vec<_>>(),
+        vec![v1.id.clone()]
+    );
+}
 
 /// A remote task with a `run_at` ahead is passed over by claims (and
 /// does not block the ones behind it) until its time; then it is claimed.
@@ -152,6 +200,7 @@ fn claim_of(engine: &str, max: usize) -> ClaimRequest {
         slots: vec![format!("{engine}-cpu-0")],
         warm: vec![],
         max,
+        versions: false,
     }
 }
 

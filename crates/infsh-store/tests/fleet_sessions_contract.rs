@@ -117,6 +117,7 @@ fn claim_of(engine: &str) -> ClaimRequest {
         slots: vec![],
         warm: vec![],
         max: 10,
+        versions: false,
     }
 }
 

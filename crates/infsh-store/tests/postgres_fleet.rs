@@ -87,6 +87,7 @@ async fn nodes_claiming_at_once_lease_every_task_once() {
                     slots: vec![],
                     warm: vec![],
                     max: 3,
+                    versions: false,
                 };
                 let claimed = node.claim(&request, 2000, LEASE).await.unwrap();
                 if claimed.is_empty() {
@@ -135,6 +136,7 @@ async fn nodes_sweeping_at_once_end_each_lease_once() {
         slots: vec![],
         warm: vec![],
         max: TASKS,
+        versions: false,
     };
     assert_eq!(a.claim(&request, 0, LEASE).await.unwrap().len(), TASKS);
     let sweeps: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]

@@ -56,15 +56,49 @@ impl EngineProc {
         fixtures: &[&str],
         extra: &[&str],
     ) -> Self {
+        Self::spawn_in(sb, url, name, dir, key, Some(fixtures), extra)
+    }
+
+    /// An engine started without `--apps`: it hosts only the deployed
+    /// versions it fetches (into `sb/dir/data/versions`, kept across its
+    /// restarts under the same `dir`).
+    pub fn spawn_fetching(
+        sb: &ServeSandbox,
+        url: &str,
+        name: &str,
+        dir: &str,
+        key: &str,
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn_in(sb, url, name, dir, key, None, extra)
+    }
+
+    fn spawn_in(
+        sb: &ServeSandbox,
+        url: &str,
+        name: &str,
+        dir: &str,
+        key: &str,
+        fixtures: Option<&[&str]>,
+        extra: &[&str],
+    ) -> Self {
         let dir = sb.path().join(dir);
-        let apps_dir = dir.join("apps");
-        copy_fixtures(&apps_dir, fixtures);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("infsh"));
+        command.args(["engine", "run", "--server", url, "--name", name]);
+        // Its workers run under this folder: the one looked in at drop.
+        let apps_dir = match fixtures {
+            Some(fixtures) => {
+                let apps_dir = dir.join("apps");
+                copy_fixtures(&apps_dir, fixtures);
+                command.arg("--apps").arg(&apps_dir);
+                apps_dir
+            }
+            None => dir.clone(),
+        };
         let log_path = dir.join("engine.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = StdCommand::new(assert_cmd::cargo::cargo_bin("infsh"))
-            .args(["engine", "run", "--server", url, "--name", name])
-            .arg("--apps")
-            .arg(&apps_dir)
+        let child = command
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--python")

@@ -90,6 +90,10 @@ pub struct ClaimBody {
     /// (their worker died) with why.
     #[serde(default)]
     pub sessions: Vec<EngineSession>,
+    /// It fetches deployed versions (`GET /engine/versions/...`): it also
+    /// takes their tasks, those of the versions in `warm` first.
+    #[serde(default)]
+    pub versions: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +134,7 @@ pub async fn claim(
         slots: body.slots,
         warm: body.warm,
         max: body.max.min(MAX_CLAIM),
+        versions: body.versions,
     };
     let answer = tokio::select! {
         answer = state.engine.claim_remote(request, &body.holding, &body.sessions) => answer?,

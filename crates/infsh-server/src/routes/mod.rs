@@ -15,6 +15,7 @@ pub mod apps;
 pub mod byte_range;
 pub mod engine_files;
 pub mod engine_link;
+pub mod engine_versions;
 pub mod engines;
 pub mod file_records;
 pub mod file_uri;

@@ -194,21 +194,26 @@ async fn claim(
         .filter(|a| served.get(&a.app) == Some(&a.hash))
         .map(|a| a.app.as_str())
         .collect();
-    if apps.is_empty() {
+    if apps.is_empty() && !request.versions {
         return Ok(Vec::new());
     }
     let lease_until_ms = now_ms + lease_ms;
     let limit = i64::try_from(request.max).unwrap_or(i64::MAX);
     // `pinned_workers` is a JSON array of slot names in a TEXT column:
-    // `?|` is "shares a top-level string with the engine's slots".
+    // `?|` is "shares a top-level string with the engine's slots". The
+    // draining check is repeated here: this statement's snapshot is newer
+    // than `get_engine`'s (READ COMMITTED), so a drain committed before a
+    // task was queued is seen (else a drained engine could take it).
     let stmt = client
         .prepare_cached(&format!(
             "UPDATE tasks SET leased_by = $1, lease_until_ms = $2, attempt = attempt + 1, \
              status = $3, updated_at_ms = $4 \
              WHERE id IN (SELECT id FROM tasks WHERE remote = 1 AND status = $5 \
-               AND leased_by IS NULL AND app = ANY($6) AND session_id IS NULL \
+               AND leased_by IS NULL AND session_id IS NULL \
+               AND (app = ANY($6) OR ($10 AND strpos(app, '@') > 0)) \
                AND (run_at_ms IS NULL OR run_at_ms <= $4) \
                AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $7) \
+               AND NOT EXISTS (SELECT 1 FROM engines WHERE name = $1 AND draining <> 0) \
                ORDER BY (app = ANY($8)) DESC, seq LIMIT $9 FOR UPDATE SKIP LOCKED) \
              RETURNING {TASK_COLUMNS}, pinned_workers, attempt"
         ))
@@ -226,6 +231,7 @@ async fn claim(
                 &request.slots,
                 &request.warm,
                 &limit,
+                &request.versions,
             ],
         )
         .await?;

@@ -97,10 +97,13 @@ impl Link {
         holding: &[String],
         workers: &[String],
         sessions: &[EngineSession],
+        cached_versions: &[String],
     ) -> Result<ClaimAnswer, LinkError> {
+        // Every engine fetches deployed versions; the ones it has cached
+        // (hosted) are `warm`: their tasks first.
         let body = serde_json::json!({
             "engine": self.engine, "max": max, "holding": holding, "slots": workers,
-            "sessions": sessions,
+            "sessions": sessions, "versions": true, "warm": cached_versions,
         });
         let value = self.post("/v1/engine/claim", &body).await?;
         serde_json::from_value(value).map_err(|e| LinkError::Other {
@@ -143,6 +146,39 @@ impl Link {
                 status: 200,
                 detail: format!("malformed file upload answer: {value}"),
             })
+    }
+
+    /// A deployed version's package (`GET /engine/versions/...`), whole.
+    pub async fn version_package(&self, app: &str, hash: &str) -> Result<Vec<u8>, LinkError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/engine/versions/{app}/{hash}/package",
+                self.base
+            ))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable(e.without_url().to_string()))?;
+        if response.status().is_success() {
+            return response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| LinkError::Unreachable(e.without_url().to_string()));
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let detail = value
+            .get("detail")
+            .and_then(Value::as_str)
+            .map_or(text, str::to_string);
+        Err(match status {
+            401 | 403 => LinkError::Refused { status, detail },
+            502..=504 => LinkError::Unreachable(format!("{status}: {detail}")),
+            _ => LinkError::Other { status, detail },
+        })
     }
 
     async fn post(&self, path: &str, body: &impl Serialize) -> Result<Value, LinkError> {

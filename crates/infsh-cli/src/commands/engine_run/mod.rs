@@ -1,9 +1,11 @@
 //! `infsh engine run`: this machine as a remote engine of an API node
-//! (docs/deploy.md, "Engines"). It hosts `--apps` in a local `Engine` (the
-//! worker flags are `infsh serve`'s, `WorkerArgs`), registers them with the
-//! API node, then loops on `claim` (HTTP long-poll, which is also its
-//! heartbeat), runs each claimed task locally under the API node's id and
-//! reports it back (task.rs). Unreachable API node: retry with backoff,
+//! (docs/deploy.md, "Engines"). It hosts `--apps` (optional) in a local
+//! `Engine` (the worker flags are `infsh serve`'s, `WorkerArgs`), registers
+//! them with the API node, then loops on `claim` (HTTP long-poll, which is
+//! also its heartbeat), runs each claimed task locally under the API node's
+//! id and reports it back (task.rs). A task of a deployed version it does
+//! not host yet has the version fetched, checked and built first
+//! (versions.rs). Unreachable API node: retry with backoff,
 //! register again when it forgot us. Wrong engine key: exit 11; a
 //! registration refused (an app whose schema does not compile): exit 3. SIGINT or
 //! SIGTERM: take no more tasks, let the running ones finish and be
@@ -15,6 +17,7 @@ mod output_files;
 mod register;
 mod sessions;
 mod task;
+mod versions;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -31,6 +34,9 @@ use super::serve::config::{self, Places, ServeEnv};
 use super::serve::{wait_for_signals, watch_signals};
 use crate::cli::{EngineRunArgs, GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
+
+/// The empty apps folder of an engine started without `--apps`.
+const NO_APPS_DIR: &str = "no-apps";
 
 /// `infsh serve`'s defaults, to build the local engine's configuration
 /// with serve's own code (its flags are not on this command line).
@@ -61,7 +67,7 @@ pub async fn run(args: Box<EngineRunArgs>, global: &GlobalArgs) -> Result<()> {
         let registration = register::registration(&engine, &name).await?;
         if !global.quiet {
             eprintln!(
-                "infsh engine {name}: hosting {} app{} for {}",
+                "infsh engine {name}: hosting {} app{} and fetching deployed versions for {}",
                 registration.apps.len(),
                 if registration.apps.len() == 1 {
                     ""
@@ -93,15 +99,6 @@ async fn start_engine(
     args: &EngineRunArgs,
     global: &GlobalArgs,
 ) -> Result<(Engine, Duration, Option<std::path::PathBuf>), Failure> {
-    let apps_dir = std::fs::canonicalize(&args.worker.apps)
-        .ok()
-        .filter(|p| p.is_dir())
-        .ok_or_else(|| {
-            Failure::new(
-                ExitCode::Usage,
-                format!("--apps {}: no such folder", args.worker.apps.display()),
-            )
-        })?;
     let (data_dir, temporary) = match &args.worker.data_dir {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -115,6 +112,29 @@ async fn start_engine(
             format!("cannot create the data folder {}: {e}", data_dir.display()),
         )
     })?;
+    // Without --apps it hosts only the versions it fetches: an empty folder.
+    let apps = match &args.worker.apps {
+        Some(apps) => apps.clone(),
+        None => {
+            let empty = data_dir.join(NO_APPS_DIR);
+            std::fs::create_dir_all(&empty).map_err(|e| {
+                Failure::new(
+                    ExitCode::Internal,
+                    format!("cannot create {}: {e}", empty.display()),
+                )
+            })?;
+            empty
+        }
+    };
+    let apps_dir = std::fs::canonicalize(&apps)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| {
+            Failure::new(
+                ExitCode::Usage,
+                format!("--apps {}: no such folder", apps.display()),
+            )
+        })?;
     let mut serve = AsServe::try_parse_from(["serve", "--apps", "."])
         .map_err(|e| Failure::new(ExitCode::Internal, e.to_string()))?
         .serve;
@@ -163,6 +183,7 @@ async fn claim_loop(
 ) -> Result<()> {
     let held: Arc<Mutex<HashSet<String>>> = Arc::default();
     let sessions = sessions::HeldSessions::default();
+    let fetches = versions::Fetches::default();
     let (changed_tx, mut changed) = watch::channel(());
     let capacity = register::capacity(engine);
     let workers = register::worker_names(engine, &link.engine);
@@ -209,8 +230,9 @@ async fn claim_loop(
         changed.borrow_and_update();
         let mut stop = signals.clone();
         let held_sessions = sessions.reports(engine).await;
+        let cached_versions = engine.hosted_versions();
         let answer = tokio::select! {
-            answer = link.claim(max, &holding, &workers, &held_sessions) => answer,
+            answer = link.claim(max, &holding, &workers, &held_sessions, &cached_versions) => answer,
             // A signal, or (draining, or every slot busy) a task that
             // ended: look again now. Only a claim for no task is dropped
             // mid-flight: one that may lease tasks is always read to its
@@ -242,15 +264,16 @@ async fn claim_loop(
             let id = claimed.task.id.clone();
             tracing::info!(task = %id, attempt = claimed.attempt, "claimed");
             held.lock().unwrap().insert(id.clone());
-            let (engine, link, held, changed_tx, sessions) = (
+            let (engine, link, held, changed_tx, sessions, fetches) = (
                 engine.clone(),
                 link.clone(),
                 held.clone(),
                 changed_tx.clone(),
                 sessions.clone(),
+                fetches.clone(),
             );
             tokio::spawn(async move {
-                task::run_claimed(engine, link, claimed.task, sessions).await;
+                task::run_claimed(engine, link, claimed.task, sessions, fetches).await;
                 held.lock().unwrap().remove(&id);
                 let _ = changed_tx.send(());
             });

@@ -10,7 +10,9 @@ use crate::exit::{ExitCode, Failure};
 
 pub async fn registration(engine: &Engine, name: &str) -> Result<RemoteRegistration, Failure> {
     let mut apps = Vec::new();
-    for summary in engine.apps() {
+    // Versions it fetched (hosted again at start) are not registered as
+    // apps: their tasks reach it as an engine that fetches versions.
+    for summary in engine.apps().into_iter().filter(|a| !a.id.contains('@')) {
         let reference: AppRef = summary
             .id
             .parse()

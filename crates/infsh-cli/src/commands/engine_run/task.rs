@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::link::{Link, LinkError, Report};
 use super::output_files;
 use super::sessions::{HeldSessions, LOCAL_TIMEOUT_SECS};
+use super::versions::{ensure, Fetches};
 
 /// How long a report of a change that does not end the task waits for the
 /// changes after it: as long as a local task's logs and snapshots wait to
@@ -33,8 +34,20 @@ const REPORT_HOLD: Duration = Duration::from_millis(250);
 const STREAM_HOLD: Duration = Duration::from_millis(25);
 
 /// Runs the task to its end here and reports it; returns when done.
-pub async fn run_claimed(engine: Engine, link: Link, task: TaskRecord, sessions: HeldSessions) {
+pub async fn run_claimed(
+    engine: Engine,
+    link: Link,
+    task: TaskRecord,
+    sessions: HeldSessions,
+    fetches: Fetches,
+) {
     let id = task.id.clone();
+    // A deployed version it has not cached yet: fetched and built first.
+    if let Err(error) = ensure(&engine, &link, &fetches, &task.app).await {
+        tracing::warn!(task = %id, "{error}");
+        let _ = send(&link, &id, failed(error)).await;
+        return;
+    }
     let request = match run_request(&task, &sessions) {
         Ok(request) => request,
         Err(error) => {

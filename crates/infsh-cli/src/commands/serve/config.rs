@@ -134,6 +134,12 @@ pub fn check(args: &ServeArgs, env: &ServeEnv) -> Result<Checked, Failure> {
 /// `--lease-seconds` and `--max-attempts`, when engine keys are given.
 fn fleet_options(args: &ServeArgs) -> Result<Option<FleetOptions>, Failure> {
     if args.engine_keys.iter().all(|k| k.trim().is_empty()) {
+        if args.versions_on_engines {
+            return Err(Failure::new(
+                ExitCode::Usage,
+                "--versions-on-engines needs --engine-key: no engine could run them",
+            ));
+        }
         return Ok(None);
     }
     let lease = seconds("--lease-seconds", args.lease_seconds)?;
@@ -146,7 +152,9 @@ fn fleet_options(args: &ServeArgs) -> Result<Option<FleetOptions>, Failure> {
             ),
         ));
     }
-    Ok(Some(FleetOptions::new(lease, args.max_attempts)))
+    let mut options = FleetOptions::new(lease, args.max_attempts);
+    options.versions_on_engines = args.versions_on_engines;
+    Ok(Some(options))
 }
 
 /// Checked flags + places → the configuration, or the usage error a public
@@ -532,6 +540,25 @@ mod tests {
             panic!("a lease under 0.1 s is refused");
         };
         assert_eq!(e.message, "--lease-seconds 0.01: expected at least 0.1");
+        let on_engines = build_with(
+            &["--engine-key=e1", "--versions-on-engines"],
+            &ServeEnv::default(),
+            "127.0.0.1:0",
+        )
+        .unwrap();
+        assert!(on_engines.fleet.unwrap().versions_on_engines);
+        let Err(e) = build_with(
+            &["--versions-on-engines"],
+            &ServeEnv::default(),
+            "127.0.0.1:0",
+        ) else {
+            panic!("--versions-on-engines without engine keys is refused");
+        };
+        assert_eq!(e.code, ExitCode::Usage);
+        assert_eq!(
+            e.message,
+            "--versions-on-engines needs --engine-key: no engine could run them"
+        );
     }
 
     #[test]

@@ -32,13 +32,20 @@ use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::{ExitCode, Failure};
 
 pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
-    let apps_dir = std::fs::canonicalize(&args.worker.apps)
+    let Some(apps) = &args.worker.apps else {
+        return Err(Failure::new(
+            ExitCode::Usage,
+            "--apps DIR is required (a node that hosts no apps is given an empty folder)",
+        )
+        .into());
+    };
+    let apps_dir = std::fs::canonicalize(apps)
         .ok()
         .filter(|p| p.is_dir())
         .ok_or_else(|| {
             Failure::new(
                 ExitCode::Usage,
-                format!("--apps {}: no such folder", args.worker.apps.display()),
+                format!("--apps {}: no such folder", apps.display()),
             )
         })?;
     let data_dir = args
