@@ -1,13 +1,19 @@
 //! Output files: every `File` an app returned with a local `path` (the
-//! worker lists them in `done.files`, `docs/protocol.md`) is copied into the
+//! worker lists them in `done.files`, `docs/protocol.md`) is put into the
 //! [`infsh_store::FileStore`] and the output rewritten at its JSON pointer to
 //! `{"uri", "filename", "content_type", "size"}`, the uri being the server's
 //! own `/files/{id}` URL. Local paths never reach a client.
+//!
+//! A file in the call's scratch folder is the call's own and is deleted with
+//! the folder anyway, so it is moved (renamed) into a local store instead of
+//! copied ([`infsh_store::FileStore::adopt`]); a file anywhere else (the
+//! app's folder, a cache) may be read again and is copied.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use infsh_protocol::OutputFile;
-use infsh_store::FileAccess;
+use infsh_store::{FileAccess, Placed};
 use serde_json::{json, Value};
 
 use crate::shared::Shared;
@@ -38,15 +44,40 @@ fn replace_at(output: &mut Value, pointer: &str, value: Value) -> bool {
     }
 }
 
+/// Whether `path` lies inside `scratch` (both resolved, so neither `..`
+/// nor a linked folder leads out of it). False when either cannot be
+/// resolved: the file is then copied, which is always safe.
+async fn in_scratch(path: &Path, scratch: Option<&Path>) -> bool {
+    let Some(scratch) = scratch else {
+        return false;
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    match (
+        tokio::fs::canonicalize(scratch).await,
+        tokio::fs::canonicalize(parent).await,
+    ) {
+        (Ok(scratch), Ok(parent)) => parent.join(name).starts_with(scratch),
+        _ => false,
+    }
+}
+
 /// Stores the output's local files and rewrites it. Fails when a file
 /// cannot be read or stored. Each file belongs to `team`, the task's (None:
 /// the default team's), so another team's keys neither list nor read it.
+/// Files inside `scratch` (the call's scratch folder) are moved, not
+/// copied, where the store allows it.
 pub(crate) async fn store_output_files(
     shared: &Shared,
     mut output: Value,
     files: &[OutputFile],
     team: Option<&str>,
+    scratch: Option<&Path>,
 ) -> Result<Value, OutputFileError> {
+    // A scratch file named twice in the output was moved the first time:
+    // later mentions copy it from where it went.
+    let mut moved: HashMap<PathBuf, PathBuf> = HashMap::new();
     for file in files {
         let Some(path) = file.path.as_deref().filter(|p| !p.is_empty()) else {
             // Already remote: only make sure no `path` key is left.
@@ -70,14 +101,26 @@ pub(crate) async fn store_output_files(
             .clone()
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| infsh_core::media::content_type_for(&filename).to_string());
-        let record = shared
-            .files
-            .import(Path::new(path), &filename, &content_type)
-            .await
-            .map_err(|source| OutputFileError {
-                pointer: file.pointer.clone(),
-                source,
-            })?;
+        let source = PathBuf::from(path);
+        let stored = match moved.get(&source) {
+            Some(now_at) => shared.files.import(now_at, &filename, &content_type).await,
+            None if in_scratch(&source, scratch).await => {
+                let adopted = shared.files.adopt(&source, &filename, &content_type).await;
+                adopted.map(|(record, placed)| {
+                    if placed == Placed::Moved {
+                        if let Ok(Some(now_at)) = shared.files.path_of(&record.id) {
+                            moved.insert(source.clone(), now_at);
+                        }
+                    }
+                    record
+                })
+            }
+            None => shared.files.import(&source, &filename, &content_type).await,
+        };
+        let record = stored.map_err(|source| OutputFileError {
+            pointer: file.pointer.clone(),
+            source,
+        })?;
         if let Some(team) = team {
             let access = FileAccess {
                 team: Some(team.to_string()),
@@ -145,6 +188,33 @@ mod tests {
             .source()
             .and_then(|s| s.downcast_ref::<infsh_store::StoreError>());
         assert!(cause.is_some_and(infsh_store::StoreError::is_not_found));
+    }
+
+    #[tokio::test]
+    async fn only_files_resolved_inside_the_scratch_folder_are_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch/call-1");
+        std::fs::create_dir_all(scratch.join("sub")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), scratch.join("out")).unwrap();
+        let s = Some(scratch.as_path());
+        assert!(in_scratch(&scratch.join("a.png"), s).await);
+        assert!(in_scratch(&scratch.join("sub/a.png"), s).await);
+        assert!(!in_scratch(&scratch.join("../a.png"), s).await, "..");
+        assert!(!in_scratch(&scratch.join("sub/../../a.png"), s).await);
+        assert!(
+            !in_scratch(&scratch.join("out/a.png"), s).await,
+            "a linked folder"
+        );
+        assert!(!in_scratch(&dir.path().join("a.png"), s).await);
+        assert!(!in_scratch(&scratch.join("missing/a.png"), s).await);
+        assert!(!in_scratch(&scratch.join("a.png"), None).await);
+        assert!(
+            !in_scratch(
+                &dir.path().join("gone/a.png"),
+                Some(&dir.path().join("gone"))
+            )
+            .await
+        );
     }
 
     #[test]
