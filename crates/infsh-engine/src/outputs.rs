@@ -44,23 +44,18 @@ fn replace_at(output: &mut Value, pointer: &str, value: Value) -> bool {
     }
 }
 
-/// Whether `path` lies inside `scratch` (both resolved, so neither `..`
-/// nor a linked folder leads out of it). False when either cannot be
-/// resolved: the file is then copied, which is always safe.
-async fn in_scratch(path: &Path, scratch: Option<&Path>) -> bool {
-    let Some(scratch) = scratch else {
-        return false;
-    };
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return false;
-    };
-    match (
-        tokio::fs::canonicalize(scratch).await,
-        tokio::fs::canonicalize(parent).await,
-    ) {
-        (Ok(scratch), Ok(parent)) => parent.join(name).starts_with(scratch),
-        _ => false,
-    }
+/// `path` resolved (its folder's links and `..` followed), when it lies
+/// inside `scratch` (resolved too), so neither `..` nor a linked folder
+/// leads out of it. None when it does not, or either cannot be resolved:
+/// the file is then copied, which is always safe.
+async fn in_scratch(path: &Path, scratch: Option<&Path>) -> Option<PathBuf> {
+    let scratch = tokio::fs::canonicalize(scratch?).await.ok()?;
+    let name = path.file_name()?;
+    let resolved = tokio::fs::canonicalize(path.parent()?)
+        .await
+        .ok()?
+        .join(name);
+    resolved.starts_with(scratch).then_some(resolved)
 }
 
 /// Stores the output's local files and rewrites it. Fails when a file
@@ -75,8 +70,8 @@ pub(crate) async fn store_output_files(
     team: Option<&str>,
     scratch: Option<&Path>,
 ) -> Result<Value, OutputFileError> {
-    // A scratch file named twice in the output was moved the first time:
-    // later mentions copy it from where it went.
+    // A scratch file named twice in the output (by its resolved path) was
+    // moved the first time: later mentions copy it from where it went.
     let mut moved: HashMap<PathBuf, PathBuf> = HashMap::new();
     for file in files {
         let Some(path) = file.path.as_deref().filter(|p| !p.is_empty()) else {
@@ -101,21 +96,23 @@ pub(crate) async fn store_output_files(
             .clone()
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| infsh_core::media::content_type_for(&filename).to_string());
-        let source = PathBuf::from(path);
-        let stored = match moved.get(&source) {
-            Some(now_at) => shared.files.import(now_at, &filename, &content_type).await,
-            None if in_scratch(&source, scratch).await => {
-                let adopted = shared.files.adopt(&source, &filename, &content_type).await;
-                adopted.map(|(record, placed)| {
-                    if placed == Placed::Moved {
-                        if let Ok(Some(now_at)) = shared.files.path_of(&record.id) {
-                            moved.insert(source.clone(), now_at);
+        let source = Path::new(path);
+        let stored = match in_scratch(source, scratch).await {
+            Some(resolved) => match moved.get(&resolved) {
+                Some(now_at) => shared.files.import(now_at, &filename, &content_type).await,
+                None => {
+                    let adopted = shared.files.adopt(source, &filename, &content_type).await;
+                    adopted.map(|(record, placed)| {
+                        if placed == Placed::Moved {
+                            if let Ok(Some(now_at)) = shared.files.path_of(&record.id) {
+                                moved.insert(resolved, now_at);
+                            }
                         }
-                    }
-                    record
-                })
-            }
-            None => shared.files.import(&source, &filename, &content_type).await,
+                        record
+                    })
+                }
+            },
+            None => shared.files.import(source, &filename, &content_type).await,
         };
         let record = stored.map_err(|source| OutputFileError {
             pointer: file.pointer.clone(),
@@ -197,24 +194,39 @@ mod tests {
         std::fs::create_dir_all(scratch.join("sub")).unwrap();
         std::os::unix::fs::symlink(dir.path(), scratch.join("out")).unwrap();
         let s = Some(scratch.as_path());
-        assert!(in_scratch(&scratch.join("a.png"), s).await);
-        assert!(in_scratch(&scratch.join("sub/a.png"), s).await);
-        assert!(!in_scratch(&scratch.join("../a.png"), s).await, "..");
-        assert!(!in_scratch(&scratch.join("sub/../../a.png"), s).await);
+        let real = std::fs::canonicalize(&scratch).unwrap();
+        assert_eq!(
+            in_scratch(&scratch.join("a.png"), s).await,
+            Some(real.join("a.png"))
+        );
+        // Another spelling of the same file resolves to the same path.
+        assert_eq!(
+            in_scratch(&scratch.join("sub/../a.png"), s).await,
+            Some(real.join("a.png"))
+        );
+        assert!(in_scratch(&scratch.join("sub/a.png"), s).await.is_some());
         assert!(
-            !in_scratch(&scratch.join("out/a.png"), s).await,
+            in_scratch(&scratch.join("../a.png"), s).await.is_none(),
+            ".."
+        );
+        assert!(in_scratch(&scratch.join("sub/../../a.png"), s)
+            .await
+            .is_none());
+        assert!(
+            in_scratch(&scratch.join("out/a.png"), s).await.is_none(),
             "a linked folder"
         );
-        assert!(!in_scratch(&dir.path().join("a.png"), s).await);
-        assert!(!in_scratch(&scratch.join("missing/a.png"), s).await);
-        assert!(!in_scratch(&scratch.join("a.png"), None).await);
-        assert!(
-            !in_scratch(
-                &dir.path().join("gone/a.png"),
-                Some(&dir.path().join("gone"))
-            )
+        assert!(in_scratch(&dir.path().join("a.png"), s).await.is_none());
+        assert!(in_scratch(&scratch.join("missing/a.png"), s)
             .await
-        );
+            .is_none());
+        assert!(in_scratch(&scratch.join("a.png"), None).await.is_none());
+        assert!(in_scratch(
+            &dir.path().join("gone/a.png"),
+            Some(&dir.path().join("gone"))
+        )
+        .await
+        .is_none());
     }
 
     #[test]
