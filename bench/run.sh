@@ -6,6 +6,7 @@
 #   bench/run.sh --systems infsh,cog --perf   # arguments go to bench/bench.py
 #   bench/run.sh --embed [--rounds 2]         # the embed and batching benchmarks (bench/embed.py)
 #   bench/run.sh --tokens [--streams 64]      # the tokens benchmark instead (bench/tokens.py)
+#   bench/run.sh --image [--rounds 2]         # the image benchmark (bench/image.py)
 #
 # Installs what it needs, idempotently, under bench/.work (gitignored):
 #   - the infsh release binary (cargo build --release; INFSH_BIN=... to use another),
@@ -20,6 +21,8 @@
 set -euo pipefail
 embed=""
 if [ "${1:-}" = "--embed" ]; then embed=1; shift; fi
+image=""
+if [ "${1:-}" = "--image" ]; then image=1; shift; fi
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$bench")"
 work="$bench/.work"
@@ -68,6 +71,8 @@ INFSH_BENCH_PYTHON="${INFSH_BENCH_PYTHON:-$("$root/scripts/dev-python.sh")}"
 export INFSH_BENCH_PYTHON
 
 # -- bench tools (own workspaces, own target dir) --------------------------
+# (the image benchmark's client is bench/image.py itself: no tools needed)
+if [ -z "$image" ]; then
 say "building bench/tools and bench/ipc"
 export CARGO_TARGET_DIR="$work/target"
 (cd "$bench/tools" && cargo build --release --locked >&2)
@@ -76,6 +81,7 @@ if ! (cd "$bench/ipc" && cargo build --release >&2); then
   say "bench/ipc did not build (the worker IPC figure will be missing)"
 fi
 unset CARGO_TARGET_DIR
+fi
 
 # -- peers -----------------------------------------------------------------
 uv="$(command -v uv || true)"
@@ -139,6 +145,16 @@ if [ -n "$embed" ]; then
   done
   say "running the embed and batching benchmarks (bench/embed.py $*)"
   python3 "$bench/embed.py" "$@"
+  exit
+fi
+if [ -n "$image" ]; then
+  for peer in cog litserve bentoml; do # the image apps' work is Pillow's
+    if [ -x "$work/venvs/$peer/bin/python" ]; then
+      VIRTUAL_ENV="$work/venvs/$peer" "$uv" pip install -q pillow >&2 || say "$peer: pillow not installed"
+    fi
+  done
+  say "running the image benchmark (bench/image.py $*)"
+  python3 "$bench/image.py" "$@"
   exit
 fi
 if [ "${1:-}" = "--tokens" ]; then

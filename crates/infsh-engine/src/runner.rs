@@ -349,6 +349,7 @@ impl Runner {
                     done.output,
                     &done.files,
                     self.record.team.as_deref(),
+                    done.scratch.as_ref().map(|s| s.path()),
                 )
                 .await
                 {

@@ -161,6 +161,76 @@ async fn output_files_are_stored_and_uploads_work() {
     fx.assert_no_processes().await;
 }
 
+/// An output file the app wrote in its call's scratch folder is renamed into
+/// the file store (the stored file is the inode the app wrote); the same
+/// file named again, and a file outside the scratch folder, are copied, and
+/// the latter stays where the app put it.
+#[tokio::test]
+async fn scratch_output_files_are_moved_and_others_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new(&["files-app"]);
+    let engine = fx.engine().await;
+    let outside = tempfile::tempdir().unwrap();
+    let task = submit(
+        &engine,
+        run(
+            "tests/files-app",
+            Some("place"),
+            json!({"outside": outside.path()}),
+        ),
+    )
+    .await;
+    let done = finished(&engine, &task.record.id).await;
+    assert_eq!(
+        done.record.status,
+        TaskStatus::Completed,
+        "{:?}",
+        done.record.error
+    );
+    let output = done.record.output.unwrap();
+    let stored = |pointer: &str| {
+        let uri = output[pointer]["uri"].as_str().expect(pointer);
+        uri.rsplit('/').next().unwrap().to_string()
+    };
+    let inode_of = |id: String| {
+        let engine = &engine;
+        async move {
+            let (record, bytes) = engine.file(&id).await.unwrap();
+            let path = bytes.local_path().unwrap();
+            (
+                record,
+                std::fs::read(&path).unwrap(),
+                std::fs::metadata(&path).unwrap().ino(),
+            )
+        }
+    };
+    let moved_bytes = b"moved\n".repeat(1000);
+    let (moved, bytes, inode) = inode_of(stored("moved")).await;
+    assert_eq!(bytes, moved_bytes);
+    assert_eq!(moved.size, Some(6000));
+    assert_eq!(
+        inode,
+        output["moved_inode"].as_u64().unwrap(),
+        "renamed, not copied"
+    );
+
+    let (again, bytes, inode) = inode_of(stored("again")).await;
+    assert_ne!(again.id, moved.id);
+    assert_eq!(bytes, moved_bytes);
+    assert_ne!(inode, output["moved_inode"].as_u64().unwrap());
+
+    let (_, bytes, inode) = inode_of(stored("kept")).await;
+    assert_eq!(bytes, b"kept\n");
+    assert_ne!(inode, output["kept_inode"].as_u64().unwrap(), "copied");
+    assert_eq!(
+        std::fs::read(outside.path().join("kept.bin")).unwrap(),
+        b"kept\n",
+        "a file outside the scratch folder stays"
+    );
+    shutdown(&engine).await;
+    fx.assert_no_processes().await;
+}
+
 /// A loopback HTTP server answering `statuses` in turn; returns the bodies.
 async fn webhook_listener(
     statuses: Vec<u16>,

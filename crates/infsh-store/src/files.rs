@@ -195,7 +195,13 @@ impl FileStore {
         content_type: &str,
     ) -> Result<FileRecord, StoreError> {
         let id = new_id();
-        let size = match (&self.backend, self.path_of(&id)?) {
+        let size = self.copy_in(&id, source).await?;
+        self.record_imported(id, filename, content_type, size).await
+    }
+
+    /// Copies `source` to the bytes of `id`; the size copied.
+    async fn copy_in(&self, id: &str, source: &Path) -> Result<u64, StoreError> {
+        match (&self.backend, self.path_of(id)?) {
             (FileBackend::Folder(root), Some(path)) => {
                 let root = root.clone();
                 let src = source.to_path_buf();
@@ -208,11 +214,21 @@ impl FileStore {
                         .map_err(|e| StoreError::io("cannot stat", &path, e))
                 })
                 .await
-                .map_err(StoreError::Join)??
+                .map_err(StoreError::Join)?
             }
-            (FileBackend::Bucket(bucket), _) => import_to_bucket(bucket, &id, source).await?,
+            (FileBackend::Bucket(bucket), _) => import_to_bucket(bucket, id, source).await,
             (FileBackend::Folder(_), None) => unreachable!("a folder has paths"),
-        };
+        }
+    }
+
+    /// The record of a file whose bytes were just stored.
+    async fn record_imported(
+        &self,
+        id: String,
+        filename: &str,
+        content_type: &str,
+        size: u64,
+    ) -> Result<FileRecord, StoreError> {
         let record = FileRecord {
             id,
             filename: clean_filename(filename),
@@ -223,6 +239,39 @@ impl FileStore {
         };
         self.store.insert_file(&record).await?;
         Ok(record)
+    }
+
+    /// Stores a local file the caller owns and will not read again (an
+    /// output file in a call's scratch folder) as a new, uploaded file.
+    /// In a folder it is moved (renamed) into place when it can be: a plain
+    /// file (not a link, and no other hard link to it, so nothing outside
+    /// the store can change the stored bytes later) on the store's
+    /// filesystem. Otherwise, and in a bucket, it is copied as by
+    /// [`FileStore::import`] and the source is left where it is.
+    pub async fn adopt(
+        &self,
+        source: &Path,
+        filename: &str,
+        content_type: &str,
+    ) -> Result<(FileRecord, Placed), StoreError> {
+        let id = new_id();
+        let moved = match (&self.backend, self.path_of(&id)?) {
+            (FileBackend::Folder(_), Some(dest)) => {
+                let src = source.to_path_buf();
+                tokio::task::spawn_blocking(move || move_into(&src, &dest))
+                    .await
+                    .map_err(StoreError::Join)?
+            }
+            _ => None,
+        };
+        let (size, placed) = match moved {
+            Some(size) => (size, Placed::Moved),
+            None => (self.copy_in(&id, source).await?, Placed::Copied),
+        };
+        let record = self
+            .record_imported(id, filename, content_type, size)
+            .await?;
+        Ok((record, placed))
     }
 
     /// Deletes a file: its bytes (if any), then its record. False when no
@@ -549,6 +598,49 @@ fn write_atomically(
         return Err(StoreError::io("cannot write", path, e));
     }
     Ok(())
+}
+
+/// How [`FileStore::adopt`] stored a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Renamed into the store: no byte copied, the source is gone.
+    Moved,
+    /// Copied: the source is still there.
+    Copied,
+}
+
+/// Renames `src` to `dest` when that is safe and possible; its size then,
+/// None when it must be copied instead (a link, a file with other hard
+/// links, another filesystem, any other rename error). The bytes are
+/// flushed to disk before the record that names them is written, as a
+/// copy's are.
+fn move_into(src: &Path, dest: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(src).ok()?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return None;
+    }
+    if let Err(e) = std::fs::rename(src, dest) {
+        // EXDEV (the scratch folder on another filesystem) is the usual
+        // case; whatever it was, the copy says what is really wrong.
+        tracing::debug!(source = %src.display(), error = %e, "output file not moved; copying it");
+        return None;
+    }
+    let synced = std::fs::File::open(dest).and_then(|f| {
+        f.sync_all()?;
+        f.metadata()
+    });
+    match synced {
+        Ok(m) => Some(m.len()),
+        Err(e) => {
+            // Put it back so the copy (and its error) can take over.
+            tracing::warn!(file = %dest.display(), error = %e, "moved output file cannot be synced; copying it");
+            if std::fs::rename(dest, src).is_err() {
+                let _ = std::fs::remove_file(dest);
+            }
+            None
+        }
+    }
 }
 
 /// Sum of the sizes of the plain files under `dir`, recursively.

@@ -60,7 +60,9 @@ pub use durability::{Durability, RELAXED_SYNC_WINDOW};
 pub use error::{describe_postgres, CommitError, StoreError};
 pub use file_backend::{ByteStream, FileBackend, FilesUrl};
 pub use file_page::{file_cursor, parse_file_cursor};
-pub use files::{clean_filename, FileStore, PartialUpload, StoredBytes, DEFAULT_CONTENT_TYPE};
+pub use files::{
+    clean_filename, FileStore, PartialUpload, Placed, StoredBytes, DEFAULT_CONTENT_TYPE,
+};
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, parse_timestamp, ID_LEN};
 pub use infsh_core::TaskStatus;
 pub use keys::ApiKeyRecord;
