@@ -78,9 +78,9 @@ def _psql(url: str, sql: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="session")
-def store_flags():
-    """`--store URL` and its database when INFSH_TEST_STORE=postgres, else nothing."""
+def _store_flags(label: str):
+    """`--store URL` and its database when INFSH_TEST_STORE=postgres, else
+    nothing (a generator: the database is dropped when it is closed)."""
     kind = os.environ.get("INFSH_TEST_STORE", "sqlite")
     if kind == "sqlite":
         yield []
@@ -88,7 +88,7 @@ def store_flags():
     if kind != "postgres":
         pytest.fail(f"INFSH_TEST_STORE={kind}: use sqlite or postgres")
     admin = os.environ.get("INFSH_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
-    name = f"infsh_client_test_{os.getpid()}_{time.monotonic_ns()}"
+    name = f"infsh_{label}_{os.getpid()}_{time.monotonic_ns()}"
     try:
         _psql(admin, f"CREATE DATABASE {name}")
     except (OSError, subprocess.CalledProcessError) as e:
@@ -98,6 +98,20 @@ def store_flags():
         yield ["--store", _with_database(admin, name)]
     finally:
         _psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def store_flags():
+    """The store flags shared by the session's servers."""
+    yield from _store_flags("client_test")
+
+
+@pytest.fixture(scope="module")
+def own_store_flags():
+    """Store flags of a database of the module's own, for tests that count
+    everything in the store (a shared PostgreSQL database holds every other
+    server's records too)."""
+    yield from _store_flags("client_own")
 
 
 @pytest.fixture(scope="session")

@@ -112,12 +112,12 @@ def _file_id(uri: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3_server(tmp_path_factory, store_flags, s3):
+def s3_server(tmp_path_factory, own_store_flags, s3):
     saved = {k: os.environ.get(k) for k in [*AWS_ENV, "AWS_ENDPOINT_URL"]}
     os.environ.update(AWS_ENV)
     os.environ["AWS_ENDPOINT_URL"] = s3
     try:
-        yield from serve(tmp_path_factory, store_flags, ["files-app"],
+        yield from serve(tmp_path_factory, own_store_flags, ["files-app"],
                          ["--files", f"s3://{BUCKET}/{PREFIX}"])
     finally:
         for k, v in saved.items():
