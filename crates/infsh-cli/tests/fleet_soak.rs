@@ -36,7 +36,16 @@ const ENGINES: usize = 3;
 fn five_hundred_tasks_through_engines_killed_and_restarted_end_once_each() {
     let db = PgTestDb::create();
     let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
-    let flags = ["--max-attempts", &MAX_ATTEMPTS.to_string()];
+    // Every task may wait at once (the submitter is faster than the engines
+    // on a quiet machine): the soak is about engines lost, not about the
+    // per-app queue limit, whose 429 has tests of its own.
+    let capacity = TASKS.to_string();
+    let flags = [
+        "--max-attempts",
+        &MAX_ATTEMPTS.to_string(),
+        "--queue-capacity",
+        &capacity,
+    ];
     let node_a = pg_api_node(&sb_a, &db, ENGINE_KEY, LEASE, &flags);
     let node_b = pg_api_node(&sb_b, &db, ENGINE_KEY, LEASE, &flags);
     let nodes = [&node_a, &node_b];
@@ -66,7 +75,8 @@ fn five_hundred_tasks_through_engines_killed_and_restarted_end_once_each() {
                     let node = nodes[i % 2];
                     let body = json!({"app": "tests/slow",
                         "input": {"seconds": 0.1, "label": label}});
-                    let Some((200, text)) = node.request("POST", "/apps/run", Some(body)) else {
+                    let answer = node.request("POST", "/apps/run", Some(body));
+                    let Some((200, text)) = answer else {
                         let problems = |log: String| {
                             log.lines()
                                 .filter(|l| l.contains("WARN") || l.contains("ERROR"))
@@ -75,7 +85,7 @@ fn five_hundred_tasks_through_engines_killed_and_restarted_end_once_each() {
                                 .join("\n")
                         };
                         panic!(
-                            "submission {i} refused; engines: {:?}\nA: {}\nB: {}",
+                            "submission {i} refused: {answer:?}; engines: {:?}\nA: {}\nB: {}",
                             node.request("GET", "/engines", None),
                             problems(node_a.log()),
                             problems(node_b.log()),
