@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use infsh_worker::protocol::CallId;
-use infsh_worker::{CallRequest, Worker, WorkerConfig};
+use infsh_worker::{CallRequest, Worker, WorkerConfig, WorkerRuntime};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -67,6 +67,7 @@ async fn main() {
     let state = std::env::temp_dir().join(format!("infsh-bench-ipc-{}", std::process::id()));
     let cfg = WorkerConfig {
         python: PathBuf::from(&args[1]),
+        runtime: WorkerRuntime::Python,
         app_dir: PathBuf::from(&args[2]),
         state_dir: state.clone(),
         env: Vec::new(),
