@@ -16,7 +16,6 @@ as the Rust tests; scripts/test-postgres.sh prints one) and dropped after.
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from support import API_KEY, FIXTURES, REPO, app_processes
+from support import API_KEY, FIXTURES, REPO, app_processes, reap_app_processes, stop_process
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -184,23 +183,8 @@ def serve(tmp_path_factory, store_flags, served, extra_flags):
     try:
         yield srv
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
-        deadline = time.monotonic() + 15
-        left = app_processes(apps)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = app_processes(apps)
-        for pid, _ in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        code = stop_process(proc)
+        left = reap_app_processes([apps])
         assert code == 0, f"infsh serve exited with {code} on SIGTERM; log:\n{srv.log()}"
         assert not left, f"processes of the served apps outlived the server: {left}"
         if store_flags:

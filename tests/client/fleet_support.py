@@ -9,7 +9,6 @@ they left behind, and fails if a process exited badly or left one."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from support import API_KEY, FIXTURES, REPO, app_processes
+from support import API_KEY, FIXTURES, REPO, reap_app_processes, stop_process
 
 
 def binary() -> str:
@@ -130,24 +129,8 @@ class Fleet:
         codes = []
         # Engines first, so no engine is left polling a stopped node.
         for kind, name, proc, _ in sorted(self.procs, key=lambda p: p[0] != "engine"):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                code = None
-            codes.append((f"{kind} {name}", code))
-        deadline = time.monotonic() + 15
-        left = [p for apps in self.app_dirs for p in app_processes(apps)]
-        while left and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = [p for apps in self.app_dirs for p in app_processes(apps)]
-        for pid, _ in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            codes.append((f"{kind} {name}", stop_process(proc)))
+        left = reap_app_processes(self.app_dirs)
         bad = [(who, code) for who, code in codes if code != 0]
         assert not bad, f"exits on SIGTERM other than 0: {bad}; {self.logs()}"
         assert not left, f"processes of the engines' apps outlived them: {left}"

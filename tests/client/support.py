@@ -1,6 +1,9 @@
 """Shared by conftest.py and the tests: paths, the test key, process checks."""
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,3 +32,31 @@ def app_processes(folder: Path):
             found.append((int(entry.name), cmd.strip()))
     return found
 
+
+
+def stop_process(proc: subprocess.Popen, limit: float = 30):
+    """SIGTERM, then its exit code; killed (and None) past `limit` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+def reap_app_processes(folders, limit: float = 15):
+    """Waits up to `limit` seconds for every process of these app folders to
+    end, kills those left, and returns them (pid, cmdline): the test fails
+    on any."""
+    deadline = time.monotonic() + limit
+    left = [p for folder in folders for p in app_processes(folder)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for folder in folders for p in app_processes(folder)]
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
