@@ -73,6 +73,6 @@ pub use postgres::{
 pub use sqlite::{SqliteStore, MAX_PAGE};
 pub use store::{TaskFilter, TaskStore};
 pub use store_url::{redact, StoreUrl};
-pub use versions::{AppVersionRecord, VersionStatus};
+pub use versions::{AppVersionRecord, VersionOutcome, VersionStatus};
 pub use webhooks::{DeliveryState, WebhookAttempt, WebhookDelivery};
 pub use writer::DEFERRED_LINGER;

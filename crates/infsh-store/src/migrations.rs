@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fleet_sessions",
         include_str!("../migrations/0009_fleet_sessions.sql"),
     ),
+    (
+        10,
+        "version_functions",
+        include_str!("../migrations/0010_version_functions.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -95,7 +100,10 @@ mod tests {
     #[test]
     fn migrate_is_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        );
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))

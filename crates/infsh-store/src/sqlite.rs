@@ -48,7 +48,7 @@ use crate::writer::{Msg, Op, WriteQueue, Writer};
 use crate::{keys, versions, webhooks};
 use crate::{
     ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, LogType, Page, StoreError,
-    TaskRecord, TaskStatus, VersionStatus, WebhookAttempt, WebhookDelivery,
+    TaskRecord, TaskStatus, VersionOutcome, WebhookAttempt, WebhookDelivery,
 };
 
 /// How long a connection waits for another process's lock before failing.
@@ -769,15 +769,11 @@ impl TaskStore for SqliteStore {
         &self,
         app: &str,
         hash: &str,
-        status: VersionStatus,
-        error: Option<&str>,
-        at_ms: i64,
+        outcome: VersionOutcome,
     ) -> Result<AppVersionRecord, StoreError> {
-        let (app, hash, error) = (app.to_string(), hash.to_string(), error.map(str::to_string));
-        self.write(move |conn| {
-            versions::set_status(conn, &app, &hash, status, error.as_deref(), at_ms)
-        })
-        .await
+        let (app, hash) = (app.to_string(), hash.to_string());
+        self.write(move |conn| versions::set_status(conn, &app, &hash, &outcome))
+            .await
     }
 
     async fn get_app_version(
@@ -809,6 +805,10 @@ impl TaskStore for SqliteStore {
     async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError> {
         let app = app.to_string();
         self.read(move |conn| versions::current(conn, &app)).await
+    }
+
+    async fn current_app_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(versions::all_current).await
     }
 
     async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError> {

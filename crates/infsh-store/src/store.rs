@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord,
-    TaskStatus, VersionStatus, WebhookAttempt, WebhookDelivery,
+    TaskStatus, VersionOutcome, WebhookAttempt, WebhookDelivery,
 };
 
 /// Which tasks a listing shows.
@@ -191,15 +191,13 @@ pub trait TaskStore: Send + Sync + 'static {
     /// the app has that hash already.
     async fn insert_app_version(&self, version: &AppVersionRecord) -> Result<bool, StoreError>;
 
-    /// Sets a version's status and error; the record after it. `NotFound`
-    /// for an unknown version.
+    /// Sets a version's status, error and discovered functions; the
+    /// record after it. `NotFound` for an unknown version.
     async fn set_app_version_status(
         &self,
         app: &str,
         hash: &str,
-        status: VersionStatus,
-        error: Option<&str>,
-        at_ms: i64,
+        outcome: VersionOutcome,
     ) -> Result<AppVersionRecord, StoreError>;
 
     async fn get_app_version(
@@ -222,6 +220,9 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// The hash of the app's current version, if it has one.
     async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every app's current version, `(app, hash)` by app.
+    async fn current_app_versions(&self) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Deletes a version's record; false when there was none or it is the
     /// app's current version.

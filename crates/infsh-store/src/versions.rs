@@ -5,6 +5,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::StoreError;
 
@@ -52,10 +53,16 @@ pub struct AppVersionRecord {
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// What the build discovered (a JSON object: the worker's `ready`
+    /// message, inf.yml's default function and listing fields), so that
+    /// every node on the store can validate runs of it; None while
+    /// building, after a failure, or for a version stored before
+    /// migration 0010.
+    pub functions: Option<Value>,
 }
 
 pub(crate) const VERSION_COLUMNS: &str =
-    "app, hash, size_bytes, status, error, created_at_ms, updated_at_ms";
+    "app, hash, size_bytes, status, error, created_at_ms, updated_at_ms, functions";
 
 /// A row of [`VERSION_COLUMNS`], whichever database it came from.
 pub(crate) struct RawVersion {
@@ -66,6 +73,7 @@ pub(crate) struct RawVersion {
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    pub functions: Option<String>,
 }
 
 impl RawVersion {
@@ -74,6 +82,15 @@ impl RawVersion {
             id: format!("{}@{}", self.app, self.hash),
             message: format!("unknown version status \"{}\"", self.status),
         })?;
+        let functions = self
+            .functions
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                id: format!("{}@{}", self.app, self.hash),
+                message: format!("unreadable version functions: {e}"),
+            })?;
         Ok(AppVersionRecord {
             app: self.app,
             hash: self.hash,
@@ -82,8 +99,14 @@ impl RawVersion {
             error: self.error,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
+            functions,
         })
     }
+}
+
+/// The `functions` column's text.
+pub(crate) fn functions_text(functions: Option<&Value>) -> Option<String> {
+    functions.map(Value::to_string)
 }
 
 pub(crate) fn not_found(app: &str, hash: &str) -> StoreError {
@@ -102,6 +125,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawVersion> {
         error: row.get(4)?,
         created_at_ms: row.get(5)?,
         updated_at_ms: row.get(6)?,
+        functions: row.get(7)?,
     })
 }
 
@@ -110,7 +134,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawVersion> {
 pub(crate) fn insert(conn: &Connection, v: &AppVersionRecord) -> Result<bool, StoreError> {
     let n = conn
         .prepare_cached(&format!(
-            "INSERT INTO app_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+            "INSERT INTO app_versions ({VERSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (app, hash) DO NOTHING"
         ))?
         .execute(params![
@@ -120,24 +144,52 @@ pub(crate) fn insert(conn: &Connection, v: &AppVersionRecord) -> Result<bool, St
             v.status.as_str(),
             v.error,
             v.created_at_ms,
-            v.updated_at_ms
+            v.updated_at_ms,
+            functions_text(v.functions.as_ref())
         ])?;
     Ok(n == 1)
+}
+
+/// What a build's step changes in its version: the status, the error,
+/// what it discovered (None clears it: a build again, a failure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionOutcome {
+    pub status: VersionStatus,
+    pub error: Option<String>,
+    pub functions: Option<Value>,
+    pub at_ms: i64,
+}
+
+impl VersionOutcome {
+    /// A status without an error or functions (building again).
+    pub fn status(status: VersionStatus, at_ms: i64) -> VersionOutcome {
+        VersionOutcome {
+            status,
+            error: None,
+            functions: None,
+            at_ms,
+        }
+    }
 }
 
 pub(crate) fn set_status(
     conn: &Connection,
     app: &str,
     hash: &str,
-    status: VersionStatus,
-    error: Option<&str>,
-    at_ms: i64,
+    outcome: &VersionOutcome,
 ) -> Result<AppVersionRecord, StoreError> {
     conn.prepare_cached(
-        "UPDATE app_versions SET status = ?3, error = ?4, updated_at_ms = ?5 \
+        "UPDATE app_versions SET status = ?3, error = ?4, updated_at_ms = ?5, functions = ?6 \
          WHERE app = ?1 AND hash = ?2",
     )?
-    .execute(params![app, hash, status.as_str(), error, at_ms])?;
+    .execute(params![
+        app,
+        hash,
+        outcome.status.as_str(),
+        outcome.error,
+        outcome.at_ms,
+        functions_text(outcome.functions.as_ref())
+    ])?;
     get(conn, app, hash)?.ok_or_else(|| not_found(app, hash))
 }
 
@@ -192,6 +244,14 @@ pub(crate) fn set_current(
         return Err(not_found(app, hash));
     }
     Ok(())
+}
+
+/// Every app's current version: `(app, hash)`, by app.
+pub(crate) fn all_current(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT app, hash FROM app_current_versions ORDER BY app")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 pub(crate) fn current(conn: &Connection, app: &str) -> Result<Option<String>, StoreError> {

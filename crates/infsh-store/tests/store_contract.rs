@@ -9,7 +9,7 @@ use std::sync::Arc;
 use infsh_store::{
     new_id, ApiKeyRecord, AppVersionRecord, DeliveryState, FileAccess, FileRecord, LogEntry,
     LogType, PostgresStore, SqliteStore, StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore,
-    VersionStatus, WebhookAttempt, WebhookDelivery,
+    VersionOutcome, VersionStatus, WebhookAttempt, WebhookDelivery,
 };
 use infsh_testkit::PgTestDb;
 use serde_json::json;
@@ -85,6 +85,7 @@ contract!(
     store_reports_its_size,
     a_task_keeps_its_run_at,
     app_versions_build_switch_and_delete,
+    app_versions_keep_what_their_build_discovered,
 );
 
 fn version(app: &str, hash: &str, created: i64) -> AppVersionRecord {
@@ -96,6 +97,7 @@ fn version(app: &str, hash: &str, created: i64) -> AppVersionRecord {
         error: None,
         created_at_ms: created,
         updated_at_ms: created,
+        functions: None,
     }
 }
 
@@ -126,7 +128,11 @@ async fn app_versions_build_switch_and_delete(store: Arc<dyn TaskStore>) {
     assert_eq!(listed[1], version("ns/app", &v1, 10));
 
     let ready = store
-        .set_app_version_status("ns/app", &v1, VersionStatus::Ready, None, 40)
+        .set_app_version_status(
+            "ns/app",
+            &v1,
+            VersionOutcome::status(VersionStatus::Ready, 40),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -137,9 +143,12 @@ async fn app_versions_build_switch_and_delete(store: Arc<dyn TaskStore>) {
         .set_app_version_status(
             "ns/app",
             &v2,
-            VersionStatus::Failed,
-            Some("Traceback: boom"),
-            50,
+            VersionOutcome {
+                status: VersionStatus::Failed,
+                error: Some("Traceback: boom".into()),
+                functions: None,
+                at_ms: 50,
+            },
         )
         .await
         .unwrap();
@@ -151,7 +160,11 @@ async fn app_versions_build_switch_and_delete(store: Arc<dyn TaskStore>) {
     assert_eq!(store.get_app_version("ns/app", "c").await.unwrap(), None);
     assert!(matches!(
         store
-            .set_app_version_status("ns/app", "c", VersionStatus::Ready, None, 1)
+            .set_app_version_status(
+                "ns/app",
+                "c",
+                VersionOutcome::status(VersionStatus::Ready, 1)
+            )
             .await,
         Err(StoreError::NotFound {
             kind: "app version",
@@ -200,6 +213,67 @@ async fn app_versions_build_switch_and_delete(store: Arc<dyn TaskStore>) {
         .collect();
     assert_eq!(left, [v2]);
     assert_eq!(store.list_app_versions("ns/other").await.unwrap().len(), 1);
+}
+
+/// What a version's build discovered (migration 0010's `functions`) is
+/// kept with it as given, read back by `get` and `list`, cleared by a
+/// build again; every app's current version is listed by app.
+async fn app_versions_keep_what_their_build_discovered(store: Arc<dyn TaskStore>) {
+    let (v1, v2) = ("a".repeat(64), "b".repeat(64));
+    let found = json!({
+        "ready": {"functions": {"run": {"input_schema": {"type": "object"}}}},
+        "default_function": "run",
+        "description": "ünïcode \"quoted\"",
+    });
+    let mut inserted = version("ns/app", &v1, 10);
+    inserted.functions = Some(json!({"seeded": true}));
+    assert!(store.insert_app_version(&inserted).await.unwrap());
+    assert_eq!(
+        store.get_app_version("ns/app", &v1).await.unwrap(),
+        Some(inserted)
+    );
+    let ready = store
+        .set_app_version_status(
+            "ns/app",
+            &v1,
+            VersionOutcome {
+                status: VersionStatus::Ready,
+                error: None,
+                functions: Some(found.clone()),
+                at_ms: 20,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready.functions.as_ref(), Some(&found));
+    let listed = store.list_app_versions("ns/app").await.unwrap();
+    assert_eq!(listed, [ready.clone()]);
+    // Built again: what the last build found is gone until it is ready.
+    let building = store
+        .set_app_version_status(
+            "ns/app",
+            &v1,
+            VersionOutcome::status(VersionStatus::Building, 30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(building.functions, None);
+
+    assert!(store.current_app_versions().await.unwrap().is_empty());
+    for (app, hash) in [("ns/zeta", &v2), ("ns/app", &v1)] {
+        store
+            .insert_app_version(&version(app, hash, 40))
+            .await
+            .unwrap();
+        store.set_current_app_version(app, hash, 50).await.unwrap();
+    }
+    assert_eq!(
+        store.current_app_versions().await.unwrap(),
+        [
+            ("ns/app".to_string(), v1.clone()),
+            ("ns/zeta".to_string(), v2.clone())
+        ]
+    );
 }
 
 /// A run's `run_at` is stored with its task, through the durable and the

@@ -46,7 +46,7 @@ use crate::store::{TaskFilter, TaskStore};
 use crate::store_url::redact;
 use crate::{
     ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord,
-    TaskStatus, VersionStatus, WebhookAttempt, WebhookDelivery, DEFERRED_LINGER,
+    TaskStatus, VersionOutcome, WebhookAttempt, WebhookDelivery, DEFERRED_LINGER,
 };
 
 pub use self::listen::{PgWakeup, LISTENER_APPLICATION, QUEUE_CHANNEL, TASK_CHANNEL};
@@ -356,11 +356,9 @@ impl TaskStore for PostgresStore {
         &self,
         app: &str,
         hash: &str,
-        status: VersionStatus,
-        error: Option<&str>,
-        at_ms: i64,
+        outcome: VersionOutcome,
     ) -> Result<AppVersionRecord, StoreError> {
-        versions::set_status(&self.client().await?, app, hash, status, error, at_ms).await
+        versions::set_status(&self.client().await?, app, hash, &outcome).await
     }
 
     async fn get_app_version(
@@ -386,6 +384,10 @@ impl TaskStore for PostgresStore {
 
     async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError> {
         versions::current(&self.client().await?, app).await
+    }
+
+    async fn current_app_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        versions::all_current(&self.client().await?).await
     }
 
     async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError> {

@@ -4,8 +4,8 @@
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
-use crate::versions::{not_found, RawVersion, SET_CURRENT_SQL, VERSION_COLUMNS};
-use crate::{AppVersionRecord, StoreError, VersionStatus};
+use crate::versions::{functions_text, not_found, RawVersion, SET_CURRENT_SQL, VERSION_COLUMNS};
+use crate::{AppVersionRecord, StoreError, VersionOutcome};
 
 fn version(row: &Row) -> Result<AppVersionRecord, StoreError> {
     RawVersion {
@@ -16,6 +16,7 @@ fn version(row: &Row) -> Result<AppVersionRecord, StoreError> {
         error: row.try_get(4)?,
         created_at_ms: row.try_get(5)?,
         updated_at_ms: row.try_get(6)?,
+        functions: row.try_get(7)?,
     }
     .decode()
 }
@@ -23,11 +24,12 @@ fn version(row: &Row) -> Result<AppVersionRecord, StoreError> {
 pub(crate) async fn insert(client: &Client, v: &AppVersionRecord) -> Result<bool, StoreError> {
     let stmt = client
         .prepare_cached(&format!(
-            "INSERT INTO app_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO app_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (app, hash) DO NOTHING"
         ))
         .await?;
     let size = i64::try_from(v.size_bytes).unwrap_or(i64::MAX);
+    let functions = functions_text(v.functions.as_ref());
     let n = client
         .execute(
             &stmt,
@@ -39,6 +41,7 @@ pub(crate) async fn insert(client: &Client, v: &AppVersionRecord) -> Result<bool
                 &v.error,
                 &v.created_at_ms,
                 &v.updated_at_ms,
+                &functions,
             ],
         )
         .await?;
@@ -49,18 +52,27 @@ pub(crate) async fn set_status(
     client: &Client,
     app: &str,
     hash: &str,
-    status: VersionStatus,
-    error: Option<&str>,
-    at_ms: i64,
+    outcome: &VersionOutcome,
 ) -> Result<AppVersionRecord, StoreError> {
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE app_versions SET status = $3, error = $4, updated_at_ms = $5 \
+            "UPDATE app_versions SET status = $3, error = $4, updated_at_ms = $5, functions = $6 \
              WHERE app = $1 AND hash = $2 RETURNING {VERSION_COLUMNS}"
         ))
         .await?;
+    let functions = functions_text(outcome.functions.as_ref());
     client
-        .query_opt(&stmt, &[&app, &hash, &status.as_str(), &error, &at_ms])
+        .query_opt(
+            &stmt,
+            &[
+                &app,
+                &hash,
+                &outcome.status.as_str(),
+                &outcome.error,
+                &outcome.at_ms,
+                &functions,
+            ],
+        )
         .await?
         .map(|row| version(&row))
         .transpose()?
@@ -114,6 +126,18 @@ pub(crate) async fn set_current(
         return Err(not_found(app, hash));
     }
     Ok(())
+}
+
+pub(crate) async fn all_current(client: &Client) -> Result<Vec<(String, String)>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT app, hash FROM app_current_versions ORDER BY app")
+        .await?;
+    client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
 }
 
 pub(crate) async fn current(client: &Client, app: &str) -> Result<Option<String>, StoreError> {
