@@ -7,15 +7,21 @@
 //! still runs v1, a restarted engine runs both from its cache without a
 //! download, the package route refuses a wrong key (401) and an unknown
 //! hash (404), and a version whose package is gone fails its task saying
-//! why.
+//! why. In a fleet of two API nodes on PostgreSQL, a version deployed to
+//! one node runs, validates, lists, switches and is removed through the
+//! other (docs/deploy.md, "Versions in a fleet"), and a switch retires the
+//! old version's replicas on the engine.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use common::engine_proc::EngineProc;
 use common::fleet::{pg_api_node, wait_online};
 use common::server::*;
+use common::{process_gone, wait_for};
 use serde_json::{json, Value};
 
 const ENGINE_KEY: &str = "engine-key-versions";
@@ -34,7 +40,7 @@ fn write_app(dir: &Path, label: &str) {
         format!(
             "from inferencesh import BaseApp, BaseAppInput, BaseAppOutput\n\n\
              LABEL = {label:?}\n\n\
-             class RunInput(BaseAppInput):\n    pass\n\n\
+             class RunInput(BaseAppInput):\n    n: int = 0\n\n\
              class RunOutput(BaseAppOutput):\n    label: str\n\n\
              class App(BaseApp):\n\
              \x20   async def setup(self):\n        pass\n\n\
@@ -226,4 +232,167 @@ fn a_version_deployed_to_one_node_runs_on_an_engine_of_the_other() {
         count(&node_a.log(), "sent a version's package to an engine"),
         0
     );
+}
+
+/// The pids of the replicas of version `hash` the engine started, oldest
+/// first (its log's `worker started` lines; the app's zygote, which stays
+/// with the version, is not one).
+fn replica_pids(log: &str, hash: &str) -> Vec<u32> {
+    let app = format!("app={APP}@{hash} ");
+    log.lines()
+        .filter(|l| l.contains("worker started") && l.contains(&app))
+        .filter_map(|l| l.split("pid=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Polls until version `hash` has a live replica on the engine (`up`), or
+/// has had some and none is alive.
+fn wait_replica(hash: &str, up: bool, log: &dyn Fn() -> String) {
+    let live = || -> (usize, usize) {
+        let pids = replica_pids(&log(), hash);
+        let alive = pids.iter().filter(|p| !process_gone(**p)).count();
+        (pids.len(), alive)
+    };
+    let reached = wait_for(Duration::from_secs(30), || match live() {
+        (_, alive) if up => alive > 0,
+        (started, alive) => started > 0 && alive == 0,
+    });
+    assert!(
+        reached,
+        "version {hash}: expected a replica {}, found (started, alive) {:?}\nengine: {}",
+        if up { "up" } else { "stopped" },
+        live(),
+        log()
+    );
+}
+
+/// Two API nodes on one PostgreSQL database, both `--versions-on-engines`
+/// with one `--files` folder, one engine linked to node A. Versions
+/// deployed to A are run through B by name, `@HASH` and `@latest`, listed
+/// there (`GET /apps`, the detail's schemas, `GET .../versions`), their
+/// bad input refused by B with the same 422 as by A; a switch made on B
+/// is what A's next run gets; a version is removed through B. On the
+/// engine, a switch retires the old version: its idle replica stops, and
+/// a later pinned run starts one again.
+#[test]
+fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
+    let db = infsh_testkit::PgTestDb::create();
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let shared = sb_a.path().join("shared-files");
+    let files = format!("file://{}", shared.display());
+    let flags = ["--files", files.as_str(), "--versions-on-engines"];
+    let node_a = pg_api_node(&sb_a, &db, ENGINE_KEY, "2", &flags);
+    let node_b = pg_api_node(&sb_b, &db, ENGINE_KEY, "2", &flags);
+    let engine = EngineProc::spawn_fetching(&sb_a, &node_a.url, "e1", "e1", ENGINE_KEY, &[]);
+    wait_online(&node_b, &["e1"]);
+    let log = || engine.log();
+
+    let v1 = deploy(&sb_a, &node_a, "v1");
+    assert_runs_on_engine(&node_b, APP, &v1, "v1", &log);
+    wait_replica(&v1, true, &log);
+    let v2 = deploy(&sb_a, &node_a, "v2");
+    // B never saw either upload, nor built anything.
+    assert!(!sb_b.data_dir().join(format!("versions/{APP}")).exists());
+
+    // Runs through B: the current version, pinned, latest.
+    assert_runs_on_engine(&node_b, APP, &v2, "v2", &log);
+    // The switch to v2 reached the engine: v1's idle replica stopped.
+    wait_replica(&v1, false, &log);
+    wait_replica(&v2, true, &log);
+    // A later pinned run starts one again.
+    assert_runs_on_engine(&node_b, &format!("{APP}@{}", &v1[..8]), &v1, "v1", &log);
+    wait_replica(&v1, true, &log);
+    assert_runs_on_engine(&node_b, &format!("{APP}@latest"), &v2, "v2", &log);
+
+    // Bad input: B answers the 422 A answers, before anything is queued.
+    let bad = json!({"app": APP, "input": {"n": "x"}});
+    let refused_b = node_b.api("POST", "/apps/run", Some(bad.clone()), 422);
+    let refused_a = node_a.api("POST", "/apps/run", Some(bad), 422);
+    assert_eq!(refused_b, refused_a);
+    // The shape of a local app's refusal (`submit.rs` words it the same).
+    assert_eq!(
+        refused_b,
+        json!({
+            "type": "https://infsh.dev/errors/validation_error",
+            "title": "Unprocessable Entity",
+            "status": 422,
+            "detail": "input for function \"run\" is invalid: n: expected integer, got string \"x\"",
+            "what": "input for function \"run\"",
+            "errors": [{"path": "n", "message": "expected integer, got string \"x\""}],
+        })
+    );
+    // A pinned hash no version has: the 404 of the node that built them.
+    let unknown = node_b.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": format!("{APP}@ffffffff"), "input": {}})),
+        404,
+    );
+    assert_eq!(
+        unknown["detail"],
+        format!("app \"{APP}\" has no version \"ffffffff\" (list them: GET /apps/{APP}/versions)"),
+        "{unknown}"
+    );
+
+    // B lists it and shows its schemas.
+    let apps = node_b.api("GET", "/apps", None, 200);
+    let listed = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == format!("{APP}@{v2}"))
+        .unwrap_or_else(|| panic!("{apps:#}"));
+    assert_eq!(listed["functions"], json!(["run"]), "{listed}");
+    assert_eq!(listed["hash"], v2.as_str(), "{listed}");
+    assert_eq!(listed["state"], "ready", "{listed}");
+    let detail = node_b.api("GET", &format!("/apps/{APP}"), None, 200);
+    assert_eq!(detail["id"], format!("{APP}@{v2}"), "{detail}");
+    assert_eq!(
+        detail["functions"]["run"]["input_schema"]["properties"]["n"]["type"], "integer",
+        "{detail}"
+    );
+    let versions = node_b.api("GET", &format!("/apps/{APP}/versions"), None, 200);
+    let listed: Vec<(&str, bool)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_str().unwrap(), v["current"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(listed, [(v2.as_str(), true), (v1.as_str(), false)]);
+
+    // Rollback through B: A's next run gets v1; on the engine v2 retires.
+    let switched = node_b.api(
+        "PUT",
+        &format!("/apps/{APP}/versions/{}/current", &v1[..12]),
+        None,
+        200,
+    );
+    assert_eq!(switched["current"], true, "{switched}");
+    assert_runs_on_engine(&node_a, APP, &v1, "v1", &log);
+    wait_replica(&v2, false, &log);
+    wait_replica(&v1, true, &log);
+
+    // Removal through B: the current one is refused, the other goes.
+    let refused = node_b.api("DELETE", &format!("/apps/{APP}/versions/{v1}"), None, 409);
+    assert_eq!(
+        refused["detail"],
+        format!(
+            "version {} is the current version of app \"{APP}\": activate another first",
+            &v1[..12]
+        ),
+        "{refused}"
+    );
+    let (status, body) = node_b
+        .request("DELETE", &format!("/apps/{APP}/versions/{v2}"), None)
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
+    let versions = node_a.api("GET", &format!("/apps/{APP}/versions"), None, 200);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    let gone = node_a.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": format!("{APP}@{}", &v2[..8]), "input": {}})),
+        404,
+    );
+    assert_eq!(gone["resource"], "version", "{gone}");
 }

@@ -259,6 +259,13 @@ impl Engine {
     /// One app with its functions' schemas (starts a worker to discover them if none ran yet).
     /// An app only remote engines host: their registration's functions.
     pub async fn app(&self, app: &AppRef) -> Result<AppDetail, EngineError> {
+        // A version sent to engines: what the store says of it, whichever
+        // node built it (this node starts no worker for it).
+        if let Some(hub) = self.inner.fleet.get() {
+            if let Some(detail) = hub.stored_detail(app).await? {
+                return Ok(detail);
+            }
+        }
         let handle = match self.app_handle(app) {
             Ok(handle) => handle,
             Err(unknown @ EngineError::UnknownApp { .. }) => {
@@ -401,6 +408,14 @@ impl Engine {
         let Some(hub) = self.inner.fleet.get() else {
             return Ok(None);
         };
+        // A version any node built, as the store knows it (with
+        // `--versions-on-engines`; docs/deploy.md, "Versions in a fleet").
+        if let Some(version) = hub.stored_version(&request.app).await? {
+            return hub
+                .enqueue(request.clone(), &version.id, &version.info)
+                .await
+                .map(Some);
+        }
         match self.inner.apps.resolve(&request.app) {
             // A deployed version, built here, run by an engine that
             // fetches its package (docs/deploy.md, "Versions on engines").

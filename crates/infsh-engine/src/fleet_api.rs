@@ -107,6 +107,10 @@ pub struct ClaimAnswer {
     /// Sessions it told of that are over here (ended by `DELETE`, expired,
     /// or not its own): end them there, releasing their replicas.
     pub end_sessions: Vec<String>,
+    /// The current version (`ns/name` -> hash) of each app the engine has
+    /// versions of (its claim's `warm`): it retires the others, whose idle
+    /// replicas stop (docs/deploy.md, "Versions in a fleet").
+    pub current_versions: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

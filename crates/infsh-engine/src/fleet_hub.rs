@@ -54,9 +54,12 @@ pub(crate) struct FleetHub {
     infos: Mutex<HashMap<(String, String), Arc<AppInfo>>>,
     /// Remote tasks with a live view on this node (what a resync re-reads).
     remote_live: Mutex<HashSet<String>>,
+    /// Stored versions' functions and listing entries, by `ns/name@HASH`
+    /// (`stored_versions.rs`): read from the store once per version.
+    pub(crate) stored_versions: Mutex<HashMap<String, (Arc<AppInfo>, AppSummary)>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -118,6 +121,7 @@ impl FleetHub {
             options,
             infos: Mutex::default(),
             remote_live: Mutex::default(),
+            stored_versions: Mutex::default(),
         });
         let open: Vec<TaskStatus> = TaskStatus::ALL
             .into_iter()
@@ -367,7 +371,7 @@ impl FleetHub {
             // one after the other the largest share of a claim's latency.
             // The sessions' sync goes before the claim: a session that
             // ended on the engine must not be handed its next call.
-            let (beat, claimed) = tokio::join!(
+            let (beat, claimed, current_versions) = tokio::join!(
                 self.store
                     .heartbeat(&request.engine, holding, now, self.lease_ms()),
                 async {
@@ -378,6 +382,7 @@ impl FleetHub {
                     let tasks = self.store.claim(&request, now, self.lease_ms()).await?;
                     Ok::<_, FleetError>((end, tasks))
                 },
+                self.current_versions(&request),
             );
             let (end_sessions, tasks) = claimed?;
             for held in &mut sessions {
@@ -412,6 +417,7 @@ impl FleetHub {
                 cancel: beat.cancel,
                 lost: beat.lost,
                 end_sessions,
+                current_versions,
             };
             let has_news = !answer.tasks.is_empty()
                 || !answer.cancel.is_empty()
@@ -442,8 +448,34 @@ impl FleetHub {
             lease_until_ms: beat.lease_until_ms,
             cancel: beat.cancel,
             lost: beat.lost,
-            end_sessions: Vec::new(),
+            ..ClaimAnswer::default()
         })
+    }
+
+    /// The current version of each app the claiming engine has versions
+    /// of (`warm` names them `ns/name@HASH`), from the store, so that a
+    /// switch made on any node retires the old version there. Empty for an
+    /// engine without versions; a store error is logged and answered with
+    /// nothing (the next claim asks again), never failing the claim.
+    async fn current_versions(&self, request: &ClaimRequest) -> BTreeMap<String, String> {
+        let apps: HashSet<&str> = request
+            .warm
+            .iter()
+            .filter_map(|id| id.split_once('@').map(|(app, _)| app))
+            .collect();
+        if !request.versions || apps.is_empty() {
+            return BTreeMap::new();
+        }
+        match self.shared.store.current_app_versions().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|(app, _)| apps.contains(app.as_str()))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(engine = %request.engine, error = %e, "cannot read the current versions for a claim");
+                BTreeMap::new()
+            }
+        }
     }
 
     /// Stores an engine's report, then publishes it to the live view.

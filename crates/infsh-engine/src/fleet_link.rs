@@ -102,10 +102,19 @@ impl Engine {
         }
     }
 
-    /// Apps remote engines host (empty when the fleet is off).
+    /// Apps remote engines host, and the current versions the store
+    /// knows when versions go to engines (empty when the fleet is off).
     pub async fn remote_apps(&self) -> Result<Vec<HostedRemotely>, EngineError> {
         match self.inner.fleet.get() {
-            Some(hub) => hub.apps().await,
+            Some(hub) => {
+                let mut apps = hub.apps().await?;
+                for stored in hub.stored_apps().await? {
+                    if !apps.iter().any(|a| a.summary.id == stored.summary.id) {
+                        apps.push(stored);
+                    }
+                }
+                Ok(apps)
+            }
             None => Ok(Vec::new()),
         }
     }

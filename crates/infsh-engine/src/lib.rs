@@ -72,6 +72,7 @@ mod scheduler;
 mod sessions;
 mod shared;
 mod start_error;
+mod stored_versions;
 mod submit;
 #[cfg(test)]
 mod testing;

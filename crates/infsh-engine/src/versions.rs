@@ -21,13 +21,14 @@
 use std::path::{Path, PathBuf};
 
 use infsh_core::app::AppDir;
-use infsh_store::{now_ms, AppVersionRecord, VersionStatus};
+use infsh_store::{now_ms, AppVersionRecord, VersionOutcome, VersionStatus};
 use serde::Serialize;
 
 use crate::api::EngineError;
 use crate::engine::Engine;
 use crate::hosted::{MIN_VERSION_PREFIX, SHORT_HASH};
 use crate::registry::AppEntry;
+use crate::stored_versions::discovered;
 use crate::version_hosting::{app_dir, check_app_id, host, VERSIONS_DIR};
 use crate::worker_seam::UNLOAD_GRACE;
 
@@ -171,10 +172,15 @@ impl Engine {
             error: None,
             created_at_ms: now,
             updated_at_ms: now,
+            functions: None,
         };
         if !store.insert_app_version(&record).await? {
             store
-                .set_app_version_status(app, &hash, VersionStatus::Building, None, now)
+                .set_app_version_status(
+                    app,
+                    &hash,
+                    VersionOutcome::status(VersionStatus::Building, now),
+                )
                 .await?;
         }
         tracing::info!(%app, %hash, "building a new version");
@@ -191,9 +197,15 @@ impl Engine {
                 // Ready means every API node sharing `--files` can hand its
                 // package to an engine (`version_package`).
                 self.share_package(app, &hash).await?;
-                store
-                    .set_app_version_status(app, &hash, VersionStatus::Ready, None, now_ms())
-                    .await?;
+                // With what discovery found, so that any node on the store
+                // can validate and queue its runs (`stored_versions.rs`).
+                let outcome = VersionOutcome {
+                    status: VersionStatus::Ready,
+                    error: None,
+                    functions: Some(discovered(&handle.entry, &info)),
+                    at_ms: now_ms(),
+                };
+                store.set_app_version_status(app, &hash, outcome).await?;
                 if activate {
                     self.activate_version(app, &hash).await
                 } else {
@@ -216,9 +228,12 @@ impl Engine {
                     .set_app_version_status(
                         app,
                         &hash,
-                        VersionStatus::Failed,
-                        Some(&error),
-                        now_ms(),
+                        VersionOutcome {
+                            status: VersionStatus::Failed,
+                            error: Some(error),
+                            functions: None,
+                            at_ms: now_ms(),
+                        },
                     )
                     .await?;
                 if let Some(h) = self.inner.apps.remove_version(&handle.entry.id) {
@@ -316,18 +331,25 @@ impl Engine {
             )));
         }
         let folder = app_dir(&self.shared().config.data_dir, app).join(&hash);
-        host(
-            self.shared(),
-            &self.inner.apps,
-            &*self.inner.launcher,
-            &folder,
-            &hash,
-        )?;
+        // Sending versions to engines, a node needs no copy of a version
+        // another node built: the switch is the store's, which every node
+        // reads for each run (`stored_versions.rs`), and engines retire
+        // the old version's replicas when a claim tells them.
+        let hosted_here = !(self.versions_on_engines() && !folder.is_dir());
+        if hosted_here {
+            host(
+                self.shared(),
+                &self.inner.apps,
+                &*self.inner.launcher,
+                &folder,
+                &hash,
+            )?;
+        }
         self.shared()
             .store
             .set_current_app_version(app, &hash, now_ms())
             .await?;
-        let previous = self.inner.apps.set_current(app, &hash);
+        let previous = hosted_here.then(|| self.inner.apps.set_current(app, &hash));
         tracing::info!(%app, %hash, ?previous, "current version switched");
         self.version_view(app, &hash).await
     }
@@ -338,7 +360,11 @@ impl Engine {
         let hash = self.find_version(app, version).await?;
         let short: String = hash.chars().take(SHORT_HASH).collect();
         let id = format!("{app}@{hash}");
-        if self.inner.apps.current(app).as_deref() == Some(hash.as_str())
+        // Sending versions to engines, the store's current version is the
+        // one (another node may have switched since this one did).
+        let current_here = !self.versions_on_engines()
+            && self.inner.apps.current(app).as_deref() == Some(hash.as_str());
+        if current_here
             || self
                 .shared()
                 .store
@@ -351,13 +377,22 @@ impl Engine {
                 "version {short} is the current version of app \"{app}\": activate another first"
             )));
         }
-        let live = self
+        let mut live = self
             .shared()
             .sessions
             .active()
             .into_iter()
             .filter(|s| s.app == id)
             .count();
+        // Sessions on engines, opened through any node of the fleet.
+        if let Some(hub) = self.inner.fleet.get() {
+            live += hub
+                .sessions()
+                .await?
+                .into_iter()
+                .filter(|s| s.app == id)
+                .count();
+        }
         if live > 0 {
             return Err(EngineError::VersionConflict(format!(
                 "version {short} of app \"{app}\" has {live} live session(s): end them first"
@@ -367,6 +402,9 @@ impl Engine {
             return Err(EngineError::VersionConflict(format!(
                 "version {short} of app \"{app}\" became current meanwhile"
             )));
+        }
+        if let Some(hub) = self.inner.fleet.get() {
+            hub.forget_stored_version(&id);
         }
         if let Some(handle) = self.inner.apps.remove_version(&id) {
             if let Some(stopped) = handle.shutdown(UNLOAD_GRACE) {
@@ -446,10 +484,48 @@ impl Engine {
         })
     }
 
+    /// `infsh serve --versions-on-engines`: runs of versions go to engines.
+    fn versions_on_engines(&self) -> bool {
+        self.inner
+            .fleet
+            .get()
+            .is_some_and(|hub| hub.options.versions_on_engines)
+    }
+
     /// Whether version `hash` of app `app` is hosted here (an engine's
     /// cache of fetched versions: hosted again at each start).
     pub fn hosts_version(&self, app: &str, hash: &str) -> bool {
         self.inner.apps.has(&format!("{app}@{hash}"))
+    }
+
+    /// An engine's side of a switch made on the API node (a claim's
+    /// `current_versions`, app -> hash): each app with versions hosted
+    /// here takes that hash as its current one, so every other version of
+    /// it retires (idle replicas stop, busy ones after their task, a
+    /// session's stays; a later pinned run starts one again:
+    /// `scheduler/retire.rs`). Nothing changes for an app already at that
+    /// hash, nor for one hosted here from an `--apps` folder (its runs name
+    /// no version).
+    pub fn follow_current_versions(&self, current: &std::collections::BTreeMap<String, String>) {
+        for (app, hash) in current {
+            if self.inner.apps.current(app).as_deref() == Some(hash.as_str())
+                || self.inner.apps.has(app)
+            {
+                continue;
+            }
+            let prefix = format!("{app}@");
+            if !self
+                .inner
+                .apps
+                .ids()
+                .iter()
+                .any(|id| id.starts_with(&prefix))
+            {
+                continue;
+            }
+            let previous = self.inner.apps.set_current(app, hash);
+            tracing::info!(%app, %hash, ?previous, "the API node's current version: the others retire here");
+        }
     }
 
     /// The ids (`ns/name@HASH`) of the versions hosted here.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use infsh_store::{
     ApiKeyRecord, AppVersionRecord, DeliveryState, FileAccess, FileRecord, LogEntry, Page,
-    StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, VersionStatus, WebhookAttempt,
+    StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, VersionOutcome, WebhookAttempt,
     WebhookDelivery,
 };
 use serde_json::Value;
@@ -327,9 +327,7 @@ impl TaskStore for MemoryStore {
         &self,
         app: &str,
         hash: &str,
-        status: VersionStatus,
-        error: Option<&str>,
-        at_ms: i64,
+        outcome: VersionOutcome,
     ) -> Result<AppVersionRecord, StoreError> {
         let mut inner = self.lock();
         let v = inner
@@ -337,9 +335,10 @@ impl TaskStore for MemoryStore {
             .iter_mut()
             .find(|v| v.app == app && v.hash == hash)
             .ok_or_else(|| not_found("app version", &format!("{app}@{hash}")))?;
-        v.status = status;
-        v.error = error.map(str::to_string);
-        v.updated_at_ms = at_ms;
+        v.status = outcome.status;
+        v.error = outcome.error;
+        v.functions = outcome.functions;
+        v.updated_at_ms = outcome.at_ms;
         Ok(v.clone())
     }
 
@@ -390,6 +389,17 @@ impl TaskStore for MemoryStore {
 
     async fn current_app_version(&self, app: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().current_versions.get(app).cloned())
+    }
+
+    async fn current_app_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut all: Vec<(String, String)> = self
+            .lock()
+            .current_versions
+            .iter()
+            .map(|(a, h)| (a.clone(), h.clone()))
+            .collect();
+        all.sort();
+        Ok(all)
     }
 
     async fn delete_app_version(&self, app: &str, hash: &str) -> Result<bool, StoreError> {

@@ -121,6 +121,7 @@ fn answer_json(answer: ClaimAnswer) -> Value {
         "cancel": answer.cancel,
         "lost": answer.lost,
         "end_sessions": answer.end_sessions,
+        "current_versions": answer.current_versions,
     })
 }
 

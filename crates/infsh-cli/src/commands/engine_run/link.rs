@@ -50,6 +50,10 @@ pub struct ClaimAnswer {
     /// Sessions over on the API node: end them here.
     #[serde(default)]
     pub end_sessions: Vec<String>,
+    /// The current version of each app this engine has versions of: the
+    /// others retire here (their idle replicas stop).
+    #[serde(default)]
+    pub current_versions: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -256,6 +256,7 @@ async fn claim_loop(
         };
         backoff = Backoff::default();
         sessions.end(engine, &answer.end_sessions).await;
+        engine.follow_current_versions(&answer.current_versions);
         for id in answer.cancel.into_iter().chain(answer.lost) {
             let engine = engine.clone();
             tokio::spawn(async move { engine.cancel(&id).await });
