@@ -22,6 +22,7 @@ use common::engine_proc::EngineProc;
 use common::fleet::{pg_api_node, wait_online};
 use common::server::*;
 use common::{process_gone, wait_for};
+use infsh_testkit::processes_in;
 use serde_json::{json, Value};
 
 const ENGINE_KEY: &str = "engine-key-versions";
@@ -271,9 +272,11 @@ fn wait_replica(hash: &str, up: bool, log: &dyn Fn() -> String) {
 /// deployed to A are run through B by name, `@HASH` and `@latest`, listed
 /// there (`GET /apps`, the detail's schemas, `GET .../versions`), their
 /// bad input refused by B with the same 422 as by A; a switch made on B
-/// is what A's next run gets; a version is removed through B. On the
-/// engine, a switch retires the old version: its idle replica stops, and
-/// a later pinned run starts one again.
+/// is what A's next run gets, while a session opened on the old version
+/// keeps it (and keeps it from removal); a version is removed through B.
+/// On the engine, a switch retires the old version: its idle replica
+/// stops (a session's once the session ends), and a later pinned run
+/// starts one again.
 #[test]
 fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     let db = infsh_testkit::PgTestDb::create();
@@ -291,8 +294,15 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     assert_runs_on_engine(&node_b, APP, &v1, "v1", &log);
     wait_replica(&v1, true, &log);
     let v2 = deploy(&sb_a, &node_a, "v2");
-    // B never saw either upload, nor built anything.
+    // B never saw either upload, nor built anything; A keeps no worker of
+    // what it built (its build's stops once the version is ready).
     assert!(!sb_b.data_dir().join(format!("versions/{APP}")).exists());
+    for hash in [&v1, &v2] {
+        let folder = sb_a.data_dir().join(format!("versions/{APP}/{hash}"));
+        assert!(folder.is_dir(), "{}", folder.display());
+        let stopped = wait_for(Duration::from_secs(30), || processes_in(&folder).is_empty());
+        assert!(stopped, "A still runs {:?}", processes_in(&folder));
+    }
 
     // Runs through B: the current version, pinned, latest.
     assert_runs_on_engine(&node_b, APP, &v2, "v2", &log);
@@ -360,7 +370,19 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
         .collect();
     assert_eq!(listed, [(v2.as_str(), true), (v1.as_str(), false)]);
 
-    // Rollback through B: A's next run gets v1; on the engine v2 retires.
+    // A session opened through A on v2 (the current version).
+    let opened = node_a.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": APP, "input": {}, "session": "new", "wait": true})),
+        200,
+    );
+    let opened = node_a.task(opened["id"].as_str().unwrap());
+    assert_eq!(opened["status"], 10, "{opened:#}\nengine: {}", log());
+    assert_eq!(opened["app"], format!("{APP}@{v2}"), "{opened:#}");
+    let session = opened["session_id"].as_str().unwrap().to_string();
+
+    // Rollback through B: A's next run gets v1.
     let switched = node_b.api(
         "PUT",
         &format!("/apps/{APP}/versions/{}/current", &v1[..12]),
@@ -369,6 +391,52 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     );
     assert_eq!(switched["current"], true, "{switched}");
     assert_runs_on_engine(&node_a, APP, &v1, "v1", &log);
+    // The session keeps v2, through either node, naming the app only.
+    let call = node_b.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": APP, "input": {}, "session": session, "wait": true})),
+        200,
+    );
+    let call = node_b.task(call["id"].as_str().unwrap());
+    assert_eq!(call["status"], 10, "{call:#}\nengine: {}", log());
+    assert_eq!(call["output"]["label"], "v2", "{call:#}");
+    assert_eq!(call["app"], format!("{APP}@{v2}"), "{call:#}");
+    // Naming another version in it is refused, as on a single node.
+    let mismatch = node_a.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": format!("{APP}@{}", &v1[..8]), "input": {}, "session": session})),
+        400,
+    );
+    assert_eq!(
+        mismatch["type"], "https://infsh.dev/errors/VERSION_MISMATCH",
+        "{mismatch}"
+    );
+    assert_eq!(
+        mismatch["detail"],
+        format!(
+            "session \"{session}\" runs version {} of app \"{APP}\", not {}",
+            &v2[..12],
+            &v1[..12]
+        ),
+        "{mismatch}"
+    );
+    // Its version cannot be removed while it lives, from any node.
+    let held = node_b.api("DELETE", &format!("/apps/{APP}/versions/{v2}"), None, 409);
+    assert_eq!(
+        held["detail"],
+        format!(
+            "version {} of app \"{APP}\" has 1 live session(s): end them first",
+            &v2[..12]
+        ),
+        "{held}"
+    );
+    // Ended, its replica on the engine (v2, retired) stops; v1's stays.
+    let (status, body) = node_b
+        .request("DELETE", &format!("/sessions/{session}"), None)
+        .unwrap();
+    assert_eq!(status, 204, "{body}");
     wait_replica(&v2, false, &log);
     wait_replica(&v1, true, &log);
 

@@ -410,7 +410,10 @@ impl Engine {
         };
         // A version any node built, as the store knows it (with
         // `--versions-on-engines`; docs/deploy.md, "Versions in a fleet").
-        if let Some(version) = hub.stored_version(&request.app).await? {
+        if let Some(version) = hub
+            .stored_version_for(&request.app, request.session.as_deref())
+            .await?
+        {
             return hub
                 .enqueue(request.clone(), &version.id, &version.info)
                 .await

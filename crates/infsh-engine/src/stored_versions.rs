@@ -20,7 +20,7 @@ use crate::api::{AppDetail, AppState, AppSummary, EngineError};
 use crate::app_info::AppInfo;
 use crate::fleet_api::HostedRemotely;
 use crate::fleet_hub::{fleet_error, lock, FleetHub};
-use crate::hosted::{LATEST, MIN_VERSION_PREFIX};
+use crate::hosted::{LATEST, MIN_VERSION_PREFIX, SHORT_HASH};
 use crate::registry::AppEntry;
 
 /// What a version's build found, as stored with it: the worker's `ready`
@@ -98,6 +98,46 @@ impl FleetHub {
             }
         };
         Ok(self.remember(record))
+    }
+
+    /// [`FleetHub::stored_version`] for a run in fleet session `session`
+    /// opened on a version (as `submit.rs` does for a local one): naming
+    /// the app without a version (or `@latest`) goes to the session's
+    /// version even after a switch; naming another version is refused
+    /// (400 `VERSION_MISMATCH`).
+    pub(crate) async fn stored_version_for(
+        &self,
+        app: &AppRef,
+        session: Option<&str>,
+    ) -> Result<Option<StoredVersion>, EngineError> {
+        let resolved = self.stored_version(app).await?;
+        let (Some(found), Some(id)) = (&resolved, session.filter(|s| *s != "new")) else {
+            return Ok(resolved);
+        };
+        let Some(kept) = self.store.get_session(id).await.map_err(fleet_error)? else {
+            return Ok(resolved);
+        };
+        let (Some((kept_app, kept_hash)), Some((app_id, hash))) =
+            (kept.app.split_once('@'), found.id.split_once('@'))
+        else {
+            return Ok(resolved);
+        };
+        if kept_app != app_id || kept_hash == hash {
+            // Another app (the session's check refuses it) or the very version.
+            return Ok(resolved);
+        }
+        if app.version().filter(|v| *v != LATEST).is_none() {
+            if let Ok(pinned) = kept.app.parse::<AppRef>() {
+                return self.stored_version(&pinned).await;
+            }
+        }
+        let short = |h: &str| h.chars().take(SHORT_HASH).collect::<String>();
+        Err(EngineError::SessionVersionMismatch {
+            id: id.to_string(),
+            app: kept_app.to_string(),
+            session_version: short(kept_hash),
+            version: short(hash),
+        })
     }
 
     fn cached_version(&self, app: &str, hash: &str) -> Option<StoredVersion> {

@@ -206,6 +206,14 @@ impl Engine {
                     at_ms: now_ms(),
                 };
                 store.set_app_version_status(app, &hash, outcome).await?;
+                // Its runs go to engines, which read what the build found
+                // from the store: this node keeps no worker of it.
+                if self.versions_on_engines() {
+                    if let Some(built) = self.inner.apps.remove_version(&handle.entry.id) {
+                        built.shutdown(UNLOAD_GRACE);
+                    }
+                    tracing::info!(%app, %hash, "built for engines: its worker here stopped");
+                }
                 if activate {
                     self.activate_version(app, &hash).await
                 } else {
@@ -331,11 +339,11 @@ impl Engine {
             )));
         }
         let folder = app_dir(&self.shared().config.data_dir, app).join(&hash);
-        // Sending versions to engines, a node needs no copy of a version
-        // another node built: the switch is the store's, which every node
+        // Sending versions to engines, a node hosts no version (whichever
+        // node built it): the switch is the store's, which every node
         // reads for each run (`stored_versions.rs`), and engines retire
         // the old version's replicas when a claim tells them.
-        let hosted_here = !(self.versions_on_engines() && !folder.is_dir());
+        let hosted_here = !self.versions_on_engines();
         if hosted_here {
             host(
                 self.shared(),

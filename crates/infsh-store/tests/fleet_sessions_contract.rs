@@ -67,6 +67,7 @@ contract!(
     calls_keepalives_and_ends_follow_the_rules,
     the_sweep_expires_idle_sessions_ends_those_of_lost_engines_and_fails_their_queued_calls,
     an_engine_names_its_replicas_reports_deaths_and_its_restart_ends_its_sessions,
+    a_sessions_calls_of_a_version_go_to_an_engine_that_fetches_versions,
 );
 
 fn call(app: &str, session: &str) -> TaskRecord {
@@ -350,4 +351,52 @@ async fn an_engine_names_its_replicas_reports_deaths_and_its_restart_ends_its_se
         (b.status, b.reason.as_deref()),
         (SessionState::Ended, Some("restarted"))
     );
+}
+
+/// A session opened on a deployed version (`ns/v@HASH`, which no engine
+/// registers): its calls are claimed by an engine that fetches versions,
+/// not by one that does not, and then only by the engine holding it.
+async fn a_sessions_calls_of_a_version_go_to_an_engine_that_fetches_versions(store: &dyn Both) {
+    engines(store, &["e1", "e2"], 1000).await;
+    let first = call("ns/v@1111", "sess_v");
+    store
+        .open_session(&FleetSession::open(
+            "sess_v".into(),
+            "ns/v@1111",
+            60_000,
+            &first.id,
+            1000,
+        ))
+        .await
+        .unwrap();
+    store.enqueue_remote(&first, None).await.unwrap();
+    assert_eq!(claimed(store, "e1", 1100).await, Vec::<String>::new());
+    let fetching = |engine: &str| ClaimRequest {
+        versions: true,
+        ..claim_of(engine)
+    };
+    let got: Vec<String> = store
+        .claim(&fetching("e1"), 1200, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.task.id)
+        .collect();
+    assert_eq!(got, [first.id.clone()]);
+    done(store, "e1", &first.id, 1300).await;
+    let second = call("ns/v@1111", "sess_v");
+    store.enqueue_remote(&second, None).await.unwrap();
+    let other = store.claim(&fetching("e2"), 1400, LEASE).await.unwrap();
+    assert!(
+        other.is_empty(),
+        "e2 took a call of e1's session: {other:?}"
+    );
+    let got: Vec<String> = store
+        .claim(&fetching("e1"), 1500, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.task.id)
+        .collect();
+    assert_eq!(got, [second.id]);
 }

@@ -164,7 +164,8 @@ pub(super) async fn claim_one(
     let pick = client
         .prepare_cached(
             "SELECT t.id, t.session_id FROM tasks t JOIN fleet_sessions s ON s.id = t.session_id \
-             WHERE t.remote = 1 AND t.status = $1 AND t.leased_by IS NULL AND t.app = ANY($2) \
+             WHERE t.remote = 1 AND t.status = $1 AND t.leased_by IS NULL \
+             AND (t.app = ANY($2) OR ($6 AND strpos(t.app, '@') > 0)) \
              AND (t.run_at_ms IS NULL OR t.run_at_ms <= $3) \
              AND (t.pinned_workers IS NULL OR t.pinned_workers::jsonb ?| $4) \
              AND s.status = 'active' AND (s.engine IS NULL OR s.engine = $5) \
@@ -182,6 +183,9 @@ pub(super) async fn claim_one(
                 &now_ms,
                 &request.slots,
                 &request.engine,
+                // An engine that fetches versions takes a session's calls
+                // of a version (`ns/name@HASH`), as the plain claim does.
+                &request.versions,
             ],
         )
         .await?
