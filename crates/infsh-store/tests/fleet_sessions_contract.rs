@@ -382,7 +382,7 @@ async fn a_sessions_calls_of_a_version_go_to_an_engine_that_fetches_versions(sto
         .into_iter()
         .map(|c| c.task.id)
         .collect();
-    assert_eq!(got, [first.id.clone()]);
+    assert_eq!(got, vec![first.id.clone()]);
     done(store, "e1", &first.id, 1300).await;
     let second = call("ns/v@1111", "sess_v");
     store.enqueue_remote(&second, None).await.unwrap();

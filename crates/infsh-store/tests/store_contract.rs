@@ -247,7 +247,7 @@ async fn app_versions_keep_what_their_build_discovered(store: Arc<dyn TaskStore>
         .unwrap();
     assert_eq!(ready.functions.as_ref(), Some(&found));
     let listed = store.list_app_versions("ns/app").await.unwrap();
-    assert_eq!(listed, [ready.clone()]);
+    assert_eq!(listed, [ready]);
     // Built again: what the last build found is gone until it is ready.
     let building = store
         .set_app_version_status(
