@@ -179,10 +179,14 @@ impl FleetHub {
         let state = self.versions_state().await?;
         let mut apps = Vec::new();
         for (app, hash) in store.current_app_versions().await? {
-            let Some(record) = store.get_app_version(&app, &hash).await? else {
-                continue;
+            let version = match self.cached_version(&app, &hash) {
+                Some(found) => Some(found),
+                None => store
+                    .get_app_version(&app, &hash)
+                    .await?
+                    .and_then(|record| self.remember(record)),
             };
-            let Some(mut version) = self.remember(record) else {
+            let Some(mut version) = version else {
                 continue;
             };
             version.summary.state = state;
