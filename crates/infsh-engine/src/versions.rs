@@ -17,6 +17,13 @@
 //! replicas stop once idle (`scheduler/retire.rs`, sent by
 //! `HostedApps::set_current`), and it stays callable as `ns/name@HASH`
 //! until removed.
+//!
+//! With `infsh serve --versions-on-engines` a node hosts no version: what
+//! the build discovered is stored with the version, the build's worker
+//! stops once it is ready, a switch is the store's write alone, and every
+//! node of a fleet resolves and validates runs from the store
+//! (`stored_versions.rs`); engines retire the old version's replicas when
+//! their claim names the new current one ([`Engine::follow_current_versions`]).
 
 use std::path::{Path, PathBuf};
 
