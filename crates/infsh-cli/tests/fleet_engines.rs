@@ -340,3 +340,66 @@ class App(BaseApp):
     assert!(error.starts_with("cannot upload output file "), "{error}");
     assert!(error.contains(": the API node answered 413: "), "{error}");
 }
+
+/// Two declared GPUs (no GPU needed): the engine's slots are `NAME-gpu-0`
+/// and `NAME-gpu-1`.
+const TWO_GPUS: &str =
+    "inventory:\n  gpus:\n    - {index: 0, vram: 80GB}\n    - {index: 1, vram: 80GB}\n";
+
+#[test]
+fn runs_pinned_to_a_slot_run_on_that_slot_and_an_unknown_slot_is_400() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let config = sb.path().join("engine.yml");
+    std::fs::write(&config, TWO_GPUS).unwrap();
+    // Two replicas: the engine claims two runs at once, and its placement
+    // alone would put the second on the free slot 0.
+    let engine = EngineProc::start_hosting(
+        &sb,
+        &server,
+        "e1",
+        ENGINE_KEY,
+        &["gpu-report"],
+        &[
+            "--engine-config",
+            config.to_str().unwrap(),
+            "--replicas",
+            "2",
+        ],
+    );
+    wait_online(&server, &["e1"]);
+
+    let pinned = |slot: &str| {
+        json!({"app": "tests/gpu-report", "input": {"seconds": 0.3},
+            "workers": [format!("e1-gpu-{slot}")]})
+    };
+    let to_one: Vec<String> = (0..3).map(|_| server.submit(pinned("1"))).collect();
+    for id in &to_one {
+        let done = server.wait_end(id, Duration::from_secs(60));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+        assert_eq!(done["output"]["cuda_visible_devices"], "1", "{done:#}");
+        assert_eq!(done["attempts"][0]["worker"], "e1-gpu-1", "{done:#}");
+    }
+    // Slot 0 now: another replica starts there (slot 1's keeps to its own).
+    for _ in 0..2 {
+        let id = server.submit(pinned("0"));
+        let done = server.wait_end(&id, Duration::from_secs(60));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+        assert_eq!(done["output"]["cuda_visible_devices"], "0", "{done:#}");
+        assert_eq!(done["attempts"][0]["worker"], "e1-gpu-0", "{done:#}");
+    }
+
+    // A slot no engine has: refused at once, naming what there is.
+    let bad = server.api("POST", "/apps/run", Some(pinned("7")), 400);
+    assert_eq!(
+        bad["type"], "https://infsh.dev/errors/invalid_request",
+        "{bad}"
+    );
+    assert_eq!(bad["status"], 400, "{bad}");
+    assert_eq!(
+        bad["detail"],
+        "`workers` names no engine or slot of this fleet: \"e1-gpu-7\"; \
+         expected one of \"e1\", \"e1-gpu-0\", \"e1-gpu-1\"",
+        "{bad}"
+    );
+}

@@ -337,6 +337,7 @@ mod log_cap_tests {
         let (tx, _rx) = tokio::sync::watch::channel(crate::api::TaskView {
             record: test_record(),
             logs,
+            slot: None,
         });
         let live = Arc::new(tx);
         let rest = cap.finish(&live);
@@ -367,6 +368,7 @@ mod log_cap_tests {
         let (tx, _rx) = tokio::sync::watch::channel(crate::api::TaskView {
             record: test_record(),
             logs,
+            slot: None,
         });
         let live = Arc::new(tx);
         assert!(cap.finish(&live).is_empty());

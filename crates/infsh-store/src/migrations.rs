@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fleet_sessions",
         include_str!("../migrations/0009_fleet_sessions.sql"),
     ),
+    (
+        10,
+        "attempt_worker",
+        include_str!("../migrations/0010_attempt_worker.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

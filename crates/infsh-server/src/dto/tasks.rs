@@ -97,6 +97,11 @@ pub struct AttemptDto {
     pub ended_at: Option<String>,
     /// `completed`, `failed`, `cancelled` or `lost`; null while it runs.
     pub outcome: Option<String>,
+    /// The engine's worker that ran it: the engine's name, `-`, a slot's
+    /// kind and id (`gpu-box-1-gpu-1`), as a run's `workers` names it;
+    /// null until the engine dispatched it to a slot (and for an engine
+    /// without slots: its CPU apps run unbounded).
+    pub worker: Option<String>,
 }
 
 impl AttemptDto {
@@ -107,6 +112,7 @@ impl AttemptDto {
             claimed_at: iso8601(a.claimed_at_ms),
             ended_at: a.ended_at_ms.map(iso8601),
             outcome: a.outcome.clone(),
+            worker: a.worker.clone(),
         }
     }
 }
@@ -257,6 +263,7 @@ mod tests {
                 content: "working".into(),
                 at_ms: 500,
             }],
+            slot: None,
         };
         let v = serde_json::to_value(TaskDto::from_view(&view)).unwrap();
         assert_eq!(v["status"], json!(10));

@@ -176,6 +176,10 @@ pub struct ReportBody {
     pub error: Option<String>,
     #[serde(default)]
     pub logs: Vec<LogEntry>,
+    /// The engine's worker that runs the task (`NAME-KIND-ID`), recorded
+    /// on the running attempt.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// `POST /engine/tasks/{id}/report`: 204, or 409 `not_leased`.
@@ -190,6 +194,7 @@ pub async fn report(
         error: body.error,
         logs: body.logs,
         at_ms: now_ms(),
+        worker: body.worker.filter(|w| !w.trim().is_empty()),
     };
     state
         .engine
