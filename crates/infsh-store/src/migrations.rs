@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "attempt_worker",
         include_str!("../migrations/0010_attempt_worker.sql"),
     ),
+    (
+        11,
+        "api_nodes",
+        include_str!("../migrations/0011_api_nodes.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -100,7 +105,10 @@ mod tests {
     #[test]
     fn migrate_is_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        );
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))

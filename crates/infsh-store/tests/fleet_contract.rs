@@ -477,6 +477,7 @@ async fn reports_write_logs_output_and_the_first_terminal_state_wins(store: &dyn
         }],
         at_ms: 5,
         worker: Some("e1-gpu-1".into()),
+        ..Report::default()
     };
     store.report("e1", &t.id, &running).await.unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();

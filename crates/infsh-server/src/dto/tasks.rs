@@ -45,8 +45,9 @@ pub struct TaskDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<String>,
     /// Its runs on remote engines (`infsh engine run`), first first; only
-    /// in `GET /tasks/{id}`, and only for a task an engine claimed. More
-    /// than one: an engine was lost mid-run and the task ran again.
+    /// in `GET /tasks/{id}`, and only for a task an engine claimed (or one
+    /// another API node took over from a lost one). More than one: an
+    /// engine (or node) was lost mid-run and the task ran again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptDto>>,
     /// How sending its `webhook` went; only in `GET /tasks/{id}`, and only
@@ -89,7 +90,9 @@ impl WebhookDeliveryDto {
 pub struct AttemptDto {
     /// 1 for the first run.
     pub attempt: u32,
-    /// The engine's name.
+    /// The engine's name; `node:<id>` for a run on an API node's own
+    /// workers, recorded once a node was lost under it and another took
+    /// the task over (docs/deploy.md, "API node lost").
     pub engine: String,
     /// ISO-8601 UTC.
     pub claimed_at: String,
