@@ -340,3 +340,160 @@ class App(BaseApp):
     assert!(error.starts_with("cannot upload output file "), "{error}");
     assert!(error.contains(": the API node answered 413: "), "{error}");
 }
+
+/// Two declared GPUs (no GPU needed): the engine's slots are `NAME-gpu-0`
+/// and `NAME-gpu-1`.
+const TWO_GPUS: &str =
+    "inventory:\n  gpus:\n    - {index: 0, vram: 80GB}\n    - {index: 1, vram: 80GB}\n";
+
+#[test]
+fn runs_pinned_to_a_slot_run_on_that_slot_and_an_unknown_slot_is_400() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let config = sb.path().join("engine.yml");
+    std::fs::write(&config, TWO_GPUS).unwrap();
+    // Two replicas: the engine claims two runs at once, and its placement
+    // alone would put the second on the free slot 0.
+    let engine = EngineProc::start_hosting(
+        &sb,
+        &server,
+        "e1",
+        ENGINE_KEY,
+        &["gpu-report"],
+        &[
+            "--engine-config",
+            config.to_str().unwrap(),
+            "--replicas",
+            "2",
+        ],
+    );
+    wait_online(&server, &["e1"]);
+
+    let pinned = |slot: &str| {
+        json!({"app": "tests/gpu-report", "input": {"seconds": 0.3},
+            "workers": [format!("e1-gpu-{slot}")]})
+    };
+    let to_one: Vec<String> = (0..3).map(|_| server.submit(pinned("1"))).collect();
+    for id in &to_one {
+        let done = server.wait_end(id, Duration::from_secs(60));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+        assert_eq!(done["output"]["cuda_visible_devices"], "1", "{done:#}");
+        assert_eq!(done["attempts"][0]["worker"], "e1-gpu-1", "{done:#}");
+    }
+    // Slot 0 now: another replica starts there (slot 1's keeps to its own).
+    for _ in 0..2 {
+        let id = server.submit(pinned("0"));
+        let done = server.wait_end(&id, Duration::from_secs(60));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+        assert_eq!(done["output"]["cuda_visible_devices"], "0", "{done:#}");
+        assert_eq!(done["attempts"][0]["worker"], "e1-gpu-0", "{done:#}");
+    }
+
+    // A slot no engine has: refused at once, naming what there is.
+    let bad = server.api("POST", "/apps/run", Some(pinned("7")), 400);
+    assert_eq!(
+        bad["type"], "https://infsh.dev/errors/invalid_request",
+        "{bad}"
+    );
+    assert_eq!(bad["status"], 400, "{bad}");
+    assert_eq!(
+        bad["detail"],
+        "`workers` names no engine or slot of this fleet: \"e1-gpu-7\"; \
+         expected one of \"e1\", \"e1-gpu-0\", \"e1-gpu-1\"",
+        "{bad}"
+    );
+}
+
+/// Input files stored on the API node reach an engine as fresh signed URLs
+/// in the claim: with API keys (private files) a run whose input is the
+/// bare URL, which anyone without a key is refused (401), still runs on
+/// the engine, which holds no client key. A tampered signature is 403
+/// `invalid_signature`.
+#[test]
+fn an_engine_fetches_input_files_through_signed_urls_from_the_claim() {
+    let sb = ServeSandbox::new(&[]);
+    let server = api_node(&sb, &[]);
+    let engine = EngineProc::start_hosting(&sb, &server, "e1", ENGINE_KEY, &["files-app"], &[]);
+    wait_online(&server, &["e1"]);
+    std::fs::write(sb.path().join("note.txt"), b"hello, engine\n").unwrap();
+    // The CLI uploads the file to the API node (its signed uri is the input).
+    let doc = sb.run_json(
+        &server,
+        &[
+            "--json",
+            "app",
+            "run",
+            "tests/files-app",
+            "--function",
+            "describe",
+            "--input",
+            r#"{"file": "note.txt"}"#,
+        ],
+        0,
+    );
+    assert_eq!(doc["status"], "completed", "{doc:#}\n{}", engine.log());
+    let task = server.task(doc["task_id"].as_str().unwrap());
+    let input = &task["input"]["file"];
+    let uri = input.as_str().or_else(|| input["uri"].as_str()).unwrap();
+    let bare = uri.split('?').next().unwrap().to_string();
+    let path = bare.strip_prefix(server.url.as_str()).unwrap().to_string();
+    let (status, body) = http_get(&server.url, &path, None).unwrap();
+    assert_eq!(status, 401, "the bare URL needs a key: {body}");
+
+    // The bare URL as input: only the claim's signature opens it.
+    let id = server.submit(json!({"app": "tests/files-app", "function": "describe",
+        "input": {"file": bare}}));
+    let done = server.wait_end(&id, Duration::from_secs(60));
+    assert_eq!(done["status"], 10, "{done:#}\n{}", engine.log());
+    assert_eq!(done["output"]["size"], 14, "{done:#}");
+    // What a client reads back is the input as given: signed only for the engine.
+    assert_eq!(server.task(&id)["input"]["file"], bare.as_str());
+
+    // Another team's run naming that (default team's) file: the claim
+    // does not sign it, so the engine is refused it as the client would be.
+    let red = server.api(
+        "POST",
+        "/apikeys",
+        Some(json!({"name": "red", "scopes": ["apps:execute", "tasks:read"], "team": "red"})),
+        201,
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = http_post_json(
+        &server.url,
+        "/apps/run",
+        Some(&red),
+        &json!({"app": "tests/files-app", "function": "describe", "input": {"file": bare}}),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let foreign: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let foreign = server.wait_end(
+        foreign["data"]["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(foreign["status"], 11, "{foreign:#}\n{}", engine.log());
+    assert!(
+        foreign["error"].as_str().unwrap().contains("401"),
+        "{foreign:#}"
+    );
+
+    // A signature tampered with opens nothing: the files route's 403.
+    let sig = uri.split_once("?sig=").unwrap().1;
+    let (expires, mac) = sig.split_once('.').unwrap();
+    let flipped = if mac.starts_with('0') { "1" } else { "0" };
+    let tampered = format!("{path}?sig={expires}.{flipped}{}", &mac[1..]);
+    let (status, body) = http_get(&server.url, &tampered, None).unwrap();
+    assert_eq!(status, 403, "{body}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        problem["type"], "https://infsh.dev/errors/invalid_signature",
+        "{problem}"
+    );
+    assert_eq!(problem["status"], 403, "{problem}");
+    assert_eq!(
+        problem["detail"], "invalid file signature: it was not made for this file by this server",
+        "{problem}"
+    );
+}

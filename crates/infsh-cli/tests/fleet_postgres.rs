@@ -18,6 +18,8 @@ use common::fleet::{pg_api_node, wait_online};
 use common::server::*;
 use common::*;
 use infsh_testkit::PgTestDb;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::json;
 
 const ENGINE_KEY: &str = "engine-key-pg-fleet";
@@ -331,4 +333,137 @@ fn a_full_engine_takes_the_next_queued_task_as_soon_as_a_slot_frees() {
         "three 0.2 s tasks on one slot took {took:?}\n{}",
         engine.log()
     );
+}
+
+/// Two nodes hosting `slow` on their own workers (`--apps`, no engine),
+/// leases of 1 s; `extra` for B.
+fn own_worker_nodes(
+    db: &PgTestDb,
+    extra_b: &[&str],
+) -> (ServeSandbox, ServeSandbox, Server, Server) {
+    let (sb_a, sb_b) = (ServeSandbox::new(&["slow"]), ServeSandbox::new(&["slow"]));
+    let flags = [
+        "--store",
+        db.url(),
+        "--lease-seconds",
+        LEASE,
+        "--replicas",
+        "1",
+    ];
+    let node_a = sb_a.start_with_key(&flags);
+    let node_b = sb_b.start_with_key(&[&flags[..], extra_b].concat());
+    (sb_a, sb_b, node_a, node_b)
+}
+
+/// kill -9 of a node and of its workers: the machine is gone.
+fn lose(node: &mut Server) {
+    let workers = node.app_processes();
+    node.kill9();
+    for (pid, _) in workers {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+fn node_id(sb: &ServeSandbox) -> String {
+    std::fs::read_to_string(sb.data_dir().join("node-id"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A node that hosts workers itself and dies for good: once its heartbeat
+/// is a lease old, the other node hosting the app takes its tasks over.
+/// The queued ones run there; the running one counts its run on the dead
+/// node as attempt 1 (`lost`) and runs again there as attempt 2. Each ends
+/// once: the dead node, restarted with its data folder (its node id), finds
+/// none of them its own and changes nothing.
+#[test]
+fn a_lost_nodes_own_tasks_are_taken_over_by_a_node_hosting_the_app() {
+    let db = PgTestDb::create();
+    let (sb_a, sb_b, mut node_a, node_b) = own_worker_nodes(&db, &[]);
+    let started = started_file(&sb_a, "started");
+    let running = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 2, "label": "running", "started_file": started.to_str().unwrap()}}));
+    let queued: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            let label = format!("queued-{i}");
+            let id = node_a.submit(json!({"app": "tests/slow",
+                "input": {"seconds": 0.1, "label": label}}));
+            (id, label)
+        })
+        .collect();
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started\n{}",
+        node_a.log()
+    );
+    let (a, b) = (node_id(&sb_a), node_id(&sb_b));
+    lose(&mut node_a);
+
+    let done = node_b.wait_end(&running, Duration::from_secs(40));
+    assert_eq!(done["status"], 10, "{done:#}\n{}", node_b.log());
+    assert_eq!(done["output"]["label"], "running");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{done:#}");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert_eq!(attempts[0]["engine"], format!("node:{a}"));
+    assert_eq!(attempts[0]["outcome"], "lost");
+    assert_eq!(attempts[1]["attempt"], 2);
+    assert_eq!(attempts[1]["engine"], format!("node:{b}"));
+    assert_eq!(attempts[1]["outcome"], "completed");
+    let mut ended = vec![(running.clone(), done)];
+    for (id, label) in &queued {
+        let done = node_b.wait_end(id, Duration::from_secs(30));
+        assert_eq!(done["status"], 10, "{done:#}\n{}", node_b.log());
+        assert_eq!(done["output"]["label"], label.as_str());
+        // Never run before: no attempt to record.
+        assert!(done.get("attempts").is_none(), "{done:#}");
+        ended.push((id.clone(), done));
+    }
+    let took = node_b
+        .log()
+        .matches("took over a task of a lost API node")
+        .count();
+    assert_eq!(took, 4, "{}", node_b.log());
+
+    // A comes back (same node id): its start-up recovery, done before it
+    // answers, leaves them as B ended them.
+    let node_a = sb_a.start_with_key(&["--store", db.url(), "--lease-seconds", LEASE]);
+    for (id, before) in &ended {
+        let seen = node_a.task(id);
+        assert_eq!(seen["status"], 10, "{seen:#}\n{}", node_a.log());
+        assert_eq!(seen["updated_at"], before["updated_at"], "{seen:#}");
+        assert_eq!(seen["output"], before["output"], "{seen:#}");
+    }
+}
+
+/// With `--max-attempts 1` the running task of a lost node is not run
+/// again: it fails `node lost: <id>`; its queued one still runs.
+#[test]
+fn with_max_attempts_1_a_lost_nodes_running_task_fails_node_lost() {
+    let db = PgTestDb::create();
+    let (sb_a, _sb_b, mut node_a, node_b) = own_worker_nodes(&db, &["--max-attempts", "1"]);
+    let started = started_file(&sb_a, "started");
+    let running = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 30, "started_file": started.to_str().unwrap()}}));
+    let queued = node_a.submit(json!({"app": "tests/slow",
+        "input": {"seconds": 0.1, "label": "queued"}}));
+    assert!(
+        wait_for(Duration::from_secs(30), || started.exists()),
+        "never started\n{}",
+        node_a.log()
+    );
+    let a = node_id(&sb_a);
+    lose(&mut node_a);
+
+    let failed = node_b.wait_end(&running, Duration::from_secs(30));
+    assert_eq!(failed["status"], 11, "{failed:#}\n{}", node_b.log());
+    assert_eq!(failed["error"], format!("node lost: {a}"));
+    let attempts = failed["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{failed:#}");
+    assert_eq!(attempts[0]["engine"], format!("node:{a}"));
+    assert_eq!(attempts[0]["outcome"], "lost");
+    let done = node_b.wait_end(&queued, Duration::from_secs(30));
+    assert_eq!(done["status"], 10, "{done:#}\n{}", node_b.log());
+    assert_eq!(done["output"]["label"], "queued");
 }

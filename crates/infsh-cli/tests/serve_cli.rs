@@ -293,3 +293,33 @@ fn completion_scripts_are_generated_for_each_shell() {
         stderr(&out)
     );
 }
+
+/// `--lease-seconds` also times API nodes' heartbeats (docs/deploy.md, "API
+/// node lost"), so it is checked without `--engine-key` too, before binding.
+#[test]
+fn serve_refuses_a_lease_under_a_tenth_of_a_second_without_engine_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = infsh()
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--apps",
+            "apps",
+            "--data-dir",
+            "data",
+            "--port",
+            &port,
+        ])
+        .args(["--lease-seconds", "0.01"])
+        .env_remove("INFSH_ENGINE_KEYS")
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert_eq!(
+        stderr(&out),
+        "error: --lease-seconds 0.01: expected at least 0.1\n"
+    );
+}

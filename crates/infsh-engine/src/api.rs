@@ -90,6 +90,11 @@ pub struct RunRequest {
     /// body's `workers`): only an engine that has one of them claims it.
     /// Refused for an app this node hosts itself.
     pub workers: Option<Vec<String>>,
+    /// Runs it only on a worker holding one of these slots of this engine
+    /// (their ids, as `GET /workers` numbers them), waiting for one rather
+    /// than taking another: `infsh engine run` sets it for a claimed run
+    /// pinned to named slots. Not part of the HTTP run body.
+    pub slots: Option<Vec<usize>>,
     /// The team the task belongs to (the run's key's; see the server's
     /// teams.rs). None: no team recorded, which counts as `default`.
     pub team: Option<String>,
@@ -113,6 +118,7 @@ impl RunRequest {
             metadata: None,
             timeout_secs: None,
             workers: None,
+            slots: None,
             team: None,
             run_at_ms: None,
         }
@@ -124,6 +130,13 @@ impl RunRequest {
 pub struct TaskView {
     pub record: TaskRecord,
     pub logs: Vec<LogEntry>,
+    /// The slot of this engine whose worker took the task, as `KIND-ID`
+    /// (`gpu-1`, `cpu-2`: a slot's kind and id in `GET /workers`' layout);
+    /// None before dispatch and for an unbounded CPU replica. Only in the
+    /// live view (not stored): `infsh engine run` reports it to its API
+    /// node, which records it on the attempt.
+    #[serde(skip)]
+    pub slot: Option<String>,
 }
 
 /// Why a request was refused. The HTTP layer maps each variant to one status
@@ -248,6 +261,10 @@ pub enum EngineError {
     /// `session`/`session_timeout` of a run that cannot be taken (400).
     #[error("{0}")]
     InvalidSession(String),
+    /// A run's `workers` names no engine or slot there is (400): it would
+    /// wait forever.
+    #[error("{0}")]
+    InvalidWorkers(String),
     /// A drain or undrain named an engine that is not this one.
     #[error("unknown engine \"{0}\"")]
     UnknownEngine(String),

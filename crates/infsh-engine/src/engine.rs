@@ -494,7 +494,11 @@ impl Engine {
             .map_err(EngineError::from)?
             .ok_or_else(|| EngineError::UnknownTask(id.to_string()))?;
         let logs = store.get_logs(id).await.map_err(EngineError::from)?;
-        Ok(TaskView { record, logs })
+        Ok(TaskView {
+            record,
+            logs,
+            slot: None,
+        })
     }
 
     /// A remote task another API node submitted: follow its changes here

@@ -68,6 +68,22 @@ fn registered_functions(app: &RemoteApp) -> Value {
     json!({"ready": app.ready, "default_function": app.default_function})
 }
 
+/// An engine's slots as a run's `workers` names them: `NAME-KIND-ID`
+/// (what `infsh engine run` claims with, from the layout it registered).
+fn slot_names(engine: &EngineRecord) -> Vec<String> {
+    engine
+        .slots
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|slot| {
+            let kind = slot.get("kind")?.as_str()?;
+            let id = slot.get("id")?.as_u64()?;
+            Some(format!("{}-{kind}-{id}", engine.name))
+        })
+        .collect()
+}
+
 fn app_info_of(app: &EngineApp) -> Option<AppInfo> {
     let ready = serde_json::from_value(app.functions.get("ready")?.clone()).ok()?;
     let default = app
@@ -131,7 +147,11 @@ impl FleetHub {
             if hub.store.is_remote(&task.id).await.map_err(fleet_error)? {
                 let logs = hub.shared.store.get_logs(&task.id).await?;
                 lock(&hub.remote_live).insert(task.id.clone());
-                hub.shared.live.insert(TaskView { record: task, logs });
+                hub.shared.live.insert(TaskView {
+                    record: task,
+                    logs,
+                    slot: None,
+                });
             }
         }
         let weak = Arc::downgrade(&hub);
@@ -292,6 +312,9 @@ impl FleetHub {
             format!("input for function \"{}\"", resolved.name)
         })?;
         validate(&setup_validator, &setup, || "setup config".into())?;
+        if let Some(workers) = &request.workers {
+            self.check_workers(workers).await?;
+        }
         self.check_queue(app).await?;
         let now = now_ms();
         let id = new_id();
@@ -322,12 +345,43 @@ impl FleetHub {
         let view = TaskView {
             record,
             logs: Vec::new(),
+            slot: None,
         };
         lock(&self.remote_live).insert(view.record.id.clone());
         self.shared.live.insert(view.clone());
         inc(&self.shared.metrics.submitted);
         self.wake.notify();
         Ok(view)
+    }
+
+    /// A run's `workers` must name at least one registered engine (offline
+    /// ones included: it may come back) or one of its slots; else it would
+    /// wait forever. 400 naming what there is.
+    async fn check_workers(&self, workers: &[String]) -> Result<(), EngineError> {
+        let engines = self.store.list_engines().await.map_err(fleet_error)?;
+        let known: Vec<String> = engines
+            .iter()
+            .flat_map(|e| std::iter::once(e.name.clone()).chain(slot_names(e)))
+            .collect();
+        if workers.iter().any(|w| known.contains(w)) {
+            return Ok(());
+        }
+        let quoted = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let expected = if known.is_empty() {
+            "no engine has registered".to_string()
+        } else {
+            format!("expected one of {}", quoted(&known))
+        };
+        Err(EngineError::InvalidWorkers(format!(
+            "`workers` names no engine or slot of this fleet: {}; {expected}",
+            quoted(workers),
+        )))
     }
 
     /// `--queue-capacity` for remote runs, as for local ones: the app's
@@ -741,7 +795,11 @@ impl FleetHub {
         }
         let logs = self.shared.store.get_logs(id).await?;
         lock(&self.remote_live).insert(id.to_string());
-        self.shared.live.get_or_insert(TaskView { record, logs });
+        self.shared.live.get_or_insert(TaskView {
+            record,
+            logs,
+            slot: None,
+        });
         // A change between the read and the insert was announced before we
         // followed: read once more.
         self.refresh(id).await;

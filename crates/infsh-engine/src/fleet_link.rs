@@ -90,15 +90,16 @@ impl Engine {
         self.hub()?.report(engine, task_id, report).await
     }
 
-    /// The task's runs on remote engines, first first (empty for a task
-    /// no remote engine claimed, and when the fleet is off).
+    /// The task's runs on remote engines (or, taken over from a lost API
+    /// node, on nodes' own workers), first first; empty for a task that
+    /// never had one.
     pub async fn task_attempts(
         &self,
         id: &str,
     ) -> Result<Vec<infsh_store::fleet::AttemptRecord>, EngineError> {
         match self.inner.fleet.get() {
             Some(hub) => hub.attempts(id).await,
-            None => Ok(Vec::new()),
+            None => Ok(self.shared().store.task_attempts(id).await?),
         }
     }
 

@@ -28,6 +28,11 @@ pub(crate) struct QueuedTask {
     /// When it was queued here: the oldest call of a batch waits for
     /// others from then (`scheduler/batching.rs`).
     pub since: tokio::time::Instant,
+    /// Only a replica on one of these slots may run it ([`RunRequest`]'s
+    /// `slots`: a fleet run pinned to named slots).
+    ///
+    /// [`RunRequest`]: crate::RunRequest
+    pub slots: Option<Vec<usize>>,
 }
 
 pub(crate) enum Command {

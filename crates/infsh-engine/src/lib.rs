@@ -59,6 +59,7 @@ mod keys;
 mod lifecycle;
 mod live;
 mod metrics;
+mod node_watch;
 mod outputs;
 mod placement_broker;
 mod python_launcher;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use infsh_placement::{
-    place, AppNeeds, Decision, Layout, NoMatchingWorker, Resident, Slot, SlotId,
+    place, place_on, AppNeeds, Decision, Layout, NoMatchingWorker, Resident, Slot, SlotId,
 };
 use tokio::sync::watch;
 
@@ -140,6 +140,15 @@ impl Broker {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Whether a replica of an app with these needs may ever run on one of
+    /// `slots` (a pinned run that none of them can host would wait forever).
+    pub fn can_host_on(&self, app: &str, needs: &AppNeeds, slots: &[SlotId]) -> bool {
+        matches!(
+            place_on(&self.layout, app, needs, &[], false, Some(slots)),
+            Decision::Place { .. }
+        )
+    }
+
     /// Why no slot here can ever host an app with these needs, if none can.
     pub fn never(&self, app: &str, needs: &AppNeeds) -> Option<NoMatchingWorker> {
         match place(&self.layout, app, needs, &[], true) {
@@ -149,8 +158,11 @@ impl Broker {
     }
 
     /// A slot for replica `replica` of `app`. `may_evict`: the app has no
-    /// replica yet (scaling out never stops other apps). `evict` is how the
-    /// replica is asked to stop, should another app need its slot.
+    /// replica yet (scaling out never stops other apps), or it is for runs
+    /// pinned to slots it has no replica on. `evict` is how the replica is
+    /// asked to stop, should another app need its slot. `only`: one of
+    /// these slots or none (runs pinned to them).
+    #[allow(clippy::too_many_arguments)]
     pub fn request(
         self: &Arc<Self>,
         app: &str,
@@ -159,6 +171,7 @@ impl Broker {
         keep_warm: bool,
         may_evict: bool,
         evict: Evictor,
+        only: Option<&[SlotId]>,
     ) -> Grant {
         let mut state = self.lock();
         let now = Instant::now();
@@ -209,7 +222,7 @@ impl Broker {
                 last_used: now,
             },
         ));
-        match place(&self.layout, app, needs, &residents, may_evict) {
+        match place_on(&self.layout, app, needs, &residents, may_evict, only) {
             Decision::Unbounded => Grant::Start(Lease {
                 broker: self.clone(),
                 id: None,
@@ -407,6 +420,13 @@ impl Broker {
             tasks_waiting_for_slot: state.waiting.values().sum(),
         }
     }
+}
+
+/// A slot as a fleet names it after the engine's name: `gpu-1`, `cpu-2`
+/// (its kind and its id in the layout, as `GET /workers` shows them).
+pub(crate) fn slot_key(slot: &Slot) -> String {
+    let kind = if slot.is_gpu() { "gpu" } else { "cpu" };
+    format!("{kind}-{}", slot.id.0)
 }
 
 impl Lease {

@@ -99,12 +99,15 @@ pub(crate) async fn recover(
         let live = shared.live.insert(TaskView {
             record: task.clone(),
             logs,
+            slot: None,
         });
         app.enqueue_recovered(QueuedTask {
             record: task,
             live,
             clock: Default::default(),
             since: tokio::time::Instant::now(),
+            // Recovery runs on an API node's own tasks, never pinned.
+            slots: None,
         });
         report.requeued += 1;
     }

@@ -487,7 +487,7 @@ impl Actor {
                     // use is held (a discovery never evicts: it may be a
                     // read-only GET /apps/{id}): learn its functions
                     // without a replica, so that its runs queue.
-                    if !any && (self.paused() || !self.start_replica(0, None, false)) {
+                    if !any && (self.paused() || !self.start_replica(0, None, false, None)) {
                         self.probe();
                     }
                     self.publish();
@@ -665,9 +665,10 @@ impl Actor {
         idx: usize,
         setup: Option<Value>,
         for_queue: bool,
+        only: Option<&[usize]>,
     ) -> bool {
         let generation = self.replicas[idx].generation + 1;
-        let Some(lease) = self.lease_for(idx, generation, for_queue) else {
+        let Some(lease) = self.lease_for(idx, generation, for_queue, only) else {
             return false;
         };
         let slot = SlotEnv::of(lease.slot());

@@ -73,6 +73,7 @@ pub(crate) async fn submit(
         });
     }
     let function = requested_function(&request);
+    let slots = pinned_slots(&shared, &handle, request.slots.as_deref())?;
 
     let missing = missing_secrets(&handle.entry.dir.manifest, &shared.config.secrets);
     if !missing.is_empty() {
@@ -158,6 +159,7 @@ pub(crate) async fn submit(
         let view = TaskView {
             record: record.clone(),
             logs: Vec::new(),
+            slot: None,
         };
         let live = shared.live.insert(view.clone());
         clock.mark(Mark::Queued);
@@ -166,6 +168,7 @@ pub(crate) async fn submit(
             live,
             clock: clock.clone(),
             since: tokio::time::Instant::now(),
+            slots,
         });
         Ok((view, clock))
     })
@@ -174,6 +177,36 @@ pub(crate) async fn submit(
         what: "storing the task",
         source,
     })?
+}
+
+/// The slots a pinned run may use; None: any. A pin naming no slot of
+/// this engine, or only slots that can never host the app, is refused:
+/// such a run would wait forever.
+fn pinned_slots(
+    shared: &Shared,
+    handle: &AppHandle,
+    slots: Option<&[usize]>,
+) -> Result<Option<Vec<usize>>, EngineError> {
+    let Some(slots) = slots else {
+        return Ok(None);
+    };
+    let app = &handle.entry.id;
+    let ids: Vec<infsh_placement::SlotId> = slots
+        .iter()
+        .map(|id| infsh_placement::SlotId(*id))
+        .collect();
+    let needs = handle
+        .entry
+        .needs
+        .as_ref()
+        .cloned()
+        .unwrap_or_else(|_| infsh_placement::AppNeeds::cpu());
+    if !shared.broker.can_host_on(app, &needs, &ids) {
+        return Err(EngineError::InvalidWorkers(format!(
+            "app \"{app}\" ({needs}) cannot run on the slots the run is pinned to ({slots:?})"
+        )));
+    }
+    Ok(Some(slots.to_vec()))
 }
 
 /// A session keeps the version it was opened on: a call naming the app

@@ -193,12 +193,17 @@ impl Tracker {
         self.flush().await;
         let at = now_ms();
         let output = output.or_else(|| self.live.borrow().record.output.clone());
+        // Refused as not found: another API node took the task over (this
+        // one was presumed lost, docs/deploy.md "API node lost") and its
+        // end stands; this one sends no webhook for it.
+        let mut taken_over = false;
         if let Err(e) = self
             .shared
             .store
             .finish_task(&self.id, status, output.as_ref(), error.as_deref(), at)
             .await
         {
+            taken_over = e.is_not_found();
             tracing::error!(task = %self.id, error = %ErrorChain(&e), "cannot store the end of a task");
         }
         if let Some(clock) = &self.clock {
@@ -238,7 +243,9 @@ impl Tracker {
                 task = %self.id, app = %target, status = %status.as_str(), seconds
             ),
         }
-        self.shared.webhooks.deliver(&view.record);
+        if !taken_over {
+            self.shared.webhooks.deliver(&view.record);
+        }
         view
     }
 }
@@ -337,6 +344,7 @@ mod log_cap_tests {
         let (tx, _rx) = tokio::sync::watch::channel(crate::api::TaskView {
             record: test_record(),
             logs,
+            slot: None,
         });
         let live = Arc::new(tx);
         let rest = cap.finish(&live);
@@ -367,6 +375,7 @@ mod log_cap_tests {
         let (tx, _rx) = tokio::sync::watch::channel(crate::api::TaskView {
             record: test_record(),
             logs,
+            slot: None,
         });
         let live = Arc::new(tx);
         assert!(cap.finish(&live).is_empty());

@@ -382,3 +382,42 @@ async fn an_app_no_slot_can_host_is_refused_at_once_with_no_matching_worker() {
     assert!(engine.workers().await.is_empty());
     shutdown(&engine).await;
 }
+
+/// A run pinned to a slot (`RunRequest::slots`, what `infsh engine run`
+/// sets for a fleet run pinned by `workers`) runs there: with one replica
+/// allowed, the idle one on another slot is stopped to make room. A pin no
+/// slot here can serve is refused at once.
+#[tokio::test]
+async fn a_pinned_run_runs_on_its_slot_even_when_the_apps_replica_is_elsewhere() {
+    let fx = Fixture::new(&[]);
+    serve_as(&fx, "gpu-a", ONE, "");
+    let engine = start(
+        &fx,
+        &format!("{FOUR_GPUS}workers:\n  gpu:\n    - gpus: [0]\n    - gpus: [1]\n"),
+    )
+    .await;
+    let pinned = |slot: usize| {
+        let mut request = report("tests/gpu-a", json!({}));
+        request.slots = Some(vec![slot]);
+        request
+    };
+    // Unpinned, placement picks slot 0.
+    let first = completed(&engine, report("tests/gpu-a", json!({}))).await;
+    assert_eq!(output(&first)["cuda_visible_devices"], json!("0"));
+    for _ in 0..2 {
+        let done = completed(&engine, pinned(1)).await;
+        assert_eq!(output(&done)["cuda_visible_devices"], json!("1"));
+    }
+    let back = completed(&engine, pinned(0)).await;
+    assert_eq!(output(&back)["cuda_visible_devices"], json!("0"));
+
+    let refused = engine.submit(pinned(7)).await;
+    let Err(e @ EngineError::InvalidWorkers(_)) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(
+        e.to_string(),
+        "app \"tests/gpu-a\" (1 GPU) cannot run on the slots the run is pinned to ([7])"
+    );
+    shutdown(&engine).await;
+}

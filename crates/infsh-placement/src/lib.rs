@@ -28,4 +28,4 @@ pub use engine_config::{AppOverrides, ConfigError, EngineConfig};
 pub use inventory::{GpuInfo, GpuReading, Inventory, InventorySource};
 pub use layout::{CpuPolicy, Layout, LayoutError, Slot, SlotId, SlotKind};
 pub use needs::{AppNeeds, GpuKind, NeedsError};
-pub use placement::{place, Decision, NoMatchingWorker, Resident};
+pub use placement::{place, place_on, Decision, NoMatchingWorker, Resident};

@@ -106,6 +106,19 @@ pub fn place(
     residents: &[Resident],
     may_evict: bool,
 ) -> Decision {
+    place_on(layout, app, needs, residents, may_evict, None)
+}
+
+/// [`place`] among the slots `only` names (a run pinned to named slots:
+/// its replica goes there or waits, never elsewhere); None: any slot.
+pub fn place_on(
+    layout: &Layout,
+    app: &str,
+    needs: &AppNeeds,
+    residents: &[Resident],
+    may_evict: bool,
+    only: Option<&[SlotId]>,
+) -> Decision {
     if let Some(why) = never_reason(layout, needs) {
         return Decision::Never(NoMatchingWorker {
             app: app.to_string(),
@@ -113,12 +126,14 @@ pub fn place(
             why,
         });
     }
-    if !needs.is_gpu() && layout.cpu == CpuPolicy::Unbounded {
+    // An unbounded CPU replica holds no slot: it cannot be on a named one.
+    if !needs.is_gpu() && layout.cpu == CpuPolicy::Unbounded && only.is_none() {
         return Decision::Unbounded;
     }
     let candidates: Vec<&Slot> = layout
         .slots
         .iter()
+        .filter(|s| only.is_none_or(|only| only.contains(&s.id)))
         .filter(|s| ever_fits(s, needs))
         .collect();
     let on = |slot: SlotId| -> Vec<&Resident> {

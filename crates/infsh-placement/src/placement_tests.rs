@@ -394,3 +394,43 @@ fn the_worked_example_of_the_gpu_docs() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_pinned_replica_goes_to_its_slot_evicts_there_or_waits_never_elsewhere() {
+    let layout = box_with(None);
+    let t = Clock(Instant::now());
+    let needs = gpu(1, None);
+    let only = [SlotId(1)];
+    // Slot 0 would win unpinned.
+    assert_eq!(
+        place_on(&layout, "acme/a", &needs, &[], false, Some(&only)),
+        Decision::Place { slot: SlotId(1) }
+    );
+    // Slot 1 held by an idle replica of another app, slot 0 free: it is
+    // evicted (when allowed), else the replica waits; slot 0 is never taken.
+    let held = [resident(1, "acme/b", 1, None, t.at(0))];
+    assert_eq!(
+        place_on(&layout, "acme/a", &needs, &held, true, Some(&only)),
+        Decision::Evict {
+            slot: SlotId(1),
+            victims: vec![1]
+        }
+    );
+    assert!(matches!(
+        place_on(&layout, "acme/a", &needs, &held, false, Some(&only)),
+        Decision::Wait { .. }
+    ));
+    // A CPU app on an engine without CPU slots holds no slot: pinned to a
+    // GPU slot, it cannot be placed there.
+    assert!(matches!(
+        place_on(
+            &layout,
+            "acme/cpu",
+            &AppNeeds::cpu(),
+            &[],
+            true,
+            Some(&only)
+        ),
+        Decision::Wait { .. }
+    ));
+}

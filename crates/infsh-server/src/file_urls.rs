@@ -152,15 +152,37 @@ impl FileUrls {
     /// Signs every one of this server's file URLs in `v` (a task's output:
     /// a plain string or a `{"uri": …}` object, at any depth).
     pub fn sign_all(&self, v: &mut Value, now: SystemTime) {
+        self.sign_where(v, now, &|_| true);
+    }
+
+    /// [`FileUrls::sign_all`] for the files whose id `keep` accepts; the
+    /// others' URLs are left as they are.
+    pub fn sign_where(&self, v: &mut Value, now: SystemTime, keep: &dyn Fn(&str) -> bool) {
         if !self.private {
             return;
         }
         match v {
-            Value::String(s) if self.file_id_of(s).is_some() => {
+            Value::String(s) if self.file_id_of(s).is_some_and(keep) => {
                 *s = self.signed(s, now);
             }
-            Value::Array(items) => items.iter_mut().for_each(|i| self.sign_all(i, now)),
-            Value::Object(map) => map.values_mut().for_each(|i| self.sign_all(i, now)),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.sign_where(i, now, keep)),
+            Value::Object(map) => map.values_mut().for_each(|i| self.sign_where(i, now, keep)),
+            _ => {}
+        }
+    }
+
+    /// The ids of this server's files that `v` names, at any depth.
+    pub fn file_ids(&self, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => {
+                if let Some(id) = self.file_id_of(s) {
+                    if !out.iter().any(|o| o == id) {
+                        out.push(id.to_string());
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.file_ids(i, out)),
+            Value::Object(map) => map.values().for_each(|i| self.file_ids(i, out)),
             _ => {}
         }
     }

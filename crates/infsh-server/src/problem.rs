@@ -409,7 +409,9 @@ impl From<EngineError> for Problem {
             EngineError::VersionConflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "version_conflict", detail)
             }
-            EngineError::InvalidSession(_) => Problem::bad_request(detail),
+            EngineError::InvalidSession(_) | EngineError::InvalidWorkers(_) => {
+                Problem::bad_request(detail)
+            }
             EngineError::UnknownEngine(_) => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_engine", detail)
             }
@@ -587,6 +589,11 @@ mod tests {
             ),
             (
                 EngineError::InvalidSession("x".into()),
+                400,
+                "invalid_request",
+            ),
+            (
+                EngineError::InvalidWorkers("x".into()),
                 400,
                 "invalid_request",
             ),

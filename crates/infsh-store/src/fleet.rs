@@ -182,6 +182,9 @@ pub struct Report {
     pub error: Option<String>,
     pub logs: Vec<LogEntry>,
     pub at_ms: i64,
+    /// The engine's worker that runs it (`gpu-box-1-gpu-1`), recorded on
+    /// the running attempt.
+    pub worker: Option<String>,
 }
 
 /// A lease the sweep ended.
@@ -203,6 +206,9 @@ pub struct AttemptRecord {
     pub ended_at_ms: Option<i64>,
     /// `completed`, `failed`, `cancelled`, `lost`; None while it runs.
     pub outcome: Option<String>,
+    /// Which of the engine's workers ran it (`gpu-box-1-gpu-1`), once the
+    /// engine said so.
+    pub worker: Option<String>,
 }
 
 /// What a cancel of a remote task did.

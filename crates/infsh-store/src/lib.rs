@@ -43,6 +43,7 @@ mod keys;
 mod lock;
 pub mod migrations;
 mod model;
+pub mod nodes;
 mod postgres;
 mod rows;
 mod sqlite;

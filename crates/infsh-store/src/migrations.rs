@@ -44,6 +44,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "version_functions",
         include_str!("../migrations/0010_version_functions.sql"),
     ),
+    (
+        11,
+        "attempt_worker",
+        include_str!("../migrations/0011_attempt_worker.sql"),
+    ),
+    (
+        12,
+        "api_nodes",
+        include_str!("../migrations/0012_api_nodes.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -102,7 +112,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut conn).unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn

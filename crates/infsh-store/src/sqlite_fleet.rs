@@ -299,6 +299,13 @@ fn report(
     if !report.logs.is_empty() {
         append_logs(conn, id, &report.logs)?;
     }
+    // Before an end, which closes the attempt.
+    if let Some(worker) = &report.worker {
+        conn.prepare_cached(
+            "UPDATE task_attempts SET worker = ?2 WHERE task_id = ?1 AND outcome IS NULL",
+        )?
+        .execute(params![id, worker])?;
+    }
     let output = report.output.as_ref().map(to_json);
     match report.status {
         Some(end) if end.is_terminal() => {
@@ -523,7 +530,7 @@ impl FleetStore for SqliteStore {
             .read(move |conn| {
                 let rows = conn
                     .prepare_cached(
-                        "SELECT attempt, engine, claimed_at_ms, ended_at_ms, outcome \
+                        "SELECT attempt, engine, claimed_at_ms, ended_at_ms, outcome, worker \
                          FROM task_attempts WHERE task_id = ?1 ORDER BY attempt",
                     )?
                     .query_map([&id], |r| {
@@ -533,6 +540,7 @@ impl FleetStore for SqliteStore {
                             claimed_at_ms: r.get(2)?,
                             ended_at_ms: r.get(3)?,
                             outcome: r.get(4)?,
+                            worker: r.get(5)?,
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;

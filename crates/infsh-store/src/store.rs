@@ -35,6 +35,44 @@ pub struct TaskFilter {
 
 #[async_trait]
 pub trait TaskStore: Send + Sync + 'static {
+    /// This API node's id on a store several nodes share (PostgreSQL,
+    /// `for_node`); None: a store of one process.
+    fn node_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// The task's attempts (`task_attempts`), for a node that takes no
+    /// remote engines: the runs of a task taken over from a lost node.
+    /// Empty on a store of one process.
+    async fn task_attempts(
+        &self,
+        _id: &str,
+    ) -> Result<Vec<crate::fleet::AttemptRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Says this node is alive (`api_nodes`); nothing on a store of one
+    /// process.
+    async fn node_heartbeat(&self, _at_ms: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Takes over, for this node, the open own-worker tasks of `apps` left
+    /// by nodes whose heartbeat is older than `lease_ms` (docs/deploy.md,
+    /// "API node lost"): waiting ones are queued here; running ones end
+    /// their attempt `lost` and are queued here again while they had
+    /// fewer than `max_attempts` runs, else FAILED `node lost: <id>`.
+    /// Nothing on a store of one process.
+    async fn take_over_lost_nodes(
+        &self,
+        _apps: &[String],
+        _now_ms: i64,
+        _lease_ms: i64,
+        _max_attempts: u32,
+    ) -> Result<Vec<crate::nodes::TakenOver>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Stores a new task. Fails if the id exists.
     async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
 

@@ -476,6 +476,7 @@ async fn reports_write_logs_output_and_the_first_terminal_state_wins(store: &dyn
             at_ms: 5,
         }],
         at_ms: 5,
+        worker: Some("e1-gpu-1".into()),
         ..Report::default()
     };
     store.report("e1", &t.id, &running).await.unwrap();
@@ -510,9 +511,11 @@ async fn reports_write_logs_output_and_the_first_terminal_state_wins(store: &dyn
         (got.status, got.output),
         (TaskStatus::Completed, Some(json!({"y": 2})))
     );
+    // The worker named while it ran stays on the attempt after its end.
+    let attempt = &store.attempts(&t.id).await.unwrap()[0];
     assert_eq!(
-        store.attempts(&t.id).await.unwrap()[0].outcome.as_deref(),
-        Some("completed")
+        (attempt.outcome.as_deref(), attempt.worker.as_deref()),
+        (Some("completed"), Some("e1-gpu-1"))
     );
     assert!(store.list_engines().await.unwrap()[0].running.is_empty());
     assert!(matches!(

@@ -275,3 +275,129 @@ async fn a_notify_on_one_node_wakes_claims_on_another_even_after_its_listener_is
     })
     .await;
 }
+
+/// A lost API node's own-worker tasks: two live nodes taking over at once
+/// split them (each task moves once); a waiting one is queued, a running
+/// one ends its attempt `lost` and gets the next; with no attempt left it
+/// fails `node lost: <id>`. The lost node's late writes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_nodes_take_over_a_lost_nodes_tasks_once() {
+    let db = PgTestDb::create();
+    let url = db.url().to_string();
+    let open = |node: &'static str| {
+        let url = url.clone();
+        async move { Arc::new(PostgresStore::open(&url).await.unwrap().for_node(node)) }
+    };
+    let (lost, b, c) = (open("lost").await, open("b").await, open("c").await);
+    lost.node_heartbeat(0).await.unwrap();
+    const TASKS: usize = 40;
+    let mut running = Vec::new();
+    for i in 0..TASKS {
+        let t = task();
+        lost.insert_task(&t).await.unwrap();
+        if i % 2 == 0 {
+            lost.update_status(&t.id, TaskStatus::Running, 2)
+                .await
+                .unwrap();
+            running.push(t.id.clone());
+        }
+    }
+    let apps = vec!["ns/a".to_string()];
+    // Within the lease nothing moves.
+    assert!(b
+        .take_over_lost_nodes(&apps, 500, 1000, 2)
+        .await
+        .unwrap()
+        .is_empty());
+    let (tb, tc) = tokio::join!(
+        b.take_over_lost_nodes(&apps, 5000, 1000, 2),
+        c.take_over_lost_nodes(&apps, 5000, 1000, 2)
+    );
+    let (tb, tc) = (tb.unwrap(), tc.unwrap());
+    let mut ids: Vec<&str> = tb.iter().chain(&tc).map(|t| t.task.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), TASKS, "each task taken over once");
+    assert_eq!(tb.len() + tc.len(), TASKS);
+    for taken in tb.iter().chain(&tc) {
+        assert_eq!(taken.from_node, "lost");
+        assert_eq!(taken.task.status, TaskStatus::Queued);
+        let was_running = running.contains(&taken.task.id);
+        assert_eq!(taken.lost_attempt, was_running.then_some(1));
+        let attempts = b.task_attempts(&taken.task.id).await.unwrap();
+        if was_running {
+            assert_eq!(attempts.len(), 2);
+            assert_eq!(
+                (attempts[0].engine.as_str(), attempts[0].outcome.as_deref()),
+                ("node:lost", Some("lost"))
+            );
+            assert_eq!(attempts[1].attempt, 2);
+            assert_eq!(attempts[1].outcome, None);
+        } else {
+            assert!(attempts.is_empty());
+        }
+        // The lost node's late writes change nothing.
+        let late = lost
+            .finish_task(&taken.task.id, TaskStatus::Completed, None, None, 9000)
+            .await
+            .unwrap_err();
+        assert!(late.is_not_found(), "{late}");
+    }
+    // The node that took running ones (SKIP LOCKED may give one node all).
+    let (taker, other, mine, name) = if tb.iter().any(|t| t.lost_attempt.is_some()) {
+        (&b, &c, &tb, "b")
+    } else {
+        (&c, &b, &tc, "c")
+    };
+    let mut reruns = mine.iter().filter(|t| t.lost_attempt.is_some());
+    let (first, second) = (reruns.next().unwrap(), reruns.next().unwrap());
+    // The taker's end closes the open attempt.
+    taker
+        .finish_task(
+            &first.task.id,
+            TaskStatus::Completed,
+            Some(&json!({})),
+            None,
+            6000,
+        )
+        .await
+        .unwrap();
+    let attempts = taker.task_attempts(&first.task.id).await.unwrap();
+    assert_eq!(attempts[1].outcome.as_deref(), Some("completed"));
+
+    // The taker is lost in turn while running another one's second run:
+    // with max attempts 2 it fails `node lost: <taker>`; the taker's
+    // waiting ones are queued on the other node.
+    taker
+        .update_status(&second.task.id, TaskStatus::Running, 7000)
+        .await
+        .unwrap();
+    taker.node_heartbeat(7000).await.unwrap();
+    other.node_heartbeat(20_000).await.unwrap();
+    let again = other
+        .take_over_lost_nodes(&apps, 20_000, 1000, 2)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), mine.len() - 1, "all but the ended one");
+    let failed = again.iter().find(|t| t.task.id == second.task.id).unwrap();
+    assert_eq!(failed.task.status, TaskStatus::Failed);
+    assert_eq!(failed.lost_attempt, Some(2));
+    let stored = other.get_task(&second.task.id).await.unwrap().unwrap();
+    assert_eq!(stored.error, Some(format!("node lost: {name}")));
+    let attempts = other.task_attempts(&second.task.id).await.unwrap();
+    let outcomes: Vec<(&str, Option<&str>)> = attempts
+        .iter()
+        .map(|a| (a.engine.as_str(), a.outcome.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("node:lost", Some("lost")),
+            (format!("node:{name}").as_str(), Some("lost"))
+        ]
+    );
+    assert!(again
+        .iter()
+        .filter(|t| t.task.id != second.task.id)
+        .all(|t| t.task.status == TaskStatus::Queued));
+}

@@ -40,7 +40,8 @@ impl Actor {
     /// function is batched.
     pub(super) fn try_batch(&mut self, i: usize) -> BatchStep {
         let head = &self.queue[i];
-        if head.record.session_id.is_some() {
+        // A pinned run goes alone, to a replica on its slots.
+        if head.record.session_id.is_some() || head.slots.is_some() {
             return BatchStep::NotBatched;
         }
         let Some(policy) = self.entry.batching.get(&head.record.function).copied() else {
@@ -54,7 +55,10 @@ impl Actor {
         let members: Vec<usize> = (i..self.queue.len())
             .filter(|&j| {
                 let t = &self.queue[j].record;
-                t.session_id.is_none() && t.function == function && t.setup == setup
+                self.queue[j].slots.is_none()
+                    && t.session_id.is_none()
+                    && t.function == function
+                    && t.setup == setup
             })
             .take(policy.max_batch_size)
             .collect();

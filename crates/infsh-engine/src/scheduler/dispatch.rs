@@ -12,6 +12,7 @@ use crate::api::AppState;
 use crate::batch_gate::BatchTicket;
 use crate::handle::{AppStatus, QueuedTask};
 use crate::metrics::{dec, inc};
+use crate::placement_broker::slot_key;
 use crate::replica::ReplicaState;
 use crate::runner::{self, RunArgs};
 use crate::sessions::Binding;
@@ -32,8 +33,12 @@ impl Actor {
         if !self.draining() && !self.paused() {
             let mut i = 0;
             let mut fifo_blocked = false;
+            // Runs pinned to slots wait for a replica there, not in FIFO
+            // order: looked at past a blocked head, like sessions' calls.
+            let any_pinned = self.queue.iter().any(|t| t.slots.is_some());
             while i < self.queue.len() {
-                if fifo_blocked && !self.replicas.iter().any(|r| r.session.is_some()) {
+                if fifo_blocked && !any_pinned && !self.replicas.iter().any(|r| r.session.is_some())
+                {
                     break;
                 }
                 if !fifo_blocked {
@@ -50,6 +55,15 @@ impl Actor {
                 let task = &self.queue[i];
                 let setup = &task.record.setup;
                 let (choice, opens) = match task.record.session_id.as_deref() {
+                    None if task.slots.is_some() => {
+                        let choice = self.pick_on(setup, task.slots.as_deref());
+                        if choice.is_none() {
+                            // It waits for its slot, holding up no one.
+                            i += 1;
+                            continue;
+                        }
+                        (choice, None)
+                    }
                     None if fifo_blocked => (None, None),
                     None => (self.pick(setup), None),
                     Some(session) => match self.shared.sessions.binding(session) {
@@ -91,6 +105,15 @@ impl Actor {
     /// with a free slot (the least busy), else an idle one (setup re-runs;
     /// not during a backoff).
     pub(super) fn pick(&self, setup: &serde_json::Value) -> Option<(usize, bool)> {
+        self.pick_on(setup, None)
+    }
+
+    /// [`Actor::pick`] among the replicas on one of `slots` (None: any).
+    pub(super) fn pick_on(
+        &self,
+        setup: &serde_json::Value,
+        slots: Option<&[usize]>,
+    ) -> Option<(usize, bool)> {
         let may_set_up = !self.in_backoff();
         let concurrency = self.concurrency();
         let ready = self
@@ -99,6 +122,7 @@ impl Actor {
             .enumerate()
             // A leased replica runs its session's calls alone.
             .filter(|(_, r)| r.session.is_none())
+            .filter(|(_, r)| slots.is_none_or(|slots| on_slots(r, slots)))
             .filter_map(|(i, r)| r.up().map(|up| (i, up)))
             .filter(|(_, up)| !up.setting_up);
         let mut idle = None;
@@ -136,14 +160,14 @@ impl Actor {
                     if (failed && any_up) || self.still_stopping(idx) {
                         continue;
                     }
-                    if !self.start_replica(idx, Some(json!({})), false) {
+                    if !self.start_replica(idx, Some(json!({})), false, None) {
                         break;
                     }
                 }
             }
         }
         if std::mem::take(&mut self.retry_wanted) && !any(self) {
-            self.start_replica(0, None, false);
+            self.start_replica(0, None, false, None);
         }
         // min_replicas: started at boot (and again after a crash), set up
         // with the default config like a preload.
@@ -157,7 +181,7 @@ impl Actor {
                 self.replicas[idx].state,
                 ReplicaState::Absent { failed: false }
             ) && !self.still_stopping(idx)
-                && !self.start_replica(idx, Some(json!({})), false)
+                && !self.start_replica(idx, Some(json!({})), false, None)
             {
                 break;
             }
@@ -169,10 +193,13 @@ impl Actor {
     /// of the replicas already starting. A replica whose start failed is
     /// only retried when no other replica is up or starting.
     fn start_for_queue(&mut self) {
-        // A leased session's calls wait for its replica, not for a new one.
+        self.start_for_pinned();
+        // A leased session's calls wait for its replica, not for a new one;
+        // pinned runs for one on their slots (above).
         let waiting = self
             .queue
             .iter()
+            .filter(|t| t.slots.is_none())
             .filter(|t| {
                 t.record
                     .session_id
@@ -197,10 +224,58 @@ impl Actor {
                 if (failed && (any_up || starting > 0)) || self.still_stopping(idx) {
                     continue;
                 }
-                if !self.start_replica(idx, None, true) {
+                if !self.start_replica(idx, None, true, None) {
                     break;
                 }
                 starting += 1;
+            }
+        }
+    }
+
+    /// For runs pinned to slots where no replica of the app is (up or
+    /// starting): a replica started on one of them, in the first absent
+    /// replica's place; with none absent, an idle replica elsewhere is
+    /// stopped to free its place (it starts there once gone). Each pinned
+    /// set is looked at once per round.
+    fn start_for_pinned(&mut self) {
+        let mut wanted: Vec<Vec<usize>> = Vec::new();
+        for task in &self.queue {
+            if task.record.session_id.is_some() {
+                continue;
+            }
+            if let Some(slots) = &task.slots {
+                if !wanted.contains(slots) {
+                    wanted.push(slots.clone());
+                }
+            }
+        }
+        for slots in wanted {
+            let served = self
+                .replicas
+                .iter()
+                .any(|r| (r.is_starting() || r.up().is_some()) && on_slots(r, &slots));
+            if served {
+                continue;
+            }
+            let absent = (0..self.replicas.len()).find(|&idx| {
+                matches!(self.replicas[idx].state, ReplicaState::Absent { .. })
+                    && !self.still_stopping(idx)
+            });
+            if let Some(idx) = absent {
+                self.start_replica(idx, None, true, Some(&slots));
+                continue;
+            }
+            let idle = (0..self.replicas.len()).find(|&idx| {
+                let r = &self.replicas[idx];
+                r.session.is_none()
+                    && r.up().is_some_and(|up| up.busy == 0 && !up.setting_up)
+                    && !on_slots(r, &slots)
+            });
+            if let Some(idx) = idle {
+                self.stop_idle(
+                    idx,
+                    "stopping an idle replica: a run pinned to another slot waits",
+                );
             }
         }
     }
@@ -227,7 +302,12 @@ impl Actor {
         batch: Option<(u64, BatchTicket)>,
     ) {
         let generation = self.replicas[idx].generation;
-        let gpu_ids = SlotEnv::of(self.replicas[idx].lease.as_ref().and_then(|l| l.slot())).gpu_ids;
+        let slot = self.replicas[idx].lease.as_ref().and_then(|l| l.slot());
+        let gpu_ids = SlotEnv::of(slot).gpu_ids;
+        // Which slot runs it, for `infsh engine run` to report (a pinned
+        // run shows that it ran where it was pinned).
+        let slot_key = slot.map(slot_key);
+        task.live.send_modify(|view| view.slot = slot_key);
         let ReplicaState::Up(up) = &mut self.replicas[idx].state else {
             unreachable!("dispatch to a replica that is not up");
         };
@@ -388,4 +468,12 @@ impl Actor {
         };
         self.status.send_replace(status);
     }
+}
+
+/// Whether replica `r` holds (or is starting on) one of `slots`.
+fn on_slots(r: &crate::replica::Replica, slots: &[usize]) -> bool {
+    r.lease
+        .as_ref()
+        .and_then(|l| l.slot())
+        .is_some_and(|slot| slots.contains(&slot.id.0))
 }

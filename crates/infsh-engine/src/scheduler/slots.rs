@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use infsh_placement::{AppNeeds, NoMatchingWorker};
+use infsh_placement::{AppNeeds, NoMatchingWorker, SlotId};
 use infsh_store::{LogType, TaskStatus};
 
 use infsh_protocol::Ready;
@@ -32,6 +32,7 @@ impl Actor {
         idx: usize,
         generation: u64,
         for_queue: bool,
+        only: Option<&[usize]>,
     ) -> Option<Lease> {
         let needs = match &self.entry.needs {
             Ok(needs) => needs.clone(),
@@ -52,13 +53,18 @@ impl Actor {
                 generation,
             });
         });
+        let only: Option<Vec<SlotId>> = only.map(|ids| ids.iter().map(|id| SlotId(*id)).collect());
+        // Runs pinned to slots the app has no replica on may evict: they
+        // can run nowhere else.
+        let may_evict = for_queue && (!has_replica || only.is_some());
         let grant = self.shared.broker.request(
             &self.entry.id,
             idx,
             &needs,
             keep_warm,
-            for_queue && !has_replica,
+            may_evict,
             evict,
+            only.as_deref(),
         );
         match grant {
             Grant::Start(lease) => {

@@ -45,8 +45,9 @@ pub struct TaskDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<String>,
     /// Its runs on remote engines (`infsh engine run`), first first; only
-    /// in `GET /tasks/{id}`, and only for a task an engine claimed. More
-    /// than one: an engine was lost mid-run and the task ran again.
+    /// in `GET /tasks/{id}`, and only for a task an engine claimed (or one
+    /// another API node took over from a lost one). More than one: an
+    /// engine (or node) was lost mid-run and the task ran again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptDto>>,
     /// How sending its `webhook` went; only in `GET /tasks/{id}`, and only
@@ -89,7 +90,9 @@ impl WebhookDeliveryDto {
 pub struct AttemptDto {
     /// 1 for the first run.
     pub attempt: u32,
-    /// The engine's name.
+    /// The engine's name; `node:<id>` for a run on an API node's own
+    /// workers, recorded once a node was lost under it and another took
+    /// the task over (docs/deploy.md, "API node lost").
     pub engine: String,
     /// ISO-8601 UTC.
     pub claimed_at: String,
@@ -97,6 +100,11 @@ pub struct AttemptDto {
     pub ended_at: Option<String>,
     /// `completed`, `failed`, `cancelled` or `lost`; null while it runs.
     pub outcome: Option<String>,
+    /// The engine's worker that ran it: the engine's name, `-`, a slot's
+    /// kind and id (`gpu-box-1-gpu-1`), as a run's `workers` names it;
+    /// null until the engine dispatched it to a slot (and for an engine
+    /// without slots: its CPU apps run unbounded).
+    pub worker: Option<String>,
 }
 
 impl AttemptDto {
@@ -107,6 +115,7 @@ impl AttemptDto {
             claimed_at: iso8601(a.claimed_at_ms),
             ended_at: a.ended_at_ms.map(iso8601),
             outcome: a.outcome.clone(),
+            worker: a.worker.clone(),
         }
     }
 }
@@ -257,6 +266,7 @@ mod tests {
                 content: "working".into(),
                 at_ms: 500,
             }],
+            slot: None,
         };
         let v = serde_json::to_value(TaskDto::from_view(&view)).unwrap();
         assert_eq!(v["status"], json!(10));

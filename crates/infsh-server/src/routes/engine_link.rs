@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::Problem;
 use crate::state::ServerState;
+use crate::teams::DEFAULT_TEAM;
 
 /// Most tasks one claim takes.
 const MAX_CLAIM: usize = 64;
@@ -137,11 +138,43 @@ pub async fn claim(
         max: body.max.min(MAX_CLAIM),
         versions: body.versions,
     };
-    let answer = tokio::select! {
+    let mut answer = tokio::select! {
         answer = state.engine.claim_remote(request, &body.holding, &body.sessions) => answer?,
         () = state.shutting_down() => return Err(Problem::shutting_down()),
     };
+    for claimed in &mut answer.tasks {
+        sign_inputs(&state, &mut claimed.task).await;
+    }
     Ok(Json(answer_json(answer)))
+}
+
+/// Input files stored on this node go to the engine as fresh signed URLs
+/// (file_urls.rs): it fetches them through the file routes with no key,
+/// whatever signature (or none) the client's URL had, and however long the
+/// task waited. Only files of the task's team are signed: a run may not
+/// hand an engine another team's file by naming its bare URL (the engine
+/// is then refused it, as the client would be). Only the answer is
+/// signed, never the store.
+async fn sign_inputs(state: &ServerState, task: &mut infsh_store::TaskRecord) {
+    let urls = &state.file_urls;
+    if !urls.private() {
+        return;
+    }
+    let mut ids = Vec::new();
+    urls.file_ids(&task.input, &mut ids);
+    urls.file_ids(&task.setup, &mut ids);
+    let team = task.team.as_deref().unwrap_or(DEFAULT_TEAM);
+    let mut ours = Vec::with_capacity(ids.len());
+    for id in ids {
+        match state.engine.file_access(&id).await {
+            Ok(access) if access.team.as_deref().unwrap_or(DEFAULT_TEAM) == team => ours.push(id),
+            Ok(_) | Err(_) => {}
+        }
+    }
+    let now = std::time::SystemTime::now();
+    let keep = |id: &str| ours.iter().any(|o| o == id);
+    urls.sign_where(&mut task.input, now, &keep);
+    urls.sign_where(&mut task.setup, now, &keep);
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +210,10 @@ pub struct ReportBody {
     pub error: Option<String>,
     #[serde(default)]
     pub logs: Vec<LogEntry>,
+    /// The engine's worker that runs the task (`NAME-KIND-ID`), recorded
+    /// on the running attempt.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// `POST /engine/tasks/{id}/report`: 204, or 409 `not_leased`.
@@ -191,6 +228,7 @@ pub async fn report(
         error: body.error,
         logs: body.logs,
         at_ms: now_ms(),
+        worker: body.worker.filter(|w| !w.trim().is_empty()),
     };
     state
         .engine

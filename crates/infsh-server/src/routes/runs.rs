@@ -65,6 +65,8 @@ impl RunOptions {
             timeout_secs: self.timeout,
             // An empty list pins nothing.
             workers: self.workers.filter(|w| !w.is_empty()),
+            // Set by `infsh engine run` only, for a claimed pinned run.
+            slots: None,
             team: None,
             run_at_ms,
         };

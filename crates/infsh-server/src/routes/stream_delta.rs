@@ -224,6 +224,7 @@ mod tests {
                 run_at_ms: None,
             },
             logs: Vec::new(),
+            slot: None,
         }
     }
 

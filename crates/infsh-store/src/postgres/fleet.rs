@@ -379,6 +379,19 @@ async fn report(
     if !report.logs.is_empty() {
         logs::append_locked(client, id, &report.logs).await?;
     }
+    // Before an end, which closes the attempt.
+    if let Some(worker) = &report.worker {
+        let stmt = client
+            .prepare_cached(
+                "UPDATE task_attempts SET worker = $2 WHERE task_id = $1 AND outcome IS NULL",
+            )
+            .await
+            .map_err(StoreError::from)?;
+        client
+            .execute(&stmt, &[&id, worker])
+            .await
+            .map_err(StoreError::from)?;
+    }
     let output = report.output.as_ref().map(to_json);
     match report.status {
         Some(end) if end.is_terminal() => {
@@ -629,7 +642,7 @@ impl FleetStore for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT attempt, engine, claimed_at_ms, ended_at_ms, outcome \
+                "SELECT attempt, engine, claimed_at_ms, ended_at_ms, outcome, worker \
                  FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
             )
             .await
@@ -646,6 +659,7 @@ impl FleetStore for PostgresStore {
                     claimed_at_ms: r.try_get(2).map_err(StoreError::from)?,
                     ended_at_ms: r.try_get(3).map_err(StoreError::from)?,
                     outcome: r.try_get(4).map_err(StoreError::from)?,
+                    worker: r.try_get(5).map_err(StoreError::from)?,
                 })
             })
             .collect()

@@ -29,6 +29,7 @@ mod lifecycle;
 mod listen;
 mod logs;
 mod migrate;
+mod nodes;
 mod pending;
 mod rows;
 mod tasks;
@@ -186,7 +187,7 @@ impl TaskStore for PostgresStore {
         at_ms: i64,
     ) -> Result<(), StoreError> {
         self.flush_pending(id).await?;
-        tasks::update_status(&self.client().await?, id, status, at_ms).await
+        tasks::update_status(&self.client().await?, id, status, at_ms, self.node()).await
     }
 
     async fn update_status_deferred(
@@ -203,7 +204,7 @@ impl TaskStore for PostgresStore {
 
     async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError> {
         self.flush_pending(id).await?;
-        tasks::update_output(&self.client().await?, id, output, at_ms).await
+        tasks::update_output(&self.client().await?, id, output, at_ms, self.node()).await
     }
 
     async fn update_output_deferred(
@@ -237,10 +238,28 @@ impl TaskStore for PostgresStore {
             }
             Take::Flushing(mut rx) => {
                 let _ = rx.wait_for(|done| *done).await;
-                tasks::finish(&self.client().await?, id, status, output, error, at_ms).await
+                tasks::finish(
+                    &self.client().await?,
+                    id,
+                    status,
+                    output,
+                    error,
+                    at_ms,
+                    self.node(),
+                )
+                .await
             }
             Take::None => {
-                tasks::finish(&self.client().await?, id, status, output, error, at_ms).await
+                tasks::finish(
+                    &self.client().await?,
+                    id,
+                    status,
+                    output,
+                    error,
+                    at_ms,
+                    self.node(),
+                )
+                .await
             }
         }
     }
@@ -282,6 +301,49 @@ impl TaskStore for PostgresStore {
         statuses: &[TaskStatus],
     ) -> Result<Vec<TaskRecord>, StoreError> {
         tasks::with_status(&self.client().await?, statuses, self.node()).await
+    }
+
+    fn node_id(&self) -> Option<&str> {
+        self.node()
+    }
+
+    async fn task_attempts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<crate::fleet::AttemptRecord>, StoreError> {
+        crate::fleet::FleetStore::attempts(self, id)
+            .await
+            .map_err(|e| match e {
+                crate::fleet::FleetError::Store(e) => e,
+                other => StoreError::Corrupt {
+                    id: id.to_string(),
+                    message: other.to_string(),
+                },
+            })
+    }
+
+    async fn node_heartbeat(&self, at_ms: i64) -> Result<(), StoreError> {
+        match self.node() {
+            Some(node) => nodes::heartbeat(&self.client().await?, node, at_ms).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn take_over_lost_nodes(
+        &self,
+        apps: &[String],
+        now_ms: i64,
+        lease_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Vec<crate::nodes::TakenOver>, StoreError> {
+        let Some(me) = self.node() else {
+            return Ok(Vec::new());
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let taken = nodes::take_over(&tx, me, apps, now_ms, lease_ms, max_attempts).await?;
+        tx.commit().await?;
+        Ok(taken)
     }
 
     async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError> {

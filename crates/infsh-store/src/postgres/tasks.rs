@@ -16,7 +16,7 @@ fn to_json(v: &Value) -> String {
     serde_json::to_string(v).expect("a JSON value serializes")
 }
 
-fn status_code(s: TaskStatus) -> i32 {
+pub(crate) fn status_code(s: TaskStatus) -> i32 {
     i32::from(u8::from(s))
 }
 
@@ -81,17 +81,24 @@ async fn update_one(
     Ok(())
 }
 
+// A node writes a task only while it is its own (`node`, or none): one that
+// another node took over (this one was presumed lost: docs/deploy.md, "API
+// node lost") is answered `NotFound`, so its late writes never overwrite the
+// taker's, and the first end stands.
+
 pub(crate) async fn update_status(
     client: &Client,
     id: &str,
     status: TaskStatus,
     at_ms: i64,
+    node: Option<&str>,
 ) -> Result<(), StoreError> {
     update_one(
         client,
         id,
-        "UPDATE tasks SET status = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&id, &status_code(status), &at_ms],
+        "UPDATE tasks SET status = $2, updated_at_ms = $3 WHERE id = $1 \
+         AND ($4::TEXT IS NULL OR node IS NULL OR node = $4)",
+        &[&id, &status_code(status), &at_ms, &node],
     )
     .await
 }
@@ -101,16 +108,21 @@ pub(crate) async fn update_output(
     id: &str,
     output: &Value,
     at_ms: i64,
+    node: Option<&str>,
 ) -> Result<(), StoreError> {
     update_one(
         client,
         id,
-        "UPDATE tasks SET output = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&id, &to_json(output), &at_ms],
+        "UPDATE tasks SET output = $2, updated_at_ms = $3 WHERE id = $1 \
+         AND ($4::TEXT IS NULL OR node IS NULL OR node = $4)",
+        &[&id, &to_json(output), &at_ms, &node],
     )
     .await
 }
 
+/// Also ends the task's open attempt (a run taken over from a lost node),
+/// in the same statement: no round trip more for the usual task, which has
+/// none.
 pub(crate) async fn finish(
     client: &Client,
     id: &str,
@@ -118,20 +130,41 @@ pub(crate) async fn finish(
     output: Option<&Value>,
     error: Option<&str>,
     at_ms: i64,
+    node: Option<&str>,
 ) -> Result<(), StoreError> {
-    update_one(
-        client,
-        id,
-        "UPDATE tasks SET status = $2, output = $3, error = $4, updated_at_ms = $5 WHERE id = $1",
-        &[
-            &id,
-            &status_code(status),
-            &output.map(to_json),
-            &error,
-            &at_ms,
-        ],
-    )
-    .await
+    let outcome = match status {
+        TaskStatus::Completed => "completed",
+        TaskStatus::Cancelled => "cancelled",
+        _ => "failed",
+    };
+    let stmt = client
+        .prepare_cached(
+            "WITH done AS (UPDATE tasks SET status = $2, output = $3, error = $4, \
+             updated_at_ms = $5 WHERE id = $1 \
+             AND ($6::TEXT IS NULL OR node IS NULL OR node = $6) RETURNING id), \
+             ended AS (UPDATE task_attempts SET ended_at_ms = $5, outcome = $7 \
+             WHERE task_id IN (SELECT id FROM done) AND outcome IS NULL) \
+             SELECT COUNT(*) FROM done",
+        )
+        .await?;
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &id,
+                &status_code(status),
+                &output.map(to_json),
+                &error,
+                &at_ms,
+                &node,
+                &outcome,
+            ],
+        )
+        .await?;
+    if row.try_get::<_, i64>(0)? == 0 {
+        return Err(not_found("task", id));
+    }
+    Ok(())
 }
 
 pub(crate) async fn get(client: &Client, id: &str) -> Result<Option<TaskRecord>, StoreError> {

@@ -60,6 +60,10 @@ pub struct ClaimAnswer {
 pub struct Claimed {
     pub task: TaskRecord,
     pub attempt: u32,
+    /// The run's `workers`: the names (this engine's, or its slots') it is
+    /// pinned to.
+    #[serde(default)]
+    pub pinned_workers: Option<Vec<String>>,
 }
 
 /// What one report says: every field optional but the engine.
@@ -72,6 +76,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub logs: Vec<LogEntry>,
+    /// The worker that runs it here (`NAME-KIND-ID`), sent once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl Link {

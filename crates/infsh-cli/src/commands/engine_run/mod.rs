@@ -273,8 +273,10 @@ async fn claim_loop(
                 sessions.clone(),
                 fetches.clone(),
             );
+            let slots =
+                register::pinned_slots(&engine, &link.engine, claimed.pinned_workers.as_deref());
             tokio::spawn(async move {
-                task::run_claimed(engine, link, claimed.task, sessions, fetches).await;
+                task::run_claimed(engine, link, claimed.task, slots, sessions, fetches).await;
                 held.lock().unwrap().remove(&id);
                 let _ = changed_tx.send(());
             });

@@ -56,8 +56,8 @@ pub fn capacity(engine: &Engine) -> usize {
 
 /// The names a run's `workers` may pin to this engine with: its own name
 /// and each slot as `NAME-KIND-ID` (`gpu-box-1-gpu-0`, `gpu-box-1-cpu-3`).
-/// A pinned run is claimed here; which local slot runs it is still this
-/// engine's placement's choice.
+/// A run pinned to slots is claimed here and runs on one of them
+/// ([`pinned_slots`]).
 pub fn worker_names(engine: &Engine, name: &str) -> Vec<String> {
     let mut names = vec![name.to_string()];
     names.extend(
@@ -68,4 +68,23 @@ pub fn worker_names(engine: &Engine, name: &str) -> Vec<String> {
             .map(|slot| format!("{name}-{}-{}", slot.kind, slot.id)),
     );
     names
+}
+
+/// The local slots a claimed run pinned with `workers` must run on; None:
+/// any (not pinned, or pinned to this engine by its name).
+pub fn pinned_slots(engine: &Engine, name: &str, pinned: Option<&[String]>) -> Option<Vec<usize>> {
+    let pinned = pinned?;
+    if pinned.iter().any(|w| w == name) {
+        return None;
+    }
+    let slots: Vec<usize> = engine
+        .engine_view()
+        .slots
+        .iter()
+        .filter(|slot| pinned.contains(&format!("{name}-{}-{}", slot.kind, slot.id)))
+        .map(|slot| slot.id)
+        .collect();
+    // The claim matched one of these names, so one is here; none would be
+    // a layout changed since: the local submit refuses the empty pin.
+    Some(slots)
 }

@@ -38,6 +38,7 @@ pub async fn run_claimed(
     engine: Engine,
     link: Link,
     task: TaskRecord,
+    slots: Option<Vec<usize>>,
     sessions: HeldSessions,
     fetches: Fetches,
 ) {
@@ -49,7 +50,11 @@ pub async fn run_claimed(
         return;
     }
     let request = match run_request(&task, &sessions) {
-        Ok(request) => request,
+        Ok(mut request) => {
+            // Pinned to slots: the local placement runs it on one of them.
+            request.slots = slots;
+            request
+        }
         Err(error) => {
             let _ = send(&link, &id, failed(error)).await;
             return;
@@ -83,6 +88,7 @@ pub async fn run_claimed(
     let mut sent_status = TaskStatus::Queued;
     let mut sent_output = None;
     let mut sent_logs = 0;
+    let mut sent_worker = false;
     let mut uploaded = output_files::Uploaded::default();
     while let Some(mut view) = views.recv().await {
         view = coalesce(&mut views, view).await;
@@ -101,7 +107,15 @@ pub async fn run_claimed(
             report.error = record.error.clone();
         }
         report.logs = view.logs.get(sent_logs..).unwrap_or_default().to_vec();
-        if report.status.is_none() && report.output.is_none() && report.logs.is_empty() {
+        // The slot that runs it, once: recorded on the attempt.
+        if !sent_worker {
+            report.worker = view.slot.as_ref().map(|s| format!("{}-{s}", link.engine));
+        }
+        if report.status.is_none()
+            && report.output.is_none()
+            && report.logs.is_empty()
+            && report.worker.is_none()
+        {
             continue;
         }
         if let Some(output) = report.output.as_mut() {
@@ -114,8 +128,10 @@ pub async fn run_claimed(
                 return;
             }
         }
+        let names_worker = report.worker.is_some();
         match send(&link, &id, report).await {
             Ok(()) => {
+                sent_worker |= names_worker;
                 sent_status = record.status;
                 sent_output = record.output;
                 sent_logs = view.logs.len();

@@ -66,6 +66,7 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
         .unwrap_or_else(config::default_cache_dir);
 
     let checked = config::check(&args, &ServeEnv::from_process())?;
+    let node_lease = node_lease(&args)?;
     // Connections are descriptors: take all the system allows (the
     // connection cap is derived from it, docs/operations.md).
     match infsh_server::raise_fd_limit() {
@@ -165,6 +166,10 @@ pub async fn serve(args: ServeArgs, global: &GlobalArgs) -> Result<()> {
             )
         })?;
     }
+    // On a store several API nodes share: beat, and take over the tasks a
+    // lost node left of the apps this one hosts (docs/deploy.md, "API
+    // node lost"). Nothing on SQLite.
+    engine.spawn_node_watch(node_lease, args.max_attempts.max(1));
     if let Some(retention) = args.retention.file_retention {
         engine.spawn_file_retention(
             retention,
@@ -278,4 +283,21 @@ fn say(json_logs: bool, warning: bool, message: &str) {
         (false, true) => eprintln!("warning: {message}"),
         (false, false) => eprintln!("{message}"),
     }
+}
+
+/// `--lease-seconds`: also how long an API node may be silent before
+/// another takes over its own workers' tasks.
+fn node_lease(args: &ServeArgs) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(args.lease_seconds)
+        .ok()
+        .filter(|lease| *lease >= Duration::from_millis(100))
+        .ok_or_else(|| {
+            Failure::new(
+                ExitCode::Usage,
+                format!(
+                    "--lease-seconds {}: expected at least 0.1",
+                    args.lease_seconds
+                ),
+            )
+        })
 }
