@@ -4,6 +4,7 @@
 //! `synchronous_commit = on`), prepared once per connection.
 
 use deadpool_postgres::{Client, GenericClient};
+use infsh_core::Payload;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
@@ -50,7 +51,7 @@ pub(crate) async fn insert(
                 &to_json(&t.input),
                 &to_json(&t.setup),
                 &status_code(t.status),
-                &t.output.as_ref().map(to_json),
+                &t.output.as_ref().map(|o| o.json_text().into_owned()),
                 &t.error,
                 &t.webhook,
                 &t.session_id,
@@ -99,14 +100,14 @@ pub(crate) async fn update_status(
 pub(crate) async fn update_output(
     client: &Client,
     id: &str,
-    output: &Value,
+    output: &Payload,
     at_ms: i64,
 ) -> Result<(), StoreError> {
     update_one(
         client,
         id,
         "UPDATE tasks SET output = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&id, &to_json(output), &at_ms],
+        &[&id, &output.json_text().as_ref(), &at_ms],
     )
     .await
 }
@@ -115,10 +116,11 @@ pub(crate) async fn finish(
     client: &Client,
     id: &str,
     status: TaskStatus,
-    output: Option<&Value>,
+    output: Option<&Payload>,
     error: Option<&str>,
     at_ms: i64,
 ) -> Result<(), StoreError> {
+    let output = output.map(|o| o.json_text());
     update_one(
         client,
         id,
@@ -126,7 +128,7 @@ pub(crate) async fn finish(
         &[
             &id,
             &status_code(status),
-            &output.map(to_json),
+            &output.as_deref(),
             &error,
             &at_ms,
         ],
