@@ -1,8 +1,9 @@
 //! End to end: a large vector output reaches the client exactly as the
-//! worker wrote it, byte for byte (numbers spelled as the worker spelled
-//! them: pydantic writes `0.00001` and `1e+16` where a parse and print
-//! would write `1e-5` and `1e16`), through the run's answer, `GET
+//! worker wrote it, byte for byte, through the run's answer, `GET
 //! /tasks/{id}` (read back from the store) and the stream's final snapshot.
+//! Besides the vectors it holds an integer beyond 64 bits, which a host
+//! that parsed the output into a `serde_json::Value` and printed it again
+//! would turn into a float (`1.1805916207174113e+21`).
 
 mod common;
 
@@ -26,9 +27,10 @@ class EmbedInput(BaseAppInput):
 
 class EmbedOutput(BaseAppOutput):
     vectors: list[list[float]]
+    big: int
 
 
-# Spellings a parse-and-print would change.
+# Spellings of note (pydantic writes 0.00001, 1e+16, ...).
 ODD = [1e-05, 1e16, -0.0, 5e-324, 0.1, 3.4028234663852886e38, 1e21, 123456789.123]
 
 
@@ -42,7 +44,7 @@ class App(BaseApp):
              for c in range(input_data.cols)]
             for r in range(input_data.rows)
         ]
-        out = EmbedOutput(vectors=vectors)
+        out = EmbedOutput(vectors=vectors, big=2**70)
         with open(input_data.dump, "wb") as f:
             f.write(to_json(out.model_dump(mode="json")))
         return out
@@ -104,7 +106,14 @@ fn a_large_vector_output_reaches_the_client_as_the_worker_wrote_it() {
         "a large output: {} bytes",
         written.len()
     );
-    for spelling in ["0.00001", "1e+16", "-0.0", "5e-324", "1e+21"] {
+    for spelling in [
+        "0.00001",
+        "1e+16",
+        "-0.0",
+        "5e-324",
+        "3.4028234663852886e+38",
+        "\"big\":1180591620717411303424",
+    ] {
         assert!(written.contains(spelling), "the worker wrote {spelling}");
     }
     let run: Envelope = serde_json::from_str(&answer).unwrap();

@@ -19,10 +19,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use infsh_core::ErrorChain;
+use infsh_store::Payload;
 use infsh_store::{
     format_timestamp, now_ms, DeliveryState, TaskRecord, TaskStore, WebhookAttempt, WebhookDelivery,
 };
-use infsh_store::Payload;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;

@@ -5,8 +5,9 @@
 //! the stream without anyone looking inside it, unless it holds files to
 //! rewrite, secrets to redact or file URLs to sign. Parsing a big output
 //! (32 x 1024 floats: ~700 KB) into a `Value` and printing it again at each
-//! of those steps cost milliseconds, and printing a parsed float may spell
-//! it differently than the worker did (`1e-05` comes back as `1e-5`). So the
+//! of those steps cost milliseconds, and a parse changes what it cannot
+//! hold (an integer beyond 64 bits becomes a float) or spells a number
+//! differently than the worker did (`1e-05` comes back as `0.00001`). So the
 //! worker's `done` output stays [`Payload::Raw`], copied but never parsed
 //! or re-printed; the few steps that must change it turn it into
 //! [`Payload::Value`] first ([`Payload::value_mut`]).
@@ -162,22 +163,23 @@ mod tests {
 
     #[test]
     fn raw_text_is_written_as_received() {
-        let p = raw(r#"{"v":[1e-05,3.4028234663852886e+38,1.0]}"#);
-        assert_eq!(
-            serde_json::to_string(&json!({"output": p})).unwrap(),
-            r#"{"output":{"v":[0.00001,3.402823466385289e+38,1.0]}}"#,
-            "through a Value the spelling changes, and serde_json's float \
-             parsing (no float_roundtrip) may even move a value by one ulp"
+        let text = r#"{"n":1180591620717411303424,"v":[1e-05,1.0]}"#;
+        let p = raw(text);
+        let through_value = serde_json::to_string(&json!({"output": p})).unwrap();
+        assert!(
+            through_value.starts_with(r#"{"output":{"n":1.18059162071741"#),
+            "through a Value an integer beyond 64 bits becomes a float: {through_value}"
         );
+        assert!(!through_value.contains("1e-05"), "{through_value}");
         #[derive(Serialize)]
         struct Reply<'a> {
             output: &'a Payload,
         }
         assert_eq!(
             serde_json::to_string(&Reply { output: &p }).unwrap(),
-            r#"{"output":{"v":[1e-05,3.4028234663852886e+38,1.0]}}"#
+            format!(r#"{{"output":{text}}}"#)
         );
-        assert_eq!(p.json_text(), r#"{"v":[1e-05,3.4028234663852886e+38,1.0]}"#);
+        assert_eq!(p.json_text(), text);
     }
 
     #[test]

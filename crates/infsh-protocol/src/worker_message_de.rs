@@ -134,8 +134,7 @@ impl<'de> Deserialize<'de> for WorkerMessage {
 }
 
 /// The error's message without serde_json's " at line L column C": that
-/// position is in the message rebuilt here, not in what the worker sent
-/// (the outer decoder adds its own).
+/// position is in the message rebuilt here, not in what the worker sent.
 fn without_position(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
