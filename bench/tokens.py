@@ -168,7 +168,7 @@ def configs(p):
                              "--host", "127.0.0.1"], env=env, cwd=os.path.join(APPS, "cog"))
         out.append(dict(system="cog (coglet)",
                         config=f"async ConcatenateIterator, COG_MAX_CONCURRENCY={p.streams}, SSE",
-                        launch=launch,
+                        launch=launch, idle=coglet_idle,
                         stream=plain_stream("POST", "/predictions", lambda n: {"input": {"n": n}},
                                             headers={"Accept": "text/event-stream"})))
     if "litserve" in p.systems:
@@ -213,6 +213,35 @@ async def wait_ready(tree, port, stream, timeout=180):
     raise RuntimeError(f"{tree.name}: no correct stream within {timeout}s (last: {last})\n{tree.tail()}")
 
 
+async def coglet_idle(port):
+    """Whether coglet has every prediction slot free. A stream's client has
+    its last token before coglet frees the slot, so a wave sent right after
+    the previous one (or the TTFT calls) met 409 `At capacity` on a fast
+    machine. `GET /health-check`: `{"status": "READY"|"BUSY"|..., and, where
+    this coglet reports it, "concurrency": {"max", "current"}}`."""
+    r = await request(port, "GET", "/health-check")
+    try:
+        doc = json.loads(bytes(r.body))
+    except ValueError:
+        return False
+    current = (doc.get("concurrency") or {}).get("current", 0)
+    return doc.get("status") == "READY" and not current
+
+
+async def wait_idle(c, port, timeout=30.0):
+    """Polls the system's own idle check (only systems that refuse work
+    beyond their slots have one) until it holds, so that no wave starts
+    while the previous one still holds slots."""
+    idle = c.get("idle")
+    if idle is None:
+        return
+    deadline = time.perf_counter() + timeout
+    while not await idle(port):
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{c['system']}: slots still busy {timeout:.0f}s after the last stream ended")
+        await asyncio.sleep(0.005)
+
+
 async def one(stream, port, n):
     t0, r = await stream(port, n)
     t1 = time.perf_counter()
@@ -228,6 +257,7 @@ async def measure(c, port, p):
     res["c1_ttft_p99_ms"] = round(bench.pct(ttft, 99), 3)
     waves = []
     for _ in range(p.waves):
+        await wait_idle(c, port)
         t = time.perf_counter()
         runs = await asyncio.gather(*[one(c["stream"], port, p.tokens) for _ in range(p.streams)])
         wall = time.perf_counter() - t

@@ -41,8 +41,8 @@ async fn call(worker: &Worker, function: &str, id: u64) -> Result<u64, String> {
     let us = start.elapsed().as_micros() as u64;
     drain.abort();
     match out {
-        Ok(o) if o.output.get("text") == Some(&Value::from("HELLO WORLD")) => Ok(us),
-        Ok(o) => Err(format!("wrong output {}", o.output)),
+        Ok(o) if o.output.to_value().get("text") == Some(&Value::from("HELLO WORLD")) => Ok(us),
+        Ok(o) => Err(format!("wrong output {}", o.output.json_text())),
         Err(e) => Err(e.to_string()),
     }
 }

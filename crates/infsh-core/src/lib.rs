@@ -42,7 +42,7 @@ pub use app_ref::{split_function, AppRef, AppRefError};
 pub use error_chain::ErrorChain;
 pub use files::{file_fields, resolve_local_paths, FileField, FileInputError};
 pub use functions::{FunctionSet, ResolveError};
-pub use infsh_protocol::FunctionInfo;
+pub use infsh_protocol::{FunctionInfo, Payload};
 pub use manifest::{Manifest, ManifestError, Quantity, Requirement};
 pub use task_status::{ParseStatusError, TaskStatus, UnknownStatusNumber};
 pub use validate::{describe_errors, FieldError, InputValidator, SchemaError};

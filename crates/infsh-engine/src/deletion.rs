@@ -52,7 +52,7 @@ pub fn task_file_ids(task: &TaskRecord) -> Vec<(TaskFileRole, String)> {
     file_ids_in(&task.input, &mut input);
     let mut output = Vec::new();
     if let Some(o) = &task.output {
-        file_ids_in(o, &mut output);
+        file_ids_in(&o.to_value(), &mut output);
     }
     input
         .into_iter()

@@ -37,7 +37,7 @@ pub async fn unreferenced_files_before(
             let mut ids = Vec::new();
             file_ids_in(&task.input, &mut ids);
             if let Some(output) = &task.output {
-                file_ids_in(output, &mut ids);
+                file_ids_in(&output.to_value(), &mut ids);
             }
             named.extend(ids);
         }

@@ -553,7 +553,7 @@ impl FleetHub {
                 view.record.status = status;
             }
             if let Some(output) = &report.output {
-                view.record.output = Some(output.clone());
+                view.record.output = Some(output.clone().into());
             }
             if terminal {
                 view.record.error = report.error.clone();

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use infsh_protocol::OutputFile;
+use infsh_protocol::{OutputFile, Payload};
 use infsh_store::{FileAccess, Placed};
 use serde_json::{json, Value};
 
@@ -65,18 +65,23 @@ async fn in_scratch(path: &Path, scratch: Option<&Path>) -> Option<PathBuf> {
 /// copied, where the store allows it.
 pub(crate) async fn store_output_files(
     shared: &Shared,
-    mut output: Value,
+    mut output: Payload,
     files: &[OutputFile],
     team: Option<&str>,
     scratch: Option<&Path>,
-) -> Result<Value, OutputFileError> {
+) -> Result<Payload, OutputFileError> {
+    if files.is_empty() {
+        // Nothing to rewrite: the worker's text goes on as it is.
+        return Ok(output);
+    }
+    let value = output.value_mut();
     // A scratch file named twice in the output (by its resolved path) was
     // moved the first time: later mentions copy it from where it went.
     let mut moved: HashMap<PathBuf, PathBuf> = HashMap::new();
     for file in files {
         let Some(path) = file.path.as_deref().filter(|p| !p.is_empty()) else {
             // Already remote: only make sure no `path` key is left.
-            if let Some(Value::Object(map)) = output.pointer_mut(&file.pointer) {
+            if let Some(Value::Object(map)) = value.pointer_mut(&file.pointer) {
                 map.remove("path");
             }
             continue;
@@ -132,13 +137,13 @@ pub(crate) async fn store_output_files(
                     source,
                 })?;
         }
-        let value = json!({
+        let pointed = json!({
             "uri": shared.file_uri(&record.id),
             "filename": record.filename,
             "content_type": record.content_type,
             "size": record.size,
         });
-        if !replace_at(&mut output, &file.pointer, value) {
+        if !replace_at(value, &file.pointer, pointed) {
             tracing::warn!(pointer = %file.pointer, "output file pointer does not exist in the output");
         }
     }

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use infsh_protocol::Payload;
 use serde_json::Value;
 
 /// What a secret value is replaced with.
@@ -58,6 +59,14 @@ impl Redactor {
 
     pub fn option(&self, text: Option<String>) -> Option<String> {
         text.map(|t| self.string(t))
+    }
+
+    /// A task's output: a raw one ([`Payload::Raw`]) is parsed, and then
+    /// kept parsed, only when its text may hold a secret.
+    pub fn payload(&self, payload: &mut Payload) {
+        if self.needles.iter().any(|n| payload.may_contain(n)) {
+            self.json(payload.value_mut());
+        }
     }
 
     /// Every string in `value` (object keys too), in place.
@@ -136,5 +145,18 @@ mod tests {
                 "n": 3,
             })
         );
+    }
+
+    #[test]
+    fn a_raw_output_is_parsed_only_when_it_may_hold_a_secret() {
+        let r = redactor(&["hunter2-secret"]);
+        let mut clean = Payload::from_json_text(r#"{"v":[1e-05]}"#.into()).unwrap();
+        r.payload(&mut clean);
+        assert!(clean.is_raw(), "left as the worker wrote it");
+        let mut leaky =
+            Payload::from_json_text(r#"{"v":"x hunter2-secret","w":"\u0068unter2-secret"}"#.into())
+                .unwrap();
+        r.payload(&mut leaky);
+        assert_eq!(leaky, json!({"v": "x [redacted]", "w": "[redacted]"}));
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use infsh_core::ErrorChain;
+use infsh_protocol::Payload;
 use infsh_store::{now_ms, LogEntry, LogType, TaskStatus};
 use serde_json::Value;
 
@@ -107,7 +108,7 @@ impl Tracker {
     pub fn snapshot(&mut self, mut output: Value) {
         self.shared.redactor.json(&mut output);
         self.live.send_modify(|view| {
-            view.record.output = Some(output);
+            view.record.output = Some(Payload::Value(output));
             view.record.updated_at_ms = now_ms();
         });
         self.output_dirty = true;
@@ -178,12 +179,12 @@ impl Tracker {
     pub async fn finish(
         &mut self,
         status: TaskStatus,
-        mut output: Option<Value>,
+        mut output: Option<Payload>,
         error: Option<String>,
     ) -> TaskView {
         debug_assert!(status.is_terminal());
         if let Some(output) = &mut output {
-            self.shared.redactor.json(output);
+            self.shared.redactor.payload(output);
         }
         let error = self.shared.redactor.option(error);
         self.output_dirty = false;

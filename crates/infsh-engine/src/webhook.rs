@@ -19,10 +19,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use infsh_core::ErrorChain;
+use infsh_store::Payload;
 use infsh_store::{
     format_timestamp, now_ms, DeliveryState, TaskRecord, TaskStore, WebhookAttempt, WebhookDelivery,
 };
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::webhook_signing::WebhookSecret;
@@ -54,23 +56,43 @@ struct Inner {
     wake: Notify,
 }
 
-/// The JSON a webhook receiver gets: the task record.
-pub fn payload(task: &TaskRecord) -> Value {
-    json!({
-        "id": task.id,
-        "status": u8::from(task.status),
-        "app": task.app,
-        "function": task.function,
-        "input": task.input,
-        "setup": task.setup,
-        "output": task.output,
-        "error": task.error,
-        "session_id": task.session_id,
-        "metadata": task.metadata,
-        "timeout": task.timeout_secs,
-        "created_at": format_timestamp(task.created_at_ms),
-        "updated_at": format_timestamp(task.updated_at_ms),
-    })
+/// The JSON a webhook receiver gets: the task record. A struct rather
+/// than a `Value`, so that the output goes out as the worker wrote it.
+#[derive(Serialize)]
+struct Body<'a> {
+    id: &'a str,
+    status: u8,
+    app: &'a str,
+    function: &'a str,
+    input: &'a Value,
+    setup: &'a Value,
+    output: Option<&'a Payload>,
+    error: Option<&'a str>,
+    session_id: Option<&'a str>,
+    metadata: &'a Value,
+    timeout: Option<f64>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The body a webhook receiver gets (JSON text): the task record.
+pub fn payload(task: &TaskRecord) -> String {
+    let body = Body {
+        id: &task.id,
+        status: u8::from(task.status),
+        app: &task.app,
+        function: &task.function,
+        input: &task.input,
+        setup: &task.setup,
+        output: task.output.as_ref(),
+        error: task.error.as_deref(),
+        session_id: task.session_id.as_deref(),
+        metadata: &task.metadata,
+        timeout: task.timeout_secs,
+        created_at: format_timestamp(task.created_at_ms),
+        updated_at: format_timestamp(task.updated_at_ms),
+    };
+    serde_json::to_string(&body).expect("a task record serializes")
 }
 
 /// The pause after failed attempt `attempts` (1-based).
@@ -152,7 +174,7 @@ impl Webhooks {
             task_id: task.id.clone(),
             message_id: format!("msg_{}", task.id),
             url,
-            body: payload(task).to_string(),
+            body: payload(task),
             state: DeliveryState::Pending,
             attempts: 0,
             last_error: None,

@@ -59,7 +59,7 @@ async fn concurrent_calls_run_as_one_batch_and_each_task_gets_its_own_output() {
             "{:?}",
             view.record.error
         );
-        let output = view.record.output.as_ref().unwrap();
+        let output = view.record.output.as_ref().unwrap().to_value();
         assert_eq!(output["text"], text);
         assert_eq!(output["vector"][0], text.len() as f64);
         assert_eq!(output["batch_size"], 4, "one call for the four: {output}");
@@ -72,7 +72,7 @@ async fn concurrent_calls_run_as_one_batch_and_each_task_gets_its_own_output() {
     }
     // Alone, a call is a batch of one.
     let solo = completed(&engine, run(APP, Some("embed"), json!({"text": "solo"}))).await;
-    assert_eq!(solo.record.output.unwrap()["batch_size"], 1);
+    assert_eq!(solo.record.output.unwrap().into_value()["batch_size"], 1);
     shutdown(&engine).await;
     fx.assert_no_processes().await;
 }

@@ -213,7 +213,7 @@ async fn a_worker_crash_fails_the_task_and_the_next_one_gets_a_new_worker() {
     let ok = submit(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
     let done = finished(&engine, &ok.record.id).await;
     assert_eq!(done.record.status, TaskStatus::Completed);
-    assert_eq!(done.record.output.unwrap()["ok"], true);
+    assert_eq!(done.record.output.unwrap().into_value()["ok"], true);
     let metrics = engine.metrics();
     assert_eq!(metrics.workers_crashed, 2);
     assert_eq!(metrics.workers_started, 3);

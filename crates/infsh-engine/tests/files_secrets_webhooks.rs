@@ -79,7 +79,7 @@ async fn missing_secrets_are_refused_before_a_worker_starts() {
     ] {
         let task = submit(&engine, run("tests/env-echo", None, json!({"key": key}))).await;
         let done = finished(&engine, &task.record.id).await;
-        let output = done.record.output.unwrap();
+        let output = done.record.output.unwrap().into_value();
         assert_eq!(
             (&output["value"], &output["length"]),
             (&json!(want), &json!(length)),
@@ -106,7 +106,7 @@ async fn output_files_are_stored_and_uploads_work() {
         "{:?}",
         done.record.error
     );
-    let output = done.record.output.unwrap();
+    let output = done.record.output.unwrap().into_value();
     let text = output.to_string();
     assert!(!text.contains("\"path\""), "no local paths in {text}");
     let check = |file: &Value, name: &str, bytes: &[u8]| {
@@ -187,7 +187,7 @@ async fn scratch_output_files_are_moved_and_others_copied() {
         "{:?}",
         done.record.error
     );
-    let output = done.record.output.unwrap();
+    let output = done.record.output.unwrap().into_value();
     let stored = |pointer: &str| {
         let uri = output[pointer]["uri"].as_str().expect(pointer);
         uri.rsplit('/').next().unwrap().to_string()

@@ -50,7 +50,7 @@ async fn family(engine: &infsh_engine::Engine, app: &str) -> (u64, u64) {
         "{:?}",
         done.record.error
     );
-    let out: Value = done.record.output.unwrap();
+    let out: Value = done.record.output.unwrap().into_value();
     (out["pid"].as_u64().unwrap(), out["ppid"].as_u64().unwrap())
 }
 

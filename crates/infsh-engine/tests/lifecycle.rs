@@ -32,7 +32,7 @@ async fn submit_then_wait_completes() {
         "{:?}",
         done.record.error
     );
-    let output = done.record.output.clone().unwrap();
+    let output = done.record.output.clone().unwrap().into_value();
     assert_eq!(output["echo"], "hello");
     assert_eq!(output["length"], 5);
     assert_eq!(output["setup_count"], 1);
@@ -115,7 +115,7 @@ async fn four_functions_share_one_worker_and_one_setup() {
             "{:?}",
             done.record.error
         );
-        outputs.push(done.record.output.unwrap());
+        outputs.push(done.record.output.unwrap().into_value());
     }
     assert_eq!(outputs[1]["items"], json!(["p-0", "p-1"]));
     assert_eq!(outputs[2]["value"], 3.0);
@@ -171,9 +171,14 @@ async fn streaming_snapshots_reach_subscribers() {
         let mut last = None;
         while let Some(view) = rx.recv().await {
             statuses.push(view.record.status);
-            if let Some(out) = &view.record.output {
-                if outputs.last() != Some(out) {
-                    outputs.push(out.clone());
+            if let Some(out) = view
+                .record
+                .output
+                .as_ref()
+                .map(|o| o.to_value().into_owned())
+            {
+                if outputs.last() != Some(&out) {
+                    outputs.push(out);
                 }
             }
             last = Some(view);
@@ -188,7 +193,10 @@ async fn streaming_snapshots_reach_subscribers() {
     );
     assert!(statuses.contains(&TaskStatus::Running), "{statuses:?}");
     assert_eq!(last.record.status, TaskStatus::Completed);
-    assert_eq!(last.record.output.as_ref().unwrap()["text"], "abc");
+    assert_eq!(
+        last.record.output.as_ref().unwrap().to_value()["text"],
+        "abc"
+    );
     let texts: Vec<_> = outputs
         .iter()
         .map(|o| o["text"].as_str().unwrap().to_string())
@@ -403,7 +411,7 @@ async fn a_new_setup_config_reruns_setup() {
         let task = submit(&engine, with(setup)).await;
         views.push(finished(&engine, &task.record.id).await);
     }
-    let config = |i: usize| views[i].record.output.as_ref().unwrap()["config"].clone();
+    let config = |i: usize| views[i].record.output.as_ref().unwrap().to_value()["config"].clone();
     assert_eq!(config(0), json!({"model": "big", "scale": 2}));
     assert_eq!(config(1), json!({"model": "big", "scale": 2}));
     assert_eq!(config(2), json!({"model": "small", "scale": 1}));
@@ -438,7 +446,10 @@ async fn preload_starts_and_sets_up_workers_at_boot() {
     assert!(engine.apps()[0].functions.is_some());
     let task = submit(&engine, run("tests/multi-fn", None, json!({"text": "x"}))).await;
     let done = finished(&engine, &task.record.id).await;
-    assert_eq!(done.record.output.as_ref().unwrap()["setup_count"], 1);
+    assert_eq!(
+        done.record.output.as_ref().unwrap().to_value()["setup_count"],
+        1
+    );
     assert!(
         !log_text(&done).contains("setup done"),
         "no setup at the first call"

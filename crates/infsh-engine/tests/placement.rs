@@ -48,7 +48,7 @@ fn report(app: &str, input: Value) -> infsh_engine::RunRequest {
 }
 
 fn output(view: &infsh_engine::TaskView) -> Value {
-    view.record.output.clone().expect("an output")
+    view.record.output.clone().expect("an output").into_value()
 }
 
 fn unloads(marker: &Path) -> String {

@@ -125,7 +125,8 @@ async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_wo
         .await
         .record
         .output
-        .unwrap();
+        .unwrap()
+        .into_value();
     assert_eq!(first["setups"], 1);
     let mut pids = vec![first["pid"].as_u64().unwrap()];
 
@@ -149,7 +150,7 @@ async fn a_worker_dying_mid_task_fails_it_and_the_next_task_gets_a_new_set_up_wo
         assert_eq!(h.last_error.as_deref(), Some(error.as_str()));
 
         let done = completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
-        let output = done.record.output.unwrap();
+        let output = done.record.output.unwrap().into_value();
         assert_eq!(output["setups"], 1, "a new process ran setup once");
         let pid = output["pid"].as_u64().unwrap();
         assert!(!pids.contains(&pid), "a new worker after {function}");
@@ -260,11 +261,15 @@ async fn other_apps_keep_serving_while_one_app_crashes() {
     std::fs::write(&release, "go").unwrap();
     let gate = finished(&engine, &gate.record.id).await;
     assert_eq!(gate.record.status, TaskStatus::Completed);
-    let pid = gate.record.output.unwrap()["pid"].clone();
+    let pid = gate.record.output.unwrap().into_value()["pid"].clone();
     for id in &after {
         let done = finished(&engine, id).await;
         assert_eq!(done.record.status, TaskStatus::Completed);
-        assert_eq!(done.record.output.unwrap()["pid"], pid, "same worker");
+        assert_eq!(
+            done.record.output.unwrap().into_value()["pid"],
+            pid,
+            "same worker"
+        );
     }
     // And the crashed app recovers on its own worker.
     completed(&engine, run("tests/worker-dies", Some("ok"), json!({}))).await;
@@ -731,11 +736,11 @@ async fn secrets_never_reach_task_records_logs_or_the_database() {
     let leak = finished(&engine, &leak.record.id).await;
     assert_eq!(leak.record.status, TaskStatus::Completed);
     assert_eq!(
-        leak.record.output.clone().unwrap()["text"],
+        leak.record.output.clone().unwrap().into_value()["text"],
         format!("the token is {REDACTED}")
     );
     assert_eq!(
-        leak.record.output.clone().unwrap()["nested"],
+        leak.record.output.clone().unwrap().into_value()["nested"],
         json!({REDACTED: [REDACTED]})
     );
     let logs = log_text(&leak);

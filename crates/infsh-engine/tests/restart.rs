@@ -54,7 +54,7 @@ async fn after_a_stop_queued_tasks_run_and_running_ones_are_interrupted() {
             "{:?}",
             done.record.error
         );
-        assert_eq!(done.record.output.unwrap()["ok"], true);
+        assert_eq!(done.record.output.unwrap().into_value()["ok"], true);
     }
     let page = engine.list(None, None, 10, None).await.unwrap();
     let ids: Vec<_> = page.items.iter().map(|t| t.id.clone()).collect();

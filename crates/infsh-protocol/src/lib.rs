@@ -15,11 +15,14 @@ pub mod frame;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod messages;
+pub mod payload;
+mod worker_message_de;
 
 pub use frame::{read_message, write_message, FrameError, SpillDir};
 pub use messages::{
     BatchItem, CallFailed, CallId, FailureKind, FunctionInfo, HostMessage, InputErrorItem,
-    LoadFailed, LoadFailureKind, OutputFile, Ready, SetupFailed, SetupFailureKind, WorkerMessage,
+    LoadFailed, LoadFailureKind, OutputFile, Payload, Ready, SetupFailed, SetupFailureKind,
+    WorkerMessage,
 };
 
 /// Version of the worker protocol; the worker reports its own in `ready`.

@@ -11,6 +11,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::payload::Payload;
+
 /// Identifies one call on one worker. Chosen by the host, unique per worker.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -91,7 +93,11 @@ pub struct BatchItem {
 }
 
 /// Worker → host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized by hand (`worker_message_de.rs`): an output is kept as the
+/// raw JSON text the worker wrote ([`Payload::Raw`]), which serde's derived
+/// internally tagged enums cannot do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
     Ready(Ready),
@@ -102,13 +108,13 @@ pub enum WorkerMessage {
     SetupFailed(SetupFailed),
     Snapshot {
         id: CallId,
-        output: Value,
+        output: Payload,
         #[serde(default)]
         files: Vec<OutputFile>,
     },
     Done {
         id: CallId,
-        output: Value,
+        output: Payload,
         #[serde(default)]
         files: Vec<OutputFile>,
         seconds: f64,

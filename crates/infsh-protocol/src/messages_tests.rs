@@ -152,7 +152,7 @@ fn image_file() -> OutputFile {
 fn worker_snapshot() {
     let msg = WorkerMessage::Snapshot {
         id: "c-1".into(),
-        output: json!({"text": "Hel", "images": []}),
+        output: json!({"text": "Hel", "images": []}).into(),
         files: vec![],
     };
     insta::assert_snapshot!(wire(&msg));
@@ -162,7 +162,7 @@ fn worker_snapshot() {
 fn worker_done() {
     let msg = WorkerMessage::Done {
         id: "c-1".into(),
-        output: json!({"images": [{"path": "/tmp/out.png", "uri": null}]}),
+        output: json!({"images": [{"path": "/tmp/out.png", "uri": null}]}).into(),
         files: vec![image_file()],
         seconds: 0.5,
     };
@@ -258,7 +258,7 @@ fn unknown_fields_are_ignored_and_optional_fields_default() {
         done,
         WorkerMessage::Done {
             id: "x".into(),
-            output: json!({}),
+            output: json!({}).into(),
             files: vec![],
             seconds: 2.0
         }
@@ -307,4 +307,57 @@ fn unknown_types_and_kinds_are_errors() {
     )
     .is_err());
     assert!(serde_json::from_str::<HostMessage>(r#"{"id":"x"}"#).is_err());
+}
+
+#[test]
+fn an_output_is_kept_as_the_worker_wrote_it() {
+    let text =
+        r#"{"id":"x","output":{"v":[0.00001,1e+16,-0.0]},"type":"done","seconds":1,"files":[]}"#;
+    let WorkerMessage::Done {
+        id,
+        output,
+        seconds,
+        files,
+    } = serde_json::from_str(text).unwrap()
+    else {
+        panic!("not done");
+    };
+    assert_eq!((id.as_str(), seconds, files.len()), ("x", 1.0, 0));
+    assert!(output.is_raw());
+    assert_eq!(output.json_text(), r#"{"v":[0.00001,1e+16,-0.0]}"#);
+    let snap = r#"{"type":"snapshot","id":"y","output":"part"}"#;
+    let WorkerMessage::Snapshot { output, .. } = serde_json::from_str(snap).unwrap() else {
+        panic!("not a snapshot");
+    };
+    assert_eq!(output.json_text(), r#""part""#);
+}
+
+#[test]
+fn a_hand_decoded_message_fails_as_the_derived_decoder_did() {
+    let err = |text: &str| {
+        serde_json::from_str::<WorkerMessage>(text)
+            .unwrap_err()
+            .to_string()
+    };
+    // Without a position: one in the message rebuilt without its output
+    // would point at the wrong place.
+    assert_eq!(
+        err(r#"{"type":"done","id":"x","seconds":1}"#),
+        "missing field `output`"
+    );
+    assert_eq!(
+        err(r#"{"type":"done","id":7,"output":{},"seconds":1}"#),
+        "invalid type: integer `7`, expected a string"
+    );
+    let unknown = err(r#"{"type":"nope"}"#);
+    assert!(
+        unknown.starts_with("unknown variant `nope`, expected one of `ready`"),
+        "{unknown}"
+    );
+    assert_eq!(err(r#"{"id":"x"}"#), "missing field `type`");
+    assert_eq!(
+        err("[1]"),
+        "invalid type: sequence, expected a message object at line 1 column 0"
+    );
+    assert!(err(r#"{"type":"done","output":{"#).contains("EOF"));
 }

@@ -99,6 +99,11 @@ impl FileUrls {
         self.private
     }
 
+    /// `{public_url}/files/`: every URL this server signs starts with it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// A signature for `id` valid until `now + ttl`.
     pub fn sign(&self, id: &str, now: SystemTime) -> String {
         let expires = unix_secs(now).saturating_add(self.ttl.as_secs().max(1));

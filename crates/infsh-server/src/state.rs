@@ -96,8 +96,11 @@ impl ServerState {
     /// Signs the file URLs in `dto`'s output.
     pub fn sign_output(&self, dto: &mut crate::dto::TaskDto) {
         if let Some(output) = dto.output.as_mut() {
-            self.file_urls
-                .sign_all(output, std::time::SystemTime::now());
+            // A raw output is parsed only when it may name a file to sign.
+            if self.file_urls.private() && output.may_contain(self.file_urls.prefix()) {
+                self.file_urls
+                    .sign_all(output.value_mut(), std::time::SystemTime::now());
+            }
         }
     }
 }

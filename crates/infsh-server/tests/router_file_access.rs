@@ -259,7 +259,15 @@ async fn output_file_urls_are_signed_when_shown() {
         assert_eq!(st, StatusCode::OK, "{text}");
         // Stored unsigned: the signature is made when the task is shown.
         let id = v["data"]["id"].as_str().unwrap();
-        let stored = s.engine.get(id).await.unwrap().record.output.unwrap();
+        let stored = s
+            .engine
+            .get(id)
+            .await
+            .unwrap()
+            .record
+            .output
+            .unwrap()
+            .into_value();
         let stored_uri = stored["nested"]["file"]["uri"].as_str().unwrap();
         assert!(!stored_uri.contains("sig="), "{stored_uri}");
         // The same URL without its signature: 401.

@@ -65,6 +65,7 @@ pub use files::{
     clean_filename, FileStore, PartialUpload, Placed, StoredBytes, DEFAULT_CONTENT_TYPE,
 };
 pub use ids::{format_timestamp, is_valid_id, new_id, now_ms, parse_timestamp, ID_LEN};
+pub use infsh_core::Payload;
 pub use infsh_core::TaskStatus;
 pub use keys::ApiKeyRecord;
 pub use model::*;

@@ -2,6 +2,7 @@
 //! the HTTP layer (which renders them as the platform's task DTO). A task's
 //! status is infsh-core's [`TaskStatus`] (the one table of statuses).
 
+use infsh_core::Payload;
 use infsh_core::TaskStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,7 +59,8 @@ pub struct TaskRecord {
     /// The setup config the run asked for (`{}` by default).
     pub setup: Value,
     pub status: TaskStatus,
-    pub output: Option<Value>,
+    /// Kept as the worker wrote it where possible ([`Payload::Raw`]).
+    pub output: Option<Payload>,
     pub error: Option<String>,
     pub webhook: Option<String>,
     pub session_id: Option<String>,

@@ -2,6 +2,7 @@
 //! [`TaskRecord`] and [`FileRecord`]: JSON columns are TEXT, statuses and
 //! log types small integers, booleans 0/1.
 
+use infsh_core::Payload;
 use rusqlite::Row;
 use serde_json::Value;
 
@@ -80,8 +81,14 @@ impl RawTask {
             status,
             output: self
                 .output
-                .as_deref()
-                .map(|s| json("output", s))
+                .map(|s| {
+                    // Checked, not parsed: it goes back out as it came in.
+                    Payload::from_json_text(s).map_err(|source| StoreError::CorruptJson {
+                        id: id.clone(),
+                        field: "output",
+                        source,
+                    })
+                })
                 .transpose()?,
             error: self.error,
             webhook: self.webhook,

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infsh_core::ErrorChain;
+use infsh_core::Payload;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde_json::Value;
@@ -325,7 +326,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<(), Store
         to_json(&t.input),
         to_json(&t.setup),
         u8::from(t.status),
-        t.output.as_ref().map(to_json),
+        t.output.as_ref().map(|o| o.json_text()),
         t.error,
         t.webhook,
         t.session_id,
@@ -448,36 +449,43 @@ impl TaskStore for SqliteStore {
         self.write_deferred(move |conn| update_status(conn, &id, status, at_ms))
     }
 
-    async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError> {
+    async fn update_output(
+        &self,
+        id: &str,
+        output: &Payload,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         let id = id.to_string();
-        let output = to_json(output);
-        self.write(move |conn| update_output(conn, &id, &output, at_ms))
+        let output = output.clone();
+        self.write(move |conn| update_output(conn, &id, &output.json_text(), at_ms))
             .await
     }
 
     async fn update_output_deferred(
         &self,
         id: &str,
-        output: &Value,
+        output: &Payload,
         at_ms: i64,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
-        let output = to_json(output);
-        self.write_deferred(move |conn| update_output(conn, &id, &output, at_ms))
+        let output = output.clone();
+        self.write_deferred(move |conn| update_output(conn, &id, &output.json_text(), at_ms))
     }
 
     async fn finish_task(
         &self,
         id: &str,
         status: TaskStatus,
-        output: Option<&Value>,
+        output: Option<&Payload>,
         error: Option<&str>,
         at_ms: i64,
     ) -> Result<(), StoreError> {
         let id = id.to_string();
-        let output = output.map(to_json);
+        // A raw output is shared, not copied, into the writer thread.
+        let output = output.cloned();
         let error = error.map(str::to_string);
         self.write(move |conn| {
+            let output = output.as_ref().map(|o| o.json_text());
             let n = conn
                 .prepare_cached(
                     "UPDATE tasks SET status = ?2, output = ?3, error = ?4, updated_at_ms = ?5 WHERE id = ?1",

@@ -15,7 +15,7 @@
 //! may show an older intermediate status, output snapshot or fewer logs.
 
 use async_trait::async_trait;
-use serde_json::Value;
+use infsh_core::Payload;
 
 use crate::{
     ApiKeyRecord, AppVersionRecord, FileAccess, FileRecord, LogEntry, Page, StoreError, TaskRecord,
@@ -122,13 +122,14 @@ pub trait TaskStore: Send + Sync + 'static {
     }
 
     /// Sets a task's output while it runs (a streaming function's snapshot).
-    async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError>;
+    async fn update_output(&self, id: &str, output: &Payload, at_ms: i64)
+        -> Result<(), StoreError>;
 
     /// [`TaskStore::update_output`] that may return before it is durable.
     async fn update_output_deferred(
         &self,
         id: &str,
-        output: &Value,
+        output: &Payload,
         at_ms: i64,
     ) -> Result<(), StoreError> {
         self.update_output(id, output, at_ms).await
@@ -139,7 +140,7 @@ pub trait TaskStore: Send + Sync + 'static {
         &self,
         id: &str,
         status: TaskStatus,
-        output: Option<&Value>,
+        output: Option<&Payload>,
         error: Option<&str>,
         at_ms: i64,
     ) -> Result<(), StoreError>;

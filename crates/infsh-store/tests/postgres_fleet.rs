@@ -356,7 +356,7 @@ async fn live_nodes_take_over_a_lost_nodes_tasks_once() {
         .finish_task(
             &first.task.id,
             TaskStatus::Completed,
-            Some(&json!({})),
+            Some(&json!({}).into()),
             None,
             6000,
         )

@@ -55,12 +55,15 @@ async fn task_round_trip_and_updates() {
         .await
         .unwrap();
     store
-        .update_output(&t.id, &json!({"partial": true}), 1002)
+        .update_output(&t.id, &json!({"partial": true}).into(), 1002)
         .await
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Running);
-    assert_eq!(got.output, Some(json!({"partial": true})));
+    assert_eq!(
+        got.output.as_ref().map(|o| o.to_value().into_owned()),
+        Some(json!({"partial": true}))
+    );
     assert_eq!(got.updated_at_ms, 1002);
 
     store
@@ -69,7 +72,7 @@ async fn task_round_trip_and_updates() {
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Failed);
-    assert_eq!(got.output, None);
+    assert_eq!(got.output.as_ref().map(|o| o.to_value().into_owned()), None);
     assert_eq!(got.error.as_deref(), Some("ValueError: x"));
 
     let missing = store.update_status("nope", TaskStatus::Running, 1).await;
@@ -423,7 +426,7 @@ async fn deferred_writes_are_stored_with_the_next_durable_one() {
         .await
         .unwrap();
     store
-        .update_output_deferred(&t.id, &json!({"partial": 1}), 3)
+        .update_output_deferred(&t.id, &json!({"partial": 1}).into(), 3)
         .await
         .unwrap();
     // A durable write of another task carries them in the same commit.
@@ -434,7 +437,10 @@ async fn deferred_writes_are_stored_with_the_next_durable_one() {
     assert!(store.commit_count() - before <= 2);
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Running);
-    assert_eq!(got.output, Some(json!({"partial": 1})));
+    assert_eq!(
+        got.output.as_ref().map(|o| o.to_value().into_owned()),
+        Some(json!({"partial": 1}))
+    );
     assert_eq!(got.updated_at_ms, 3);
     assert_eq!(store.get_logs(&t.id).await.unwrap().len(), 1);
 
@@ -495,7 +501,7 @@ async fn a_deferred_insert_is_stored_with_its_amended_status_and_its_end() {
         .finish_task(
             &t.id,
             TaskStatus::Completed,
-            Some(&json!({"ok": 1})),
+            Some(&json!({"ok": 1}).into()),
             None,
             3,
         )
@@ -503,7 +509,10 @@ async fn a_deferred_insert_is_stored_with_its_amended_status_and_its_end() {
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Completed);
-    assert_eq!(got.output, Some(json!({"ok": 1})));
+    assert_eq!(
+        got.output.as_ref().map(|o| o.to_value().into_owned()),
+        Some(json!({"ok": 1}))
+    );
     assert_eq!(got.created_at_ms, 1);
     // Taken and committed: nothing is left to amend.
     assert!(!store.amend_pending_insert(&t.id, TaskStatus::Running, 4));

@@ -45,7 +45,7 @@ async fn one(store: &SqliteStore) {
         .finish_task(
             &t.id,
             TaskStatus::Completed,
-            Some(&json!({"text": "HELLO WORLD"})),
+            Some(&json!({"text": "HELLO WORLD"}).into()),
             None,
             4,
         )

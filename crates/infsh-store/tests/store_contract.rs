@@ -400,12 +400,15 @@ async fn tasks_round_trip_and_update(store: Arc<dyn TaskStore>) {
         .await
         .unwrap();
     store
-        .update_output(&t.id, &json!({"partial": [1, "two"]}), 1002)
+        .update_output(&t.id, &json!({"partial": [1, "two"]}).into(), 1002)
         .await
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Running);
-    assert_eq!(got.output, Some(json!({"partial": [1, "two"]})));
+    assert_eq!(
+        got.output.as_ref().map(|o| o.to_value().into_owned()),
+        Some(json!({"partial": [1, "two"]}))
+    );
     assert_eq!(got.updated_at_ms, 1002);
 
     store
@@ -426,14 +429,17 @@ async fn tasks_round_trip_and_update(store: Arc<dyn TaskStore>) {
         .finish_task(
             &t.id,
             TaskStatus::Completed,
-            Some(&json!({"ok": true})),
+            Some(&json!({"ok": true}).into()),
             None,
             1004,
         )
         .await
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
-    assert_eq!(got.output, Some(json!({"ok": true})));
+    assert_eq!(
+        got.output.as_ref().map(|o| o.to_value().into_owned()),
+        Some(json!({"ok": true}))
+    );
     assert_eq!(got.error, None);
 }
 
@@ -447,7 +453,10 @@ async fn unknown_ids_are_not_found(store: Arc<dyn TaskStore>) {
         store.update_status("nope", TaskStatus::Running, 1).await,
         "task",
     );
-    expect(store.update_output("nope", &json!(1), 1).await, "task");
+    expect(
+        store.update_output("nope", &json!(1).into(), 1).await,
+        "task",
+    );
     expect(
         store
             .finish_task("nope", TaskStatus::Completed, None, None, 1)
@@ -670,13 +679,17 @@ async fn deferred_writes_are_stored(store: Arc<dyn TaskStore>) {
         .await
         .unwrap();
     store
-        .update_output_deferred(&t.id, &json!({"step": 1}), 3)
+        .update_output_deferred(&t.id, &json!({"step": 1}).into(), 3)
         .await
         .unwrap();
     store.sync().await.unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(
-        (got.status, got.output, got.updated_at_ms),
+        (
+            got.status,
+            got.output.as_ref().map(|o| o.to_value().into_owned()),
+            got.updated_at_ms
+        ),
         (TaskStatus::Running, Some(json!({"step": 1})), 3)
     );
     // A durable write after deferred ones is stored after them.
@@ -685,7 +698,13 @@ async fn deferred_writes_are_stored(store: Arc<dyn TaskStore>) {
         .await
         .unwrap();
     store
-        .finish_task(&t.id, TaskStatus::Completed, Some(&json!(1)), None, 5)
+        .finish_task(
+            &t.id,
+            TaskStatus::Completed,
+            Some(&json!(1).into()),
+            None,
+            5,
+        )
         .await
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
@@ -800,7 +819,7 @@ async fn a_deferred_insert_takes_its_status_logs_and_end(store: Arc<dyn TaskStor
         .await
         .unwrap();
     store
-        .update_output_deferred(&t.id, &json!({"partial": 1}), 5)
+        .update_output_deferred(&t.id, &json!({"partial": 1}).into(), 5)
         .await
         .unwrap();
     store
@@ -811,7 +830,7 @@ async fn a_deferred_insert_takes_its_status_logs_and_end(store: Arc<dyn TaskStor
         .finish_task(
             &t.id,
             TaskStatus::Completed,
-            Some(&json!({"done": 1})),
+            Some(&json!({"done": 1}).into()),
             None,
             7,
         )
@@ -819,7 +838,12 @@ async fn a_deferred_insert_takes_its_status_logs_and_end(store: Arc<dyn TaskStor
         .unwrap();
     let got = store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(
-        (got.status, got.output, got.updated_at_ms, got.created_at_ms),
+        (
+            got.status,
+            got.output.as_ref().map(|o| o.to_value().into_owned()),
+            got.updated_at_ms,
+            got.created_at_ms
+        ),
         (TaskStatus::Completed, Some(json!({"done": 1})), 7, 1)
     );
     let logs: Vec<String> = store

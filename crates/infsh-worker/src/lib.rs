@@ -36,6 +36,7 @@ mod zygote;
 
 use std::path::PathBuf;
 
+pub use infsh_protocol::Payload;
 use infsh_protocol::{CallId, OutputFile};
 use serde_json::Value;
 
@@ -131,7 +132,9 @@ pub struct BatchCall {
 /// A call's result (`done`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallOutcome {
-    pub output: Value,
+    /// As the worker wrote it ([`Payload::Raw`]): parsed only by whoever
+    /// must look inside.
+    pub output: Payload,
     pub files: Vec<OutputFile>,
     /// As measured by the worker.
     pub seconds: f64,

@@ -159,7 +159,7 @@ async fn setup_failures_leave_the_worker_usable() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"], "ok");
+    assert_eq!(out.output.to_value()["text"], "ok");
 }
 
 #[tokio::test]
@@ -221,7 +221,7 @@ async fn app_exceptions_and_bad_input_fail_only_the_call() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"], "still here");
+    assert_eq!(out.output.to_value()["text"], "still here");
 }
 
 #[tokio::test]

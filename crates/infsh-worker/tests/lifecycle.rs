@@ -120,7 +120,7 @@ async fn setup_then_calls() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"], "hi");
+    assert_eq!(out.output.to_value()["text"], "hi");
     assert!(out.files.is_empty());
     assert!(out.seconds >= 0.0);
 
@@ -132,7 +132,7 @@ async fn setup_then_calls() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"], "HI c2");
+    assert_eq!(out.output.to_value()["text"], "HI c2");
 
     // Environment and cwd as the protocol says.
     let out = within(
@@ -141,7 +141,8 @@ async fn setup_then_calls() {
     )
     .await
     .unwrap();
-    let text = out.output["text"].as_str().unwrap();
+    let output = out.output.to_value();
+    let text = output["text"].as_str().unwrap();
     let cwd = std::fs::canonicalize(app.dir.path()).unwrap();
     let cache = std::path::absolute(app.state.path().join("file-cache")).unwrap();
     for expected in [
@@ -186,7 +187,7 @@ async fn streaming_sends_snapshots_before_the_result() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["numbers"], json!([0, 1, 2, 3]));
+    assert_eq!(out.output.to_value()["numbers"], json!([0, 1, 2, 3]));
     let events = drain(&mut rx);
     let snapshots: Vec<_> = events
         .iter()
@@ -233,7 +234,7 @@ async fn call_logs_are_complete_when_the_result_arrives() {
         )
         .await
         .unwrap();
-        assert_eq!(out.output["text"], "done");
+        assert_eq!(out.output.to_value()["text"], "done");
         // Nothing more is awaited: everything must be there already.
         let events = drain(&mut rx);
         let lines = log_lines(&events);
@@ -272,7 +273,7 @@ async fn concurrent_calls_are_routed_by_id() {
                 .call(req(&format!("id-{i}"), "echo", input), events)
                 .await
                 .unwrap();
-            assert_eq!(out.output["text"], text);
+            assert_eq!(out.output.to_value()["text"], text);
         }
     });
     within(OP_TIMEOUT, futures_join_all(calls)).await;
@@ -303,7 +304,12 @@ async fn concurrent_calls_are_routed_by_id() {
         .unwrap_err();
     assert!(matches!(err, WorkerError::DuplicateCallId(_)), "{err}");
     assert_eq!(
-        within(OP_TIMEOUT, first).await.unwrap().unwrap().output["text"],
+        within(OP_TIMEOUT, first)
+            .await
+            .unwrap()
+            .unwrap()
+            .output
+            .to_value()["text"],
         "a"
     );
 }
@@ -331,7 +337,10 @@ async fn big_messages_spill_both_ways() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"].as_str().unwrap().len(), 3_000_000);
+    assert_eq!(
+        out.output.to_value()["text"].as_str().unwrap().len(),
+        3_000_000
+    );
     // Input of 2 MB: the host spills it; it comes back spilled too.
     let text = "y".repeat(2_000_000);
     let out = within(
@@ -341,7 +350,10 @@ async fn big_messages_spill_both_ways() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"].as_str().unwrap().len(), 2_000_005);
+    assert_eq!(
+        out.output.to_value()["text"].as_str().unwrap().len(),
+        2_000_005
+    );
     assert!(app.spill_files().is_empty(), "{:?}", app.spill_files());
 }
 

@@ -62,7 +62,7 @@ async fn cancel_async_and_plain_calls() {
     )
     .await
     .unwrap();
-    assert_eq!(out.output["text"], "ok");
+    assert_eq!(out.output.to_value()["text"], "ok");
 }
 
 #[tokio::test]
@@ -77,7 +77,7 @@ async fn kill_takes_the_whole_group_grandchildren_included() {
     )
     .await
     .unwrap();
-    let grandchild = out.output["pid"].as_u64().unwrap() as u32;
+    let grandchild = out.output.to_value()["pid"].as_u64().unwrap() as u32;
     assert!(!pid_gone(grandchild));
 
     let worker = s.worker.clone();
@@ -180,7 +180,7 @@ async fn dropping_the_last_handle_kills_the_group() {
     )
     .await
     .unwrap();
-    let grandchild = out.output["pid"].as_u64().unwrap() as u32;
+    let grandchild = out.output.to_value()["pid"].as_u64().unwrap() as u32;
     let clone = s.worker.clone();
     drop(s.worker);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -63,7 +63,7 @@ async fn forked_workers_share_one_import_and_serve_like_started_ones() {
         )
         .await
         .expect("call");
-        assert_eq!(out.output["text"], json!(text));
+        assert_eq!(out.output.to_value()["text"], json!(text));
         drop(rx.try_recv());
     }
     // The app was imported once, by the zygote; its module-level print is
@@ -131,7 +131,7 @@ async fn a_forked_worker_that_dies_reports_its_exit_status_and_the_zygote_forks_
     )
     .await
     .expect("survivor call");
-    assert_eq!(out.output["text"], json!("still here"));
+    assert_eq!(out.output.to_value()["text"], json!("still here"));
     assert!(!zygote.is_gone());
 }
 

@@ -109,7 +109,7 @@ async fn call_once(
     } else {
         Vec::new()
     };
-    point_output_at_copies(&mut outcome.output, &outcome.files, &copied);
+    point_output_at_copies(outcome.output.value_mut(), &outcome.files, &copied);
     Ok(json!({
         "status": "completed",
         "app": local.app.display_name(),

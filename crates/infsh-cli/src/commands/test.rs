@@ -212,7 +212,8 @@ async fn run_one(
             format!("output schema does not compile: {e}"),
         )
     })?;
-    if let Err(errors) = validator.validate(&outcome.output) {
+    let output = outcome.output.into_value();
+    if let Err(errors) = validator.validate(&output) {
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(Failure::new(
             ExitCode::Function,
@@ -222,7 +223,7 @@ async fn run_one(
             ),
         ));
     }
-    Ok(outcome.output)
+    Ok(output)
 }
 
 fn into_failure(err: anyhow::Error) -> Failure {

@@ -524,7 +524,7 @@ impl AppWorker for FakeWorker {
         }
         match result {
             Ok(()) => Ok(CallOutcome {
-                output: json!({"pid": pid, "input": request.input}),
+                output: json!({"pid": pid, "input": request.input}).into(),
                 files: Vec::new(),
                 seconds: script.sleep.as_secs_f64(),
                 scratch: None,

@@ -14,7 +14,6 @@ use infsh_store::{
     StoreError, TaskFilter, TaskRecord, TaskStatus, TaskStore, VersionOutcome, WebhookAttempt,
     WebhookDelivery,
 };
-use serde_json::Value;
 
 #[derive(Default)]
 pub(crate) struct MemoryStore {
@@ -85,7 +84,12 @@ impl TaskStore for MemoryStore {
         Ok(())
     }
 
-    async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError> {
+    async fn update_output(
+        &self,
+        id: &str,
+        output: &infsh_store::Payload,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let task = inner.task(id)?;
         task.output = Some(output.clone());
@@ -97,7 +101,7 @@ impl TaskStore for MemoryStore {
         &self,
         id: &str,
         status: TaskStatus,
-        output: Option<&Value>,
+        output: Option<&infsh_store::Payload>,
         error: Option<&str>,
         at_ms: i64,
     ) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 //! tail), a page of a listing, one log entry.
 
 use infsh_engine::TaskView;
-use infsh_store::{LogEntry, TaskRecord};
+use infsh_store::{LogEntry, Payload, TaskRecord};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -23,8 +23,10 @@ pub struct TaskDto {
     pub function: String,
     pub input: Value,
     /// The function's output; set on COMPLETED (and while a streaming
-    /// function yields). Output files are http URLs.
-    pub output: Option<Value>,
+    /// function yields). Output files are http URLs. Written as the worker
+    /// wrote it, unless it had to be changed (files, secrets, signing).
+    #[schema(value_type = Option<Value>)]
+    pub output: Option<Payload>,
     /// Why the task FAILED or was REJECTED; a plain string.
     pub error: Option<String>,
     /// The task's logs; omitted in `GET /tasks` listings.
@@ -244,7 +246,7 @@ mod tests {
             input: json!({"text": "hi"}),
             setup: json!({}),
             status: TaskStatus::Completed,
-            output: Some(json!({"echo": "hi"})),
+            output: Some(json!({"echo": "hi"}).into()),
             error: None,
             webhook: None,
             session_id: Some("s1".into()),

@@ -93,14 +93,17 @@ impl DeltaTracker {
         if next.record.status.is_terminal() || !same_besides_output(last, next) {
             return Step::Snapshot;
         }
-        let Some(Value::Object(out)) = &next.record.output else {
+        // Snapshots are parsed (`Payload::Value`): borrowed, not parsed here.
+        let next_output = next.record.output.as_ref().map(|o| o.to_value());
+        let Some(Value::Object(out)) = next_output.as_deref() else {
             return Step::Snapshot;
         };
         if !matches!(out.get("response"), Some(Value::String(_))) {
             return Step::Snapshot;
         }
         let empty = Map::new();
-        let before = match &last.record.output {
+        let last_output = last.record.output.as_ref().map(|o| o.to_value());
+        let before = match last_output.as_deref() {
             Some(Value::Object(m)) => m,
             None | Some(Value::Null) => &empty,
             Some(_) => return Step::Snapshot,
@@ -139,7 +142,9 @@ impl DeltaTracker {
         if self.seq == 0 {
             return None;
         }
-        let Some(Value::Object(out)) = &next.record.output else {
+        // A final output may be raw: parsed for its text fields.
+        let output = next.record.output.as_ref().map(|o| o.to_value());
+        let Some(Value::Object(out)) = output.as_deref() else {
             return None;
         };
         let mut pieces: [Option<&str>; 2] = [None, None];
@@ -212,7 +217,7 @@ mod tests {
                 input: json!({}),
                 setup: json!({}),
                 status,
-                output,
+                output: output.map(Into::into),
                 error: None,
                 webhook: None,
                 session_id: None,

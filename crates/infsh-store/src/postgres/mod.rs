@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use serde_json::Value;
+use infsh_core::Payload;
 
 use self::pending::{Pending, PendingTask, Take};
 use crate::store::{TaskFilter, TaskStore};
@@ -202,7 +202,12 @@ impl TaskStore for PostgresStore {
         self.update_status(id, status, at_ms).await
     }
 
-    async fn update_output(&self, id: &str, output: &Value, at_ms: i64) -> Result<(), StoreError> {
+    async fn update_output(
+        &self,
+        id: &str,
+        output: &Payload,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         self.flush_pending(id).await?;
         tasks::update_output(&self.client().await?, id, output, at_ms, self.node()).await
     }
@@ -210,7 +215,7 @@ impl TaskStore for PostgresStore {
     async fn update_output_deferred(
         &self,
         id: &str,
-        output: &Value,
+        output: &Payload,
         at_ms: i64,
     ) -> Result<(), StoreError> {
         if self.pending.amend_output(id, output, at_ms) {
@@ -223,7 +228,7 @@ impl TaskStore for PostgresStore {
         &self,
         id: &str,
         status: TaskStatus,
-        output: Option<&Value>,
+        output: Option<&Payload>,
         error: Option<&str>,
         at_ms: i64,
     ) -> Result<(), StoreError> {

@@ -104,7 +104,7 @@ pub(crate) async fn take_over(
                  updated_at_ms = $6 WHERE id = $1",
             )
             .await?;
-        let output = task.output.as_ref().map(|o| o.to_string());
+        let output = task.output.as_ref().map(|o| o.json_text().into_owned());
         client
             .execute(
                 &stmt,

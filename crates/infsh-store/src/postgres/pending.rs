@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::Value;
+use infsh_core::Payload;
 use tokio::sync::watch;
 
 use crate::{LogEntry, TaskRecord, TaskStatus};
@@ -89,7 +89,7 @@ impl Pending {
         })
     }
 
-    pub fn amend_output(&self, id: &str, output: &Value, at_ms: i64) -> bool {
+    pub fn amend_output(&self, id: &str, output: &Payload, at_ms: i64) -> bool {
         self.amend(id, |t| {
             t.record.output = Some(output.clone());
             t.record.updated_at_ms = at_ms;

@@ -4,6 +4,7 @@
 //! `synchronous_commit = on`), prepared once per connection.
 
 use deadpool_postgres::{Client, GenericClient};
+use infsh_core::Payload;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
@@ -50,7 +51,7 @@ pub(crate) async fn insert(
                 &to_json(&t.input),
                 &to_json(&t.setup),
                 &status_code(t.status),
-                &t.output.as_ref().map(to_json),
+                &t.output.as_ref().map(|o| o.json_text().into_owned()),
                 &t.error,
                 &t.webhook,
                 &t.session_id,
@@ -106,7 +107,7 @@ pub(crate) async fn update_status(
 pub(crate) async fn update_output(
     client: &Client,
     id: &str,
-    output: &Value,
+    output: &Payload,
     at_ms: i64,
     node: Option<&str>,
 ) -> Result<(), StoreError> {
@@ -115,7 +116,7 @@ pub(crate) async fn update_output(
         id,
         "UPDATE tasks SET output = $2, updated_at_ms = $3 WHERE id = $1 \
          AND ($4::TEXT IS NULL OR node IS NULL OR node = $4)",
-        &[&id, &to_json(output), &at_ms, &node],
+        &[&id, &output.json_text().as_ref(), &at_ms, &node],
     )
     .await
 }
@@ -127,11 +128,12 @@ pub(crate) async fn finish(
     client: &Client,
     id: &str,
     status: TaskStatus,
-    output: Option<&Value>,
+    output: Option<&Payload>,
     error: Option<&str>,
     at_ms: i64,
     node: Option<&str>,
 ) -> Result<(), StoreError> {
+    let output = output.map(|o| o.json_text());
     let outcome = match status {
         TaskStatus::Completed => "completed",
         TaskStatus::Cancelled => "cancelled",
@@ -153,7 +155,7 @@ pub(crate) async fn finish(
             &[
                 &id,
                 &status_code(status),
-                &output.map(to_json),
+                &output.as_deref(),
                 &error,
                 &at_ms,
                 &node,

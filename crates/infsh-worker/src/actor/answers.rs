@@ -36,6 +36,8 @@ impl Actor {
             }
             WorkerMessage::Snapshot { id, output, files } => match self.calls.get(&id) {
                 Some(call) => {
+                    // Parsed: snapshots are compared and merged into deltas.
+                    let output = output.into_value();
                     let _ = call.events.send(CallEvent::Snapshot { output, files });
                 }
                 None => tracing::warn!(%id, "snapshot for a call that is not in flight"),

@@ -101,7 +101,8 @@ pub async fn run_claimed(
             report.status = Some(record.status);
         }
         if record.output.is_some() && record.output != sent_output {
-            report.output = record.output.clone();
+            // The API node's report body holds a parsed value.
+            report.output = record.output.as_ref().map(|o| o.to_value().into_owned());
         }
         if terminal {
             report.error = record.error.clone();

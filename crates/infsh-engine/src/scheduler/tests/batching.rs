@@ -61,7 +61,7 @@ async fn a_full_batch_goes_at_once_as_one_call() {
         let record = h.ended(id).await;
         assert_eq!(record.status, TaskStatus::Completed);
         // Each task has its own output (the fake echoes its input).
-        assert_eq!(record.output.unwrap()["input"], record.input);
+        assert_eq!(record.output.unwrap().into_value()["input"], record.input);
     }
     let sent = batches(&h);
     assert_eq!(sent.len(), 1, "{sent:?}");

@@ -20,7 +20,7 @@ async fn no_worker_starts_before_a_task_and_the_first_one_sets_up_then_calls() {
     assert_eq!(record.status, TaskStatus::Completed);
     assert_eq!(
         record.output,
-        Some(json!({"pid": 1000, "input": {"n": 1}})),
+        Some(json!({"pid": 1000, "input": {"n": 1}}).into()),
         "the output is the worker's answer"
     );
     let second = h.submit(json!({"n": 2})).await;
