@@ -501,29 +501,11 @@ fn a_session_keeps_its_version_across_a_switch() {
     assert_eq!(st, 204, "{body}");
 }
 
-/// The parent of process `pid` (`/proc/PID/stat`, after the command name).
-fn parent_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let (_, rest) = stat.rsplit_once(')').unwrap();
-    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// The zygote the only worker of `version` was forked from: its parent,
-/// a process started with `INFSH_ZYGOTE=1`.
+/// The zygote the only worker of `version` was forked from.
 fn zygote_of(server: &Server, version: &str) -> u32 {
     let rows = workers_of(server, version);
     assert_eq!(rows.len(), 1, "{rows:?}");
-    let worker = rows[0]["pid"].as_u64().unwrap() as u32;
-    let zygote = parent_of(worker);
-    assert_ne!(zygote as i32, server.pid(), "not forked: {rows:?}");
-    let environ = std::fs::read(format!("/proc/{zygote}/environ")).unwrap();
-    assert!(
-        environ
-            .split(|b| *b == 0)
-            .any(|var| var == b"INFSH_ZYGOTE=1"),
-        "{zygote} is not a zygote"
-    );
-    zygote
+    zygote_of_worker(rows[0]["pid"].as_u64().unwrap() as u32)
 }
 
 #[test]
