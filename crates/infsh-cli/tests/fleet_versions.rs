@@ -476,3 +476,59 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     );
     assert_eq!(gone["resource"], "version", "{gone}");
 }
+
+/// A `--versions-on-engines` node restarted on its data folder (with
+/// `--preload`) hosts none of its versions again: no local worker of one
+/// appears, in `GET /workers` or as a process in its folder, and its runs
+/// still go to the engine.
+#[test]
+fn a_restarted_versions_on_engines_node_hosts_no_version_itself() {
+    let sb = ServeSandbox::new(&[]);
+    let flags = [
+        "--engine-key",
+        ENGINE_KEY,
+        "--lease-seconds",
+        "2",
+        "--versions-on-engines",
+    ];
+    let server = sb.start_with_key(&flags);
+    let engine = EngineProc::spawn_fetching(&sb, &server.url, "e1", "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    let v1 = deploy(&sb, &server, "v1");
+    assert_runs_on_engine(&server, APP, &v1, "v1", &|| engine.log());
+    drop(engine);
+    drop(server);
+
+    let server = sb.start_with_key(&[&flags[..], &["--preload"]].concat());
+    let local = |server: &Server| -> Vec<Value> {
+        let rows = server.api("GET", "/workers", None, 200);
+        rows.as_array()
+            .unwrap_or_else(|| panic!("{rows}"))
+            .iter()
+            .filter(|w| w["app"] == format!("{APP}@{v1}"))
+            .cloned()
+            .collect()
+    };
+    // A preload's replica is `starting` from the start on: none here.
+    assert_eq!(local(&server), Vec::<Value>::new(), "{}", server.log());
+    let engine = EngineProc::spawn_fetching(&sb, &server.url, "e1", "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    assert_runs_on_engine(&server, APP, &v1, "v1", &|| engine.log());
+    assert_runs_on_engine(&server, &format!("{APP}@{}", &v1[..8]), &v1, "v1", &|| {
+        engine.log()
+    });
+    assert_eq!(local(&server), Vec::<Value>::new(), "{}", server.log());
+    let folder = sb.data_dir().join(format!("versions/{APP}/{v1}"));
+    assert!(folder.is_dir(), "{}", folder.display());
+    assert_eq!(processes_in(&folder), Vec::new());
+    assert_eq!(count(&server.log(), "hosting deployed versions"), 0);
+    // Listed from the store, as before the restart.
+    let apps = server.api("GET", "/apps", None, 200);
+    assert!(
+        apps.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == format!("{APP}@{v1}") && a["state"] == "ready"),
+        "{apps:#}"
+    );
+}
