@@ -187,8 +187,8 @@ impl Reloader {
             for (idx, files) in changed {
                 self.reload(&folders[idx], &files, false).await;
             }
-            for idx in known..folders.len() {
-                self.reload(&folders[idx], &BTreeSet::new(), true).await;
+            for folder in &folders[known..] {
+                self.reload(folder, &BTreeSet::new(), true).await;
             }
         }
     }
