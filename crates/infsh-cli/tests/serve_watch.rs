@@ -221,6 +221,8 @@ fn write_named_app(dir: &Path, name: &str, label: &str, extra_import: &str) {
 fn watch_deploys_an_app_folder_created_after_the_start() {
     let sb = ServeSandbox::new(&[]);
     write_app(&sb, "v1");
+    // A folder of --apps that holds no app at the start.
+    std::fs::create_dir_all(sb.apps_dir().join("group")).unwrap();
     let server = sb.start(&["--watch"]);
     let listed = |server: &Server| -> Vec<String> {
         let apps = server.api("GET", "/apps", None, 200);
@@ -315,4 +317,20 @@ fn watch_deploys_an_app_folder_created_after_the_start() {
         "{}",
         server.log()
     );
+
+    // One created inside the folder that held no app: found too.
+    write_named_app(&sb.apps_dir().join("group/nested"), "nested", "deep", "");
+    let nested = wait_for(RELOAD_LIMIT, || {
+        let (status, body) = server
+            .request(
+                "POST",
+                "/apps/run",
+                Some(json!({"app": "tests/nested", "input": {}, "wait": true})),
+            )
+            .unwrap();
+        // A success's body is `{"data": task}`.
+        status == 200
+            && serde_json::from_str::<Value>(&body).unwrap()["data"]["output"]["label"] == "deep"
+    });
+    assert!(nested, "{}", server.log());
 }

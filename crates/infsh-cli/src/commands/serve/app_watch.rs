@@ -110,9 +110,19 @@ pub(super) fn start(
             }
         }
     }
-    for group in &groups {
-        let _ = watcher.watch(group, RecursiveMode::Recursive);
-    }
+    groups.retain(
+        |group| match watcher.watch(group, RecursiveMode::Recursive) {
+            Ok(()) => true,
+            Err(e) => {
+                say(
+                    json_logs,
+                    true,
+                    &format!("--watch: cannot watch {}: {e}", group.display()),
+                );
+                false
+            }
+        },
+    );
     let names: Vec<&str> = folders.iter().map(|f| f.app.as_str()).collect();
     say(
         json_logs,
