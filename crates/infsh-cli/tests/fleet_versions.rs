@@ -21,7 +21,7 @@ use std::time::Duration;
 use common::engine_proc::EngineProc;
 use common::fleet::{pg_api_node, wait_online};
 use common::server::*;
-use common::{process_gone, wait_for};
+use common::{process_gone, wait_for, zygote_of_worker};
 use infsh_testkit::processes_in;
 use serde_json::{json, Value};
 
@@ -236,8 +236,8 @@ fn a_version_deployed_to_one_node_runs_on_an_engine_of_the_other() {
 }
 
 /// The pids of the replicas of version `hash` the engine started, oldest
-/// first (its log's `worker started` lines; the app's zygote, which stays
-/// with the version, is not one).
+/// first (its log's `worker started` lines; the version's zygote is not
+/// one).
 fn replica_pids(log: &str, hash: &str) -> Vec<u32> {
     let app = format!("app={APP}@{hash} ");
     log.lines()
@@ -275,8 +275,8 @@ fn wait_replica(hash: &str, up: bool, log: &dyn Fn() -> String) {
 /// is what A's next run gets, while a session opened on the old version
 /// keeps it (and keeps it from removal); a version is removed through B.
 /// On the engine, a switch retires the old version: its idle replica
-/// stops (a session's once the session ends), and a later pinned run
-/// starts one again.
+/// stops (a session's once the session ends) and so does its zygote, and a
+/// later pinned run starts both again.
 #[test]
 fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     let db = infsh_testkit::PgTestDb::create();
@@ -293,6 +293,7 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     let v1 = deploy(&sb_a, &node_a, "v1");
     assert_runs_on_engine(&node_b, APP, &v1, "v1", &log);
     wait_replica(&v1, true, &log);
+    let v1_zygote = zygote_of_worker(replica_pids(&log(), &v1)[0]);
     let v2 = deploy(&sb_a, &node_a, "v2");
     // B never saw either upload, nor built anything; A keeps no worker of
     // what it built (its build's stops once the version is ready).
@@ -306,12 +307,23 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
 
     // Runs through B: the current version, pinned, latest.
     assert_runs_on_engine(&node_b, APP, &v2, "v2", &log);
-    // The switch to v2 reached the engine: v1's idle replica stopped.
+    // The switch to v2 reached the engine: v1's idle replica stopped, and
+    // with it v1's zygote.
     wait_replica(&v1, false, &log);
     wait_replica(&v2, true, &log);
-    // A later pinned run starts one again.
+    let stopped = wait_for(Duration::from_secs(30), || process_gone(v1_zygote));
+    assert!(
+        stopped,
+        "v1's zygote {v1_zygote} lives on\nengine: {}",
+        log()
+    );
+    // A later pinned run starts one again, from a new zygote.
     assert_runs_on_engine(&node_b, &format!("{APP}@{}", &v1[..8]), &v1, "v1", &log);
     wait_replica(&v1, true, &log);
+    let pinned = *replica_pids(&log(), &v1).last().unwrap();
+    let v1_zygote_again = zygote_of_worker(pinned);
+    assert_ne!(v1_zygote_again, v1_zygote);
+    assert!(!process_gone(v1_zygote_again));
     assert_runs_on_engine(&node_b, &format!("{APP}@latest"), &v2, "v2", &log);
 
     // Bad input: B answers the 422 A answers, before anything is queued.
@@ -463,4 +475,60 @@ fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
         404,
     );
     assert_eq!(gone["resource"], "version", "{gone}");
+}
+
+/// A `--versions-on-engines` node restarted on its data folder (with
+/// `--preload`) hosts none of its versions again: no local worker of one
+/// appears, in `GET /workers` or as a process in its folder, and its runs
+/// still go to the engine.
+#[test]
+fn a_restarted_versions_on_engines_node_hosts_no_version_itself() {
+    let sb = ServeSandbox::new(&[]);
+    let flags = [
+        "--engine-key",
+        ENGINE_KEY,
+        "--lease-seconds",
+        "2",
+        "--versions-on-engines",
+    ];
+    let server = sb.start_with_key(&flags);
+    let engine = EngineProc::spawn_fetching(&sb, &server.url, "e1", "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    let v1 = deploy(&sb, &server, "v1");
+    assert_runs_on_engine(&server, APP, &v1, "v1", &|| engine.log());
+    drop(engine);
+    drop(server);
+
+    let server = sb.start_with_key(&[&flags[..], &["--preload"]].concat());
+    let local = |server: &Server| -> Vec<Value> {
+        let rows = server.api("GET", "/workers", None, 200);
+        rows.as_array()
+            .unwrap_or_else(|| panic!("{rows}"))
+            .iter()
+            .filter(|w| w["app"] == format!("{APP}@{v1}"))
+            .cloned()
+            .collect()
+    };
+    // A preload's replica is `starting` from the start on: none here.
+    assert_eq!(local(&server), Vec::<Value>::new(), "{}", server.log());
+    let engine = EngineProc::spawn_fetching(&sb, &server.url, "e1", "e1", ENGINE_KEY, &[]);
+    wait_online(&server, &["e1"]);
+    assert_runs_on_engine(&server, APP, &v1, "v1", &|| engine.log());
+    assert_runs_on_engine(&server, &format!("{APP}@{}", &v1[..8]), &v1, "v1", &|| {
+        engine.log()
+    });
+    assert_eq!(local(&server), Vec::<Value>::new(), "{}", server.log());
+    let folder = sb.data_dir().join(format!("versions/{APP}/{v1}"));
+    assert!(folder.is_dir(), "{}", folder.display());
+    assert_eq!(processes_in(&folder), Vec::new());
+    assert_eq!(count(&server.log(), "hosting deployed versions"), 0);
+    // Listed from the store, as before the restart.
+    let apps = server.api("GET", "/apps", None, 200);
+    assert!(
+        apps.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == format!("{APP}@{v1}") && a["state"] == "ready"),
+        "{apps:#}"
+    );
 }

@@ -500,3 +500,44 @@ fn a_session_keeps_its_version_across_a_switch() {
         .unwrap();
     assert_eq!(st, 204, "{body}");
 }
+
+/// The zygote the only worker of `version` was forked from.
+fn zygote_of(server: &Server, version: &str) -> u32 {
+    let rows = workers_of(server, version);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    zygote_of_worker(rows[0]["pid"].as_u64().unwrap() as u32)
+}
+
+#[test]
+fn a_retired_versions_zygote_stops_with_its_last_replica_and_a_pinned_run_restarts_it() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&src(&sb), "v1", "");
+    let server = sb.start(&[]);
+    let v1_id = deploy(&sb, &server, &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v1_app = format!("{APP}@{v1_id}");
+    assert_eq!(label(&server, APP), "v1");
+    let v1_zygote = zygote_of(&server, &v1_app);
+
+    write_app(&src(&sb), "v2", "");
+    deploy(&sb, &server, &[]);
+    assert_eq!(label(&server, APP), "v2");
+    wait_no_workers(&server, &v1_app);
+    let gone = wait_for(Duration::from_secs(30), || process_gone(v1_zygote));
+    assert!(gone, "v1's zygote {v1_zygote} lives on:\n{}", server.log());
+    assert!(
+        server.log().contains(&format!(
+            "retired: stopping the zygote app={v1_app} pid={v1_zygote}"
+        )),
+        "{}",
+        server.log()
+    );
+
+    // A pinned run: a new zygote for v1, and its worker.
+    assert_eq!(label(&server, &format!("{APP}@{}", &v1_id[..8])), "v1");
+    let again = zygote_of(&server, &v1_app);
+    assert_ne!(again, v1_zygote);
+    assert!(!process_gone(again));
+}

@@ -204,3 +204,133 @@ fn watch_without_apps_is_a_usage_error() {
         "{err}"
     );
 }
+
+/// Writes an app folder `name` (app `tests/NAME`) whose `run` answers
+/// `label`, `inf.yml` first: a folder as an editor or `cp -r` fills it.
+fn write_named_app(dir: &Path, name: &str, label: &str, extra_import: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("inf.yml"),
+        format!("namespace: tests\nname: {name}\ndefault_function: run\n"),
+    )
+    .unwrap();
+    write_inference(dir, label, extra_import);
+}
+
+#[test]
+fn watch_deploys_an_app_folder_created_after_the_start() {
+    let sb = ServeSandbox::new(&[]);
+    write_app(&sb, "v1");
+    // A folder of --apps that holds no app at the start.
+    std::fs::create_dir_all(sb.apps_dir().join("group")).unwrap();
+    let server = sb.start(&["--watch"]);
+    let listed = |server: &Server| -> Vec<String> {
+        let apps = server.api("GET", "/apps", None, 200);
+        apps.as_array()
+            .unwrap_or_else(|| panic!("{apps}"))
+            .iter()
+            .map(|a| a["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(
+        !listed(&server)
+            .iter()
+            .any(|id| id.starts_with("tests/fresh")),
+        "{:?}",
+        listed(&server)
+    );
+
+    // Half-written: its import fails. Logged with the traceback; the
+    // server keeps serving the other app.
+    let fresh = sb.apps_dir().join("fresh");
+    write_named_app(
+        &fresh,
+        "fresh",
+        "first",
+        "import no_such_module_for_infsh_tests",
+    );
+    let logged = wait_for(RELOAD_LIMIT, || {
+        server
+            .log()
+            .contains("no version of it serves yet; fix the app and save again")
+    });
+    let log = server.log();
+    assert!(logged, "{log}");
+    assert!(
+        log.contains(&format!(
+            "--watch: new app folder {}: deploying tests/fresh; building version ",
+            std::fs::canonicalize(&fresh).unwrap().display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("Traceback (most recent call last)"), "{log}");
+    assert!(
+        log.contains(
+            " failed to build: ModuleNotFoundError: \
+             No module named 'no_such_module_for_infsh_tests' (import_error)"
+        ),
+        "{log}"
+    );
+    assert_eq!(run(&server)["output"]["label"], "v1");
+    let versions = server.api("GET", "/apps/tests/fresh/versions", None, 200);
+    assert_eq!(versions[0]["status"], "failed", "{versions}");
+
+    // Complete: its first version, current, listed and run.
+    write_inference(&fresh, "first", "");
+    let mut package = Vec::new();
+    let (hash, _) = infsh_core::package::pack(&fresh, &mut package).unwrap();
+    let id = format!("tests/fresh@{hash}");
+    let appeared = wait_for(RELOAD_LIMIT, || listed(&server).contains(&id));
+    assert!(appeared, "{:?}\n{}", listed(&server), server.log());
+    // Listed from its build on; current once it built.
+    let current = wait_for(RELOAD_LIMIT, || {
+        let versions = server.api("GET", "/apps/tests/fresh/versions", None, 200);
+        versions[0]["id"] == hash.as_str() && versions[0]["current"] == true
+    });
+    assert!(current, "{}", server.log());
+    let task = server.api(
+        "POST",
+        "/apps/run",
+        Some(json!({"app": "tests/fresh", "input": {}, "wait": true})),
+        200,
+    );
+    assert_eq!(task["status"], 10, "{task}");
+    assert_eq!(task["output"]["label"], "first", "{task}");
+    assert_eq!(task["app"], id.as_str(), "{task}");
+
+    // Watched like any app folder from then on: an edit is a new version.
+    write_inference(&fresh, "second", "");
+    let redeployed = wait_for(RELOAD_LIMIT, || {
+        let task = server.api(
+            "POST",
+            "/apps/run",
+            Some(json!({"app": "tests/fresh", "input": {}, "wait": true})),
+            200,
+        );
+        task["output"]["label"] == "second"
+    });
+    assert!(redeployed, "{}", server.log());
+    assert!(
+        server
+            .log()
+            .contains("--watch: reloading tests/fresh: 1 file changed (inference.py)"),
+        "{}",
+        server.log()
+    );
+
+    // One created inside the folder that held no app: found too.
+    write_named_app(&sb.apps_dir().join("group/nested"), "nested", "deep", "");
+    let nested = wait_for(RELOAD_LIMIT, || {
+        let (status, body) = server
+            .request(
+                "POST",
+                "/apps/run",
+                Some(json!({"app": "tests/nested", "input": {}, "wait": true})),
+            )
+            .unwrap();
+        // A success's body is `{"data": task}`.
+        status == 200
+            && serde_json::from_str::<Value>(&body).unwrap()["data"]["output"]["label"] == "deep"
+    });
+    assert!(nested, "{}", server.log());
+}

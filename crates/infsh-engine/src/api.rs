@@ -64,6 +64,10 @@ pub struct EngineConfig {
     /// Where stored files' bytes live (`--files`: a folder or a bucket,
     /// opened). None: the folder `files` under `data_dir`.
     pub files: Option<infsh_store::FileBackend>,
+    /// `infsh serve --versions-on-engines`: runs of deployed versions go
+    /// to engines, so a start hosts no version again here (only one built
+    /// before its functions were stored, which nothing else can run).
+    pub versions_on_engines: bool,
 }
 
 /// A request to run a function, after the HTTP layer parsed the body.

@@ -102,7 +102,9 @@ pub use keys::{
 };
 pub use redact::{MIN_SECRET_LEN, REDACTED};
 pub use registry::ScanError;
-pub use registry::{DEFAULT_NAMESPACE, MAX_DEPTH};
+pub use registry::{
+    app_folder_id, app_folders_below, is_skipped_folder, DEFAULT_NAMESPACE, MAX_DEPTH,
+};
 pub use retention::{SweepOutcome, RETENTION_BATCH};
 pub use sessions::{
     SessionStatus, SessionView, DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, SESSION_PREFIX,

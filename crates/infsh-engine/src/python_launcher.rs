@@ -132,6 +132,10 @@ impl AppLauncher for PythonAppLauncher {
             logs,
         })
     }
+
+    fn release(&self) {
+        self.zygote.release(&self.entry.id);
+    }
 }
 
 /// Builds (or finds) the app's environment; its progress goes to `logs`.
@@ -260,6 +264,17 @@ enum ZygoteState {
 }
 
 impl ZygoteSlot {
+    /// Drops the slot's handle: the zygote is killed once no worker forked
+    /// from it is left (each holds a handle). A fork in flight keeps it.
+    fn release(&self, app: &str) {
+        let Ok(mut state) = self.0.try_lock() else {
+            return;
+        };
+        if let ZygoteState::Ready(zygote) = std::mem::take(&mut *state) {
+            tracing::info!(%app, pid = zygote.pid(), "retired: stopping the zygote");
+        }
+    }
+
     /// A worker forked from the app's zygote (started first if needed).
     async fn worker(
         &self,

@@ -280,6 +280,31 @@ pub(crate) fn scan(apps_dir: &Path) -> Result<Vec<AppEntry>, ScanError> {
     Ok(apps)
 }
 
+/// The app folders at or below `dir`, which lies `depth` levels below an
+/// apps folder: found as a start finds them (`infsh serve --watch` looks
+/// for app folders created after the start with it).
+pub fn app_folders_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    find_app_folders(dir, depth, &mut out);
+    out
+}
+
+/// The id (`ns/name`) a start would give the app folder `folder`, or why
+/// it would skip it.
+pub fn app_folder_id(folder: &Path) -> Result<String, String> {
+    let dir = AppDir::open(folder).map_err(|e| ErrorChain(&e).to_string())?;
+    let entry = AppEntry::new(dir);
+    AppRef::new(&entry.namespace, &entry.name)
+        .map_err(|e| format!("no request could name this app: {}", ErrorChain(&e)))?;
+    Ok(entry.id)
+}
+
+/// Whether a start skips `path`'s folder when looking for apps (hidden,
+/// caches, environments).
+pub fn is_skipped_folder(path: &Path) -> bool {
+    skipped_folder(path)
+}
+
 fn skipped_folder(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name.starts_with('.')

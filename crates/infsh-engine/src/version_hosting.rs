@@ -70,7 +70,12 @@ pub(crate) fn host(
 }
 
 /// At start: hosts every ready version found under the data folder and
-/// sets each app's current version from the store.
+/// sets each app's current version from the store. With
+/// `--versions-on-engines` a version whose build stored its functions is
+/// not hosted: its runs go to engines, validated from the store
+/// (`stored_versions.rs`), so a scheduler here (a worker with `--preload`)
+/// would only hold memory; one built before that has nothing else to run
+/// it and is hosted as before.
 pub(crate) async fn rehost(
     shared: &Arc<Shared>,
     apps: &HostedApps,
@@ -91,6 +96,9 @@ pub(crate) async fn rehost(
             for record in shared.store.list_app_versions(&app).await? {
                 let folder = name.path().join(&record.hash);
                 if record.status != VersionStatus::Ready || !folder.is_dir() {
+                    continue;
+                }
+                if shared.config.versions_on_engines && record.functions.is_some() {
                     continue;
                 }
                 match host(shared, apps, launcher, &folder, &record.hash) {

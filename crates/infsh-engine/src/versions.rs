@@ -9,7 +9,9 @@
 //! as uploaded) and `versions/NS/NAME/HASH/` (unpacked: the app folder its
 //! workers run). The store keeps each version's status and which one is
 //! current (`infsh-store`'s `app_versions`). A start hosts every ready
-//! version again, before recovery, so queued tasks of a version find it.
+//! version again, before recovery, so queued tasks of a version find it
+//! (with `--versions-on-engines`, only one without stored functions:
+//! `version_hosting::rehost`).
 //!
 //! Switching is one write to the store and one to the hosted table: runs
 //! taken after it go to the new version, whose replica is already up (the

@@ -104,6 +104,11 @@ pub(crate) trait AppLauncher: Send + Sync {
     /// Starts one worker for a slot and waits for its `ready`. Dropping
     /// the future stops the worker it was starting.
     async fn launch(&self, slot: &SlotEnv) -> Result<Launched, StartFailure>;
+
+    /// Lets go of what it keeps between starts (the app's zygote), for an
+    /// app with no replica left that is not expected to run again soon (a
+    /// retired version); the next launch starts it again.
+    fn release(&self) {}
 }
 
 /// A worker that started.

@@ -136,6 +136,7 @@ fn harness() -> &'static Harness {
             placement: Default::default(),
             webhook_secret: None,
             files: None,
+            versions_on_engines: false,
         };
         let engine = rt
             .block_on(Engine::start(config))

@@ -92,6 +92,7 @@ async fn refuses_non_loopback_without_keys() {
         placement: Default::default(),
         webhook_secret: None,
         files: None,
+        versions_on_engines: false,
     })
     .await
     .unwrap();

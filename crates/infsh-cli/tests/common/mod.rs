@@ -117,3 +117,20 @@ pub fn assert_code(output: &Output, code: i32) {
         stderr(output)
     );
 }
+
+/// The zygote worker `pid` was forked from: its parent
+/// (`/proc/PID/stat`), asserted to be a zygote (started with
+/// `INFSH_ZYGOTE=1`).
+pub fn zygote_of_worker(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    let parent: u32 = rest.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let environ = std::fs::read(format!("/proc/{parent}/environ")).unwrap_or_default();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|var| var == b"INFSH_ZYGOTE=1"),
+        "worker {pid} was not forked from a zygote (its parent: {parent})"
+    );
+    parent
+}

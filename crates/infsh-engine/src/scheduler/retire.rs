@@ -5,6 +5,8 @@
 //! session stays until the session ends (its state is the session's). A
 //! later pinned run (`ns/name@HASH`) starts a replica as for any cold app;
 //! that replica is not retiring and stays until evicted or retired again.
+//! Once a retired version has no replica left, its launcher lets go of the
+//! version's zygote (`python_launcher.rs`), which a pinned run restarts.
 
 use super::Actor;
 
@@ -49,6 +51,16 @@ impl Actor {
                     "retired (another version is current): stopping the idle replica",
                 );
             }
+        }
+        // No replica left: the zygote (a whole imported interpreter) goes
+        // too, rather than live until the engine stops; a pinned run
+        // starts it again.
+        let any_left = self
+            .replicas
+            .iter()
+            .any(|r| r.is_starting() || r.up().is_some());
+        if self.retired && !any_left {
+            self.launcher.release();
         }
     }
 }

@@ -90,6 +90,9 @@ pub(crate) enum Op {
     Shutdown {
         pid: u32,
     },
+    /// The launcher was told to let go of what it keeps between starts
+    /// (a real one: the app's zygote).
+    Release,
 }
 
 /// One [`Op`] and when it happened, after the fake was made.
@@ -316,6 +319,10 @@ impl AppLauncher for FakeAppLauncher {
             ready: Fake::ready(pid, &self.2),
             logs: Vec::new(),
         })
+    }
+
+    fn release(&self) {
+        self.0.record(Op::Release);
     }
 }
 

@@ -64,6 +64,7 @@ fn base_config(dir: &std::path::Path) -> EngineConfig {
         placement: Default::default(),
         webhook_secret: None,
         files: None,
+        versions_on_engines: false,
     }
 }
 

@@ -91,6 +91,7 @@ impl Fixture {
             placement: Default::default(),
             webhook_secret: None,
             files: None,
+            versions_on_engines: false,
         }
     }
 

@@ -110,6 +110,7 @@ pub async fn start(setup: Setup) -> TestServer {
         placement: Default::default(),
         webhook_secret: None,
         files: None,
+        versions_on_engines: false,
     };
     (setup.tweak)(&mut config, dir.path());
     let engine = Engine::start(config).await.expect("engine starts");

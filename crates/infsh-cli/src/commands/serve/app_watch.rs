@@ -6,6 +6,12 @@
 //! logged with its traceback and the last good version keeps serving; a
 //! folder whose package hash did not change deploys nothing.
 //!
+//! An app folder created under `--apps` after the start (directly, or in a
+//! folder of `--apps` that held no app) is found the way a start finds
+//! apps and deployed the same way, as its app's first version, once it
+//! holds `inference.py` and an `inf.yml` that opens; until then, or while
+//! its import fails, it is logged and watched like any other.
+//!
 //! Changes come from the `notify` crate (inotify on Linux, FSEvents on
 //! macOS), one recursive watch per app folder, and are debounced: an
 //! editor's save is several events and a `git checkout` many. What is never
@@ -15,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use infsh_core::package::{IgnoreRules, SKIPPED_DIRS};
@@ -38,13 +45,18 @@ struct Folder {
     root: PathBuf,
 }
 
+/// The watch: it lasts as long as this lives.
+pub(super) struct WatchGuard {
+    _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
+}
+
 /// Watches every `--apps` folder app of `engine` and redeploys it on
-/// changes. The watch lasts as long as the returned watcher lives.
+/// changes, and `--apps` itself for new app folders.
 pub(super) fn start(
     engine: Engine,
     data_dir: &Path,
     json_logs: bool,
-) -> Result<notify::RecommendedWatcher, Failure> {
+) -> Result<WatchGuard, Failure> {
     let folders: Vec<Folder> = engine
         .app_folders()
         .into_iter()
@@ -74,6 +86,43 @@ pub(super) fn start(
                 )
             })?;
     }
+    let apps_dir = engine.config().apps_dir.clone();
+    let apps_dir = std::fs::canonicalize(&apps_dir).unwrap_or(apps_dir);
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    // New folders appear as entries of --apps; a folder of it that holds
+    // no app yet is watched whole, for one created inside it.
+    watcher
+        .watch(&apps_dir, RecursiveMode::NonRecursive)
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Internal,
+                format!("--watch: cannot watch {}: {e}", apps_dir.display()),
+            )
+        })?;
+    let mut groups = BTreeSet::new();
+    if let Ok(read) = std::fs::read_dir(&apps_dir) {
+        for child in read.filter_map(Result::ok).map(|e| e.path()) {
+            let holds_app = folders
+                .iter()
+                .any(|f| f.root.starts_with(&child) || child.starts_with(&f.root));
+            if child.is_dir() && !holds_app && !is_server_folder(&child, &data_dir) {
+                groups.insert(child);
+            }
+        }
+    }
+    groups.retain(
+        |group| match watcher.watch(group, RecursiveMode::Recursive) {
+            Ok(()) => true,
+            Err(e) => {
+                say(
+                    json_logs,
+                    true,
+                    &format!("--watch: cannot watch {}: {e}", group.display()),
+                );
+                false
+            }
+        },
+    );
     let names: Vec<&str> = folders.iter().map(|f| f.app.as_str()).collect();
     say(
         json_logs,
@@ -85,15 +134,26 @@ pub(super) fn start(
             names.join(", ")
         ),
     );
+    let watcher = Arc::new(Mutex::new(watcher));
     let reloader = Reloader {
         uploads: infsh_engine::upload_dir(&engine.config().data_dir),
-        data_dir: data_dir.to_path_buf(),
+        data_dir,
+        apps_dir,
         json_logs,
         served: initial_hashes(&folders),
+        groups,
+        unopened: HashMap::new(),
+        watcher: watcher.clone(),
         engine,
     };
     tokio::spawn(reloader.run(folders, changes));
-    Ok(watcher)
+    Ok(WatchGuard { _watcher: watcher })
+}
+
+/// Whether `path` (an entry of --apps) is or holds the server's data
+/// folder: never an app.
+fn is_server_folder(path: &Path, data_dir: &Path) -> bool {
+    data_dir.starts_with(path) || infsh_engine::is_skipped_folder(path)
 }
 
 struct Reloader {
@@ -103,24 +163,42 @@ struct Reloader {
     /// Changes under it (a data folder inside --apps) are the server's own.
     data_dir: PathBuf,
     json_logs: bool,
+    /// `--apps`, where new app folders appear.
+    apps_dir: PathBuf,
     /// App id -> the hash of the version (or folder) it serves.
     served: HashMap<String, String>,
+    /// Entries of `--apps` watched whole for new app folders.
+    groups: BTreeSet<PathBuf>,
+    /// A new app folder that does not open yet -> why (logged once per
+    /// reason, not at every save).
+    unopened: HashMap<PathBuf, String>,
+    watcher: Arc<Mutex<notify::RecommendedWatcher>>,
 }
 
 impl Reloader {
-    async fn run(mut self, folders: Vec<Folder>, mut changes: mpsc::UnboundedReceiver<PathBuf>) {
+    async fn run(
+        mut self,
+        mut folders: Vec<Folder>,
+        mut changes: mpsc::UnboundedReceiver<PathBuf>,
+    ) {
         loop {
             let Some(first) = changes.recv().await else {
                 return;
             };
             let mut changed: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
-            self.note(&folders, &first, &mut changed);
+            let mut outside = BTreeSet::new();
+            self.note(&folders, &first, &mut changed, &mut outside);
             // Debounce: wait for the folders to be quiet.
             while let Ok(Some(path)) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                self.note(&folders, &path, &mut changed);
+                self.note(&folders, &path, &mut changed, &mut outside);
             }
+            let known = folders.len();
+            self.find_new_apps(&mut folders, outside);
             for (idx, files) in changed {
-                self.reload(&folders[idx], &files).await;
+                self.reload(&folders[idx], &files, false).await;
+            }
+            for folder in &folders[known..] {
+                self.reload(folder, &BTreeSet::new(), true).await;
             }
         }
     }
@@ -132,6 +210,7 @@ impl Reloader {
         folders: &[Folder],
         path: &Path,
         changed: &mut BTreeMap<usize, BTreeSet<String>>,
+        outside: &mut BTreeSet<PathBuf>,
     ) {
         if path.starts_with(&self.data_dir) {
             return;
@@ -143,6 +222,18 @@ impl Reloader {
             .filter(|(_, f)| path.starts_with(&f.root))
             .max_by_key(|(_, f)| f.root.components().count())
         else {
+            // Not in an app folder: the entry of --apps it is in may hold
+            // a new one.
+            if let Some(Some(entry)) = path
+                .strip_prefix(&self.apps_dir)
+                .ok()
+                .map(|r| r.components().next())
+            {
+                let entry = self.apps_dir.join(entry);
+                if !is_server_folder(&entry, &self.data_dir) {
+                    outside.insert(entry);
+                }
+            }
             return;
         };
         let Ok(relative) = path.strip_prefix(&folder.root) else {
@@ -158,7 +249,68 @@ impl Reloader {
         }
     }
 
-    async fn reload(&mut self, folder: &Folder, files: &BTreeSet<String>) {
+    /// Adds the app folders that appeared under the entries `outside` of
+    /// --apps to `folders` (and to the watch), as a start would find them.
+    fn find_new_apps(&mut self, folders: &mut Vec<Folder>, outside: BTreeSet<PathBuf>) {
+        for entry in outside {
+            if !entry.is_dir() {
+                continue;
+            }
+            if !self.groups.contains(&entry) {
+                // Watched before it is searched: nothing written into it
+                // from now on is missed.
+                if let Err(e) = self
+                    .watcher
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .watch(&entry, RecursiveMode::Recursive)
+                {
+                    self.say(true, &format!("cannot watch {}: {e}", entry.display()));
+                    continue;
+                }
+                self.groups.insert(entry.clone());
+            }
+            for root in infsh_engine::app_folders_below(&entry, 1) {
+                let root = std::fs::canonicalize(&root).unwrap_or(root);
+                if folders.iter().any(|f| f.root == root) {
+                    continue;
+                }
+                let app = match infsh_engine::app_folder_id(&root) {
+                    Ok(app) => app,
+                    Err(why) => {
+                        if self.unopened.get(&root) != Some(&why) {
+                            self.say(
+                                true,
+                                &format!(
+                                    "new app folder {} is not an app yet: {why}",
+                                    root.display()
+                                ),
+                            );
+                            self.unopened.insert(root, why);
+                        }
+                        continue;
+                    }
+                };
+                self.unopened.remove(&root);
+                if let Some(other) = folders.iter().find(|f| f.app == app) {
+                    self.say(
+                        true,
+                        &format!(
+                            "new app folder {} names app {app}, which {} serves; skipped",
+                            root.display(),
+                            other.root.display()
+                        ),
+                    );
+                    continue;
+                }
+                folders.push(Folder { app, root });
+            }
+        }
+    }
+
+    /// Deploys `folder` again after `files` changed, or (`new`) for the
+    /// first time.
+    async fn reload(&mut self, folder: &Folder, files: &BTreeSet<String>, new: bool) {
         let started = Instant::now();
         let app = &folder.app;
         let mut named: Vec<&str> = files.iter().take(NAMED_FILES).map(String::as_str).collect();
@@ -177,16 +329,22 @@ impl Reloader {
             let _ = tokio::fs::remove_file(&path).await;
             return;
         }
-        self.say(
-            false,
-            &format!(
+        let what = if new {
+            format!(
+                "new app folder {}: deploying {app}; building version {}",
+                folder.root.display(),
+                short(&hash)
+            )
+        } else {
+            format!(
                 "reloading {app}: {} file{} changed ({}); building version {}",
                 files.len(),
                 if files.len() == 1 { "" } else { "s" },
                 named.join(", "),
                 short(&hash)
-            ),
-        );
+            )
+        };
+        self.say(false, &what);
         match self
             .engine
             .deploy_version(app, path, hash.clone(), true)
@@ -215,7 +373,10 @@ impl Reloader {
                 };
                 let keeps = match &previous {
                     Some(hash) => format!("the last good version ({}) keeps serving", short(hash)),
-                    None => "the last good version keeps serving".to_string(),
+                    None if self.engine.app_folders().iter().any(|(id, _)| id == app) => {
+                        "the last good version keeps serving".to_string()
+                    }
+                    None => "no version of it serves yet".to_string(),
                 };
                 self.say(
                     true,

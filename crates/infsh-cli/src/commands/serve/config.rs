@@ -219,6 +219,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         webhook_secret: webhook_secret.or(places.webhook_secret),
         // Opened (a bucket is reached) in `files::open`, before the port.
         files: None,
+        versions_on_engines: args.versions_on_engines,
     };
     let server = ServerConfig {
         api_keys,

@@ -2,6 +2,8 @@
 //! idle replica stops at once (its `unload` runs), a busy one when its task
 //! ends, a preload starts none, and a later run starts one as for a cold
 //! app, which then stays. Made current again, the preload starts them.
+//! With its last replica gone, a retired app's launcher lets go of its
+//! zygote.
 
 use serde_json::json;
 
@@ -53,6 +55,16 @@ async fn a_retired_apps_idle_replica_stops_now_and_a_busy_one_after_its_task() {
     let stopped = shutdowns(&h);
     assert_eq!(stopped.len(), 2, "{stopped:?}");
     assert_eq!(stopped[1], (busy, secs(3.0)), "after its task: {stopped:?}");
+    // The zygote goes with the last replica, not while the busy one ran.
+    let releases: Vec<std::time::Duration> = h
+        .fake
+        .records()
+        .into_iter()
+        .filter(|r| r.op == Op::Release)
+        .map(|r| r.at)
+        .collect();
+    assert!(!releases.is_empty(), "no release");
+    assert!(releases.iter().all(|at| *at >= secs(3.0)), "{releases:?}");
     // Retired, the preload starts nothing again.
     h.at(10.0).await;
     assert_eq!(h.status().replicas, 0);
