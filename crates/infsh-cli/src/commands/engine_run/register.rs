@@ -55,7 +55,10 @@ pub async fn warm(engine: &Engine) -> Vec<String> {
     let mut warm = engine.hosted_versions();
     for worker in engine.workers().await {
         // `ns/name#0` (or `ns/name@HASH#0`): the app id and the replica.
-        let app = worker.id.rsplit_once('#').map_or(&*worker.id, |(app, _)| app);
+        let app = worker
+            .id
+            .rsplit_once('#')
+            .map_or(&*worker.id, |(app, _)| app);
         if matches!(worker.state.as_str(), "idle" | "busy") && !warm.iter().any(|w| w == app) {
             warm.push(app.to_string());
         }
