@@ -126,6 +126,14 @@ pub fn app_hashes(
     hashes
 }
 
+/// How long a queued task is left to the engine where its app is warm.
+/// An engine claims no task of an app it is not warm for while another
+/// online, non-draining engine recorded (at its last claim, or a task's end
+/// there) that app warm and a free slot, unless the task has been queued
+/// (or due) for longer than this: a warm engine that is stuck or slow to
+/// claim delays a task by this much at most, never starves it.
+pub const WARM_GRACE_MS: i64 = 1_000;
+
 /// A claim: which engine, what it can run, how much.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimRequest {
@@ -133,9 +141,12 @@ pub struct ClaimRequest {
     /// Its slot names (a pinned run is only claimed by an engine with one
     /// of its slots).
     pub slots: Vec<String>,
-    /// Apps with an idle worker there: their tasks are claimed first.
+    /// Apps (and versions) with a replica (or a cached package) there:
+    /// their tasks are claimed first, and recorded so that other engines
+    /// leave them their tasks ([`WARM_GRACE_MS`]).
     pub warm: Vec<String>,
-    /// At most this many tasks.
+    /// At most this many tasks (recorded as its free slots, less what the
+    /// claim took).
     pub max: usize,
     /// It fetches deployed versions from the API node: it also takes tasks
     /// of any version (`ns/name@HASH`), those in `warm` (cached there)

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api_nodes",
         include_str!("../migrations/0012_api_nodes.sql"),
     ),
+    (
+        13,
+        "engine_warm",
+        include_str!("../migrations/0013_engine_warm.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -112,7 +117,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut conn).unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
         );
         assert!(migrate(&mut conn).unwrap().is_empty());
         let n: i64 = conn

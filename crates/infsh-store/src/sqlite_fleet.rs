@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::fleet::{
     app_hashes, engine_lost_message, is_version_task, AttemptRecord, CancelOutcome, ClaimRequest,
     ClaimedTask, EngineApp, EngineRecord, EngineRegistration, EngineSession, Expired, FailedCall,
-    FleetError, FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange,
+    FleetError, FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange, WARM_GRACE_MS,
 };
 use crate::rows::{RawTask, TASK_COLUMNS};
 use crate::sqlite::{append_logs, insert_task, to_json, SqliteStore};
@@ -151,6 +151,7 @@ fn claim(
         return Ok(Vec::new());
     }
     let slots: HashSet<&str> = request.slots.iter().map(String::as_str).collect();
+    let elsewhere = warm_elsewhere(conn, &request.engine, now_ms - lease_ms)?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {TASK_COLUMNS}, pinned_workers FROM tasks \
          WHERE remote = 1 AND status = 2 AND leased_by IS NULL \
@@ -167,6 +168,14 @@ fn claim(
         let takes =
             apps.contains(task.app.as_str()) || (request.versions && is_version_task(&task.app));
         if !takes {
+            continue;
+        }
+        // Left to an engine warm for it with a free slot, for a while.
+        let queued_since = task.updated_at_ms.max(task.run_at_ms.unwrap_or(0));
+        if !request.warm.contains(&task.app)
+            && queued_since >= now_ms - WARM_GRACE_MS
+            && elsewhere.contains(task.app.as_str())
+        {
             continue;
         }
         // A session's call: only by the engine holding it, one at a time,
@@ -195,6 +204,18 @@ fn claim(
     // Warm apps first; the sort is stable, so oldest first within each.
     candidates.sort_by_key(|(t, _)| !request.warm.contains(&t.app));
     candidates.truncate(request.max);
+    // What this engine is warm for and how much it runs at once, for the
+    // others' claims (before this claim's leases: its `max` is on top of
+    // what it holds now).
+    conn.prepare_cached(
+        "UPDATE engines SET warm = ?2, capacity = ?3 + (SELECT COUNT(*) FROM tasks \
+         WHERE leased_by = ?1 AND status < 10) WHERE name = ?1",
+    )?
+    .execute(params![
+        request.engine,
+        serde_json::to_string(&request.warm).expect("strings serialize"),
+        i64::try_from(request.max).unwrap_or(i64::MAX)
+    ])?;
     let lease_until_ms = now_ms + lease_ms;
     let mut claimed = Vec::with_capacity(candidates.len());
     for (mut task, pinned_workers) in candidates {
@@ -230,6 +251,25 @@ fn claim(
         });
     }
     Ok(claimed)
+}
+
+/// The apps other online, non-draining engines are warm for with a free
+/// slot (their recorded capacity above the tasks they hold now).
+fn warm_elsewhere(
+    conn: &Connection,
+    engine: &str,
+    online_since_ms: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT w.value FROM engines o, json_each(o.warm) w \
+         WHERE o.name <> ?1 AND o.draining = 0 AND o.last_heartbeat_ms >= ?2 \
+         AND o.capacity > (SELECT COUNT(*) FROM tasks h \
+           WHERE h.leased_by = o.name AND h.status < 10)",
+    )?;
+    let apps = stmt
+        .query_map(params![engine, online_since_ms], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(apps)
 }
 
 fn heartbeat(

@@ -83,7 +83,106 @@ contract!(
     a_reregistration_keeps_draining_and_first_registration_time,
     a_task_is_not_claimed_before_its_run_at,
     version_tasks_go_to_engines_that_fetch_versions_cached_ones_first,
+    a_cold_engine_leaves_a_task_to_a_warm_one_with_a_free_slot_for_the_grace,
 );
+
+fn ids(claimed: &[infsh_store::fleet::ClaimedTask]) -> Vec<String> {
+    claimed.iter().map(|c| c.task.id.clone()).collect()
+}
+
+/// A task queued at `at_ms`.
+async fn queued_at(store: &dyn Both, app: &str, at_ms: i64) -> TaskRecord {
+    let mut t = task(app);
+    (t.created_at_ms, t.updated_at_ms) = (at_ms, at_ms);
+    store.enqueue_remote(&t, None).await.unwrap();
+    t
+}
+
+/// Across engines: a cold engine's claim leaves a task, for
+/// `WARM_GRACE_MS` after it was queued, to another online, non-draining
+/// engine whose last claim said it is warm for the app and that has a
+/// free slot (its claim's `max` above what it holds; a task's end frees
+/// one). Busy, draining or offline, the warm engine is not waited for.
+async fn a_cold_engine_leaves_a_task_to_a_warm_one_with_a_free_slot_for_the_grace(
+    store: &dyn Both,
+) {
+    use infsh_store::fleet::WARM_GRACE_MS;
+    for name in ["warm", "cold"] {
+        store
+            .register_engine(&registration(name, &[("ns/a", "h")]), 10_000)
+            .await
+            .unwrap();
+    }
+    let mut warm = claim_of("warm", 1);
+    warm.warm = vec!["ns/a".into()];
+    let cold = claim_of("cold", 1);
+    // The warm engine's claim (nothing queued yet) records it warm, free.
+    assert!(store.claim(&warm, 10_000, LEASE).await.unwrap().is_empty());
+
+    let t1 = queued_at(store, "ns/a", 10_000).await;
+    let got = store.claim(&cold, 10_500, LEASE).await.unwrap();
+    assert!(got.is_empty(), "the cold engine took {:?}", ids(&got));
+    let got = store.claim(&warm, 10_500, LEASE).await.unwrap();
+    assert_eq!(ids(&got), vec![t1.id.clone()]);
+
+    // Its one slot busy: the cold engine takes the next task at once.
+    let t2 = queued_at(store, "ns/a", 10_600).await;
+    let got = store.claim(&cold, 10_600, LEASE).await.unwrap();
+    assert_eq!(
+        ids(&got),
+        vec![t2.id.clone()],
+        "the busy warm engine is not waited for"
+    );
+
+    // Its task ended: its slot is free again, before its next claim.
+    let done = Report {
+        status: Some(TaskStatus::Completed),
+        at_ms: 10_700,
+        ..Report::default()
+    };
+    store.report("warm", &t1.id, &done).await.unwrap();
+    let other = registration("other", &[("ns/a", "h")]);
+    store.register_engine(&other, 10_700).await.unwrap();
+    let t3 = queued_at(store, "ns/a", 11_000).await;
+    let got = store
+        .claim(&claim_of("other", 1), 11_000 + WARM_GRACE_MS, LEASE)
+        .await
+        .unwrap();
+    assert!(
+        got.is_empty(),
+        "a cold engine took {:?} within the grace",
+        ids(&got)
+    );
+    // After the grace (the warm engine stuck), anyone takes it.
+    let got = store
+        .claim(&claim_of("other", 1), 11_000 + WARM_GRACE_MS + 1, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), vec![t3.id.clone()], "after the grace");
+
+    // A draining warm engine is not waited for.
+    store.set_engine_draining("warm", true).await.unwrap();
+    let t4 = queued_at(store, "ns/a", 20_000).await;
+    let got = store.claim(&cold, 20_000, LEASE).await.unwrap();
+    assert_eq!(ids(&got), vec![t4.id.clone()], "the warm engine drains");
+
+    // Nor is an offline one (its last beat older than a lease).
+    store.set_engine_draining("warm", false).await.unwrap();
+    store
+        .report(
+            "cold",
+            &t4.id,
+            &Report {
+                at_ms: 20_000,
+                ..done.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let t5 = queued_at(store, "ns/a", 10_000 + LEASE + 1).await;
+    let got = store.claim(&cold, 10_000 + LEASE + 1, LEASE).await.unwrap();
+    assert_eq!(ids(&got), vec![t5.id.clone()], "the warm engine is offline");
+}
 
 /// A task of a deployed version (`ns/name@HASH`) is claimed only by an
 /// engine that fetches versions, whatever apps it registered (none here);

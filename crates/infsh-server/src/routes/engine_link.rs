@@ -78,7 +78,8 @@ pub struct ClaimBody {
     /// Its slot names (pinned runs).
     #[serde(default)]
     pub slots: Vec<String>,
-    /// Apps with an idle worker: their tasks first.
+    /// Apps with a replica there and versions it has cached: their tasks
+    /// first, and other engines leave them to it while it has a free slot.
     #[serde(default)]
     pub warm: Vec<String>,
     /// How many tasks it takes now (0: only a heartbeat).

@@ -24,7 +24,7 @@ use super::{fleet_sessions, logs, tasks, PostgresStore};
 use crate::fleet::{
     app_hashes, engine_lost_message, AttemptRecord, CancelOutcome, ClaimRequest, ClaimedTask,
     EngineApp, EngineRecord, EngineRegistration, EngineSession, Expired, FailedCall, FleetError,
-    FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange,
+    FleetSession, FleetStore, HeartbeatOutcome, Report, SessionChange, WARM_GRACE_MS,
 };
 use crate::rows::TASK_COLUMNS;
 use crate::{StoreError, TaskRecord, TaskStatus};
@@ -204,20 +204,36 @@ async fn claim(
     // draining check is repeated here: this statement's snapshot is newer
     // than `get_engine`'s (READ COMMITTED), so a drain committed before a
     // task was queued is seen (else a drained engine could take it).
+    // A task of an app this engine is not warm for is left, for
+    // WARM_GRACE_MS after it was queued (or due), to another online engine
+    // that is warm for it with a free slot (its recorded capacity above the
+    // tasks it holds). The same statement records this engine's warm apps
+    // and capacity for the others' claims: one round trip.
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE tasks SET leased_by = $1, lease_until_ms = $2, attempt = attempt + 1, \
-             status = $3, updated_at_ms = $4 \
-             WHERE id IN (SELECT id FROM tasks WHERE remote = 1 AND status = $5 \
-               AND leased_by IS NULL AND session_id IS NULL \
-               AND (app = ANY($6) OR ($10 AND strpos(app, '@') > 0)) \
-               AND (run_at_ms IS NULL OR run_at_ms <= $4) \
-               AND (pinned_workers IS NULL OR pinned_workers::jsonb ?| $7) \
+            "WITH picked AS (UPDATE tasks SET leased_by = $1, lease_until_ms = $2, \
+               attempt = attempt + 1, status = $3, updated_at_ms = $4 \
+             WHERE id IN (SELECT q.id FROM tasks q WHERE q.remote = 1 AND q.status = $5 \
+               AND q.leased_by IS NULL AND q.session_id IS NULL \
+               AND (q.app = ANY($6) OR ($10 AND strpos(q.app, '@') > 0)) \
+               AND (q.run_at_ms IS NULL OR q.run_at_ms <= $4) \
+               AND (q.pinned_workers IS NULL OR q.pinned_workers::jsonb ?| $7) \
                AND NOT EXISTS (SELECT 1 FROM engines WHERE name = $1 AND draining <> 0) \
-               ORDER BY (app = ANY($8)) DESC, seq LIMIT $9 FOR UPDATE SKIP LOCKED) \
-             RETURNING {TASK_COLUMNS}, pinned_workers, attempt"
+               AND (q.app = ANY($8) \
+                 OR GREATEST(q.updated_at_ms, COALESCE(q.run_at_ms, 0)) < $11 \
+                 OR NOT EXISTS (SELECT 1 FROM engines o WHERE o.name <> $1 \
+                   AND o.draining = 0 AND o.last_heartbeat_ms >= $12 \
+                   AND o.warm::jsonb ? q.app \
+                   AND o.capacity > (SELECT COUNT(*) FROM tasks h \
+                     WHERE h.leased_by = o.name AND h.status < 10))) \
+               ORDER BY (q.app = ANY($8)) DESC, q.seq LIMIT $9 FOR UPDATE SKIP LOCKED) \
+             RETURNING {TASK_COLUMNS}, pinned_workers, attempt), \
+             me AS (UPDATE engines SET warm = $13, capacity = $9 + (SELECT COUNT(*) \
+               FROM tasks h WHERE h.leased_by = $1 AND h.status < 10) WHERE name = $1) \
+             SELECT * FROM picked"
         ))
         .await?;
+    let warm_json = serde_json::to_string(&request.warm).expect("strings serialize");
     let rows = client
         .query(
             &stmt,
@@ -232,6 +248,9 @@ async fn claim(
                 &request.warm,
                 &limit,
                 &request.versions,
+                &(now_ms - WARM_GRACE_MS),
+                &(now_ms - lease_ms),
+                &warm_json,
             ],
         )
         .await?;

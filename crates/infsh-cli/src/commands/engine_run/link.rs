@@ -108,13 +108,14 @@ impl Link {
         holding: &[String],
         workers: &[String],
         sessions: &[EngineSession],
-        cached_versions: &[String],
+        warm: &[String],
     ) -> Result<ClaimAnswer, LinkError> {
-        // Every engine fetches deployed versions; the ones it has cached
-        // (hosted) are `warm`: their tasks first.
+        // Every engine fetches deployed versions. `warm` names the apps
+        // with a replica here and the versions it has cached
+        // (`register::warm`): their tasks first, here and fleet-wide.
         let body = serde_json::json!({
             "engine": self.engine, "max": max, "holding": holding, "slots": workers,
-            "sessions": sessions, "versions": true, "warm": cached_versions,
+            "sessions": sessions, "versions": true, "warm": warm,
         });
         let value = self.post("/v1/engine/claim", &body).await?;
         serde_json::from_value(value).map_err(|e| LinkError::Other {

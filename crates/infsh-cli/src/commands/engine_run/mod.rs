@@ -230,9 +230,9 @@ async fn claim_loop(
         changed.borrow_and_update();
         let mut stop = signals.clone();
         let held_sessions = sessions.reports(engine).await;
-        let cached_versions = engine.hosted_versions();
+        let warm = register::warm(engine).await;
         let answer = tokio::select! {
-            answer = link.claim(max, &holding, &workers, &held_sessions, &cached_versions) => answer,
+            answer = link.claim(max, &holding, &workers, &held_sessions, &warm) => answer,
             // A signal, or (draining, or every slot busy) a task that
             // ended: look again now. Only a claim for no task is dropped
             // mid-flight: one that may lease tasks is always read to its

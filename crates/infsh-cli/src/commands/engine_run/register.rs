@@ -46,6 +46,26 @@ pub async fn registration(engine: &Engine, name: &str) -> Result<RemoteRegistrat
     })
 }
 
+/// What its claims call `warm`: the apps with a replica up here (idle or
+/// busy: its slot frees when the task ends) and the versions it has cached.
+/// The API node claims their tasks here first, and other engines leave
+/// them to it for a moment while it has a free slot (docs/deploy.md,
+/// "Which engine runs a task"): no cold start, no package download.
+pub async fn warm(engine: &Engine) -> Vec<String> {
+    let mut warm = engine.hosted_versions();
+    for worker in engine.workers().await {
+        // `ns/name#0` (or `ns/name@HASH#0`): the app id and the replica.
+        let app = worker
+            .id
+            .rsplit_once('#')
+            .map_or(&*worker.id, |(app, _)| app);
+        if matches!(worker.state.as_str(), "idle" | "busy") && !warm.iter().any(|w| w == app) {
+            warm.push(app.to_string());
+        }
+    }
+    warm
+}
+
 /// Tasks held at once: every app's workers busy (more would only queue
 /// here while another engine could run them).
 pub fn capacity(engine: &Engine) -> usize {
