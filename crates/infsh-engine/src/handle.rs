@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use infsh_store::TaskRecord;
+use infsh_store::{LogEntry, TaskRecord};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::{AppState, EngineError};
+use crate::api::{AppState, EngineError, TaskView};
 use crate::app_info::AppInfo;
-use crate::live::LiveTask;
+use crate::live::{LiveTask, LiveTasks};
 use crate::registry::AppEntry;
 use crate::timing::StageClock;
 use crate::views::WorkerView;
@@ -176,11 +176,29 @@ impl AppHandle {
         }
     }
 
-    /// Queues a task found in the store at start (no capacity check: it was
-    /// accepted before).
-    pub fn enqueue_recovered(&self, task: QueuedTask) {
+    /// Queues a waiting task the store says is this node's (found at start,
+    /// or taken over from a lost API node), with a live view for its
+    /// watchers. No capacity check: it was accepted before; never pinned
+    /// (pins are for engines' slots).
+    pub(crate) fn enqueue_recovered(
+        &self,
+        live: &LiveTasks,
+        record: TaskRecord,
+        logs: Vec<LogEntry>,
+    ) {
+        let live = live.insert(TaskView {
+            record: record.clone(),
+            logs,
+            slot: None,
+        });
         self.queued.fetch_add(1, Ordering::SeqCst);
-        self.enqueue(task);
+        self.enqueue(QueuedTask {
+            record,
+            live,
+            clock: Default::default(),
+            since: tokio::time::Instant::now(),
+            slots: None,
+        });
     }
 
     pub async fn cancel(&self, id: &str) -> CancelReply {

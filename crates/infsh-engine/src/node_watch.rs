@@ -14,9 +14,7 @@ use std::time::Duration;
 use infsh_store::nodes::TakenOver;
 use infsh_store::{now_ms, TaskStatus};
 
-use crate::api::TaskView;
 use crate::engine::Engine;
-use crate::handle::QueuedTask;
 use crate::metrics::inc;
 
 impl Engine {
@@ -93,17 +91,6 @@ impl Engine {
             return;
         };
         let logs = shared.store.get_logs(&task.id).await.unwrap_or_default();
-        let live = shared.live.insert(TaskView {
-            record: task.clone(),
-            logs,
-            slot: None,
-        });
-        app.enqueue_recovered(QueuedTask {
-            record: task,
-            live,
-            clock: Default::default(),
-            since: tokio::time::Instant::now(),
-            slots: None,
-        });
+        app.enqueue_recovered(&shared.live, task, logs);
     }
 }

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use infsh_store::fleet::{FleetError, FleetStore};
 use infsh_store::{now_ms, StoreError, TaskStatus};
 
-use crate::api::TaskView;
-use crate::handle::QueuedTask;
 use crate::hosted::HostedApps;
 use crate::shared::{Shared, INTERRUPTED};
 
@@ -96,19 +94,7 @@ pub(crate) async fn recover(
                 .await?;
         }
         let logs = store.get_logs(&task.id).await?;
-        let live = shared.live.insert(TaskView {
-            record: task.clone(),
-            logs,
-            slot: None,
-        });
-        app.enqueue_recovered(QueuedTask {
-            record: task,
-            live,
-            clock: Default::default(),
-            since: tokio::time::Instant::now(),
-            // Recovery runs on an API node's own tasks, never pinned.
-            slots: None,
-        });
+        app.enqueue_recovered(&shared.live, task, logs);
         report.requeued += 1;
     }
     Ok(report)

@@ -241,20 +241,11 @@ impl TaskStore for PostgresStore {
                 task.record.updated_at_ms = at_ms;
                 self.write_pending(*task).await
             }
-            Take::Flushing(mut rx) => {
-                let _ = rx.wait_for(|done| *done).await;
-                tasks::finish(
-                    &self.client().await?,
-                    id,
-                    status,
-                    output,
-                    error,
-                    at_ms,
-                    self.node(),
-                )
-                .await
-            }
-            Take::None => {
+            // Being written (wait for its insert) or written long ago.
+            flushing_or_none => {
+                if let Take::Flushing(mut rx) = flushing_or_none {
+                    let _ = rx.wait_for(|done| *done).await;
+                }
                 tasks::finish(
                     &self.client().await?,
                     id,
