@@ -205,8 +205,9 @@ def embed_doc(p, results, base):
                                              infsh=infsh_c1["c1"]["p50_ms"], direct=base["p50_ms"],
                                              config=infsh_c1["config"])
     if infsh_c32 and peer_c32:
-        ratio = round(infsh_c32["c32"]["ok_per_s"] / peer_c32["c32"]["ok_per_s"], 2)
-        targets["c32_vs_best_peer"] = dict(value=ratio, target=">= 2", met=ratio >= 2,
+        # Compared before rounding: 1.995 is not 2.
+        ratio = infsh_c32["c32"]["ok_per_s"] / peer_c32["c32"]["ok_per_s"]
+        targets["c32_vs_best_peer"] = dict(value=round(ratio, 3), target=">= 2", met=ratio >= 2,
                                            infsh=round(infsh_c32["c32"]["ok_per_s"], 1),
                                            peer=f"{peer_c32['system']} | {peer_c32['config']}",
                                            peer_per_s=round(peer_c32["c32"]["ok_per_s"], 1))

@@ -26,7 +26,16 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Only the trivial app: the embed app beside it needs a model folder
+# (bench/embed.py makes one), and an engine that cannot load every app it
+# is given does not start.
 APPS = os.path.join(ROOT, "bench", "apps", "infsh")
+TRIVIAL_APP = "upper"
+
+
+def copy_trivial_app(dest):
+    """Makes `dest` an apps folder holding only the trivial app."""
+    shutil.copytree(os.path.join(APPS, TRIVIAL_APP), os.path.join(dest, TRIVIAL_APP))
 BODY = json.dumps({"app": "bench/upper", "function": "run", "input": {"text": "hello world"},
                    "wait": True})
 
@@ -60,7 +69,7 @@ class Node:
     def __init__(self, binary, python, store_flags):
         self.tmp = tempfile.mkdtemp(prefix="infsh-fleet-")
         apps = os.path.join(self.tmp, "apps")
-        shutil.copytree(APPS, apps)
+        copy_trivial_app(apps)
         self.port = free_port()
         self.log = open(os.path.join(self.tmp, "server.log"), "wb")
         env = dict(os.environ, INFSH_CACHE_DIR=os.path.join(self.tmp, "cache"), NO_COLOR="1")

@@ -28,7 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fleet_bench import APPS, free_port, pct, psql, with_database  # noqa: E402
+from fleet_bench import copy_trivial_app, free_port, pct, psql, with_database  # noqa: E402
 
 KEY = "bench-engine-key"
 RUN = json.dumps({"app": "bench/upper", "function": "run", "input": {"text": "hello world"},
@@ -110,7 +110,7 @@ def one_setup(a, url, engines, tmp):
         wait_until("API node healthy", lambda: get(port, "/health")[0] == 200)
     for i in range(engines):
         apps = os.path.join(tmp, f"engine{i}-apps")
-        shutil.copytree(APPS, apps)
+        copy_trivial_app(apps)
         server = f"http://127.0.0.1:{ports[i % len(ports)]}"
         procs.append(Proc([a.bin, "engine", "run", "--server", server, "--name", f"e{i}",
                            "--apps", apps, "--python", a.python,
@@ -209,8 +209,8 @@ def main():
         f"{a.seconds:g} s of `nap` ({NAP_SECONDS} s sleep holding the engine's one slot); "
         "ideal = engines / 0.2 s.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs **shared with four other "
-        "engineers' builds and tests while this ran** (load, not a quiet box), "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (load average before: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}), "
         f"{platform.system()} {platform.release()}. infsh binary: `{a.bin}`.",
     ]
     if a.note:
