@@ -95,8 +95,10 @@ def post(conn, body):
     return time.perf_counter() - t0
 
 
-def one_setup(a, url, engines, tmp):
-    procs = []
+def one_setup(a, url, engines, tmp, procs):
+    """Starts the nodes and engines into the caller's `procs` (so that the
+    caller stops them even when this fails part way) and returns the nodes'
+    ports once every engine is online."""
     ports = []
     empty = os.path.join(tmp, "empty")
     os.makedirs(empty, exist_ok=True)
@@ -123,7 +125,7 @@ def one_setup(a, url, engines, tmp):
         return states.count("online") == engines
 
     wait_until(f"{engines} engines online", online)
-    return procs, ports
+    return ports
 
 
 def measure(a, ports):
@@ -182,7 +184,7 @@ def main():
         tmp = tempfile.mkdtemp(prefix="infsh-fleet-engines-")
         procs = []
         try:
-            procs, ports = one_setup(a, with_database(a.database_url, db), engines, tmp)
+            ports = one_setup(a, with_database(a.database_url, db), engines, tmp, procs)
             r = measure(a, ports)
         except Exception:
             for p in procs:
