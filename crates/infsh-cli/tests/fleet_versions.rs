@@ -201,18 +201,28 @@ fn an_engine_without_apps_fetches_builds_and_caches_deployed_versions() {
     });
 }
 
+/// Two `--versions-on-engines` API nodes on `db` sharing one `--files`
+/// folder (in A's sandbox), with their sandboxes.
+fn two_nodes_sharing_files(
+    db: &infsh_testkit::PgTestDb,
+) -> (ServeSandbox, ServeSandbox, Server, Server) {
+    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let shared = sb_a.path().join("shared-files");
+    let files = format!("file://{}", shared.display());
+    let flags = ["--files", files.as_str(), "--versions-on-engines"];
+    let node_a = pg_api_node(&sb_a, db, ENGINE_KEY, "2", &flags);
+    let node_b = pg_api_node(&sb_b, db, ENGINE_KEY, "2", &flags);
+    (sb_a, sb_b, node_a, node_b)
+}
+
 /// Two API nodes on one PostgreSQL database sharing one `--files` folder:
 /// a version deployed to node A runs on an engine linked to node B, which
 /// serves the package from the shared storage (B never saw the upload).
 #[test]
 fn a_version_deployed_to_one_node_runs_on_an_engine_of_the_other() {
     let db = infsh_testkit::PgTestDb::create();
-    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
+    let (sb_a, sb_b, node_a, node_b) = two_nodes_sharing_files(&db);
     let shared = sb_a.path().join("shared-files");
-    let files = format!("file://{}", shared.display());
-    let flags = ["--files", files.as_str(), "--versions-on-engines"];
-    let node_a = pg_api_node(&sb_a, &db, ENGINE_KEY, "2", &flags);
-    let node_b = pg_api_node(&sb_b, &db, ENGINE_KEY, "2", &flags);
     let engine = EngineProc::spawn_fetching(&sb_b, &node_b.url, "e1", "e1", ENGINE_KEY, &[]);
     wait_online(&node_a, &["e1"]);
 
@@ -280,12 +290,7 @@ fn wait_replica(hash: &str, up: bool, log: &dyn Fn() -> String) {
 #[test]
 fn a_version_built_on_one_node_is_run_switched_and_removed_through_the_other() {
     let db = infsh_testkit::PgTestDb::create();
-    let (sb_a, sb_b) = (ServeSandbox::new(&[]), ServeSandbox::new(&[]));
-    let shared = sb_a.path().join("shared-files");
-    let files = format!("file://{}", shared.display());
-    let flags = ["--files", files.as_str(), "--versions-on-engines"];
-    let node_a = pg_api_node(&sb_a, &db, ENGINE_KEY, "2", &flags);
-    let node_b = pg_api_node(&sb_b, &db, ENGINE_KEY, "2", &flags);
+    let (sb_a, sb_b, node_a, node_b) = two_nodes_sharing_files(&db);
     let engine = EngineProc::spawn_fetching(&sb_a, &node_a.url, "e1", "e1", ENGINE_KEY, &[]);
     wait_online(&node_b, &["e1"]);
     let log = || engine.log();
