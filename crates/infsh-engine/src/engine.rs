@@ -485,7 +485,17 @@ impl Engine {
 
     pub async fn get(&self, id: &str) -> Result<TaskView, EngineError> {
         if let Some(view) = self.shared().live.view(id) {
-            return Ok(view);
+            // A remote task's view follows the store (what other nodes
+            // change is announced, then re-read), so it may lag behind it
+            // but is never ahead: the store answers.
+            let remote = self
+                .inner
+                .fleet
+                .get()
+                .is_some_and(|hub| hub.follows_task(id));
+            if !remote {
+                return Ok(view);
+            }
         }
         let store = &self.shared().store;
         let record = store

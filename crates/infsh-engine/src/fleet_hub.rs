@@ -40,10 +40,14 @@ use crate::inputs::{
     call_validators, check_file_inputs, input_and_setup, requested_function, resolve_error,
     validate,
 };
+use crate::live::LiveTask;
 use crate::metrics::inc;
 use crate::sessions::requested;
 use crate::shared::Shared;
 use crate::time::sleep_until;
+
+/// Followed tasks re-read in one query at most (a resync reads them all).
+const REFRESH_BATCH: usize = 500;
 
 pub(crate) struct FleetHub {
     pub(crate) shared: Arc<Shared>,
@@ -802,53 +806,77 @@ impl FleetHub {
         });
         // A change between the read and the insert was announced before we
         // followed: read once more.
-        self.refresh(id).await;
+        self.refresh(&[id.to_string()]).await;
         Ok(())
+    }
+
+    /// Whether `id` is a remote task with a live view here.
+    pub(crate) fn follows_task(&self, id: &str) -> bool {
+        lock(&self.remote_live).contains(id)
     }
 
     fn follows(&self) -> bool {
         self.wake.task_changes().is_some()
     }
 
-    /// Re-reads a followed task from the store and publishes it (never
-    /// older than what is shown: a view is only replaced by a newer row).
-    async fn refresh(&self, id: &str) {
-        let Some(live) = self.shared.live.get(id) else {
+    /// Re-reads followed tasks from the store and publishes them (a view
+    /// is only replaced by a newer row, never an older one): one query for
+    /// the rows and their log counts, then the logs of those that have
+    /// more than their view. Ids with no live view here cost nothing.
+    async fn refresh(&self, ids: &[String]) {
+        let followed: HashMap<&str, LiveTask> = ids
+            .iter()
+            .filter_map(|id| Some((id.as_str(), self.shared.live.get(id)?)))
+            .collect();
+        if followed.is_empty() {
             return;
-        };
-        let read = async {
-            let record = self.shared.store.get_task(id).await?;
-            let logs = self.shared.store.get_logs(id).await?;
-            Ok::<_, infsh_store::StoreError>(record.map(|r| (r, logs)))
-        };
-        let (record, logs) = match read.await {
-            Ok(Some(found)) => found,
-            Ok(None) => return,
+        }
+        let wanted: Vec<String> = followed.keys().map(|id| id.to_string()).collect();
+        let rows = match self.shared.store.tasks_with_log_counts(&wanted).await {
+            Ok(rows) => rows,
             Err(e) => {
-                tracing::warn!(task = %id, error = %e, "cannot re-read a followed task");
+                tracing::warn!(tasks = wanted.len(), error = %e, "cannot re-read followed tasks");
                 return;
             }
         };
-        let terminal = record.status.is_terminal();
-        live.send_if_modified(|view| {
-            let newer = terminal
-                || record.updated_at_ms > view.record.updated_at_ms
-                || logs.len() > view.logs.len()
-                || (record.updated_at_ms == view.record.updated_at_ms
-                    && record.status != view.record.status);
-            if newer && !view.record.status.is_terminal() {
-                if logs.len() >= view.logs.len() {
-                    view.logs = logs;
+        for (record, log_count) in rows {
+            let Some(live) = followed.get(record.id.as_str()) else {
+                continue;
+            };
+            let logs = if log_count > live.borrow().logs.len() {
+                match self.shared.store.get_logs(&record.id).await {
+                    Ok(logs) => Some(logs),
+                    Err(e) => {
+                        tracing::warn!(task = %record.id, error = %e, "cannot re-read a followed task's logs");
+                        None
+                    }
                 }
-                view.record = record;
-                return true;
+            } else {
+                None
+            };
+            let id = record.id.clone();
+            let terminal = record.status.is_terminal();
+            live.send_if_modified(|view| {
+                let more_logs = logs.as_ref().is_some_and(|l| l.len() > view.logs.len());
+                let newer = terminal
+                    || record.updated_at_ms > view.record.updated_at_ms
+                    || more_logs
+                    || (record.updated_at_ms == view.record.updated_at_ms
+                        && record.status != view.record.status);
+                if newer && !view.record.status.is_terminal() {
+                    if let Some(logs) = logs.filter(|_| more_logs) {
+                        view.logs = logs;
+                    }
+                    view.record = record;
+                    return true;
+                }
+                false
+            });
+            if terminal {
+                // Another node ended it and sent its webhook.
+                lock(&self.remote_live).remove(&id);
+                self.shared.live.remove(&id);
             }
-            false
-        });
-        if terminal {
-            // Another node ended it and sent its webhook.
-            lock(&self.remote_live).remove(id);
-            self.shared.live.remove(id);
         }
     }
 
@@ -898,23 +926,110 @@ async fn sweep(hub: Weak<FleetHub>, options: FleetOptions) {
     }
 }
 
-/// Re-reads the followed tasks other nodes announce changes of.
+/// Re-reads the followed tasks other nodes announce changes of, a batch
+/// at a time ([`next_batch`]): a busy fleet announces several changes per
+/// task, faster than a read per announcement keeps up with (a follower
+/// that fell behind so showed ended tasks as running for minutes).
 async fn follow_changes(hub: Weak<FleetHub>, mut changes: broadcast::Receiver<TaskChange>) {
-    loop {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(broadcast::error::RecvError::Lagged(_)) => TaskChange::Resync,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+    while let Some(batch) = next_batch(&mut changes).await {
         let Some(hub) = hub.upgrade() else { return };
-        match change {
-            TaskChange::Task(id) => hub.refresh(&id).await,
-            TaskChange::Resync => {
-                let ids: Vec<String> = lock(&hub.remote_live).iter().cloned().collect();
-                for id in ids {
-                    hub.refresh(&id).await;
-                }
+        let ids = match batch {
+            Announced::Tasks(ids) => ids,
+            Announced::Resync => lock(&hub.remote_live).iter().cloned().collect(),
+        };
+        for chunk in ids.chunks(REFRESH_BATCH) {
+            hub.refresh(chunk).await;
+        }
+    }
+}
+
+/// What to re-read after a wait for announcements.
+#[derive(Debug, PartialEq)]
+enum Announced {
+    /// These tasks, each once, in the order first announced.
+    Tasks(Vec<String>),
+    /// Everything followed: announcements were missed (the listener
+    /// reconnected, or this follower lagged behind the channel).
+    Resync,
+}
+
+/// Waits for an announcement, then takes every one already queued behind
+/// it. None once the channel is closed.
+async fn next_batch(changes: &mut broadcast::Receiver<TaskChange>) -> Option<Announced> {
+    let first = match changes.recv().await {
+        Ok(change) => Some(change),
+        Err(broadcast::error::RecvError::Lagged(_)) => None,
+        Err(broadcast::error::RecvError::Closed) => return None,
+    };
+    let mut resync = first.is_none();
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    let mut note = |change: TaskChange| match change {
+        TaskChange::Task(id) => {
+            if seen.insert(id.clone()) {
+                ids.push(id);
             }
         }
+        TaskChange::Resync => resync = true,
+    };
+    first.into_iter().for_each(&mut note);
+    loop {
+        match changes.try_recv() {
+            Ok(change) => note(change),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => note(TaskChange::Resync),
+            Err(_) => break,
+        }
+    }
+    Some(if resync {
+        Announced::Resync
+    } else {
+        Announced::Tasks(ids)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str) -> TaskChange {
+        TaskChange::Task(id.to_string())
+    }
+
+    #[tokio::test]
+    async fn announcements_queued_together_are_one_batch_each_task_once() {
+        let (tx, mut rx) = broadcast::channel(16);
+        for id in ["a", "b", "a", "c", "b"] {
+            tx.send(task(id)).unwrap();
+        }
+        assert_eq!(
+            next_batch(&mut rx).await,
+            Some(Announced::Tasks(vec!["a".into(), "b".into(), "c".into()]))
+        );
+        tx.send(task("d")).unwrap();
+        assert_eq!(
+            next_batch(&mut rx).await,
+            Some(Announced::Tasks(vec!["d".into()]))
+        );
+        drop(tx);
+        assert_eq!(next_batch(&mut rx).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_resync_or_a_lag_in_a_batch_rereads_everything() {
+        let (tx, mut rx) = broadcast::channel(16);
+        tx.send(task("a")).unwrap();
+        tx.send(TaskChange::Resync).unwrap();
+        tx.send(task("b")).unwrap();
+        assert_eq!(next_batch(&mut rx).await, Some(Announced::Resync));
+        // More announcements than the channel holds: some were lost.
+        for n in 0..20 {
+            tx.send(task(&n.to_string())).unwrap();
+        }
+        assert_eq!(next_batch(&mut rx).await, Some(Announced::Resync));
+        tx.send(task("e")).unwrap();
+        assert_eq!(
+            next_batch(&mut rx).await,
+            Some(Announced::Tasks(vec!["e".into()]))
+        );
     }
 }

@@ -329,6 +329,56 @@ async fn infra_other_than_private_and_workers_for_a_local_app_are_400() {
 }
 
 #[tokio::test]
+async fn a_webhook_that_is_not_an_absolute_http_url_is_400() {
+    bounded(async {
+        let s = start(Setup::new(&["multi-fn"])).await;
+        for (webhook, shown) in [
+            ("hook", "\"hook\""),
+            ("/relative/hook", "\"/relative/hook\""),
+            ("ftp://127.0.0.1/hook", "\"ftp://127.0.0.1/hook\""),
+            ("http://", "\"http://\""),
+        ] {
+            for (path, body) in [
+                (
+                    "/apps/run",
+                    json!({"app": "tests/multi-fn", "input": {"text": "x"}, "webhook": webhook}),
+                ),
+                (
+                    "/apps/tests/multi-fn/functions/run/run",
+                    json!({"input": {"text": "x"}, "webhook": webhook}),
+                ),
+            ] {
+                let (st, h, b) = s.post(path, body).await;
+                assert_problem(st, &h, &b, 400, "invalid_request");
+                assert_eq!(
+                    b["detail"],
+                    format!(
+                        "`webhook` {shown} is not an absolute http(s) URL (e.g. \"https://example.com/hook\")"
+                    ),
+                    "{path}"
+                );
+            }
+        }
+        // Nothing was queued by the refusals; an http(s) URL or an empty
+        // webhook (none) is taken.
+        let (st, _, b) = s.get("/tasks").await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"]["items"], json!([]), "{b}");
+        for webhook in ["http://127.0.0.1:9/hook", "https://127.0.0.1:9/h?a=1", " "] {
+            let (st, _, b) = s
+                .post(
+                    "/apps/run",
+                    json!({"app": "tests/multi-fn", "input": {"text": "x"}, "webhook": webhook}),
+                )
+                .await;
+            assert_eq!(st, 200, "{webhook:?}: {b}");
+        }
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn missing_secrets_are_412_in_the_client_shape() {
     bounded(async {
         let mut setup = Setup::new(&[]);

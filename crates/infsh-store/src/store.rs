@@ -158,6 +158,24 @@ pub trait TaskStore: Send + Sync + 'static {
     /// A task's logs, oldest first.
     async fn get_logs(&self, id: &str) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// The tasks among `ids` (unknown ones left out, in no particular
+    /// order), each with how many log entries it has: what an API node
+    /// following other nodes' remote tasks re-reads when changes are
+    /// announced, for many tasks at once. One query on PostgreSQL, where
+    /// nodes follow each other; a loop elsewhere.
+    async fn tasks_with_log_counts(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(TaskRecord, usize)>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.get_task(id).await? {
+                found.push((record, self.get_logs(id).await?.len()));
+            }
+        }
+        Ok(found)
+    }
+
     /// Newest first; `cursor` is a previous page's `next_cursor`.
     async fn list_tasks(
         &self,

@@ -86,6 +86,7 @@ contract!(
     a_task_keeps_its_run_at,
     app_versions_build_switch_and_delete,
     app_versions_keep_what_their_build_discovered,
+    many_tasks_are_read_back_with_their_log_counts,
 );
 
 fn version(app: &str, hash: &str, created: i64) -> AppVersionRecord {
@@ -474,6 +475,49 @@ async fn unknown_ids_are_not_found(store: Arc<dyn TaskStore>) {
         .append_logs("nope", &[log(LogType::Run, "x", 1)])
         .await
         .is_err());
+}
+
+async fn many_tasks_are_read_back_with_their_log_counts(store: Arc<dyn TaskStore>) {
+    let (quiet, chatty) = (task("tests/a", 1), task("tests/a", 2));
+    for t in [&quiet, &chatty] {
+        store.insert_task(t).await.unwrap();
+    }
+    store
+        .append_logs(
+            &chatty.id,
+            &[log(LogType::Task, "one", 3), log(LogType::Task, "two", 4)],
+        )
+        .await
+        .unwrap();
+    store
+        .update_status(&chatty.id, TaskStatus::Running, 5)
+        .await
+        .unwrap();
+    let asked = [
+        quiet.id.clone(),
+        "no-such-task".to_string(),
+        chatty.id.clone(),
+    ];
+    let mut read = store.tasks_with_log_counts(&asked).await.unwrap();
+    read.sort_by_key(|(t, _)| t.created_at_ms);
+    let seen: Vec<_> = read
+        .iter()
+        .map(|(t, n)| (t.id.as_str(), t.status, t.updated_at_ms, *n))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (quiet.id.as_str(), TaskStatus::Queued, 1, 0),
+            (chatty.id.as_str(), TaskStatus::Running, 5, 2),
+        ]
+    );
+    assert_eq!(read[1].0, {
+        let mut expected = chatty.clone();
+        expected.status = TaskStatus::Running;
+        expected.updated_at_ms = 5;
+        expected
+    });
+    assert!(store.tasks_with_log_counts(&[]).await.unwrap().is_empty());
 }
 
 async fn logs_append_in_order(store: Arc<dyn TaskStore>) {

@@ -37,7 +37,7 @@ pub struct RunOptions {
     /// Setup config for the app's `setup` (default `{}`).
     #[serde(default)]
     pub setup: Option<Value>,
-    /// URL POSTed the terminal task.
+    /// Absolute http(s) URL POSTed the terminal task (anything else is a 400).
     #[serde(default)]
     pub webhook: Option<String>,
     /// `"new"` opens a session (one replica of the app leased to it); a

@@ -128,7 +128,31 @@ pub fn check_request(req: &RunRequest) -> Result<(), Problem> {
             )));
         }
     }
+    if let Some(webhook) = req
+        .webhook
+        .as_deref()
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
+        check_webhook(webhook)?;
+    }
     Ok(())
+}
+
+/// A webhook must be an absolute `http`/`https` URL: anything else could
+/// never be delivered, and used to be retried five times after the end.
+fn check_webhook(webhook: &str) -> Result<(), Problem> {
+    let url = url::Url::parse(webhook).ok();
+    let deliverable = url.is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    });
+    if deliverable {
+        return Ok(());
+    }
+    let shown: String = webhook.chars().take(200).collect();
+    Err(Problem::bad_request(format!(
+        "`webhook` {shown:?} is not an absolute http(s) URL (e.g. \"https://example.com/hook\")"
+    )))
 }
 
 /// A run body (as JSON bytes) → the engine's request and `wait`, or the

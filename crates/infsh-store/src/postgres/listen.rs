@@ -14,6 +14,7 @@
 //! look at the queue themselves, and announces [`TaskChange::Resync`]. Retries back off from
 //! [`RECONNECT_MIN`] to [`RECONNECT_MAX`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,7 +109,8 @@ impl Wakeup for PgWakeup {
 
 /// Sends the `NOTIFY`s: one per queue wake-up asked for, bursts coalesced
 /// (`Notify` keeps one permit, so notifies during a send make one more
-/// send), and one per changed task (in order, each id once per burst).
+/// send), and one per changed task (in order, each id once per burst, a
+/// burst in one statement).
 async fn send(pool: Pool, outbox: Arc<Notify>, mut changed: mpsc::UnboundedReceiver<String>) {
     loop {
         let (channel, payloads) = tokio::select! {
@@ -116,31 +118,44 @@ async fn send(pool: Pool, outbox: Arc<Notify>, mut changed: mpsc::UnboundedRecei
             id = changed.recv() => {
                 let Some(id) = id else { return };
                 let mut ids = vec![id];
+                let mut seen: HashSet<String> = ids.iter().cloned().collect();
                 while let Ok(more) = changed.try_recv() {
-                    if !ids.contains(&more) {
+                    if seen.insert(more.clone()) {
                         ids.push(more);
                     }
                 }
                 (TASK_CHANNEL, ids)
             }
         };
-        let sent = async {
-            let client = pool.get().await.map_err(|e| e.to_string())?;
-            for payload in &payloads {
-                client
-                    .execute("SELECT pg_notify($1, $2)", &[&channel, payload])
-                    .await
-                    .map_err(|e| describe_postgres(&e))?;
+        // An announcement is retried until it goes out: a change other
+        // nodes never hear of would leave their view of it stale (they
+        // re-read only what is announced, or everything on a reconnect).
+        let mut backoff = RECONNECT_MIN;
+        loop {
+            match notify_all(&pool, channel, &payloads).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, retry_in_ms = backoff.as_millis() as u64, "cannot announce to other API nodes");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
+                }
             }
-            Ok::<(), String>(())
-        }
-        .await;
-        if let Err(e) = sent {
-            // Claims on other nodes still return by their long poll's
-            // deadline; followers resync when their listener reconnects.
-            tracing::warn!(error = %e, channel, "cannot announce to other API nodes");
         }
     }
+}
+
+/// One statement for the whole burst (each payload is still a
+/// notification of its own).
+async fn notify_all(pool: &Pool, channel: &str, payloads: &[String]) -> Result<(), String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::TEXT[]) AS p",
+            &[&channel, &payloads],
+        )
+        .await
+        .map_err(|e| describe_postgres(&e))?;
+    Ok(())
 }
 
 /// Listens until the connection is lost, then reconnects; every

@@ -283,6 +283,13 @@ impl TaskStore for PostgresStore {
         logs::get(&self.client().await?, id).await
     }
 
+    async fn tasks_with_log_counts(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(TaskRecord, usize)>, StoreError> {
+        tasks::with_log_counts(&self.client().await?, ids).await
+    }
+
     async fn list_tasks(
         &self,
         filter: &TaskFilter,

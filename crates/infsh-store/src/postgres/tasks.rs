@@ -179,6 +179,32 @@ pub(crate) async fn get(client: &Client, id: &str) -> Result<Option<TaskRecord>,
     }
 }
 
+/// The tasks among `ids` with their log counts, in one statement.
+pub(crate) async fn with_log_counts(
+    client: &Client,
+    ids: &[String],
+) -> Result<Vec<(TaskRecord, usize)>, StoreError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS}, \
+             (SELECT COUNT(*) FROM task_logs l WHERE l.task_id = t.id) \
+             FROM tasks t WHERE t.id = ANY($1)"
+        ))
+        .await?;
+    client
+        .query(&stmt, &[&ids])
+        .await?
+        .iter()
+        .map(|row| {
+            let logs: i64 = row.try_get(17)?;
+            Ok((
+                raw_task(row)?.decode()?.1,
+                usize::try_from(logs).unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
 /// The same paging as SQLite's: newest first by `seq`, the cursor is the
 /// last item's `seq` (a positive integer), a page has `next_cursor` only if
 /// more follow.
