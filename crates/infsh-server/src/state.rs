@@ -39,6 +39,16 @@ pub struct StreamTiming {
     pub delta_window: Duration,
 }
 
+impl StreamTiming {
+    /// The default heartbeat and snapshot intervals with this delta window.
+    pub fn with_delta_window(delta_window: Duration) -> Self {
+        StreamTiming {
+            delta_window,
+            ..StreamTiming::default()
+        }
+    }
+}
+
 impl Default for StreamTiming {
     fn default() -> Self {
         StreamTiming {
