@@ -4,6 +4,7 @@ as fast as it can, on every system that can stream (bench/apps/tokens/):
 
     python3 bench/tokens.py [--streams 64] [--tokens 1000] [--rounds 2]
                             [--systems infsh,cog,litserve,bentoml] [--out DIR]
+                            [--date DATE]
 
 bench/run.sh --tokens installs the peers and calls it. For each system, each
 round (all systems, then all again): launch on a free loopback port, wait for
@@ -24,7 +25,7 @@ inference-sdk-py/0.36.0: delta lines) and as an old client (full snapshots).
 The client is asyncio over raw sockets (stdlib only), one event loop; it
 decodes chunked bodies itself and only searches them for token text, so its
 cost per line is small and the same for every system.
-Writes <out>/<date>-tokens.json and .md.
+Writes <out>/<date>-tokens.json and .md (--date: today by default).
 """
 import argparse
 import asyncio
@@ -426,6 +427,8 @@ def main():
     ap.add_argument("--no-snapshots", action="store_true", help="skip infsh as an old client (full snapshots)")
     ap.add_argument("--systems", default="infsh,cog,litserve,bentoml")
     ap.add_argument("--out", default=os.path.join(bench.BENCH, "results"))
+    ap.add_argument("--date", default=dt.date.today().isoformat(),
+                    help="the results' file names: <out>/<date>-tokens.md and .json")
     ap.add_argument("--infsh-bin", default=os.environ.get("INFSH_BIN", os.path.join(bench.ROOT, "target", "release", "infsh")))
     ap.add_argument("--infsh-python", default=os.environ.get("INFSH_BENCH_PYTHON", os.path.join(bench.ROOT, ".venv", "bin", "python")))
     p = ap.parse_args()
@@ -459,7 +462,7 @@ def main():
                ttft_n=p.ttft_n, machine=machine, direct=base, results=results, summary=rows,
                targets=targets(rows, base, p), unavailable=unavailable)
     os.makedirs(p.out, exist_ok=True)
-    stem = os.path.join(p.out, f"{doc['date']}-tokens")
+    stem = os.path.join(p.out, f"{p.date}-tokens")
     with open(stem + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     with open(stem + ".md", "w") as f:

@@ -389,6 +389,16 @@ pub struct ServeArgs {
     /// the server by stage (accept, queue, dispatch, ipc, python, store, wake).
     #[arg(long)]
     pub server_timing: bool,
+    /// Send a streaming task's appended text to clients that merge deltas
+    /// (the official client) at most once per this many milliseconds, so a
+    /// line carries several tokens; the first delta goes at once.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = infsh_server::DEFAULT_DELTA_WINDOW.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
+    pub stream_delta_window_ms: u64,
     // --- Remote engines (`infsh engine run --server`; docs/deploy.md, "Engines").
     /// Accept this key from remote engines on /v1/engine/... (repeatable; also
     /// INFSH_ENGINE_KEYS, comma separated). Engine keys are refused on client

@@ -154,6 +154,7 @@ fn harness() -> &'static Harness {
                 engine_keys: vec![],
                 limits: Default::default(),
                 cors_origins: vec![],
+                stream_delta_window: crate::DEFAULT_DELTA_WINDOW,
             },
         );
         Harness { rt, router }

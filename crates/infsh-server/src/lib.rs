@@ -68,7 +68,7 @@ mod tokens;
 pub use file_urls::file_signature;
 pub use limits::Limits;
 pub use listener::fd_limit::{default_max_connections, raise_fd_limit, FdLimits};
-pub use state::StreamTiming;
+pub use state::{StreamTiming, DEFAULT_DELTA_WINDOW};
 #[doc(hidden)]
 pub use tokens::upload_token;
 
@@ -119,6 +119,11 @@ pub struct ServerConfig {
     /// Browser origins allowed to call the API (`--cors-origin`, cors.rs).
     /// Empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// A task stream sends a delta client at most one delta line per this
+    /// long (`--stream-delta-window-ms`, [`state::DEFAULT_DELTA_WINDOW`]):
+    /// [`StreamTiming::delta_window`] of [`serve`] and [`router`] (the
+    /// `*_with_timing` variants take the whole timing instead).
+    pub stream_delta_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +146,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    serve_with_timing(engine, config, StreamTiming::default(), listener, shutdown).await
+    let timing = StreamTiming::with_delta_window(config.stream_delta_window);
+    serve_with_timing(engine, config, timing, listener, shutdown).await
 }
 
 /// [`serve`] with other stream heartbeat/snapshot intervals (tests).
@@ -169,7 +175,8 @@ pub async fn serve_with_timing(
 /// The full router (for tests and embedding). Streams and waits it serves
 /// end only with their tasks: use [`serve`] for graceful shutdown.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
-    router_with_timing(engine, config, StreamTiming::default())
+    let timing = StreamTiming::with_delta_window(config.stream_delta_window);
+    router_with_timing(engine, config, timing)
 }
 
 /// [`router`] with other stream heartbeat/snapshot intervals (tests).

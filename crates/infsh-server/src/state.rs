@@ -17,9 +17,13 @@ use crate::limit_metrics::LimitMetrics;
 use crate::stream_slots::StreamSlots;
 use crate::tokens::UploadSigner;
 
-/// [`StreamTiming::delta_window`] by default: far below what a reader
-/// notices, and several tokens of a fast model.
-pub const DEFAULT_DELTA_WINDOW: Duration = Duration::from_millis(10);
+/// [`StreamTiming::delta_window`] by default: 25 lines a second, still
+/// smooth text for a reader, and enough tokens of a fast model per line that
+/// the ~60-byte envelope is a small part of the bytes (at ~340 tokens/s,
+/// ~14 tokens a line: the envelope ~4.5 bytes a token where a 10 ms window
+/// left ~18; docs/performance.md, "Token streams"). The first delta of a
+/// stream never waits for it, so time to first token does not change.
+pub const DEFAULT_DELTA_WINDOW: Duration = Duration::from_millis(40);
 
 /// How often the task stream sends heartbeats and repeats the snapshot
 /// (docs/client-wire-notes.md §3.4: heartbeat every 5-15 s, a full snapshot
@@ -33,6 +37,16 @@ pub struct StreamTiming {
     /// costs the client's ~60-byte envelope, so a token per line is ~10
     /// times the token's size; status changes and the end never wait.
     pub delta_window: Duration,
+}
+
+impl StreamTiming {
+    /// The default heartbeat and snapshot intervals with this delta window.
+    pub fn with_delta_window(delta_window: Duration) -> Self {
+        StreamTiming {
+            delta_window,
+            ..StreamTiming::default()
+        }
+    }
 }
 
 impl Default for StreamTiming {

@@ -9,6 +9,8 @@ use axum::http::{header, Request};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The text the fixture yields for `n` tokens.
 fn full_text(n: usize) -> String {
@@ -69,7 +71,12 @@ async fn run_tokens(s: &TestServer, n: usize, delay: f64) -> String {
 #[tokio::test]
 async fn delta_lines_merge_to_the_same_output_as_snapshots_in_fewer_bytes() {
     bounded(async {
-        let s = start(Setup::new(&["tokens"])).await;
+        // A window shorter than the producer's 4 ms between tokens: this
+        // test is about what a delta line says, so most tokens get their
+        // own line (the default window's coalescing is tested below).
+        let mut setup = Setup::new(&["tokens"]);
+        setup.timing.delta_window = Duration::from_millis(1);
+        let s = start(setup).await;
         let n = 150;
         let id = run_tokens(&s, n, 0.004).await;
         // Both streams open before the first token: the task is still
@@ -228,7 +235,7 @@ async fn appended_text_waits_for_the_delta_window_but_the_end_does_not() {
         // rest of the text is held until the terminal snapshot, which takes
         // it along (a catch-up delta) without waiting for the window.
         let mut setup = Setup::new(&["tokens"]);
-        setup.timing.delta_window = std::time::Duration::from_secs(3600);
+        setup.timing.delta_window = Duration::from_secs(3600);
         let s = start(setup).await;
         let n = 60;
         let id = run_tokens(&s, n, 0.003).await;
@@ -241,6 +248,82 @@ async fn appended_text_waits_for_the_delta_window_but_the_end_does_not() {
         );
         let deltas = lines.iter().filter(|l| is_delta(l)).count();
         assert!((1..=2).contains(&deltas), "{deltas} deltas: {lines:?}");
+        let (merged, last) = merge_like_the_client(&lines);
+        assert_eq!(last["status"], 10);
+        assert_eq!(merged, full_text(n));
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn quick_appends_share_a_delta_line_but_the_first_is_not_held() {
+    bounded(async {
+        // Tokens every ~5 ms against a 200 ms window: the first text goes
+        // out at once (time to first token), the tokens after the first
+        // delta wait for the window and go out together, one line per
+        // window.
+        let window = Duration::from_millis(200);
+        let mut setup = Setup::new(&["tokens"]);
+        setup.timing.delta_window = window;
+        let s = start(setup).await;
+        let n = 80;
+        let id = run_tokens(&s, n, 0.005).await;
+        // Opened before the first token: the task is still starting its
+        // worker.
+        let mut body = s
+            .send(stream_req(&id, "?deltas=true", None))
+            .await
+            .into_body()
+            .into_data_stream();
+        let deadline = Instant::now() + TEST_LIMIT;
+        let (mut chunks, mut first_delta_at) = (Vec::new(), None);
+        while let Some(chunk) = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("the stream ends in time")
+        {
+            let chunk = String::from_utf8(chunk.unwrap().to_vec()).unwrap();
+            if first_delta_at.is_none() && chunk.contains(r#""event":"delta""#) {
+                first_delta_at = Some(Instant::now());
+            }
+            chunks.push(chunk);
+        }
+        let elapsed = first_delta_at.expect("a delta line").elapsed();
+        let lines = parse(&chunks);
+        let deltas: Vec<&str> = lines
+            .iter()
+            .filter(|l| is_delta(l))
+            .map(|l| l["data"]["delta"]["response"].as_str().unwrap())
+            .collect();
+        // The first text comes at once, in the snapshot of the first
+        // output, and so does the first delta (which starts the
+        // connection's accumulator with the text so far): a held line
+        // would carry a window's worth, ~40 tokens.
+        let first_text = lines
+            .iter()
+            .find_map(|l| l["output"]["response"].as_str())
+            .expect("a snapshot with text");
+        assert!(first_text.starts_with("tok0 "), "{first_text}");
+        let first_tokens = deltas[0].matches("tok").count();
+        assert!(
+            deltas[0].starts_with("tok0 ") && first_tokens < 10,
+            "the first delta is not held: {deltas:?}"
+        );
+        // After the first, one line per window (plus the catch-up that
+        // travels with the terminal snapshot, and one window of slack for
+        // the first line's own delivery).
+        let most = 3 + (elapsed.as_secs_f64() / window.as_secs_f64()) as usize;
+        assert!(
+            deltas.len() <= most,
+            "{} delta lines in {elapsed:?} (at most {most}): {deltas:?}",
+            deltas.len()
+        );
+        // So lines carry several tokens each.
+        assert!(
+            deltas.len() * 4 <= n,
+            "{} lines for {n} tokens",
+            deltas.len()
+        );
         let (merged, last) = merge_like_the_client(&lines);
         assert_eq!(last["status"], 10);
         assert_eq!(merged, full_text(n));

@@ -53,6 +53,7 @@ pub fn server_config() -> ServerConfig {
         engine_keys: vec![],
         limits: Default::default(),
         cors_origins: vec![],
+        stream_delta_window: infsh_server::DEFAULT_DELTA_WINDOW,
     }
 }
 

@@ -234,6 +234,7 @@ pub fn build(args: &ServeArgs, checked: Checked, places: Places) -> Result<Serve
         engine_keys,
         limits: args.limits.limits(),
         cors_origins: args.cors_origins.clone(),
+        stream_delta_window: Duration::from_millis(args.stream_delta_window_ms),
     };
     Ok(ServeConfig {
         engine,
@@ -474,6 +475,7 @@ mod tests {
         let server = &config.server;
         assert!(server.api_keys.is_empty());
         assert!(!server.insecure && !server.server_timing);
+        assert_eq!(server.stream_delta_window, Duration::from_millis(40));
         // No catch-all cap: --max-json-mib (32) and --max-upload-gib (10) decide.
         assert_eq!(server.max_body_bytes, usize::MAX);
         assert_eq!(server.limits.max_json_bytes, 32 << 20);
@@ -580,6 +582,7 @@ mod tests {
                 "--cors-origin=http://localhost:3000",
                 "--durability=relaxed",
                 "--server-timing",
+                "--stream-delta-window-ms=10",
                 "--public-url= http://example.test/ ",
                 "--api-key=k1",
                 "--secret=A=flag",
@@ -616,6 +619,7 @@ mod tests {
             vec!["https://a.example", "http://localhost:3000"]
         );
         assert!(config.server.server_timing);
+        assert_eq!(config.server.stream_delta_window, Duration::from_millis(10));
     }
 
     #[test]
