@@ -298,7 +298,9 @@ async fn quick_appends_share_a_delta_line_but_the_first_is_not_held() {
         // The first text comes at once, in the snapshot of the first
         // output, and so does the first delta (which starts the
         // connection's accumulator with the text so far): a held line
-        // would carry a window's worth, ~40 tokens.
+        // would carry a window's worth, ~40 tokens. Under 20 leaves the
+        // stream up to ~100 ms behind the producer on a loaded machine and
+        // still tells the two apart.
         let first_text = lines
             .iter()
             .find_map(|l| l["output"]["response"].as_str())
@@ -306,7 +308,7 @@ async fn quick_appends_share_a_delta_line_but_the_first_is_not_held() {
         assert!(first_text.starts_with("tok0 "), "{first_text}");
         let first_tokens = deltas[0].matches("tok").count();
         assert!(
-            deltas[0].starts_with("tok0 ") && first_tokens < 10,
+            deltas[0].starts_with("tok0 ") && first_tokens < 20,
             "the first delta is not held: {deltas:?}"
         );
         // After the first, one line per window (plus the catch-up that
