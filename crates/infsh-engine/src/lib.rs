@@ -54,6 +54,7 @@ mod fleet_link;
 mod fleet_sessions;
 mod handle;
 mod hosted;
+mod input_files;
 mod inputs;
 mod keys;
 mod lifecycle;

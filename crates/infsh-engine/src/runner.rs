@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use infsh_core::validators::input_schema;
 use infsh_core::ErrorChain;
 use infsh_protocol::{CallId, FailureKind};
 use infsh_store::{LogEntry, LogType, TaskStatus};
@@ -19,8 +20,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::app_info::AppInfo;
 use crate::batch_gate::BatchTicket;
 use crate::handle::QueuedTask;
+use crate::input_files::with_stored_paths;
 use crate::outputs::{store_output_files, strip_local_paths};
 use crate::replica::StopReason;
 use crate::scheduler::{Event, ReplicaOutcome};
@@ -62,6 +65,9 @@ pub(crate) struct RunArgs {
     /// Its place in a batch (`batch_gate.rs`): the call goes with the
     /// batch's other calls, in one `call_batch`.
     pub batch: Option<BatchTicket>,
+    /// The app's functions as its workers reported them (None before any
+    /// worker started), for the input's `File` fields.
+    pub info: Option<Arc<AppInfo>>,
 }
 
 /// Sends the task's end to the scheduler, also when the runner is dropped
@@ -113,6 +119,7 @@ pub(crate) async fn run(args: RunArgs) {
         stop_reason: args.stop_reason,
         gpu_ids: args.gpu_ids,
         batch: args.batch,
+        info: args.info,
     };
     runner.tracker.logs(args.early_logs);
     runner.tracker.set_status(TaskStatus::Dispatched).await;
@@ -147,6 +154,7 @@ struct Runner {
     stop_reason: StopReason,
     gpu_ids: Vec<String>,
     batch: Option<BatchTicket>,
+    info: Option<Arc<AppInfo>>,
 }
 
 /// Why the runner itself stopped the call.
@@ -266,7 +274,7 @@ impl Runner {
         let request = CallRequest {
             id: call_id.clone(),
             function: self.record.function.clone(),
-            input: self.record.input.clone(),
+            input: self.worker_input().await,
             metadata: self.call_metadata(),
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -480,6 +488,23 @@ impl Runner {
     }
 
     /// The request's metadata with the runtime's ids on top.
+    /// The input as the worker gets it: stored input files in place
+    /// (`input_files.rs`).
+    async fn worker_input(&self) -> Value {
+        let function = self.info.as_ref().and_then(|info| {
+            info.ready
+                .functions
+                .iter()
+                .find(|f| f.name == self.record.function)
+        });
+        match function {
+            Some(function) => {
+                with_stored_paths(&self.shared, input_schema(function), &self.record).await
+            }
+            None => self.record.input.clone(),
+        }
+    }
+
     fn call_metadata(&self) -> Value {
         let mut meta = match &self.record.metadata {
             Value::Object(map) => map.clone(),

@@ -11,9 +11,7 @@ use crate::problem::Problem;
 use crate::scoped_keys::Principal;
 use crate::state::ServerState;
 
-/// The team of keys made without one, and of tasks run by admin keys or
-/// stored before teams.
-pub const DEFAULT_TEAM: &str = "default";
+pub use infsh_store::DEFAULT_TEAM;
 
 /// Who a handler's request is: the middleware attaches it on every
 /// authenticated route; absent (a router built without auth) it is admin.

@@ -8,7 +8,11 @@
 //! request can name a file outside the folder or prefix. In a folder,
 //! writes go to a temporary file first and are renamed into place; in a
 //! bucket, an object appears only when its PUT (or multipart upload)
-//! completes. Either way a reader never sees half a file.
+//! completes. Either way a reader never sees half a file. A stored file in
+//! a folder is read-only (0444): workers on this machine read inputs in
+//! place (the engine's `input_files.rs`), and an app that writes to its
+//! input by mistake then fails instead of changing every later reader's
+//! bytes. Replacing or deleting a file needs only the folder's permission.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -525,6 +529,7 @@ impl PartialUpload {
                 };
                 let synced = async {
                     f.flush().await?;
+                    f.set_permissions(read_only()).await?;
                     f.sync_all().await?;
                     drop(f);
                     tokio::fs::rename(&t, &*dest).await
@@ -590,6 +595,7 @@ fn write_atomically(
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         fill(&mut f)?;
+        f.set_permissions(read_only())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -598,6 +604,12 @@ fn write_atomically(
         return Err(StoreError::io("cannot write", path, e));
     }
     Ok(())
+}
+
+/// The mode of a stored file (see the module's comment).
+fn read_only() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o444)
 }
 
 /// How [`FileStore::adopt`] stored a file.
@@ -627,6 +639,7 @@ fn move_into(src: &Path, dest: &Path) -> Option<u64> {
         return None;
     }
     let synced = std::fs::File::open(dest).and_then(|f| {
+        f.set_permissions(read_only())?;
         f.sync_all()?;
         f.metadata()
     });

@@ -91,6 +91,10 @@ pub struct FileRecord {
     pub created_at_ms: i64,
 }
 
+/// The team of keys made without one, and of tasks run by admin keys or
+/// stored before teams (a record's `team: None`).
+pub const DEFAULT_TEAM: &str = "default";
+
 /// Who may see a stored file (issue 15): its team (None: made by an admin
 /// key, or before teams; the default team) and whether it is public (its
 /// bytes readable without a key or a signature).

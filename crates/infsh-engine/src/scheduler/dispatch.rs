@@ -353,6 +353,7 @@ impl Actor {
             cancel: cancel_rx,
             events: self.events_tx.clone(),
             batch: ticket,
+            info: self.info.clone(),
         };
         self.tasks.spawn(runner::run(args));
     }
