@@ -65,8 +65,9 @@ pub(crate) struct RunArgs {
     /// Its place in a batch (`batch_gate.rs`): the call goes with the
     /// batch's other calls, in one `call_batch`.
     pub batch: Option<BatchTicket>,
-    /// The app's functions as its workers reported them (None before any
-    /// worker started), for the input's `File` fields.
+    /// The app's functions as its workers reported them, for the input's
+    /// `File` fields handed over in place (`input_files.rs`); None: the
+    /// input goes as stored.
     pub info: Option<Arc<AppInfo>>,
 }
 

@@ -2,6 +2,7 @@
 //! queue, starting replicas when tasks wait, handing tasks to runners
 //! (`runner.rs`), and taking stock when they end.
 
+use infsh_core::app::AppRuntime;
 use infsh_store::TaskStatus;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -353,7 +354,13 @@ impl Actor {
             cancel: cancel_rx,
             events: self.events_tx.clone(),
             batch: ticket,
-            info: self.info.clone(),
+            // Python's SDK takes a file object with a `path`; the Node
+            // SDK's `File` schema only a string, so JS workers get the
+            // URIs as given.
+            info: self
+                .info
+                .clone()
+                .filter(|_| self.entry.dir.runtime == AppRuntime::Python),
         };
         self.tasks.spawn(runner::run(args));
     }
