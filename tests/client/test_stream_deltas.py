@@ -118,13 +118,16 @@ def test_the_client_merges_deltas_to_the_full_text_in_few_bytes(proxy):
     assert all(text.startswith(p) for p in partial)
     assert partial == sorted(partial, key=len)
     # Everything the client read (POST, stream, headers included): the
-    # text three times (the deltas, and the UPLOADING and COMPLETED
-    # snapshots, which stay whole), ~70 bytes of envelope and chunk framing
-    # per delta line, and a few KB of headers and early snapshots; a
-    # snapshot per token would be ~N/2 (200) times the text. (~4.6x the
-    # text on the development VM.)
+    # text up to four times (the deltas; the snapshot of the last yield,
+    # whose `tokens` field no delta line can carry, when the stream reads
+    # it before the UPLOADING state replaced it; the UPLOADING and COMPLETED
+    # snapshots, which stay whole), ~70 bytes of envelope and chunk framing per delta line,
+    # and a few KB of headers and early snapshots; a snapshot per token
+    # would be ~N/2 (200) times the text. (~4.6x the text on the development
+    # VM; 5.8x when the last yield's snapshot is sent on its own, as a
+    # loaded machine showed.)
     wire = proxy.downstream_bytes
-    most = 3 * len(text) + 100 * (len(partial) + 1) + 4000
+    most = 4 * len(text) + 100 * (len(partial) + 1) + 4000
     assert wire < most, f"{wire} bytes on the wire for {len(text)} bytes of text ({len(partial)} lines)"
 
 

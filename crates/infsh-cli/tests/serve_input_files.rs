@@ -17,8 +17,10 @@ fn upload(server: &Server, filename: &str, content_type: &str, text: &str) -> (S
     let created = server.api(
         "POST",
         "/files",
-        Some(json!({"files": [{"filename": filename, "content_type": content_type,
-                               "size": text.len()}]})),
+        Some(
+            json!({"files": [{"filename": filename, "content_type": content_type,
+                               "size": text.len()}]}),
+        ),
         200,
     );
     let (status, body) = server
@@ -43,7 +45,12 @@ fn locate(server: &Server, key: Option<&str>, file: Value) -> Value {
     let (status, body) = http_post_json(&server.url, "/apps/run", key, &run).unwrap();
     assert_eq!(status, 200, "{body}");
     let task: Value = serde_json::from_str::<Value>(&body).unwrap()["data"].clone();
-    assert_eq!(task["status"], 10, "{task:#}\nserver log:\n{}", server.log());
+    assert_eq!(
+        task["status"],
+        10,
+        "{task:#}\nserver log:\n{}",
+        server.log()
+    );
     task
 }
 
@@ -79,7 +86,11 @@ fn an_uploaded_input_is_read_where_it_was_stored() {
         stored,
         "{out:#}"
     );
-    assert_eq!(out["inode"], std::fs::metadata(&stored).unwrap().ino(), "{out:#}");
+    assert_eq!(
+        out["inode"],
+        std::fs::metadata(&stored).unwrap().ino(),
+        "{out:#}"
+    );
     assert_eq!(out["filename"], "notes.txt", "{out:#}");
     assert_eq!(out["content_type"], "text/x-notes", "{out:#}");
     assert_eq!(out["size"], 16, "{out:#}");
@@ -99,9 +110,15 @@ fn an_uploaded_input_is_read_where_it_was_stored() {
     // stored input is still the client's.
     let task = locate(&server, None, json!({"uri": uri, "filename": "mine.txt"}));
     assert_eq!(task["output"]["filename"], "mine.txt", "{task:#}");
-    assert_eq!(task["output"]["inode"], std::fs::metadata(&stored).unwrap().ino());
+    assert_eq!(
+        task["output"]["inode"],
+        std::fs::metadata(&stored).unwrap().ino()
+    );
     let stored_task = server.task(task["id"].as_str().unwrap());
-    assert_eq!(stored_task["input"]["file"], json!({"uri": uri, "filename": "mine.txt"}));
+    assert_eq!(
+        stored_task["input"]["file"],
+        json!({"uri": uri, "filename": "mine.txt"})
+    );
 
     // A file removed from the store since is no longer handed over: the
     // worker asks for the URL and the task fails with the server's 404.
@@ -123,8 +140,16 @@ fn another_teams_file_is_fetched_by_its_url_not_read_in_place() {
         let out = sb.run(
             &server,
             &[
-                "keys", "create", "--name", "blue", "--team", "blue", "--scope",
-                "apps:execute", "--scope", "tasks:read",
+                "keys",
+                "create",
+                "--name",
+                "blue",
+                "--team",
+                "blue",
+                "--scope",
+                "apps:execute",
+                "--scope",
+                "tasks:read",
             ],
         );
         assert!(out.status.success(), "{out:?}");

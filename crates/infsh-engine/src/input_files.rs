@@ -83,16 +83,20 @@ fn stored_file_id<'a>(uri: &'a str, public_url: &str) -> Option<&'a str> {
 
 /// The SDK's file object for stored file `id`, when its bytes are in this
 /// node's folder and the task's team may read it.
-async fn in_place(shared: &Shared, id: &str, uri: &str, task: &TaskRecord) -> Option<Map<String, Value>> {
+async fn in_place(
+    shared: &Shared,
+    id: &str,
+    uri: &str,
+    task: &TaskRecord,
+) -> Option<Map<String, Value>> {
     let path = shared.files.path_of(id).ok()??;
-    let (record, access) = tokio::try_join!(
-        shared.store.get_file(id),
-        shared.store.file_access(id)
-    )
-    .ok()?;
+    let (record, access) =
+        tokio::try_join!(shared.store.get_file(id), shared.store.file_access(id)).ok()?;
     let (record, access) = (record?, access.unwrap_or_default());
     let task_team = task.team.as_deref().unwrap_or(DEFAULT_TEAM);
-    if !record.uploaded || !(access.public || access.team.as_deref().unwrap_or(DEFAULT_TEAM) == task_team) {
+    if !record.uploaded
+        || !(access.public || access.team.as_deref().unwrap_or(DEFAULT_TEAM) == task_team)
+    {
         return None;
     }
     // The bytes must be here (another node's folder, or a file removed
@@ -103,7 +107,10 @@ async fn in_place(shared: &Shared, id: &str, uri: &str, task: &TaskRecord) -> Op
     }
     let mut object = Map::new();
     object.insert("uri".into(), Value::String(uri.to_string()));
-    object.insert("path".into(), Value::String(path.to_string_lossy().into_owned()));
+    object.insert(
+        "path".into(),
+        Value::String(path.to_string_lossy().into_owned()),
+    );
     object.insert("filename".into(), Value::String(record.filename));
     object.insert("content_type".into(), Value::String(record.content_type));
     object.insert("size".into(), Value::from(meta.len()));
@@ -160,7 +167,10 @@ mod tests {
     fn a_file_object_with_its_own_path_is_left_alone() {
         assert_eq!(uri_of(&json!("http://h/files/x")), Some("http://h/files/x"));
         assert_eq!(uri_of(&json!({"uri": "http://h/a"})), Some("http://h/a"));
-        assert_eq!(uri_of(&json!({"uri": "http://h/a", "path": null})), Some("http://h/a"));
+        assert_eq!(
+            uri_of(&json!({"uri": "http://h/a", "path": null})),
+            Some("http://h/a")
+        );
         assert_eq!(uri_of(&json!({"uri": "http://h/a", "path": "/x"})), None);
         assert_eq!(uri_of(&json!(3)), None);
     }
@@ -177,8 +187,7 @@ mod tests {
         merge_into(&mut plain, stored());
         assert_eq!(plain, Value::Object(stored()));
 
-        let mut object =
-            json!({"uri": "u", "filename": "mine.png", "content_type": null, "path": null, "size": 9});
+        let mut object = json!({"uri": "u", "filename": "mine.png", "content_type": null, "path": null, "size": 9});
         merge_into(&mut object, stored());
         assert_eq!(
             object,
