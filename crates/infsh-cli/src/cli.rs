@@ -517,10 +517,11 @@ pub struct WorkerArgs {
     /// File of secrets, KEY=VALUE per line (blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
-    /// When a task's stored state is on the disk: `full` flushes every commit
-    /// before going on (survives a power loss); `relaxed` goes on once
-    /// committed and flushes within a second (survives a crash or kill of
-    /// infsh, not a power loss; about 0.5 ms less per call on a typical disk).
+    /// When a task's stored state and stored files are on the disk: `full`
+    /// flushes every commit and file before going on (survives a power
+    /// loss); `relaxed` goes on once committed and flushes within a second
+    /// (survives a crash or kill of infsh, not a power loss; about 0.5 ms
+    /// less per call on a typical disk, and an fsync less per stored file).
     #[arg(long, value_enum, env = "INFSH_DURABILITY", default_value_t = DurabilityArg::Full)]
     pub durability: DurabilityArg,
     /// Threads for HTTP and task handling (the Python workers are processes

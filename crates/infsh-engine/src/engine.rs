@@ -129,7 +129,8 @@ impl Engine {
             Some(backend) => FileStore::on(backend, store.clone()),
             None => FileStore::open(config.data_dir.join("files"), store.clone()),
         }
-        .map_err(EngineStartError::OpenFileStore)?;
+        .map_err(EngineStartError::OpenFileStore)?
+        .with_durability(config.durability);
         let webhooks = Webhooks::new(&store, config.webhook_secret.clone())?;
         let apps_dir = config.apps_dir.clone();
         let entries = tokio::task::spawn_blocking(move || scan(&apps_dir))

@@ -23,8 +23,9 @@ use futures_util::StreamExt;
 use object_store::buffered::BufWriter;
 
 use crate::file_backend::{read_local, Bucket, ByteStream, FileBackend};
+use crate::file_sync::FileSync;
 use crate::ids::{is_valid_id, new_id, now_ms};
-use crate::{FileRecord, StoreError, TaskStore};
+use crate::{Durability, FileRecord, StoreError, TaskStore};
 
 /// The content type of a file nobody described.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -36,6 +37,8 @@ const SIZE_PAGE: usize = 500;
 pub struct FileStore {
     backend: FileBackend,
     store: Arc<dyn TaskStore>,
+    /// When a folder's new files reach the disk (`file_sync.rs`).
+    sync: FileSync,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -70,6 +73,7 @@ impl FileStore {
         Ok(FileStore {
             backend: FileBackend::Folder(root),
             store,
+            sync: FileSync::Now,
         })
     }
 
@@ -80,8 +84,27 @@ impl FileStore {
             bucket => Ok(FileStore {
                 backend: bucket,
                 store,
+                sync: FileSync::Now,
             }),
         }
+    }
+
+    /// Files placed in a folder reach the disk as the task store's
+    /// `durability` says (`file_sync.rs`): before they are acknowledged
+    /// (`Full`, as without this), or within [`crate::RELAXED_SYNC_WINDOW`]
+    /// (`Relaxed`). Call on a tokio runtime. A bucket is unaffected (an
+    /// object exists once its PUT completed).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        if let FileBackend::Folder(root) = &self.backend {
+            self.sync = FileSync::for_durability(durability, root);
+        }
+        self
+    }
+
+    /// Files placed whose bytes are not yet synced to the disk (only under
+    /// `Relaxed`, until the next sync).
+    pub fn unsynced_files(&self) -> usize {
+        self.sync.pending()
     }
 
     pub fn backend(&self) -> &FileBackend {
@@ -137,9 +160,9 @@ impl FileStore {
         let size = body.len() as u64;
         match (&self.backend, path) {
             (FileBackend::Folder(root), Some(path)) => {
-                let root = root.clone();
+                let (root, sync) = (root.clone(), self.sync.clone());
                 tokio::task::spawn_blocking(move || {
-                    write_atomically(&root, &path, |f| f.write_all(&body))
+                    write_atomically(&root, &path, &sync, |f| f.write_all(&body))
                 })
                 .await
                 .map_err(StoreError::Join)??;
@@ -187,6 +210,7 @@ impl FileStore {
             sink,
             written: 0,
             store: self.store.clone(),
+            sync: self.sync.clone(),
         })
     }
 
@@ -207,12 +231,14 @@ impl FileStore {
     async fn copy_in(&self, id: &str, source: &Path) -> Result<u64, StoreError> {
         match (&self.backend, self.path_of(id)?) {
             (FileBackend::Folder(root), Some(path)) => {
-                let root = root.clone();
+                let (root, sync) = (root.clone(), self.sync.clone());
                 let src = source.to_path_buf();
                 tokio::task::spawn_blocking(move || {
                     let mut input = std::fs::File::open(&src)
                         .map_err(|e| StoreError::io("cannot open", &src, e))?;
-                    write_atomically(&root, &path, |f| std::io::copy(&mut input, f).map(|_| ()))?;
+                    write_atomically(&root, &path, &sync, |f| {
+                        std::io::copy(&mut input, f).map(|_| ())
+                    })?;
                     std::fs::metadata(&path)
                         .map(|m| m.len())
                         .map_err(|e| StoreError::io("cannot stat", &path, e))
@@ -261,8 +287,8 @@ impl FileStore {
         let id = new_id();
         let moved = match (&self.backend, self.path_of(&id)?) {
             (FileBackend::Folder(_), Some(dest)) => {
-                let src = source.to_path_buf();
-                tokio::task::spawn_blocking(move || move_into(&src, &dest))
+                let (src, sync) = (source.to_path_buf(), self.sync.clone());
+                tokio::task::spawn_blocking(move || move_into(&src, &dest, &sync))
                     .await
                     .map_err(StoreError::Join)?
             }
@@ -453,6 +479,7 @@ pub struct PartialUpload {
     sink: Sink,
     written: u64,
     store: Arc<dyn TaskStore>,
+    sync: FileSync,
 }
 
 /// Where a streamed upload's bytes go until it finishes.
@@ -530,12 +557,13 @@ impl PartialUpload {
                 let synced = async {
                     f.flush().await?;
                     f.set_permissions(read_only()).await?;
-                    f.sync_all().await?;
+                    self.sync.sync_now_async(&f).await?;
                     drop(f);
                     tokio::fs::rename(&t, &*dest).await
                 }
                 .await;
                 synced.map_err(|e| StoreError::io("cannot write", &*dest, e))?;
+                self.sync.placed(dest);
                 // Renamed: nothing left for Drop to remove.
                 *tmp = None;
             }
@@ -585,10 +613,12 @@ impl Drop for PartialUpload {
     }
 }
 
-/// Writes a temporary file in `root`, syncs it, renames it to `path`.
+/// Writes a temporary file in `root`, syncs it (as `sync` says), renames
+/// it to `path`.
 fn write_atomically(
     root: &Path,
     path: &Path,
+    sync: &FileSync,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
     let tmp = root.join(format!(".tmp-{}", new_id()));
@@ -596,13 +626,14 @@ fn write_atomically(
         let mut f = std::fs::File::create(&tmp)?;
         fill(&mut f)?;
         f.set_permissions(read_only())?;
-        f.sync_all()?;
+        sync.sync_now(&f)?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(StoreError::io("cannot write", path, e));
     }
+    sync.placed(path);
     Ok(())
 }
 
@@ -626,7 +657,7 @@ pub enum Placed {
 /// links, another filesystem, any other rename error). The bytes are
 /// flushed to disk before the record that names them is written, as a
 /// copy's are.
-fn move_into(src: &Path, dest: &Path) -> Option<u64> {
+fn move_into(src: &Path, dest: &Path, sync: &FileSync) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(src).ok()?;
     if !meta.file_type().is_file() || meta.nlink() != 1 {
@@ -640,11 +671,14 @@ fn move_into(src: &Path, dest: &Path) -> Option<u64> {
     }
     let synced = std::fs::File::open(dest).and_then(|f| {
         f.set_permissions(read_only())?;
-        f.sync_all()?;
+        sync.sync_now(&f)?;
         f.metadata()
     });
     match synced {
-        Ok(m) => Some(m.len()),
+        Ok(m) => {
+            sync.placed(dest);
+            Some(m.len())
+        }
         Err(e) => {
             // Put it back so the copy (and its error) can take over.
             tracing::warn!(file = %dest.display(), error = %e, "moved output file cannot be synced; copying it");

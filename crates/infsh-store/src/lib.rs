@@ -35,6 +35,7 @@ mod durability;
 mod error;
 mod file_backend;
 mod file_page;
+mod file_sync;
 mod files;
 pub mod fleet;
 mod fleet_sessions;
