@@ -333,3 +333,47 @@ async fn quick_appends_share_a_delta_line_but_the_first_is_not_held() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_end_takes_the_place_of_a_delta_clients_uploading_line() {
+    bounded(async {
+        // A window far longer than the gap between UPLOADING and the end:
+        // the delta client's UPLOADING line waits for the end, which
+        // replaces it, so the whole text travels in one full snapshot (the
+        // terminal one) besides the deltas.
+        let mut setup = Setup::new(&["tokens"]);
+        setup.timing.delta_window = Duration::from_secs(2);
+        let s = start(setup).await;
+        let n = 30;
+        let id = run_tokens(&s, n, 0.002).await;
+        let lines = parse(
+            &read_chunks(
+                s.send(stream_req(&id, "?deltas=true", None)).await,
+                TEST_LIMIT,
+            )
+            .await,
+        );
+        let want = full_text(n);
+        let statuses: Vec<&Value> = lines
+            .iter()
+            .filter(|l| !is_delta(l))
+            .map(|l| &l["status"])
+            .collect();
+        assert!(
+            !statuses.iter().any(|s| **s == 9),
+            "no UPLOADING line: {statuses:?}"
+        );
+        let whole = lines
+            .iter()
+            .filter(|l| l["output"]["response"] == want.as_str())
+            .count();
+        assert_eq!(whole, 1, "the whole text once, in the end: {lines:?}");
+        let (merged, last) = merge_like_the_client(&lines);
+        assert_eq!(last["status"], 10);
+        assert_eq!(last["output"]["response"], want.as_str());
+        assert_eq!(last["output"]["tokens"], n);
+        assert_eq!(merged, want);
+        s.stop().await;
+    })
+    .await;
+}

@@ -18,7 +18,11 @@
 //! A client that merges deltas (the official one, or `?deltas=true`) gets
 //! appended `response`/`reasoning` text as delta lines instead of repeated
 //! snapshots; the first line and the terminal line stay full snapshots
-//! (see stream_delta.rs).
+//! (see stream_delta.rs). Such a client's `UPLOADING` line waits up to one
+//! delta window for the terminal state that usually follows within
+//! milliseconds, and is not sent when that comes first: the terminal
+//! snapshot already repeats the whole output, and the `UPLOADING` one would
+//! be one more copy of it (docs/performance.md, "Token streams").
 //!
 //! An unknown task is a 404 problem. An existing task never gets an error
 //! body here (the client does not check the status of this response).
@@ -33,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
 use infsh_engine::TaskView;
+use infsh_store::TaskStatus;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -156,6 +161,16 @@ impl StreamState {
             }
             msg = next_view(&mut self.peeked, &mut self.rx) => match msg {
                 Some(view) if self.hold(&view) => {
+                    let uploading_held = self
+                        .held
+                        .as_ref()
+                        .is_some_and(|h| h.record.status == TaskStatus::Uploading);
+                    // Counted from the first UPLOADING view: later ones
+                    // (logs of a long upload) do not push it back.
+                    if self.starts_uploading(&view) && !uploading_held {
+                        let window_end = Instant::now() + self.state.timing.delta_window;
+                        self.next_delta_at = self.next_delta_at.max(window_end);
+                    }
                     self.held = Some(view);
                     return None;
                 }
@@ -229,14 +244,27 @@ impl StreamState {
 
     /// Whether `view` waits for the delta window: only a delta client's
     /// change within the window that keeps the status it last saw (so a
-    /// status change or the end is never late).
+    /// status change or the end is never late), or its change to
+    /// `UPLOADING`, which waits up to a window for the end to replace it.
     fn hold(&self, view: &TaskView) -> bool {
         self.deltas.is_some()
-            && Instant::now() < self.next_delta_at
+            && (self.starts_uploading(view)
+                || Instant::now() < self.next_delta_at
+                    && self
+                        .last
+                        .as_ref()
+                        .is_some_and(|last| last.record.status == view.record.status))
+    }
+
+    /// A delta client's first view in `UPLOADING` (the output is final; the
+    /// end, with the same output, usually follows at once).
+    fn starts_uploading(&self, view: &TaskView) -> bool {
+        self.deltas.is_some()
+            && view.record.status == TaskStatus::Uploading
             && self
                 .last
                 .as_ref()
-                .is_some_and(|last| last.record.status == view.record.status)
+                .is_some_and(|last| last.record.status != TaskStatus::Uploading)
     }
 
     /// The newest of the views already queued behind `view` with its status:
