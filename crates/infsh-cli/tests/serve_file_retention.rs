@@ -17,25 +17,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// Registers and uploads a small text file; its id.
 fn upload(server: &Server, text: &str) -> String {
-    let created = server.api(
-        "POST",
-        "/files",
-        Some(
-            json!({"files": [{"filename": "unused.txt", "content_type": "text/plain",
-                               "size": text.len()}]}),
-        ),
-        200,
-    );
-    let (status, body) = server
-        .raw(
-            "PUT",
-            created[0]["upload_url"].as_str().unwrap(),
-            Some(text.as_bytes()),
-            "application/octet-stream",
-        )
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    created[0]["id"].as_str().unwrap().to_string()
+    server.upload("unused.txt", "text/plain", text.as_bytes()).0
 }
 
 /// Runs files-app's make_files; the id of its first output file.

@@ -12,32 +12,6 @@ use std::os::unix::fs::MetadataExt;
 use common::server::*;
 use serde_json::{json, Value};
 
-/// Registers and uploads `text` as `filename`; `(id, uri)`.
-fn upload(server: &Server, filename: &str, content_type: &str, text: &str) -> (String, String) {
-    let created = server.api(
-        "POST",
-        "/files",
-        Some(
-            json!({"files": [{"filename": filename, "content_type": content_type,
-                               "size": text.len()}]}),
-        ),
-        200,
-    );
-    let (status, body) = server
-        .raw(
-            "PUT",
-            created[0]["upload_url"].as_str().unwrap(),
-            Some(text.as_bytes()),
-            "application/octet-stream",
-        )
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    (
-        created[0]["id"].as_str().unwrap().to_string(),
-        created[0]["uri"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Runs files-app's `locate` on `file` with `key`; the completed task.
 fn locate(server: &Server, key: Option<&str>, file: Value) -> Value {
     let run = json!({"app": "tests/files-app", "function": "locate",
@@ -74,7 +48,7 @@ fn logs(server: &Server, key: Option<&str>, id: &str) -> String {
 fn an_uploaded_input_is_read_where_it_was_stored() {
     let sb = ServeSandbox::new(&["files-app"]);
     let server = sb.start(&[]);
-    let (id, uri) = upload(&server, "notes.txt", "text/x-notes", "hello, in place\n");
+    let (id, uri) = server.upload("notes.txt", "text/x-notes", b"hello, in place\n");
     let stored = std::fs::canonicalize(sb.data_dir().join("files").join(&id)).unwrap();
 
     // A URI string: the app's File is the stored file, with the upload's
@@ -157,7 +131,7 @@ fn another_teams_file_is_fetched_by_its_url_not_read_in_place() {
     };
     // Uploaded with the admin key: the default team's, private (its uri
     // carries a signature).
-    let (id, uri) = upload(&server, "shared.txt", "text/plain", "signed bytes\n");
+    let (id, uri) = server.upload("shared.txt", "text/plain", b"signed bytes\n");
     assert!(uri.contains("?sig="), "{uri}");
     let stored = std::fs::canonicalize(sb.data_dir().join("files").join(&id)).unwrap();
 

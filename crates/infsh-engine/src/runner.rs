@@ -488,7 +488,6 @@ impl Runner {
         self.tracker.logs(logs);
     }
 
-    /// The request's metadata with the runtime's ids on top.
     /// The input as the worker gets it: stored input files in place
     /// (`input_files.rs`).
     async fn worker_input(&self) -> Value {
@@ -506,6 +505,7 @@ impl Runner {
         }
     }
 
+    /// The request's metadata with the runtime's ids on top.
     fn call_metadata(&self) -> Value {
         let mut meta = match &self.record.metadata {
             Value::Object(map) => map.clone(),

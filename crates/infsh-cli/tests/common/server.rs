@@ -352,6 +352,31 @@ impl Server {
         }
     }
 
+    /// Registers a file (`POST /files`) and uploads `bytes` to its
+    /// `upload_url`: `(id, uri)`.
+    pub fn upload(&self, filename: &str, content_type: &str, bytes: &[u8]) -> (String, String) {
+        let created = self.api(
+            "POST",
+            "/files",
+            Some(serde_json::json!({"files": [{"filename": filename,
+                "content_type": content_type, "size": bytes.len()}]})),
+            200,
+        );
+        let (status, body) = self
+            .raw(
+                "PUT",
+                created[0]["upload_url"].as_str().unwrap(),
+                Some(bytes),
+                "application/octet-stream",
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        (
+            created[0]["id"].as_str().unwrap().to_string(),
+            created[0]["uri"].as_str().unwrap().to_string(),
+        )
+    }
+
     /// `GET /tasks/{id}`.
     pub fn task(&self, id: &str) -> Value {
         self.api("GET", &format!("/tasks/{id}"), None, 200)
