@@ -22,6 +22,17 @@ pub struct DeletedFiles {
     pub skipped: Vec<(String, String)>,
 }
 
+/// The file id at the start of `rest` (what follows `/files/` in a file
+/// URI): a valid id, then the end, `/name`, `?query` or `#fragment`.
+pub(crate) fn leading_file_id(rest: &str) -> Option<&str> {
+    let id = rest.get(..ID_LEN)?;
+    let ends = rest[ID_LEN..]
+        .chars()
+        .next()
+        .is_none_or(|c| matches!(c, '/' | '?' | '#'));
+    (ends && is_valid_id(id)).then_some(id)
+}
+
 /// Ids after `/files/` in every string of `v`, in order, without repeats.
 pub(crate) fn file_ids_in(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -29,12 +40,8 @@ pub(crate) fn file_ids_in(v: &Value, out: &mut Vec<String>) {
             let mut rest = s.as_str();
             while let Some(at) = rest.find("/files/") {
                 rest = &rest[at + "/files/".len()..];
-                if let Some(id) = rest.get(..ID_LEN) {
-                    let ends = rest[ID_LEN..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| matches!(c, '/' | '?' | '#'));
-                    if ends && is_valid_id(id) && !out.iter().any(|o| o == id) {
+                if let Some(id) = leading_file_id(rest) {
+                    if !out.iter().any(|o| o == id) {
                         out.push(id.to_string());
                     }
                 }

@@ -20,9 +20,10 @@
 //! by mistake fails instead of changing what other readers get.
 
 use infsh_core::files::file_pointers;
-use infsh_store::{TaskRecord, DEFAULT_TEAM, ID_LEN};
+use infsh_store::{TaskRecord, DEFAULT_TEAM};
 use serde_json::{Map, Value};
 
+use crate::deletion::leading_file_id;
 use crate::shared::Shared;
 
 /// The input to send the worker for `task`: its own, with each `File`
@@ -73,12 +74,7 @@ fn stored_file_id<'a>(uri: &'a str, public_url: &str) -> Option<&'a str> {
     let rest = rest
         .strip_prefix("/files/")
         .or_else(|| rest.strip_prefix("/v1/files/"))?;
-    let id = rest.get(..ID_LEN)?;
-    let ends = rest[ID_LEN..]
-        .chars()
-        .next()
-        .is_none_or(|c| matches!(c, '/' | '?' | '#'));
-    (ends && infsh_store::is_valid_id(id)).then_some(id)
+    leading_file_id(rest)
 }
 
 /// The SDK's file object for stored file `id`, when its bytes are in this

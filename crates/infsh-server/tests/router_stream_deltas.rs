@@ -68,15 +68,31 @@ async fn run_tokens(s: &TestServer, n: usize, delay: f64) -> String {
     b["data"]["id"].as_str().unwrap().to_string()
 }
 
+/// A server hosting the `tokens` fixture with this delta window.
+async fn start_with_window(window: Duration) -> TestServer {
+    let mut setup = Setup::new(&["tokens"]);
+    setup.timing.delta_window = window;
+    start(setup).await
+}
+
+/// Every line of a delta stream of task `id`, read to its end.
+async fn delta_lines(s: &TestServer, id: &str) -> Vec<Value> {
+    parse(
+        &read_chunks(
+            s.send(stream_req(id, "?deltas=true", None)).await,
+            TEST_LIMIT,
+        )
+        .await,
+    )
+}
+
 #[tokio::test]
 async fn delta_lines_merge_to_the_same_output_as_snapshots_in_fewer_bytes() {
     bounded(async {
         // A window shorter than the producer's 4 ms between tokens: this
         // test is about what a delta line says, so most tokens get their
         // own line (the default window's coalescing is tested below).
-        let mut setup = Setup::new(&["tokens"]);
-        setup.timing.delta_window = Duration::from_millis(1);
-        let s = start(setup).await;
+        let s = start_with_window(Duration::from_millis(1)).await;
         let n = 150;
         let id = run_tokens(&s, n, 0.004).await;
         // Both streams open before the first token: the task is still
@@ -177,13 +193,7 @@ async fn a_reconnect_gets_a_full_snapshot_first_and_deltas_from_empty() {
         // Second connection, mid-stream: a full snapshot with the text so
         // far, then deltas that start from empty (the client's accumulator
         // is new), so they still add up to the whole text.
-        let lines = parse(
-            &read_chunks(
-                s.send(stream_req(&id, "?deltas=true", None)).await,
-                TEST_LIMIT,
-            )
-            .await,
-        );
+        let lines = delta_lines(&s, &id).await;
         let snapshot = &lines[0];
         assert_eq!(snapshot["id"], id.as_str());
         let so_far = snapshot["output"]["response"].as_str().unwrap();
@@ -234,18 +244,10 @@ async fn appended_text_waits_for_the_delta_window_but_the_end_does_not() {
         // A window longer than the task: the first delta goes at once, the
         // rest of the text is held until the terminal snapshot, which takes
         // it along (a catch-up delta) without waiting for the window.
-        let mut setup = Setup::new(&["tokens"]);
-        setup.timing.delta_window = Duration::from_secs(3600);
-        let s = start(setup).await;
+        let s = start_with_window(Duration::from_secs(3600)).await;
         let n = 60;
         let id = run_tokens(&s, n, 0.003).await;
-        let lines = parse(
-            &read_chunks(
-                s.send(stream_req(&id, "?deltas=true", None)).await,
-                TEST_LIMIT,
-            )
-            .await,
-        );
+        let lines = delta_lines(&s, &id).await;
         let deltas = lines.iter().filter(|l| is_delta(l)).count();
         assert!((1..=2).contains(&deltas), "{deltas} deltas: {lines:?}");
         let (merged, last) = merge_like_the_client(&lines);
@@ -264,9 +266,7 @@ async fn quick_appends_share_a_delta_line_but_the_first_is_not_held() {
         // delta wait for the window and go out together, one line per
         // window.
         let window = Duration::from_millis(200);
-        let mut setup = Setup::new(&["tokens"]);
-        setup.timing.delta_window = window;
-        let s = start(setup).await;
+        let s = start_with_window(window).await;
         let n = 80;
         let id = run_tokens(&s, n, 0.005).await;
         // Opened before the first token: the task is still starting its
@@ -341,18 +341,10 @@ async fn the_end_takes_the_place_of_a_delta_clients_uploading_line() {
         // the delta client's UPLOADING line waits for the end, which
         // replaces it, so the whole text travels in one full snapshot (the
         // terminal one) besides the deltas.
-        let mut setup = Setup::new(&["tokens"]);
-        setup.timing.delta_window = Duration::from_secs(2);
-        let s = start(setup).await;
+        let s = start_with_window(Duration::from_secs(2)).await;
         let n = 30;
         let id = run_tokens(&s, n, 0.002).await;
-        let lines = parse(
-            &read_chunks(
-                s.send(stream_req(&id, "?deltas=true", None)).await,
-                TEST_LIMIT,
-            )
-            .await,
-        );
+        let lines = delta_lines(&s, &id).await;
         let want = full_text(n);
         let statuses: Vec<&Value> = lines
             .iter()
