@@ -267,6 +267,16 @@ def venv_bin(name):
     return os.path.join(VENVS, name, "bin")
 
 
+def run_direct(python, script, n, warmup, stdin, env=None):
+    """A direct baseline (bench/lib/*_direct.py): the app's work in one
+    Python process, `n` timed calls after `warmup`; its JSON report."""
+    run = subprocess.run([python, os.path.join(BENCH, "lib", script), str(n), str(warmup)], input=stdin,
+                         capture_output=True, timeout=600, env=env)
+    if run.returncode != 0:
+        raise RuntimeError(f"direct baseline {script} failed: {run.stderr.decode(errors='replace')[-2000:]}")
+    return json.loads(run.stdout)
+
+
 def infsh_cmd(p, apps_dir, port, data_dir, *extra):
     return [p.infsh_bin, "serve", "--apps", apps_dir, "--host", "127.0.0.1", "--port", str(port),
             "--python", p.infsh_python, "--data-dir", data_dir, *extra]

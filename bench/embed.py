@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -123,11 +122,8 @@ def batching_configs(p):
 
 
 def direct(p):
-    run = subprocess.run([p.infsh_python, os.path.join(B.BENCH, "lib", "embed_direct.py"), str(p.n), str(p.warmup)],
-                         input=json.dumps(TEXTS), capture_output=True, text=True, timeout=600, env={**os.environ, **env()})
-    if run.returncode != 0:
-        raise RuntimeError(f"direct baseline failed: {run.stderr[-2000:]}")
-    return json.loads(run.stdout)
+    return B.run_direct(p.infsh_python, "embed_direct.py", p.n, p.warmup, json.dumps(TEXTS).encode(),
+                        env={**os.environ, **env()})
 
 
 def run_all(configs, p, measure_c1=True):

@@ -44,7 +44,6 @@ import random
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -462,11 +461,7 @@ def summarize(results):
 
 def direct(p, png):
     """The app's own work in one process (bench/lib/image_direct.py)."""
-    run = subprocess.run([p.infsh_python, os.path.join(B.BENCH, "lib", "image_direct.py"), str(p.n), str(p.warmup)],
-                         input=png, capture_output=True, timeout=600)
-    if run.returncode != 0:
-        raise RuntimeError(f"direct baseline failed: {run.stderr.decode(errors='replace')[-2000:]}")
-    return json.loads(run.stdout)
+    return B.run_direct(p.infsh_python, "image_direct.py", p.n, p.warmup, png)
 
 
 def targets(rows, payload, base=None):
