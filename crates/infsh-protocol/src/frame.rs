@@ -256,9 +256,32 @@ where
     Ok(Some(body))
 }
 
+/// The message's `type`, to tell a `spilled` note from the message itself.
+/// Both sides write it first (`{"type":"done",...`), and then it is read
+/// from that prefix alone: parsing the body for it would scan the whole
+/// message once more before [`decode`] does, and a `done` message is the
+/// whole output (~1 ms for a 700 KB answer: docs/performance.md, "embed").
+/// Whatever the prefix, [`decode`] still parses and checks all of it.
 fn probe_type(body: &[u8]) -> Result<Option<Cow<'_, str>>, FrameError> {
+    if let Some(ty) = leading_type(body) {
+        return Ok(Some(Cow::Borrowed(ty)));
+    }
     let probe: TypeProbe<'_> = serde_json::from_slice(body).map_err(|e| decode_error(body, e))?;
     Ok(probe.ty)
+}
+
+/// `t` when `body` starts exactly with `{"type":"t",` or `{"type":"t"}`
+/// and `t` is a plain lower-case name; None otherwise (spaces, escapes,
+/// another first key: the parser decides).
+fn leading_type(body: &[u8]) -> Option<&str> {
+    let rest = body.strip_prefix(br#"{"type":""#)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let (name, after) = (&rest[..end], &rest[end + 1..]);
+    let plain = !name.is_empty() && name.iter().all(|&b| b.is_ascii_lowercase() || b == b'_');
+    match after.first() {
+        Some(b',' | b'}') if plain => std::str::from_utf8(name).ok(),
+        _ => None,
+    }
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {

@@ -386,3 +386,81 @@ async fn a_peer_that_died_with_our_frames_unread_is_eof_not_an_error() {
     let got: Result<Option<Value>, FrameError> = read_message(&mut ours, None).await;
     assert!(matches!(got, Ok(None)), "{got:?}");
 }
+
+#[test]
+fn the_type_is_read_from_the_prefix_only_when_it_is_plain() {
+    for (body, ty) in [
+        (
+            &br#"{"type":"done","id":"c1","output":[1,2]}"#[..],
+            Some("done"),
+        ),
+        (br#"{"type":"setup_done"}"#, Some("setup_done")),
+        // Anything else is left to the parser.
+        (br#"{"type": "done","id":"c1"}"#, None),
+        (br#"{ "type":"done"}"#, None),
+        (br#"{"id":"c1","type":"done"}"#, None),
+        (br#"{"type":"do\"ne","id":"c1"}"#, None),
+        (br#"{"type":"Done","id":"c1"}"#, None),
+        (br#"{"type":"","id":"c1"}"#, None),
+        (br#"{"type":"done"x"#, None),
+        (br#"{"type":"done"#, None),
+    ] {
+        assert_eq!(leading_type(body), ty, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[tokio::test]
+async fn a_plain_type_prefix_does_not_spare_the_rest_of_the_message_its_checks() {
+    for body in [
+        // Broken after the prefix: still a decode error.
+        &br#"{"type":"done","id":"c1","output":[1,2"#[..],
+        br#"{"type":"done","id":"c1","output":nope,"seconds":1}"#,
+        // A second `type` (the parser's probe refused it too).
+        br#"{"type":"done","type":"spilled","id":"c1","output":1,"seconds":1}"#,
+        // Not a message the prefix names.
+        br#"{"type":"progress"}"#,
+    ] {
+        let err = read_raw_worker(body).await.unwrap_err();
+        assert!(
+            matches!(err, FrameError::Decode { .. }),
+            "{}: {err}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let done = read_raw_worker(br#"{"type":"done","id":"c1","output":[1,2],"seconds":0.5}"#)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&done, WorkerMessage::Done { id, seconds, .. } if id.as_str() == "c1" && *seconds == 0.5),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_spilled_note_written_type_first_is_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = SpillDir::new(dir.path());
+    let path = dir.path().join("msg.json");
+    let content = br#"{"type":"done","id":"c1","output":{"v":1},"seconds":0.25}"#;
+    std::fs::write(&path, content).unwrap();
+    let note = format!(
+        r#"{{"type":"spilled","path":{},"bytes":{}}}"#,
+        serde_json::to_string(&path).unwrap(),
+        content.len()
+    );
+    assert_eq!(leading_type(note.as_bytes()), Some("spilled"));
+    let mut reader: &[u8] = &raw_frame(note.as_bytes());
+    let msg: WorkerMessage = read_message(&mut reader, Some(&spill))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(msg, WorkerMessage::Done { .. }), "{msg:?}");
+    assert!(!path.exists(), "the spill file is removed once read");
+}
+
+async fn read_raw_worker(body: &[u8]) -> Result<WorkerMessage, FrameError> {
+    let mut reader: &[u8] = &raw_frame(body);
+    read_message::<_, WorkerMessage>(&mut reader, None)
+        .await
+        .map(|m| m.expect("one message"))
+}

@@ -2,7 +2,11 @@
 //! disk, following the task store's [`Durability`].
 //!
 //! - [`Durability::Full`]: each file is `fsync`ed before it is renamed into
-//!   place, so a file the API acknowledged survives a power loss.
+//!   place, and its folder after, so a file the API acknowledged survives a
+//!   power loss: the file's own `fsync` makes its bytes durable, not the
+//!   folder's entry that the rename wrote (POSIX leaves that to an `fsync`
+//!   of the folder; ext4 happens to commit it with the next journal commit,
+//!   other filesystems need not).
 //! - [`Durability::Relaxed`]: no `fsync` on the request path (~3-7 ms for
 //!   1 MB on the development VM's disk, docs/performance.md "How the bytes
 //!   move"); the file is queued and a background task `fsync`s everything
@@ -20,7 +24,8 @@ use crate::{Durability, RELAXED_SYNC_WINDOW};
 
 #[derive(Clone, Default)]
 pub(crate) enum FileSync {
-    /// `fsync` each file before it is renamed into place.
+    /// `fsync` each file before it is renamed into place, and its folder
+    /// once it is there.
     #[default]
     Now,
     /// Queue it; the background task syncs it within the window.
@@ -60,10 +65,33 @@ impl FileSync {
         }
     }
 
-    /// Called once the file is in place at `path`.
-    pub fn placed(&self, path: &Path) {
-        if let FileSync::Deferred(pending) = self {
-            pending.push(path.to_path_buf());
+    /// Called once the file is in place at `path` (renamed or moved
+    /// there): `fsync`s the folder holding it under `Now`, so that the
+    /// rename is on the disk before the record naming the file is written;
+    /// queues the file under `Deferred`.
+    pub fn placed(&self, path: &Path) -> std::io::Result<()> {
+        match self {
+            FileSync::Now => std::fs::File::open(folder_of(path))?.sync_all(),
+            FileSync::Deferred(pending) => {
+                pending.push(path.to_path_buf());
+                Ok(())
+            }
+        }
+    }
+
+    /// [`FileSync::placed`] on the runtime's blocking threads.
+    pub async fn placed_async(&self, path: &Path) -> std::io::Result<()> {
+        match self {
+            FileSync::Now => {
+                tokio::fs::File::open(folder_of(path))
+                    .await?
+                    .sync_all()
+                    .await
+            }
+            FileSync::Deferred(pending) => {
+                pending.push(path.to_path_buf());
+                Ok(())
+            }
         }
     }
 
@@ -73,6 +101,14 @@ impl FileSync {
             FileSync::Now => 0,
             FileSync::Deferred(pending) => pending.len(),
         }
+    }
+}
+
+/// The folder whose entry names `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -139,5 +175,47 @@ async fn sync_every_window(pending: Weak<PendingSyncs>) {
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placing_a_file_under_now_syncs_the_folder_holding_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        FileSync::Now.placed(&path).unwrap();
+        // The folder is what gets opened and synced: one that is not there
+        // is an error (a sync of the file alone would not look at it).
+        let gone = dir.path().join("no-such-folder").join("f");
+        let err = FileSync::Now.placed(&gone).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(folder_of(Path::new("f")), Path::new("."));
+        assert_eq!(folder_of(&path), dir.path());
+    }
+
+    #[tokio::test]
+    async fn placing_under_now_on_the_runtime_syncs_the_folder_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("no-such-folder").join("f");
+        let err = FileSync::Now.placed_async(&gone).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        FileSync::Now.placed_async(&path).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn placing_under_deferred_only_queues_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = FileSync::for_durability(Durability::Relaxed, dir.path());
+        // Nothing is opened now, so a path that is not there is no error.
+        let gone = dir.path().join("no-such-folder").join("f");
+        sync.placed(&gone).unwrap();
+        sync.placed_async(&gone).await.unwrap();
+        assert_eq!(sync.pending(), 2);
     }
 }

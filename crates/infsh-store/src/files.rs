@@ -563,9 +563,13 @@ impl PartialUpload {
                 }
                 .await;
                 synced.map_err(|e| StoreError::io("cannot write", &*dest, e))?;
-                self.sync.placed(dest);
                 // Renamed: nothing left for Drop to remove.
                 *tmp = None;
+                if let Err(e) = self.sync.placed_async(dest).await {
+                    // In place but maybe not durable: no record may name it.
+                    let _ = tokio::fs::remove_file(&*dest).await;
+                    return Err(StoreError::io("cannot write", &*dest, e));
+                }
             }
             Sink::Bucket { bucket, writer } => {
                 let Some(w) = writer.as_mut() else {
@@ -633,7 +637,11 @@ fn write_atomically(
         let _ = std::fs::remove_file(&tmp);
         return Err(StoreError::io("cannot write", path, e));
     }
-    sync.placed(path);
+    if let Err(e) = sync.placed(path) {
+        // In place but maybe not durable: no record may name it.
+        let _ = std::fs::remove_file(path);
+        return Err(StoreError::io("cannot write", path, e));
+    }
     Ok(())
 }
 
@@ -672,13 +680,12 @@ fn move_into(src: &Path, dest: &Path, sync: &FileSync) -> Option<u64> {
     let synced = std::fs::File::open(dest).and_then(|f| {
         f.set_permissions(read_only())?;
         sync.sync_now(&f)?;
-        f.metadata()
+        let meta = f.metadata()?;
+        sync.placed(dest)?;
+        Ok(meta)
     });
     match synced {
-        Ok(m) => {
-            sync.placed(dest);
-            Some(m.len())
-        }
+        Ok(m) => Some(m.len()),
         Err(e) => {
             // Put it back so the copy (and its error) can take over.
             tracing::warn!(file = %dest.display(), error = %e, "moved output file cannot be synced; copying it");
