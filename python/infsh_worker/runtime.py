@@ -10,8 +10,9 @@ written on the loop thread, so frames of one call keep their order.
 - ``call``: each call is a task. Its input is validated on the loop when
   the model is plain data, else off it (the SDK's ``File`` downloads URLs
   while validating; app validators may block). ``async`` functions run on
-  the loop, plain ``def`` ones in a thread pool, async generators send a
-  ``snapshot`` per yield and then ``done`` with the last one.
+  the loop, plain ``def`` ones in a thread pool, async generators send
+  ``snapshot``s of their yields (the first at once, then at most one per
+  10 ms, the newest: snapshot_pacer.py) and then ``done`` with the last one.
 - ``cancel``: ``on_cancel()`` is awaited first, then the task is cancelled,
   or, for a plain ``def`` running in a thread, ``infsh_worker.Cancelled`` is
   injected into that thread. Once a cancel is accepted the call always ends
@@ -37,6 +38,7 @@ from pydantic import ValidationError
 from . import Cancelled, PROTOCOL_VERSION, batch, scratch
 from .discovery import FunctionInfo, SetupInfo, _is_async
 from .files import OutputError, as_output_model, serialize
+from .snapshot_pacer import SnapshotPacer
 from .loader import LoadedApp, error_line, format_tb
 from .protocol import Channel, FrameDecoder, HostGone, MessageTooLarge, exit_protocol_error
 from .sdk import Metadata
@@ -542,23 +544,33 @@ class Runtime:
             raise OutputError(f"streaming function {info.name!r} returned {type(iterator).__name__}, not an async iterator")
         agen = iterator.__aiter__()
         last = None
+
+        def send(snapshot) -> None:
+            if call.cancel_requested:
+                return
+            output, files = snapshot
+            # Flushed too: what was printed before a yield reaches the host
+            # before the snapshot that follows it.
+            try:
+                self.send_result({"type": "snapshot", "id": call.id, "output": output, "files": files})
+            except MessageTooLarge as e:
+                raise OutputError(f"a snapshot is too large to send: {e}; return large data as a File") from None
+
+        # The first yield at once, then at most one snapshot per interval,
+        # the newest (snapshot_pacer.py).
+        pacer = SnapshotPacer(send)
         try:
             async for item in agen:
-                output, files = serialize(as_output_model(item, info.output_model, info.name))
-                last = (output, files)
-                if not call.cancel_requested:
-                    # Flushed too: what was printed before a yield reaches
-                    # the host before that yield's snapshot.
-                    try:
-                        self.send_result({"type": "snapshot", "id": call.id, "output": output, "files": files})
-                    except MessageTooLarge as e:
-                        raise OutputError(f"a snapshot is too large to send: {e}; return large data as a File") from None
+                last = serialize(as_output_model(item, info.output_model, info.name))
+                pacer.offer(last)
                 # A generator that never awaits (CPU-bound, or yielding what
                 # it already has) would otherwise hold the event loop to its
                 # last item: the other calls' streams, new calls and cancels
                 # would wait for it. One loop turn per yield lets them in.
                 await asyncio.sleep(0)
+            pacer.finish()
         finally:
+            pacer.close()
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 try:

@@ -80,6 +80,21 @@ class App(BaseApp):
         for i in range(input.n):
             yield Out(text=f"step {i}")
 
+    async def paced(self, input: In) -> AsyncIterator[Out]:
+        # Yields further apart than the worker's snapshot interval (10 ms).
+        for i in range(input.n):
+            if i:
+                await asyncio.sleep(0.05)
+            yield Out(text=f"step {i}")
+
+    async def burst_then_pause(self, input: In) -> AsyncIterator[Out]:
+        text = ""
+        for c in "abc":
+            text += c
+            yield Out(text=text)
+        await asyncio.sleep(0.3)
+        yield Out(text=text + "d")
+
     async def empty_stream(self, input: In) -> AsyncIterator[Out]:
         if False:
             yield Out(text="never")
@@ -182,24 +197,60 @@ def test_validation_error_has_dotted_locations(worker):
     assert "items.1.weight" in failed["error"] and "\n" not in failed["error"]
 
 
+def assert_paced(frames, yields):
+    """The snapshot frames of a stream whose yields were ``yields``: the
+    first yield at once, then some of the others in order (each sent or
+    replaced by a later one within the worker's 10 ms interval, so which
+    ones depends on timing), and ``done`` with the last."""
+    texts = [f["output"]["text"] for f in frames]
+    assert [f["type"] for f in frames] == ["snapshot"] * (len(frames) - 1) + ["done"], frames
+    assert texts[0] == yields[0] and texts[-1] == yields[-1], texts
+    positions = [yields.index(t) for t in texts[:-1]]
+    assert positions == sorted(set(positions)), f"snapshots out of order or repeated: {texts}"
+    return texts[:-1]
+
+
 def test_async_generator_streams_snapshots_then_done(worker):
     worker.send({"type": "call", "id": "s", "function": "gen", "input": {"n": 3}, "metadata": {}})
     first = worker.expect("snapshot")
+    assert first["output"]["text"] == "0", "the first yield is sent at once"
     # printed before the yield, flushed before its snapshot
     assert "before snapshot 0" in worker.stdout()
-    frames = [first] + worker.collect("s")
-    assert [f["type"] for f in frames] == ["snapshot", "snapshot", "snapshot", "done"]
-    assert [f["output"]["text"] for f in frames] == ["0", "01", "012", "012"]
+    assert_paced([first] + worker.collect("s"), ["0", "01", "012"])
 
 
 def test_async_iterator_streams(worker):
     worker.send({"type": "call", "id": "i", "function": "iter", "input": {"n": 2}, "metadata": {}})
-    frames = worker.collect("i")
+    assert_paced(worker.collect("i"), ["step 0", "step 1"])
+
+
+def test_a_fast_generator_sends_far_fewer_snapshots_than_yields(worker):
+    # 2,000 yields without a pause take a few ms here; for half of them to
+    # be sent, one would have to come every 10 ms: 20 s of yielding.
+    yields = [f"step {i}" for i in range(2000)]
+    worker.send({"type": "call", "id": "f", "function": "iter", "input": {"n": 2000}, "metadata": {}})
+    snapshots = assert_paced(worker.collect("f"), yields)
+    assert len(snapshots) < len(yields) // 2, len(snapshots)
+
+
+def test_yields_further_apart_than_the_interval_are_each_a_snapshot(worker):
+    worker.send({"type": "call", "id": "p", "function": "paced", "input": {"n": 3}, "metadata": {}})
+    frames = worker.collect("p")
     assert [(f["type"], f["output"]["text"]) for f in frames] == [
         ("snapshot", "step 0"),
         ("snapshot", "step 1"),
-        ("done", "step 1"),
+        ("snapshot", "step 2"),
+        ("done", "step 2"),
     ]
+
+
+def test_a_burst_is_sent_as_its_newest_yield_when_the_interval_is_up(worker):
+    # "ab" and "abc" follow "a" at once; then the generator pauses for
+    # 0.3 s. "abc" goes out during the pause, when the interval is up (it is
+    # not held until the next yield, which would have replaced it).
+    worker.send({"type": "call", "id": "b", "function": "burst_then_pause", "input": {}, "metadata": {}})
+    snapshots = assert_paced(worker.collect("b"), ["a", "ab", "abc", "abcd"])
+    assert snapshots[-2:] == ["abc", "abcd"], snapshots
 
 
 def test_streams_that_never_await_take_turns(worker):

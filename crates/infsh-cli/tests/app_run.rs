@@ -117,11 +117,16 @@ fn sync_async_streaming_metadata_and_plain_model_functions_all_run() {
         sync["output"]["in_event_loop"], false,
         "plain def runs off the event loop"
     );
-    let stream = run("stream_fn", r#"{"text": "abc"}"#);
+    // Yields 50 ms apart, more than the worker's 10 ms snapshot interval:
+    // each one is a snapshot.
+    let stream = run("stream_fn", r#"{"delay": 0.05}"#);
     assert_eq!(stream["output"]["text"], "abc");
     assert_eq!(stream["snapshots"], 3);
+    // Yields at once: the first is sent at once, the others may be folded
+    // into the next one or into the result (docs/protocol.md, "Streaming").
     let iter = run("iter_fn", r#"{"n": 3}"#);
-    assert_eq!(iter["snapshots"], 3);
+    let snapshots = iter["snapshots"].as_u64().unwrap();
+    assert!((1..=3).contains(&snapshots), "{iter}");
     assert_eq!(iter["output"]["text"], "123");
     let meta = run("with_meta", r#"{"text": "abc"}"#);
     assert_eq!(meta["output"]["metadata_type"], "Metadata");

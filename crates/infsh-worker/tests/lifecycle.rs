@@ -196,10 +196,19 @@ async fn streaming_sends_snapshots_before_the_result() {
             _ => None,
         })
         .collect();
-    assert_eq!(snapshots, [1, 2, 3, 4]);
-    // What was printed before a yield arrives before that yield's
-    // snapshot (lines printed after it may arrive earlier than the snapshot
-    // too: the pipes and the socket are not ordered with each other).
+    // The first yield at once, then some of the others in order (the
+    // four come within the worker's 10 ms snapshot interval, so which of
+    // them are sent and which are folded into a later one or into the
+    // result depends on timing).
+    assert_eq!(snapshots.first(), Some(&1), "{snapshots:?}");
+    assert!(
+        snapshots.windows(2).all(|w| w[0] < w[1]) && snapshots.iter().all(|n| *n <= 4),
+        "{snapshots:?}"
+    );
+    // What was printed before a yield arrives before the snapshot of that
+    // yield or a later one (lines printed after it may arrive earlier than
+    // the snapshot too: the pipes and the socket are not ordered with each
+    // other).
     let order: Vec<String> = events
         .iter()
         .map(|e| match e {
@@ -209,13 +218,15 @@ async fn streaming_sends_snapshots_before_the_result() {
             }
         })
         .collect();
-    assert_eq!(order.len(), 8, "{order:?}");
+    assert_eq!(order.len(), 4 + snapshots.len(), "{order:?}");
     let at = |s: String| order.iter().position(|o| *o == s).unwrap();
-    for i in 0..4 {
-        assert!(
-            at(format!("yielding {i}")) < at(format!("snapshot {}", i + 1)),
-            "{order:?}"
-        );
+    for n in &snapshots {
+        for i in 0..*n {
+            assert!(
+                at(format!("yielding {i}")) < at(format!("snapshot {n}")),
+                "{order:?}"
+            );
+        }
     }
 }
 
