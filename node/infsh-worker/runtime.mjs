@@ -7,8 +7,9 @@
 //   call that arrives while one runs waits for it.
 // - call: the input is parsed with `<Name>Input` (defaults, transforms such
 //   as `createFileSchema`'s File), then `app[name](input, ctx)` runs with
-//   ctx = { signal, metadata, id }. An `async *` method sends a `snapshot`
-//   per yield and `done` with the last one.
+//   ctx = { signal, metadata, id }. An `async *` method sends `snapshot`s
+//   of its yields (the first at once, then at most one per 10 ms, the
+//   newest: snapshot-pacer.mjs) and `done` with the last one.
 // - cancel: `app.onCancel(id)` is awaited when the app has it, then the
 //   call's AbortSignal fires (a streaming call's generator is also closed
 //   at its next yield) and the call ends with `failed`/`cancelled`. Code
@@ -28,6 +29,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { syncBuiltinESMExports } from "node:module";
 
 import { MessageTooLarge } from "./protocol.mjs";
+import { SnapshotPacer } from "./snapshot-pacer.mjs";
 
 const callContext = new AsyncLocalStorage();
 
@@ -218,10 +220,21 @@ export class Runtime {
         const iterator = this.app[name](parsed.data, ctx);
         state.iterator = iterator;
         let last = {};
-        for await (const snapshot of iterator) {
-          if (state.cancelled) break;
-          last = snapshot;
-          this.sendOutput({ type: "snapshot", id }, snapshot, fn);
+        // The first yield at once, then at most one snapshot per interval,
+        // the newest (snapshot-pacer.mjs); serialized when yielded, as the
+        // app may change the object afterwards.
+        const pacer = new SnapshotPacer(({ output, files }) => {
+          if (!state.cancelled) this.send({ type: "snapshot", id, output, files });
+        });
+        try {
+          for await (const snapshot of iterator) {
+            if (state.cancelled) break;
+            last = snapshot;
+            pacer.offer(serialize(snapshot));
+          }
+          pacer.finish();
+        } finally {
+          pacer.close();
         }
         return last;
       });

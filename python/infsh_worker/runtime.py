@@ -548,7 +548,7 @@ class Runtime:
         def send(snapshot) -> None:
             if call.cancel_requested:
                 return
-            output, files = snapshot
+            output, files = snapshot if isinstance(snapshot, tuple) else serialize(snapshot)
             # Flushed too: what was printed before a yield reaches the host
             # before the snapshot that follows it.
             try:
@@ -557,11 +557,24 @@ class Runtime:
                 raise OutputError(f"a snapshot is too large to send: {e}; return large data as a File") from None
 
         # The first yield at once, then at most one snapshot per interval,
-        # the newest (snapshot_pacer.py).
+        # the newest (snapshot_pacer.py). A yield is serialized when it is
+        # sent, not when it is yielded: most yields of a fast generator are
+        # replaced before they are sent, and serializing each one (the
+        # whole output so far, every time) was most of the worker's time in
+        # the tokens benchmark (docs/performance.md, "Token streams"). An
+        # app that yields a new object each time has no reason to change it
+        # afterwards; one that changes one object and yields it again is
+        # serialized at each yield from its second on, so that each
+        # snapshot and the result are that object as it was when yielded.
         pacer = SnapshotPacer(send)
+        yielded = None
+        eager = False
         try:
             async for item in agen:
-                last = serialize(as_output_model(item, info.output_model, info.name))
+                model = as_output_model(item, info.output_model, info.name)
+                eager = eager or model is yielded
+                yielded = model
+                last = serialize(model) if eager else model
                 pacer.offer(last)
                 # A generator that never awaits (CPU-bound, or yielding what
                 # it already has) would otherwise hold the event loop to its
@@ -579,7 +592,7 @@ class Runtime:
                     pass
         if last is None:
             raise OutputError(f"streaming function {info.name!r} finished without yielding any output")
-        return last
+        return last if isinstance(last, tuple) else serialize(last)
 
     # -- cancel ----------------------------------------------------------------
 

@@ -87,6 +87,18 @@ class App(BaseApp):
                 await asyncio.sleep(0.05)
             yield Out(text=f"step {i}")
 
+    async def reyield(self, input: In) -> AsyncIterator[Out]:
+        # One object, changed and yielded again; changed once more after a
+        # yield that the worker holds (within its 10 ms interval).
+        out = Out(text="a")
+        yield out
+        out.text = "ab"
+        yield out
+        out.text = "ab, changed after its yield"
+        await asyncio.sleep(0.3)
+        out.text = "abc"
+        yield out
+
     async def burst_then_pause(self, input: In) -> AsyncIterator[Out]:
         text = ""
         for c in "abc":
@@ -242,6 +254,15 @@ def test_yields_further_apart_than_the_interval_are_each_a_snapshot(worker):
         ("snapshot", "step 2"),
         ("done", "step 2"),
     ]
+
+
+def test_an_object_yielded_again_is_sent_as_it_was_when_yielded(worker):
+    # Yields are serialized when sent; an app that yields one object again
+    # and again gets each yield serialized when it is made, so the held
+    # "ab" is not sent as the text it had later.
+    worker.send({"type": "call", "id": "r", "function": "reyield", "input": {}, "metadata": {}})
+    snapshots = assert_paced(worker.collect("r"), ["a", "ab", "abc"])
+    assert snapshots == ["a", "ab", "abc"], snapshots
 
 
 def test_a_burst_is_sent_as_its_newest_yield_when_the_interval_is_up(worker):

@@ -109,7 +109,16 @@ async fn ready_setup_calls_snapshots_and_shutdown() {
             _ => None,
         })
         .collect();
-    assert_eq!(snapshots, [json!(1), json!(2), json!(3)]);
+    // The first yield at once, then some of the others in order (the three
+    // come within the worker's 10 ms snapshot interval, so which of them
+    // are sent and which are folded into a later one or into the result
+    // depends on timing).
+    let counts: Vec<u64> = snapshots.iter().map(|c| c.as_u64().unwrap()).collect();
+    assert_eq!(counts.first(), Some(&1), "{counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]) && counts.iter().all(|c| *c <= 3),
+        "{counts:?}"
+    );
 
     // Input the worker's own Zod parse refuses (the host validates first in
     // real use): failed, kind input, with a location per error.

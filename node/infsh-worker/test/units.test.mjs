@@ -11,6 +11,7 @@ import { schemaStem } from "../discovery.mjs";
 import { errorLine, folderName } from "../runtime.mjs";
 import { isZodSchema, toJsonSchema } from "../schema.mjs";
 import { encode } from "../protocol.mjs";
+import { SnapshotPacer } from "../snapshot-pacer.mjs";
 
 const FILE = Symbol.for("inferencesh.fileSchema");
 
@@ -78,4 +79,50 @@ test("a Zod 3 object: required, defaults, descriptions, checks, files", async ()
 test("a Zod 4 schema without a toJSONSchema is refused", async () => {
   const schema = { _zod: {}, safeParseAsync() {} };
   await assert.rejects(toJsonSchema(schema, "input", async () => null), /no toJSONSchema/);
+});
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test("a stream's first yield goes at once, a burst as its newest when the interval is up", async () => {
+  const sent = [];
+  const pacer = new SnapshotPacer((s) => sent.push(s), 50);
+  pacer.offer("a");
+  assert.deepEqual(sent, ["a"]);
+  pacer.offer("ab");
+  pacer.offer("abc");
+  assert.deepEqual(sent, ["a"], "yields within the interval are held");
+  await sleep(150);
+  assert.deepEqual(sent, ["a", "abc"]);
+  await sleep(100);
+  pacer.offer("abcd");
+  assert.deepEqual(sent, ["a", "abc", "abcd"], "after a pause longer than the interval, at once");
+  pacer.finish();
+  await sleep(100);
+  assert.deepEqual(sent, ["a", "abc", "abcd"]);
+});
+
+test("what a stream holds at its end is not sent", async () => {
+  const sent = [];
+  const pacer = new SnapshotPacer((s) => sent.push(s), 50);
+  pacer.offer(1);
+  pacer.offer(2);
+  pacer.finish();
+  await sleep(100);
+  assert.deepEqual(sent, [1]);
+});
+
+test("a snapshot send that fails on the timer is thrown by the next offer or by finish", async () => {
+  const send = (s) => {
+    if (s === "too big") throw new Error("too large to send");
+  };
+  let pacer = new SnapshotPacer(send, 20);
+  pacer.offer("ok");
+  pacer.offer("too big");
+  await sleep(60);
+  assert.throws(() => pacer.offer("next"), /too large/);
+  pacer = new SnapshotPacer(send, 20);
+  pacer.offer("ok");
+  pacer.offer("too big");
+  await sleep(60);
+  assert.throws(() => pacer.finish(), /too large/);
 });
