@@ -241,7 +241,7 @@ export class Runtime {
       if (state.cancelled) return;
       const problem = await this.checkOutput(fn, result);
       if (problem) return this.failed(id, "app", problem);
-      this.sendOutput({ type: "done", id, seconds: (performance.now() - started) / 1000 }, result, fn);
+      this.sendDone(id, (performance.now() - started) / 1000, result);
     } catch (e) {
       if (state.cancelled) return;
       this.failed(id, "app", errorLine(e), e?.stack ?? "");
@@ -256,14 +256,15 @@ export class Runtime {
     return `OutputError: the output of ${fn.name} does not match its output schema: ${summarize(zodErrors(result.error, ""))}`;
   }
 
-  sendOutput(head, value, fn) {
+  // A snapshot too large to send throws (the pacer's send), which fails the
+  // call; a result too large is answered with `failed` here.
+  sendDone(id, seconds, value) {
     const { output, files } = serialize(value);
     try {
-      this.send({ ...head, output, files });
+      this.send({ type: "done", id, seconds, output, files });
     } catch (e) {
       if (!(e instanceof MessageTooLarge)) throw e;
-      if (head.type === "done") this.failed(head.id, "app", `OutputError: the output is too large to return: ${e.message}`);
-      else throw e;
+      this.failed(id, "app", `OutputError: the output is too large to return: ${e.message}`);
     }
   }
 

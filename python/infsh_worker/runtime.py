@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pydantic import ValidationError
 
@@ -173,6 +173,12 @@ class _Call:
 
 
 # -- the runtime -------------------------------------------------------------
+
+
+def _serialized(held: Any) -> Tuple[Any, List[Dict[str, Any]]]:
+    """``(output, files)`` of a stream's yield as ``Runtime._stream`` keeps
+    it: serialized at the yield already, or the model, serialized now."""
+    return held if isinstance(held, tuple) else serialize(held)
 
 
 class Runtime:
@@ -548,7 +554,7 @@ class Runtime:
         def send(snapshot) -> None:
             if call.cancel_requested:
                 return
-            output, files = snapshot if isinstance(snapshot, tuple) else serialize(snapshot)
+            output, files = _serialized(snapshot)
             # Flushed too: what was printed before a yield reaches the host
             # before the snapshot that follows it.
             try:
@@ -592,7 +598,7 @@ class Runtime:
                     pass
         if last is None:
             raise OutputError(f"streaming function {info.name!r} finished without yielding any output")
-        return last if isinstance(last, tuple) else serialize(last)
+        return _serialized(last)
 
     # -- cancel ----------------------------------------------------------------
 

@@ -19,13 +19,15 @@ held. Yields further apart than the interval are each sent as they come.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Optional
 
 # Short next to what a person notices, or the 40 ms of the host's delta
 # lines; long next to a fast generator's tens of microseconds per yield.
 SNAPSHOT_INTERVAL = 0.010
 
-Snapshot = Tuple[Any, List[Any]]
+# Whatever ``send`` takes: the pacer only holds and hands it on (the Python
+# worker passes an ``(output, files)`` pair, or the model to serialize when sent).
+Snapshot = Any
 
 
 class SnapshotPacer:

@@ -88,10 +88,7 @@ impl FileSync {
                     .sync_all()
                     .await
             }
-            FileSync::Deferred(pending) => {
-                pending.push(path.to_path_buf());
-                Ok(())
-            }
+            FileSync::Deferred(_) => self.placed(path),
         }
     }
 
